@@ -1,0 +1,1 @@
+//! UserSig v2 tickets (spec/usersig-v2.md).

@@ -1,0 +1,1 @@
+//! Xiaomi MiPush: wire format, client, emulator.
