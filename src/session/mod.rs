@@ -1,1 +1,6 @@
-//! session
+//! Live client sessions: one `SessionActor` per WebSocket connection, and the hub that reaches
+//! them.
+
+pub mod hub;
+
+pub use hub::{DeliverError, Hub, SessionCommand};
