@@ -626,6 +626,24 @@ mod tests {
     }
 
     #[test]
+    fn go_generator_shape_is_accepted() {
+        // Tencent's Go generator stores the JSON uncompressed (zlib level 0), ends it with a
+        // newline, orders members its own way and escapes HTML characters.
+        let lines =
+            format!("TLS.identifier:a<b>&c\nTLS.sdkappid:{APP}\nTLS.time:{T0}\nTLS.expire:60\n");
+        let json = format!(
+            "{{\"TLS.sig\":\"{}\",\"TLS.ver\":\"2.0\",\"TLS.identifier\":\"a\\u003cb\\u003e\\u0026c\",\
+             \"TLS.sdkappid\":{APP},\"TLS.expire\":60,\"TLS.time\":{T0}}}\n",
+            hmac_b64(&lines)
+        );
+        let mut z = ZlibEncoder::new(Vec::new(), Compression::none());
+        std::io::Write::write_all(&mut z, json.as_bytes()).expect("write");
+        let sig = to_sig_alphabet(STANDARD.encode(z.finish().expect("finish")));
+        let ticket = key().verify(&sig, "a<b>&c", T0).expect("verifies");
+        assert_eq!(ticket.identifier, "a<b>&c");
+    }
+
+    #[test]
     fn unpadded_usersig_is_accepted() {
         let sig = key().generate_at("alice", 100, T0, None);
         let trimmed = sig.trim_end_matches('_');
