@@ -5,6 +5,7 @@
 //! is a loopback Xiaomi for tests and load runs. The facts come from `spec/xiaomi-push-api.md`.
 
 pub mod client;
+pub mod emulator;
 pub mod reply;
 pub mod wire;
 
