@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pushgate::domain::ClickAction;
 use pushgate::vendor::xiaomi::emulator::{
-    self, EmulatorApp, EmulatorConfig, EmulatorHandle, Knobs, RegidPolicy,
+    self, EmulatorApp, EmulatorConfig, EmulatorHandle, EmulatorRules, Knobs, RegidPolicy,
 };
 use pushgate::vendor::xiaomi::{
     VendorReply, XiaomiApp, XiaomiClient, XiaomiMessage, DEFAULT_TITLE,
@@ -739,4 +739,48 @@ async fn stopped_emulator_is_a_transient_failure() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let reply = c.send_regid(&app(), &msg(), &["r1"]).await;
     assert!(matches!(reply, VendorReply::Transient { .. }), "{reply:?}");
+}
+
+#[tokio::test]
+async fn hang_is_capped_with_504() {
+    let emu = start(EmulatorConfig {
+        hang: true,
+        rules: EmulatorRules {
+            hang_cap_secs: 1,
+            ..EmulatorRules::default()
+        },
+        ..strict()
+    });
+    let reply = client(&emu).send_regid(&app(), &msg(), &["r1"]).await;
+    match &reply {
+        VendorReply::Transient { reason } => assert!(reason.contains("504"), "{reason}"),
+        other => panic!("expected transient, got {other:?}"),
+    }
+    assert_eq!(emu.stats().requests["/v3/message/regid"]["http_504"], 1);
+}
+
+#[tokio::test]
+async fn multi_messages_report_quota_per_channel() {
+    let emu = start(EmulatorConfig {
+        daily_quota: Some(1),
+        ..strict()
+    });
+    let messages = serde_json::json!([
+        {"target": "ra", "message": {"restricted_package_name": PKG, "title": "t1", "description": "d",
+            "notify_type": -1, "notify_id": 1, "pass_through": 0, "extra": {"channel_id": "101556"}}},
+        {"target": "rb", "message": {"restricted_package_name": PKG, "title": "t2", "description": "d",
+            "notify_type": -1, "notify_id": 2, "pass_through": 0, "extra": {"channel_id": "101556"}}}
+    ])
+    .to_string();
+    let form = [("messages", messages.as_str()), ("time_to_send", "0")];
+    let (_, body) = raw_post(&emu, "/v2/multi_messages/regids", Some(AUTH), &form).await;
+    assert_eq!(body["code"], 0, "{body}");
+    assert_eq!(body["data"]["channel_exceed_quota"]["101556"], 1);
+    assert_eq!(body["data"]["day_quota"], "1");
+    assert_eq!(body["data"]["day_acked"], "1");
+    assert_eq!(emu.received().len(), 1);
+    // The single-message API refuses outright once the day is used up.
+    let (_, body) = raw_post(&emu, "/v3/message/regid", Some(AUTH), &base_form("t", "d")).await;
+    assert_eq!(body["code"], 200001);
+    assert_eq!(body["reason"], "exceed quota, quota: 1, have acked: 1");
 }

@@ -121,7 +121,9 @@ async fn handle(
 /// Waits until the `hang` knob is cleared; false when the cap passed or the emulator stopped.
 async fn wait_while_hung(shared: &Shared) -> bool {
     let mut knobs = shared.watch_knobs();
-    let deadline = tokio::time::Instant::now() + shared.hang_cap();
+    // `sleep` saturates a huge cap instead of overflowing an `Instant`.
+    let cap = tokio::time::sleep(shared.hang_cap());
+    tokio::pin!(cap);
     loop {
         if !knobs.borrow_and_update().hang {
             return true;
@@ -132,7 +134,7 @@ async fn wait_while_hung(shared: &Shared) -> bool {
                     return false;
                 }
             }
-            () = tokio::time::sleep_until(deadline) => return false,
+            () = &mut cap => return false,
         }
     }
 }
