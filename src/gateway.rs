@@ -255,8 +255,13 @@ pub struct Gateway {
     /// Serialises certificate changes so the disk sees them in memory's order.
     cert_lock: tokio::sync::Mutex<()>,
     next_cert_id: AtomicU64,
+    /// Called after a certificate is created or edited (the sandbox registers it with the
+    /// in-process emulator).
+    pub cert_hook: std::sync::OnceLock<CertHook>,
     next_message_id: AtomicU64,
 }
+
+pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
 
 /// Certificate ids start here, so they look like the console ids operators know.
 pub const FIRST_CERTIFICATE_ID: CertificateId = 1001;
@@ -303,6 +308,7 @@ impl Gateway {
             metrics,
             outcomes,
             cert_lock: tokio::sync::Mutex::new(()),
+            cert_hook: std::sync::OnceLock::new(),
             next_cert_id: AtomicU64::new(next),
             // Unique across restarts: milliseconds since the epoch, shifted, then counted.
             next_message_id: AtomicU64::new(now_millis() << 12),
@@ -336,6 +342,9 @@ impl Gateway {
             ])
             .await?;
         self.next_cert_id.store(id + 1, Ordering::Relaxed);
+        if let Some(h) = self.cert_hook.get() {
+            h(&cert);
+        }
         let entry = self.certs.insert(cert);
         self.senders.start(entry.clone());
         tracing::info!(certificate = id, "certificate created");
@@ -365,6 +374,9 @@ impl Gateway {
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
             .await?;
+        if let Some(h) = self.cert_hook.get() {
+            h(&cert);
+        }
         entry.replace(cert);
         tracing::info!(certificate = id, "certificate updated");
         Ok(entry)

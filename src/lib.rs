@@ -7,10 +7,18 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod certs;
+pub mod config;
+pub mod diagnosis;
 pub mod domain;
+pub mod gateway;
+pub mod metrics;
 pub mod push;
 pub mod registry;
+pub mod sandbox;
+pub mod server;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod usersig;
 pub mod vendor;

@@ -164,7 +164,16 @@ pub fn bind(
 /// Runs the gateway until SIGTERM/SIGINT: stops accepting, finishes in-flight requests, lets
 /// the store writer finish its last group, exits.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    run_with(config, |_| {}).await
+}
+
+/// `run`, with a hook that sees the gateway before the listener binds (the sandbox uses it).
+pub async fn run_with(
+    config: Config,
+    before_bind: impl FnOnce(&Arc<Gateway>),
+) -> Result<(), StartError> {
     let prepared = prepare(config)?;
+    before_bind(&prepared.gateway);
     let ready = Arc::new(AtomicBool::new(false));
     let (server, addr) = bind(&prepared, ready)?;
     tracing::info!(
