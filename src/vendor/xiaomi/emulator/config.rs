@@ -97,6 +97,8 @@ pub struct EmulatorRules {
     pub max_records: usize,
     /// Largest request body; longer ones get 10018 "request too long".
     pub max_body_bytes: usize,
+    /// actix workers (threads) serving the emulator; 1 suits tests, more suits load runs.
+    pub workers: usize,
 }
 
 impl Default for EmulatorRules {
@@ -119,6 +121,7 @@ impl Default for EmulatorRules {
             hang_cap_secs: 300,
             max_records: 100_000,
             max_body_bytes: 8 * 1024 * 1024,
+            workers: 1,
         }
     }
 }

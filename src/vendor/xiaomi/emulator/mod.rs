@@ -44,6 +44,7 @@ pub fn start(config: EmulatorConfig, listen: SocketAddr) -> io::Result<EmulatorH
     let addr = listener.local_addr()?;
     let (started_tx, started_rx) = std::sync::mpsc::channel::<io::Result<ServerHandle>>();
     let app_state = Arc::clone(&shared);
+    let workers = shared.rules.workers.max(1);
     std::thread::Builder::new()
         .name(format!("xiaomi-emulator-{}", addr.port()))
         .spawn(move || {
@@ -57,7 +58,7 @@ pub fn start(config: EmulatorConfig, listen: SocketAddr) -> io::Result<EmulatorH
                         .configure(control::configure)
                         .default_service(web::to(push::not_found))
                 })
-                .workers(1)
+                .workers(workers)
                 .disable_signals()
                 .shutdown_timeout(1)
                 .listen(listener);
