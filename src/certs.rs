@@ -76,11 +76,17 @@ impl CertEntry {
     pub fn replace(&self, cert: Certificate) {
         *self.cert.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cert);
         self.broken.store(false, Ordering::Relaxed);
-        *self.broken_reason.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .broken_reason
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn mark_broken(&self, reason: String) {
-        *self.broken_reason.write().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        *self
+            .broken_reason
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
         self.broken.store(true, Ordering::Relaxed);
     }
 

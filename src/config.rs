@@ -321,7 +321,10 @@ impl Config {
         }
         for t in [&self.admin_token, &self.api_token].into_iter().flatten() {
             if t.len() < 8 {
-                return invalid("admin_token/api_token", "tokens must be at least 8 characters");
+                return invalid(
+                    "admin_token/api_token",
+                    "tokens must be at least 8 characters",
+                );
             }
         }
         Ok(())

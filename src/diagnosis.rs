@@ -62,7 +62,10 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
         (Some(_), None) => checks.push(check(
             "certificate_configured",
             Some(false),
-            format!("the token was reported for certificate {}, which does not exist (deleted?)", d.cert),
+            format!(
+                "the token was reported for certificate {}, which does not exist (deleted?)",
+                d.cert
+            ),
         )),
         (Some(_), Some(e)) => {
             let c = e.cert();
@@ -75,7 +78,11 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     }
     // 2. certificate healthy
     match &cert {
-        None => checks.push(check("certificate_healthy", None, "no certificate to check")),
+        None => checks.push(check(
+            "certificate_healthy",
+            None,
+            "no certificate to check",
+        )),
         Some(e) => {
             let st = e.status(now);
             let ok = st.state == "healthy";
@@ -135,7 +142,11 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     // 5. last notification
     let last = g.outcomes.get(user, &d.id);
     checks.push(match &last {
-        None => check("last_notification", None, "no notification sent to this device since the gateway started"),
+        None => check(
+            "last_notification",
+            None,
+            "no notification sent to this device since the gateway started",
+        ),
         Some(n) => {
             let mut detail = format!("{}: {}", n.class, n.detail);
             if let Some(t) = &n.trace_id {
@@ -146,7 +157,10 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     });
     let would_push = state.push_eligible()
         && d.token.is_some()
-        && cert.as_ref().map(|e| e.status(now).state == "healthy").unwrap_or(false);
+        && cert
+            .as_ref()
+            .map(|e| e.status(now).state == "healthy")
+            .unwrap_or(false);
     DeviceDiagnosis {
         device: d.id.to_string(),
         platform: d.platform.as_str(),
@@ -195,7 +209,10 @@ pub fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
         .cloned();
     let would_push = devices.iter().any(|d| d.would_push);
     let summary = match (&best, would_push) {
-        (Some(b), true) => format!("a notification would reach device '{}' ({}) now", b.device, b.platform),
+        (Some(b), true) => format!(
+            "a notification would reach device '{}' ({}) now",
+            b.device, b.platform
+        ),
         (Some(b), false) => {
             let failing: Vec<&str> = b
                 .checks
@@ -206,7 +223,11 @@ pub fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
             format!(
                 "no device would get a notification now; on '{}' these fail: {}",
                 b.device,
-                if failing.is_empty() { "none".to_string() } else { failing.join(", ") }
+                if failing.is_empty() {
+                    "none".to_string()
+                } else {
+                    failing.join(", ")
+                }
             )
         }
         (None, _) => String::new(),

@@ -12,7 +12,9 @@ use crate::metrics::Metrics;
 use crate::push::dispatch::Dispatch;
 use crate::push::outcomes::Outcomes;
 use crate::push::sender::SenderCtx;
-use crate::push::{DeviceOutcome, Message, Outcome, PushContent, PushJob, RecipientResult, Senders};
+use crate::push::{
+    DeviceOutcome, Message, Outcome, PushContent, PushJob, RecipientResult, Senders,
+};
 use crate::registry::{ConnId, Device, Registry, RegistryError, Route, SkipReason};
 use crate::session::{Hub, SessionCommand};
 use crate::store::{StoreError, StoreHandle, StoreOp};
@@ -53,7 +55,11 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    pub fn invalid(code: &'static str, field: Option<&'static str>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        code: &'static str,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
         GatewayError::Invalid {
             code,
             field,
@@ -447,11 +453,17 @@ impl Gateway {
         &self,
         ev: &SessionEvent,
         conn: Option<ConnId>,
-    ) -> (Result<EventResult, GatewayError>, Option<crate::store::CommitTicket>) {
+    ) -> (
+        Result<EventResult, GatewayError>,
+        Option<crate::store::CommitTicket>,
+    ) {
         if let Err(e) = check_id("user", &ev.user).and_then(|_| check_id("device", &ev.device)) {
             return (Err(id_error(e)), None);
         }
-        let durable = !matches!(ev.action, SessionAction::Background | SessionAction::Foreground);
+        let durable = !matches!(
+            ev.action,
+            SessionAction::Background | SessionAction::Foreground
+        );
         let permit = if durable {
             match self.store.reserve() {
                 Ok(p) => Some(p),
@@ -634,7 +646,9 @@ impl Gateway {
             return Err(token_error(TokenError::UnknownCertificate(certificate_id)));
         }
         let permit = self.store.reserve()?;
-        let out = self.registry.set_token(user, device, certificate_id, token)?;
+        let out = self
+            .registry
+            .set_token(user, device, certificate_id, token)?;
         let mut ops = vec![StoreOp::PutDevice {
             user: user.to_string(),
             device: device.to_string(),
@@ -845,7 +859,10 @@ impl Gateway {
             device: d.id.to_string(),
             platform: d.platform.as_str(),
             state: state.tim_name(),
-            background: matches!(state, crate::domain::DeviceState::Online { background: true }),
+            background: matches!(
+                state,
+                crate::domain::DeviceState::Online { background: true }
+            ),
             offline_reason: match state {
                 crate::domain::DeviceState::Offline { reason } => Some(reason),
                 _ => None,
@@ -930,7 +947,9 @@ impl Gateway {
         }
         m.certificates.with_label_values(&["healthy"]).set(healthy);
         m.certificates.with_label_values(&["broken"]).set(broken);
-        m.certificates.with_label_values(&["quota_paused"]).set(paused);
+        m.certificates
+            .with_label_values(&["quota_paused"])
+            .set(paused);
     }
 
     /// Starts the periodic retention sweep.

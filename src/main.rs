@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pushgate", version, about = "Push gateway: live WebSocket sessions, offline push through Xiaomi MiPush")]
+#[command(
+    name = "pushgate",
+    version,
+    about = "Push gateway: live WebSocket sessions, offline push through Xiaomi MiPush"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

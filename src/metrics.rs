@@ -108,13 +108,19 @@ impl Metrics {
             ),
             tokens_bound: reg(
                 &r,
-                IntGauge::new("pushgate_push_tokens_bound", "Vendor push tokens bound to a device.")
-                    .expect("valid metric definition"),
+                IntGauge::new(
+                    "pushgate_push_tokens_bound",
+                    "Vendor push tokens bound to a device.",
+                )
+                .expect("valid metric definition"),
             ),
             users: reg(
                 &r,
-                IntGauge::new("pushgate_users", "Users with at least one registered device.")
-                    .expect("valid metric definition"),
+                IntGauge::new(
+                    "pushgate_users",
+                    "Users with at least one registered device.",
+                )
+                .expect("valid metric definition"),
             ),
             store_commit_seconds: histogram(
                 &r,
@@ -126,7 +132,9 @@ impl Metrics {
                 &r,
                 "pushgate_store_commit_group_size",
                 "Requests answered by one group commit.",
-                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ],
             ),
             recipients: counter_vec(
                 &r,

@@ -18,7 +18,10 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
         let hook = move |c: &crate::domain::Certificate| {
-            e.add_app(EmulatorApp::new(c.package_name.clone(), c.app_secret.clone()));
+            e.add_app(EmulatorApp::new(
+                c.package_name.clone(),
+                c.app_secret.clone(),
+            ));
         };
         for entry in g.certs.all() {
             hook(&entry.cert());

@@ -185,7 +185,9 @@ pub async fn run_with(
     // Tools that start us on port 0 read the address from this line.
     println!("pushgate listening on {addr}");
     server.await?;
-    let Prepared { gateway, writer, .. } = prepared;
+    let Prepared {
+        gateway, writer, ..
+    } = prepared;
     drop(gateway);
     // Every acknowledged change is already synced; this waits for the writer to drain.
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -247,7 +249,9 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
                     server.handle(),
                 )));
                 let _ = server.await;
-                let Prepared { gateway, writer, .. } = prepared;
+                let Prepared {
+                    gateway, writer, ..
+                } = prepared;
                 drop(gateway);
                 let _ = writer.join();
             });

@@ -69,7 +69,10 @@ struct CertificateList {
 
 fn parse_id(raw: &str) -> Result<u64, ApiError> {
     raw.parse().map_err(|_| {
-        ApiError::bad_request("invalid_id", format!("'{raw}' is not a certificate id (a number)"))
+        ApiError::bad_request(
+            "invalid_id",
+            format!("'{raw}' is not a certificate id (a number)"),
+        )
     })
 }
 
@@ -92,7 +95,11 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .iter()
         .map(|e| view(&state, e))
         .collect();
-    Ok(reply(&req, StatusCode::OK, &CertificateList { certificates }))
+    Ok(reply(
+        &req,
+        StatusCode::OK,
+        &CertificateList { certificates },
+    ))
 }
 
 pub async fn get(

@@ -50,7 +50,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 ));
             }
             let bytes = bytes.await.map_err(|e| {
-                let too_large = e.to_string().contains("overflow") || e.to_string().contains("larger");
+                let too_large =
+                    e.to_string().contains("overflow") || e.to_string().contains("larger");
                 if too_large {
                     ApiError::new(
                         actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -58,19 +59,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                         "the request body is larger than the configured limit",
                     )
                 } else {
-                    ApiError::bad_request("unreadable_body", format!("the request body could not be read: {e}"))
+                    ApiError::bad_request(
+                        "unreadable_body",
+                        format!("the request body could not be read: {e}"),
+                    )
                 }
             })?;
             if bytes.is_empty() {
-                return Err(ApiError::bad_request("empty_body", "the request body is empty"));
+                return Err(ApiError::bad_request(
+                    "empty_body",
+                    "the request body is empty",
+                ));
             }
             let value = if msgpack {
                 rmp_serde::from_slice(&bytes).map_err(|e| {
-                    ApiError::bad_request("malformed_body", format!("the MessagePack body is not valid: {e}"))
+                    ApiError::bad_request(
+                        "malformed_body",
+                        format!("the MessagePack body is not valid: {e}"),
+                    )
                 })?
             } else {
                 serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::bad_request("malformed_body", format!("the JSON body is not valid: {e}"))
+                    ApiError::bad_request(
+                        "malformed_body",
+                        format!("the JSON body is not valid: {e}"),
+                    )
                 })?
             };
             Ok(Body(value))
@@ -79,7 +92,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
 }
 
 /// Serializes `value` as JSON or MessagePack, as the request's `Accept` asks.
-pub fn reply<T: Serialize>(req: &HttpRequest, status: actix_web::http::StatusCode, value: &T) -> HttpResponse {
+pub fn reply<T: Serialize>(
+    req: &HttpRequest,
+    status: actix_web::http::StatusCode,
+    value: &T,
+) -> HttpResponse {
     if wants_msgpack(req) {
         match rmp_serde::to_vec_named(value) {
             Ok(b) => HttpResponse::build(status).content_type(MSGPACK).body(b),

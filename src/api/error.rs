@@ -80,7 +80,9 @@ impl From<GatewayError> for ApiError {
         let message = e.to_string();
         let code = e.code();
         let (status, field, tim_code) = match e {
-            GatewayError::Invalid { field, tim_code, .. } => (StatusCode::BAD_REQUEST, field, tim_code),
+            GatewayError::Invalid {
+                field, tim_code, ..
+            } => (StatusCode::BAD_REQUEST, field, tim_code),
             GatewayError::NotFound { .. } => (StatusCode::NOT_FOUND, None, None),
             GatewayError::Conflict { tim_code, .. } => (StatusCode::CONFLICT, None, tim_code),
             GatewayError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, None, None),

@@ -29,12 +29,19 @@ pub async fn session_events(
     state.tokens.check(&req, Role::Api)?;
     let events = body.0.events;
     if events.is_empty() {
-        return Err(ApiError::bad_request("invalid_field", "events: at least one event is required").with_field("events"));
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "events: at least one event is required",
+        )
+        .with_field("events"));
     }
     if events.len() > MAX_EVENTS {
         return Err(ApiError::bad_request(
             "too_many_events",
-            format!("events: {} events; at most {MAX_EVENTS} per request", events.len()),
+            format!(
+                "events: {} events; at most {MAX_EVENTS} per request",
+                events.len()
+            ),
         )
         .with_field("events"));
     }
@@ -69,7 +76,10 @@ pub async fn put_token(
             if v.platform != p.as_str() {
                 return Err(ApiError::bad_request(
                     "platform_mismatch",
-                    format!("device '{}' is registered on {}, not {}", b.device, v.platform, p),
+                    format!(
+                        "device '{}' is registered on {}, not {}",
+                        b.device, v.platform, p
+                    ),
                 )
                 .with_field("platform"));
             }
@@ -95,7 +105,10 @@ pub async fn delete_token(
     body: Body<ClearTokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     state.tokens.check(&req, Role::Api)?;
-    let v = state.gateway.clear_token(&body.0.user, &body.0.device).await?;
+    let v = state
+        .gateway
+        .clear_token(&body.0.user, &body.0.device)
+        .await?;
     Ok(reply(&req, StatusCode::OK, &v))
 }
 
@@ -147,7 +160,10 @@ pub async fn send_message(
     if op.push_flag > 1 {
         return Err(ApiError::bad_request(
             "invalid_field",
-            format!("offline_push.push_flag is {}; it must be 0 (push) or 1 (no push)", op.push_flag),
+            format!(
+                "offline_push.push_flag is {}; it must be 0 (push) or 1 (no push)",
+                op.push_flag
+            ),
         )
         .with_field("offline_push.push_flag"));
     }
@@ -165,7 +181,14 @@ pub async fn send_message(
         nothing_to_show: false,
     };
     let (message_id, results) = state.gateway.send(&send)?;
-    Ok(reply(&req, StatusCode::OK, &MessageReply { message_id, results }))
+    Ok(reply(
+        &req,
+        StatusCode::OK,
+        &MessageReply {
+            message_id,
+            results,
+        },
+    ))
 }
 
 pub async fn user_status(
@@ -188,7 +211,15 @@ pub async fn user_status(
         status: &'static str,
         devices: Vec<crate::gateway::DeviceView>,
     }
-    Ok(reply(&req, StatusCode::OK, &Out { user: &user, status, devices }))
+    Ok(reply(
+        &req,
+        StatusCode::OK,
+        &Out {
+            user: &user,
+            status,
+            devices,
+        },
+    ))
 }
 
 pub async fn diagnosis(

@@ -181,9 +181,7 @@ impl DeviceState {
             (S::PushOnline { .. }, E::Background | E::Foreground) => {
                 Err(TransitionError::NotConnected)
             }
-            (S::Offline { .. }, E::Background | E::Foreground) => {
-                Err(TransitionError::NotLoggedIn)
-            }
+            (S::Offline { .. }, E::Background | E::Foreground) => Err(TransitionError::NotLoggedIn),
             (S::PushOnline { since }, E::Expire) if now.saturating_sub(since) >= retention => {
                 Ok(S::Offline {
                     reason: OfflineReason::Expired,
@@ -261,7 +259,9 @@ mod tests {
     #[test]
     fn logout_and_kick_stop_pushes() {
         let po = DeviceState::PushOnline { since: 1 };
-        let out = po.apply(DeviceEvent::Logout, Platform::Android, 2, R).unwrap();
+        let out = po
+            .apply(DeviceEvent::Logout, Platform::Android, 2, R)
+            .unwrap();
         assert!(!out.push_eligible());
         let kicked = online()
             .apply(DeviceEvent::Kicked, Platform::Android, 2, R)

@@ -23,7 +23,10 @@ pub fn check_id(field: &'static str, id: &str) -> Result<(), IdError> {
     if id.len() > MAX_ID_BYTES {
         return Err(IdError {
             field,
-            message: format!("{field} is {} bytes; at most {MAX_ID_BYTES} are allowed", id.len()),
+            message: format!(
+                "{field} is {} bytes; at most {MAX_ID_BYTES} are allowed",
+                id.len()
+            ),
         });
     }
     if id.chars().any(char::is_control) {

@@ -37,7 +37,10 @@ mod tests {
         assert_eq!(t.title, "a new message");
         assert_eq!(t.desc, "你好 👋");
         let t = PushText::new(Some("Carol"), Some("sent a photo"), Some("ignored")).unwrap();
-        assert_eq!((t.title.as_str(), t.desc.as_str()), ("Carol", "sent a photo"));
+        assert_eq!(
+            (t.title.as_str(), t.desc.as_str()),
+            ("Carol", "sent a photo")
+        );
         assert_eq!(PushText::new(Some("x"), None, None), None);
         assert_eq!(PushText::new(None, Some("  "), Some("")), None);
     }

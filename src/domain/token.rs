@@ -51,7 +51,7 @@ pub fn check_token_shape(token: &str) -> Result<(), TokenError> {
 pub fn redact(token: &str) -> String {
     let n = token.chars().count();
     if n <= 8 {
-        return "…".repeat(1);
+        return "…".to_string();
     }
     let head: String = token.chars().take(4).collect();
     let tail: String = token.chars().skip(n - 4).collect();
@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn shape_rules_and_codes() {
         assert_eq!(check_token_shape(""), Err(TokenError::Empty));
-        assert_eq!(check_token_shape("   ").map_err(|e| e.tim_code()), Err(22003));
+        assert_eq!(
+            check_token_shape("   ").map_err(|e| e.tim_code()),
+            Err(22003)
+        );
         let long = "x".repeat(257);
         assert_eq!(check_token_shape(&long), Err(TokenError::TooLong(257)));
         assert_eq!(TokenError::TooLong(257).tim_code(), 22004);

@@ -41,7 +41,10 @@ pub fn validate_package_name(name: &str) -> Result<(), FieldError> {
         return Err(bad("package_name", "the package name is required"));
     }
     if name.len() > 255 {
-        return Err(bad("package_name", "the package name is longer than 255 characters"));
+        return Err(bad(
+            "package_name",
+            "the package name is longer than 255 characters",
+        ));
     }
     let parts: Vec<&str> = name.split('.').collect();
     let valid_part = |p: &&str| {
@@ -66,7 +69,14 @@ pub fn validate_click_action(action: &ClickAction) -> Result<(), FieldError> {
                 .strip_prefix("https://")
                 .or_else(|| url.strip_prefix("http://"));
             match rest {
-                Some(r) if !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace) && url.len() <= 1024 => Ok(()),
+                Some(r)
+                    if !r.is_empty()
+                        && !r.starts_with('/')
+                        && !url.chars().any(char::is_whitespace)
+                        && url.len() <= 1024 =>
+                {
+                    Ok(())
+                }
                 _ => Err(bad(
                     "click_action.url",
                     "opening a web page needs an http:// or https:// URL with a host",
@@ -91,17 +101,25 @@ pub fn validate_click_action(action: &ClickAction) -> Result<(), FieldError> {
 }
 
 /// Checks every field; `secret_required` is true on create.
-pub fn validate_certificate(input: &CertificateInput, secret_required: bool) -> Result<(), FieldError> {
+pub fn validate_certificate(
+    input: &CertificateInput,
+    secret_required: bool,
+) -> Result<(), FieldError> {
     validate_package_name(&input.package_name)?;
     if input.app_id.is_empty() {
         return Err(bad("app_id", "the AppID is required"));
     }
     if input.app_id.len() > 64 || !input.app_id.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad("app_id", "the Xiaomi AppID is a number of at most 64 digits"));
+        return Err(bad(
+            "app_id",
+            "the Xiaomi AppID is a number of at most 64 digits",
+        ));
     }
     match &input.app_secret {
         None if secret_required => return Err(bad("app_secret", "the AppSecret is required")),
-        Some(s) if s.trim().is_empty() => return Err(bad("app_secret", "the AppSecret is required")),
+        Some(s) if s.trim().is_empty() => {
+            return Err(bad("app_secret", "the AppSecret is required"))
+        }
         Some(s) if s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             return Err(bad(
                 "app_secret",
@@ -112,7 +130,8 @@ pub fn validate_certificate(input: &CertificateInput, secret_required: bool) -> 
     }
     validate_click_action(&input.click_action)?;
     if let Some(ch) = &input.channel_id {
-        if ch.is_empty() || ch.len() > 64 || ch.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if ch.is_empty() || ch.len() > 64 || ch.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(bad(
                 "channel_id",
                 "the channel id must be 1 to 64 characters without spaces",
@@ -148,18 +167,30 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(Box<dyn Fn(&mut CertificateInput)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut CertificateInput)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|i| i.package_name = "chat".into()), "package_name"),
-            (Box::new(|i| i.package_name = "com..x".into()), "package_name"),
+            (
+                Box::new(|i| i.package_name = "com..x".into()),
+                "package_name",
+            ),
             (Box::new(|i| i.app_id = "".into()), "app_id"),
             (Box::new(|i| i.app_id = "12a".into()), "app_id"),
             (Box::new(|i| i.app_secret = None), "app_secret"),
             (
-                Box::new(|i| i.click_action = ClickAction::OpenUrl { url: "ftp://x".into() }),
+                Box::new(|i| {
+                    i.click_action = ClickAction::OpenUrl {
+                        url: "ftp://x".into(),
+                    }
+                }),
                 "click_action.url",
             ),
             (
-                Box::new(|i| i.click_action = ClickAction::OpenUrl { url: "https://".into() }),
+                Box::new(|i| {
+                    i.click_action = ClickAction::OpenUrl {
+                        url: "https://".into(),
+                    }
+                }),
                 "click_action.url",
             ),
             (
@@ -171,7 +202,10 @@ mod tests {
                 "click_action.intent_uri",
             ),
             (Box::new(|i| i.qps = 0), "qps"),
-            (Box::new(|i| i.channel_id = Some("a b".into())), "channel_id"),
+            (
+                Box::new(|i| i.channel_id = Some("a b".into())),
+                "channel_id",
+            ),
         ];
         for (mutate, field) in cases {
             let mut i = input();

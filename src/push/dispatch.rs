@@ -180,7 +180,11 @@ impl Dispatch<'_> {
             return (Outcome::Skipped, false, Some(*r));
         }
         let Some(entry) = self.certs.get(cert) else {
-            return (Outcome::Skipped, false, Some(SkipReason::CertificateMissing));
+            return (
+                Outcome::Skipped,
+                false,
+                Some(SkipReason::CertificateMissing),
+            );
         };
         if entry.is_broken() {
             return (Outcome::Skipped, false, Some(SkipReason::CertificateBroken));

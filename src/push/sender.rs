@@ -101,14 +101,7 @@ impl Senders {
             c.set_mailbox_capacity(capacity.saturating_add(16));
             CertSender::new(entry, ctx, q, s)
         });
-        if let Some(old) = self.senders.insert(
-            id,
-            SenderHandle {
-                addr,
-                queued,
-                stop,
-            },
-        ) {
+        if let Some(old) = self.senders.insert(id, SenderHandle { addr, queued, stop }) {
             old.stop.store(true, Ordering::Relaxed);
         }
     }
@@ -263,7 +256,10 @@ fn xiaomi_message(cert: &Certificate, content: &PushContent) -> XiaomiMessage {
         title: content.title.clone(),
         description: content.desc.clone(),
         notify_id: XiaomiMessage::notify_id_for(&content.conversation),
-        channel_id: content.channel_id.clone().or_else(|| cert.channel_id.clone()),
+        channel_id: content
+            .channel_id
+            .clone()
+            .or_else(|| cert.channel_id.clone()),
         click: cert.click_action.clone(),
         ext: content.ext.clone(),
         payload: None,
@@ -316,7 +312,12 @@ impl CertSender {
             Ok(c) => c,
             Err(_) => {
                 // Dispatch never queues these; count defensively rather than send.
-                self.finish(&job, "invalid_request", None, "the message has no notification");
+                self.finish(
+                    &job,
+                    "invalid_request",
+                    None,
+                    "the message has no notification",
+                );
                 return;
             }
         };
@@ -346,11 +347,14 @@ impl CertSender {
         }
         if !self.linger_armed {
             self.linger_armed = true;
-            ctx.run_later(Duration::from_millis(self.ctx.config.linger_ms), |act, ctx| {
-                act.linger_armed = false;
-                act.flush();
-                act.pump(ctx);
-            });
+            ctx.run_later(
+                Duration::from_millis(self.ctx.config.linger_ms),
+                |act, ctx| {
+                    act.linger_armed = false;
+                    act.flush();
+                    act.pump(ctx);
+                },
+            );
         }
     }
 
@@ -473,7 +477,13 @@ impl CertSender {
         }));
     }
 
-    fn on_reply(&mut self, mut req: Request, reply: VendorReply, took: Duration, ctx: &mut Context<Self>) {
+    fn on_reply(
+        &mut self,
+        mut req: Request,
+        reply: VendorReply,
+        took: Duration,
+        ctx: &mut Context<Self>,
+    ) {
         let m = &self.ctx.metrics;
         m.vendor_requests
             .with_label_values(&["xiaomi", req.kind(), reply.class()])
@@ -492,50 +502,99 @@ impl CertSender {
                 for j in req.into_jobs() {
                     if bad.contains(&*j.token) {
                         self.unbind(&j.token);
-                        self.finish_with(&j, "bad_token", None, trace.clone(), None,
-                            "Xiaomi listed this regId in bad_regids; the token was unbound");
+                        self.finish_with(
+                            &j,
+                            "bad_token",
+                            None,
+                            trace.clone(),
+                            None,
+                            "Xiaomi listed this regId in bad_regids; the token was unbound",
+                        );
                     } else {
-                        self.finish_with(&j, "delivered", Some(0), trace.clone(), Some(msg_id.clone()),
-                            "accepted by Xiaomi");
+                        self.finish_with(
+                            &j,
+                            "delivered",
+                            Some(0),
+                            trace.clone(),
+                            Some(msg_id.clone()),
+                            "accepted by Xiaomi",
+                        );
                     }
                 }
             }
             VendorReply::NoValidTargets { .. } => {
                 for j in req.into_jobs() {
                     self.unbind(&j.token);
-                    self.finish_with(&j, "no_valid_targets", Some(20301), trace.clone(), None,
-                        "Xiaomi answered 20301 No valid targets; the token was unbound");
+                    self.finish_with(
+                        &j,
+                        "no_valid_targets",
+                        Some(20301),
+                        trace.clone(),
+                        None,
+                        "Xiaomi answered 20301 No valid targets; the token was unbound",
+                    );
                 }
             }
             VendorReply::Misconfigured { code, reason, .. } => {
-                tracing::warn!(certificate = self.id, code, trace_id = trace.as_deref().unwrap_or(""),
-                    "Xiaomi refused the certificate; marked broken until it is edited");
+                tracing::warn!(
+                    certificate = self.id,
+                    code,
+                    trace_id = trace.as_deref().unwrap_or(""),
+                    "Xiaomi refused the certificate; marked broken until it is edited"
+                );
                 self.entry
                     .mark_broken(format!("Xiaomi answered {code}: {reason}"));
                 let detail = format!("Xiaomi refused the certificate ({code}: {reason})");
                 for j in req.into_jobs() {
-                    self.finish_with(&j, "misconfigured", Some(code), trace.clone(), None, &detail);
+                    self.finish_with(
+                        &j,
+                        "misconfigured",
+                        Some(code),
+                        trace.clone(),
+                        None,
+                        &detail,
+                    );
                 }
                 self.fail_all_held();
             }
             VendorReply::QuotaExceeded { reason, .. } => {
                 let until = next_china_midnight_unix(now_secs());
-                tracing::warn!(certificate = self.id, until, "Xiaomi daily quota used up; paused");
+                tracing::warn!(
+                    certificate = self.id,
+                    until,
+                    "Xiaomi daily quota used up; paused"
+                );
                 self.entry.pause_until(until);
                 let detail = format!("Xiaomi's daily quota is used up (200001: {reason})");
                 for j in req.into_jobs() {
-                    self.finish_with(&j, "quota_exceeded", Some(200001), trace.clone(), None, &detail);
+                    self.finish_with(
+                        &j,
+                        "quota_exceeded",
+                        Some(200001),
+                        trace.clone(),
+                        None,
+                        &detail,
+                    );
                 }
                 self.fail_all_held();
             }
             VendorReply::RateLimited { code, .. } => {
-                self.entry.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.entry
+                    .stats
+                    .rate_limited
+                    .fetch_add(1, Ordering::Relaxed);
                 self.bucket.slow_down(Instant::now());
                 let attempt = req.attempt();
                 if attempt + 1 >= MAX_RATE_LIMITED_ATTEMPTS {
                     for j in req.into_jobs() {
-                        self.finish_with(&j, "rate_limited", Some(code), trace.clone(), None,
-                            "Xiaomi kept answering too fast (rate limited); gave up");
+                        self.finish_with(
+                            &j,
+                            "rate_limited",
+                            Some(code),
+                            trace.clone(),
+                            None,
+                            "Xiaomi kept answering too fast (rate limited); gave up",
+                        );
                     }
                 } else {
                     req.bump_attempt();
@@ -546,7 +605,10 @@ impl CertSender {
             VendorReply::Transient { reason } => {
                 let attempt = req.attempt();
                 if attempt + 1 >= self.ctx.config.max_attempts.max(1) {
-                    let detail = format!("Xiaomi unreachable after {} attempts: {reason}", attempt + 1);
+                    let detail = format!(
+                        "Xiaomi unreachable after {} attempts: {reason}",
+                        attempt + 1
+                    );
                     for j in req.into_jobs() {
                         self.finish_with(&j, "transient", None, None, None, &detail);
                     }
@@ -557,11 +619,22 @@ impl CertSender {
                 }
             }
             VendorReply::InvalidRequest { code, reason, .. } => {
-                tracing::warn!(certificate = self.id, code, trace_id = trace.as_deref().unwrap_or(""),
-                    "Xiaomi refused the request as invalid");
+                tracing::warn!(
+                    certificate = self.id,
+                    code,
+                    trace_id = trace.as_deref().unwrap_or(""),
+                    "Xiaomi refused the request as invalid"
+                );
                 let detail = format!("Xiaomi refused the request ({code}: {reason})");
                 for j in req.into_jobs() {
-                    self.finish_with(&j, "invalid_request", Some(code), trace.clone(), None, &detail);
+                    self.finish_with(
+                        &j,
+                        "invalid_request",
+                        Some(code),
+                        trace.clone(),
+                        None,
+                        &detail,
+                    );
                 }
             }
             VendorReply::Unknown { code, reason, .. } => {
@@ -591,7 +664,10 @@ impl CertSender {
         } else if self.entry.is_broken() {
             ("misconfigured", "the certificate is marked broken")
         } else if self.entry.paused_until(now).is_some() {
-            ("quota_exceeded", "the certificate is paused: daily quota used up")
+            (
+                "quota_exceeded",
+                "the certificate is paused: daily quota used up",
+            )
         } else {
             return;
         };

@@ -72,7 +72,9 @@ impl Device {
             DeviceState::Online { background: false } => (K_ONLINE, 0),
             DeviceState::Online { background: true } => (K_BACKGROUND, 0),
             // Unix seconds fit in u32 until 2106.
-            DeviceState::PushOnline { since } => (K_PUSH_ONLINE, since.min(u64::from(u32::MAX)) as u32),
+            DeviceState::PushOnline { since } => {
+                (K_PUSH_ONLINE, since.min(u64::from(u32::MAX)) as u32)
+            }
             DeviceState::Offline { reason } => (
                 match reason {
                     OfflineReason::LoggedOut => K_LOGGED_OUT,

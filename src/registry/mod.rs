@@ -13,8 +13,8 @@ mod device;
 pub use device::{Device, DeviceList, DeviceRecord};
 
 use crate::domain::{
-    token::check_token_shape, CertificateId, DeviceEvent, DeviceState, MultiDevicePolicy,
-    Platform, TokenError, TransitionError,
+    token::check_token_shape, CertificateId, DeviceEvent, DeviceState, MultiDevicePolicy, Platform,
+    TokenError, TransitionError,
 };
 use compact_str::CompactString;
 use dashmap::DashMap;
@@ -223,7 +223,10 @@ impl Registry {
     pub fn restore(&self, user: &str, device: &str, rec: DeviceRecord) {
         let _t = self.lock_tokens();
         let user_key = CompactString::from(user);
-        let token = rec.token.as_ref().map(|(_, t)| Arc::<str>::from(t.as_str()));
+        let token = rec
+            .token
+            .as_ref()
+            .map(|(_, t)| Arc::<str>::from(t.as_str()));
         let dev = Device::from_record(device, &rec, token.clone());
         self.count(dev.state(), 1);
         if let Some(t) = token {
@@ -404,7 +407,10 @@ impl Registry {
 
     /// Unbinds a token wherever it is (a vendor said it is invalid). Returns the user, device
     /// and the device's new record.
-    pub fn unbind_token(&self, token: &str) -> Option<(CompactString, CompactString, DeviceRecord)> {
+    pub fn unbind_token(
+        &self,
+        token: &str,
+    ) -> Option<(CompactString, CompactString, DeviceRecord)> {
         let _t = self.lock_tokens();
         let (_, user) = self.tokens.remove(token)?;
         self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
@@ -457,7 +463,10 @@ impl Registry {
     pub fn token_owner(&self, token: &str) -> Option<(CompactString, CompactString)> {
         let user = self.tokens.get(token)?.value().clone();
         let e = self.users.get(user.as_str())?;
-        let d = e.value().iter().find(|d| d.token.as_deref() == Some(token))?;
+        let d = e
+            .value()
+            .iter()
+            .find(|d| d.token.as_deref() == Some(token))?;
         Some((user.clone(), d.id.clone()))
     }
 
@@ -487,7 +496,12 @@ impl Registry {
         for e in self.users.iter() {
             for d in e.value().iter() {
                 if d.conn != 0 && !d.state().is_connected() {
-                    return Err(format!("{}/{} has a connection but is {:?}", e.key(), d.id, d.state()));
+                    return Err(format!(
+                        "{}/{} has a connection but is {:?}",
+                        e.key(),
+                        d.id,
+                        d.state()
+                    ));
                 }
                 if let Some(t) = &d.token {
                     bound += 1;
@@ -506,7 +520,10 @@ impl Registry {
             }
         }
         if bound != self.tokens.len() {
-            return Err(format!("{bound} devices hold tokens but the index has {}", self.tokens.len()));
+            return Err(format!(
+                "{bound} devices hold tokens but the index has {}",
+                self.tokens.len()
+            ));
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ fn reg() -> Registry {
 #[test]
 fn login_kicks_same_platform_by_default() {
     let r = reg();
-    r.login("alice", Platform::Android, "d1", Some(7), 1).unwrap();
+    r.login("alice", Platform::Android, "d1", Some(7), 1)
+        .unwrap();
     r.login("alice", Platform::Web, "w1", None, 1).unwrap();
     let out = r.login("alice", Platform::Android, "d2", None, 2).unwrap();
     assert_eq!(out.kicked.len(), 1);
@@ -25,7 +26,12 @@ fn login_kicks_same_platform_by_default() {
             reason: OfflineReason::Kicked
         }
     );
-    assert!(devs.iter().find(|d| d.id == "w1").unwrap().state().is_connected());
+    assert!(devs
+        .iter()
+        .find(|d| d.id == "w1")
+        .unwrap()
+        .state()
+        .is_connected());
 }
 
 #[test]
@@ -85,7 +91,8 @@ fn routing_follows_state() {
     r.route_with("a", 1, |_, rt| routes.push(rt));
     assert_eq!(routes, vec![Route::Online { conn: Some(3) }]);
     r.set_token("a", "d1", 9, "t").unwrap();
-    r.apply("a", "d1", DeviceEvent::Disconnect, Some(3), 5).unwrap();
+    r.apply("a", "d1", DeviceEvent::Disconnect, Some(3), 5)
+        .unwrap();
     routes.clear();
     r.route_with("a", 5, |_, rt| routes.push(rt));
     assert!(matches!(&routes[0], Route::Push { cert: 9, .. }));
@@ -116,7 +123,10 @@ fn restore_turns_online_into_push_online() {
     let rec = r.devices("a")[0].record();
     let r2 = reg();
     r2.restore("a", "d1", rec);
-    assert!(matches!(r2.devices("a")[0].state(), DeviceState::PushOnline { .. }));
+    assert!(matches!(
+        r2.devices("a")[0].state(),
+        DeviceState::PushOnline { .. }
+    ));
     assert_eq!(r2.token_owner("t"), Some(("a".into(), "d1".into())));
     r2.check_invariants().unwrap();
 }

@@ -79,7 +79,8 @@ impl Store for FjallStore {
             let user = std::str::from_utf8(&k[..sep]).map_err(|e| corrupt(&k, e))?;
             let device = std::str::from_utf8(&k[sep + 1..]).map_err(|e| corrupt(&k, e))?;
             let rec: DeviceRecord = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
-            snap.devices.push((user.to_string(), device.to_string(), rec));
+            snap.devices
+                .push((user.to_string(), device.to_string(), rec));
         }
         if let Some(v) = self.meta.get(NEXT_CERT_ID).map_err(engine)? {
             let bytes: [u8; 8] = v
@@ -105,8 +106,7 @@ impl Store for FjallStore {
                     batch.insert(&self.devices, device_key(user, device), v);
                 }
                 StoreOp::PutCertificate(c) => {
-                    let v =
-                        serde_json::to_vec(c).map_err(|e| StoreError::Engine(e.to_string()))?;
+                    let v = serde_json::to_vec(c).map_err(|e| StoreError::Engine(e.to_string()))?;
                     batch.insert(&self.certificates, c.id.to_be_bytes().to_vec(), v);
                 }
                 StoreOp::DeleteCertificate(id) => {
