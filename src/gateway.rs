@@ -952,6 +952,13 @@ impl Gateway {
             .set(paused);
     }
 
+    /// Graceful shutdown after the listener stopped: senders stop, the store writer commits
+    /// what is queued and stops.
+    pub async fn shutdown(&self) {
+        self.senders.shutdown();
+        self.store.shutdown().await;
+    }
+
     /// Starts the periodic retention sweep.
     pub fn start_sweeper(self: &Arc<Self>) {
         let g = Arc::downgrade(self);

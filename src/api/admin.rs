@@ -1,6 +1,6 @@
 //! Certificates: the admin API behind the console (seed 步骤2).
 
-use super::auth::Role;
+use super::auth::AdminAuth;
 use super::codec::{reply, Body};
 use super::error::ApiError;
 use super::AppState;
@@ -77,17 +77,20 @@ fn parse_id(raw: &str) -> Result<u64, ApiError> {
 }
 
 pub async fn create(
+    _auth: AdminAuth,
     req: HttpRequest,
     state: web::Data<AppState>,
     body: Body<CertificateInput>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Role::Admin)?;
     let e = state.gateway.create_certificate(body.0).await?;
     Ok(reply(&req, StatusCode::CREATED, &view(&state, &e)))
 }
 
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Role::Admin)?;
+pub async fn list(
+    _auth: AdminAuth,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let certificates = state
         .gateway
         .certs
@@ -103,33 +106,32 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 pub async fn get(
+    _auth: AdminAuth,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Role::Admin)?;
     let e = state.gateway.certificate(parse_id(&id)?)?;
     Ok(reply(&req, StatusCode::OK, &view(&state, &e)))
 }
 
 pub async fn update(
+    _auth: AdminAuth,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: Body<CertificateInput>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Role::Admin)?;
     let id = parse_id(&id)?;
     let e = state.gateway.update_certificate(id, body.0).await?;
     Ok(reply(&req, StatusCode::OK, &view(&state, &e)))
 }
 
 pub async fn delete(
-    req: HttpRequest,
+    _auth: AdminAuth,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.check(&req, Role::Admin)?;
     state.gateway.delete_certificate(parse_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

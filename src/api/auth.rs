@@ -64,3 +64,34 @@ impl Tokens {
         }
     }
 }
+
+/// An extractor that admits the request only with the token of role `R` (0 admin, 1 API,
+/// 2 either). It comes first in a handler's arguments, so a request without the right token is
+/// refused before its body is read.
+pub struct Authorized<const R: u8>;
+
+pub type AdminAuth = Authorized<0>;
+pub type ApiAuth = Authorized<1>;
+pub type AnyAuth = Authorized<2>;
+
+impl<const R: u8> actix_web::FromRequest for Authorized<R> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let role = match R {
+            0 => Role::Admin,
+            1 => Role::Api,
+            _ => Role::Any,
+        };
+        let result = match req.app_data::<actix_web::web::Data<super::AppState>>() {
+            Some(state) => state.tokens.check(req, role).map(|_| Authorized),
+            None => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server is not configured",
+            )),
+        };
+        std::future::ready(result)
+    }
+}

@@ -58,6 +58,8 @@ pub struct Senders {
     senders: DashMap<CertificateId, SenderHandle>,
     ctx: Arc<SenderCtx>,
     arbiters: Vec<ArbiterHandle>,
+    /// The arbiter threads, joined at shutdown.
+    threads: std::sync::Mutex<Vec<Arbiter>>,
     next_arbiter: AtomicUsize,
 }
 
@@ -65,19 +67,13 @@ impl Senders {
     /// Starts the sender arbiters (threads). Must run inside an actix system.
     pub fn new(ctx: SenderCtx) -> Senders {
         let n = ctx.config.arbiters.max(1);
-        let arbiters = (0..n)
-            .map(|_| {
-                let a = Arbiter::new();
-                let h = a.handle();
-                // The arbiter thread lives as long as the process; its handle keeps it.
-                std::mem::forget(a);
-                h
-            })
-            .collect();
+        let threads: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
+        let arbiters = threads.iter().map(|a| a.handle()).collect();
         Senders {
             senders: DashMap::new(),
             ctx: Arc::new(ctx),
             arbiters,
+            threads: std::sync::Mutex::new(threads),
             next_arbiter: AtomicUsize::new(0),
         }
     }
@@ -128,6 +124,19 @@ impl Senders {
                 h.queued.fetch_sub(1, Ordering::AcqRel);
                 Err(EnqueueError::Full)
             }
+        }
+    }
+
+    /// Stops every sender and their arbiter threads (graceful shutdown).
+    pub fn shutdown(&self) {
+        let ids: Vec<CertificateId> = self.senders.iter().map(|e| *e.key()).collect();
+        for id in ids {
+            self.stop(id);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for a in threads {
+            a.stop();
+            let _ = a.join();
         }
     }
 

@@ -8,6 +8,13 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
+/// What the writer receives: changes to commit, or the order to finish.
+enum Cmd {
+    Ops(Vec<StoreOp>, Reply),
+    /// Commit what is queued before this, then stop; answered when the writer is done.
+    Shutdown(oneshot::Sender<()>),
+}
+
 /// Histograms the writer fills (optional so unit tests need no registry).
 #[derive(Clone, Default)]
 pub struct StoreMetrics {
@@ -18,13 +25,13 @@ pub struct StoreMetrics {
 /// Sends changes to the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<(Vec<StoreOp>, Reply)>,
+    tx: mpsc::Sender<Cmd>,
 }
 
 /// A reserved place in the writer's queue. Take it before changing the registry, send while the
 /// change is still locked, so the disk sees changes in the order memory did.
 pub struct StorePermit<'a> {
-    permit: mpsc::Permit<'a, (Vec<StoreOp>, Reply)>,
+    permit: mpsc::Permit<'a, Cmd>,
 }
 
 /// Resolves when the change is on disk.
@@ -51,7 +58,7 @@ impl StorePermit<'_> {
         if ops.is_empty() {
             let _ = tx.send(Ok(()));
         } else {
-            self.permit.send((ops, tx));
+            self.permit.send(Cmd::Ops(ops, tx));
         }
         CommitTicket(rx)
     }
@@ -82,6 +89,15 @@ impl StoreHandle {
         }
     }
 
+    /// Finishes the queued changes and stops the writer (graceful shutdown). Later changes get
+    /// `Stopped`.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Queues changes (waiting for room) and resolves when they are on disk.
     pub async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), Arc<StoreError>> {
         if ops.is_empty() {
@@ -89,7 +105,7 @@ impl StoreHandle {
         }
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send((ops, tx))
+            .send(Cmd::Ops(ops, tx))
             .await
             .map_err(|_| Arc::new(StoreError::Stopped))?;
         CommitTicket(rx).wait().await
@@ -98,23 +114,36 @@ impl StoreHandle {
 
 fn run_writer(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<(Vec<StoreOp>, Reply)>,
+    mut rx: mpsc::Receiver<Cmd>,
     max_group: usize,
     metrics: StoreMetrics,
 ) {
     let mut ops: Vec<StoreOp> = Vec::new();
     let mut waiting: Vec<Reply> = Vec::new();
-    while let Some((first, reply)) = rx.blocking_recv() {
-        ops.extend(first);
-        waiting.push(reply);
-        while waiting.len() < max_group {
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    while stop.is_none() {
+        match rx.blocking_recv() {
+            Some(Cmd::Ops(first, reply)) => {
+                ops.extend(first);
+                waiting.push(reply);
+            }
+            Some(Cmd::Shutdown(done)) => {
+                stop = Some(done);
+            }
+            None => break,
+        }
+        while stop.is_none() && waiting.len() < max_group {
             match rx.try_recv() {
-                Ok((more, reply)) => {
+                Ok(Cmd::Ops(more, reply)) => {
                     ops.extend(more);
                     waiting.push(reply);
                 }
+                Ok(Cmd::Shutdown(done)) => stop = Some(done),
                 Err(_) => break,
             }
+        }
+        if waiting.is_empty() {
+            continue;
         }
         let started = Instant::now();
         let result = store.apply(&ops).map_err(Arc::new);
@@ -132,7 +161,18 @@ fn run_writer(
         }
         ops.clear();
     }
-    tracing::debug!("store writer stopped: every handle dropped");
+    rx.close();
+    // Changes that raced with the shutdown are refused, never silently dropped.
+    while let Ok(cmd) = rx.try_recv() {
+        if let Cmd::Ops(_, reply) = cmd {
+            let _ = reply.send(Err(Arc::new(StoreError::Stopped)));
+        }
+    }
+    drop(store);
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+    tracing::debug!("store writer stopped");
 }
 
 #[cfg(test)]
