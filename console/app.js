@@ -1,0 +1,704 @@
+// pushgate console: certificates, their live figures, and per-user diagnosis.
+// Plain DOM, hash routes (#/certificates, #/certificates/new, #/certificates/ID/edit,
+// #/diagnosis?user=ID). Every value from the gateway goes into the page as text, never as HTML.
+
+import { api, ApiError, token, setToken, clearToken } from './api.js';
+
+/** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
+const PLATFORMS = [{ vendor: 'xiaomi', label: 'Xiaomi (MiPush)' }];
+
+const CLICK_ACTIONS = {
+  open_app: 'Open the app',
+  open_url: 'Open a web page',
+  open_activity: 'Open a page in the app',
+};
+
+/** Failure classes in the order the figures show them. */
+const FAILURE_CLASSES = [
+  ['bad_token', 'bad token'],
+  ['no_valid_targets', 'no valid targets'],
+  ['misconfigured', 'misconfigured'],
+  ['rate_limited', 'rate limited'],
+  ['quota_exceeded', 'quota exceeded'],
+  ['invalid_request', 'invalid request'],
+  ['transient', 'transient'],
+  ['unknown', 'unknown'],
+  ['queue_full', 'queue full'],
+];
+
+/** The seed's troubleshooting checklist, in words an operator reads. */
+const CHECK_LABELS = {
+  certificate_configured: 'Certificate configured',
+  certificate_healthy: 'Certificate healthy',
+  token_reported: 'Push token reported',
+  device_state: 'Device state',
+  last_notification: 'Last notification and vendor answer',
+};
+
+const REFRESH_MS = 5000;
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+/** Builds an element; string children become text nodes. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function fmtNumber(n) {
+  return typeof n === 'number' ? n.toLocaleString('en-US') : '—';
+}
+
+function fmtTime(date) {
+  return date.toLocaleTimeString('en-GB', { hour12: false });
+}
+
+function fmtDateTime(date) {
+  return `${date.toLocaleDateString('en-CA')} ${fmtTime(date)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing and session
+
+const state = {
+  certificates: new Map(),
+  refreshTimer: null,
+  editing: null,
+};
+
+function route() {
+  const hash = location.hash || '#/certificates';
+  const [path, query] = hash.slice(1).split('?');
+  const params = new URLSearchParams(query || '');
+  if (!token()) return show('signin');
+  $('#nav').hidden = false;
+  $('#sign-out').hidden = false;
+  let m;
+  if (path === '/certificates/new') return showCertForm(null);
+  if ((m = path.match(/^\/certificates\/(\d+)\/edit$/))) return showCertForm(Number(m[1]));
+  if (path === '/diagnosis') return showDiagnosis(params.get('user'));
+  return showCertificates();
+}
+
+function show(name) {
+  for (const v of $$('.view')) v.hidden = v.id !== `view-${name}`;
+  for (const a of $$('#nav a')) {
+    const current = name.startsWith(a.dataset.nav) || (name === 'cert-form' && a.dataset.nav === 'certificates');
+    if (current) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  if (name !== 'certificates') stopRefresh();
+  if (name === 'signin') {
+    $('#nav').hidden = true;
+    $('#sign-out').hidden = true;
+    document.title = 'Sign in · pushgate console';
+    $('#signin-token').focus();
+  }
+}
+
+/** Any 401 means the stored token no longer works: forget it and ask again. */
+function handleAuthError(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    clearToken();
+    show('signin');
+    setFieldError($('#signin-form'), 'token', 'The gateway refused the saved token. Sign in again.');
+    return true;
+  }
+  return false;
+}
+
+function initSignIn() {
+  const form = $('#signin-form');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const value = form.token.value.trim();
+    if (!value) return setFieldError(form, 'token', 'Enter the admin token.');
+    const button = $('button[type=submit]', form);
+    button.disabled = true;
+    try {
+      await api.verify(value);
+      setToken(value);
+      form.reset();
+      if (!location.hash || location.hash === '#/signin') location.hash = '#/certificates';
+      else route();
+    } catch (err) {
+      const msg = err.status === 401
+        ? 'That token was refused. Check PUSHGATE_ADMIN_TOKEN on the gateway.'
+        : err.message;
+      setFieldError(form, 'token', msg);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  $('#sign-out').addEventListener('click', () => {
+    clearToken();
+    state.certificates.clear();
+    $('#cert-list').replaceChildren();
+    hideSavedBanner();
+    location.hash = '#/signin';
+    show('signin');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field errors
+
+function fieldBox(form, field) {
+  return $$('.field', form).find((el) => el.dataset.field === field) || null;
+}
+
+function setFieldError(form, field, message) {
+  const box = fieldBox(form, field);
+  if (!box || box.hidden) return false;
+  box.classList.add('invalid');
+  $('.field-error', box).textContent = message;
+  const input = $('input, select', box);
+  if (input) input.setAttribute('aria-invalid', 'true');
+  return true;
+}
+
+function clearErrors(form) {
+  for (const box of $$('.field', form)) {
+    box.classList.remove('invalid');
+    $('.field-error', box).textContent = '';
+    const input = $('input, select', box);
+    if (input) input.removeAttribute('aria-invalid');
+  }
+  const top = $('.error[role=alert]', form);
+  if (top) {
+    top.hidden = true;
+    top.textContent = '';
+  }
+}
+
+function focusFirstError(form) {
+  const box = $('.field.invalid', form);
+  if (box) $('input, select', box)?.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates list and live figures
+
+function showCertificates() {
+  show('certificates');
+  document.title = 'Certificates · pushgate console';
+  refreshCertificates();
+  startRefresh();
+}
+
+function startRefresh() {
+  stopRefresh();
+  state.refreshTimer = setInterval(() => {
+    if (document.visibilityState === 'visible') refreshCertificates();
+  }, REFRESH_MS);
+}
+
+function stopRefresh() {
+  if (state.refreshTimer) clearInterval(state.refreshTimer);
+  state.refreshTimer = null;
+}
+
+async function refreshCertificates() {
+  const errorBox = $('#certs-error');
+  try {
+    const list = await api.listCertificates();
+    errorBox.hidden = true;
+    renderCertificates(list);
+    $('#refresh-status').textContent = `Live · updated ${fmtTime(new Date())}`;
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    errorBox.textContent = `Could not load certificates: ${err.message}`;
+    errorBox.hidden = false;
+    $('#refresh-status').textContent = 'Live · update failed';
+  }
+}
+
+/** Updates cards in place so a refresh never disturbs a button the operator is about to press. */
+function renderCertificates(list) {
+  const container = $('#cert-list');
+  const seen = new Set();
+  state.certificates.clear();
+  for (const cert of list) {
+    state.certificates.set(cert.id, cert);
+    seen.add(String(cert.id));
+    let card = $$('.cert', container).find((c) => c.dataset.id === String(cert.id));
+    if (!card) {
+      card = certCard(cert);
+      container.append(card);
+    }
+    fillCertCard(card, cert);
+  }
+  for (const card of $$('.cert', container)) {
+    if (!seen.has(card.dataset.id)) card.remove();
+  }
+  $('#certs-empty').hidden = list.length > 0;
+}
+
+function certCard(cert) {
+  const card = h('article', { class: 'cert', 'data-id': cert.id, 'aria-labelledby': `cert-${cert.id}-title` },
+    h('header', { class: 'cert-head' },
+      h('h2', { id: `cert-${cert.id}-title` }, 'Certificate ', h('span', { class: 'cert-id', text: String(cert.id) })),
+      h('span', { class: 'cert-platform' }),
+      h('span', { class: 'badge cert-state' }),
+    ),
+    h('p', { class: 'cert-reason', hidden: true }),
+    h('div', { class: 'cert-body' },
+      h('dl', { class: 'cert-config' }),
+      h('div', { class: 'cert-stats' }),
+    ),
+    h('div', { class: 'cert-actions' },
+      h('a', { class: 'button', href: `#/certificates/${cert.id}/edit`, text: 'Edit' }),
+      h('button', { type: 'button', class: 'danger-outline', text: 'Delete', onclick: () => askDelete(card) }),
+      h('span', { class: 'confirm', hidden: true },
+        h('span', { text: 'Delete this certificate? Devices using its ID stop getting notifications.' }),
+        h('button', { type: 'button', class: 'danger', text: 'Delete certificate', onclick: () => doDelete(card) }),
+        h('button', { type: 'button', class: 'link', text: 'Keep', onclick: () => cancelDelete(card) }),
+      ),
+    ),
+  );
+  return card;
+}
+
+function platformLabel(vendor) {
+  return PLATFORMS.find((p) => p.vendor === vendor)?.label || vendor;
+}
+
+function clickActionText(ca) {
+  if (!ca) return '—';
+  const label = CLICK_ACTIONS[ca.type] || ca.type;
+  if (ca.type === 'open_url') return `${label}: ${ca.url}`;
+  if (ca.type === 'open_activity') return `${label}: ${ca.intent_uri}`;
+  return label;
+}
+
+function stateBadge(status) {
+  const s = (status && status.state) || 'unknown';
+  if (s === 'healthy') return ['Healthy', 'ok'];
+  if (s === 'broken') return ['Broken', 'bad'];
+  if (s === 'quota_paused') return ['Quota paused', 'warn'];
+  return [s, 'na'];
+}
+
+function fillCertCard(card, cert) {
+  $('.cert-platform', card).textContent = platformLabel(cert.vendor);
+  const status = cert.status || {};
+  const [label, cls] = stateBadge(status);
+  const badge = $('.cert-state', card);
+  badge.textContent = label;
+  badge.className = `badge cert-state ${cls}`;
+  const reason = $('.cert-reason', card);
+  reason.hidden = !status.reason;
+  reason.textContent = status.reason || '';
+  reason.className = `cert-reason ${cls}`;
+
+  const config = [
+    ['Package name', cert.package_name],
+    ['AppID', cert.app_id],
+    ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+    ['On tap', clickActionText(cert.click_action)],
+    ['Channel ID', cert.channel_id || '—'],
+    ['QPS', fmtNumber(cert.qps)],
+  ];
+  $('.cert-config', card).replaceChildren(
+    ...config.flatMap(([k, v]) => [
+      h('dt', { text: k }),
+      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+    ]),
+  );
+
+  const stats = cert.stats || {};
+  const failed = stats.failed || {};
+  const failedTotal = Object.values(failed).reduce((a, b) => a + (Number(b) || 0), 0);
+  let quota = 'Within quota';
+  if (status.state === 'quota_paused') {
+    quota = status.paused_until
+      ? `Paused until ${fmtDateTime(new Date(status.paused_until * 1000))}`
+      : 'Paused';
+  }
+  const broken = status.state === 'broken' ? `Broken${status.reason ? `: ${status.reason}` : ''}` : 'No';
+  $('.cert-stats', card).replaceChildren(
+    h('div', { class: 'figures' },
+      figure('sent', 'Sent', stats.sent),
+      figure('failed', 'Failed', failedTotal, failedTotal > 0 ? 'bad' : null),
+      figure('queued', 'Queued', stats.queued),
+      figure('rate_limited', 'Rate-limited', stats.rate_limited, stats.rate_limited > 0 ? 'warn' : null),
+    ),
+    h('details', { class: 'failed-by-class' },
+      h('summary', { text: 'Failed by class' }),
+      h('table', {},
+        h('tbody', {}, FAILURE_CLASSES.map(([key, name]) => h('tr', { 'data-class': key, class: failed[key] ? 'nonzero' : 'zero' },
+          h('th', { scope: 'row', text: name }),
+          h('td', { text: fmtNumber(failed[key] ?? 0) }),
+        ))),
+      ),
+    ),
+    h('dl', { class: 'cert-health' },
+      h('dt', { text: 'Quota' }), h('dd', { class: status.state === 'quota_paused' ? 'warn' : 'ok', 'data-key': 'quota', text: quota }),
+      h('dt', { text: 'Broken' }), h('dd', { class: status.state === 'broken' ? 'bad' : 'ok', 'data-key': 'broken', text: broken }),
+    ),
+  );
+  // Keep the open/closed state of the breakdown across refreshes.
+  const details = $('.failed-by-class', card);
+  if (card.dataset.failedOpen === '1') details.open = true;
+  details.addEventListener('toggle', () => { card.dataset.failedOpen = details.open ? '1' : '0'; });
+}
+
+function figure(key, label, value, cls) {
+  return h('div', { class: `figure ${cls || ''}`, 'data-figure': key },
+    h('span', { class: 'figure-value', text: fmtNumber(value ?? 0) }),
+    h('span', { class: 'figure-label', text: label }),
+  );
+}
+
+function askDelete(card) {
+  $('.confirm', card).hidden = false;
+}
+
+function cancelDelete(card) {
+  $('.confirm', card).hidden = true;
+}
+
+async function doDelete(card) {
+  const id = card.dataset.id;
+  try {
+    await api.deleteCertificate(id);
+    card.remove();
+    if ($('#saved-id').textContent === id) hideSavedBanner();
+    refreshCertificates();
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    const box = $('#certs-error');
+    box.textContent = `Could not delete certificate ${id}: ${err.message}`;
+    box.hidden = false;
+  }
+}
+
+function showSavedBanner(cert, created) {
+  $('#saved-title').textContent = created ? 'Certificate added' : 'Certificate saved';
+  $('#saved-id').textContent = String(cert.id);
+  $('#saved-banner').hidden = false;
+}
+
+function hideSavedBanner() {
+  $('#saved-banner').hidden = true;
+  $('#saved-id').textContent = '';
+}
+
+function initSavedBanner() {
+  $('#saved-dismiss').addEventListener('click', hideSavedBanner);
+  $('#saved-copy').addEventListener('click', async () => {
+    const button = $('#saved-copy');
+    try {
+      await navigator.clipboard.writeText($('#saved-id').textContent);
+      button.textContent = 'Copied';
+    } catch {
+      button.textContent = 'Select and copy';
+    }
+    setTimeout(() => { button.textContent = 'Copy ID'; }, 2000);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Add / edit form
+
+function initCertForm() {
+  const form = $('#cert-form');
+  $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
+  form.click_action_type.addEventListener('change', () => syncClickFields(form));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    saveCertificate(form);
+  });
+}
+
+function syncClickFields(form) {
+  const type = form.click_action_type.value;
+  fieldBox(form, 'click_action.url').hidden = type !== 'open_url';
+  fieldBox(form, 'click_action.intent_uri').hidden = type !== 'open_activity';
+}
+
+async function showCertForm(id) {
+  const form = $('#cert-form');
+  form.reset();
+  clearErrors(form);
+  state.editing = id;
+  hideSavedBanner();
+  $('#cert-form-title').textContent = id === null ? 'Add certificate' : `Edit certificate ${id}`;
+  document.title = `${$('#cert-form-title').textContent} · pushgate console`;
+  $('#f-secret-state').hidden = true;
+  form.app_secret.placeholder = '';
+  $('#f-secret-hint').textContent = 'Write-only: once saved it is never shown again.';
+  syncClickFields(form);
+  show('cert-form');
+  if (id === null) {
+    form.package_name.focus();
+    return;
+  }
+  let cert = state.certificates.get(id);
+  try {
+    cert = await api.getCertificate(id);
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    if (!cert) {
+      const top = $('#cert-form-error');
+      top.textContent = `Could not load certificate ${id}: ${err.message}`;
+      top.hidden = false;
+      return;
+    }
+  }
+  if (state.editing !== id) return;
+  form.vendor.value = cert.vendor;
+  form.package_name.value = cert.package_name || '';
+  form.app_id.value = cert.app_id || '';
+  form.app_secret.value = '';
+  if (cert.app_secret_set) {
+    $('#f-secret-state').hidden = false;
+    form.app_secret.placeholder = 'Set — leave empty to keep';
+    $('#f-secret-hint').textContent = 'The saved secret is never shown. Type a new one only to replace it.';
+  }
+  const ca = cert.click_action || { type: 'open_app' };
+  form.click_action_type.value = ca.type;
+  form.url.value = ca.url || '';
+  form.intent_uri.value = ca.intent_uri || '';
+  form.channel_id.value = cert.channel_id || '';
+  form.qps.value = cert.qps ?? '';
+  syncClickFields(form);
+}
+
+/** Checks what the browser can know; the gateway checks again and its answer wins. */
+function validate(form, creating) {
+  const errors = {};
+  const v = (name) => form[name].value.trim();
+  if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
+  if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  const type = form.click_action_type.value;
+  if (type === 'open_url') {
+    const url = v('url');
+    let ok = false;
+    try {
+      const parsed = new URL(url);
+      ok = (parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!url) errors['click_action.url'] = 'Enter the web page to open, starting with http:// or https://.';
+    else if (!ok) errors['click_action.url'] = 'The URL must start with http:// or https:// and name a host.';
+  }
+  if (type === 'open_activity') {
+    const uri = v('intent_uri');
+    if (!uri) errors['click_action.intent_uri'] = 'Enter the intent URI of the page to open.';
+    else if (!/^intent:/i.test(uri) || !/#Intent;.*end$/.test(uri)) {
+      errors['click_action.intent_uri'] = 'An intent URI starts with intent: and ends with #Intent;…;end.';
+    }
+  }
+  const qps = v('qps');
+  if (!/^\d+$/.test(qps) || Number(qps) < 1) errors.qps = 'QPS must be a whole number of at least 1.';
+  return errors;
+}
+
+function formBody(form, creating) {
+  const type = form.click_action_type.value;
+  const click = { type };
+  if (type === 'open_url') click.url = form.url.value.trim();
+  if (type === 'open_activity') click.intent_uri = form.intent_uri.value.trim();
+  const body = {
+    vendor: form.vendor.value,
+    package_name: form.package_name.value.trim(),
+    app_id: form.app_id.value.trim(),
+    click_action: click,
+    channel_id: form.channel_id.value.trim() || null,
+    qps: Number(form.qps.value),
+  };
+  if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  return body;
+}
+
+async function saveCertificate(form) {
+  clearErrors(form);
+  const creating = state.editing === null;
+  const errors = validate(form, creating);
+  if (Object.keys(errors).length) {
+    for (const [field, msg] of Object.entries(errors)) setFieldError(form, field, msg);
+    focusFirstError(form);
+    return;
+  }
+  const button = $('#cert-save');
+  button.disabled = true;
+  try {
+    const body = formBody(form, creating);
+    const cert = creating
+      ? await api.createCertificate(body)
+      : await api.updateCertificate(state.editing, body);
+    form.app_secret.value = '';
+    state.editing = null;
+    showSavedBanner(cert, creating);
+    location.hash = '#/certificates';
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    const field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    if (!(field && setFieldError(form, field, err.message))) {
+      const top = $('#cert-form-error');
+      top.textContent = err.message;
+      top.hidden = false;
+    }
+    focusFirstError(form);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnosis
+
+function initDiagnosis() {
+  const form = $('#diagnosis-form');
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const user = form.user.value.trim();
+    if (!user) return setFieldError(form, 'user', 'Enter a user ID.');
+    const target = `#/diagnosis?user=${encodeURIComponent(user)}`;
+    if (location.hash === target) runDiagnosis(user);
+    else location.hash = target;
+  });
+}
+
+function showDiagnosis(user) {
+  show('diagnosis');
+  document.title = 'Diagnosis · pushgate console';
+  const form = $('#diagnosis-form');
+  if (user) {
+    form.user.value = user;
+    runDiagnosis(user);
+  } else {
+    $('#diagnosis-result').replaceChildren();
+    form.user.focus();
+  }
+}
+
+async function runDiagnosis(user) {
+  const out = $('#diagnosis-result');
+  out.replaceChildren(h('p', { class: 'muted', text: `Diagnosing ${user}…` }));
+  try {
+    const d = await api.diagnose(user);
+    if ($('#diagnosis-form').user.value.trim() !== user) return;
+    out.replaceChildren(renderDiagnosis(d));
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    out.replaceChildren(h('p', { class: 'error', role: 'alert', text: `Could not diagnose ${user}: ${err.message}` }));
+  }
+}
+
+function checkClass(ok) {
+  if (ok === true) return 'ok';
+  if (ok === false) return 'bad';
+  return 'na';
+}
+
+function checkMark(ok) {
+  if (ok === true) return '✓';
+  if (ok === false) return '✗';
+  return '–';
+}
+
+function checkStatus(ok) {
+  if (ok === true) return 'passed';
+  if (ok === false) return 'failed';
+  return 'not applicable';
+}
+
+function humanize(key) {
+  const s = String(key).replace(/_/g, ' ');
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function renderDiagnosis(d) {
+  const would = d.would_push === true;
+  return h('div', { class: 'diagnosis', 'data-user': d.user },
+    h('div', { class: `verdict ${would ? 'ok' : 'bad'}` },
+      h('span', { class: 'badge ' + (would ? 'ok' : 'bad'), text: would ? 'Would push' : 'Would not push' }),
+      h('h2', { text: d.user }),
+      h('p', { class: 'summary', text: d.summary || '' }),
+    ),
+    h('h3', { text: 'Checklist' }),
+    h('ul', { class: 'checklist' }, (d.checks || []).map((c) => h('li', {
+      class: `check ${checkClass(c.ok)}`,
+      'data-check': c.check,
+      'data-ok': String(c.ok),
+    },
+      h('span', { class: 'mark', 'aria-hidden': 'true', text: checkMark(c.ok) }),
+      h('span', { class: 'visually-hidden', text: `${checkStatus(c.ok)}: ` }),
+      h('span', { class: 'check-name', text: CHECK_LABELS[c.check] || humanize(c.check) }),
+      h('span', { class: 'check-detail', text: c.detail || '' }),
+    ))),
+    h('h3', { text: 'Devices' }),
+    renderDevices(d.devices || []),
+  );
+}
+
+function yesNo(v) {
+  if (v === true) return 'yes';
+  if (v === false) return 'no';
+  return '—';
+}
+
+function renderDevices(devices) {
+  if (!devices.length) return h('p', { class: 'empty', text: 'No devices known for this user: it never logged in here.' });
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'devices' },
+    h('thead', {}, h('tr', {}, ['Device', 'Platform', 'State', 'Background', 'Token bound', 'Certificate', 'Would push', 'Last notification']
+      .map((t) => h('th', { scope: 'col', text: t })))),
+    h('tbody', {}, devices.map((dev) => h('tr', { 'data-device': dev.device },
+      h('td', { text: dev.device }),
+      h('td', { text: dev.platform || '—' }),
+      h('td', {}, h('span', { class: `state state-${String(dev.state).toLowerCase()}`, text: dev.state || '—' })),
+      h('td', { text: yesNo(dev.background) }),
+      h('td', { class: dev.token_bound ? 'ok' : 'bad', text: yesNo(dev.token_bound) }),
+      h('td', { text: dev.certificate_id ?? '—' }),
+      h('td', { class: dev.would_push ? 'ok' : 'bad', text: yesNo(dev.would_push) }),
+      h('td', {}, lastNotification(dev.last_notification)),
+    ))),
+  ));
+}
+
+function lastNotification(n) {
+  if (!n) return h('span', { class: 'muted', text: 'none yet' });
+  const at = typeof n.at === 'number' ? fmtDateTime(new Date(n.at)) : '';
+  const cls = n.class === 'delivered' ? 'ok' : 'bad';
+  return h('div', { class: 'last-notification' },
+    h('span', { class: `badge ${cls}`, text: humanize(n.class || 'unknown') }),
+    ' ', at,
+    n.detail ? h('div', { class: 'muted', text: n.detail }) : null,
+    (n.msg_id || n.trace_id) ? h('div', { class: 'ids' },
+      n.msg_id ? `msg ${n.msg_id}` : '', n.msg_id && n.trace_id ? ' · ' : '', n.trace_id ? `trace ${n.trace_id}` : '') : null,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function init() {
+  initSignIn();
+  initSavedBanner();
+  initCertForm();
+  initDiagnosis();
+  window.addEventListener('hashchange', route);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && state.refreshTimer) refreshCertificates();
+  });
+  route();
+}
+
+init();
