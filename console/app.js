@@ -352,7 +352,8 @@ function fillCertCard(card, cert) {
   );
   // Keep the open/closed state of the breakdown across refreshes.
   const details = $('.failed-by-class', card);
-  if (card.dataset.failedOpen === '1') details.open = true;
+  const remembered = card.dataset.failedOpen;
+  details.open = remembered === undefined ? failedTotal > 0 : remembered === '1';
   details.addEventListener('toggle', () => { card.dataset.failedOpen = details.open ? '1' : '0'; });
 }
 
