@@ -37,6 +37,9 @@ const CHECK_LABELS = {
 
 const REFRESH_MS = 5000;
 
+/** The gateway's upper bound for a certificate's QPS (domain::validate::MAX_QPS). */
+const MAX_QPS = 100000;
+
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
@@ -502,12 +505,14 @@ function validate(form, creating) {
   if (type === 'open_activity') {
     const uri = v('intent_uri');
     if (!uri) errors['click_action.intent_uri'] = 'Enter the intent URI of the page to open.';
-    else if (!/^intent:/i.test(uri) || !/#Intent;.*end$/.test(uri)) {
+    else if (!uri.startsWith('intent:') || !uri.includes('#Intent;') || !uri.endsWith(';end')) {
       errors['click_action.intent_uri'] = 'An intent URI starts with intent: and ends with #Intent;…;end.';
     }
   }
   const qps = v('qps');
-  if (!/^\d+$/.test(qps) || Number(qps) < 1) errors.qps = 'QPS must be a whole number of at least 1.';
+  if (!/^\d+$/.test(qps) || Number(qps) < 1 || Number(qps) > MAX_QPS) {
+    errors.qps = `QPS must be a whole number from 1 to ${MAX_QPS.toLocaleString('en-US')}.`;
+  }
   return errors;
 }
 
@@ -551,9 +556,10 @@ async function saveCertificate(form) {
   } catch (err) {
     if (handleAuthError(err)) return;
     const field = err.field === 'click_action' ? 'click_action.type' : err.field;
-    if (!(field && setFieldError(form, field, err.message))) {
+    const message = sentence(err.message);
+    if (!(field && setFieldError(form, field, message))) {
       const top = $('#cert-form-error');
-      top.textContent = err.message;
+      top.textContent = message;
       top.hidden = false;
     }
     focusFirstError(form);
@@ -620,6 +626,14 @@ function checkStatus(ok) {
   if (ok === true) return 'passed';
   if (ok === false) return 'failed';
   return 'not applicable';
+}
+
+/** The gateway writes messages as lower-case clauses; beside a field they read as sentences. */
+function sentence(text) {
+  const t = String(text || '').trim();
+  if (!t) return t;
+  const s = t.charAt(0).toUpperCase() + t.slice(1);
+  return /[.!?…]$/.test(s) ? s : `${s}.`;
 }
 
 function humanize(key) {
