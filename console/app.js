@@ -650,19 +650,30 @@ function renderDiagnosis(d) {
       h('p', { class: 'summary', text: d.summary || '' }),
     ),
     h('h3', { text: 'Checklist' }),
-    h('ul', { class: 'checklist' }, (d.checks || []).map((c) => h('li', {
-      class: `check ${checkClass(c.ok)}`,
-      'data-check': c.check,
-      'data-ok': String(c.ok),
-    },
-      h('span', { class: 'mark', 'aria-hidden': 'true', text: checkMark(c.ok) }),
-      h('span', { class: 'visually-hidden', text: `${checkStatus(c.ok)}: ` }),
-      h('span', { class: 'check-name', text: CHECK_LABELS[c.check] || humanize(c.check) }),
-      h('span', { class: 'check-detail', text: c.detail || '' }),
-    ))),
+    checklist(d.checks || [], 'checklist'),
     h('h3', { text: 'Devices' }),
     renderDevices(d.devices || []),
+    // With several devices the headline checklist is the most promising one; show each.
+    (d.devices || []).length > 1
+      ? d.devices.filter((dev) => (dev.checks || []).length).map((dev) => h('details', { class: 'device-checks', 'data-device': dev.device },
+        h('summary', { text: `Checklist for device ${dev.device} (${dev.platform || '?'})` }),
+        checklist(dev.checks, 'checklist device-checklist'),
+      ))
+      : null,
   );
+}
+
+function checklist(checks, cls) {
+  return h('ul', { class: cls }, checks.map((c) => h('li', {
+    class: `check ${checkClass(c.ok)}`,
+    'data-check': c.check,
+    'data-ok': String(c.ok),
+  },
+    h('span', { class: 'mark', 'aria-hidden': 'true', text: checkMark(c.ok) }),
+    h('span', { class: 'visually-hidden', text: `${checkStatus(c.ok)}: ` }),
+    h('span', { class: 'check-name', text: CHECK_LABELS[c.check] || humanize(c.check) }),
+    h('span', { class: 'check-detail', text: c.detail || '' }),
+  )));
 }
 
 function yesNo(v) {
@@ -696,6 +707,7 @@ function lastNotification(n) {
   return h('div', { class: 'last-notification' },
     h('span', { class: `badge ${cls}`, text: humanize(n.class || 'unknown') }),
     ' ', at,
+    n.vendor_code !== null && n.vendor_code !== undefined ? h('div', { class: 'muted', text: `vendor code ${n.vendor_code}` }) : null,
     n.detail ? h('div', { class: 'muted', text: n.detail }) : null,
     (n.msg_id || n.trace_id) ? h('div', { class: 'ids' },
       n.msg_id ? `msg ${n.msg_id}` : '', n.msg_id && n.trace_id ? ' · ' : '', n.trace_id ? `trace ${n.trace_id}` : '') : null,

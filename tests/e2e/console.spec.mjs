@@ -268,7 +268,7 @@ test('diagnosis: a user who never reported a token gets a red "token reported" l
   await sessionEvent(user, 'disconnect');
   await diagnose(user);
 
-  const line = page.locator('.check[data-check="token_reported"]');
+  const line = page.locator('.diagnosis > ul.checklist > .check[data-check="token_reported"]');
   await textMatching(line.locator('.check-name'), /Push token reported/);
   assert.match(await line.getAttribute('class'), /\bbad\b/);
   assert.equal(await line.locator('.mark').textContent(), '✗');
@@ -290,12 +290,12 @@ test('diagnosis: a PushOnline user with a reported token gets a green device-sta
   await sessionEvent(user, 'disconnect');
   await diagnose(user);
 
-  const line = page.locator('.check[data-check="device_state"]');
+  const line = page.locator('.diagnosis > ul.checklist > .check[data-check="device_state"]');
   await textMatching(line.locator('.check-name'), /Device state/);
   assert.match(await line.getAttribute('class'), /\bok\b/);
   assert.equal(await line.locator('.mark').textContent(), '✓');
   assert.equal(await line.locator('.check-name').evaluate((el) => getComputedStyle(el).color), GREEN);
-  const token = page.locator('.check[data-check="token_reported"]');
+  const token = page.locator('.diagnosis > ul.checklist > .check[data-check="token_reported"]');
   assert.match(await token.getAttribute('class'), /\bok\b/);
   await textMatching(page.locator('table.devices tr[data-device="d1"] .state'), /^PushOnline$/);
   await shot('10-diagnosis-pushonline');
