@@ -14,6 +14,9 @@ const API_TOKEN = required('PUSHGATE_API_TOKEN');
 const OUT = path.resolve(process.env.E2E_OUT || 'target/e2e');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT_MS = 10_000;
+// The Xiaomi emulator the gateway sends to (run.sh starts it); the vendor-answer tests need it.
+const EMULATOR = process.env.XIAOMI_EMULATOR_URL || '';
+const needsEmulator = EMULATOR ? {} : { skip: 'no Xiaomi emulator (XIAOMI_EMULATOR_URL unset)' };
 
 const SECRET = 'e2e-secret-Zq8vK2mP';
 
@@ -299,6 +302,78 @@ test('diagnosis: a PushOnline user with a reported token gets a green device-sta
   assert.match(await token.getAttribute('class'), /\bok\b/);
   await textMatching(page.locator('table.devices tr[data-device="d1"] .state'), /^PushOnline$/);
   await shot('10-diagnosis-pushonline');
+});
+
+async function sendMessage(user) {
+  const r = await gateway('POST', '/v1/messages', API_TOKEN, {
+    to: [user], from: 'e2e-sender', text: 'hello from the e2e test',
+    offline_push: { title: 'e2e', desc: 'hello from the e2e test' },
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.results[0];
+}
+
+test('a notification the vendor accepts counts as sent, live, and shows green in diagnosis', needsEmulator, async () => {
+  assert.ok(certId);
+  const apps = await fetch(`${EMULATOR}/_emulator/apps`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ package_name: 'com.example.chat', app_secret: SECRET }),
+  });
+  assert.ok(apps.ok, `emulator apps: ${apps.status}`);
+
+  await page.getByRole('link', { name: 'Certificates' }).click();
+  const card = page.locator(`.cert[data-id="${certId}"]`);
+  await card.waitFor();
+  await page.evaluate(() => { window.__notReloaded = true; });
+  const result = await sendMessage('e2e-pushonline');
+  assert.equal(result.outcome, 'push_queued', JSON.stringify(result));
+  await textMatching(card.locator('[data-figure="sent"] .figure-value'), /^[1-9]/, 20_000);
+  assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was not reloaded');
+  await shot('11-certificate-sent-live');
+
+  await diagnose('e2e-pushonline');
+  const line = page.locator('.diagnosis > ul.checklist > .check[data-check="last_notification"]');
+  assert.match(await line.getAttribute('class'), /\bok\b/);
+  await textMatching(line.locator('.check-detail'), /delivered/);
+  await textMatching(page.locator('table.devices tr[data-device="d1"] .last-notification .badge'), /^Delivered$/);
+  await shot('12-diagnosis-delivered');
+});
+
+test('a certificate the vendor refuses shows as broken, with the reason', needsEmulator, async () => {
+  const created = await gateway('POST', '/v1/certificates', ADMIN_TOKEN, {
+    vendor: 'xiaomi',
+    package_name: 'com.example.unregistered',
+    app_id: '2882303761600',
+    app_secret: 'a-secret-xiaomi-does-not-know',
+    click_action: { type: 'open_app' },
+    qps: 50,
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const id = created.body.id;
+  const user = 'e2e-brokencert';
+  await sessionEvent(user, 'login');
+  const reported = await gateway('PUT', '/v1/push-tokens', API_TOKEN, {
+    user, platform: 'Android', device: 'd1', certificate_id: id, token: 'regid-e2e-broken',
+  });
+  assert.ok(reported.status < 300, JSON.stringify(reported.body));
+  await sessionEvent(user, 'disconnect');
+  await sendMessage(user);
+
+  await page.getByRole('link', { name: 'Certificates' }).click();
+  const card = page.locator(`.cert[data-id="${id}"]`);
+  await textMatching(card.locator('.cert-state'), /^Broken$/, 20_000);
+  assert.match(await card.locator('.cert-state').getAttribute('class'), /\bbad\b/);
+  await textMatching(card.locator('.cert-reason'), /\S/);
+  await textMatching(card.locator('dd[data-key="broken"]'), /^Broken/);
+  await textMatching(card.locator('[data-figure="failed"] .figure-value'), /^[1-9]/);
+  await shot('13-certificate-broken');
+
+  await diagnose(user);
+  const line = page.locator('.diagnosis > ul.checklist > .check[data-check="certificate_healthy"]');
+  assert.match(await line.getAttribute('class'), /\bbad\b/);
+  await shot('14-diagnosis-broken-certificate');
+  await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
 });
 
 test('delete a certificate after confirming', async () => {

@@ -43,6 +43,22 @@ random_token() {
   node -e 'console.log(require("crypto").randomBytes(18).toString("base64url"))'
 }
 
+# wait_http URL PID NAME: until URL answers 200, while process PID lives, for at most 60 s.
+wait_http() {
+  node -e '
+    const [url, pid, name] = [process.argv[1], Number(process.argv[2]), process.argv[3]];
+    const deadline = Date.now() + 60000;
+    (async () => {
+      for (;;) {
+        try { process.kill(pid, 0); } catch { console.error(`e2e: ${name} exited during start-up`); process.exit(1); }
+        try { if ((await fetch(url)).status === 200) process.exit(0); } catch {}
+        if (Date.now() > deadline) { console.error(`e2e: ${url} not 200 within 60 s`); process.exit(1); }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+  ' "$1" "$2" "$3"
+}
+
 data_dir="$(mktemp -d -t pushgate-e2e.XXXXXX)"
 server_pid=""
 emulator_pid=""
@@ -85,18 +101,11 @@ PUSHGATE_XIAOMI_BASE_URL="$xiaomi_url" \
 server_pid=$!
 
 base="http://127.0.0.1:$port"
-if ! node -e '
-  const [url, pid] = [process.argv[1], Number(process.argv[2])];
-  const deadline = Date.now() + 60000;
-  (async () => {
-    for (;;) {
-      try { process.kill(pid, 0); } catch { console.error("e2e: pushgate exited during start-up"); process.exit(1); }
-      try { if ((await fetch(url + "/readyz")).status === 200) process.exit(0); } catch {}
-      if (Date.now() > deadline) { console.error("e2e: /readyz not 200 within 60 s"); process.exit(1); }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  })();
-' "$base" "$server_pid"; then
+if [ -n "$emulator_pid" ] && ! wait_http "$xiaomi_url/_emulator/stats" "$emulator_pid" "the Xiaomi emulator"; then
+  tail -n 30 "$out/emulator.log" >&2 || true
+  exit 1
+fi
+if ! wait_http "$base/readyz" "$server_pid" "pushgate"; then
   echo "---- pushgate.log" >&2
   tail -n 50 "$out/pushgate.log" >&2 || true
   exit 1
@@ -109,6 +118,7 @@ status=0
   PUSHGATE_ADMIN_TOKEN="$admin_token" \
   PUSHGATE_API_TOKEN="$api_token" \
   E2E_OUT="$out" \
+  XIAOMI_EMULATOR_URL="${emulator_pid:+$xiaomi_url}" \
     node --test --test-concurrency=1 --test-reporter=spec console.spec.mjs
 ) || status=$?
 
