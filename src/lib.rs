@@ -1,11 +1,24 @@
 //! pushgate: a push gateway in front of an IM cluster.
+//!
+//! The path of a message: `api` (native /v1, TIM-style /v4, WebSocket) → `gateway` → `push::dispatch`
+//! decides per device from the `registry`: online → the `session` of that connection; killed or
+//! in the background with a token → the `push::sender::CertSender` of its certificate → the
+//! `vendor` client; otherwise skipped with a counted reason. Durable state goes through `store`.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod certs;
+pub mod config;
+pub mod diagnosis;
 pub mod domain;
+pub mod gateway;
+pub mod metrics;
 pub mod push;
 pub mod registry;
+pub mod sandbox;
+pub mod server;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod usersig;
 pub mod vendor;

@@ -1,1 +1,131 @@
-fn main() {}
+//! The `pushgate` command: serve, emulator xiaomi, usersig. Thin: all logic is in the library.
+
+use clap::{Parser, Subcommand};
+use pushgate::config::{Config, ProcessEnv};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pushgate",
+    version,
+    about = "Push gateway: live WebSocket sessions, offline push through Xiaomi MiPush"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// TOML config file (defaults are built in; PUSHGATE_* variables override both).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run a Xiaomi emulator inside the process and send to it (no Xiaomi credentials needed).
+        #[arg(long)]
+        sandbox: bool,
+    },
+    /// Run a vendor emulator.
+    Emulator {
+        #[command(subcommand)]
+        vendor: EmulatorVendor,
+    },
+    /// Print a UserSig for the configured sdkappid and key.
+    Usersig {
+        #[arg(long)]
+        identifier: String,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400 * 180)]
+        expire: u64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmulatorVendor {
+    /// The Xiaomi MiPush emulator.
+    Xiaomi {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, sandbox } => {
+            let cfg = match Config::load(config.as_deref(), &ProcessEnv) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("pushgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            pushgate::telemetry::init(cfg.log_format, &cfg.log_level);
+            let sys = actix_rt::System::new();
+            let result = sys.block_on(async move {
+                if sandbox {
+                    pushgate::sandbox::run(cfg).await
+                } else {
+                    pushgate::server::run(cfg).await
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pushgate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Xiaomi { listen },
+        } => {
+            pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pushgate: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(pushgate::vendor::xiaomi::emulator::run_standalone(
+                listen,
+                Default::default(),
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pushgate: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Usersig {
+            identifier,
+            expire,
+            config,
+        } => {
+            let cfg = match Config::load(config.as_deref(), &ProcessEnv) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("pushgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(key) = cfg.secret_key.clone() else {
+                eprintln!("pushgate: set PUSHGATE_SECRET_KEY (or secret_key in the config) first");
+                return ExitCode::from(2);
+            };
+            if cfg.sdkappid == 0 {
+                eprintln!("pushgate: set PUSHGATE_SDKAPPID (or sdkappid in the config) first");
+                return ExitCode::from(2);
+            }
+            let key = pushgate::usersig::UserSigKey::new(cfg.sdkappid, key);
+            println!("{}", key.generate(&identifier, expire));
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,3 +1,112 @@
-//! api
+//! The HTTP surfaces: native /v1 (IM cluster and admin), health, metrics. Handlers translate
+//! requests into `gateway` calls and back; they hold no business rules.
 
+pub mod admin;
+pub mod auth;
+pub mod codec;
 pub mod console;
+pub mod error;
+pub mod v1;
+
+use crate::gateway::Gateway;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use error::ApiError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every handler shares.
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub tokens: auth::Tokens,
+    /// Set once the store is loaded and the listener is up.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    let json_errors = web::JsonConfig::default().limit(body_limit);
+    cfg.app_data(web::PayloadConfig::new(body_limit))
+        .app_data(json_errors)
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .configure(console::configure)
+        .service(
+            web::scope("/v1")
+                .route("/certificates", web::post().to(admin::create))
+                .route("/certificates", web::get().to(admin::list))
+                .route("/certificates/{id}", web::get().to(admin::get))
+                .route("/certificates/{id}", web::put().to(admin::update))
+                .route("/certificates/{id}", web::delete().to(admin::delete))
+                .route("/sessions/events", web::post().to(v1::session_events))
+                .route("/push-tokens", web::put().to(v1::put_token))
+                .route("/push-tokens", web::delete().to(v1::delete_token))
+                .route("/messages", web::post().to(v1::send_message))
+                .route("/users/{user}", web::get().to(v1::user_status))
+                .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis)),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.ready.load(Ordering::Relaxed) {
+        HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("starting\n")
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.gateway.refresh_gauges();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.gateway.metrics.render())
+}
+
+/// Counts every request by route pattern (never the raw path: it may hold a user id).
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_string();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.gateway.metrics.clone());
+    let res = next.call(req).await?;
+    if let Some(m) = metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        let status = res.status().as_u16().to_string();
+        m.http_requests
+            .with_label_values(&[&route, &method, &status])
+            .inc();
+        m.http_duration
+            .with_label_values(&[&route, &method])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}

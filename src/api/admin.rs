@@ -1,0 +1,135 @@
+//! Certificates: the admin API behind the console (seed 步骤2).
+
+use super::auth::Role;
+use super::codec::{reply, Body};
+use super::error::ApiError;
+use super::AppState;
+use crate::certs::{CertEntry, CertStatus, FAILURE_CLASSES};
+use crate::domain::validate::CertificateInput;
+use crate::domain::{now_secs, ClickAction, Vendor};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// A certificate as the API shows it: never the secret, only whether one is set.
+#[derive(Debug, Serialize)]
+pub struct CertificateView {
+    pub id: u64,
+    pub vendor: Vendor,
+    pub package_name: String,
+    pub app_id: String,
+    pub app_secret_set: bool,
+    pub click_action: ClickAction,
+    pub channel_id: Option<String>,
+    pub qps: u32,
+    pub status: CertStatus,
+    pub stats: StatsView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatsView {
+    pub sent: u64,
+    pub queued: u64,
+    pub rate_limited: u64,
+    pub failed: BTreeMap<&'static str, u64>,
+}
+
+pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
+    let c = e.cert();
+    let failed = FAILURE_CLASSES
+        .iter()
+        .zip(e.stats.failed.iter())
+        .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
+        .collect();
+    CertificateView {
+        id: c.id,
+        vendor: c.vendor,
+        package_name: c.package_name.clone(),
+        app_id: c.app_id.clone(),
+        app_secret_set: !c.app_secret.is_empty(),
+        click_action: c.click_action.clone(),
+        channel_id: c.channel_id.clone(),
+        qps: c.qps,
+        status: e.status(now_secs()),
+        stats: StatsView {
+            sent: e.stats.sent.load(Ordering::Relaxed),
+            queued: state.gateway.senders.depth(c.id) as u64,
+            rate_limited: e.stats.rate_limited.load(Ordering::Relaxed),
+            failed,
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct CertificateList {
+    certificates: Vec<CertificateView>,
+}
+
+fn parse_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("'{raw}' is not a certificate id (a number)"),
+        )
+    })
+}
+
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<CertificateInput>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Admin)?;
+    let e = state.gateway.create_certificate(body.0).await?;
+    Ok(reply(&req, StatusCode::CREATED, &view(&state, &e)))
+}
+
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Admin)?;
+    let certificates = state
+        .gateway
+        .certs
+        .all()
+        .iter()
+        .map(|e| view(&state, e))
+        .collect();
+    Ok(reply(
+        &req,
+        StatusCode::OK,
+        &CertificateList { certificates },
+    ))
+}
+
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Admin)?;
+    let e = state.gateway.certificate(parse_id(&id)?)?;
+    Ok(reply(&req, StatusCode::OK, &view(&state, &e)))
+}
+
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: Body<CertificateInput>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Admin)?;
+    let id = parse_id(&id)?;
+    let e = state.gateway.update_certificate(id, body.0).await?;
+    Ok(reply(&req, StatusCode::OK, &view(&state, &e)))
+}
+
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Admin)?;
+    state.gateway.delete_certificate(parse_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,119 @@
+//! JSON or MessagePack (rmp-serde, named fields) bodies, chosen by `Content-Type` for requests
+//! and by `Accept` for responses.
+
+use super::error::ApiError;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+
+pub const MSGPACK: &str = "application/msgpack";
+
+fn is_msgpack(v: Option<&header::HeaderValue>) -> bool {
+    v.and_then(|v| v.to_str().ok())
+        .map(|s| {
+            let s = s.to_ascii_lowercase();
+            s.contains("application/msgpack") || s.contains("application/x-msgpack")
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the client asked for MessagePack answers.
+pub fn wants_msgpack(req: &HttpRequest) -> bool {
+    is_msgpack(req.headers().get(header::ACCEPT))
+}
+
+/// A request body decoded from JSON or MessagePack.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let msgpack = is_msgpack(req.headers().get(header::CONTENT_TYPE));
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !msgpack && !ct.is_empty() && !ct.contains("json") {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("Content-Type '{ct}' is not supported; send application/json or application/msgpack"),
+                ));
+            }
+            let bytes = bytes.await.map_err(|e| {
+                let too_large =
+                    e.to_string().contains("overflow") || e.to_string().contains("larger");
+                if too_large {
+                    ApiError::new(
+                        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body is larger than the configured limit",
+                    )
+                } else {
+                    ApiError::bad_request(
+                        "unreadable_body",
+                        format!("the request body could not be read: {e}"),
+                    )
+                }
+            })?;
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request(
+                    "empty_body",
+                    "the request body is empty",
+                ));
+            }
+            let value = if msgpack {
+                rmp_serde::from_slice(&bytes).map_err(|e| {
+                    ApiError::bad_request(
+                        "malformed_body",
+                        format!("the MessagePack body is not valid: {e}"),
+                    )
+                })?
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::bad_request(
+                        "malformed_body",
+                        format!("the JSON body is not valid: {e}"),
+                    )
+                })?
+            };
+            Ok(Body(value))
+        })
+    }
+}
+
+/// Serializes `value` as JSON or MessagePack, as the request's `Accept` asks.
+pub fn reply<T: Serialize>(
+    req: &HttpRequest,
+    status: actix_web::http::StatusCode,
+    value: &T,
+) -> HttpResponse {
+    if wants_msgpack(req) {
+        match rmp_serde::to_vec_named(value) {
+            Ok(b) => HttpResponse::build(status).content_type(MSGPACK).body(b),
+            Err(e) => ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("encoding the answer failed: {e}"),
+            )
+            .into(),
+        }
+    } else {
+        HttpResponse::build(status).json(value)
+    }
+}
+
+impl From<ApiError> for HttpResponse {
+    fn from(e: ApiError) -> HttpResponse {
+        actix_web::ResponseError::error_response(&e)
+    }
+}

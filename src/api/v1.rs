@@ -1,0 +1,233 @@
+//! The native API the IM cluster calls: session events, push tokens, messages, user status,
+//! diagnosis. Translation only; the rules live in `gateway`.
+
+use super::auth::Role;
+use super::codec::{reply, Body};
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::{CertificateId, Platform};
+use crate::gateway::{SendRequest, SessionEvent};
+use crate::push::RecipientResult;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+/// Events in one request.
+pub const MAX_EVENTS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsBody {
+    events: Vec<SessionEvent>,
+}
+
+pub async fn session_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<EventsBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Api)?;
+    let events = body.0.events;
+    if events.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "events: at least one event is required",
+        )
+        .with_field("events"));
+    }
+    if events.len() > MAX_EVENTS {
+        return Err(ApiError::bad_request(
+            "too_many_events",
+            format!(
+                "events: {} events; at most {MAX_EVENTS} per request",
+                events.len()
+            ),
+        )
+        .with_field("events"));
+    }
+    let results = state.gateway.session_events(events).await;
+    #[derive(Serialize)]
+    struct Out {
+        results: Vec<crate::gateway::EventResult>,
+    }
+    Ok(reply(&req, StatusCode::OK, &Out { results }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    user: String,
+    #[serde(default)]
+    platform: Option<Platform>,
+    device: String,
+    certificate_id: CertificateId,
+    token: String,
+}
+
+pub async fn put_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Api)?;
+    let b = body.0;
+    if let Some(p) = b.platform {
+        if let Ok(v) = state.gateway.device_view(&b.user, &b.device) {
+            if v.platform != p.as_str() {
+                return Err(ApiError::bad_request(
+                    "platform_mismatch",
+                    format!(
+                        "device '{}' is registered on {}, not {}",
+                        b.device, v.platform, p
+                    ),
+                )
+                .with_field("platform"));
+            }
+        }
+    }
+    let v = state
+        .gateway
+        .report_token(&b.user, &b.device, b.certificate_id, &b.token)
+        .await?;
+    Ok(reply(&req, StatusCode::OK, &v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearTokenBody {
+    user: String,
+    device: String,
+}
+
+pub async fn delete_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<ClearTokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Api)?;
+    let v = state
+        .gateway
+        .clear_token(&body.0.user, &body.0.device)
+        .await?;
+    Ok(reply(&req, StatusCode::OK, &v))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OfflinePush {
+    #[serde(default)]
+    push_flag: u8,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    desc: Option<String>,
+    #[serde(default)]
+    ext: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    to: Vec<String>,
+    from: String,
+    text: String,
+    #[serde(default)]
+    offline_push: Option<OfflinePush>,
+    /// Deliver only over live connections (TIM `MsgLifeTime=0`).
+    #[serde(default)]
+    online_only: bool,
+    /// Notifications with the same conversation replace each other in the tray.
+    #[serde(default)]
+    conversation: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct MessageReply {
+    pub message_id: u64,
+    pub results: Vec<RecipientResult>,
+}
+
+pub async fn send_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Body<MessageBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Api)?;
+    let b = body.0;
+    let op = b.offline_push.unwrap_or_default();
+    if op.push_flag > 1 {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "offline_push.push_flag is {}; it must be 0 (push) or 1 (no push)",
+                op.push_flag
+            ),
+        )
+        .with_field("offline_push.push_flag"));
+    }
+    let send = SendRequest {
+        to: b.to,
+        from: b.from,
+        text: b.text,
+        title: op.title,
+        desc: op.desc,
+        ext: op.ext,
+        channel_id: op.channel_id,
+        push_disabled: op.push_flag == 1,
+        online_only: b.online_only,
+        conversation: b.conversation,
+        nothing_to_show: false,
+    };
+    let (message_id, results) = state.gateway.send(&send)?;
+    Ok(reply(
+        &req,
+        StatusCode::OK,
+        &MessageReply {
+            message_id,
+            results,
+        },
+    ))
+}
+
+pub async fn user_status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Any)?;
+    let devices = state.gateway.user_devices(&user);
+    let status = if devices.iter().any(|d| d.state == "Online") {
+        "Online"
+    } else if devices.iter().any(|d| d.state == "PushOnline") {
+        "PushOnline"
+    } else {
+        "Offline"
+    };
+    #[derive(Serialize)]
+    struct Out<'a> {
+        user: &'a str,
+        status: &'static str,
+        devices: Vec<crate::gateway::DeviceView>,
+    }
+    Ok(reply(
+        &req,
+        StatusCode::OK,
+        &Out {
+            user: &user,
+            status,
+            devices,
+        },
+    ))
+}
+
+pub async fn diagnosis(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.check(&req, Role::Any)?;
+    let d = crate::diagnosis::diagnose(&state.gateway, &user);
+    Ok(reply(&req, StatusCode::OK, &d))
+}

@@ -1,0 +1,377 @@
+//! Typed settings: built-in defaults, then a TOML file, then `PUSHGATE_*` environment variables.
+//! Parsed once at start-up; a bad value stops the start with a message naming it.
+
+use crate::domain::MultiDevicePolicy;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where environment overrides come from; tests pass a map instead of the real environment.
+pub trait EnvSource {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {key}: {message}")]
+    Env { key: &'static str, message: String },
+    #[error("setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Every setting; `config/pushgate.toml` documents each one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub api_token: Option<String>,
+    pub sdkappid: u64,
+    pub secret_key: Option<String>,
+    pub tim_admins: Vec<String>,
+    pub xiaomi_base_url: String,
+    pub webhook_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub http: HttpConfig,
+    pub sessions: SessionConfig,
+    pub push: PushConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Largest accepted request body in bytes.
+    pub body_limit_bytes: usize,
+    /// Recipients per `POST /v1/messages` (TIM's own limit is 500).
+    pub max_recipients: usize,
+    /// Connections each worker accepts (actix's default of 25k is per worker).
+    pub max_connections_per_worker: usize,
+    /// Seconds SIGTERM waits for in-flight requests.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub multi_device_policy: MultiDevicePolicy,
+    /// How long a device stays `PushOnline` before it is `Offline` (Tencent: 7 days).
+    pub push_online_retention_secs: u64,
+    /// A connection with no frame for this long is dropped as `TimeOut` (Tencent: 400 s).
+    pub heartbeat_timeout_secs: u64,
+    /// Seconds between server pings.
+    pub ping_interval_secs: u64,
+    /// Frames queued for one connection before a slow reader is disconnected.
+    pub outbound_queue: usize,
+    /// State-change webhooks queued before new ones are dropped (and counted).
+    pub webhook_queue: usize,
+    pub webhook_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Notifications queued per certificate before new ones are refused as `push_queue_full`.
+    pub queue_capacity: usize,
+    /// How long a sender waits to fill a batch (milliseconds).
+    pub linger_ms: u64,
+    /// regIds per `/v3/message/regid` request (Xiaomi allows 1000).
+    pub regid_batch: usize,
+    /// Notifications per `/v2/multi_messages/regids` request.
+    pub multi_batch: usize,
+    /// Vendor requests in flight per certificate.
+    pub max_in_flight: usize,
+    /// Attempts for a transient failure before the notification is dropped as failed.
+    pub max_attempts: u32,
+    pub vendor_timeout_ms: u64,
+    /// Token-bucket burst, in requests (at least 1).
+    pub burst: u32,
+    /// Sender arbiters (threads) the certificates are spread over.
+    pub arbiters: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Changes queued for the writer before requests get 503.
+    pub queue_capacity: usize,
+    /// Changes per group commit.
+    pub max_group: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            admin_token: None,
+            api_token: None,
+            sdkappid: 0,
+            secret_key: None,
+            tim_admins: vec!["administrator".into()],
+            xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
+            webhook_url: None,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            http: HttpConfig::default(),
+            sessions: SessionConfig::default(),
+            push: PushConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            workers: 0,
+            body_limit_bytes: 1 << 20,
+            max_recipients: 500,
+            max_connections_per_worker: 100_000,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            multi_device_policy: MultiDevicePolicy::PerPlatform,
+            push_online_retention_secs: 7 * 86_400,
+            heartbeat_timeout_secs: 400,
+            ping_interval_secs: 120,
+            outbound_queue: 256,
+            webhook_queue: 10_000,
+            webhook_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            queue_capacity: 100_000,
+            linger_ms: 5,
+            regid_batch: 1000,
+            multi_batch: 100,
+            max_in_flight: 8,
+            max_attempts: 5,
+            vendor_timeout_ms: 5_000,
+            burst: 1,
+            arbiters: 1,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            queue_capacity: 65_536,
+            max_group: 8_192,
+        }
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(
+    env: &dyn EnvSource,
+    key: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env.var(key) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|e| ConfigError::Env {
+            key,
+            message: format!("'{v}' is not valid: {e}"),
+        }),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        if let Some(v) = env_parse(env, "PUSHGATE_LISTEN")? {
+            cfg.listen = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_DATA_DIR") {
+            cfg.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env.var("PUSHGATE_ADMIN_TOKEN") {
+            cfg.admin_token = Some(v);
+        }
+        if let Some(v) = env.var("PUSHGATE_API_TOKEN") {
+            cfg.api_token = Some(v);
+        }
+        if let Some(v) = env_parse(env, "PUSHGATE_SDKAPPID")? {
+            cfg.sdkappid = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_SECRET_KEY") {
+            cfg.secret_key = Some(v);
+        }
+        if let Some(v) = env.var("PUSHGATE_TIM_ADMINS") {
+            cfg.tim_admins = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = env.var("PUSHGATE_XIAOMI_BASE_URL") {
+            cfg.xiaomi_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
+            cfg.webhook_url = Some(v);
+        }
+        if let Some(v) = env.var("PUSHGATE_LOG_FORMAT") {
+            cfg.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "human" => LogFormat::Human,
+                _ => {
+                    return Err(ConfigError::Env {
+                        key: "PUSHGATE_LOG_FORMAT",
+                        message: format!("'{v}' is not one of human, json"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env.var("PUSHGATE_LOG") {
+            cfg.log_level = v;
+        }
+        if let Some(v) = env_parse(env, "PUSHGATE_HEARTBEAT_TIMEOUT_SECS")? {
+            cfg.sessions.heartbeat_timeout_secs = v;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if !(self.xiaomi_base_url.starts_with("http://")
+            || self.xiaomi_base_url.starts_with("https://"))
+        {
+            return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
+        }
+        if self.http.max_recipients == 0 {
+            return invalid("http.max_recipients", "must be at least 1");
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return invalid("http.body_limit_bytes", "must be at least 1024");
+        }
+        if self.push.regid_batch == 0 || self.push.regid_batch > 1000 {
+            return invalid("push.regid_batch", "must be 1..=1000 (Xiaomi's limit)");
+        }
+        if self.push.multi_batch == 0 || self.push.queue_capacity == 0 {
+            return invalid("push", "batch sizes and queue capacity must be at least 1");
+        }
+        if self.sessions.heartbeat_timeout_secs == 0 {
+            return invalid("sessions.heartbeat_timeout_secs", "must be at least 1");
+        }
+        for t in [&self.admin_token, &self.api_token].into_iter().flatten() {
+            if t.len() < 8 {
+                return invalid(
+                    "admin_token/api_token",
+                    "tokens must be at least 8 characters",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.http.max_recipients, 500);
+    }
+
+    #[test]
+    fn environment_overrides_and_errors_name_the_variable() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PUSHGATE_LISTEN", "127.0.0.1:0"),
+                ("PUSHGATE_TIM_ADMINS", "admin, ops"),
+                ("PUSHGATE_SDKAPPID", "1400000000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.tim_admins, vec!["admin", "ops"]);
+        assert_eq!(c.sdkappid, 1_400_000_000);
+        let e = Config::load(None, &env(&[("PUSHGATE_SDKAPPID", "abc")])).unwrap_err();
+        assert!(e.to_string().contains("PUSHGATE_SDKAPPID"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_config_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pushgate.toml");
+        let c = Config::load(Some(&path), &env(&[])).unwrap();
+        assert_eq!(c.sessions.heartbeat_timeout_secs, 400);
+    }
+}

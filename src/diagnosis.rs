@@ -1,0 +1,242 @@
+//! "Why did this user get no notification?" — the seed's troubleshooting checklist (常见问题),
+//! answered from the gateway's own state: certificate configured and healthy, token reported,
+//! device state, and the last notification with the vendor's answer.
+
+use crate::domain::{now_secs, DeviceState, OfflineReason};
+use crate::gateway::Gateway;
+use crate::push::outcomes::LastNotification;
+use crate::registry::Device;
+use serde::Serialize;
+
+/// One line of the checklist. `ok: None` means "does not apply".
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: &'static str,
+    pub ok: Option<bool>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDiagnosis {
+    pub device: String,
+    pub platform: &'static str,
+    pub state: &'static str,
+    pub background: bool,
+    pub token_bound: bool,
+    pub certificate_id: Option<u64>,
+    pub would_push: bool,
+    pub checks: Vec<Check>,
+    pub last_notification: Option<LastNotification>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub user: String,
+    pub would_push: bool,
+    pub summary: String,
+    /// The checklist for the device most likely to get a notification.
+    pub checks: Vec<Check>,
+    pub devices: Vec<DeviceDiagnosis>,
+}
+
+fn check(check: &'static str, ok: Option<bool>, detail: impl Into<String>) -> Check {
+    Check {
+        check,
+        ok,
+        detail: detail.into(),
+    }
+}
+
+fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
+    let now = now_secs();
+    let state = d.state().effective(now, g.registry.retention());
+    let mut checks = Vec::new();
+    let cert = d.token.as_ref().and_then(|_| g.certs.get(d.cert));
+    // 1. certificate configured
+    match (&d.token, &cert) {
+        (None, _) => checks.push(check(
+            "certificate_configured",
+            None,
+            "no token reported, so no certificate chosen yet",
+        )),
+        (Some(_), None) => checks.push(check(
+            "certificate_configured",
+            Some(false),
+            format!(
+                "the token was reported for certificate {}, which does not exist (deleted?)",
+                d.cert
+            ),
+        )),
+        (Some(_), Some(e)) => {
+            let c = e.cert();
+            checks.push(check(
+                "certificate_configured",
+                Some(true),
+                format!("certificate {} (xiaomi, {})", c.id, c.package_name),
+            ))
+        }
+    }
+    // 2. certificate healthy
+    match &cert {
+        None => checks.push(check(
+            "certificate_healthy",
+            None,
+            "no certificate to check",
+        )),
+        Some(e) => {
+            let st = e.status(now);
+            let ok = st.state == "healthy";
+            let detail = match st.state {
+                "healthy" => "the vendor accepts this certificate".to_string(),
+                "broken" => format!(
+                    "broken: {}; fix the AppSecret or package name in the console",
+                    st.reason.unwrap_or_default()
+                ),
+                _ => format!(
+                    "paused until {} (unix) — the vendor's daily quota is used up",
+                    st.paused_until.unwrap_or(0)
+                ),
+            };
+            checks.push(check("certificate_healthy", Some(ok), detail));
+        }
+    }
+    // 3. token reported
+    checks.push(match &d.token {
+        Some(t) => check(
+            "token_reported",
+            Some(true),
+            format!("token {} reported after login", crate::domain::token::redact(t)),
+        ),
+        None => check(
+            "token_reported",
+            Some(false),
+            "no push token was reported for this device after login (the app must call setOfflinePushConfig / set_push_token)",
+        ),
+    });
+    // 4. device state
+    let (state_ok, state_detail) = match state {
+        DeviceState::PushOnline { since } => (
+            true,
+            format!("PushOnline since {since} (unix): the app was killed or lost its connection without logging out"),
+        ),
+        DeviceState::Online { background: true } => (
+            true,
+            "Online in the background: gets the message live and as a notification".to_string(),
+        ),
+        DeviceState::Online { background: false } => (
+            false,
+            "Online in the foreground: messages go over the live connection, no notification is needed".to_string(),
+        ),
+        DeviceState::Offline { reason } => (
+            false,
+            match reason {
+                OfflineReason::LoggedOut => "Offline: logged out (or never logged in); logged-out devices get no notifications",
+                OfflineReason::Kicked => "Offline: kicked by a newer login on another device; kicked devices get no notifications",
+                OfflineReason::Expired => "Offline: PushOnline for longer than the retention (7 days by default) without a login",
+                OfflineReason::Disconnected => "Offline: a desktop or web client disconnected (only mobile devices get notifications)",
+            }
+            .to_string(),
+        ),
+    };
+    checks.push(check("device_state", Some(state_ok), state_detail));
+    // 5. last notification
+    let last = g.outcomes.get(user, &d.id);
+    checks.push(match &last {
+        None => check(
+            "last_notification",
+            None,
+            "no notification sent to this device since the gateway started",
+        ),
+        Some(n) => {
+            let mut detail = format!("{}: {}", n.class, n.detail);
+            if let Some(t) = &n.trace_id {
+                detail.push_str(&format!(" (trace_id {t})"));
+            }
+            check("last_notification", Some(n.class == "delivered"), detail)
+        }
+    });
+    let would_push = state.push_eligible()
+        && d.token.is_some()
+        && cert
+            .as_ref()
+            .map(|e| e.status(now).state == "healthy")
+            .unwrap_or(false);
+    DeviceDiagnosis {
+        device: d.id.to_string(),
+        platform: d.platform.as_str(),
+        state: state.tim_name(),
+        background: matches!(state, DeviceState::Online { background: true }),
+        token_bound: d.token.is_some(),
+        certificate_id: d.token.as_ref().map(|_| d.cert),
+        would_push,
+        checks,
+        last_notification: last,
+    }
+}
+
+/// The diagnosis of one user.
+pub fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
+    let devices: Vec<DeviceDiagnosis> = g
+        .registry
+        .devices(user)
+        .iter()
+        .map(|d| device_diagnosis(g, user, d))
+        .collect();
+    if devices.is_empty() {
+        return Diagnosis {
+            user: user.to_string(),
+            would_push: false,
+            summary: format!("'{user}' has never logged in on this gateway: no device, no token, nothing to push to"),
+            checks: vec![
+                check("certificate_configured", None, "no device, so no certificate chosen"),
+                check("certificate_healthy", None, "no certificate to check"),
+                check("token_reported", Some(false), "no device of this user ever reported a push token"),
+                check("device_state", Some(false), "Offline: never logged in"),
+                check("last_notification", None, "no notification was ever sent"),
+            ],
+            devices,
+        };
+    }
+    // The device the user is most likely to see a notification on: the one passing most checks.
+    let best = devices
+        .iter()
+        .max_by_key(|d| {
+            (
+                d.would_push,
+                d.checks.iter().filter(|c| c.ok == Some(true)).count(),
+            )
+        })
+        .cloned();
+    let would_push = devices.iter().any(|d| d.would_push);
+    let summary = match (&best, would_push) {
+        (Some(b), true) => format!(
+            "a notification would reach device '{}' ({}) now",
+            b.device, b.platform
+        ),
+        (Some(b), false) => {
+            let failing: Vec<&str> = b
+                .checks
+                .iter()
+                .filter(|c| c.ok == Some(false) && c.check != "last_notification")
+                .map(|c| c.check)
+                .collect();
+            format!(
+                "no device would get a notification now; on '{}' these fail: {}",
+                b.device,
+                if failing.is_empty() {
+                    "none".to_string()
+                } else {
+                    failing.join(", ")
+                }
+            )
+        }
+        (None, _) => String::new(),
+    };
+    Diagnosis {
+        user: user.to_string(),
+        would_push,
+        summary,
+        checks: best.map(|b| b.checks).unwrap_or_default(),
+        devices,
+    }
+}

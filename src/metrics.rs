@@ -1,0 +1,251 @@
+//! Prometheus metrics. Labels never carry a user id, device id or token; the certificate id is
+//! an operator-chosen, bounded label.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric of the process, registered once.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub devices: IntGaugeVec,
+    pub tokens_bound: IntGauge,
+    pub users: IntGauge,
+    pub store_commit_seconds: Histogram,
+    pub store_group_size: Histogram,
+    pub recipients: IntCounterVec,
+    pub skipped: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub vendor_requests: IntCounterVec,
+    pub vendor_seconds: HistogramVec,
+    pub vendor_batch_size: HistogramVec,
+    pub accept_to_vendor_seconds: Histogram,
+    pub push_queue_depth: IntGaugeVec,
+    pub tokens_unbound: IntCounter,
+    pub certificates: IntGaugeVec,
+    pub ws_connections: IntGauge,
+    pub ws_frames: IntCounterVec,
+    pub ws_disconnects: IntCounterVec,
+    pub online_deliveries: IntCounterVec,
+    pub webhooks: IntCounterVec,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    // Names are unique constants below; a failure here is a programming error caught by tests.
+    if let Err(e) = r.register(Box::new(c.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
+    }
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    reg(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    reg(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
+    )
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    reg(
+        r,
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .expect("valid metric definition"),
+    )
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    reg(
+        r,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("valid metric definition"),
+    )
+}
+
+const LATENCY: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let lat = LATENCY.to_vec();
+        Metrics {
+            http_requests: counter_vec(
+                &r,
+                "pushgate_http_requests_total",
+                "HTTP requests by route pattern, method and status.",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram_vec(
+                &r,
+                "pushgate_http_request_duration_seconds",
+                "HTTP request latency by route pattern and method.",
+                &["route", "method"],
+                lat.clone(),
+            ),
+            devices: gauge_vec(
+                &r,
+                "pushgate_devices",
+                "Registered devices by state (online, background, push_online, offline).",
+                &["state"],
+            ),
+            tokens_bound: reg(
+                &r,
+                IntGauge::new(
+                    "pushgate_push_tokens_bound",
+                    "Vendor push tokens bound to a device.",
+                )
+                .expect("valid metric definition"),
+            ),
+            users: reg(
+                &r,
+                IntGauge::new(
+                    "pushgate_users",
+                    "Users with at least one registered device.",
+                )
+                .expect("valid metric definition"),
+            ),
+            store_commit_seconds: histogram(
+                &r,
+                "pushgate_store_commit_duration_seconds",
+                "Time to write and sync one group commit.",
+                lat.clone(),
+            ),
+            store_group_size: histogram(
+                &r,
+                "pushgate_store_commit_group_size",
+                "Requests answered by one group commit.",
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ],
+            ),
+            recipients: counter_vec(
+                &r,
+                "pushgate_recipients_total",
+                "Message recipients by outcome (online, push_queued, skipped).",
+                &["outcome"],
+            ),
+            skipped: counter_vec(
+                &r,
+                "pushgate_skipped_total",
+                "Devices that got nothing for a message, by reason.",
+                &["reason"],
+            ),
+            notifications: counter_vec(
+                &r,
+                "pushgate_notifications_total",
+                "Notifications finished by the vendor senders, by outcome class.",
+                &["vendor", "outcome"],
+            ),
+            vendor_requests: counter_vec(
+                &r,
+                "pushgate_vendor_requests_total",
+                "Vendor HTTP requests by endpoint kind and result class.",
+                &["vendor", "kind", "result"],
+            ),
+            vendor_seconds: histogram_vec(
+                &r,
+                "pushgate_vendor_request_duration_seconds",
+                "Vendor request latency.",
+                &["vendor"],
+                lat.clone(),
+            ),
+            vendor_batch_size: histogram_vec(
+                &r,
+                "pushgate_vendor_batch_size",
+                "Notifications per vendor request.",
+                &["vendor", "kind"],
+                vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0],
+            ),
+            accept_to_vendor_seconds: histogram(
+                &r,
+                "pushgate_accept_to_vendor_seconds",
+                "From API accept to the vendor request that carried the notification.",
+                lat,
+            ),
+            push_queue_depth: gauge_vec(
+                &r,
+                "pushgate_push_queue_depth",
+                "Notifications waiting in a certificate's sender.",
+                &["certificate"],
+            ),
+            tokens_unbound: reg(
+                &r,
+                IntCounter::new(
+                    "pushgate_tokens_unbound_total",
+                    "Tokens unbound because the vendor called them invalid.",
+                )
+                .expect("valid metric definition"),
+            ),
+            certificates: gauge_vec(
+                &r,
+                "pushgate_certificates",
+                "Certificates by health state (healthy, broken, quota_paused).",
+                &["state"],
+            ),
+            ws_connections: reg(
+                &r,
+                IntGauge::new("pushgate_ws_connections", "Live WebSocket connections.")
+                    .expect("valid metric definition"),
+            ),
+            ws_frames: counter_vec(
+                &r,
+                "pushgate_ws_frames_total",
+                "WebSocket frames by direction and type.",
+                &["direction", "type"],
+            ),
+            ws_disconnects: counter_vec(
+                &r,
+                "pushgate_ws_disconnects_total",
+                "WebSocket connections ended, by reason.",
+                &["reason"],
+            ),
+            online_deliveries: counter_vec(
+                &r,
+                "pushgate_online_deliveries_total",
+                "Messages over live connections by result (acked, fell_back_to_push, dropped).",
+                &["result"],
+            ),
+            webhooks: counter_vec(
+                &r,
+                "pushgate_webhooks_total",
+                "State.StateChange webhooks by result.",
+                &["result"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

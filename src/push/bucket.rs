@@ -1,0 +1,123 @@
+//! The token bucket of one certificate: one token per vendor request (Xiaomi counts requests,
+//! not devices). In any one-second window at most `burst + rate` requests start.
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    /// Tokens added per second: the certificate's qps, or less while backing off from 10027.
+    rate: f64,
+    /// The configured qps; `rate` climbs back to it after a rate-limit answer.
+    target: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(qps: u32, burst: u32, now: Instant) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(qps.max(1)),
+            target: f64::from(qps.max(1)),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How long until a token is available.
+    pub fn wait_time(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        }
+    }
+
+    /// A new qps from an edited certificate, effective at once.
+    pub fn set_qps(&mut self, qps: u32, now: Instant) {
+        self.refill(now);
+        self.target = f64::from(qps.max(1));
+        self.rate = self.target;
+    }
+
+    /// The vendor said "too fast" (10027): halve the rate (at least 1/s).
+    pub fn slow_down(&mut self, now: Instant) {
+        self.refill(now);
+        self.rate = (self.rate / 2.0).max(1.0);
+        self.tokens = self.tokens.min(0.0);
+    }
+
+    /// A request went through: recover 5% of the target rate, up to the target.
+    pub fn recover(&mut self) {
+        if self.rate < self.target {
+            self.rate = (self.rate + self.target * 0.05).min(self.target);
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_more_than_burst_plus_rate_in_a_second() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100, 5, t0);
+        // Try every 100 µs for 3 s; count starts in every 1 s sliding window.
+        let mut starts = vec![];
+        for i in 0..30_000u64 {
+            let now = t0 + Duration::from_micros(i * 100);
+            if b.try_take(now) {
+                starts.push(now);
+            }
+        }
+        for (i, s) in starts.iter().enumerate() {
+            let in_window = starts[i..]
+                .iter()
+                .take_while(|t| t.duration_since(*s) < Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 105, "{in_window} requests in one second");
+        }
+        // And it keeps up: ≥ 0.97 × rate over the run.
+        assert!(starts.len() as f64 >= 0.97 * 300.0, "{}", starts.len());
+    }
+
+    #[test]
+    fn slow_down_and_recover() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100, 1, t0);
+        b.slow_down(t0);
+        assert_eq!(b.rate(), 50.0);
+        for _ in 0..100 {
+            b.recover();
+        }
+        assert_eq!(b.rate(), 100.0);
+        b.set_qps(10, t0);
+        assert_eq!(b.rate(), 10.0);
+        assert!(b.wait_time(t0) <= Duration::from_millis(100));
+    }
+}

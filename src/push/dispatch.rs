@@ -1,0 +1,211 @@
+//! The routing decision: for each recipient and each of its devices, the live connection, the
+//! push queue of its certificate, or nothing with a reason.
+
+use super::{Message, PushJob, Senders};
+use crate::certs::CertBook;
+use crate::domain::now_secs;
+use crate::metrics::Metrics;
+use crate::registry::{ConnId, Registry, Route, SkipReason};
+use crate::session::{Hub, SessionCommand};
+use compact_str::CompactString;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The outcome for one recipient (or one device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Online,
+    PushQueued,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Online => "online",
+            Outcome::PushQueued => "push_queued",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceOutcome {
+    pub device: CompactString,
+    pub platform: &'static str,
+    pub outcome: Outcome,
+    /// Also pushed while connected in the background.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub also_pushed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// One recipient's result: online if any device got it live, else push_queued if any device's
+/// notification was queued, else skipped with the first device's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientResult {
+    pub user: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub devices: Vec<DeviceOutcome>,
+}
+
+/// What dispatch needs; all shared, nothing awaited.
+pub struct Dispatch<'a> {
+    pub registry: &'a Registry,
+    pub certs: &'a CertBook,
+    pub senders: &'a Senders,
+    pub hub: &'a Hub,
+    pub metrics: &'a Metrics,
+}
+
+impl Dispatch<'_> {
+    /// Routes one message to one recipient.
+    pub fn recipient(&self, user: &str, msg: &Arc<Message>) -> RecipientResult {
+        let now = now_secs();
+        let mut devices = Vec::new();
+        let n = self.registry.route_with(user, now, |dev, route| {
+            let (outcome, also_pushed, reason) = match route {
+                Route::Online { conn } => {
+                    let fallback = dev.token.clone().map(|t| (dev.cert, t));
+                    self.online(user, &dev.id, conn, fallback, msg, now)
+                }
+                Route::OnlineAndPush { conn, cert, token } => {
+                    let (o, _, r) = self.online(user, &dev.id, conn, None, msg, now);
+                    let (po, _, _) = self.push(user, &dev.id, cert, token, msg, now);
+                    (o, po == Outcome::PushQueued, r)
+                }
+                Route::Push { cert, token } => self.push(user, &dev.id, cert, token, msg, now),
+                Route::Skip(r) => (Outcome::Skipped, false, Some(r)),
+            };
+            if let Some(r) = reason {
+                if outcome == Outcome::Skipped {
+                    self.metrics.skipped.with_label_values(&[r.as_str()]).inc();
+                }
+            }
+            devices.push(DeviceOutcome {
+                device: dev.id.clone(),
+                platform: dev.platform.as_str(),
+                outcome,
+                also_pushed,
+                reason: reason.map(SkipReason::as_str),
+            });
+        });
+        let result = if n == 0 {
+            self.metrics
+                .skipped
+                .with_label_values(&[SkipReason::UnknownUser.as_str()])
+                .inc();
+            RecipientResult {
+                user: user.to_string(),
+                outcome: Outcome::Skipped,
+                reason: Some(SkipReason::UnknownUser.as_str()),
+                devices,
+            }
+        } else {
+            let best = devices
+                .iter()
+                .map(|d| d.outcome)
+                .min_by_key(|o| match o {
+                    Outcome::Online => 0,
+                    Outcome::PushQueued => 1,
+                    Outcome::Skipped => 2,
+                })
+                .unwrap_or(Outcome::Skipped);
+            let reason = if best == Outcome::Skipped {
+                devices.iter().find_map(|d| d.reason)
+            } else {
+                None
+            };
+            RecipientResult {
+                user: user.to_string(),
+                outcome: best,
+                reason,
+                devices,
+            }
+        };
+        self.metrics
+            .recipients
+            .with_label_values(&[result.outcome.as_str()])
+            .inc();
+        result
+    }
+
+    fn online(
+        &self,
+        user: &str,
+        device: &CompactString,
+        conn: Option<ConnId>,
+        fallback: Option<(u64, Arc<str>)>,
+        msg: &Arc<Message>,
+        now: u64,
+    ) -> (Outcome, bool, Option<SkipReason>) {
+        let Some(conn) = conn else {
+            // The IM cluster holds this connection and delivers the message itself.
+            return (Outcome::Online, false, None);
+        };
+        match self.hub.send(conn, SessionCommand::Deliver(msg.clone())) {
+            Ok(()) => (Outcome::Online, false, None),
+            Err(e) => {
+                // The connection is going away or cannot keep up: the push path takes over
+                // for this device, as it would for an unacked message.
+                tracing::debug!(error = %e, "live delivery refused, falling back to push");
+                self.metrics
+                    .online_deliveries
+                    .with_label_values(&["fell_back_to_push"])
+                    .inc();
+                // (The registry guard is held here: use the device's token as routed, never
+                // look the device up again.)
+                match fallback {
+                    Some((cert, token)) => self.push(user, device, cert, token, msg, now),
+                    None => (Outcome::Skipped, false, Some(SkipReason::NoToken)),
+                }
+            }
+        }
+    }
+
+    fn push(
+        &self,
+        user: &str,
+        device: &CompactString,
+        cert: u64,
+        token: Arc<str>,
+        msg: &Arc<Message>,
+        now: u64,
+    ) -> (Outcome, bool, Option<SkipReason>) {
+        if let Err(r) = &msg.push {
+            return (Outcome::Skipped, false, Some(*r));
+        }
+        let Some(entry) = self.certs.get(cert) else {
+            return (
+                Outcome::Skipped,
+                false,
+                Some(SkipReason::CertificateMissing),
+            );
+        };
+        if entry.is_broken() {
+            return (Outcome::Skipped, false, Some(SkipReason::CertificateBroken));
+        }
+        if entry.paused_until(now).is_some() {
+            return (Outcome::Skipped, false, Some(SkipReason::QuotaPaused));
+        }
+        let job = PushJob {
+            cert,
+            token,
+            user: CompactString::from(user),
+            device: device.clone(),
+            message: msg.clone(),
+            attempt: 0,
+        };
+        match self.senders.enqueue(job) {
+            Ok(()) => (Outcome::PushQueued, false, None),
+            Err(_) => {
+                entry.stats.fail("queue_full", 1);
+                (Outcome::Skipped, false, Some(SkipReason::QueueFull))
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! One registered device as the registry keeps it, packed small: there are millions.
+
+use crate::domain::{CertificateId, DeviceState, OfflineReason, Platform};
+use crate::registry::{ConnId, Route, SkipReason};
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One device of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The client's device id (inline up to 24 bytes: no allocation for typical ids).
+    pub id: CompactString,
+    /// The bound vendor token, shared with the reverse index.
+    pub token: Option<Arc<str>>,
+    /// The certificate the token was reported for (meaningful only with a token).
+    pub cert: CertificateId,
+    /// Live WebSocket connection on this gateway; 0 when none (or held by the IM cluster).
+    pub conn: ConnId,
+    /// `PushOnline` since (unix seconds); 0 otherwise.
+    since: u32,
+    pub platform: Platform,
+    /// Packed `DeviceState` kind: see `state()`.
+    kind: u8,
+}
+
+const K_ONLINE: u8 = 0;
+const K_BACKGROUND: u8 = 1;
+const K_PUSH_ONLINE: u8 = 2;
+const K_LOGGED_OUT: u8 = 3;
+const K_KICKED: u8 = 4;
+const K_EXPIRED: u8 = 5;
+const K_DISCONNECTED: u8 = 6;
+
+impl Device {
+    pub fn new(id: &str, platform: Platform) -> Device {
+        Device {
+            id: CompactString::from(id),
+            token: None,
+            cert: 0,
+            conn: 0,
+            since: 0,
+            platform,
+            kind: K_LOGGED_OUT,
+        }
+    }
+
+    pub fn state(&self) -> DeviceState {
+        match self.kind {
+            K_ONLINE => DeviceState::Online { background: false },
+            K_BACKGROUND => DeviceState::Online { background: true },
+            K_PUSH_ONLINE => DeviceState::PushOnline {
+                since: u64::from(self.since),
+            },
+            K_KICKED => DeviceState::Offline {
+                reason: OfflineReason::Kicked,
+            },
+            K_EXPIRED => DeviceState::Offline {
+                reason: OfflineReason::Expired,
+            },
+            K_DISCONNECTED => DeviceState::Offline {
+                reason: OfflineReason::Disconnected,
+            },
+            _ => DeviceState::Offline {
+                reason: OfflineReason::LoggedOut,
+            },
+        }
+    }
+
+    pub fn set_state(&mut self, s: DeviceState) {
+        let (kind, since) = match s {
+            DeviceState::Online { background: false } => (K_ONLINE, 0),
+            DeviceState::Online { background: true } => (K_BACKGROUND, 0),
+            // Unix seconds fit in u32 until 2106.
+            DeviceState::PushOnline { since } => {
+                (K_PUSH_ONLINE, since.min(u64::from(u32::MAX)) as u32)
+            }
+            DeviceState::Offline { reason } => (
+                match reason {
+                    OfflineReason::LoggedOut => K_LOGGED_OUT,
+                    OfflineReason::Kicked => K_KICKED,
+                    OfflineReason::Expired => K_EXPIRED,
+                    OfflineReason::Disconnected => K_DISCONNECTED,
+                },
+                0,
+            ),
+        };
+        self.kind = kind;
+        self.since = since;
+    }
+
+    pub(crate) fn take_conn(&mut self) -> Option<ConnId> {
+        let c = std::mem::take(&mut self.conn);
+        (c != 0).then_some(c)
+    }
+
+    /// The routing decision for this device now (certificate health is checked by dispatch).
+    pub fn route(&self, now: u64, retention: u64) -> Route {
+        match self.state().effective(now, retention) {
+            DeviceState::Online { background } => {
+                let conn = (self.conn != 0).then_some(self.conn);
+                if background {
+                    if let Some(t) = &self.token {
+                        // Background: the connection and a notification (§3.4).
+                        return Route::OnlineAndPush {
+                            conn,
+                            cert: self.cert,
+                            token: t.clone(),
+                        };
+                    }
+                }
+                Route::Online { conn }
+            }
+            DeviceState::PushOnline { .. } => match &self.token {
+                Some(t) => Route::Push {
+                    cert: self.cert,
+                    token: t.clone(),
+                },
+                None => Route::Skip(SkipReason::NoToken),
+            },
+            DeviceState::Offline { reason } => Route::Skip(match reason {
+                OfflineReason::LoggedOut => SkipReason::LoggedOut,
+                OfflineReason::Kicked => SkipReason::Kicked,
+                OfflineReason::Expired => SkipReason::Expired,
+                OfflineReason::Disconnected => SkipReason::Disconnected,
+            }),
+        }
+    }
+
+    /// The durable form of this device.
+    pub fn record(&self) -> DeviceRecord {
+        let state = self.state();
+        DeviceRecord {
+            platform: self.platform,
+            state: state.tim_name().to_string(),
+            background: matches!(state, DeviceState::Online { background: true }),
+            offline_reason: match state {
+                DeviceState::Offline { reason } => Some(reason),
+                _ => None,
+            },
+            since: match state {
+                DeviceState::PushOnline { since } => since,
+                _ => 0,
+            },
+            token: self.token.as_ref().map(|t| (self.cert, t.to_string())),
+        }
+    }
+
+    /// Rebuilds a device from its record. A device stored as `Online` comes back `PushOnline`
+    /// (mobile) or `Offline` (desktop): its connection did not survive the restart.
+    pub fn from_record(id: &str, rec: &DeviceRecord, token: Option<Arc<str>>) -> Device {
+        let mut d = Device::new(id, rec.platform);
+        let state = match rec.state.as_str() {
+            "Online" => {
+                if rec.platform.is_mobile() {
+                    DeviceState::PushOnline { since: rec.since }
+                } else {
+                    DeviceState::Offline {
+                        reason: OfflineReason::Disconnected,
+                    }
+                }
+            }
+            "PushOnline" => DeviceState::PushOnline { since: rec.since },
+            _ => DeviceState::Offline {
+                reason: rec.offline_reason.unwrap_or(OfflineReason::LoggedOut),
+            },
+        };
+        d.set_state(state);
+        if let (Some((cert, _)), Some(t)) = (&rec.token, token) {
+            d.cert = *cert;
+            d.token = Some(t);
+        }
+        d
+    }
+}
+
+/// A device as written to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub platform: Platform,
+    /// `Online`, `PushOnline` or `Offline`.
+    pub state: String,
+    #[serde(default)]
+    pub background: bool,
+    #[serde(default)]
+    pub offline_reason: Option<OfflineReason>,
+    /// For `PushOnline`: since when (unix seconds). For `Online`: when the record was written,
+    /// so a restart can start the retention clock.
+    #[serde(default)]
+    pub since: u64,
+    #[serde(default)]
+    pub token: Option<(CertificateId, String)>,
+}
+
+/// The devices of one user; almost always one, kept inline without a second allocation.
+#[derive(Debug, Clone, Default)]
+pub enum DeviceList {
+    #[default]
+    Empty,
+    One(Box<Device>),
+    Many(Vec<Device>),
+}
+
+impl DeviceList {
+    pub fn len(&self) -> usize {
+        match self {
+            DeviceList::Empty => 0,
+            DeviceList::One(_) => 1,
+            DeviceList::Many(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Device> {
+        match self {
+            DeviceList::Empty => [].iter(),
+            DeviceList::One(d) => std::slice::from_ref(&**d).iter(),
+            DeviceList::Many(v) => v.iter(),
+        }
+    }
+
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Device> {
+        match self {
+            DeviceList::Empty => [].iter_mut(),
+            DeviceList::One(d) => std::slice::from_mut(&mut **d).iter_mut(),
+            DeviceList::Many(v) => v.iter_mut(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Device> {
+        self.iter().find(|d| d.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Device> {
+        self.iter_mut().find(|d| d.id == id)
+    }
+
+    /// Inserts or replaces the device with the same id.
+    pub fn upsert(&mut self, dev: Device) {
+        if let Some(d) = self.get_mut(&dev.id) {
+            *d = dev;
+            return;
+        }
+        *self = match std::mem::take(self) {
+            DeviceList::Empty => DeviceList::One(Box::new(dev)),
+            DeviceList::One(first) => DeviceList::Many(vec![*first, dev]),
+            DeviceList::Many(mut v) => {
+                v.push(dev);
+                DeviceList::Many(v)
+            }
+        };
+    }
+}

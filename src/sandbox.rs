@@ -1,0 +1,32 @@
+//! `pushgate serve --sandbox`: the Xiaomi emulator runs inside the gateway's process and the
+//! Xiaomi client sends to it, so a newcomer sees the whole flow on one machine without Xiaomi
+//! credentials. Every certificate created is registered with the emulator as an app; every regId
+//! is valid unless marked invalid over the emulator's control API.
+
+use crate::config::Config;
+use crate::server::StartError;
+use crate::vendor::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub async fn run(mut config: Config) -> Result<(), StartError> {
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let emu = Arc::new(emulator::start(EmulatorConfig::default(), listen)?);
+    config.xiaomi_base_url = emu.base_url();
+    tracing::info!(emulator = %emu.base_url(), "sandbox: Xiaomi emulator running in-process; received notifications at {}/_emulator/received", emu.base_url());
+    println!("pushgate sandbox: Xiaomi emulator at {}", emu.base_url());
+    let e = emu.clone();
+    crate::server::run_with(config, move |g| {
+        let hook = move |c: &crate::domain::Certificate| {
+            e.add_app(EmulatorApp::new(
+                c.package_name.clone(),
+                c.app_secret.clone(),
+            ));
+        };
+        for entry in g.certs.all() {
+            hook(&entry.cert());
+        }
+        let _ = g.cert_hook.set(Box::new(hook));
+    })
+    .await
+}

@@ -1,0 +1,268 @@
+//! Start-up and shutdown: load the store, rebuild the registry, start the senders, bind the
+//! listener. `run` serves until SIGTERM/SIGINT; `start` runs a server on its own thread for
+//! tests and tools.
+
+use crate::api::{self, auth::Tokens, AppState};
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
+use crate::vendor::xiaomi::XiaomiClient;
+use actix_web::{middleware, web, App, HttpServer};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("xiaomi client: {0}")]
+    Client(String),
+    #[error("the server thread ended before it was ready")]
+    Aborted,
+}
+
+/// A token from the config, or one generated once and kept in the data dir (mode 0600). The
+/// value is never logged.
+fn token_or_generated(given: &Option<String>, dir: &Path, name: &str) -> std::io::Result<String> {
+    if let Some(t) = given {
+        return Ok(t.clone());
+    }
+    let path = dir.join(name);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let t: String = {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (0..32)
+            .map(|_| {
+                let i = rng.random_range(0..62u8);
+                (match i {
+                    0..=9 => b'0' + i,
+                    10..=35 => b'a' + i - 10,
+                    _ => b'A' + i - 36,
+                }) as char
+            })
+            .collect()
+    };
+    std::fs::write(&path, format!("{t}\n"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
+    Ok(t)
+}
+
+/// Everything built before the listener binds.
+pub struct Prepared {
+    pub gateway: Arc<Gateway>,
+    pub tokens: Tokens,
+    pub writer: std::thread::JoinHandle<()>,
+    pub load_time: Duration,
+    pub devices_loaded: usize,
+}
+
+/// Loads the store and builds the gateway. Must run inside an actix system.
+pub fn prepare(config: Config) -> Result<Prepared, StartError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let metrics = Metrics::new();
+    let store = Arc::new(FjallStore::open(&config.data_dir.join("store"))?);
+    let snapshot = store.load()?;
+    let registry = Arc::new(Registry::new(
+        config.sessions.multi_device_policy,
+        config.sessions.push_online_retention_secs,
+    ));
+    let devices_loaded = snapshot.devices.len();
+    for (user, device, rec) in snapshot.devices {
+        registry.restore(&user, &device, rec);
+    }
+    let (handle, writer) = StoreHandle::start(
+        store,
+        config.store.queue_capacity,
+        config.store.max_group,
+        StoreMetrics {
+            commit_seconds: Some(metrics.store_commit_seconds.clone()),
+            group_size: Some(metrics.store_group_size.clone()),
+        },
+    )?;
+    let client = XiaomiClient::new(
+        &config.xiaomi_base_url,
+        Duration::from_millis(config.push.vendor_timeout_ms),
+    )
+    .map_err(|e| StartError::Client(e.to_string()))?;
+    let tokens = Tokens {
+        admin: token_or_generated(&config.admin_token, &config.data_dir, "admin_token")?,
+        api: token_or_generated(&config.api_token, &config.data_dir, "api_token")?,
+    };
+    let gateway = Arc::new(Gateway::new(
+        config,
+        registry,
+        snapshot.certificates,
+        snapshot.next_certificate_id,
+        handle,
+        metrics,
+        client,
+    ));
+    gateway.start_sweeper();
+    Ok(Prepared {
+        gateway,
+        tokens,
+        writer,
+        load_time: started.elapsed(),
+        devices_loaded,
+    })
+}
+
+/// Binds the listener and returns the server future and its address.
+pub fn bind(
+    prepared: &Prepared,
+    ready: Arc<AtomicBool>,
+) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    let config = &prepared.gateway.config;
+    let state = web::Data::new(AppState {
+        gateway: prepared.gateway.clone(),
+        tokens: prepared.tokens.clone(),
+        ready: ready.clone(),
+    });
+    let body_limit = config.http.body_limit_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(api::observe))
+            .configure(|c| api::configure(c, body_limit))
+    })
+    .max_connections(config.http.max_connections_per_worker)
+    .backlog(4096)
+    .shutdown_timeout(config.http.shutdown_timeout_secs);
+    if config.http.workers > 0 {
+        server = server.workers(config.http.workers);
+    }
+    let server = server.bind(config.listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("no listening address"))?;
+    let server = server.run();
+    ready.store(true, Ordering::Relaxed);
+    Ok((server, addr))
+}
+
+/// Runs the gateway until SIGTERM/SIGINT: stops accepting, finishes in-flight requests, lets
+/// the store writer finish its last group, exits.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    run_with(config, |_| {}).await
+}
+
+/// `run`, with a hook that sees the gateway before the listener binds (the sandbox uses it).
+pub async fn run_with(
+    config: Config,
+    before_bind: impl FnOnce(&Arc<Gateway>),
+) -> Result<(), StartError> {
+    let prepared = prepare(config)?;
+    before_bind(&prepared.gateway);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (server, addr) = bind(&prepared, ready)?;
+    tracing::info!(
+        %addr,
+        devices = prepared.devices_loaded,
+        load_ms = prepared.load_time.as_millis() as u64,
+        "pushgate listening"
+    );
+    // Tools that start us on port 0 read the address from this line.
+    println!("pushgate listening on {addr}");
+    server.await?;
+    let Prepared {
+        gateway, writer, ..
+    } = prepared;
+    drop(gateway);
+    // Every acknowledged change is already synced; this waits for the writer to drain.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("pushgate stopped");
+    Ok(())
+}
+
+/// A gateway running on its own thread (tests, tools, the sandbox).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    pub admin_token: String,
+    pub api_token: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Graceful stop; returns when the store writer has finished.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// Starts a gateway on a new thread with its own actix system.
+pub fn start(config: Config) -> Result<RunningServer, StartError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("pushgate-server".into())
+        .spawn(move || {
+            let sys = actix_rt::System::new();
+            sys.block_on(async move {
+                let prepared = match prepare(config) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let ready = Arc::new(AtomicBool::new(false));
+                let (server, addr) = match bind(&prepared, ready) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok((
+                    addr,
+                    prepared.gateway.clone(),
+                    prepared.tokens.clone(),
+                    server.handle(),
+                )));
+                let _ = server.await;
+                let Prepared {
+                    gateway, writer, ..
+                } = prepared;
+                drop(gateway);
+                let _ = writer.join();
+            });
+        })?;
+    let (addr, gateway, tokens, handle) = rx.recv().map_err(|_| StartError::Aborted)??;
+    Ok(RunningServer {
+        addr,
+        gateway,
+        admin_token: tokens.admin,
+        api_token: tokens.api,
+        handle,
+        thread: Some(thread),
+    })
+}

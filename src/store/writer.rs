@@ -1,0 +1,198 @@
+//! The single writer thread with group commit.
+
+use super::{Store, StoreError, StoreOp};
+use prometheus::Histogram;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
+
+/// Histograms the writer fills (optional so unit tests need no registry).
+#[derive(Clone, Default)]
+pub struct StoreMetrics {
+    pub commit_seconds: Option<Histogram>,
+    pub group_size: Option<Histogram>,
+}
+
+/// Sends changes to the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<(Vec<StoreOp>, Reply)>,
+}
+
+/// A reserved place in the writer's queue. Take it before changing the registry, send while the
+/// change is still locked, so the disk sees changes in the order memory did.
+pub struct StorePermit<'a> {
+    permit: mpsc::Permit<'a, (Vec<StoreOp>, Reply)>,
+}
+
+/// Resolves when the change is on disk.
+pub struct CommitTicket(oneshot::Receiver<Result<(), Arc<StoreError>>>);
+
+impl CommitTicket {
+    pub async fn wait(self) -> Result<(), Arc<StoreError>> {
+        self.0
+            .await
+            .unwrap_or_else(|_| Err(Arc::new(StoreError::Stopped)))
+    }
+
+    /// A ticket that is already done (nothing to write).
+    pub fn done() -> CommitTicket {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Ok(()));
+        CommitTicket(rx)
+    }
+}
+
+impl StorePermit<'_> {
+    pub fn send(self, ops: Vec<StoreOp>) -> CommitTicket {
+        let (tx, rx) = oneshot::channel();
+        if ops.is_empty() {
+            let _ = tx.send(Ok(()));
+        } else {
+            self.permit.send((ops, tx));
+        }
+        CommitTicket(rx)
+    }
+}
+
+impl StoreHandle {
+    /// Starts the writer thread. `capacity` bounds the queued changes; `max_group` the changes
+    /// in one commit.
+    pub fn start(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        max_group: usize,
+        metrics: StoreMetrics,
+    ) -> std::io::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let join = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run_writer(store, rx, max_group.max(1), metrics))?;
+        Ok((StoreHandle { tx }, join))
+    }
+
+    /// Reserves a place in the queue without waiting; `Busy` when the queue is full.
+    pub fn reserve(&self) -> Result<StorePermit<'_>, StoreError> {
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(StorePermit { permit }),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Queues changes (waiting for room) and resolves when they are on disk.
+    pub async fn commit(&self, ops: Vec<StoreOp>) -> Result<(), Arc<StoreError>> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((ops, tx))
+            .await
+            .map_err(|_| Arc::new(StoreError::Stopped))?;
+        CommitTicket(rx).wait().await
+    }
+}
+
+fn run_writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<(Vec<StoreOp>, Reply)>,
+    max_group: usize,
+    metrics: StoreMetrics,
+) {
+    let mut ops: Vec<StoreOp> = Vec::new();
+    let mut waiting: Vec<Reply> = Vec::new();
+    while let Some((first, reply)) = rx.blocking_recv() {
+        ops.extend(first);
+        waiting.push(reply);
+        while waiting.len() < max_group {
+            match rx.try_recv() {
+                Ok((more, reply)) => {
+                    ops.extend(more);
+                    waiting.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = store.apply(&ops).map_err(Arc::new);
+        if let Some(h) = &metrics.commit_seconds {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        if let Some(h) = &metrics.group_size {
+            h.observe(waiting.len() as f64);
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, changes = ops.len(), "store commit failed");
+        }
+        for w in waiting.drain(..) {
+            let _ = w.send(result.clone());
+        }
+        ops.clear();
+    }
+    tracing::debug!("store writer stopped: every handle dropped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Certificate, ClickAction, Vendor};
+    use crate::registry::DeviceRecord;
+    use crate::store::FjallStore;
+
+    fn cert(id: u64) -> Certificate {
+        Certificate {
+            id,
+            vendor: Vendor::Xiaomi,
+            package_name: "com.example.chat".into(),
+            app_id: "1".into(),
+            app_secret: "s".into(),
+            click_action: ClickAction::OpenApp,
+            channel_id: None,
+            qps: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn group_commit_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Arc::new(FjallStore::open(dir.path()).unwrap());
+            let (h, join) = StoreHandle::start(store, 64, 16, StoreMetrics::default()).unwrap();
+            let mut tickets = vec![];
+            for i in 0..10u64 {
+                let p = h.reserve().unwrap();
+                tickets.push(p.send(vec![StoreOp::PutDevice {
+                    user: format!("u{i}"),
+                    device: "d".into(),
+                    record: DeviceRecord {
+                        platform: crate::domain::Platform::Android,
+                        state: "PushOnline".into(),
+                        background: false,
+                        offline_reason: None,
+                        since: i,
+                        token: Some((7, format!("t{i}"))),
+                    },
+                }]));
+            }
+            h.commit(vec![
+                StoreOp::PutCertificate(Box::new(cert(7))),
+                StoreOp::NextCertificateId(8),
+            ])
+            .await
+            .unwrap();
+            for t in tickets {
+                t.wait().await.unwrap();
+            }
+            drop(h);
+            join.join().unwrap();
+        }
+        let store = FjallStore::open(dir.path()).unwrap();
+        let snap = store.load().unwrap();
+        assert_eq!(snap.devices.len(), 10);
+        assert_eq!(snap.certificates, vec![cert(7)]);
+        assert_eq!(snap.next_certificate_id, Some(8));
+    }
+}
