@@ -304,7 +304,7 @@ function fillCertCard(card, cert) {
   badge.className = `badge cert-state ${cls}`;
   const reason = $('.cert-reason', card);
   reason.hidden = !status.reason;
-  reason.textContent = status.reason || '';
+  reason.textContent = status.reason ? readable(status.reason) : '';
   reason.className = `cert-reason ${cls}`;
 
   const config = [
@@ -636,6 +636,15 @@ function sentence(text) {
   return /[.!?…]$/.test(s) ? s : `${s}.`;
 }
 
+/** Readable gateway text: check keys become their labels, unix times become dates. */
+function readable(text) {
+  const t = String(text || '')
+    .replace(/\b(\d{10}) \(unix\)/g, (_, secs) => fmtDateTime(new Date(Number(secs) * 1000)))
+    .replace(/\b(certificate_configured|certificate_healthy|token_reported|device_state|last_notification)\b/g,
+      (key) => CHECK_LABELS[key].toLowerCase());
+  return sentence(t);
+}
+
 function humanize(key) {
   const s = String(key).replace(/_/g, ' ');
   return s.charAt(0).toUpperCase() + s.slice(1);
@@ -647,7 +656,7 @@ function renderDiagnosis(d) {
     h('div', { class: `verdict ${would ? 'ok' : 'bad'}` },
       h('span', { class: 'badge ' + (would ? 'ok' : 'bad'), text: would ? 'Would push' : 'Would not push' }),
       h('h2', { text: d.user }),
-      h('p', { class: 'summary', text: d.summary || '' }),
+      h('p', { class: 'summary', text: readable(d.summary) }),
     ),
     h('h3', { text: 'Checklist' }),
     checklist(d.checks || [], 'checklist'),
@@ -672,7 +681,7 @@ function checklist(checks, cls) {
     h('span', { class: 'mark', 'aria-hidden': 'true', text: checkMark(c.ok) }),
     h('span', { class: 'visually-hidden', text: `${checkStatus(c.ok)}: ` }),
     h('span', { class: 'check-name', text: CHECK_LABELS[c.check] || humanize(c.check) }),
-    h('span', { class: 'check-detail', text: c.detail || '' }),
+    h('span', { class: 'check-detail', text: readable(c.detail) }),
   )));
 }
 
@@ -708,7 +717,7 @@ function lastNotification(n) {
     h('span', { class: `badge ${cls}`, text: humanize(n.class || 'unknown') }),
     ' ', at,
     n.vendor_code !== null && n.vendor_code !== undefined ? h('div', { class: 'muted', text: `vendor code ${n.vendor_code}` }) : null,
-    n.detail ? h('div', { class: 'muted', text: n.detail }) : null,
+    n.detail ? h('div', { class: 'muted', text: readable(n.detail) }) : null,
     (n.msg_id || n.trace_id) ? h('div', { class: 'ids' },
       n.msg_id ? `msg ${n.msg_id}` : '', n.msg_id && n.trace_id ? ' · ' : '', n.trace_id ? `trace ${n.trace_id}` : '') : null,
   );

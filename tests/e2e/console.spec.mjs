@@ -335,7 +335,7 @@ test('a notification the vendor accepts counts as sent, live, and shows green in
   await diagnose('e2e-pushonline');
   const line = page.locator('.diagnosis > ul.checklist > .check[data-check="last_notification"]');
   assert.match(await line.getAttribute('class'), /\bok\b/);
-  await textMatching(line.locator('.check-detail'), /delivered/);
+  await textMatching(line.locator('.check-detail'), /^Delivered/);
   await textMatching(page.locator('table.devices tr[data-device="d1"] .last-notification .badge'), /^Delivered$/);
   await shot('12-diagnosis-delivered');
 });
