@@ -442,37 +442,53 @@ async function showCertForm(id) {
   hideSavedBanner();
   $('#cert-form-title').textContent = id === null ? 'Add certificate' : `Edit certificate ${id}`;
   document.title = `${$('#cert-form-title').textContent} · pushgate console`;
-  $('#f-secret-state').hidden = true;
-  form.app_secret.placeholder = '';
-  $('#f-secret-hint').textContent = 'Write-only: once saved it is never shown again.';
+  fillSecretState(form, false);
   syncClickFields(form);
   show('cert-form');
   if (id === null) {
+    setFormBusy(form, false);
     form.package_name.focus();
     return;
   }
-  let cert = state.certificates.get(id);
+  // Show what the list already knows at once, but accept input only once the gateway's own
+  // copy is in, so nothing the operator types is overwritten by a late answer.
+  const cached = state.certificates.get(id);
+  if (cached) fillCertForm(form, cached);
+  setFormBusy(form, true);
   try {
-    cert = await api.getCertificate(id);
+    const fresh = await api.getCertificate(id);
+    if (state.editing !== id) return;
+    fillCertForm(form, fresh);
+    setFormBusy(form, false);
+    form.qps.focus();
   } catch (err) {
-    if (handleAuthError(err)) return;
-    if (!cert) {
-      const top = $('#cert-form-error');
-      top.textContent = `Could not load certificate ${id}: ${err.message}`;
-      top.hidden = false;
-      return;
-    }
+    if (handleAuthError(err) || state.editing !== id) return;
+    const top = $('#cert-form-error');
+    top.textContent = `Could not load certificate ${id}: ${err.message}`;
+    top.hidden = false;
   }
-  if (state.editing !== id) return;
+}
+
+function setFormBusy(form, busy) {
+  form.setAttribute('aria-busy', String(busy));
+  $('#cert-fields').disabled = busy;
+  $('#cert-save').disabled = busy;
+}
+
+function fillSecretState(form, isSet) {
+  $('#f-secret-state').hidden = !isSet;
+  form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
+  $('#f-secret-hint').textContent = isSet
+    ? 'The saved secret is never shown. Type a new one only to replace it.'
+    : 'Write-only: once saved it is never shown again.';
+}
+
+function fillCertForm(form, cert) {
   form.vendor.value = cert.vendor;
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  if (cert.app_secret_set) {
-    $('#f-secret-state').hidden = false;
-    form.app_secret.placeholder = 'Set — leave empty to keep';
-    $('#f-secret-hint').textContent = 'The saved secret is never shown. Type a new one only to replace it.';
-  }
+  fillSecretState(form, !!cert.app_secret_set);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';

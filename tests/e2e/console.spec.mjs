@@ -208,6 +208,7 @@ test('edit the QPS: the form keeps the secret as "set" and the list shows the ne
   const card = page.locator(`.cert[data-id="${certId}"]`);
   await card.getByRole('link', { name: 'Edit' }).click();
   await page.getByRole('heading', { name: `Edit certificate ${certId}` }).waitFor();
+  await page.locator('#cert-form[aria-busy="false"]').waitFor();
   assert.equal(await page.getByLabel('Package name').inputValue(), 'com.example.chat');
   assert.equal(await page.getByLabel('QPS').inputValue(), '500');
   assert.equal(await page.locator('#f-secret').inputValue(), '', 'the secret is never filled in');
