@@ -35,6 +35,21 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../console/api.js"),
     },
     Asset {
+        name: "dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/dom.js"),
+    },
+    Asset {
+        name: "certificates.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/certificates.js"),
+    },
+    Asset {
+        name: "diagnosis.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../console/diagnosis.js"),
+    },
+    Asset {
         name: "style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../console/style.css"),
@@ -148,6 +163,9 @@ mod tests {
             ("/console/index.html", "text/html; charset=utf-8"),
             ("/console/app.js", "text/javascript; charset=utf-8"),
             ("/console/api.js", "text/javascript; charset=utf-8"),
+            ("/console/dom.js", "text/javascript; charset=utf-8"),
+            ("/console/certificates.js", "text/javascript; charset=utf-8"),
+            ("/console/diagnosis.js", "text/javascript; charset=utf-8"),
             ("/console/style.css", "text/css; charset=utf-8"),
             ("/console/favicon.svg", "image/svg+xml"),
         ];
@@ -180,6 +198,41 @@ mod tests {
             assert!(!csp.contains("unsafe"), "{path}: {csp}");
             let body = test::read_body(resp).await;
             assert!(!body.is_empty(), "{path}");
+        }
+    }
+
+    /// Relative names after `marker` up to the closing quote, e.g. `src="app.js"`.
+    fn referenced(text: &str, marker: &str, quote: char) -> Vec<String> {
+        text.match_indices(marker)
+            .filter_map(|(at, _)| {
+                let rest = &text[at + marker.len()..];
+                rest.find(quote).map(|end| rest[..end].to_string())
+            })
+            .map(|name| name.trim_start_matches("./").to_string())
+            .filter(|name| !name.contains(':') && !name.starts_with('#'))
+            .collect()
+    }
+
+    #[actix_web::test]
+    async fn every_file_the_pages_load_is_embedded() {
+        let mut wanted = Vec::new();
+        for asset in ASSETS {
+            let text = std::str::from_utf8(asset.body).unwrap();
+            if asset.name.ends_with(".html") {
+                wanted.extend(referenced(text, "src=\"", '"'));
+                wanted.extend(referenced(text, "href=\"", '"'));
+            }
+            if asset.name.ends_with(".js") {
+                wanted.extend(referenced(text, "from './", '\''));
+            }
+        }
+        assert!(wanted.contains(&"app.js".to_string()), "{wanted:?}");
+        assert!(wanted.contains(&"dom.js".to_string()), "{wanted:?}");
+        for name in wanted {
+            assert!(
+                ASSETS.iter().any(|a| a.name == name),
+                "{name} is referenced but not in ASSETS"
+            );
         }
     }
 
