@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod codec;
+pub mod console;
 pub mod error;
 pub mod v1;
 
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .configure(console::configure)
         .service(
             web::scope("/v1")
                 .route("/certificates", web::post().to(admin::create))

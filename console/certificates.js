@@ -1,0 +1,451 @@
+// Certificates view: the list with live figures, the add/edit form, delete, and the banner
+// that shows a saved certificate's ID for the operator to record (seed 步骤2.5).
+
+import { api } from './api.js';
+import {
+  $, $$, h, fmtNumber, fmtTime, fmtDateTime, sentence,
+  fieldBox, setFieldError, clearErrors, focusFirstError,
+} from './dom.js';
+import { readable } from './diagnosis.js';
+
+/** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
+const PLATFORMS = [{ vendor: 'xiaomi', label: 'Xiaomi (MiPush)' }];
+
+const CLICK_ACTIONS = {
+  open_app: 'Open the app',
+  open_url: 'Open a web page',
+  open_activity: 'Open a page in the app',
+};
+
+/** Failure classes in the order the figures show them. */
+const FAILURE_CLASSES = [
+  ['bad_token', 'bad token'],
+  ['no_valid_targets', 'no valid targets'],
+  ['misconfigured', 'misconfigured'],
+  ['rate_limited', 'rate limited'],
+  ['quota_exceeded', 'quota exceeded'],
+  ['invalid_request', 'invalid request'],
+  ['transient', 'transient'],
+  ['unknown', 'unknown'],
+  ['queue_full', 'queue full'],
+];
+
+
+const REFRESH_MS = 5000;
+
+/** The gateway's upper bound for a certificate's QPS (domain::validate::MAX_QPS). */
+const MAX_QPS = 100000;
+
+const state = {
+  /** The last list from the gateway, by id; the edit form starts from it. */
+  certificates: new Map(),
+  refreshTimer: null,
+  /** The id being edited, or null while adding. */
+  editing: null,
+};
+
+/** Set by initCertificates: how to switch views and what to do when the token is refused. */
+let ctx = null;
+
+export function initCertificates(context) {
+  ctx = context;
+  initSavedBanner();
+  initCertForm();
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && state.refreshTimer) refreshCertificates();
+  });
+}
+
+/** Forgets everything shown, on sign-out. */
+export function forgetCertificates() {
+  stopRefresh();
+  state.certificates.clear();
+  $('#cert-list').replaceChildren();
+  hideSavedBanner();
+}
+
+export function showCertificates() {
+  ctx.show('certificates');
+  document.title = 'Certificates · pushgate console';
+  refreshCertificates();
+  startRefresh();
+}
+
+function startRefresh() {
+  stopRefresh();
+  state.refreshTimer = setInterval(() => {
+    if (document.visibilityState === 'visible') refreshCertificates();
+  }, REFRESH_MS);
+}
+
+export function stopRefresh() {
+  if (state.refreshTimer) clearInterval(state.refreshTimer);
+  state.refreshTimer = null;
+}
+
+async function refreshCertificates() {
+  const errorBox = $('#certs-error');
+  try {
+    const list = await api.listCertificates();
+    errorBox.hidden = true;
+    renderCertificates(list);
+    $('#refresh-status').textContent = `Live · updated ${fmtTime(new Date())}`;
+  } catch (err) {
+    if (ctx.onAuthError(err)) return;
+    errorBox.textContent = `Could not load certificates: ${err.message}`;
+    errorBox.hidden = false;
+    $('#refresh-status').textContent = 'Live · update failed';
+  }
+}
+
+/** Updates cards in place so a refresh never disturbs a button the operator is about to press. */
+function renderCertificates(list) {
+  const container = $('#cert-list');
+  const seen = new Set();
+  state.certificates.clear();
+  for (const cert of list) {
+    state.certificates.set(cert.id, cert);
+    seen.add(String(cert.id));
+    let card = $$('.cert', container).find((c) => c.dataset.id === String(cert.id));
+    if (!card) {
+      card = certCard(cert);
+      container.append(card);
+    }
+    fillCertCard(card, cert);
+  }
+  for (const card of $$('.cert', container)) {
+    if (!seen.has(card.dataset.id)) card.remove();
+  }
+  $('#certs-empty').hidden = list.length > 0;
+}
+
+function certCard(cert) {
+  const card = h('article', { class: 'cert', 'data-id': cert.id, 'aria-labelledby': `cert-${cert.id}-title` },
+    h('header', { class: 'cert-head' },
+      h('h2', { id: `cert-${cert.id}-title` }, 'Certificate ', h('span', { class: 'cert-id', text: String(cert.id) })),
+      h('span', { class: 'cert-platform' }),
+      h('span', { class: 'badge cert-state' }),
+    ),
+    h('p', { class: 'cert-reason', hidden: true }),
+    h('div', { class: 'cert-body' },
+      h('dl', { class: 'cert-config' }),
+      h('div', { class: 'cert-stats' }),
+    ),
+    h('div', { class: 'cert-actions' },
+      h('a', { class: 'button', href: `#/certificates/${cert.id}/edit`, text: 'Edit' }),
+      h('button', { type: 'button', class: 'danger-outline', text: 'Delete', onclick: () => askDelete(card) }),
+      h('span', { class: 'confirm', hidden: true },
+        h('span', { text: 'Delete this certificate? Devices using its ID stop getting notifications.' }),
+        h('button', { type: 'button', class: 'danger', text: 'Delete certificate', onclick: () => doDelete(card) }),
+        h('button', { type: 'button', class: 'link', text: 'Keep', onclick: () => cancelDelete(card) }),
+      ),
+    ),
+  );
+  return card;
+}
+
+function platformLabel(vendor) {
+  return PLATFORMS.find((p) => p.vendor === vendor)?.label || vendor;
+}
+
+function clickActionText(ca) {
+  if (!ca) return '—';
+  const label = CLICK_ACTIONS[ca.type] || ca.type;
+  if (ca.type === 'open_url') return `${label}: ${ca.url}`;
+  if (ca.type === 'open_activity') return `${label}: ${ca.intent_uri}`;
+  return label;
+}
+
+function stateBadge(status) {
+  const s = (status && status.state) || 'unknown';
+  if (s === 'healthy') return ['Healthy', 'ok'];
+  if (s === 'broken') return ['Broken', 'bad'];
+  if (s === 'quota_paused') return ['Quota paused', 'warn'];
+  return [s, 'na'];
+}
+
+function fillCertCard(card, cert) {
+  $('.cert-platform', card).textContent = platformLabel(cert.vendor);
+  const status = cert.status || {};
+  const [label, cls] = stateBadge(status);
+  const badge = $('.cert-state', card);
+  badge.textContent = label;
+  badge.className = `badge cert-state ${cls}`;
+  const reason = $('.cert-reason', card);
+  reason.hidden = !status.reason;
+  reason.textContent = status.reason ? readable(status.reason) : '';
+  reason.className = `cert-reason ${cls}`;
+
+  const config = [
+    ['Package name', cert.package_name],
+    ['AppID', cert.app_id],
+    ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+    ['On tap', clickActionText(cert.click_action)],
+    ['Channel ID', cert.channel_id || '—'],
+    ['QPS', fmtNumber(cert.qps)],
+  ];
+  $('.cert-config', card).replaceChildren(
+    ...config.flatMap(([k, v]) => [
+      h('dt', { text: k }),
+      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+    ]),
+  );
+
+  const stats = cert.stats || {};
+  const failed = stats.failed || {};
+  const failedTotal = Object.values(failed).reduce((a, b) => a + (Number(b) || 0), 0);
+  let quota = 'Within quota';
+  if (status.state === 'quota_paused') {
+    quota = status.paused_until
+      ? `Paused until ${fmtDateTime(new Date(status.paused_until * 1000))}`
+      : 'Paused';
+  }
+  const broken = status.state === 'broken' ? `Broken${status.reason ? `: ${status.reason}` : ''}` : 'No';
+  $('.cert-stats', card).replaceChildren(
+    h('div', { class: 'figures' },
+      figure('sent', 'Sent', stats.sent),
+      figure('failed', 'Failed', failedTotal, failedTotal > 0 ? 'bad' : null),
+      figure('queued', 'Queued', stats.queued),
+      figure('rate_limited', 'Rate-limited', stats.rate_limited, stats.rate_limited > 0 ? 'warn' : null),
+    ),
+    h('details', { class: 'failed-by-class' },
+      h('summary', { text: 'Failed by class' }),
+      h('table', {},
+        h('tbody', {}, FAILURE_CLASSES.map(([key, name]) => h('tr', { 'data-class': key, class: failed[key] ? 'nonzero' : 'zero' },
+          h('th', { scope: 'row', text: name }),
+          h('td', { text: fmtNumber(failed[key] ?? 0) }),
+        ))),
+      ),
+    ),
+    h('dl', { class: 'cert-health' },
+      h('dt', { text: 'Quota' }), h('dd', { class: status.state === 'quota_paused' ? 'warn' : 'ok', 'data-key': 'quota', text: quota }),
+      h('dt', { text: 'Broken' }), h('dd', { class: status.state === 'broken' ? 'bad' : 'ok', 'data-key': 'broken', text: broken }),
+    ),
+  );
+  // Keep the open/closed state of the breakdown across refreshes.
+  const details = $('.failed-by-class', card);
+  const remembered = card.dataset.failedOpen;
+  details.open = remembered === undefined ? failedTotal > 0 : remembered === '1';
+  details.addEventListener('toggle', () => { card.dataset.failedOpen = details.open ? '1' : '0'; });
+}
+
+function figure(key, label, value, cls) {
+  return h('div', { class: `figure ${cls || ''}`, 'data-figure': key },
+    h('span', { class: 'figure-value', text: fmtNumber(value ?? 0) }),
+    h('span', { class: 'figure-label', text: label }),
+  );
+}
+
+function askDelete(card) {
+  $('.confirm', card).hidden = false;
+}
+
+function cancelDelete(card) {
+  $('.confirm', card).hidden = true;
+}
+
+async function doDelete(card) {
+  const id = card.dataset.id;
+  try {
+    await api.deleteCertificate(id);
+    card.remove();
+    if ($('#saved-id').textContent === id) hideSavedBanner();
+    refreshCertificates();
+  } catch (err) {
+    if (ctx.onAuthError(err)) return;
+    const box = $('#certs-error');
+    box.textContent = `Could not delete certificate ${id}: ${err.message}`;
+    box.hidden = false;
+  }
+}
+
+function showSavedBanner(cert, created) {
+  $('#saved-title').textContent = created ? 'Certificate added' : 'Certificate saved';
+  $('#saved-id').textContent = String(cert.id);
+  $('#saved-banner').hidden = false;
+}
+
+function hideSavedBanner() {
+  $('#saved-banner').hidden = true;
+  $('#saved-id').textContent = '';
+}
+
+function initSavedBanner() {
+  $('#saved-dismiss').addEventListener('click', hideSavedBanner);
+  $('#saved-copy').addEventListener('click', async () => {
+    const button = $('#saved-copy');
+    try {
+      await navigator.clipboard.writeText($('#saved-id').textContent);
+      button.textContent = 'Copied';
+    } catch {
+      button.textContent = 'Select and copy';
+    }
+    setTimeout(() => { button.textContent = 'Copy ID'; }, 2000);
+  });
+}
+
+function initCertForm() {
+  const form = $('#cert-form');
+  $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
+  form.click_action_type.addEventListener('change', () => syncClickFields(form));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    saveCertificate(form);
+  });
+}
+
+function syncClickFields(form) {
+  const type = form.click_action_type.value;
+  fieldBox(form, 'click_action.url').hidden = type !== 'open_url';
+  fieldBox(form, 'click_action.intent_uri').hidden = type !== 'open_activity';
+}
+
+export async function showCertForm(id) {
+  const form = $('#cert-form');
+  form.reset();
+  clearErrors(form);
+  state.editing = id;
+  hideSavedBanner();
+  $('#cert-form-title').textContent = id === null ? 'Add certificate' : `Edit certificate ${id}`;
+  document.title = `${$('#cert-form-title').textContent} · pushgate console`;
+  fillSecretState(form, false);
+  syncClickFields(form);
+  ctx.show('cert-form');
+  if (id === null) {
+    setFormBusy(form, false);
+    form.package_name.focus();
+    return;
+  }
+  // Show what the list already knows at once, but accept input only once the gateway's own
+  // copy is in, so nothing the operator types is overwritten by a late answer.
+  const cached = state.certificates.get(id);
+  if (cached) fillCertForm(form, cached);
+  setFormBusy(form, true);
+  try {
+    const fresh = await api.getCertificate(id);
+    if (state.editing !== id) return;
+    fillCertForm(form, fresh);
+    setFormBusy(form, false);
+    form.qps.focus();
+  } catch (err) {
+    if (ctx.onAuthError(err) || state.editing !== id) return;
+    const top = $('#cert-form-error');
+    top.textContent = `Could not load certificate ${id}: ${err.message}`;
+    top.hidden = false;
+  }
+}
+
+function setFormBusy(form, busy) {
+  form.setAttribute('aria-busy', String(busy));
+  $('#cert-fields').disabled = busy;
+  $('#cert-save').disabled = busy;
+}
+
+function fillSecretState(form, isSet) {
+  $('#f-secret-state').hidden = !isSet;
+  form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
+  $('#f-secret-hint').textContent = isSet
+    ? 'The saved secret is never shown. Type a new one only to replace it.'
+    : 'Write-only: once saved it is never shown again.';
+}
+
+function fillCertForm(form, cert) {
+  form.vendor.value = cert.vendor;
+  form.package_name.value = cert.package_name || '';
+  form.app_id.value = cert.app_id || '';
+  form.app_secret.value = '';
+  fillSecretState(form, !!cert.app_secret_set);
+  const ca = cert.click_action || { type: 'open_app' };
+  form.click_action_type.value = ca.type;
+  form.url.value = ca.url || '';
+  form.intent_uri.value = ca.intent_uri || '';
+  form.channel_id.value = cert.channel_id || '';
+  form.qps.value = cert.qps ?? '';
+  syncClickFields(form);
+}
+
+/** Checks what the browser can know; the gateway checks again and its answer wins. */
+function validate(form, creating) {
+  const errors = {};
+  const v = (name) => form[name].value.trim();
+  if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
+  if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  const type = form.click_action_type.value;
+  if (type === 'open_url') {
+    const url = v('url');
+    let ok = false;
+    try {
+      const parsed = new URL(url);
+      ok = (parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!url) errors['click_action.url'] = 'Enter the web page to open, starting with http:// or https://.';
+    else if (!ok) errors['click_action.url'] = 'The URL must start with http:// or https:// and name a host.';
+  }
+  if (type === 'open_activity') {
+    const uri = v('intent_uri');
+    if (!uri) errors['click_action.intent_uri'] = 'Enter the intent URI of the page to open.';
+    else if (!uri.startsWith('intent:') || !uri.includes('#Intent;') || !uri.endsWith(';end')) {
+      errors['click_action.intent_uri'] = 'An intent URI starts with intent: and ends with #Intent;…;end.';
+    }
+  }
+  const qps = v('qps');
+  if (!/^\d+$/.test(qps) || Number(qps) < 1 || Number(qps) > MAX_QPS) {
+    errors.qps = `QPS must be a whole number from 1 to ${MAX_QPS.toLocaleString('en-US')}.`;
+  }
+  return errors;
+}
+
+function formBody(form, creating) {
+  const type = form.click_action_type.value;
+  const click = { type };
+  if (type === 'open_url') click.url = form.url.value.trim();
+  if (type === 'open_activity') click.intent_uri = form.intent_uri.value.trim();
+  const body = {
+    vendor: form.vendor.value,
+    package_name: form.package_name.value.trim(),
+    app_id: form.app_id.value.trim(),
+    click_action: click,
+    channel_id: form.channel_id.value.trim() || null,
+    qps: Number(form.qps.value),
+  };
+  if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  return body;
+}
+
+async function saveCertificate(form) {
+  clearErrors(form);
+  const creating = state.editing === null;
+  const errors = validate(form, creating);
+  if (Object.keys(errors).length) {
+    for (const [field, msg] of Object.entries(errors)) setFieldError(form, field, msg);
+    focusFirstError(form);
+    return;
+  }
+  const button = $('#cert-save');
+  button.disabled = true;
+  try {
+    const body = formBody(form, creating);
+    const cert = creating
+      ? await api.createCertificate(body)
+      : await api.updateCertificate(state.editing, body);
+    form.app_secret.value = '';
+    state.editing = null;
+    showSavedBanner(cert, creating);
+    location.hash = '#/certificates';
+  } catch (err) {
+    if (ctx.onAuthError(err)) return;
+    const field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    const message = sentence(err.message);
+    if (!(field && setFieldError(form, field, message))) {
+      const top = $('#cert-form-error');
+      top.textContent = message;
+      top.hidden = false;
+    }
+    focusFirstError(form);
+  } finally {
+    button.disabled = false;
+  }
+}
