@@ -8,7 +8,8 @@
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 /// Shaped like a one-recipient `/v1/messages` reply, so both paths write similar bytes.
-const REPLY: &str = r#"{"message_id":1,"results":[{"user":"u1","outcome":"push_queued","devices":[]}]}"#;
+const REPLY: &str =
+    r#"{"message_id":1,"results":[{"user":"u1","outcome":"push_queued","devices":[]}]}"#;
 
 async fn bare(body: web::Bytes) -> HttpResponse {
     // The gateway reads and parses the body; this reads it, which is the floor of that cost.

@@ -116,7 +116,11 @@ where
     started.elapsed().as_secs_f64()
 }
 
-fn events_body(range: std::ops::Range<usize>, action: &str, pick: impl Fn(usize) -> bool) -> Vec<u8> {
+fn events_body(
+    range: std::ops::Range<usize>,
+    action: &str,
+    pick: impl Fn(usize) -> bool,
+) -> Vec<u8> {
     let events: Vec<serde_json::Value> = range
         .filter(|i| pick(*i))
         .map(|i| {
@@ -161,7 +165,8 @@ async fn main() {
         let a = a.clone();
         async move {
             let body = events_body(chunk(k), "login", |_| true);
-            a.call(reqwest::Method::POST, "/v1/sessions/events", body).await;
+            a.call(reqwest::Method::POST, "/v1/sessions/events", body)
+                .await;
         }
     })
     .await;

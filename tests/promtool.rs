@@ -46,7 +46,10 @@ async fn call(
         .expect("request");
     let status = res.status().as_u16();
     let bytes = res.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +88,7 @@ async fn metrics_pass_promtool_check() {
     .await;
     assert_eq!(status, 201, "{cert}");
     let cert_id = cert["id"].as_u64().expect("certificate id");
-    let event = |action: &str| {
-        json!({"events": [{"user": "alice", "platform": "Android", "device": "d1", "action": action}]})
-    };
+    let event = |action: &str| json!({"events": [{"user": "alice", "platform": "Android", "device": "d1", "action": action}]});
     let (status, _) = call(
         &http,
         Method::POST,
@@ -173,5 +174,7 @@ async fn metrics_pass_promtool_check() {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics found problems:\n{report}\n--- metrics ---\n{text}"
     );
-    gw.stop().await;
+    // No `gw.stop()`: RunningServer::stop waits for the store writer, which outlives it while
+    // the certificate senders hold store handles; the process exit ends everything.
+    drop(gw);
 }
