@@ -115,6 +115,15 @@ fn env_list(key: &str, default: &[usize]) -> Vec<usize> {
 
 /// Prints the registry's memory per registered device at each size.
 fn memory_report(sizes: &[usize], now: u64) {
+    println!(
+        "registry_layout size_of Device={} DeviceList={} CompactString={} Arc<str>={} \
+         (a 64-char token is one {}-byte Arc allocation)",
+        std::mem::size_of::<pushgate::registry::Device>(),
+        std::mem::size_of::<pushgate::registry::DeviceList>(),
+        std::mem::size_of::<compact_str::CompactString>(),
+        std::mem::size_of::<std::sync::Arc<str>>(),
+        16 + 64,
+    );
     for &n in sizes {
         let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
         let started = Instant::now();
