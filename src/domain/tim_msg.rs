@@ -178,16 +178,13 @@ impl TimMessage {
             Some(r) => u32::try_from(r).map_err(|_| msg_random_error())?,
             None => return Err(msg_random_error()),
         };
-        let seq = match body.get("MsgSeq") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .and_then(|s| u32::try_from(s).ok())
-                    .ok_or_else(|| {
-                        TimError::new(code::MSG_SEQ_INVALID, "MsgSeq must be a uint32")
-                    })?,
-            ),
-        };
+        let seq =
+            match body.get("MsgSeq") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().and_then(|s| u32::try_from(s).ok()).ok_or_else(
+                    || TimError::new(code::MSG_SEQ_INVALID, "MsgSeq must be a uint32"),
+                )?),
+            };
         let life_time = match body.get("MsgLifeTime") {
             None | Some(Value::Null) => None,
             Some(v) if v.is_i64() || v.is_u64() => match v.as_u64() {
@@ -364,9 +361,8 @@ pub fn parse_msg_body(v: Option<&Value>) -> Result<Vec<Element>, TimError> {
     }
     let mut out = Vec::with_capacity(list.len());
     for (i, el) in list.iter().enumerate() {
-        let e = parse_element(el).map_err(|m| {
-            TimError::new(code::MSG_BODY_INVALID, format!("MsgBody[{i}]: {m}"))
-        })?;
+        let e = parse_element(el)
+            .map_err(|m| TimError::new(code::MSG_BODY_INVALID, format!("MsgBody[{i}]: {m}")))?;
         out.push(e);
     }
     if out
@@ -442,7 +438,10 @@ fn parse_element(el: &Value) -> Result<Element, String> {
             Ok(Element::Face)
         }
         "TIMCustomElem" => {
-            check_fields(c, &[("Data", Str), ("Desc", Str), ("Ext", Str), ("Sound", Str)])?;
+            check_fields(
+                c,
+                &[("Data", Str), ("Desc", Str), ("Ext", Str), ("Sound", Str)],
+            )?;
             Ok(Element::Custom {
                 desc: opt_string(c, "Desc"),
                 ext: opt_string(c, "Ext"),
@@ -464,7 +463,11 @@ fn parse_element(el: &Value) -> Result<Element, String> {
         "TIMImageElem" => {
             check_fields(
                 c,
-                &[("UUID", Str), ("ImageFormat", Int), ("ImageInfoArray", Array)],
+                &[
+                    ("UUID", Str),
+                    ("ImageFormat", Int),
+                    ("ImageInfoArray", Array),
+                ],
             )?;
             Ok(Element::Image)
         }
@@ -593,10 +596,7 @@ mod tests {
         }))
         .unwrap();
         let p = m.push_plan();
-        assert_eq!(
-            p.text,
-            "你好 👋[位置][表情][语音][图片][文件][视频]自定义"
-        );
+        assert_eq!(p.text, "你好 👋[位置][表情][语音][图片][文件][视频]自定义");
         assert_eq!(p.ext.as_deref(), Some("{\"a\":1}"));
         assert!(!p.nothing_to_show && !p.push_disabled && !p.online_only);
         assert_eq!(p.title, None);

@@ -220,7 +220,11 @@ async fn command(
 ) -> HttpResponse {
     let (service, command) = path.into_inner();
     let cmd = Command::parse(&service, &command);
-    let body = read_body(payload, cmd.map_or(MAX_LIST_BODY_BYTES, Command::read_limit)).await;
+    let body = read_body(
+        payload,
+        cmd.map_or(MAX_LIST_BODY_BYTES, Command::read_limit),
+    )
+    .await;
     respond(match handle(&req, cmd, body, &state).await {
         Ok(r) => r,
         Err(e) => e.into(),
