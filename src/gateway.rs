@@ -265,6 +265,8 @@ pub struct Gateway {
     /// in-process emulator).
     pub cert_hook: std::sync::OnceLock<CertHook>,
     next_message_id: AtomicU64,
+    /// Recent TIM sends, for /v4 duplicate suppression (bounded; shared by every HTTP worker).
+    pub tim_dedupe: crate::domain::tim_dedupe::DedupeWindow,
 }
 
 pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
@@ -318,6 +320,7 @@ impl Gateway {
             next_cert_id: AtomicU64::new(next),
             // Unique across restarts: milliseconds since the epoch, shifted, then counted.
             next_message_id: AtomicU64::new(now_millis() << 12),
+            tim_dedupe: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod console;
 pub mod error;
 pub mod v1;
+pub mod v4;
 
 use crate::gateway::Gateway;
 use actix_web::body::MessageBody;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .route("/users/{user}", web::get().to(v1::user_status))
                 .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis)),
         )
+        .configure(v4::configure)
         .default_service(web::to(not_found));
 }
 

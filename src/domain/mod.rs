@@ -6,6 +6,8 @@ pub mod device;
 pub mod ids;
 pub mod policy;
 pub mod push_text;
+pub mod tim_dedupe;
+pub mod tim_msg;
 pub mod token;
 pub mod validate;
 
