@@ -6,6 +6,7 @@ pub mod auth;
 pub mod codec;
 pub mod error;
 pub mod v1;
+pub mod ws;
 
 use crate::gateway::Gateway;
 use actix_web::body::MessageBody;
@@ -46,7 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .route("/push-tokens", web::delete().to(v1::delete_token))
                 .route("/messages", web::post().to(v1::send_message))
                 .route("/users/{user}", web::get().to(v1::user_status))
-                .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis)),
+                .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis))
+                .route("/ws", web::get().to(ws::upgrade)),
         )
         .default_service(web::to(not_found));
 }
