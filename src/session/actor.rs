@@ -30,6 +30,11 @@ use crate::store::CommitTicket;
 /// being dropped with the mailbox.
 const LINGER: Duration = Duration::from_millis(200);
 
+/// Messages sent on one connection and not yet acked before the client counts as one that reads
+/// but does not ack, and is disconnected. Entries are shared `Arc`s, so this bounds bookkeeping,
+/// not copies; it is far above what a reading client has in flight.
+pub const MAX_UNACKED: usize = 1024;
+
 /// Who the connection is; fixed at the upgrade.
 #[derive(Debug, Clone)]
 pub struct SessionIdentity {
@@ -376,7 +381,7 @@ impl SessionActor {
                 pushed: self.background,
             },
         );
-        if self.pending.len() > self.gateway.config.sessions.outbound_queue.max(1) {
+        if self.pending.len() > MAX_UNACKED {
             self.end(EndReason::AckBacklog, ctx);
             return;
         }
