@@ -16,6 +16,7 @@ use crate::push::{
     DeviceOutcome, Message, Outcome, PushContent, PushJob, RecipientResult, Senders,
 };
 use crate::registry::{ConnId, Device, Registry, RegistryError, Route, SkipReason};
+use crate::session::webhook::WebhookSender;
 use crate::session::{Hub, SessionCommand};
 use crate::store::{StoreError, StoreHandle, StoreOp};
 use crate::vendor::xiaomi::XiaomiClient;
@@ -267,6 +268,8 @@ pub struct Gateway {
     next_message_id: AtomicU64,
     /// Recent TIM sends, for /v4 duplicate suppression (bounded; shared by every HTTP worker).
     pub tim_dedupe: crate::domain::tim_dedupe::DedupeWindow,
+    /// `State.StateChange` callbacks of WebSocket sessions (disabled without a webhook URL).
+    pub webhook: WebhookSender,
 }
 
 pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
@@ -306,7 +309,17 @@ impl Gateway {
             .unwrap_or(FIRST_CERTIFICATE_ID)
             .max(max_id)
             .max(FIRST_CERTIFICATE_ID);
+        let webhook = match &config.webhook_url {
+            Some(url) if !url.is_empty() => WebhookSender::start(
+                url.clone(),
+                config.sdkappid,
+                config.sessions.webhook_queue,
+                Duration::from_millis(config.sessions.webhook_timeout_ms),
+            ),
+            _ => WebhookSender::disabled(),
+        };
         Gateway {
+            webhook,
             config,
             registry,
             certs,

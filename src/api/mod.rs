@@ -8,6 +8,7 @@ pub mod console;
 pub mod error;
 pub mod v1;
 pub mod v4;
+pub mod ws;
 
 use crate::gateway::Gateway;
 use actix_web::body::MessageBody;
@@ -49,7 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .route("/push-tokens", web::delete().to(v1::delete_token))
                 .route("/messages", web::post().to(v1::send_message))
                 .route("/users/{user}", web::get().to(v1::user_status))
-                .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis)),
+                .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis))
+                .route("/ws", web::get().to(ws::upgrade)),
         )
         .configure(v4::configure)
         .default_service(web::to(not_found));
