@@ -797,9 +797,9 @@ impl Gateway {
         Dispatch {
             registry: &self.registry,
             certs: &self.certs,
-            senders: &self.senders,
             hub: &self.hub,
             metrics: &self.metrics,
+            batch: std::cell::RefCell::new(self.senders.batch()),
         }
     }
 

@@ -86,8 +86,9 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         config.sessions.push_online_retention_secs,
     ));
     let devices_loaded = snapshot.devices.len();
+    let now = crate::domain::now_secs();
     for (user, device, rec) in snapshot.devices {
-        registry.restore(&user, &device, rec);
+        registry.restore(&user, &device, rec, now);
     }
     let (handle, writer) = StoreHandle::start(
         store,
@@ -188,8 +189,9 @@ pub async fn run_with(
     let Prepared {
         gateway, writer, ..
     } = prepared;
-    drop(gateway);
-    // Every acknowledged change is already synced; this waits for the writer to drain.
+    // Every acknowledged change is already synced; this drains what is queued and stops the
+    // senders and the writer.
+    gateway.shutdown().await;
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("pushgate stopped");
     Ok(())
@@ -252,7 +254,7 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
                 let Prepared {
                     gateway, writer, ..
                 } = prepared;
-                drop(gateway);
+                gateway.shutdown().await;
                 let _ = writer.join();
             });
         })?;

@@ -366,8 +366,9 @@ async fn message_limits_and_bad_bodies() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status().as_u16(), want, "{ct}");
+        let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
+        assert_eq!(status, want, "{ct}: {v}");
         assert!(v["error"]["code"].is_string(), "{v}");
         assert!(v["error"]["message"].is_string(), "{v}");
     }

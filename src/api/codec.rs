@@ -50,8 +50,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 ));
             }
             let bytes = bytes.await.map_err(|e| {
-                let too_large =
-                    e.to_string().contains("overflow") || e.to_string().contains("larger");
+                let too_large = matches!(
+                    e.as_error::<actix_web::error::PayloadError>(),
+                    Some(actix_web::error::PayloadError::Overflow)
+                );
                 if too_large {
                     ApiError::new(
                         actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,7 +1,8 @@
 //! The routing decision: for each recipient and each of its devices, the live connection, the
 //! push queue of its certificate, or nothing with a reason.
 
-use super::{Message, PushJob, Senders};
+use super::sender::PushBatch;
+use super::{Message, PushJob};
 use crate::certs::CertBook;
 use crate::domain::now_secs;
 use crate::metrics::Metrics;
@@ -9,6 +10,7 @@ use crate::registry::{ConnId, Registry, Route, SkipReason};
 use crate::session::{Hub, SessionCommand};
 use compact_str::CompactString;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// The outcome for one recipient (or one device).
@@ -53,16 +55,22 @@ pub struct RecipientResult {
     pub devices: Vec<DeviceOutcome>,
 }
 
-/// What dispatch needs; all shared, nothing awaited.
+/// What dispatch needs; all shared, nothing awaited. Notifications are handed to their
+/// senders per certificate when the `Dispatch` is dropped (or `flush`ed).
 pub struct Dispatch<'a> {
     pub registry: &'a Registry,
     pub certs: &'a CertBook,
-    pub senders: &'a Senders,
     pub hub: &'a Hub,
     pub metrics: &'a Metrics,
+    pub batch: RefCell<PushBatch<'a>>,
 }
 
 impl Dispatch<'_> {
+    /// Hands the notifications collected so far to their senders.
+    pub fn flush(&self) {
+        self.batch.borrow_mut().flush();
+    }
+
     /// Routes one message to one recipient.
     pub fn recipient(&self, user: &str, msg: &Arc<Message>) -> RecipientResult {
         let now = now_secs();
@@ -200,7 +208,8 @@ impl Dispatch<'_> {
             message: msg.clone(),
             attempt: 0,
         };
-        match self.senders.enqueue(job) {
+        let queued = self.batch.borrow_mut().add(job);
+        match queued {
             Ok(()) => (Outcome::PushQueued, false, None),
             Err(_) => {
                 entry.stats.fail("queue_full", 1);

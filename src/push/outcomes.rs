@@ -3,6 +3,8 @@
 use compact_str::CompactString;
 use dashmap::DashMap;
 use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What happened to the last notification sent to a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -12,11 +14,12 @@ pub struct LastNotification {
     pub message_id: u64,
     pub certificate_id: u64,
     /// The vendor reply class: delivered, bad_token, misconfigured, …
-    pub class: String,
+    pub class: &'static str,
     pub vendor_code: Option<i64>,
-    pub trace_id: Option<String>,
-    pub msg_id: Option<String>,
-    pub detail: String,
+    /// Shared by every notification of one vendor request.
+    pub trace_id: Option<Arc<str>>,
+    pub msg_id: Option<Arc<str>>,
+    pub detail: Cow<'static, str>,
 }
 
 /// Last results keyed by (user, device); one small entry per device that was ever pushed to.

@@ -18,6 +18,7 @@ use crate::vendor::xiaomi::{
 };
 use actix::prelude::*;
 use dashmap::DashMap;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -140,6 +141,60 @@ impl Senders {
         }
     }
 
+    /// A batch that collects the notifications of one message per certificate and hands each
+    /// certificate's share to its sender in one actor message (sent when flushed or dropped).
+    pub fn batch(&self) -> PushBatch<'_> {
+        PushBatch {
+            senders: self,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Takes room for one notification of `cert` in its queue bound.
+    fn reserve(&self, cert: CertificateId) -> Result<(), EnqueueError> {
+        let h = self.senders.get(&cert).ok_or(EnqueueError::NoSender)?;
+        if h.queued.fetch_add(1, Ordering::AcqRel) >= self.ctx.config.queue_capacity {
+            h.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(EnqueueError::Full);
+        }
+        Ok(())
+    }
+
+    /// Accounts for notifications whose sender went away between reserve and send (their
+    /// certificate was deleted meanwhile).
+    fn sender_gone(&self, cert: CertificateId, jobs: Vec<PushJob>) {
+        let n = jobs.len();
+        if let Some(h) = self.senders.get(&cert) {
+            h.queued.fetch_sub(n, Ordering::AcqRel);
+        }
+        if let Some(e) = self.ctx.certs.get(cert) {
+            e.stats.fail("misconfigured", n as u64);
+        }
+        self.ctx
+            .metrics
+            .notifications
+            .with_label_values(&["xiaomi", "misconfigured"])
+            .inc_by(n as u64);
+        for j in jobs {
+            self.ctx.outcomes.record(
+                &j.user,
+                &j.device,
+                LastNotification {
+                    at: now_millis(),
+                    message_id: j.message.id,
+                    certificate_id: cert,
+                    class: "misconfigured",
+                    vendor_code: None,
+                    trace_id: None,
+                    msg_id: None,
+                    detail: Cow::Borrowed(
+                        "the certificate was deleted while the notification was queued",
+                    ),
+                },
+            );
+        }
+    }
+
     /// Notifications waiting in a certificate's sender.
     pub fn depth(&self, id: CertificateId) -> usize {
         self.senders
@@ -152,6 +207,55 @@ impl Senders {
 #[derive(actix::Message)]
 #[rtype(result = "()")]
 struct Enqueue(PushJob);
+
+/// Several notifications of one certificate at once (a message to many recipients).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct EnqueueMany(Vec<PushJob>);
+
+/// Notifications of one dispatch, grouped by certificate. Room in each certificate's queue is
+/// taken as each notification is added, so the caller learns at once when a queue is full.
+pub struct PushBatch<'a> {
+    senders: &'a Senders,
+    groups: Vec<(CertificateId, Vec<PushJob>)>,
+}
+
+impl PushBatch<'_> {
+    pub fn add(&mut self, job: PushJob) -> Result<(), EnqueueError> {
+        self.senders.reserve(job.cert)?;
+        match self.groups.iter_mut().find(|(c, _)| *c == job.cert) {
+            Some((_, jobs)) => jobs.push(job),
+            None => self.groups.push((job.cert, vec![job])),
+        }
+        Ok(())
+    }
+
+    /// Hands every group to its sender.
+    pub fn flush(&mut self) {
+        for (cert, jobs) in self.groups.drain(..) {
+            let addr = self.senders.senders.get(&cert).map(|h| h.addr.clone());
+            match addr {
+                // The mailbox holds at most as many messages as the queue bound allows
+                // notifications, so only a stopped sender refuses.
+                Some(addr) => {
+                    if let Err(e) = addr.try_send(EnqueueMany(jobs)) {
+                        let jobs = match e {
+                            SendError::Full(m) | SendError::Closed(m) => m.0,
+                        };
+                        self.senders.sender_gone(cert, jobs);
+                    }
+                }
+                None => self.senders.sender_gone(cert, jobs),
+            }
+        }
+    }
+}
+
+impl Drop for PushBatch<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 /// Re-check timers, stop flags and the bucket.
 #[derive(actix::Message)]
@@ -233,6 +337,8 @@ pub struct CertSender {
     /// No request starts before this (rate-limit or transient back-off).
     hold_until: Option<Instant>,
     wake_armed: bool,
+    /// `pushgate_notifications_total` children by outcome, resolved once.
+    class_counters: Vec<(&'static str, prometheus::IntCounter)>,
 }
 
 impl Actor for CertSender {
@@ -300,6 +406,7 @@ impl CertSender {
             in_flight: 0,
             hold_until: None,
             wake_armed: false,
+            class_counters: Vec::new(),
         }
     }
 
@@ -500,12 +607,13 @@ impl CertSender {
         m.vendor_seconds
             .with_label_values(&["xiaomi"])
             .observe(took.as_secs_f64());
-        let trace = reply.trace_id().map(str::to_string);
+        let trace: Option<Arc<str>> = reply.trace_id().filter(|t| !t.is_empty()).map(Arc::from);
         match reply {
             VendorReply::Delivered {
                 msg_id, bad_regids, ..
             } => {
                 self.bucket.recover();
+                let msg_id: Arc<str> = Arc::from(msg_id.as_str());
                 let bad: std::collections::HashSet<&str> =
                     bad_regids.iter().map(String::as_str).collect();
                 for j in req.into_jobs() {
@@ -561,7 +669,7 @@ impl CertSender {
                         Some(code),
                         trace.clone(),
                         None,
-                        &detail,
+                        detail.clone(),
                     );
                 }
                 self.fail_all_held();
@@ -582,7 +690,7 @@ impl CertSender {
                         Some(200001),
                         trace.clone(),
                         None,
-                        &detail,
+                        detail.clone(),
                     );
                 }
                 self.fail_all_held();
@@ -619,7 +727,7 @@ impl CertSender {
                         attempt + 1
                     );
                     for j in req.into_jobs() {
-                        self.finish_with(&j, "transient", None, None, None, &detail);
+                        self.finish_with(&j, "transient", None, None, None, detail.clone());
                     }
                 } else {
                     req.bump_attempt();
@@ -642,7 +750,7 @@ impl CertSender {
                         Some(code),
                         trace.clone(),
                         None,
-                        &detail,
+                        detail.clone(),
                     );
                 }
             }
@@ -651,7 +759,14 @@ impl CertSender {
                     reason = %reason, "Xiaomi answered an unknown code; not retried");
                 let detail = format!("Xiaomi answered an unknown code ({code}: {reason})");
                 for j in req.into_jobs() {
-                    self.finish_with(&j, "unknown", Some(code), trace.clone(), None, &detail);
+                    self.finish_with(
+                        &j,
+                        "unknown",
+                        Some(code),
+                        trace.clone(),
+                        None,
+                        detail.clone(),
+                    );
                 }
             }
         }
@@ -712,19 +827,25 @@ impl CertSender {
         }
     }
 
-    fn finish(&self, job: &PushJob, class: &str, code: Option<i64>, detail: &str) {
+    fn finish(
+        &mut self,
+        job: &PushJob,
+        class: &'static str,
+        code: Option<i64>,
+        detail: &'static str,
+    ) {
         self.finish_with(job, class, code, None, None, detail);
     }
 
     /// Accounts for one finished notification: stats, metrics, the device's last result.
     fn finish_with(
-        &self,
+        &mut self,
         job: &PushJob,
-        class: &str,
+        class: &'static str,
         code: Option<i64>,
-        trace_id: Option<String>,
-        msg_id: Option<String>,
-        detail: &str,
+        trace_id: Option<Arc<str>>,
+        msg_id: Option<Arc<str>>,
+        detail: impl Into<Cow<'static, str>>,
     ) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
         let stats = &self.entry.stats;
@@ -733,11 +854,19 @@ impl CertSender {
         } else {
             stats.fail(class, 1);
         }
-        self.ctx
-            .metrics
-            .notifications
-            .with_label_values(&["xiaomi", class])
-            .inc();
+        let counter = match self.class_counters.iter().find(|(c, _)| *c == class) {
+            Some((_, counter)) => counter.clone(),
+            None => {
+                let counter = self
+                    .ctx
+                    .metrics
+                    .notifications
+                    .with_label_values(&["xiaomi", class]);
+                self.class_counters.push((class, counter.clone()));
+                counter
+            }
+        };
+        counter.inc();
         self.ctx.outcomes.record(
             &job.user,
             &job.device,
@@ -745,11 +874,11 @@ impl CertSender {
                 at: now_millis(),
                 message_id: job.message.id,
                 certificate_id: self.id,
-                class: class.to_string(),
+                class,
                 vendor_code: code,
-                trace_id: trace_id.filter(|t| !t.is_empty()),
+                trace_id,
                 msg_id,
-                detail: detail.to_string(),
+                detail: detail.into(),
             },
         );
     }
@@ -764,6 +893,20 @@ impl Handler<Enqueue> for CertSender {
             return;
         }
         self.add(msg.0, ctx);
+    }
+}
+
+impl Handler<EnqueueMany> for CertSender {
+    type Result = ();
+
+    fn handle(&mut self, msg: EnqueueMany, ctx: &mut Context<Self>) {
+        for job in msg.0 {
+            if self.stop.load(Ordering::Relaxed) {
+                self.finish(&job, "misconfigured", None, "the certificate was deleted");
+            } else {
+                self.add(job, ctx);
+            }
+        }
     }
 }
 

@@ -147,13 +147,14 @@ impl Device {
     }
 
     /// Rebuilds a device from its record. A device stored as `Online` comes back `PushOnline`
-    /// (mobile) or `Offline` (desktop): its connection did not survive the restart.
-    pub fn from_record(id: &str, rec: &DeviceRecord, token: Option<Arc<str>>) -> Device {
+    /// since `now` (mobile) or `Offline` (desktop): its connection did not survive the restart,
+    /// and the retention clock starts when the gateway noticed.
+    pub fn from_record(id: &str, rec: &DeviceRecord, token: Option<Arc<str>>, now: u64) -> Device {
         let mut d = Device::new(id, rec.platform);
         let state = match rec.state.as_str() {
             "Online" => {
                 if rec.platform.is_mobile() {
-                    DeviceState::PushOnline { since: rec.since }
+                    DeviceState::PushOnline { since: now }
                 } else {
                     DeviceState::Offline {
                         reason: OfflineReason::Disconnected,

@@ -219,15 +219,16 @@ impl Registry {
         self.count(new, 1);
     }
 
-    /// Inserts a device as loaded from the store, binding its token. Used at start-up.
-    pub fn restore(&self, user: &str, device: &str, rec: DeviceRecord) {
+    /// Inserts a device as loaded from the store, binding its token. Used at start-up; `now`
+    /// is when the devices that were `Online` lost their connection.
+    pub fn restore(&self, user: &str, device: &str, rec: DeviceRecord, now: u64) {
         let _t = self.lock_tokens();
         let user_key = CompactString::from(user);
         let token = rec
             .token
             .as_ref()
             .map(|(_, t)| Arc::<str>::from(t.as_str()));
-        let dev = Device::from_record(device, &rec, token.clone());
+        let dev = Device::from_record(device, &rec, token.clone(), now);
         self.count(dev.state(), 1);
         if let Some(t) = token {
             self.counts.tokens.fetch_add(1, Ordering::Relaxed);

@@ -122,11 +122,14 @@ fn restore_turns_online_into_push_online() {
     r.set_token("a", "d1", 9, "t").unwrap();
     let rec = r.devices("a")[0].record();
     let r2 = reg();
-    r2.restore("a", "d1", rec);
-    assert!(matches!(
+    r2.restore("a", "d1", rec, 1_000);
+    assert_eq!(
         r2.devices("a")[0].state(),
-        DeviceState::PushOnline { .. }
-    ));
+        DeviceState::PushOnline { since: 1_000 }
+    );
+    let mut routes = vec![];
+    r2.route_with("a", 1_000, |_, rt| routes.push(rt));
+    assert!(matches!(routes[0], Route::Push { .. }), "{routes:?}");
     assert_eq!(r2.token_owner("t"), Some(("a".into(), "d1".into())));
     r2.check_invariants().unwrap();
 }
