@@ -215,7 +215,8 @@ async fn killed_user_gets_one_notification_with_every_field() {
     );
 
     // Click actions follow certificate edits; another conversation gets another notify_id.
-    let intent = "intent://chat/detail#Intent;scheme=pushgate;component=com.example.chat/.Detail;end";
+    let intent =
+        "intent://chat/detail#Intent;scheme=pushgate;component=com.example.chat/.Detail;end";
     edit_cert(
         &h,
         cert,
@@ -299,7 +300,8 @@ async fn users_who_must_not_be_pushed_get_nothing() {
 async fn bad_regids_unbind_their_tokens() {
     let h = Harness::start().await;
     let cert = h.certificate(100).await;
-    h.emu.add_invalid_regids(["regid-bad", "regid-dead-1", "regid-dead-2"]);
+    h.emu
+        .add_invalid_regids(["regid-bad", "regid-dead-1", "regid-dead-2"]);
     for (u, t) in [
         ("good1", "regid-good-1"),
         ("bad", "regid-bad"),
@@ -340,7 +342,10 @@ async fn bad_regids_unbind_their_tokens() {
     let v = h
         .send(json!({"to":["bad"],"from":"bob","text":"again"}))
         .await;
-    assert_eq!(results(&v), vec![outcome("bad", "skipped", "no_push_token")]);
+    assert_eq!(
+        results(&v),
+        vec![outcome("bad", "skipped", "no_push_token")]
+    );
     assert_eq!(cert_view(&h, cert).await["stats"]["failed"]["bad_token"], 1);
 
     // Every target invalid: 20301, and every token of the request is unbound.
@@ -425,10 +430,14 @@ async fn rate_limit_answers_slow_the_sender_down() {
         h.send(json!({"to":["alice"],"from":"bob","text":format!("message {i}")}))
             .await;
     }
-    let got = wait_for("every message through the rate limit", Duration::from_secs(20), || async {
-        let r = records_for(&h, "regid-alice");
-        (r.len() >= N).then_some(r)
-    })
+    let got = wait_for(
+        "every message through the rate limit",
+        Duration::from_secs(20),
+        || async {
+            let r = records_for(&h, "regid-alice");
+            (r.len() >= N).then_some(r)
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(records_for(&h, "regid-alice").len(), N, "no duplicates");
@@ -446,7 +455,10 @@ async fn rate_limit_answers_slow_the_sender_down() {
         .unwrap_or(0);
     assert_eq!(limited, refused, "every 10027 counted once");
     // Slowing down means a handful of refusals, not one per request over the limit.
-    assert!(limited <= 8, "{limited} rate-limit answers for {N} messages");
+    assert!(
+        limited <= 8,
+        "{limited} rate-limit answers for {N} messages"
+    );
     // What got through: at most the knob per second (twice it across a second boundary).
     let per_second = max_per_second(&request_times(&got));
     assert!(per_second <= 2 * KNOB, "{per_second} in one second");
@@ -496,17 +508,17 @@ async fn daily_quota_pauses_the_certificate() {
     let d = diagnosis(&h, "bob").await;
     let healthy = diag_check(&d, "certificate_healthy");
     assert_eq!(healthy["ok"], false, "{d}");
-    assert!(
-        healthy["detail"].as_str().unwrap().contains("quota"),
-        "{d}"
-    );
+    assert!(healthy["detail"].as_str().unwrap().contains("quota"), "{d}");
     assert_eq!(d["would_push"], false);
     let m = h.metrics().await;
     assert_eq!(
         metric(&m, "pushgate_certificates", "state=\"quota_paused\""),
         1.0
     );
-    assert_eq!(metric(&m, "pushgate_certificates", "state=\"healthy\""), 0.0);
+    assert_eq!(
+        metric(&m, "pushgate_certificates", "state=\"healthy\""),
+        0.0
+    );
     assert_eq!(records_for(&h, "regid-bob").len(), 0);
     assert_eq!(records_for(&h, "regid-alice").len(), 1);
 }
@@ -549,10 +561,7 @@ async fn a_wrong_app_secret_breaks_the_certificate_until_fixed() {
     let d = diagnosis(&h, "bob").await;
     let healthy = diag_check(&d, "certificate_healthy");
     assert_eq!(healthy["ok"], false, "{d}");
-    assert!(
-        healthy["detail"].as_str().unwrap().contains("21301"),
-        "{d}"
-    );
+    assert!(healthy["detail"].as_str().unwrap().contains("21301"), "{d}");
     let m = h.metrics().await;
     assert_eq!(metric(&m, "pushgate_certificates", "state=\"broken\""), 1.0);
     assert!(h.emu.received().is_empty());
@@ -569,7 +578,10 @@ async fn a_wrong_app_secret_breaks_the_certificate_until_fixed() {
     assert_eq!(last_class(&h, "alice").await, "delivered");
     let m = h.metrics().await;
     assert_eq!(metric(&m, "pushgate_certificates", "state=\"broken\""), 0.0);
-    assert_eq!(metric(&m, "pushgate_certificates", "state=\"healthy\""), 1.0);
+    assert_eq!(
+        metric(&m, "pushgate_certificates", "state=\"healthy\""),
+        1.0
+    );
 }
 
 /// 8. A full push queue says so in the results and the certificate's figures; what was
@@ -720,7 +732,8 @@ async fn batching_by_content_and_the_metrics() {
     }
     let all = h.emu.received();
     assert!(
-        all.iter().all(|r| r.endpoint == "/v2/multi_messages/regids"),
+        all.iter()
+            .all(|r| r.endpoint == "/v2/multi_messages/regids"),
         "{all:#?}"
     );
     assert_eq!(request_times(&all).len(), 1, "one request: {all:#?}");
@@ -763,11 +776,62 @@ async fn batching_by_content_and_the_metrics() {
     );
     // The linger is part of the wait, so at least that long in total.
     assert!(metric(&m, "pushgate_accept_to_vendor_seconds_sum", "") > 0.0);
-    assert_eq!(metric(&m, "pushgate_certificates", "state=\"healthy\""), 1.0);
+    assert_eq!(
+        metric(&m, "pushgate_certificates", "state=\"healthy\""),
+        1.0
+    );
     assert_eq!(metric(&m, "pushgate_certificates", "state=\"broken\""), 0.0);
     assert_eq!(
         metric(&m, "pushgate_certificates", "state=\"quota_paused\""),
         0.0
     );
     assert_eq!(cert_view(&h, cert).await["stats"]["sent"], 8);
+}
+
+/// 6b. The multi-message API never answers 200001: it accepts what the quota allows and says
+/// how many went over in `channel_exceed_quota` (spec §5.3). Those are not delivered, and the
+/// certificate is paused just the same.
+#[tokio::test]
+async fn multi_request_over_quota_pauses_too() {
+    let h = Harness::start_with(|c| c.push.linger_ms = 300).await;
+    let cert = h.certificate(100).await;
+    let users = ["u0", "u1", "u2"];
+    for u in users {
+        h.push_online(u, "d1", cert, &format!("regid-{u}")).await;
+    }
+    h.emu.set_knobs(Knobs {
+        daily_quota: Some(2),
+        ..Knobs::default()
+    });
+    for u in users {
+        h.send(json!({"to":[u],"from":"bob","text":format!("just for {u}")}))
+            .await;
+    }
+    let v = wait_for("the certificate paused", WAIT, || async {
+        let v = cert_view(&h, cert).await;
+        (v["status"]["state"] == "quota_paused").then_some(v)
+    })
+    .await;
+    let got = h.emu.received();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(got
+        .iter()
+        .all(|r| r.endpoint == "/v2/multi_messages/regids"));
+    let stats = wait_for("all three finished", WAIT, || async {
+        let v = cert_view(&h, cert).await;
+        (v["stats"]["queued"] == 0).then_some(v["stats"].clone())
+    })
+    .await;
+    assert_eq!(stats["sent"], 2, "{v}");
+    assert_eq!(stats["failed"]["quota_exceeded"], 1, "{v}");
+    let mut classes = Vec::new();
+    for u in users {
+        classes.push(last_class(&h, u).await);
+    }
+    classes.sort();
+    assert_eq!(classes, ["delivered", "delivered", "quota_exceeded"]);
+    let v = h
+        .send(json!({"to":["u0"],"from":"bob","text":"later"}))
+        .await;
+    assert_eq!(results(&v), vec![outcome("u0", "skipped", "quota_paused")]);
 }

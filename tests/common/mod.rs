@@ -2,7 +2,7 @@
 //! Xiaomi emulator on another loopback port.
 #![allow(dead_code)]
 
-use pushgate::config::Config;
+use pushgate::config::{Config, PushConfig};
 use pushgate::server::{start, RunningServer};
 use pushgate::vendor::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
 use serde_json::{json, Value};
@@ -17,17 +17,21 @@ pub const SDKAPPID: u64 = 1_400_000_000;
 pub const USERSIG_KEY: &str = "test-usersig-key";
 
 pub fn config(data_dir: &Path, xiaomi: &str) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = data_dir.to_path_buf();
-    c.admin_token = Some(ADMIN.into());
-    c.api_token = Some(API.into());
-    c.sdkappid = SDKAPPID;
-    c.secret_key = Some(USERSIG_KEY.into());
-    c.xiaomi_base_url = xiaomi.to_string();
-    c.push.linger_ms = 2;
-    c.push.vendor_timeout_ms = 2_000;
-    c
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+        api_token: Some(API.into()),
+        sdkappid: SDKAPPID,
+        secret_key: Some(USERSIG_KEY.into()),
+        xiaomi_base_url: xiaomi.to_string(),
+        push: PushConfig {
+            linger_ms: 2,
+            vendor_timeout_ms: 2_000,
+            ..PushConfig::default()
+        },
+        ..Config::default()
+    }
 }
 
 pub fn emulator() -> EmulatorHandle {
