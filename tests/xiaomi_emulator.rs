@@ -116,11 +116,13 @@ async fn delivered_with_every_field_decoded() {
         msg_id,
         trace_id,
         bad_regids,
+        over_quota,
     } = reply
     else {
         panic!("expected delivered, got {reply:?}");
     };
     assert!(bad_regids.is_empty());
+    assert!(over_quota.is_empty());
     assert_eq!(msg_id.len(), 22);
     assert!(msg_id.starts_with("scm"), "{msg_id}");
     assert_eq!(trace_id.len(), 22);

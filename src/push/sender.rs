@@ -381,6 +381,33 @@ fn xiaomi_message(cert: &Certificate, content: &PushContent) -> XiaomiMessage {
     }
 }
 
+/// Which notifications of a request (by position) a `channel_exceed_quota` answer refused:
+/// for each (channel, n), the last n of that channel. Xiaomi gives only counts, so which ones
+/// it cut is UNCONFIRMED (spec §5.3); the tail is the emulator's choice and the likeliest one
+/// for a server that counts in order. Channel `""` (a bare count) matches any; Xiaomi's
+/// "default" matches messages without a channel.
+fn over_quota_jobs(req: &Request, over: &[(String, u64)]) -> std::collections::HashSet<usize> {
+    let channels: Vec<Option<&str>> = match req {
+        Request::Regid { msg, jobs } => vec![msg.channel_id.as_deref(); jobs.len()],
+        Request::Multi { items } => items.iter().map(|(m, _)| m.channel_id.as_deref()).collect(),
+    };
+    let mut picked = std::collections::HashSet::new();
+    for (channel, n) in over {
+        let matches = |c: Option<&str>| match c {
+            _ if channel.is_empty() => true,
+            Some(c) => c == channel,
+            None => channel == "default",
+        };
+        let tail = (0..channels.len())
+            .rev()
+            .filter(|i| matches(channels[*i]) && !picked.contains(i))
+            .take(usize::try_from(*n).unwrap_or(usize::MAX))
+            .collect::<Vec<_>>();
+        picked.extend(tail);
+    }
+    picked
+}
+
 impl CertSender {
     fn new(
         entry: Arc<CertEntry>,
@@ -546,6 +573,8 @@ impl CertSender {
                 self.fail_all_held();
                 return;
             }
+            // An edited qps must bind this token already, not only the one after it.
+            self.refresh_cert();
             if !self.bucket.try_take(now) {
                 let wait = self.bucket.wait_time(now);
                 self.arm_wake(wait, ctx);
@@ -610,14 +639,36 @@ impl CertSender {
         let trace: Option<Arc<str>> = reply.trace_id().filter(|t| !t.is_empty()).map(Arc::from);
         match reply {
             VendorReply::Delivered {
-                msg_id, bad_regids, ..
+                msg_id,
+                bad_regids,
+                over_quota,
+                ..
             } => {
                 self.bucket.recover();
                 let msg_id: Arc<str> = Arc::from(msg_id.as_str());
                 let bad: std::collections::HashSet<&str> =
                     bad_regids.iter().map(String::as_str).collect();
-                for j in req.into_jobs() {
-                    if bad.contains(&*j.token) {
+                let over = over_quota_jobs(&req, &over_quota);
+                if !over_quota.is_empty() {
+                    let until = next_china_midnight_unix(now_secs());
+                    tracing::warn!(
+                        certificate = self.id,
+                        until,
+                        "Xiaomi's daily quota used up (channel_exceed_quota); paused"
+                    );
+                    self.entry.pause_until(until);
+                }
+                for (i, j) in req.into_jobs().into_iter().enumerate() {
+                    if over.contains(&i) {
+                        self.finish_with(
+                            &j,
+                            "quota_exceeded",
+                            None,
+                            trace.clone(),
+                            None,
+                            "Xiaomi's daily quota is used up (channel_exceed_quota); not sent",
+                        );
+                    } else if bad.contains(&*j.token) {
                         self.unbind(&j.token);
                         self.finish_with(
                             &j,
@@ -637,6 +688,9 @@ impl CertSender {
                             "accepted by Xiaomi",
                         );
                     }
+                }
+                if !over_quota.is_empty() {
+                    self.fail_all_held();
                 }
             }
             VendorReply::NoValidTargets { .. } => {

@@ -10,10 +10,13 @@ use serde_json::Value;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VendorReply {
     /// `code` 0. `bad_regids` lists the targets Xiaomi rejected; unbind those tokens.
+    /// `over_quota` is the multi APIs' `channel_exceed_quota` (channel, count): that many of
+    /// the request's messages were *not* accepted because the daily quota is used up (§5.3).
     Delivered {
         msg_id: String,
         trace_id: String,
         bad_regids: Vec<String>,
+        over_quota: Vec<(String, u64)>,
     },
     /// 20301 "No valid targets!": every regId of the request is bad; unbind them all.
     NoValidTargets { trace_id: String },
@@ -176,6 +179,7 @@ pub fn classify(http_status: u16, body: &[u8]) -> VendorReply {
             msg_id,
             trace_id,
             bad_regids: data.map(bad_regids).unwrap_or_default(),
+            over_quota: data.map(over_quota).unwrap_or_default(),
         };
     }
     if code == 20301 {
@@ -273,6 +277,35 @@ fn bad_regids(data: &Value) -> Vec<String> {
     }
 }
 
+/// `data.channel_exceed_quota` of the multi APIs (spec §5.3): per channel, how many messages
+/// of the request went over the daily quota. Its shape is UNCONFIRMED, so this takes an object
+/// channel → count (numbers or numeric strings), that object as a JSON string, or a bare count
+/// (one Go port types the field as a string), whose channel is unknown (`""`).
+fn over_quota(data: &Value) -> Vec<(String, u64)> {
+    let count = |v: &Value| {
+        as_i64(v)
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0)
+    };
+    let from_value = |v: &Value| match v {
+        Value::Object(per_channel) => per_channel
+            .iter()
+            .filter_map(|(channel, n)| Some((channel.clone(), count(n)?)))
+            .collect(),
+        other => count(other)
+            .map(|n| vec![(String::new(), n)])
+            .unwrap_or_default(),
+    };
+    match data.get("channel_exceed_quota") {
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(inner @ Value::Object(_)) => from_value(&inner),
+            _ => from_value(&Value::String(s.clone())),
+        },
+        Some(v) => from_value(v),
+        None => Vec::new(),
+    }
+}
+
 /// At most 200 chars of a body, for a log-safe reason.
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -329,6 +362,7 @@ mod tests {
                     msg_id: "scm01b20510561935064bK".into(),
                     trace_id: "Xcm07b77488763663927bm".into(),
                     bad_regids: vec!["r2".into(), "r3".into()],
+                    over_quota: vec![],
                 },
                 "{field}"
             );
@@ -343,6 +377,24 @@ mod tests {
             reply(r#"{"result":"ok","code":0,"trace_id":"Xt"}"#),
             VendorReply::Delivered { msg_id, .. } if msg_id == "Xt"
         ));
+    }
+
+    #[test]
+    fn channel_exceed_quota_in_each_shape() {
+        let over = |field: &str| match reply(&format!(
+            r#"{{"result":"ok","code":0,"trace_id":"Xt","data":{{"id":"s1","channel_exceed_quota":{field}}}}}"#
+        )) {
+            VendorReply::Delivered { over_quota, .. } => over_quota,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            over(r#"{"101556":2,"pre54":"1","x":0}"#),
+            vec![("101556".to_string(), 2), ("pre54".to_string(), 1)]
+        );
+        assert_eq!(over(r#""{\"101556\":3}""#), vec![("101556".to_string(), 3)]);
+        assert_eq!(over(r#""4""#), vec![(String::new(), 4)]);
+        assert_eq!(over("0"), vec![]);
+        assert_eq!(over("null"), vec![]);
     }
 
     #[test]
