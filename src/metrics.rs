@@ -32,6 +32,11 @@ pub struct Metrics {
     pub ws_disconnects: IntCounterVec,
     pub online_deliveries: IntCounterVec,
     pub webhooks: IntCounterVec,
+    /// `recipients` children resolved once (online, push_queued, skipped): the hot path skips
+    /// the label lookup.
+    pub recipients_by_outcome: [IntCounter; 3],
+    /// `skipped` children by `SkipReason` ordinal.
+    pub skipped_by_reason: Vec<IntCounter>,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -86,7 +91,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let lat = LATENCY.to_vec();
-        Metrics {
+        let mut m = Metrics {
             http_requests: counter_vec(
                 &r,
                 "pushgate_http_requests_total",
@@ -230,6 +235,29 @@ impl Metrics {
                 &["result"],
             ),
             registry: r,
+            recipients_by_outcome: [
+                IntCounter::new("unused_online", "-").expect("valid metric definition"),
+                IntCounter::new("unused_push_queued", "-").expect("valid metric definition"),
+                IntCounter::new("unused_skipped", "-").expect("valid metric definition"),
+            ],
+            skipped_by_reason: Vec::new(),
+        };
+        m.recipients_by_outcome = [
+            m.recipients.with_label_values(&["online"]),
+            m.recipients.with_label_values(&["push_queued"]),
+            m.recipients.with_label_values(&["skipped"]),
+        ];
+        m.skipped_by_reason = crate::registry::SkipReason::ALL
+            .iter()
+            .map(|r| m.skipped.with_label_values(&[r.as_str()]))
+            .collect();
+        m
+    }
+
+    /// Counts one skipped device by reason.
+    pub fn skip(&self, r: crate::registry::SkipReason) {
+        if let Some(c) = self.skipped_by_reason.get(r as usize) {
+            c.inc();
         }
     }
 

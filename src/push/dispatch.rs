@@ -91,7 +91,7 @@ impl Dispatch<'_> {
             };
             if let Some(r) = reason {
                 if outcome == Outcome::Skipped {
-                    self.metrics.skipped.with_label_values(&[r.as_str()]).inc();
+                    self.metrics.skip(r);
                 }
             }
             devices.push(DeviceOutcome {
@@ -103,10 +103,7 @@ impl Dispatch<'_> {
             });
         });
         let result = if n == 0 {
-            self.metrics
-                .skipped
-                .with_label_values(&[SkipReason::UnknownUser.as_str()])
-                .inc();
+            self.metrics.skip(SkipReason::UnknownUser);
             RecipientResult {
                 user: user.to_string(),
                 outcome: Outcome::Skipped,
@@ -135,10 +132,12 @@ impl Dispatch<'_> {
                 devices,
             }
         };
-        self.metrics
-            .recipients
-            .with_label_values(&[result.outcome.as_str()])
-            .inc();
+        let i = match result.outcome {
+            Outcome::Online => 0,
+            Outcome::PushQueued => 1,
+            Outcome::Skipped => 2,
+        };
+        self.metrics.recipients_by_outcome[i].inc();
         result
     }
 

@@ -196,3 +196,10 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn skip_reason_table_is_in_declaration_order() {
+    for (i, r) in SkipReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r:?}");
+    }
+}
