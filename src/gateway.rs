@@ -223,6 +223,8 @@ pub struct SendRequest {
     pub conversation: Option<String>,
     /// The push text could not be built (e.g. a custom element without Desc).
     pub nothing_to_show: bool,
+    /// Report each device's outcome in the results.
+    pub detail: bool,
 }
 
 /// Limits on a message's fields.
@@ -788,7 +790,8 @@ impl Gateway {
     pub fn send(&self, req: &SendRequest) -> Result<(u64, Vec<RecipientResult>), GatewayError> {
         self.check_send(req)?;
         let msg = self.build_message(req);
-        let d = self.dispatch();
+        let mut d = self.dispatch();
+        d.detail = req.detail;
         let results = req.to.iter().map(|u| d.recipient(u, &msg)).collect();
         Ok((msg.id, results))
     }
@@ -800,6 +803,7 @@ impl Gateway {
             hub: &self.hub,
             metrics: &self.metrics,
             batch: std::cell::RefCell::new(self.senders.batch()),
+            detail: false,
         }
     }
 

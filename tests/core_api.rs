@@ -307,6 +307,17 @@ async fn per_recipient_outcomes() {
         .send(json!({"to":["killed"],"from":"carol","text":"hi","offline_push":{"push_flag":1}}))
         .await;
     assert_eq!(v["results"][0]["reason"], "push_flag_disabled");
+    assert!(
+        v["results"][0].get("devices").is_none(),
+        "no per-device detail unless asked"
+    );
+    // With detail, each device's outcome.
+    let v = h
+        .send(json!({"to":["killed","gone"],"from":"carol","text":"hi","detail":true}))
+        .await;
+    assert_eq!(v["results"][0]["devices"][0]["device"], "d1");
+    assert_eq!(v["results"][0]["devices"][0]["outcome"], "push_queued");
+    assert_eq!(v["results"][1]["devices"][0]["reason"], "logged_out");
     let m = h.metrics().await;
     assert!(metric(&m, "pushgate_skipped_total", "reason=\"logged_out\"") >= 1.0);
     assert!(metric(&m, "pushgate_recipients_total", "outcome=\"push_queued\"") >= 1.0);

@@ -129,7 +129,7 @@ impl Env {
             .bearer_auth(&self.srv.api_token)
             .header("content-type", "application/json")
             .body(
-                json!({"to": [to], "from": "carol", "text": text,
+                json!({"to": [to], "from": "carol", "text": text, "detail": true,
                        "offline_push": {"desc": text.chars().take(40).collect::<String>()}})
                 .to_string(),
             )

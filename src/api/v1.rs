@@ -141,6 +141,9 @@ pub struct MessageBody {
     /// Notifications with the same conversation replace each other in the tray.
     #[serde(default)]
     conversation: Option<String>,
+    /// Also report each device's outcome (`results[].devices`).
+    #[serde(default)]
+    detail: bool,
 }
 
 #[derive(Serialize)]
@@ -179,6 +182,7 @@ pub async fn send_message(
         online_only: b.online_only,
         conversation: b.conversation,
         nothing_to_show: false,
+        detail: b.detail,
     };
     let (message_id, results) = state.gateway.send(&send)?;
     Ok(reply(

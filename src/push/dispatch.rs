@@ -52,6 +52,8 @@ pub struct RecipientResult {
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// Each device's outcome, when the request asked for `detail`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceOutcome>,
 }
 
@@ -63,6 +65,8 @@ pub struct Dispatch<'a> {
     pub hub: &'a Hub,
     pub metrics: &'a Metrics,
     pub batch: RefCell<PushBatch<'a>>,
+    /// Also report each device's outcome (costs an allocation per recipient).
+    pub detail: bool,
 }
 
 impl Dispatch<'_> {
@@ -75,6 +79,13 @@ impl Dispatch<'_> {
     pub fn recipient(&self, user: &str, msg: &Arc<Message>) -> RecipientResult {
         let now = now_secs();
         let mut devices = Vec::new();
+        let rank = |o: Outcome| match o {
+            Outcome::Online => 0,
+            Outcome::PushQueued => 1,
+            Outcome::Skipped => 2,
+        };
+        let mut best = Outcome::Skipped;
+        let mut first_skip: Option<SkipReason> = None;
         let n = self.registry.route_with(user, now, |dev, route| {
             let (outcome, also_pushed, reason) = match route {
                 Route::Online { conn } => {
@@ -89,18 +100,24 @@ impl Dispatch<'_> {
                 Route::Push { cert, token } => self.push(user, &dev.id, cert, token, msg, now),
                 Route::Skip(r) => (Outcome::Skipped, false, Some(r)),
             };
-            if let Some(r) = reason {
-                if outcome == Outcome::Skipped {
+            if outcome == Outcome::Skipped {
+                if let Some(r) = reason {
                     self.metrics.skip(r);
+                    first_skip.get_or_insert(r);
                 }
             }
-            devices.push(DeviceOutcome {
-                device: dev.id.clone(),
-                platform: dev.platform.as_str(),
-                outcome,
-                also_pushed,
-                reason: reason.map(SkipReason::as_str),
-            });
+            if rank(outcome) < rank(best) {
+                best = outcome;
+            }
+            if self.detail {
+                devices.push(DeviceOutcome {
+                    device: dev.id.clone(),
+                    platform: dev.platform.as_str(),
+                    outcome,
+                    also_pushed,
+                    reason: reason.map(SkipReason::as_str),
+                });
+            }
         });
         let result = if n == 0 {
             self.metrics.skip(SkipReason::UnknownUser);
@@ -111,24 +128,14 @@ impl Dispatch<'_> {
                 devices,
             }
         } else {
-            let best = devices
-                .iter()
-                .map(|d| d.outcome)
-                .min_by_key(|o| match o {
-                    Outcome::Online => 0,
-                    Outcome::PushQueued => 1,
-                    Outcome::Skipped => 2,
-                })
-                .unwrap_or(Outcome::Skipped);
-            let reason = if best == Outcome::Skipped {
-                devices.iter().find_map(|d| d.reason)
-            } else {
-                None
-            };
             RecipientResult {
                 user: user.to_string(),
                 outcome: best,
-                reason,
+                reason: if best == Outcome::Skipped {
+                    first_skip.map(SkipReason::as_str)
+                } else {
+                    None
+                },
                 devices,
             }
         };

@@ -29,6 +29,7 @@ fn send_request(msg: &TimMessage, from: String, to: Vec<String>) -> SendRequest 
         online_only: plan.online_only,
         conversation: None,
         nothing_to_show: plan.nothing_to_show,
+        detail: false,
     }
 }
 
