@@ -59,6 +59,8 @@ pub struct Senders {
     senders: DashMap<CertificateId, SenderHandle>,
     ctx: Arc<SenderCtx>,
     arbiters: Vec<ArbiterHandle>,
+    /// Arbiters that run the vendor HTTP requests (form encoding, I/O, reply parsing).
+    io: Vec<ArbiterHandle>,
     /// The arbiter threads, joined at shutdown.
     threads: std::sync::Mutex<Vec<Arbiter>>,
     next_arbiter: AtomicUsize,
@@ -68,12 +70,15 @@ impl Senders {
     /// Starts the sender arbiters (threads). Must run inside an actix system.
     pub fn new(ctx: SenderCtx) -> Senders {
         let n = ctx.config.arbiters.max(1);
-        let threads: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
-        let arbiters = threads.iter().map(|a| a.handle()).collect();
+        // Sender arbiters first, then as many I/O arbiters.
+        let threads: Vec<Arbiter> = (0..2 * n).map(|_| Arbiter::new()).collect();
+        let arbiters = threads[..n].iter().map(|a| a.handle()).collect();
+        let io = threads[n..].iter().map(|a| a.handle()).collect();
         Senders {
             senders: DashMap::new(),
             ctx: Arc::new(ctx),
             arbiters,
+            io,
             threads: std::sync::Mutex::new(threads),
             next_arbiter: AtomicUsize::new(0),
         }
@@ -91,12 +96,13 @@ impl Senders {
         let stop = Arc::new(AtomicBool::new(false));
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let ctx = self.ctx.clone();
+        let io = self.io[i % self.io.len()].clone();
         let (q, s) = (queued.clone(), stop.clone());
         let capacity = self.ctx.config.queue_capacity;
         let addr = CertSender::start_in_arbiter(&self.arbiters[i], move |c| {
             // The mailbox never holds more than the queue bound (checked before each send).
             c.set_mailbox_capacity(capacity.saturating_add(16));
-            CertSender::new(entry, ctx, q, s)
+            CertSender::new(entry, ctx, q, s, io)
         });
         if let Some(old) = self.senders.insert(id, SenderHandle { addr, queued, stop }) {
             old.stop.store(true, Ordering::Relaxed);
@@ -339,6 +345,8 @@ pub struct CertSender {
     wake_armed: bool,
     /// `pushgate_notifications_total` children by outcome, resolved once.
     class_counters: Vec<(&'static str, prometheus::IntCounter)>,
+    /// Where this sender's vendor requests run.
+    io: ArbiterHandle,
 }
 
 impl Actor for CertSender {
@@ -414,6 +422,7 @@ impl CertSender {
         ctx: Arc<SenderCtx>,
         queued: Arc<AtomicUsize>,
         stop: Arc<AtomicBool>,
+        io: ArbiterHandle,
     ) -> CertSender {
         let cert = entry.cert();
         CertSender {
@@ -434,6 +443,7 @@ impl CertSender {
             hold_until: None,
             wake_armed: false,
             class_counters: Vec::new(),
+            io,
         }
     }
 
@@ -600,6 +610,9 @@ impl CertSender {
         }
         let client = self.ctx.client.clone();
         let app = self.app.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Form encoding, the HTTP exchange and reply parsing run on an I/O arbiter, so this
+        // sender's thread only batches and accounts.
         let fut = async move {
             let started = Instant::now();
             let reply = match &req {
@@ -613,11 +626,21 @@ impl CertSender {
                     client.send_multi(&app, &pairs).await
                 }
             };
-            (req, reply, started.elapsed())
+            let _ = tx.send((req, reply, started.elapsed()));
         };
-        ctx.spawn(fut.into_actor(self).map(|(req, reply, took), act, ctx| {
+        if !self.io.spawn(fut) {
+            tracing::warn!(
+                certificate = self.id,
+                "the vendor I/O thread is gone (shutting down)"
+            );
+        }
+        ctx.spawn(rx.into_actor(self).map(|done, act, ctx| {
             act.in_flight -= 1;
-            act.on_reply(req, reply, took, ctx);
+            match done {
+                Ok((req, reply, took)) => act.on_reply(req, reply, took, ctx),
+                // Only at shutdown: the I/O arbiter stopped with the request in flight.
+                Err(_) => tracing::debug!("a vendor request was cancelled by shutdown"),
+            }
             act.pump(ctx);
         }));
     }
