@@ -251,6 +251,18 @@ pub struct DeviceView {
     pub certificate_id: Option<CertificateId>,
 }
 
+/// A user's aggregate state (TIM §5.1): `Online` if any device is, else `PushOnline` if any
+/// device is, else `Offline`.
+pub fn user_status(devices: &[DeviceView]) -> &'static str {
+    if devices.iter().any(|d| d.state == "Online") {
+        "Online"
+    } else if devices.iter().any(|d| d.state == "PushOnline") {
+        "PushOnline"
+    } else {
+        "Offline"
+    }
+}
+
 /// The gateway: every component, shared.
 pub struct Gateway {
     pub config: Config,

@@ -202,13 +202,7 @@ pub async fn user_status(
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let devices = state.gateway.user_devices(&user);
-    let status = if devices.iter().any(|d| d.state == "Online") {
-        "Online"
-    } else if devices.iter().any(|d| d.state == "PushOnline") {
-        "PushOnline"
-    } else {
-        "Offline"
-    };
+    let status = crate::gateway::user_status(&devices);
     #[derive(Serialize)]
     struct Out<'a> {
         user: &'a str,

@@ -53,13 +53,7 @@ pub fn query(gw: &Gateway, body: &Map<String, Value>, field: Field) -> Result<Re
             errors.push(json!({"To_Account": u, "ErrorCode": code::ACCOUNT_NOT_FOUND}));
             continue;
         }
-        let status = if devices.iter().any(|d| d.state == "Online") {
-            "Online"
-        } else if devices.iter().any(|d| d.state == "PushOnline") {
-            "PushOnline"
-        } else {
-            "Offline"
-        };
+        let status = crate::gateway::user_status(&devices);
         let mut entry = Map::new();
         entry.insert("To_Account".into(), u.into());
         entry.insert(field.name().into(), status.into());
