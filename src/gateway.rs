@@ -12,10 +12,8 @@ use crate::metrics::Metrics;
 use crate::push::dispatch::Dispatch;
 use crate::push::outcomes::Outcomes;
 use crate::push::sender::SenderCtx;
-use crate::push::{
-    DeviceOutcome, Message, Outcome, PushContent, PushJob, RecipientResult, Senders,
-};
-use crate::registry::{ConnId, Device, Registry, RegistryError, Route, SkipReason};
+use crate::push::{DeviceOutcome, Message, Outcome, PushContent, RecipientResult, Senders};
+use crate::registry::{ConnId, Device, Registry, RegistryError, SkipReason};
 use crate::session::webhook::WebhookSender;
 use crate::session::{Hub, SessionCommand};
 use crate::store::{StoreError, StoreHandle, StoreOp};
@@ -822,65 +820,24 @@ impl Gateway {
     /// Hands a message that a live connection did not ack to the push path of that device
     /// (the connection is gone; the device is `PushOnline` or `Offline` by now).
     pub fn push_fallback(&self, user: &str, device: &str, msg: &Arc<Message>) -> DeviceOutcome {
-        let mut found = None;
-        self.registry.route_with(user, now_secs(), |d, route| {
-            if d.id == device {
-                found = Some((d.platform, route));
+        let d = self.dispatch();
+        let now = now_secs();
+        let mut out = None;
+        self.registry.route_with(user, now, |dev, route| {
+            if dev.id == device {
+                out = Some(d.fallback(user, dev, route, msg, now));
             }
         });
-        let Some((platform, route)) = found else {
-            return skipped_device(device, Platform::Android, SkipReason::UnknownUser);
-        };
-        let (cert, token) = match route {
-            Route::Push { cert, token } | Route::OnlineAndPush { cert, token, .. } => (cert, token),
-            Route::Skip(r) => return skipped_device(device, platform, r),
-            // Reconnected meanwhile: the new connection gets history from the IM cluster.
-            Route::Online { .. } => {
-                return DeviceOutcome {
-                    device: device.into(),
-                    platform: platform.as_str(),
-                    outcome: Outcome::Online,
-                    also_pushed: false,
-                    reason: None,
-                }
-            }
-        };
-        if let Err(r) = &msg.push {
-            return skipped_device(device, platform, *r);
-        }
-        let entry = self.certs.get(cert);
-        let reason = match &entry {
-            None => Some(SkipReason::CertificateMissing),
-            Some(e) if e.is_broken() => Some(SkipReason::CertificateBroken),
-            Some(e) if e.paused_until(now_secs()).is_some() => Some(SkipReason::QuotaPaused),
-            _ => None,
-        };
-        if let Some(r) = reason {
-            return skipped_device(device, platform, r);
-        }
-        let job = PushJob {
-            cert,
-            token,
-            user: user.into(),
-            device: device.into(),
-            message: msg.clone(),
-            attempt: 0,
-        };
-        match self.senders.enqueue(job) {
-            Ok(()) => DeviceOutcome {
-                device: device.into(),
-                platform: platform.as_str(),
-                outcome: Outcome::PushQueued,
+        out.unwrap_or_else(|| {
+            self.metrics.skip(SkipReason::UnknownUser);
+            DeviceOutcome {
+                device: CompactString::from(device),
+                platform: Platform::Android.as_str(),
+                outcome: Outcome::Skipped,
                 also_pushed: false,
-                reason: None,
-            },
-            Err(_) => {
-                if let Some(e) = entry {
-                    e.stats.fail("queue_full", 1);
-                }
-                skipped_device(device, platform, SkipReason::QueueFull)
+                reason: Some(SkipReason::UnknownUser.as_str()),
             }
-        }
+        })
     }
 
     // ---- status and diagnosis -----------------------------------------------------------
@@ -1011,15 +968,5 @@ fn cert_not_found(id: CertificateId) -> GatewayError {
     GatewayError::NotFound {
         code: "unknown_certificate",
         message: format!("no certificate with id {id}"),
-    }
-}
-
-fn skipped_device(device: &str, platform: Platform, r: SkipReason) -> DeviceOutcome {
-    DeviceOutcome {
-        device: CompactString::from(device),
-        platform: platform.as_str(),
-        outcome: Outcome::Skipped,
-        also_pushed: false,
-        reason: Some(r.as_str()),
     }
 }

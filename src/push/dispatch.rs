@@ -6,7 +6,7 @@ use super::{Message, PushJob};
 use crate::certs::CertBook;
 use crate::domain::now_secs;
 use crate::metrics::Metrics;
-use crate::registry::{ConnId, Registry, Route, SkipReason};
+use crate::registry::{ConnId, Device, Registry, Route, SkipReason};
 use crate::session::{Hub, SessionCommand};
 use compact_str::CompactString;
 use serde::Serialize;
@@ -146,6 +146,39 @@ impl Dispatch<'_> {
         };
         self.metrics.recipients_by_outcome[i].inc();
         result
+    }
+
+    /// Hands a message that a live connection of `dev` did not ack to the push path of that
+    /// device, as routed now (the connection is gone).
+    pub fn fallback(
+        &self,
+        user: &str,
+        dev: &Device,
+        route: Route,
+        msg: &Arc<Message>,
+        now: u64,
+    ) -> DeviceOutcome {
+        let (outcome, reason) = match route {
+            Route::Push { cert, token } | Route::OnlineAndPush { cert, token, .. } => {
+                let (o, _, r) = self.push(user, &dev.id, cert, token, msg, now);
+                (o, r)
+            }
+            Route::Skip(r) => (Outcome::Skipped, Some(r)),
+            // Reconnected meanwhile: the new connection gets history from the IM cluster.
+            Route::Online { .. } => (Outcome::Online, None),
+        };
+        if outcome == Outcome::Skipped {
+            if let Some(r) = reason {
+                self.metrics.skip(r);
+            }
+        }
+        DeviceOutcome {
+            device: dev.id.clone(),
+            platform: dev.platform.as_str(),
+            outcome,
+            also_pushed: false,
+            reason: reason.map(SkipReason::as_str),
+        }
     }
 
     fn online(

@@ -117,23 +117,6 @@ impl Senders {
         }
     }
 
-    /// Hands one notification to its certificate's sender without waiting.
-    pub fn enqueue(&self, job: PushJob) -> Result<(), EnqueueError> {
-        let h = self.senders.get(&job.cert).ok_or(EnqueueError::NoSender)?;
-        let capacity = self.ctx.config.queue_capacity;
-        if h.queued.fetch_add(1, Ordering::AcqRel) >= capacity {
-            h.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(EnqueueError::Full);
-        }
-        match h.addr.try_send(Enqueue(job)) {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                h.queued.fetch_sub(1, Ordering::AcqRel);
-                Err(EnqueueError::Full)
-            }
-        }
-    }
-
     /// Stops every sender and their arbiter threads (graceful shutdown).
     pub fn shutdown(&self) {
         let ids: Vec<CertificateId> = self.senders.iter().map(|e| *e.key()).collect();
@@ -209,10 +192,6 @@ impl Senders {
             .unwrap_or(0)
     }
 }
-
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct Enqueue(PushJob);
 
 /// Several notifications of one certificate at once (a message to many recipients).
 #[derive(actix::Message)]
@@ -958,18 +937,6 @@ impl CertSender {
                 detail: detail.into(),
             },
         );
-    }
-}
-
-impl Handler<Enqueue> for CertSender {
-    type Result = ();
-
-    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
-        if self.stop.load(Ordering::Relaxed) {
-            self.finish(&msg.0, "misconfigured", None, "the certificate was deleted");
-            return;
-        }
-        self.add(msg.0, ctx);
     }
 }
 
