@@ -568,13 +568,8 @@ impl Gateway {
                 };
                 self.registry
                     .apply(&ev.user, &ev.device, event, conn, now)
-                    .map(|(_old, rec)| {
-                        let state = match rec.state.as_str() {
-                            "Online" => "Online",
-                            "PushOnline" => "PushOnline",
-                            _ => "Offline",
-                        };
-                        (vec![put(&ev.user, &ev.device, rec)], state, vec![])
+                    .map(|(new, rec)| {
+                        (vec![put(&ev.user, &ev.device, rec)], new.tim_name(), vec![])
                     })
             }
         };

@@ -308,7 +308,7 @@ impl Registry {
 
     /// Applies a non-login event to a known device. With `conn`, the event only applies while
     /// that connection is still the device's current one (a late close of a replaced socket
-    /// must not disconnect the new one).
+    /// must not disconnect the new one). Returns the new state and the device's record.
     pub fn apply(
         &self,
         user: &str,
@@ -335,7 +335,7 @@ impl Registry {
             d.conn = 0;
         }
         self.recount(Some(old), new);
-        Ok((old, d.record()))
+        Ok((new, d.record()))
     }
 
     /// Binds `token` of certificate `cert` to the device (TIM rules: after login; not empty; at
