@@ -91,7 +91,19 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let lat = LATENCY.to_vec();
-        let mut m = Metrics {
+        let recipients = counter_vec(
+            &r,
+            "pushgate_recipients_total",
+            "Message recipients by outcome (online, push_queued, skipped).",
+            &["outcome"],
+        );
+        let skipped = counter_vec(
+            &r,
+            "pushgate_skipped_total",
+            "Devices that got nothing for a message, by reason.",
+            &["reason"],
+        );
+        Metrics {
             http_requests: counter_vec(
                 &r,
                 "pushgate_http_requests_total",
@@ -141,18 +153,14 @@ impl Metrics {
                     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
                 ],
             ),
-            recipients: counter_vec(
-                &r,
-                "pushgate_recipients_total",
-                "Message recipients by outcome (online, push_queued, skipped).",
-                &["outcome"],
-            ),
-            skipped: counter_vec(
-                &r,
-                "pushgate_skipped_total",
-                "Devices that got nothing for a message, by reason.",
-                &["reason"],
-            ),
+            recipients_by_outcome: ["online", "push_queued", "skipped"]
+                .map(|o| recipients.with_label_values(&[o])),
+            skipped_by_reason: crate::registry::SkipReason::ALL
+                .iter()
+                .map(|r| skipped.with_label_values(&[r.as_str()]))
+                .collect(),
+            recipients,
+            skipped,
             notifications: counter_vec(
                 &r,
                 "pushgate_notifications_total",
@@ -235,23 +243,7 @@ impl Metrics {
                 &["result"],
             ),
             registry: r,
-            recipients_by_outcome: [
-                IntCounter::new("unused_online", "-").expect("valid metric definition"),
-                IntCounter::new("unused_push_queued", "-").expect("valid metric definition"),
-                IntCounter::new("unused_skipped", "-").expect("valid metric definition"),
-            ],
-            skipped_by_reason: Vec::new(),
-        };
-        m.recipients_by_outcome = [
-            m.recipients.with_label_values(&["online"]),
-            m.recipients.with_label_values(&["push_queued"]),
-            m.recipients.with_label_values(&["skipped"]),
-        ];
-        m.skipped_by_reason = crate::registry::SkipReason::ALL
-            .iter()
-            .map(|r| m.skipped.with_label_values(&[r.as_str()]))
-            .collect();
-        m
+        }
     }
 
     /// Counts one skipped device by reason.
