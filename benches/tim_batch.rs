@@ -12,7 +12,7 @@ use pushgate::config::Config;
 use pushgate::domain::validate::CertificateInput;
 use pushgate::domain::{ClickAction, Platform, Vendor};
 use pushgate::gateway::{Gateway, SessionAction, SessionEvent};
-use pushgate::vendor::xiaomi::emulator::{self, EmulatorConfig};
+use pushgate::providers::xiaomi::emulator::{self, EmulatorConfig};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pushgate::domain::ClickAction;
-use pushgate::vendor::xiaomi::{classify, multi_form, regid_form, XiaomiApp, XiaomiMessage};
+use pushgate::providers::xiaomi::{classify, multi_form, regid_form, XiaomiApp, XiaomiMessage};
 
 fn app() -> XiaomiApp {
     XiaomiApp {

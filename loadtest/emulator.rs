@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example loadtest_emulator -- --listen 127.0.0.1:0 [--workers N]`
 
-use pushgate::vendor::xiaomi::emulator::{self, EmulatorConfig, EmulatorRules};
+use pushgate::providers::xiaomi::emulator::{self, EmulatorConfig, EmulatorRules};
 
 fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args().skip(1);

@@ -8,7 +8,7 @@
 //! prints one JSON line: notifications/s, requests/s, latency p50/p99, errors.
 
 use pushgate::domain::ClickAction;
-use pushgate::vendor::xiaomi::{VendorReply, XiaomiApp, XiaomiClient, XiaomiMessage};
+use pushgate::providers::xiaomi::{VendorReply, XiaomiApp, XiaomiClient, XiaomiMessage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! The path of a message: `api` (native /v1, TIM-style /v4, WebSocket) → `gateway` → `push::dispatch`
 //! decides per device from the `registry`: online → the `session` of that connection; killed or
 //! in the background with a token → the `push::sender::CertSender` of its certificate → the
-//! `vendor` client; otherwise skipped with a counted reason. Durable state goes through `store`.
+//! `providers` client; otherwise skipped with a counted reason. Durable state goes through `store`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -13,6 +13,7 @@ pub mod diagnosis;
 pub mod domain;
 pub mod gateway;
 pub mod metrics;
+pub mod providers;
 pub mod push;
 pub mod registry;
 pub mod sandbox;
@@ -21,4 +22,3 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod usersig;
-pub mod vendor;

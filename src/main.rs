@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(pushgate::vendor::xiaomi::emulator::run_standalone(
+            match rt.block_on(pushgate::providers::xiaomi::emulator::run_standalone(
                 listen,
                 Default::default(),
             )) {

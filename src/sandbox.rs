@@ -4,8 +4,8 @@
 //! is valid unless marked invalid over the emulator's control API.
 
 use crate::config::Config;
+use crate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
 use crate::server::StartError;
-use crate::vendor::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! skip: `apt-get install -y prometheus`.
 
 use pushgate::config::Config;
-use pushgate::vendor::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
+use pushgate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use pushgate::config::Config;
 use pushgate::gateway::{SessionAction, SessionEvent};
+use pushgate::providers::xiaomi::emulator::{
+    self, EmulatorApp, EmulatorConfig, EmulatorHandle, ReceivedFilter, ReceivedNotification,
+};
 use pushgate::server::{start, RunningServer};
 use pushgate::session::SessionCommand;
 use pushgate::usersig::UserSigKey;
-use pushgate::vendor::xiaomi::emulator::{
-    self, EmulatorApp, EmulatorConfig, EmulatorHandle, ReceivedFilter, ReceivedNotification,
-};
 use serde_json::{json, Value};
 
 const SDKAPPID: u64 = 1_400_000_123;

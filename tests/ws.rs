@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pushgate::config::Config;
+use pushgate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
 use pushgate::server::RunningServer;
 use pushgate::usersig::UserSigKey;
-use pushgate::vendor::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use pushgate::vendor::xiaomi::emulator::{Knobs, ReceivedNotification};
+use pushgate::providers::xiaomi::emulator::{Knobs, ReceivedNotification};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use pushgate::domain::ClickAction;
-use pushgate::vendor::xiaomi::emulator::{
+use pushgate::providers::xiaomi::emulator::{
     self, EmulatorApp, EmulatorConfig, EmulatorHandle, EmulatorRules, Knobs, RegidPolicy,
 };
-use pushgate::vendor::xiaomi::{
+use pushgate::providers::xiaomi::{
     VendorReply, XiaomiApp, XiaomiClient, XiaomiMessage, DEFAULT_TITLE,
 };
 use serde_json::Value;

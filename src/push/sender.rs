@@ -11,11 +11,11 @@ use crate::certs::{CertBook, CertEntry};
 use crate::config::PushConfig;
 use crate::domain::{now_millis, now_secs, Certificate, CertificateId};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
-use crate::store::{StoreHandle, StoreOp};
-use crate::vendor::xiaomi::{
+use crate::providers::xiaomi::{
     next_china_midnight_unix, retry_delay, VendorReply, XiaomiApp, XiaomiClient, XiaomiMessage,
 };
+use crate::registry::Registry;
+use crate::store::{StoreHandle, StoreOp};
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::borrow::Cow;

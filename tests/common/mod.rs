@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use pushgate::config::Config;
+use pushgate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
 use pushgate::server::{start, RunningServer};
-use pushgate::vendor::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};

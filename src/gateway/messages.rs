@@ -1,0 +1,157 @@
+//! The one send pipeline: check → build → dispatch, shared by /v1 messages and /v4 sends.
+
+use super::*;
+
+/// A message to send, in the gateway's own terms (the /v1 body; /v4 translates into it).
+#[derive(Debug, Clone, Default)]
+pub struct SendRequest {
+    pub to: Vec<String>,
+    pub from: String,
+    pub text: String,
+    pub title: Option<String>,
+    pub desc: Option<String>,
+    pub ext: Option<String>,
+    pub channel_id: Option<String>,
+    /// 1 = no vendor notification (TIM `PushFlag`).
+    pub push_disabled: bool,
+    /// Deliver only to live connections (TIM `MsgLifeTime=0`).
+    pub online_only: bool,
+    /// Replacement key of the notification in the tray; the sender's id by default.
+    pub conversation: Option<String>,
+    /// The push text could not be built (e.g. a custom element without Desc).
+    pub nothing_to_show: bool,
+    /// Report each device's outcome in the results.
+    pub detail: bool,
+}
+
+/// Limits on a message's fields.
+pub const MAX_TEXT_BYTES: usize = 12 * 1024;
+pub const MAX_EXT_CHARS: usize = 1024;
+
+impl Gateway {
+    /// Checks a send request; the error names the field.
+    pub fn check_send(&self, req: &SendRequest) -> Result<(), GatewayError> {
+        if req.to.is_empty() {
+            return Err(GatewayError::invalid(
+                "invalid_field",
+                Some("to"),
+                "to: at least one recipient is required",
+            ));
+        }
+        let max = self.config.http.max_recipients;
+        if req.to.len() > max {
+            return Err(GatewayError::invalid(
+                "too_many_recipients",
+                Some("to"),
+                format!("to: {} recipients; at most {max} per request", req.to.len()),
+            ));
+        }
+        for u in &req.to {
+            check_id("to", u).map_err(id_error)?;
+        }
+        check_id("from", &req.from).map_err(id_error)?;
+        if req.text.len() > MAX_TEXT_BYTES {
+            return Err(GatewayError::invalid(
+                "invalid_field",
+                Some("text"),
+                format!("text is {} bytes; at most {MAX_TEXT_BYTES}", req.text.len()),
+            ));
+        }
+        for (field, v, max) in [
+            ("offline_push.title", &req.title, 256usize),
+            ("offline_push.desc", &req.desc, 1024),
+            ("offline_push.ext", &req.ext, MAX_EXT_CHARS),
+            ("offline_push.channel_id", &req.channel_id, 64),
+        ] {
+            if let Some(v) = v {
+                if v.chars().count() > max {
+                    return Err(GatewayError::invalid(
+                        "invalid_field",
+                        Some(field),
+                        format!("{field} is longer than {max} characters"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the shared message (id, notification text) once.
+    pub fn build_message(&self, req: &SendRequest) -> Arc<Message> {
+        let push = if req.push_disabled {
+            Err(SkipReason::PushDisabled)
+        } else if req.online_only {
+            Err(SkipReason::OnlineOnly)
+        } else if req.nothing_to_show {
+            Err(SkipReason::NothingToShow)
+        } else {
+            match PushText::new(req.title.as_deref(), req.desc.as_deref(), Some(&req.text)) {
+                Some(t) => Ok(PushContent {
+                    title: t.title,
+                    desc: t.desc,
+                    ext: req.ext.clone(),
+                    channel_id: req.channel_id.clone(),
+                    conversation: req
+                        .conversation
+                        .clone()
+                        .unwrap_or_else(|| format!("c2c:{}", req.from)),
+                }),
+                None => Err(SkipReason::NothingToShow),
+            }
+        };
+        Arc::new(Message {
+            id: self.next_message_id.fetch_add(1, Ordering::Relaxed),
+            from: req.from.clone(),
+            text: req.text.clone(),
+            title: req.title.clone(),
+            desc: req.desc.clone(),
+            ext: req.ext.clone(),
+            push,
+            accepted_at: Instant::now(),
+        })
+    }
+
+    /// Routes a message to each recipient.
+    pub fn send(&self, req: &SendRequest) -> Result<(u64, Vec<RecipientResult>), GatewayError> {
+        self.check_send(req)?;
+        let msg = self.build_message(req);
+        let mut d = self.dispatch();
+        d.detail = req.detail;
+        let results = req.to.iter().map(|u| d.recipient(u, &msg)).collect();
+        Ok((msg.id, results))
+    }
+
+    pub fn dispatch(&self) -> Dispatch<'_> {
+        Dispatch {
+            registry: &self.registry,
+            certs: &self.certs,
+            hub: &self.hub,
+            metrics: &self.metrics,
+            batch: std::cell::RefCell::new(self.senders.batch()),
+            detail: false,
+        }
+    }
+
+    /// Hands a message that a live connection did not ack to the push path of that device
+    /// (the connection is gone; the device is `PushOnline` or `Offline` by now).
+    pub fn push_fallback(&self, user: &str, device: &str, msg: &Arc<Message>) -> DeviceOutcome {
+        let d = self.dispatch();
+        let now = now_secs();
+        let mut out = None;
+        self.registry.route_with(user, now, |dev, route| {
+            if dev.id == device {
+                out = Some(d.fallback(user, dev, route, msg, now));
+            }
+        });
+        out.unwrap_or_else(|| {
+            self.metrics.skip(SkipReason::UnknownUser);
+            DeviceOutcome {
+                device: CompactString::from(device),
+                platform: Platform::Android.as_str(),
+                outcome: Outcome::Skipped,
+                also_pushed: false,
+                reason: Some(SkipReason::UnknownUser.as_str()),
+            }
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! What the status API shows of a user's devices.
+
+use super::*;
+
+/// One device as the status API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub device: String,
+    pub platform: &'static str,
+    pub state: &'static str,
+    pub background: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_reason: Option<crate::domain::OfflineReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_online_since: Option<u64>,
+    pub connected_here: bool,
+    pub token_bound: bool,
+    /// The token shortened (first and last four characters), never in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<CertificateId>,
+}
+
+/// A user's aggregate state (TIM §5.1): `Online` if any device is, else `PushOnline` if any
+/// device is, else `Offline`.
+pub fn user_status(devices: &[DeviceView]) -> &'static str {
+    if devices.iter().any(|d| d.state == "Online") {
+        "Online"
+    } else if devices.iter().any(|d| d.state == "PushOnline") {
+        "PushOnline"
+    } else {
+        "Offline"
+    }
+}
+
+impl Gateway {
+    pub fn view(&self, d: &Device) -> DeviceView {
+        let state = d.state().effective(now_secs(), self.registry.retention());
+        DeviceView {
+            device: d.id.to_string(),
+            platform: d.platform.as_str(),
+            state: state.tim_name(),
+            background: matches!(
+                state,
+                crate::domain::DeviceState::Online { background: true }
+            ),
+            offline_reason: match state {
+                crate::domain::DeviceState::Offline { reason } => Some(reason),
+                _ => None,
+            },
+            push_online_since: match state {
+                crate::domain::DeviceState::PushOnline { since } => Some(since),
+                _ => None,
+            },
+            connected_here: d.conn != 0,
+            token_bound: d.token.is_some(),
+            token_hint: d.token.as_deref().map(crate::domain::token::redact),
+            certificate_id: d.token.as_ref().map(|_| d.cert),
+        }
+    }
+
+    pub fn device_view(&self, user: &str, device: &str) -> Result<DeviceView, GatewayError> {
+        self.registry
+            .devices(user)
+            .iter()
+            .find(|d| d.id == device)
+            .map(|d| self.view(d))
+            .ok_or_else(|| GatewayError::NotFound {
+                code: "unknown_device",
+                message: format!("unknown device '{device}' of user '{user}'"),
+            })
+    }
+
+    pub fn user_devices(&self, user: &str) -> Vec<DeviceView> {
+        self.registry
+            .devices(user)
+            .iter()
+            .map(|d| self.view(d))
+            .collect()
+    }
+}
