@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 
 /// Where environment overrides come from; tests pass a map instead of the real environment.
 pub trait EnvSource {
+    /// The variable's value; an empty value counts as unset.
     fn var(&self, key: &str) -> Option<String>;
+    /// The variable's value even when empty, for settings where an empty value is an error
+    /// rather than "unset" (the UserSig key).
+    fn raw(&self, key: &str) -> Option<String> {
+        self.var(key)
+    }
 }
 
 /// The process environment.
@@ -18,6 +24,10 @@ pub struct ProcessEnv;
 impl EnvSource for ProcessEnv {
     fn var(&self, key: &str) -> Option<String> {
         std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+
+    fn raw(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
     }
 }
 
@@ -223,6 +233,32 @@ where
     }
 }
 
+/// An empty or short UserSig key lets anyone who guesses it sign tickets for any identifier,
+/// administrators included; Tencent's console issues 64-character keys.
+fn check_secret_key(key: &str, setting: &'static str) -> Result<(), ConfigError> {
+    if key.len() < crate::usersig::MIN_SECRET_KEY_BYTES {
+        let message = format!(
+            "the UserSig secret key is {} characters; at least {} are required (an empty or \
+             short key would let anyone sign tickets). Use the key from the IM console, or \
+             unset it to refuse every ticket",
+            key.len(),
+            crate::usersig::MIN_SECRET_KEY_BYTES
+        );
+        return Err(if setting.starts_with("PUSHGATE_") {
+            ConfigError::Env {
+                key: setting,
+                message,
+            }
+        } else {
+            ConfigError::Invalid {
+                key: setting,
+                message,
+            }
+        });
+    }
+    Ok(())
+}
+
 impl Config {
     /// Defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigError> {
@@ -254,7 +290,8 @@ impl Config {
         if let Some(v) = env_parse(env, "PUSHGATE_SDKAPPID")? {
             cfg.sdkappid = v;
         }
-        if let Some(v) = env.var("PUSHGATE_SECRET_KEY") {
+        if let Some(v) = env.raw("PUSHGATE_SECRET_KEY") {
+            check_secret_key(&v, "PUSHGATE_SECRET_KEY")?;
             cfg.secret_key = Some(v);
         }
         if let Some(v) = env.var("PUSHGATE_TIM_ADMINS") {
@@ -292,13 +329,18 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks settings that no type expresses. `load` calls it; so does the server for a
+    /// `Config` built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| {
             Err(ConfigError::Invalid {
                 key,
                 message: message.to_string(),
             })
         };
+        if let Some(k) = &self.secret_key {
+            check_secret_key(k, "secret_key")?;
+        }
         if !(self.xiaomi_base_url.starts_with("http://")
             || self.xiaomi_base_url.starts_with("https://"))
         {
@@ -366,6 +408,26 @@ mod tests {
         assert_eq!(c.sdkappid, 1_400_000_000);
         let e = Config::load(None, &env(&[("PUSHGATE_SDKAPPID", "abc")])).unwrap_err();
         assert!(e.to_string().contains("PUSHGATE_SDKAPPID"), "{e}");
+    }
+
+    #[test]
+    fn empty_or_short_secret_keys_are_refused_naming_the_setting() {
+        for bad in ["", "short"] {
+            let e = Config::load(None, &env(&[("PUSHGATE_SECRET_KEY", bad)])).unwrap_err();
+            assert!(e.to_string().contains("PUSHGATE_SECRET_KEY"), "{e}");
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("p.toml");
+            std::fs::write(&path, format!("secret_key = \"{bad}\"\n")).unwrap();
+            let e = Config::load(Some(&path), &env(&[])).unwrap_err();
+            assert!(e.to_string().contains("secret_key"), "{e}");
+            let in_code = Config {
+                secret_key: Some(bad.into()),
+                ..Config::default()
+            };
+            assert!(in_code.validate().is_err());
+        }
+        let ok = Config::load(None, &env(&[("PUSHGATE_SECRET_KEY", &"k".repeat(64))])).unwrap();
+        assert_eq!(ok.secret_key.map(|k| k.len()), Some(64));
     }
 
     #[test]

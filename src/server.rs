@@ -22,6 +22,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("xiaomi client: {0}")]
     Client(String),
     #[error("the server thread ended before it was ready")]
@@ -77,6 +79,7 @@ pub struct Prepared {
 /// Loads the store and builds the gateway. Must run inside an actix system.
 pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let started = Instant::now();
+    config.validate()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let metrics = Metrics::new();
     let store = Arc::new(FjallStore::open(&config.data_dir.join("store"))?);
@@ -136,6 +139,7 @@ pub fn bind(
     let state = web::Data::new(AppState {
         gateway: prepared.gateway.clone(),
         tokens: prepared.tokens.clone(),
+        tickets: crate::usersig::TicketVerifier::new(config.sdkappid, config.secret_key.as_deref()),
         ready: ready.clone(),
     });
     let body_limit = config.http.body_limit_bytes;

@@ -44,6 +44,44 @@ const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Shortest UserSig secret key accepted (config refuses shorter ones at start; the verifier
+/// treats a shorter key as no key). An empty key would let anyone sign tickets, administrators
+/// included; Tencent's console issues 64-character keys.
+pub const MIN_SECRET_KEY_BYTES: usize = 16;
+
+/// The one ticket check every surface uses (WebSocket login, the /v4 admin envelope): the
+/// application's key, or none, in which case every ticket is refused with `KeyNotFound`.
+#[derive(Debug, Clone)]
+pub struct TicketVerifier {
+    /// `None` when no usable key is configured.
+    key: Option<UserSigKey>,
+}
+
+impl TicketVerifier {
+    /// A verifier for `sdkappid`. A missing, empty or too-short key refuses every ticket, so a
+    /// `Config` built in code cannot open a surface that the config loader would refuse.
+    pub fn new(sdkappid: u64, secret_key: Option<&str>) -> TicketVerifier {
+        TicketVerifier {
+            key: secret_key
+                .filter(|k| k.len() >= MIN_SECRET_KEY_BYTES)
+                .map(|k| UserSigKey::new(sdkappid, k)),
+        }
+    }
+
+    /// Checks `usersig` for `identifier` at `now` (unix seconds).
+    pub fn verify(
+        &self,
+        usersig: &str,
+        identifier: &str,
+        now: u64,
+    ) -> Result<Ticket, UserSigError> {
+        self.key
+            .as_ref()
+            .ok_or(UserSigError::KeyNotFound)?
+            .verify(usersig, identifier, now)
+    }
+}
+
 /// The secret of one IM application: its sdkappid and the key its tickets are signed with.
 #[derive(Clone)]
 pub struct UserSigKey {

@@ -25,6 +25,8 @@ use std::time::Instant;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub tokens: auth::Tokens,
+    /// UserSig checks of /v1/ws and /v4, built once from the config.
+    pub tickets: crate::usersig::TicketVerifier,
     /// Set once the store is loaded and the listener is up.
     pub ready: Arc<AtomicBool>,
 }

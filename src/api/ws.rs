@@ -14,7 +14,7 @@ use crate::session::actor::{notify_webhook, SessionActor, SessionIdentity};
 use crate::session::frame::MAX_FRAME_BYTES;
 use crate::session::outbound::OutboundQueue;
 use crate::session::webhook::{StateAction, StateChange};
-use crate::usersig::{UserSigError, UserSigKey};
+use crate::usersig::UserSigError;
 
 /// Largest WebSocket message read at all. Frames between [`MAX_FRAME_BYTES`] and this get an
 /// `error` frame and the connection stays; beyond it the connection closes (1009), as reading
@@ -111,11 +111,8 @@ pub async fn upgrade(
     if p.sdkappid != config.sdkappid {
         return Err(unauthorized(&UserSigError::SdkAppIdMismatch));
     }
-    let Some(secret) = config.secret_key.as_deref().filter(|k| !k.is_empty()) else {
-        return Err(unauthorized(&UserSigError::KeyNotFound));
-    };
-    // Building the key is one HMAC set-up; cheap next to the handshake.
-    UserSigKey::new(config.sdkappid, secret)
+    state
+        .tickets
         .verify(&p.usersig, &p.identifier, now_secs())
         .map_err(|e| unauthorized(&e))?;
 

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::domain::now_secs;
 use crate::domain::tim_msg::{code, TimError, MAX_MESSAGE_BYTES};
 use crate::gateway::GatewayError;
-use crate::usersig::{UserSigError, UserSigKey};
+use crate::usersig::TicketVerifier;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -159,7 +159,12 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, B
 }
 
 /// Checks the query of the envelope; returns the admin identifier.
-pub fn authenticate(query: &str, config: &Config, now: u64) -> Result<String, TimError> {
+pub fn authenticate(
+    query: &str,
+    config: &Config,
+    tickets: &TicketVerifier,
+    now: u64,
+) -> Result<String, TimError> {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| TimError::new(code::BAD_URL, "the query string cannot be parsed"))?;
     let get = |name: &str| {
@@ -196,11 +201,7 @@ pub fn authenticate(query: &str, config: &Config, now: u64) -> Result<String, Ti
             ));
         }
     }
-    let Some(secret) = &config.secret_key else {
-        let e = UserSigError::KeyNotFound;
-        return Err(TimError::new(e.tim_code(), e.to_string()));
-    };
-    UserSigKey::new(config.sdkappid, secret.as_str())
+    tickets
         .verify(usersig, identifier, now)
         .map_err(|e| TimError::new(e.tim_code(), e.to_string()))?;
     if !config.tim_admins.iter().any(|a| a == identifier) {
@@ -241,7 +242,7 @@ async fn handle(
         return Err(TimError::new(code::BAD_URL, "only POST is accepted"));
     }
     let gw = &state.gateway;
-    let admin = authenticate(req.query_string(), &gw.config, now_secs())?;
+    let admin = authenticate(req.query_string(), &gw.config, &state.tickets, now_secs())?;
     let cmd = cmd.ok_or_else(|| {
         TimError::new(
             code::BAD_RESOURCE,
@@ -300,6 +301,7 @@ async fn unknown_path(req: HttpRequest) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usersig::UserSigKey;
 
     fn config() -> Config {
         Config {
@@ -326,13 +328,14 @@ mod tests {
     fn envelope_codes() {
         let c = config();
         let key = UserSigKey::new(c.sdkappid, c.secret_key.clone().unwrap());
+        let tickets = TicketVerifier::new(c.sdkappid, c.secret_key.as_deref());
         let now = now_secs();
         let sig = key.generate("administrator", 3600);
         assert_eq!(
-            authenticate(&q(&c, "administrator", &sig), &c, now).unwrap(),
+            authenticate(&q(&c, "administrator", &sig), &c, &tickets, now).unwrap(),
             "administrator"
         );
-        let code_of = |query: &str| authenticate(query, &c, now).unwrap_err().code;
+        let code_of = |query: &str| authenticate(query, &c, &tickets, now).unwrap_err().code;
         assert_eq!(code_of("identifier=a&usersig=b"), 60012);
         assert_eq!(code_of("sdkappid=1&identifier=a&usersig=b"), 60006);
         assert_eq!(code_of("sdkappid=abc&identifier=a&usersig=b"), 60006);
@@ -354,12 +357,18 @@ mod tests {
         assert_eq!(code_of(&q(&c, "alice", &user)), 60010);
         // Someone else's ticket.
         assert_eq!(code_of(&q(&c, "alice", &sig)), 70013);
-        let no_key = Config {
-            secret_key: None,
-            ..config()
-        };
+        let no_key = TicketVerifier::new(c.sdkappid, None);
         assert_eq!(
-            authenticate(&q(&c, "administrator", &sig), &no_key, now)
+            authenticate(&q(&c, "administrator", &sig), &c, &no_key, now)
+                .unwrap_err()
+                .code,
+            70016
+        );
+        // An empty key is no key: a ticket signed with "" does not open /v4 as an admin.
+        let empty = TicketVerifier::new(c.sdkappid, Some(""));
+        let forged = UserSigKey::new(c.sdkappid, "").generate("administrator", 3600);
+        assert_eq!(
+            authenticate(&q(&c, "administrator", &forged), &c, &empty, now)
                 .unwrap_err()
                 .code,
             70016
