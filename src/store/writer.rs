@@ -1,7 +1,7 @@
 //! The single writer thread with group commit.
 
 use super::{Store, StoreError, StoreOp};
-use prometheus::Histogram;
+use prometheus::{Histogram, IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -15,17 +15,23 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Histograms the writer fills (optional so unit tests need no registry).
+/// Metrics the writer and its handles fill (optional so unit tests need no registry).
 #[derive(Clone, Default)]
 pub struct StoreMetrics {
     pub commit_seconds: Option<Histogram>,
     pub group_size: Option<Histogram>,
+    /// Changes waiting in the queue, updated where they enter and leave it.
+    pub queue_depth: Option<IntGauge>,
+    /// Changes refused because the queue was full.
+    pub busy: Option<IntCounter>,
 }
 
 /// Sends changes to the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Cmd>,
+    queue_depth: Option<IntGauge>,
+    busy: Option<IntCounter>,
 }
 
 /// A reserved place in the writer's queue. Take it before changing the registry, send while the
@@ -74,17 +80,32 @@ impl StoreHandle {
         metrics: StoreMetrics,
     ) -> std::io::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let handle = StoreHandle {
+            tx,
+            queue_depth: metrics.queue_depth.clone(),
+            busy: metrics.busy.clone(),
+        };
         let join = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || run_writer(store, rx, max_group.max(1), metrics))?;
-        Ok((StoreHandle { tx }, join))
+        Ok((handle, join))
     }
 
     /// Reserves a place in the queue without waiting; `Busy` when the queue is full.
     pub fn reserve(&self) -> Result<StorePermit<'_>, StoreError> {
-        match self.tx.try_reserve() {
+        let reserved = self.tx.try_reserve();
+        if let Some(g) = &self.queue_depth {
+            // Reserved places count: they are changes about to be queued.
+            g.set((self.tx.max_capacity() - self.tx.capacity()) as i64);
+        }
+        match reserved {
             Ok(permit) => Ok(StorePermit { permit }),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(c) = &self.busy {
+                    c.inc();
+                }
+                Err(StoreError::Busy)
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Stopped),
         }
     }
@@ -141,6 +162,9 @@ fn run_writer(
                 Ok(Cmd::Shutdown(done)) => stop = Some(done),
                 Err(_) => break,
             }
+        }
+        if let Some(g) = &metrics.queue_depth {
+            g.set(rx.len() as i64);
         }
         if waiting.is_empty() {
             continue;
