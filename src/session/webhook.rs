@@ -353,16 +353,17 @@ async fn drain(
             drop(slot);
             match outcome {
                 Ok(()) => {
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                    // Exported first, so whoever sees the stats sees the metric too.
                     if let Some([ok, _]) = counters.exported.get() {
                         ok.inc();
                     }
+                    counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(problem) => {
-                    let n = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some([_, failed]) = counters.exported.get() {
                         failed.inc();
                     }
+                    let n = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::debug!(user = %ev.user, %problem, "State.StateChange webhook failed");
                     // Without the user; rate-limited so a dead receiver does not flood the log.
                     if n == 1 || n % 1000 == 0 {

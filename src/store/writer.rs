@@ -259,4 +259,34 @@ mod tests {
         assert_eq!(snap.certificates, vec![cert(7)]);
         assert_eq!(snap.next_certificate_id, Some(8));
     }
+
+    #[tokio::test]
+    async fn queue_depth_and_refusals_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FjallStore::open(dir.path()).unwrap());
+        let metrics = StoreMetrics {
+            queue_depth: Some(IntGauge::new("depth", "d").unwrap()),
+            busy: Some(IntCounter::new("busy", "b").unwrap()),
+            ..StoreMetrics::default()
+        };
+        let (h, join) = StoreHandle::start(store, 2, 16, metrics.clone()).unwrap();
+        let depth = metrics.queue_depth.unwrap();
+        let busy = metrics.busy.unwrap();
+        // Two reserved places fill the queue; the third change is refused and counted.
+        let first = h.reserve().unwrap();
+        let second = h.reserve().unwrap();
+        assert_eq!(depth.get(), 2);
+        assert!(matches!(h.reserve(), Err(StoreError::Busy)));
+        assert_eq!(busy.get(), 1);
+        // Once the writer has taken the changes, the queue is empty again.
+        let ops = |i: u64| vec![StoreOp::NextCertificateId(i)];
+        let (a, b) = (first.send(ops(1)), second.send(ops(2)));
+        a.wait().await.unwrap();
+        b.wait().await.unwrap();
+        assert_eq!(depth.get(), 0);
+        assert!(h.reserve().is_ok());
+        assert_eq!(busy.get(), 1);
+        drop(h);
+        join.join().unwrap();
+    }
 }
