@@ -42,10 +42,7 @@ async fn certificate_crud_and_validation() {
         (json!({"app_secret": ""}), "app_secret"),
     ];
     for (patch, field) in cases {
-        let mut body = cert_body(10);
-        for (k, val) in patch.as_object().unwrap() {
-            body[k] = val.clone();
-        }
+        let body = cert_body_with(10, patch);
         let (s, v) = h.admin(Method::POST, "/v1/certificates", Some(body)).await;
         assert_eq!(s, 400, "{field}: {v}");
         assert_eq!(v["error"]["field"], field, "{v}");
