@@ -17,14 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn promtool() -> std::path::PathBuf {
-    // Where the test looks for a tool, not a gateway setting (.clippy.toml's reason).
-    #[allow(clippy::disallowed_methods)]
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
+    common::on_path("promtool").unwrap_or_else(|| {
         panic!(
             "promtool is not installed, so /metrics cannot be checked; \
              install it with `apt-get install -y prometheus` (Debian's package ships /usr/bin/promtool)"

@@ -290,19 +290,19 @@ async fn exported_request_counts_match_the_stats() {
     .expect("metric");
     let count = |result: &str| requests.with_label_values(&[result]).get();
 
-    let (base, mut rx) = receiver(Reply::Ok).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    let mut receiver = WebhookReceiver::start(Reply::Ok).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 8, Duration::from_secs(2));
     sender.export_requests(&requests);
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
-    next(&mut rx).await;
+    receiver.next().await;
     wait_for_stats(&sender, |s| s.sent == 1).await;
     assert_eq!((count("ok"), count("failed")), (1, 0));
 
-    let (base, mut rx) = receiver(Reply::Status(503)).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    let mut receiver = WebhookReceiver::start(Reply::Status(503)).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 8, Duration::from_secs(2));
     sender.export_requests(&requests);
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
-    next(&mut rx).await;
+    receiver.next().await;
     wait_for_stats(&sender, |s| s.failed == 1).await;
     assert_eq!((count("ok"), count("failed")), (1, 1));
 }

@@ -78,6 +78,16 @@ pub fn http() -> reqwest::Client {
         .expect("HTTP client")
 }
 
+/// Where `tool` is on the PATH, if it is installed.
+// Where a test looks for a tool is not a gateway setting (.clippy.toml bans env reads for those).
+#[allow(clippy::disallowed_methods)]
+pub fn on_path(tool: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
 /// The token a test device reports for `user` (long enough to look like a Xiaomi regId).
 pub fn regid(user: &str) -> String {
     format!("regid-{user}-0123456789abcdef")
