@@ -93,23 +93,16 @@ impl PushService for Xiaomi {
         std::future::ready(Ok(Grant::forever(())))
     }
 
-    fn exchange<'a>(
-        &'a self,
-        app: &'a XiaomiApp,
-        _: &'a (),
-        batch: &'a Batch<XiaomiMessage>,
-    ) -> impl Future<Output = XiaomiReply> + Send + 'a {
-        async move {
-            match batch.parts.as_slice() {
-                [(msg, jobs)] => {
-                    let regids: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
-                    self.client.send_regid(app, msg, &regids).await
-                }
-                _ => {
-                    let pairs: Vec<(&str, &XiaomiMessage)> =
-                        batch.items().map(|(m, j)| (&*j.token, m)).collect();
-                    self.client.send_multi(app, &pairs).await
-                }
+    async fn exchange(&self, app: &XiaomiApp, _: &(), batch: &Batch<XiaomiMessage>) -> XiaomiReply {
+        match batch.parts.as_slice() {
+            [(msg, jobs)] => {
+                let regids: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
+                self.client.send_regid(app, msg, &regids).await
+            }
+            _ => {
+                let pairs: Vec<(&str, &XiaomiMessage)> =
+                    batch.items().map(|(m, j)| (&*j.token, m)).collect();
+                self.client.send_multi(app, &pairs).await
             }
         }
     }
