@@ -47,7 +47,10 @@ async fn a_data_dir_of_the_previous_release_loads_and_sends() {
     // The fixture's device went PushOnline when it was made; keep it so for this test.
     config.sessions.push_online_retention_secs = 100 * 365 * 86_400;
     let server = start(config).unwrap();
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     let list = get(&http, server.url("/v1/certificates"), ADMIN).await;
     let certs = list["certificates"].as_array().unwrap();
