@@ -3,9 +3,20 @@
 //! needs one, the HTTP exchange, and the classification of a reply into a [`Verdict`]. Nothing
 //! outside this module matches on the vendor: [`Providers`] gives the service of a certificate,
 //! and the generic sender (`push::sender`) does the rest.
+//!
+//! OPPO, vivo and Meizu share `outcome` (a reply classified once), `text` (cutting to a
+//! vendor's limits), `vendor_http` (one pool and one POST) and `emulator_kit` (their emulators'
+//! common machinery).
 
 pub mod access;
+pub mod emulator_kit;
+pub mod meizu;
+pub mod oppo;
+pub mod outcome;
+pub mod text;
+pub mod vendor_http;
 pub mod verdict;
+pub mod vivo;
 pub mod xiaomi;
 
 pub use access::{AccessCache, AccessError, Grant};
