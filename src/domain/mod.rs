@@ -10,6 +10,7 @@ pub mod tim_dedupe;
 pub mod tim_msg;
 pub mod token;
 pub mod validate;
+pub mod vendor_fields;
 
 pub use certificate::{Certificate, CertificateId, ClickAction, Vendor};
 pub use device::{DeviceEvent, DeviceState, OfflineReason, Platform, TransitionError};

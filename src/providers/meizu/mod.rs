@@ -4,6 +4,7 @@
 //! `wire` builds the signed form, `client` sends it once, `reply` classifies every request-level
 //! code and every per-target code of the `value` map, `emulator` is a loopback Meizu.
 
+pub mod certificate;
 pub mod client;
 pub mod emulator;
 pub mod reply;

@@ -4,6 +4,7 @@
 //! `wire` builds the auth and send forms, `client` sends them once, `reply` classifies every
 //! code of the spec's table, `emulator` is a loopback OPPO for tests and load runs.
 
+pub mod certificate;
 pub mod client;
 pub mod emulator;
 pub mod reply;

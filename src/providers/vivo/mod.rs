@@ -5,6 +5,7 @@
 //! then `pushToList`), `reply` classifies every code of the spec's table and `invalidUser(s)`,
 //! `emulator` is a loopback vivo for tests and load runs.
 
+pub mod certificate;
 pub mod client;
 pub mod emulator;
 pub mod reply;

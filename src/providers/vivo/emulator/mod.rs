@@ -80,10 +80,13 @@ pub fn app(app_id: u64, app_key: impl Into<String>, app_secret: impl Into<String
     EmulatorApp::new(app_id.to_string(), app_key, app_secret)
 }
 
-/// Saved list payloads: taskId → (app id, message).
+/// A saved list payload: the app that saved it and its message.
+type SavedPayload = (String, Map<String, Value>);
+
 struct VivoState {
     rules: VivoRules,
-    tasks: Mutex<HashMap<String, (String, Map<String, Value>)>>,
+    /// taskId → saved payload.
+    tasks: Mutex<HashMap<String, SavedPayload>>,
 }
 
 pub fn start(config: EmulatorConfig, listen: SocketAddr) -> std::io::Result<EmulatorHandle> {
