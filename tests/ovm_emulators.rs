@@ -23,6 +23,13 @@ fn now_ms() -> u64 {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .expect("http client")
+}
+
 // ---------------------------------------------------------------- OPPO
 
 fn oppo_app() -> oppo::OppoApp {
@@ -435,7 +442,7 @@ async fn meizu_signed_push_with_value_map() {
 async fn emulators_refuse_raw_requests_missing_what_the_spec_requires() {
     let emu = meizu_emulator();
     let post = |path: &str, ct: &str, body: String| {
-        reqwest::Client::new()
+        http()
             .post(format!("{}{path}", emu.base_url()))
             .header("content-type", ct)
             .body(body)
@@ -454,7 +461,7 @@ async fn emulators_refuse_raw_requests_missing_what_the_spec_requires() {
     .expect("json");
     assert_eq!(reply["code"], "110004", "sign missing");
     let oppo = oppo_emulator();
-    let reply: Value = reqwest::Client::new()
+    let reply: Value = http()
         .post(format!("{}{}", oppo.base_url(), oppo::wire::UNICAST_PATH))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("message=%7B%7D")
@@ -466,7 +473,7 @@ async fn emulators_refuse_raw_requests_missing_what_the_spec_requires() {
         .expect("json");
     assert_eq!(reply["code"], 29, "auth_token missing");
     let vivo = vivo_emulator();
-    let reply: Value = reqwest::Client::new()
+    let reply: Value = http()
         .post(format!("{}{}", vivo.base_url(), vivo::wire::SEND_PATH))
         .header("content-type", "application/json")
         .body(r#"{"appId":105562603,"regId":"a"}"#)
@@ -478,7 +485,7 @@ async fn emulators_refuse_raw_requests_missing_what_the_spec_requires() {
         .expect("json");
     assert_eq!(reply["result"], 10000, "authToken header missing");
     // The control surface is shared.
-    let knobs: Value = reqwest::Client::new()
+    let knobs: Value = http()
         .put(format!("{}/_emulator/knobs", vivo.base_url()))
         .body(r#"{"auth_ttl_secs":1}"#)
         .send()
