@@ -24,6 +24,19 @@ pub struct CertificateView {
     pub click_action: ClickAction,
     pub channel_id: Option<String>,
     pub qps: u32,
+    /// OPPO / vivo / Meizu fields, present when set; never the MasterSecret itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_secret_set: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_level: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice_msg_type: Option<u8>,
     pub status: CertStatus,
     pub stats: StatsView,
 }
@@ -48,6 +61,17 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
         click_action: c.click_action.clone(),
         channel_id: c.channel_id.clone(),
         qps: c.qps,
+        app_key: c.ovm.app_key.clone(),
+        master_secret_set: (c.vendor == Vendor::Oppo).then(|| {
+            c.ovm
+                .master_secret
+                .as_deref()
+                .is_some_and(|s| !s.is_empty())
+        }),
+        category: c.ovm.category.clone(),
+        notify_level: c.ovm.notify_level,
+        classification: c.ovm.classification,
+        notice_msg_type: c.ovm.notice_msg_type,
         status: e.status(now_secs()),
         stats: StatsView {
             sent: e.stats.sent.load(Ordering::Relaxed),

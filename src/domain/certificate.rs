@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::vendor_fields::OvmCertificateFields;
+
 /// Generated numeric certificate id; clients report it with their token (TIM `businessID`).
 pub type CertificateId = u64;
 
@@ -17,11 +19,14 @@ pub enum ClickAction {
     OpenActivity { intent_uri: String },
 }
 
-/// The push services a certificate can belong to; only Xiaomi sends today.
+/// The push services a certificate can belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     Xiaomi,
+    Oppo,
+    Vivo,
+    Meizu,
 }
 
 /// A certificate as stored; `app_secret` never leaves the process through an API or a log.
@@ -36,6 +41,9 @@ pub struct Certificate {
     pub channel_id: Option<String>,
     /// Vendor requests per second this certificate may spend (Xiaomi counts requests, not devices).
     pub qps: u32,
+    /// OPPO / vivo / Meizu fields (AppKey, MasterSecret, classification), flat in the JSON.
+    #[serde(flatten, default)]
+    pub ovm: OvmCertificateFields,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -49,6 +57,7 @@ impl std::fmt::Debug for Certificate {
             .field("click_action", &self.click_action)
             .field("channel_id", &self.channel_id)
             .field("qps", &self.qps)
+            .field("ovm", &self.ovm)
             .finish()
     }
 }

@@ -24,6 +24,8 @@ fn bad(field: &'static str, message: impl Into<String>) -> FieldError {
 pub struct CertificateInput {
     pub vendor: Vendor,
     pub package_name: String,
+    /// Required for Xiaomi, vivo and Meizu; OPPO signs with its AppKey.
+    #[serde(default)]
     pub app_id: String,
     #[serde(default)]
     pub app_secret: Option<String>,
@@ -31,6 +33,38 @@ pub struct CertificateInput {
     #[serde(default)]
     pub channel_id: Option<String>,
     pub qps: u32,
+    /// OPPO and vivo AppKey.
+    #[serde(default)]
+    pub app_key: Option<String>,
+    /// OPPO MasterSecret (optional on edit: the stored one is kept).
+    #[serde(default)]
+    pub master_secret: Option<String>,
+    /// OPPO / vivo category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// OPPO notify_level.
+    #[serde(default)]
+    pub notify_level: Option<u8>,
+    /// vivo classification.
+    #[serde(default)]
+    pub classification: Option<u8>,
+    /// Meizu noticeMsgType.
+    #[serde(default)]
+    pub notice_msg_type: Option<u8>,
+}
+
+impl CertificateInput {
+    /// The OPPO, vivo and Meizu fields as a certificate stores them.
+    pub fn ovm(&self) -> super::vendor_fields::OvmCertificateFields {
+        super::vendor_fields::OvmCertificateFields {
+            app_key: self.app_key.clone(),
+            master_secret: self.master_secret.clone(),
+            category: self.category.clone(),
+            notify_level: self.notify_level,
+            classification: self.classification,
+            notice_msg_type: self.notice_msg_type,
+        }
+    }
 }
 
 /// The largest QPS a certificate may ask for; Xiaomi's own per-app limits are far below it.
@@ -106,6 +140,18 @@ pub fn validate_certificate(
     secret_required: bool,
 ) -> Result<(), FieldError> {
     validate_package_name(&input.package_name)?;
+    if input.vendor != Vendor::Xiaomi {
+        // OPPO, vivo and Meizu check their own credential fields (providers::<vendor>::certificate).
+        crate::providers::ovm_certificate::validate(input, secret_required)?;
+        validate_click_action(&input.click_action)?;
+        if input.qps == 0 || input.qps > MAX_QPS {
+            return Err(bad("qps", format!("qps must be between 1 and {MAX_QPS}")));
+        }
+        return Ok(());
+    }
+    if let Some(field) = input.ovm().first_set_field() {
+        return Err(bad(field, "is not a field of a xiaomi certificate"));
+    }
     if input.app_id.is_empty() {
         return Err(bad("app_id", "the AppID is required"));
     }
@@ -157,6 +203,12 @@ mod tests {
             click_action: ClickAction::OpenApp,
             channel_id: Some("101556".into()),
             qps: 500,
+            app_key: None,
+            master_secret: None,
+            category: None,
+            notify_level: None,
+            classification: None,
+            notice_msg_type: None,
         }
     }
 

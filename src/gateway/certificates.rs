@@ -11,6 +11,7 @@ impl Gateway {
             .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
+        let ovm = input.ovm();
         let cert = Certificate {
             id,
             vendor: input.vendor,
@@ -20,6 +21,7 @@ impl Gateway {
             click_action: input.click_action,
             channel_id: input.channel_id,
             qps: input.qps,
+            ovm,
         };
         self.store
             .commit(vec![
@@ -47,6 +49,7 @@ impl Gateway {
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
+        let ovm = input.ovm().keep_secret_of(&old.ovm);
         let cert = Certificate {
             id,
             vendor: input.vendor,
@@ -56,6 +59,7 @@ impl Gateway {
             click_action: input.click_action,
             channel_id: input.channel_id,
             qps: input.qps,
+            ovm,
         };
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])

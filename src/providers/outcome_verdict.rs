@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use super::outcome::{Outcome, TargetFault};
 use super::xiaomi::{next_china_midnight_unix, retry_delay};
-use super::{
-    CertAction, DeliveryClass, JobResult, JobVerdict, RetryBudget, RetryPlan, Verdict,
-};
+use super::{CertAction, DeliveryClass, JobResult, JobVerdict, RetryBudget, RetryPlan, Verdict};
 use crate::domain::CertificateId;
 
 /// A renewed auth token is tried at once: the refusal said nothing about load.
@@ -30,13 +28,17 @@ pub fn verdict(
     let n = targets.len();
     let class = outcome.class();
     match outcome {
-        Outcome::Accepted { msg_id, faults } => accepted(vendor, cert, targets, msg_id, faults, attempt, now),
+        Outcome::Accepted { msg_id, faults } => {
+            accepted(vendor, cert, targets, msg_id, faults, attempt, now)
+        }
         Outcome::AllInvalid { code, reason } if n == 1 => Verdict::all_done(
             class,
             n,
             JobResult::new(
                 DeliveryClass::NoValidTargets,
-                format!("{vendor} answered {code} ({reason}): the token is invalid and was unbound"),
+                format!(
+                    "{vendor} answered {code} ({reason}): the token is invalid and was unbound"
+                ),
             )
             .code(code)
             .unbind(),
@@ -48,7 +50,9 @@ pub fn verdict(
             n,
             JobResult::new(
                 DeliveryClass::InvalidRequest,
-                format!("{vendor} refused the request ({code}: {reason}) without naming the target"),
+                format!(
+                    "{vendor} refused the request ({code}: {reason}) without naming the target"
+                ),
             )
             .code(code),
         ),
@@ -67,7 +71,12 @@ pub fn verdict(
         )
         .act(CertAction::RenewAccess),
         Outcome::Broken { code, reason } => {
-            tracing::warn!(certificate = cert, code, vendor, "the vendor refused the certificate; marked broken until it is edited");
+            tracing::warn!(
+                certificate = cert,
+                code,
+                vendor,
+                "the vendor refused the certificate; marked broken until it is edited"
+            );
             Verdict::all_done(
                 class,
                 n,
@@ -77,7 +86,9 @@ pub fn verdict(
                 )
                 .code(code),
             )
-            .act(CertAction::Broken(format!("{vendor} answered {code}: {reason}")))
+            .act(CertAction::Broken(format!(
+                "{vendor} answered {code}: {reason}"
+            )))
         }
         Outcome::RateLimited { code, reason } => Verdict::retry_all(
             class,
@@ -95,7 +106,13 @@ pub fn verdict(
         .act(CertAction::SlowDown),
         Outcome::QuotaExceeded { code, reason } => {
             let until = next_china_midnight_unix(now);
-            tracing::warn!(certificate = cert, code, vendor, until, "the vendor's daily quota is used up; paused");
+            tracing::warn!(
+                certificate = cert,
+                code,
+                vendor,
+                until,
+                "the vendor's daily quota is used up; paused"
+            );
             Verdict::all_done(
                 class,
                 n,
@@ -127,7 +144,10 @@ pub fn verdict(
                 budget: RetryBudget::Transient,
                 give_up: JobResult::new(
                     DeliveryClass::Transient,
-                    format!("{vendor} unreachable after {} attempts: {reason}", attempt + 1),
+                    format!(
+                        "{vendor} unreachable after {} attempts: {reason}",
+                        attempt + 1
+                    ),
                 ),
             },
         ),
@@ -239,7 +259,12 @@ fn accepted(
     );
     if over_quota {
         let until = next_china_midnight_unix(now);
-        tracing::warn!(certificate = cert, vendor, until, "the vendor's daily quota is used up; paused");
+        tracing::warn!(
+            certificate = cert,
+            vendor,
+            until,
+            "the vendor's daily quota is used up; paused"
+        );
         certificate.push(CertAction::PausedUntil(until));
     }
     let retry = retried.then(|| {
@@ -288,7 +313,10 @@ mod tests {
             ],
         };
         let v = verdict("OPPO", 1, &["a", "b", "c", "d"], outcome, 0, 0);
-        assert_eq!(classes(&v), ["delivered", "bad_token", "bad_token", "retry"]);
+        assert_eq!(
+            classes(&v),
+            ["delivered", "bad_token", "bad_token", "retry"]
+        );
         assert!(matches!(&v.jobs[1], JobVerdict::Done(r) if r.unbind_token));
         assert!(matches!(&v.jobs[2], JobVerdict::Done(r) if !r.unbind_token));
         assert_eq!(v.certificate, [CertAction::SlowDown]);
@@ -297,21 +325,94 @@ mod tests {
 
     #[test]
     fn request_level_outcomes() {
-        let v = verdict("vivo", 1, &["a"], Outcome::AuthExpired { code: 10000, reason: "x".into() }, 0, 0);
+        let v = verdict(
+            "vivo",
+            1,
+            &["a"],
+            Outcome::AuthExpired {
+                code: 10000,
+                reason: "x".into(),
+            },
+            0,
+            0,
+        );
         assert_eq!(classes(&v), ["retry"]);
         assert_eq!(v.certificate, [CertAction::RenewAccess]);
-        let v = verdict("vivo", 1, &["a", "b"], Outcome::QuotaExceeded { code: 10070, reason: "x".into() }, 0, 0);
+        let v = verdict(
+            "vivo",
+            1,
+            &["a", "b"],
+            Outcome::QuotaExceeded {
+                code: 10070,
+                reason: "x".into(),
+            },
+            0,
+            0,
+        );
         assert_eq!(classes(&v), ["quota_exceeded", "quota_exceeded"]);
         assert_eq!(v.certificate, [CertAction::PausedUntil(16 * 3600)]);
-        let v = verdict("Meizu", 1, &["a"], Outcome::Broken { code: 1006, reason: "sign".into() }, 0, 0);
-        assert_eq!(v.certificate, [CertAction::Broken("Meizu answered 1006: sign".into())]);
-        let one = verdict("vivo", 1, &["a"], Outcome::AllInvalid { code: 10302, reason: "x".into() }, 0, 0);
+        let v = verdict(
+            "Meizu",
+            1,
+            &["a"],
+            Outcome::Broken {
+                code: 1006,
+                reason: "sign".into(),
+            },
+            0,
+            0,
+        );
+        assert_eq!(
+            v.certificate,
+            [CertAction::Broken("Meizu answered 1006: sign".into())]
+        );
+        let one = verdict(
+            "vivo",
+            1,
+            &["a"],
+            Outcome::AllInvalid {
+                code: 10302,
+                reason: "x".into(),
+            },
+            0,
+            0,
+        );
         assert!(matches!(&one.jobs[0], JobVerdict::Done(r) if r.unbind_token));
-        let two = verdict("vivo", 1, &["a", "b"], Outcome::AllInvalid { code: 10302, reason: "x".into() }, 0, 0);
-        assert!(two.jobs.iter().all(|j| matches!(j, JobVerdict::Done(r) if !r.unbind_token)));
-        let v = verdict("OPPO", 1, &["a"], Outcome::RateLimited { code: -2, reason: "x".into() }, 0, 0);
+        let two = verdict(
+            "vivo",
+            1,
+            &["a", "b"],
+            Outcome::AllInvalid {
+                code: 10302,
+                reason: "x".into(),
+            },
+            0,
+            0,
+        );
+        assert!(two
+            .jobs
+            .iter()
+            .all(|j| matches!(j, JobVerdict::Done(r) if !r.unbind_token)));
+        let v = verdict(
+            "OPPO",
+            1,
+            &["a"],
+            Outcome::RateLimited {
+                code: -2,
+                reason: "x".into(),
+            },
+            0,
+            0,
+        );
         assert_eq!(v.certificate, [CertAction::SlowDown]);
-        let v = verdict("OPPO", 1, &["a"], Outcome::Transient { reason: "x".into() }, 0, 0);
+        let v = verdict(
+            "OPPO",
+            1,
+            &["a"],
+            Outcome::Transient { reason: "x".into() },
+            0,
+            0,
+        );
         assert_eq!(v.retry.map(|p| p.budget), Some(RetryBudget::Transient));
     }
 }

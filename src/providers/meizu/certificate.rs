@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::wire::{MeizuApp, MeizuNotification, DEFAULT_NOTICE_MSG_TYPE};
-use crate::domain::validate::FieldError;
+use crate::domain::validate::{CertificateInput, FieldError};
 use crate::domain::vendor_fields::{check_zero_or_one, OvmPushFields};
-use crate::domain::ClickAction;
+use crate::domain::{Certificate, ClickAction};
 use crate::providers::oppo::certificate::check_token_like;
 
 /// What an operator enters for Meizu. On edit a missing `app_secret` keeps the stored one.
@@ -42,6 +42,22 @@ fn bad(field: &'static str, message: impl Into<String>) -> FieldError {
 }
 
 impl MeizuFields {
+    pub fn from_input(input: &CertificateInput) -> MeizuFields {
+        MeizuFields {
+            app_id: input.app_id.clone(),
+            app_secret: input.app_secret.clone(),
+            notice_msg_type: input.notice_msg_type,
+        }
+    }
+
+    pub fn from_cert(cert: &Certificate) -> MeizuFields {
+        MeizuFields {
+            app_id: cert.app_id.clone(),
+            app_secret: Some(cert.app_secret.clone()),
+            notice_msg_type: cert.ovm.notice_msg_type,
+        }
+    }
+
     /// Checks every field; `secret_required` is true on create.
     pub fn validate(&self, secret_required: bool) -> Result<(), FieldError> {
         if self.app_id.is_empty()

@@ -8,6 +8,7 @@ pub mod certificate;
 pub mod client;
 pub mod emulator;
 pub mod reply;
+pub mod service;
 pub mod wire;
 
 pub use client::MeizuClient;

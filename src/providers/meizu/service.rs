@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::certificate::MeizuFields;
 use super::client::MeizuClient;
 use super::wire::{MeizuApp, MeizuNotification, MAX_PUSH_IDS_PER_REQUEST};
 use crate::domain::validate::FieldError;
@@ -41,11 +42,18 @@ impl PushService for Meizu {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<MeizuApp, FieldError> {
-        super::certificate::credentials(cert)
+        MeizuFields::from_cert(cert).app()
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> MeizuNotification {
-        super::certificate::render(cert, content, notify_id_for(&content.conversation))
+        MeizuFields::from_cert(cert).render(
+            &cert.click_action,
+            &content.title,
+            &content.desc,
+            content.ext.as_deref(),
+            &content.ovm,
+            notify_id_for(&content.conversation),
+        )
     }
 
     /// One request carries one content; distinct contents are separate requests.
@@ -58,11 +66,19 @@ impl PushService for Meizu {
         }
     }
 
-    fn acquire_access(&self, _: &MeizuApp) -> impl Future<Output = Result<Grant<()>, AccessError>> + Send {
+    fn acquire_access(
+        &self,
+        _: &MeizuApp,
+    ) -> impl Future<Output = Result<Grant<()>, AccessError>> + Send {
         std::future::ready(Ok(Grant::forever(())))
     }
 
-    fn exchange<'a>(&'a self, app: &'a MeizuApp, _: &'a (), batch: &'a Batch<MeizuNotification>) -> impl Future<Output = Outcome> + Send + 'a {
+    fn exchange<'a>(
+        &'a self,
+        app: &'a MeizuApp,
+        _: &'a (),
+        batch: &'a Batch<MeizuNotification>,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
         async move {
             let Some((n, jobs)) = batch.parts.first() else {
                 return Outcome::InvalidRequest {
@@ -75,7 +91,13 @@ impl PushService for Meizu {
         }
     }
 
-    fn classify(&self, cert: CertificateId, batch: &Batch<MeizuNotification>, reply: Outcome, attempt: u32) -> Verdict {
+    fn classify(
+        &self,
+        cert: CertificateId,
+        batch: &Batch<MeizuNotification>,
+        reply: Outcome,
+        attempt: u32,
+    ) -> Verdict {
         let targets: Vec<&str> = batch.jobs().map(|j| &*j.token).collect();
         verdict("Meizu", cert, &targets, reply, attempt, now_secs())
     }

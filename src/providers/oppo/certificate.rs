@@ -5,11 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::wire::{OppoApp, OppoNotification, DEFAULT_CATEGORY, DEFAULT_NOTIFY_LEVEL};
-use crate::domain::validate::FieldError;
+use crate::domain::validate::{CertificateInput, FieldError};
 use crate::domain::vendor_fields::{
     check_one_of, OvmPushFields, OPPO_CATEGORIES, OPPO_NOTIFY_LEVELS,
 };
-use crate::domain::ClickAction;
+use crate::domain::{Certificate, ClickAction};
 
 /// What an operator enters for OPPO. On edit a missing `master_secret` keeps the stored one.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,26 @@ pub(crate) fn check_token_like(field: &'static str, what: &str, v: &str) -> Resu
 }
 
 impl OppoFields {
+    pub fn from_input(input: &CertificateInput) -> OppoFields {
+        OppoFields {
+            app_key: input.app_key.clone().unwrap_or_default(),
+            master_secret: input.master_secret.clone(),
+            channel_id: input.channel_id.clone(),
+            category: input.category.clone(),
+            notify_level: input.notify_level,
+        }
+    }
+
+    pub fn from_cert(cert: &Certificate) -> OppoFields {
+        OppoFields {
+            app_key: cert.ovm.app_key.clone().unwrap_or_default(),
+            master_secret: cert.ovm.master_secret.clone(),
+            channel_id: cert.channel_id.clone(),
+            category: cert.ovm.category.clone(),
+            notify_level: cert.ovm.notify_level,
+        }
+    }
+
     /// Checks every field; `secret_required` is true on create.
     pub fn validate(&self, secret_required: bool) -> Result<(), FieldError> {
         check_token_like("app_key", "OPPO AppKey", &self.app_key)?;

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use super::certificate::OppoFields;
 use super::client::OppoClient;
 use super::wire::{OppoApp, OppoNotification, MAX_MESSAGES_PER_BATCH};
 use crate::domain::validate::FieldError;
@@ -52,11 +53,18 @@ impl PushService for Oppo {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<OppoApp, FieldError> {
-        super::certificate::credentials(cert)
+        OppoFields::from_cert(cert).app()
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> OppoNotification {
-        super::certificate::render(cert, content, notify_id_for(&content.conversation))
+        OppoFields::from_cert(cert).render(
+            &cert.click_action,
+            &content.title,
+            &content.desc,
+            content.ext.as_deref(),
+            &content.ovm,
+            notify_id_for(&content.conversation),
+        )
     }
 
     fn batch_rule(&self) -> BatchRule {
@@ -68,11 +76,17 @@ impl PushService for Oppo {
         }
     }
 
-    fn acquire_access(&self, app: &OppoApp) -> impl Future<Output = Result<Grant<String>, AccessError>> + Send {
+    fn acquire_access(
+        &self,
+        app: &OppoApp,
+    ) -> impl Future<Output = Result<Grant<String>, AccessError>> + Send {
         let client = self.client.clone();
         let app = app.clone();
         async move {
-            let token = client.authenticate(&app, now_millis()).await.map_err(access_error)?;
+            let token = client
+                .authenticate(&app, now_millis())
+                .await
+                .map_err(access_error)?;
             Ok(Grant {
                 value: token.token,
                 expires_at: Some(Instant::now() + token.valid_for.saturating_sub(RENEW_EARLY)),
@@ -80,14 +94,26 @@ impl PushService for Oppo {
         }
     }
 
-    fn exchange<'a>(&'a self, _: &'a OppoApp, token: &'a String, batch: &'a Batch<OppoNotification>) -> impl Future<Output = Outcome> + Send + 'a {
+    fn exchange<'a>(
+        &'a self,
+        _: &'a OppoApp,
+        token: &'a String,
+        batch: &'a Batch<OppoNotification>,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
         async move {
-            let items: Vec<(&str, &OppoNotification)> = batch.items().map(|(n, j)| (&*j.token, n)).collect();
+            let items: Vec<(&str, &OppoNotification)> =
+                batch.items().map(|(n, j)| (&*j.token, n)).collect();
             self.client.unicast_batch(token, &items).await
         }
     }
 
-    fn classify(&self, cert: CertificateId, batch: &Batch<OppoNotification>, reply: Outcome, attempt: u32) -> Verdict {
+    fn classify(
+        &self,
+        cert: CertificateId,
+        batch: &Batch<OppoNotification>,
+        reply: Outcome,
+        attempt: u32,
+    ) -> Verdict {
         let targets: Vec<&str> = batch.jobs().map(|j| &*j.token).collect();
         verdict("OPPO", cert, &targets, reply, attempt, now_secs())
     }

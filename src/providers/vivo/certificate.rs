@@ -8,11 +8,11 @@ use super::wire::{
     VivoApp, VivoNotification, DEFAULT_CATEGORY, DEFAULT_CLASSIFICATION, OPERATIONAL_CATEGORIES,
     SYSTEM_CATEGORIES,
 };
-use crate::domain::validate::FieldError;
+use crate::domain::validate::{CertificateInput, FieldError};
 use crate::domain::vendor_fields::{
     check_one_of, check_zero_or_one, OvmPushFields, VIVO_CATEGORIES,
 };
-use crate::domain::ClickAction;
+use crate::domain::{Certificate, ClickAction};
 use crate::providers::oppo::certificate::check_token_like;
 
 /// What an operator enters for vivo. On edit a missing `app_secret` keeps the stored one.
@@ -80,6 +80,26 @@ fn check_category_matches(classification: u8, category: &str) -> Result<(), Fiel
 }
 
 impl VivoFields {
+    pub fn from_input(input: &CertificateInput) -> VivoFields {
+        VivoFields {
+            app_id: input.app_id.clone(),
+            app_key: input.app_key.clone().unwrap_or_default(),
+            app_secret: input.app_secret.clone(),
+            classification: input.classification,
+            category: input.category.clone(),
+        }
+    }
+
+    pub fn from_cert(cert: &Certificate) -> VivoFields {
+        VivoFields {
+            app_id: cert.app_id.clone(),
+            app_key: cert.ovm.app_key.clone().unwrap_or_default(),
+            app_secret: Some(cert.app_secret.clone()),
+            classification: cert.ovm.classification,
+            category: cert.ovm.category.clone(),
+        }
+    }
+
     /// Checks every field; `secret_required` is true on create.
     pub fn validate(&self, secret_required: bool) -> Result<(), FieldError> {
         numeric_app_id(&self.app_id)?;

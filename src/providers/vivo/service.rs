@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use super::certificate::VivoFields;
 use super::client::VivoClient;
 use super::wire::{VivoApp, VivoNotification, MAX_REGIDS_PER_LIST};
 use crate::domain::validate::FieldError;
@@ -47,11 +48,18 @@ impl PushService for Vivo {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<VivoApp, FieldError> {
-        super::certificate::credentials(cert)
+        VivoFields::from_cert(cert).app()
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> VivoNotification {
-        super::certificate::render(cert, content, notify_id_for(&content.conversation))
+        VivoFields::from_cert(cert).render(
+            &cert.click_action,
+            &content.title,
+            &content.desc,
+            content.ext.as_deref(),
+            &content.ovm,
+            notify_id_for(&content.conversation),
+        )
     }
 
     /// A list send carries one content; distinct contents are separate requests.
@@ -64,11 +72,17 @@ impl PushService for Vivo {
         }
     }
 
-    fn acquire_access(&self, app: &VivoApp) -> impl Future<Output = Result<Grant<String>, AccessError>> + Send {
+    fn acquire_access(
+        &self,
+        app: &VivoApp,
+    ) -> impl Future<Output = Result<Grant<String>, AccessError>> + Send {
         let client = self.client.clone();
         let app = app.clone();
         async move {
-            let token = client.authenticate(&app, now_millis()).await.map_err(access_error)?;
+            let token = client
+                .authenticate(&app, now_millis())
+                .await
+                .map_err(access_error)?;
             Ok(Grant {
                 value: token.token,
                 expires_at: Some(Instant::now() + token.valid_for.saturating_sub(RENEW_EARLY)),
@@ -76,7 +90,12 @@ impl PushService for Vivo {
         }
     }
 
-    fn exchange<'a>(&'a self, app: &'a VivoApp, token: &'a String, batch: &'a Batch<VivoNotification>) -> impl Future<Output = Outcome> + Send + 'a {
+    fn exchange<'a>(
+        &'a self,
+        app: &'a VivoApp,
+        token: &'a String,
+        batch: &'a Batch<VivoNotification>,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
         async move {
             let Some((n, jobs)) = batch.parts.first() else {
                 return Outcome::InvalidRequest {
@@ -94,7 +113,13 @@ impl PushService for Vivo {
         }
     }
 
-    fn classify(&self, cert: CertificateId, batch: &Batch<VivoNotification>, reply: Outcome, attempt: u32) -> Verdict {
+    fn classify(
+        &self,
+        cert: CertificateId,
+        batch: &Batch<VivoNotification>,
+        reply: Outcome,
+        attempt: u32,
+    ) -> Verdict {
         let targets: Vec<&str> = batch.jobs().map(|j| &*j.token).collect();
         verdict("vivo", cert, &targets, reply, attempt, now_secs())
     }
