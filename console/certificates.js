@@ -9,7 +9,26 @@ import {
 import { readable } from './diagnosis.js';
 
 /** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
-const PLATFORMS = [{ vendor: 'xiaomi', label: 'Xiaomi (MiPush)' }];
+const PLATFORMS = [
+  { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
+  { vendor: 'oppo', label: 'OPPO (OPUSH)' },
+  { vendor: 'vivo', label: 'vivo Push' },
+  { vendor: 'meizu', label: 'Meizu (Flyme Push)' },
+];
+
+/** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
+function vendorFields(form) {
+  return $$('[data-vendors]', form);
+}
+
+function fieldFor(form, box) {
+  return form[box.dataset.field];
+}
+
+function syncVendorFields(form) {
+  const vendor = form.vendor.value;
+  for (const box of vendorFields(form)) box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
+}
 
 const CLICK_ACTIONS = {
   open_app: 'Open the app',
@@ -176,12 +195,20 @@ function fillCertCard(card, cert) {
   reason.textContent = status.reason ? readable(status.reason) : '';
   reason.className = `cert-reason ${cls}`;
 
+  const oppo = cert.vendor === 'oppo';
   const config = [
     ['Package name', cert.package_name],
-    ['AppID', cert.app_id],
-    ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+    ...(oppo ? [] : [['AppID', cert.app_id]]),
+    ...(cert.app_key ? [['AppKey', cert.app_key]] : []),
+    oppo
+      ? ['MasterSecret', cert.master_secret_set ? 'set' : 'not set']
+      : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
-    ['Channel ID', cert.channel_id || '—'],
+    ...(cert.vendor === 'xiaomi' || oppo ? [['Channel ID', cert.channel_id || '—']] : []),
+    ...(cert.category ? [['Category', cert.category]] : []),
+    ...(cert.notify_level !== undefined ? [['Notify level', String(cert.notify_level)]] : []),
+    ...(cert.classification !== undefined ? [['Classification', String(cert.classification)]] : []),
+    ...(cert.notice_msg_type !== undefined ? [['Message type', String(cert.notice_msg_type)]] : []),
     ['QPS', fmtNumber(cert.qps)],
   ];
   $('.cert-config', card).replaceChildren(
@@ -288,6 +315,7 @@ function initCertForm() {
   const form = $('#cert-form');
   $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
   form.click_action_type.addEventListener('change', () => syncClickFields(form));
+  form.vendor.addEventListener('change', () => syncVendorFields(form));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     saveCertificate(form);
@@ -310,6 +338,7 @@ export async function showCertForm(id) {
   document.title = `${$('#cert-form-title').textContent} · pushgate console`;
   fillSecretState(form, false);
   syncClickFields(form);
+  syncVendorFields(form);
   ctx.show('cert-form');
   if (id === null) {
     setFormBusy(form, false);
@@ -361,7 +390,16 @@ function fillCertForm(form, cert) {
   form.intent_uri.value = ca.intent_uri || '';
   form.channel_id.value = cert.channel_id || '';
   form.qps.value = cert.qps ?? '';
+  form.app_key.value = cert.app_key || '';
+  form.master_secret.value = '';
+  $('#f-master-state').hidden = !cert.master_secret_set;
+  form.master_secret.placeholder = cert.master_secret_set ? 'Set — leave empty to keep' : '';
+  if (cert.category) form.category.value = cert.category;
+  if (cert.notify_level !== undefined) form.notify_level.value = String(cert.notify_level);
+  if (cert.classification !== undefined) form.classification.value = String(cert.classification);
+  if (cert.notice_msg_type !== undefined) form.notice_msg_type.value = String(cert.notice_msg_type);
   syncClickFields(form);
+  syncVendorFields(form);
 }
 
 /** Checks what the browser can know; the gateway checks again and its answer wins. */
@@ -369,8 +407,11 @@ function validate(form, creating) {
   const errors = {};
   const v = (name) => form[name].value.trim();
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
-  if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
-  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  const shown = (name) => !fieldBox(form, name).hidden;
+  if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+  if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
+  if (creating && shown('app_secret') && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
   const type = form.click_action_type.value;
   if (type === 'open_url') {
     const url = v('url');
@@ -406,12 +447,22 @@ function formBody(form, creating) {
   const body = {
     vendor: form.vendor.value,
     package_name: form.package_name.value.trim(),
-    app_id: form.app_id.value.trim(),
     click_action: click,
-    channel_id: form.channel_id.value.trim() || null,
     qps: Number(form.qps.value),
   };
-  if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  const numeric = new Set(['notify_level', 'classification', 'notice_msg_type']);
+  for (const box of vendorFields(form)) {
+    if (box.hidden) continue;
+    const name = box.dataset.field;
+    const value = fieldFor(form, box).value.trim();
+    if (name === 'app_secret' || name === 'master_secret') {
+      if (creating || value) body[name] = fieldFor(form, box).value;
+    } else if (numeric.has(name)) {
+      body[name] = Number(value);
+    } else {
+      body[name] = value || null;
+    }
+  }
   return body;
 }
 
@@ -432,6 +483,7 @@ async function saveCertificate(form) {
       ? await api.createCertificate(body)
       : await api.updateCertificate(state.editing, body);
     form.app_secret.value = '';
+    form.master_secret.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';
