@@ -58,6 +58,12 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<Gateway>, Vec<String>) {
                 click_action: ClickAction::OpenApp,
                 channel_id: Some("default".into()),
                 qps: 100_000,
+                app_key: None,
+                master_secret: None,
+                category: None,
+                notify_level: None,
+                classification: None,
+                notice_msg_type: None,
             })
             .await
             .expect("certificate");

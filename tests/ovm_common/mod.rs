@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(8);
 
+/// (JSON path, expected value) pairs a record must show.
+pub type Expected = Vec<(&'static str, Value)>;
+
 /// What differs between the three vendors in these scenarios.
 pub struct Vendor {
     /// The `vendor` of a certificate and the metric label.
@@ -34,7 +37,7 @@ pub struct Vendor {
     /// The message's `Ext` where the vendor carries it to the app.
     pub ext_of: fn(&ReceivedNotification) -> Option<String>,
     /// An /v1 `offline_push` override and what the record shows for it.
-    pub override_fields: fn() -> (Value, Vec<(&'static str, Value)>),
+    pub override_fields: fn() -> (Value, Expected),
     /// Where the click action shows: (JSON path, expected) for an intent-URI certificate.
     pub click_fields: fn(&str) -> Vec<(&'static str, Value)>,
 }
@@ -203,7 +206,7 @@ impl Setup {
     }
 }
 
-/// 1. The notification's fields: default title, body from the text, the chat classification
+/// Scenario 1: The notification's fields: default title, body from the text, the chat classification
 /// by default, `Ext` where the vendor carries it, the click action, and a per-message override.
 pub async fn fields(v: &Vendor) {
     let intent =
@@ -245,7 +248,7 @@ pub async fn fields(v: &Vendor) {
     }
 }
 
-/// 2. An auth token is fetched once for many concurrent requests, reused, and fetched again at
+/// Scenario 2: An auth token is fetched once for many concurrent requests, reused, and fetched again at
 /// once after the vendor says it expired; the notification still arrives, once.
 pub async fn token_refresh(v: &Vendor) {
     let Some(expired) = v.auth_expired_code else {
@@ -284,7 +287,7 @@ pub async fn token_refresh(v: &Vendor) {
     assert_eq!(s.last_class("u0").await, "delivered");
 }
 
-/// 3. Identical content to many devices goes in one request; distinct content shares one only
+/// Scenario 3: Identical content to many devices goes in one request; distinct content shares one only
 /// where the vendor allows it.
 pub async fn batching(v: &Vendor) {
     let s = v.setup(1, json!({})).await;
@@ -322,7 +325,7 @@ pub async fn batching(v: &Vendor) {
     }
 }
 
-/// 4. Tokens the vendor names invalid are unbound; switched-off devices keep theirs.
+/// Scenario 4: Tokens the vendor names invalid are unbound; switched-off devices keep theirs.
 pub async fn invalid_tokens(v: &Vendor, switched_off_reported: bool) {
     let s = v.setup(100, json!({})).await;
     for u in ["good", "bad", "off"] {
@@ -355,7 +358,7 @@ pub async fn invalid_tokens(v: &Vendor, switched_off_reported: bool) {
     .await;
 }
 
-/// 5. A used-up daily quota pauses the certificate until midnight China time.
+/// Scenario 5: A used-up daily quota pauses the certificate until midnight China time.
 pub async fn quota_pause(v: &Vendor) {
     let s = v.setup(100, json!({})).await;
     s.killed(v, "alice").await;
@@ -382,7 +385,7 @@ pub async fn quota_pause(v: &Vendor) {
     assert_eq!(s.records(&v.token("alice")).len(), 1);
 }
 
-/// 6. "Too fast" answers slow the sender down; everything still arrives, once.
+/// Scenario 6: "Too fast" answers slow the sender down; everything still arrives, once.
 pub async fn rate_limit(v: &Vendor) {
     // One notification per request, so the vendor's limit (OPPO counts targets) can be met.
     let s = v
@@ -421,7 +424,7 @@ pub async fn rate_limit(v: &Vendor) {
     assert_eq!(c["stats"]["sent"], N as u64, "{c}");
 }
 
-/// 7. Refused credentials mark the certificate broken, with the vendor's answer.
+/// Scenario 7: Refused credentials mark the certificate broken, with the vendor's answer.
 pub async fn auth_failure(v: &Vendor, code: &str) {
     let s = v
         .setup(100, json!({ v.secret_field: "wrong-secret-for-this-app" }))
@@ -443,7 +446,7 @@ pub async fn auth_failure(v: &Vendor, code: &str) {
     assert!(s.emu.received().is_empty());
 }
 
-/// 8. A burst of 5xx is retried with backoff and delivered once.
+/// Scenario 8: A burst of 5xx is retried with backoff and delivered once.
 pub async fn server_errors(v: &Vendor) {
     let s = v.setup(100, json!({})).await;
     s.killed(v, "alice").await;

@@ -73,22 +73,15 @@ impl PushService for Meizu {
         std::future::ready(Ok(Grant::forever(())))
     }
 
-    fn exchange<'a>(
-        &'a self,
-        app: &'a MeizuApp,
-        _: &'a (),
-        batch: &'a Batch<MeizuNotification>,
-    ) -> impl Future<Output = Outcome> + Send + 'a {
-        async move {
-            let Some((n, jobs)) = batch.parts.first() else {
-                return Outcome::InvalidRequest {
-                    code: -1,
-                    reason: "an empty request".to_owned(),
-                };
+    async fn exchange(&self, app: &MeizuApp, _: &(), batch: &Batch<MeizuNotification>) -> Outcome {
+        let Some((n, jobs)) = batch.parts.first() else {
+            return Outcome::InvalidRequest {
+                code: -1,
+                reason: "an empty request".to_owned(),
             };
-            let ids: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
-            self.client.push(app, &ids, n).await
-        }
+        };
+        let ids: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
+        self.client.push(app, &ids, n).await
     }
 
     fn classify(

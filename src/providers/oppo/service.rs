@@ -94,17 +94,15 @@ impl PushService for Oppo {
         }
     }
 
-    fn exchange<'a>(
-        &'a self,
-        _: &'a OppoApp,
-        token: &'a String,
-        batch: &'a Batch<OppoNotification>,
-    ) -> impl Future<Output = Outcome> + Send + 'a {
-        async move {
-            let items: Vec<(&str, &OppoNotification)> =
-                batch.items().map(|(n, j)| (&*j.token, n)).collect();
-            self.client.unicast_batch(token, &items).await
-        }
+    async fn exchange(
+        &self,
+        _: &OppoApp,
+        token: &String,
+        batch: &Batch<OppoNotification>,
+    ) -> Outcome {
+        let items: Vec<(&str, &OppoNotification)> =
+            batch.items().map(|(n, j)| (&*j.token, n)).collect();
+        self.client.unicast_batch(token, &items).await
     }
 
     fn classify(

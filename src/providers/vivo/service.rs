@@ -90,25 +90,23 @@ impl PushService for Vivo {
         }
     }
 
-    fn exchange<'a>(
-        &'a self,
-        app: &'a VivoApp,
-        token: &'a String,
-        batch: &'a Batch<VivoNotification>,
-    ) -> impl Future<Output = Outcome> + Send + 'a {
-        async move {
-            let Some((n, jobs)) = batch.parts.first() else {
-                return Outcome::InvalidRequest {
-                    code: -1,
-                    reason: "an empty request".to_owned(),
-                };
+    async fn exchange(
+        &self,
+        app: &VivoApp,
+        token: &String,
+        batch: &Batch<VivoNotification>,
+    ) -> Outcome {
+        let Some((n, jobs)) = batch.parts.first() else {
+            return Outcome::InvalidRequest {
+                code: -1,
+                reason: "an empty request".to_owned(),
             };
-            match jobs.as_slice() {
-                [one] => self.client.send(app, token, &one.token, n).await,
-                _ => {
-                    let reg_ids: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
-                    self.client.send_list(app, token, &reg_ids, n).await
-                }
+        };
+        match jobs.as_slice() {
+            [one] => self.client.send(app, token, &one.token, n).await,
+            _ => {
+                let reg_ids: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
+                self.client.send_list(app, token, &reg_ids, n).await
             }
         }
     }
