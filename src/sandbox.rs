@@ -23,10 +23,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
                 c.app_secret.clone(),
             ));
         };
-        for entry in g.certs.all() {
-            hook(&entry.cert());
-        }
-        let _ = g.cert_hook.set(Box::new(hook));
+        g.on_certificate_change(Box::new(hook));
     })
     .await
 }

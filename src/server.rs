@@ -169,6 +169,7 @@ pub fn bind(
         tokens: prepared.tokens.clone(),
         tickets: crate::usersig::TicketVerifier::new(config.sdkappid, config.secret_key.as_deref()),
         ready: ready.clone(),
+        tim_dedupe: Default::default(),
     });
     let body_limit = config.http.body_limit_bytes;
     let mut server = HttpServer::new(move || {

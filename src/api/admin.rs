@@ -55,7 +55,7 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
         status: e.status(now_secs()),
         stats: StatsView {
             sent: e.stats.sent.load(Ordering::Relaxed),
-            queued: state.gateway.senders.depth(c.id) as u64,
+            queued: state.gateway.queued(c.id) as u64,
             rate_limited: e.stats.rate_limited.load(Ordering::Relaxed),
             failed,
         },
@@ -93,8 +93,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let certificates = state
         .gateway
-        .certs
-        .all()
+        .certificates()
         .iter()
         .map(|e| view(&state, e))
         .collect();

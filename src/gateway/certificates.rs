@@ -7,8 +7,9 @@ impl Gateway {
         &self,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, true)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        validate_certificate(&input, true).map_err(|e| {
+            GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
+        })?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
         let cert = Certificate {
@@ -42,8 +43,9 @@ impl Gateway {
         id: CertificateId,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, false)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        validate_certificate(&input, false).map_err(|e| {
+            GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
+        })?;
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
@@ -80,6 +82,16 @@ impl Gateway {
         self.senders.stop(id);
         tracing::info!(certificate = id, "certificate deleted");
         Ok(())
+    }
+
+    /// Every certificate, in id order.
+    pub fn certificates(&self) -> Vec<Arc<CertEntry>> {
+        self.certs.all()
+    }
+
+    /// Notifications waiting in the sender of certificate `id`.
+    pub fn queued(&self, id: CertificateId) -> usize {
+        self.senders.depth(id)
     }
 
     pub fn certificate(&self, id: CertificateId) -> Result<Arc<CertEntry>, GatewayError> {

@@ -48,7 +48,7 @@ pub struct KickedDevice {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -254,5 +254,29 @@ impl Gateway {
             t.wait().await?;
         }
         Ok(n)
+    }
+
+    /// Queues a `State.StateChange` callback (never waits) and counts it.
+    pub fn notify_state_change(&self, ev: crate::session::webhook::StateChange) {
+        let ok = self.webhook.notify(ev);
+        if self.webhook.is_enabled() {
+            let result = if ok { "queued" } else { "dropped" };
+            self.metrics.webhooks.with_label_values(&[result]).inc();
+        }
+    }
+
+    /// The live connection on this gateway of `user`'s `device`, if it has one.
+    pub fn live_connection(&self, user: &str, device: &str) -> Option<ConnId> {
+        let mut found = None;
+        self.registry.route_with(user, now_secs(), |d, route| {
+            if d.id == device {
+                if let Route::Online { conn: Some(c) }
+                | Route::OnlineAndPush { conn: Some(c), .. } = route
+                {
+                    found = Some(c);
+                }
+            }
+        });
+        found
     }
 }

@@ -174,8 +174,14 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     }
 }
 
-/// The diagnosis of one user.
-pub fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
+impl Gateway {
+    /// The diagnosis of one user.
+    pub fn diagnose(&self, user: &str) -> Diagnosis {
+        diagnose(self, user)
+    }
+}
+
+fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
     let devices: Vec<DeviceDiagnosis> = g
         .registry
         .devices(user)
