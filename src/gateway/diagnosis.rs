@@ -2,7 +2,7 @@
 //! answered from the gateway's own state: certificate configured and healthy, token reported,
 //! device state, and the last notification with the vendor's answer.
 
-use crate::domain::{now_secs, DeviceState, OfflineReason};
+use crate::domain::{now_secs, DeviceState, OfflineReason, UserStatus};
 use crate::gateway::Gateway;
 use crate::push::outcomes::LastNotification;
 use crate::registry::Device;
@@ -20,7 +20,7 @@ pub struct Check {
 pub struct DeviceDiagnosis {
     pub device: String,
     pub platform: &'static str,
-    pub state: &'static str,
+    pub state: UserStatus,
     pub background: bool,
     pub token_bound: bool,
     pub certificate_id: Option<u64>,
@@ -164,7 +164,7 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     DeviceDiagnosis {
         device: d.id.to_string(),
         platform: d.platform.as_str(),
-        state: state.tim_name(),
+        state: state.status(),
         background: matches!(state, DeviceState::Online { background: true }),
         token_bound: d.token.is_some(),
         certificate_id: d.token.as_ref().map(|_| d.cert),

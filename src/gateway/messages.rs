@@ -160,10 +160,12 @@ impl Gateway {
     pub(crate) fn dispatch(&self) -> Dispatch<'_> {
         Dispatch {
             registry: &self.registry,
-            certs: &self.certs,
             hub: &self.hub,
             metrics: &self.metrics,
-            batch: std::cell::RefCell::new(self.senders.batch()),
+            queue: std::cell::RefCell::new(SenderQueue {
+                certs: &self.certs,
+                batch: self.senders.batch(),
+            }),
             detail: false,
         }
     }

@@ -25,7 +25,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::providers::xiaomi::XiaomiClient;
-use crate::push::dispatch::Dispatch;
+use crate::push::dispatch::{Dispatch, SenderQueue};
 use crate::push::outcomes::Outcomes;
 use crate::push::sender::SenderCtx;
 use crate::push::{DeviceOutcome, Message, Outcome, PushContent, RecipientResult, Senders};

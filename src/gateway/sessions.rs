@@ -33,7 +33,7 @@ pub struct EventResult {
     pub device: String,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<&'static str>,
+    pub state: Option<UserStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kicked: Vec<KickedDevice>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,7 +172,7 @@ impl Gateway {
                             );
                         }
                     }
-                    (ops, "Online", kicked)
+                    (ops, UserStatus::Online, kicked)
                 }),
             other => {
                 let event = match other {
@@ -185,9 +185,7 @@ impl Gateway {
                 };
                 self.registry
                     .apply(&ev.user, &ev.device, event, conn, now)
-                    .map(|(new, rec)| {
-                        (vec![put(&ev.user, &ev.device, rec)], new.tim_name(), vec![])
-                    })
+                    .map(|(new, rec)| (vec![put(&ev.user, &ev.device, rec)], new.status(), vec![]))
             }
         };
         match outcome {
