@@ -3,6 +3,7 @@
 //! parsed JSON document, returns values or a `TimError` with Tencent's code.
 
 use super::codes::{self as code, TimError};
+use crate::gateway::SendRequest;
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
 
@@ -71,22 +72,6 @@ pub struct TimMessage {
     pub offline_push: Option<OfflinePushInfo>,
     /// Hash of `MsgBody` as sent, for duplicate suppression.
     pub content_hash: u64,
-}
-
-/// What the gateway is asked to send, by Tencent's push rules (§2.1–2.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushPlan {
-    /// The elements' texts joined in order, no separator: the online text and the default
-    /// notification body.
-    pub text: String,
-    pub title: Option<String>,
-    pub desc: Option<String>,
-    pub ext: Option<String>,
-    pub channel_id: Option<String>,
-    pub push_disabled: bool,
-    pub online_only: bool,
-    /// A custom-only message without any Desc: not pushed.
-    pub nothing_to_show: bool,
 }
 
 impl TimMessage {
@@ -158,7 +143,11 @@ impl TimMessage {
     /// The notification by Tencent's rules: Title else the default title (applied later by
     /// `PushText`); Desc else the elements' texts; OfflinePushInfo present ⇒ the custom
     /// element's legacy Ext is ignored (§2.1); custom-only without any Desc ⇒ no push.
-    pub fn push_plan(&self) -> PushPlan {
+    /// What the gateway is asked to send, by Tencent's push rules (§2.1–2.3); the recipients
+    /// and sender are the caller's to fill in. `text` is the elements' texts joined in order, no
+    /// separator (the online text and the default notification body); `nothing_to_show` marks a
+    /// custom-only message without any Desc (not pushed).
+    pub fn push_plan(&self) -> SendRequest {
         let text: String = self.elements.iter().map(Element::push_text).collect();
         let opi = self.offline_push.clone().unwrap_or_default();
         let desc = opi.desc.filter(|d| !d.is_empty());
@@ -176,7 +165,7 @@ impl TimMessage {
                 .iter()
                 .all(|e| matches!(e, Element::Custom { .. }));
         let nothing_to_show = desc.is_none() && custom_only && text.trim().is_empty();
-        PushPlan {
+        SendRequest {
             text,
             title: opi.title.filter(|t| !t.is_empty()),
             desc,
@@ -185,6 +174,7 @@ impl TimMessage {
             push_disabled: opi.push_disabled,
             online_only: self.life_time == Some(0),
             nothing_to_show,
+            ..SendRequest::default()
         }
     }
 

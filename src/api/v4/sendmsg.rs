@@ -15,20 +15,10 @@ use std::time::Instant;
 
 /// The gateway's request for a TIM message to `to`.
 fn send_request(msg: &TimMessage, from: String, to: Vec<String>) -> SendRequest {
-    let plan = msg.push_plan();
     SendRequest {
         to,
         from,
-        text: plan.text,
-        title: plan.title,
-        desc: plan.desc,
-        ext: plan.ext,
-        channel_id: plan.channel_id,
-        push_disabled: plan.push_disabled,
-        online_only: plan.online_only,
-        conversation: None,
-        nothing_to_show: plan.nothing_to_show,
-        detail: false,
+        ..msg.push_plan()
     }
 }
 
