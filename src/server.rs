@@ -145,9 +145,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         metrics,
         client,
     ));
-    gateway
-        .webhook
-        .export_requests(&gateway.metrics.webhook_requests);
+    gateway.export_webhook_requests();
     gateway.start_sweeper();
     Ok(Prepared {
         gateway,

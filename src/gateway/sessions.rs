@@ -254,6 +254,11 @@ impl Gateway {
         Ok(n)
     }
 
+    /// Counts every finished webhook request in `pushgate_webhook_requests_total`.
+    pub fn export_webhook_requests(&self) {
+        self.webhook.export_requests(&self.metrics.webhook_requests);
+    }
+
     /// Queues a `State.StateChange` callback (never waits) and counts it.
     pub fn notify_state_change(&self, ev: crate::session::webhook::StateChange) {
         let ok = self.webhook.notify(ev);
