@@ -142,9 +142,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         metrics,
         providers,
     ));
-    gateway
-        .webhook
-        .export_requests(&gateway.metrics.webhook_requests);
+    gateway.export_webhook_requests();
     gateway.start_sweeper();
     Ok(Prepared {
         gateway,
@@ -166,6 +164,7 @@ pub fn bind(
         tokens: prepared.tokens.clone(),
         tickets: crate::usersig::TicketVerifier::new(config.sdkappid, config.secret_key.as_deref()),
         ready: ready.clone(),
+        tim_dedupe: Default::default(),
     });
     let body_limit = config.http.body_limit_bytes;
     let mut server = HttpServer::new(move || {

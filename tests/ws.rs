@@ -473,7 +473,7 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     let disconnects = env
         .server
         .gateway
-        .metrics
+        .metrics()
         .ws_disconnects
         .with_label_values(&["slow_reader"])
         .get();

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 
+use crate::domain::message::Message;
 use crate::domain::Platform;
 use crate::gateway::{Gateway, GatewayError, SessionAction, SessionEvent};
-use crate::push::{Message, Outcome};
-use crate::registry::{ConnId, Route};
+use crate::push::Outcome;
+use crate::registry::ConnId;
 use crate::session::frame::{self, ClientFrame, Encoding, ServerFrame};
 use crate::session::outbound::{Outbound, OutboundQueue, QueueError};
 use crate::session::webhook::{StateAction, StateChange};
@@ -144,15 +145,12 @@ impl SessionActor {
     }
 
     fn webhook(&self, action: StateAction) {
-        notify_webhook(
-            &self.gateway,
-            StateChange::now(
-                self.who.user.clone(),
-                self.who.platform.as_str(),
-                action,
-                self.who.client_ip.clone(),
-            ),
-        );
+        self.gateway.notify_state_change(StateChange::now(
+            self.who.user.clone(),
+            self.who.platform.as_str(),
+            action,
+            self.who.client_ip.clone(),
+        ));
     }
 
     /// Queues a frame; a full queue ends the session (the client does not read).
@@ -164,7 +162,7 @@ impl SessionActor {
         {
             Ok(()) => {
                 self.gateway
-                    .metrics
+                    .metrics()
                     .ws_frames
                     .with_label_values(&["out", name])
                     .inc();
@@ -201,7 +199,7 @@ impl SessionActor {
             } => format!("{e} (TIM error {c})"),
             _ => e.to_string(),
         };
-        self.send_error(e.code(), message, ctx);
+        self.send_error(e.code().as_str(), message, ctx);
     }
 
     /// Waits for a durable write before answering `ok` for `frame`; later frames and commands
@@ -229,7 +227,7 @@ impl SessionActor {
 
     fn on_frame(&mut self, f: ClientFrame, ctx: &mut Context<Self>) {
         self.gateway
-            .metrics
+            .metrics()
             .ws_frames
             .with_label_values(&["in", f.type_name()])
             .inc();
@@ -240,7 +238,7 @@ impl SessionActor {
             ClientFrame::Ack { id } => {
                 if self.pending.remove(&id).is_some() {
                     self.gateway
-                        .metrics
+                        .metrics()
                         .online_deliveries
                         .with_label_values(&["acked"])
                         .inc();
@@ -396,7 +394,7 @@ impl SessionActor {
             "fell_back_to_push"
         } else if let Some(conn) = self.newer_connection() {
             // The same device reconnected meanwhile: its new connection takes the message.
-            match gw.hub.send(conn, SessionCommand::Deliver(msg.clone())) {
+            match gw.hub().send(conn, SessionCommand::Deliver(msg.clone())) {
                 Ok(()) => "redelivered",
                 Err(_) => push_result(
                     gw.push_fallback(&self.who.user, &self.who.device, &msg)
@@ -409,7 +407,7 @@ impl SessionActor {
                     .outcome,
             )
         };
-        gw.metrics
+        gw.metrics()
             .online_deliveries
             .with_label_values(&[result])
             .inc();
@@ -417,19 +415,9 @@ impl SessionActor {
 
     /// The live connection of this device on this gateway, when it is not this one.
     fn newer_connection(&self) -> Option<ConnId> {
-        let mut found = None;
         self.gateway
-            .registry
-            .route_with(&self.who.user, crate::domain::now_secs(), |d, route| {
-                if d.id == self.who.device.as_str() {
-                    if let Route::Online { conn: Some(c) }
-                    | Route::OnlineAndPush { conn: Some(c), .. } = route
-                    {
-                        found = Some(c);
-                    }
-                }
-            });
-        found.filter(|c| *c != self.conn)
+            .live_connection(&self.who.user, &self.who.device)
+            .filter(|c| *c != self.conn)
     }
 
     /// Ends the session once: leaves the hub, applies the state change that `reason` means,
@@ -444,8 +432,8 @@ impl SessionActor {
         }
         self.ended = Some(reason);
         let gw = self.gateway.clone();
-        gw.hub.unregister(self.conn);
-        gw.metrics
+        gw.hub().unregister(self.conn);
+        gw.metrics()
             .ws_disconnects
             .with_label_values(&[reason.as_str()])
             .inc();
@@ -516,15 +504,6 @@ impl SessionActor {
                 self.end(EndReason::SlowReader, ctx);
             }
         }
-    }
-}
-
-/// Queues a `State.StateChange` callback (never waits) and counts it.
-pub fn notify_webhook(gw: &Gateway, ev: StateChange) {
-    let ok = gw.webhook.notify(ev);
-    if gw.webhook.is_enabled() {
-        let result = if ok { "queued" } else { "dropped" };
-        gw.metrics.webhooks.with_label_values(&[result]).inc();
     }
 }
 
@@ -599,7 +578,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             Err(e) => {
                 tracing::debug!(error = %e, "websocket protocol error");
                 self.gateway
-                    .metrics
+                    .metrics()
                     .ws_frames
                     .with_label_values(&["in", "invalid"])
                     .inc();
@@ -619,7 +598,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             Ok(f) => self.on_frame(f, ctx),
             Err(e) => {
                 self.gateway
-                    .metrics
+                    .metrics()
                     .ws_frames
                     .with_label_values(&["in", "invalid"])
                     .inc();
