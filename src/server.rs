@@ -61,7 +61,12 @@ fn token_or_generated(given: &Option<String>, dir: &Path, name: &str) -> std::io
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
+    let what = match name {
+        "admin_token" => "an admin token",
+        "api_token" => "an API token",
+        _ => "a token",
+    };
+    tracing::info!("generated {what} and wrote it to {}", path.display());
     Ok(t)
 }
 
