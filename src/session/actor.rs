@@ -512,7 +512,8 @@ impl SessionActor {
     /// the timeout, whichever comes first. An idle connection thus wakes once per ping interval
     /// (120 s by default) instead of on a fixed short tick; frames in between only move
     /// `last_seen`, and a timer that finds the client was heard from re-arms for the new
-    /// deadline.
+    /// deadline. The timer is an entry in the runtime's own timing wheel, so arming it is
+    /// cheap; what costs is waking the actor, and the ping needs that wake-up anyway.
     fn arm_heartbeat(&mut self, ctx: &mut Context<Self>) {
         let due = heartbeat_due(
             self.last_seen,
