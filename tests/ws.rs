@@ -591,8 +591,9 @@ async fn a_silent_client_is_pinged_at_the_interval_then_timed_out() {
         c.sessions.ping_interval_secs = 1;
     })
     .await;
-    let mut ws = env.connect("kim", "Android", "d1").await;
+    // Taken before the handshake: the gateway's clock for this connection starts during it.
     let started = Instant::now();
+    let mut ws = env.connect("kim", "Android", "d1").await;
     // Not reading: tungstenite answers pings only while reading, so the gateway hears nothing
     // from this client and its pings pile up unread.
     env.wait_state("kim", "d1", "PushOnline").await;
