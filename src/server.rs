@@ -58,7 +58,12 @@ fn token_or_generated(given: &Option<String>, dir: &Path, name: &str) -> std::io
             .collect()
     };
     write_private(&path, &format!("{t}\n"))?;
-    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
+    let what = match name {
+        "admin_token" => "an admin token",
+        "api_token" => "an API token",
+        _ => "a token",
+    };
+    tracing::info!("generated {what} and wrote it to {}", path.display());
     Ok(t)
 }
 

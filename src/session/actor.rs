@@ -98,7 +98,10 @@ pub struct SessionActor {
     /// Answers go in the encoding of the client's last frame (JSON until it sends binary).
     encoding: Encoding,
     /// Last time anything arrived from the client; the heartbeat timeout counts from here.
+    /// Frames only overwrite it: the timer armed in [`Self::arm_heartbeat`] reads it when it
+    /// fires, so activity costs no timer work.
     last_seen: Instant,
+    /// When the last server ping was queued; the next one is due a ping interval later.
     last_ping: Instant,
     /// The client said `background` (and not `foreground` since).
     background: bool,
@@ -132,6 +135,10 @@ impl SessionActor {
 
     fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.gateway.config.sessions.heartbeat_timeout_secs)
+    }
+
+    fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.gateway.config.sessions.ping_interval_secs.max(1))
     }
 
     fn event(&self, action: SessionAction, unread: Option<u32>) -> SessionEvent {
@@ -489,22 +496,56 @@ impl SessionActor {
         ctx.run_later(LINGER, |_, ctx| ctx.stop());
     }
 
+    /// Arms the one heartbeat timer of this connection for the next event due: the next ping or
+    /// the timeout, whichever comes first. An idle connection thus wakes once per ping interval
+    /// (120 s by default) instead of on a fixed short tick; frames in between only move
+    /// `last_seen`, and a timer that finds the client was heard from re-arms for the new
+    /// deadline. The timer is an entry in the runtime's own timing wheel, so arming it is
+    /// cheap; what costs is waking the actor, and the ping needs that wake-up anyway.
+    fn arm_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let due = heartbeat_due(
+            self.last_seen,
+            self.heartbeat_timeout(),
+            self.last_ping,
+            self.ping_interval(),
+        );
+        // At least a millisecond: the timer's resolution, so that a deadline a few nanoseconds
+        // away does not spin.
+        let wait = due
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        ctx.run_later(wait, |act, ctx| act.heartbeat(ctx));
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.ended.is_some() {
             return;
         }
-        if self.last_seen.elapsed() >= self.heartbeat_timeout() {
+        let now = Instant::now();
+        if now >= self.last_seen + self.heartbeat_timeout() {
             self.end(EndReason::Timeout, ctx);
             return;
         }
-        let interval = Duration::from_secs(self.gateway.config.sessions.ping_interval_secs.max(1));
-        if self.last_ping.elapsed() >= interval {
-            self.last_ping = Instant::now();
+        if now >= self.last_ping + self.ping_interval() {
+            self.last_ping = now;
             if self.out.push(Outbound::Ping) == Err(QueueError::Full) {
                 self.end(EndReason::SlowReader, ctx);
+                return;
             }
         }
+        self.arm_heartbeat(ctx);
     }
+}
+
+/// When the heartbeat timer must next fire: the timeout (counted from the last frame) or the
+/// next ping, whichever is earlier.
+fn heartbeat_due(
+    last_seen: Instant,
+    timeout: Duration,
+    last_ping: Instant,
+    ping_interval: Duration,
+) -> Instant {
+    (last_seen + timeout).min(last_ping + ping_interval)
 }
 
 fn push_result(o: Outcome) -> &'static str {
@@ -535,11 +576,7 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Check often enough that a timeout is noticed within a quarter of its length, but
-        // not more than twice a second nor less than every 5 s.
-        let check = (self.heartbeat_timeout() / 4)
-            .clamp(Duration::from_millis(250), Duration::from_secs(5));
-        ctx.run_interval(check, |act, ctx| act.heartbeat(ctx));
+        self.arm_heartbeat(ctx);
     }
 
     fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
