@@ -533,7 +533,7 @@ async fn server_pings_keep_a_reading_client_alive() {
 
 #[tokio::test]
 async fn a_silent_client_is_pinged_at_the_interval_then_timed_out() {
-    let env = Env::start(|c| {
+    let env = start(|c| {
         c.sessions.heartbeat_timeout_secs = 3;
         c.sessions.ping_interval_secs = 1;
     })
@@ -565,9 +565,9 @@ async fn a_silent_client_is_pinged_at_the_interval_then_timed_out() {
         "{pings} pings in 3 s of silence at a 1 s ping interval"
     );
     let timeouts = env
-        .srv
+        .server
         .gateway
-        .metrics
+        .metrics()
         .ws_disconnects
         .with_label_values(&["heartbeat_timeout"])
         .get();
