@@ -7,9 +7,7 @@ impl Gateway {
         &self,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, true).map_err(|e| {
-            GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
-        })?;
+        validate_certificate(&input, true).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
         let cert = Certificate {
@@ -40,17 +38,13 @@ impl Gateway {
         id: CertificateId,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, false).map_err(|e| {
-            GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
-        })?;
+        validate_certificate(&input, false).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
         if old.vendor() != input.vendor() {
             // Another vendor's secrets cannot be kept: they must all be given.
-            input.credentials.validate(true).map_err(|e| {
-                GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
-            })?;
+            input.credentials.validate(true).map_err(field_error)?;
         }
         let cert = Certificate {
             id,

@@ -211,6 +211,10 @@ pub(crate) fn id_error(e: crate::domain::ids::IdError) -> GatewayError {
     GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
 }
 
+pub(crate) fn field_error(e: crate::domain::validate::FieldError) -> GatewayError {
+    GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
+}
+
 pub(crate) fn cert_not_found(id: CertificateId) -> GatewayError {
     GatewayError::NotFound {
         code: ErrorCode::UnknownCertificate,

@@ -10,7 +10,7 @@ mod status;
 mod tokens;
 mod upkeep;
 
-pub(crate) use error::{cert_not_found, id_error, token_error};
+pub(crate) use error::{cert_not_found, field_error, id_error, token_error};
 pub use error::{ErrorCode, GatewayError};
 pub use messages::{SendRequest, Sent};
 pub use sessions::{EventError, EventResult, KickedDevice, SessionAction, SessionEvent};
