@@ -2,6 +2,7 @@
 //! `OfflinePushInfo.AndroidInfo.{OPPOChannelID, OPPOCategory, VIVOClassification, VIVOCategory,
 //! MeiZuNoticeMsgType}` on /v4, and the same in snake_case under /v1's `offline_push`
 //! (contract.md "More push services"). Empty or absent means "the certificate's setting".
+//! The value lists are shared with the certificates' checks (`credentials::{oppo, vivo, meizu}`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -34,72 +35,29 @@ pub const VIVO_CATEGORIES: &[&str] = &[
     "MARKETING",
     "SOCIAL",
 ];
+/// Second-level classes of vivo system messages (`classification` 1), vivo.md §3.
+pub const VIVO_SYSTEM_CATEGORIES: &[&str] = &[
+    "IM",
+    "ACCOUNT",
+    "TODO",
+    "DEVICE_REMINDER",
+    "ORDER",
+    "SUBSCRIPTION",
+];
+/// Second-level classes of vivo operational messages (`classification` 0), vivo.md §3.
+pub const VIVO_OPERATIONAL_CATEGORIES: &[&str] = &["NEWS", "CONTENT", "MARKETING", "SOCIAL"];
+
+/// Whether a vivo category belongs to the classification (vivo refuses a mismatch).
+pub fn vivo_category_fits(classification: u8, category: &str) -> bool {
+    if classification == 1 {
+        VIVO_SYSTEM_CATEGORIES.contains(&category)
+    } else {
+        VIVO_OPERATIONAL_CATEGORIES.contains(&category)
+    }
+}
+
 /// OPPO's `notify_level` values (§4): shade only, shade + lock screen + sound, + heads-up.
 pub const OPPO_NOTIFY_LEVELS: &[u8] = &[1, 2, 16];
-
-/// The OPPO, vivo and Meizu fields of a certificate beyond the common ones (contract.md "More
-/// push services"); each vendor reads its own (`providers::<vendor>::certificate`).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OvmCertificateFields {
-    /// OPPO and vivo AppKey.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_key: Option<String>,
-    /// OPPO MasterSecret; write-only like `app_secret`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub master_secret: Option<String>,
-    /// OPPO and vivo message category (IM when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// OPPO `notify_level` (2 when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify_level: Option<u8>,
-    /// vivo `classification` (1, system, when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classification: Option<u8>,
-    /// Meizu `noticeMsgType` (1, private, when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notice_msg_type: Option<u8>,
-}
-
-impl std::fmt::Debug for OvmCertificateFields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OvmCertificateFields")
-            .field("app_key", &self.app_key)
-            .field(
-                "master_secret",
-                &self.master_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("category", &self.category)
-            .field("notify_level", &self.notify_level)
-            .field("classification", &self.classification)
-            .field("notice_msg_type", &self.notice_msg_type)
-            .finish()
-    }
-}
-
-impl OvmCertificateFields {
-    /// On edit, a MasterSecret left out keeps the stored one.
-    pub fn keep_secret_of(mut self, old: &OvmCertificateFields) -> OvmCertificateFields {
-        if self.master_secret.is_none() {
-            self.master_secret = old.master_secret.clone();
-        }
-        self
-    }
-
-    /// The first field that is set, to refuse it where it does not belong.
-    pub fn first_set_field(&self) -> Option<&'static str> {
-        [
-            ("app_key", self.app_key.is_some()),
-            ("master_secret", self.master_secret.is_some()),
-            ("category", self.category.is_some()),
-            ("notify_level", self.notify_level.is_some()),
-            ("classification", self.classification.is_some()),
-            ("notice_msg_type", self.notice_msg_type.is_some()),
-        ]
-        .into_iter()
-        .find_map(|(name, set)| set.then_some(name))
-    }
-}
 
 /// The OPPO, vivo and Meizu fields one message may set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -14,7 +14,6 @@ pub mod meizu;
 pub mod oppo;
 pub mod outcome;
 pub mod outcome_verdict;
-pub mod ovm_certificate;
 pub mod ovm_sandbox;
 pub mod text;
 pub mod vendor_http;

@@ -6,8 +6,8 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::config::Config;
-use crate::domain::{Certificate, Vendor};
-use crate::providers::emulator_kit::EmulatorHandle;
+use crate::domain::{Certificate, Credentials};
+use crate::providers::emulator_kit::{EmulatorApp, EmulatorHandle};
 use crate::providers::{meizu, oppo, vivo};
 
 pub struct OvmSandbox {
@@ -38,23 +38,20 @@ impl OvmSandbox {
 
     /// Registers a certificate's credentials with its vendor's emulator.
     pub fn register(&self, c: &Certificate) {
-        let ovm = &c.ovm;
-        match c.vendor {
-            Vendor::Oppo => self.oppo.add_app(oppo::emulator::app(
-                ovm.app_key.clone().unwrap_or_default(),
-                ovm.master_secret.clone().unwrap_or_default(),
+        match &c.credentials {
+            Credentials::Oppo(o) => self.oppo.add_app(oppo::emulator::app(
+                o.app_key.clone(),
+                o.master_secret.clone(),
             )),
-            Vendor::Vivo => self
-                .vivo
-                .add_app(crate::providers::emulator_kit::EmulatorApp::new(
-                    c.app_id.clone(),
-                    ovm.app_key.clone().unwrap_or_default(),
-                    c.app_secret.clone(),
-                )),
-            Vendor::Meizu => self
+            Credentials::Vivo(v) => self.vivo.add_app(EmulatorApp::new(
+                v.app_id.clone(),
+                v.app_key.clone(),
+                v.app_secret.clone(),
+            )),
+            Credentials::Meizu(m) => self
                 .meizu
-                .add_app(meizu::emulator::app(c.app_id.clone(), c.app_secret.clone())),
-            Vendor::Xiaomi => {}
+                .add_app(meizu::emulator::app(m.app_id.clone(), m.app_secret.clone())),
+            _ => {}
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::certificate::MeizuFields;
+use super::certificate;
 use super::client::MeizuClient;
 use super::wire::{MeizuApp, MeizuNotification, MAX_PUSH_IDS_PER_REQUEST};
 use crate::domain::validate::FieldError;
@@ -42,11 +42,12 @@ impl PushService for Meizu {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<MeizuApp, FieldError> {
-        MeizuFields::from_cert(cert).app()
+        certificate::app(cert)
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> MeizuNotification {
-        MeizuFields::from_cert(cert).render(
+        certificate::render(
+            cert.credentials.meizu(),
             &cert.click_action,
             &content.title,
             &content.desc,

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::certificate::OppoFields;
+use super::certificate;
 use super::client::OppoClient;
 use super::wire::{OppoApp, OppoNotification, MAX_MESSAGES_PER_BATCH};
 use crate::domain::validate::FieldError;
@@ -53,11 +53,12 @@ impl PushService for Oppo {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<OppoApp, FieldError> {
-        OppoFields::from_cert(cert).app()
+        certificate::app(cert)
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> OppoNotification {
-        OppoFields::from_cert(cert).render(
+        certificate::render(
+            cert.credentials.oppo(),
             &cert.click_action,
             &content.title,
             &content.desc,

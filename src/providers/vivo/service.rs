@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::certificate::VivoFields;
+use super::certificate;
 use super::client::VivoClient;
 use super::wire::{VivoApp, VivoNotification, MAX_REGIDS_PER_LIST};
 use crate::domain::validate::FieldError;
@@ -48,11 +48,12 @@ impl PushService for Vivo {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<VivoApp, FieldError> {
-        VivoFields::from_cert(cert).app()
+        certificate::app(cert)
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> VivoNotification {
-        VivoFields::from_cert(cert).render(
+        certificate::render(
+            cert.credentials.vivo(),
             &cert.click_action,
             &content.title,
             &content.desc,

@@ -35,17 +35,11 @@ const NOTIFY_TYPE_RING_AND_VIBRATE: u8 = 4;
 /// One day, vivo's own default (§3: 60 s to 7 days).
 const TIME_TO_LIVE_SECS: u32 = 86_400;
 
-/// Second-level classes of system messages (`classification` 1), §3.
-pub const SYSTEM_CATEGORIES: &[&str] = &[
-    "IM",
-    "ACCOUNT",
-    "TODO",
-    "DEVICE_REMINDER",
-    "ORDER",
-    "SUBSCRIPTION",
-];
-/// Second-level classes of operational messages (`classification` 0), §3.
-pub const OPERATIONAL_CATEGORIES: &[&str] = &["NEWS", "CONTENT", "MARKETING", "SOCIAL"];
+/// Second-level classes of system (1) and operational (0) messages, §3.
+pub use crate::domain::vendor_fields::{
+    VIVO_OPERATIONAL_CATEGORIES as OPERATIONAL_CATEGORIES,
+    VIVO_SYSTEM_CATEGORIES as SYSTEM_CATEGORIES,
+};
 
 /// One certificate's credentials as vivo sees them.
 #[derive(Clone, PartialEq, Eq)]
