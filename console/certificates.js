@@ -25,6 +25,26 @@ function fieldFor(form, box) {
   return form[box.dataset.field];
 }
 
+/** What the gateway sends when a certificate leaves a vendor setting empty (contract.md). */
+const VENDOR_DEFAULTS = {
+  oppo: { category: 'IM', notify_level: 2 },
+  vivo: { classification: 1, category: 'IM' },
+  meizu: { notice_msg_type: 1 },
+};
+const VENDOR_SETTINGS = [
+  ['category', 'Category'],
+  ['notify_level', 'Notify level'],
+  ['classification', 'Classification'],
+  ['notice_msg_type', 'Message type'],
+];
+
+/** A vendor setting as the card shows it: the stored value, else the default marked as such. */
+function vendorSetting(cert, key) {
+  if (cert[key] != null) return String(cert[key]);
+  const d = VENDOR_DEFAULTS[cert.vendor]?.[key];
+  return d === undefined ? null : `${d} (default)`;
+}
+
 function syncVendorFields(form) {
   const vendor = form.vendor.value;
   for (const box of vendorFields(form)) box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
@@ -205,10 +225,8 @@ function fillCertCard(card, cert) {
       : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
     ...(cert.vendor === 'xiaomi' || oppo ? [['Channel ID', cert.channel_id || '—']] : []),
-    ...(cert.category ? [['Category', cert.category]] : []),
-    ...(cert.notify_level !== undefined ? [['Notify level', String(cert.notify_level)]] : []),
-    ...(cert.classification !== undefined ? [['Classification', String(cert.classification)]] : []),
-    ...(cert.notice_msg_type !== undefined ? [['Message type', String(cert.notice_msg_type)]] : []),
+    ...VENDOR_SETTINGS.filter(([key]) => vendorSetting(cert, key) !== null)
+      .map(([key, label]) => [label, vendorSetting(cert, key)]),
     ['QPS', fmtNumber(cert.qps)],
   ];
   $('.cert-config', card).replaceChildren(
@@ -370,12 +388,18 @@ function setFormBusy(form, busy) {
   $('#cert-save').disabled = busy;
 }
 
-function fillSecretState(form, isSet) {
-  $('#f-secret-state').hidden = !isSet;
-  form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
-  $('#f-secret-hint').textContent = isSet
-    ? 'The saved secret is never shown. Type a new one only to replace it.'
-    : 'Write-only: once saved it is never shown again.';
+/** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
+function fillSecretState(form, isSet, masterSet = false) {
+  for (const [name, set, badge, hint] of [
+    ['app_secret', isSet, '#f-secret-state', '#f-secret-hint'],
+    ['master_secret', masterSet, '#f-master-state', '#f-master-hint'],
+  ]) {
+    $(badge).hidden = !set;
+    form[name].placeholder = set ? 'Set — leave empty to keep' : '';
+    $(hint).textContent = set
+      ? 'The saved secret is never shown. Type a new one only to replace it.'
+      : 'Write-only: once saved it is never shown again.';
+  }
 }
 
 function fillCertForm(form, cert) {
@@ -383,7 +407,7 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!cert.app_secret_set);
+  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
@@ -392,12 +416,10 @@ function fillCertForm(form, cert) {
   form.qps.value = cert.qps ?? '';
   form.app_key.value = cert.app_key || '';
   form.master_secret.value = '';
-  $('#f-master-state').hidden = !cert.master_secret_set;
-  form.master_secret.placeholder = cert.master_secret_set ? 'Set — leave empty to keep' : '';
-  if (cert.category) form.category.value = cert.category;
-  if (cert.notify_level !== undefined) form.notify_level.value = String(cert.notify_level);
-  if (cert.classification !== undefined) form.classification.value = String(cert.classification);
-  if (cert.notice_msg_type !== undefined) form.notice_msg_type.value = String(cert.notice_msg_type);
+  for (const [key] of VENDOR_SETTINGS) {
+    const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
+    if (v != null) form[key].value = String(v);
+  }
   syncClickFields(form);
   syncVendorFields(form);
 }
