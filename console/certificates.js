@@ -31,6 +31,8 @@ const VENDOR_DEFAULTS = {
   vivo: { classification: 1, category: 'IM' },
   meizu: { notice_msg_type: 1 },
 };
+/** Card rows of write-only secrets, shown only as set / not set. */
+const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret']);
 const VENDOR_SETTINGS = [
   ['category', 'Category'],
   ['notify_level', 'Notify level'],
@@ -232,7 +234,7 @@ function fillCertCard(card, cert) {
   $('.cert-config', card).replaceChildren(
     ...config.flatMap(([k, v]) => [
       h('dt', { text: k }),
-      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+      h('dd', { 'data-key': k, class: SECRET_KEYS.has(k) ? (v === 'set' ? 'secret-set' : 'secret-unset') : null, text: v }),
     ]),
   );
 
