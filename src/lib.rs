@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod certs;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod diagnosis;
 pub mod domain;
