@@ -6,7 +6,7 @@ use crate::api::{self, auth::Tokens, AppState};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::providers::xiaomi::XiaomiClient;
+use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
 use actix_web::{middleware, web, App, HttpServer};
@@ -57,14 +57,35 @@ fn token_or_generated(given: &Option<String>, dir: &Path, name: &str) -> std::io
             })
             .collect()
     };
-    std::fs::write(&path, format!("{t}\n"))?;
+    write_private(&path, &format!("{t}\n"))?;
+    let what = match name {
+        "admin_token" => "an admin token",
+        "api_token" => "an API token",
+        _ => "a token",
+    };
+    tracing::info!("generated {what} and wrote it to {}", path.display());
+    Ok(t)
+}
+
+/// Writes a file only its owner can read, from the moment it exists: `fs::write` creates it
+/// with the umask's mode (often 0644), readable by every local user until a later chmod.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    // A file that already existed (empty) keeps its mode through `open`.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
-    Ok(t)
+    file.write_all(contents.as_bytes())
 }
 
 /// Everything built before the listener binds.
@@ -111,11 +132,8 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
             busy: Some(metrics.store_busy.clone()),
         },
     )?;
-    let client = XiaomiClient::new(
-        &config.xiaomi_base_url,
-        Duration::from_millis(config.push.vendor_timeout_ms),
-    )
-    .map_err(|e| StartError::Client(e.to_string()))?;
+    let providers =
+        Providers::from_config(&config).map_err(|e| StartError::Client(e.to_string()))?;
     let tokens = Tokens {
         admin: token_or_generated(&config.admin_token, &config.data_dir, "admin_token")?,
         api: token_or_generated(&config.api_token, &config.data_dir, "api_token")?,
@@ -127,11 +145,9 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         snapshot.next_certificate_id,
         handle,
         metrics,
-        client,
+        providers,
     ));
-    gateway
-        .webhook
-        .export_requests(&gateway.metrics.webhook_requests);
+    gateway.export_webhook_requests();
     gateway.start_sweeper();
     Ok(Prepared {
         gateway,
@@ -153,6 +169,7 @@ pub fn bind(
         tokens: prepared.tokens.clone(),
         tickets: crate::usersig::TicketVerifier::new(config.sdkappid, config.secret_key.as_deref()),
         ready: ready.clone(),
+        tim_dedupe: Default::default(),
     });
     let body_limit = config.http.body_limit_bytes;
     let mut server = HttpServer::new(move || {
@@ -283,4 +300,27 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
         handle,
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_is_kept_owner_only_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = token_or_generated(&None, dir.path(), "admin_token").expect("generated");
+        assert_eq!(t.len(), 32);
+        let path = dir.path().join("admin_token");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            token_or_generated(&None, dir.path(), "admin_token").expect("read back"),
+            t
+        );
+    }
 }

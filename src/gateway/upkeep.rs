@@ -1,6 +1,7 @@
 //! Upkeep: the retention sweep, the gauges published at scrape, graceful shutdown.
 
 use super::*;
+use crate::certs::CertHealth;
 
 impl Gateway {
     /// Moves expired `PushOnline` devices to `Offline` and persists them.
@@ -26,18 +27,16 @@ impl Gateway {
     pub fn refresh_gauges(&self) {
         let c = self.registry.counts();
         let m = &self.metrics;
-        m.devices
-            .with_label_values(&["online"])
-            .set(c.online.load(Ordering::Relaxed));
-        m.devices
-            .with_label_values(&["background"])
-            .set(c.background.load(Ordering::Relaxed));
-        m.devices
-            .with_label_values(&["push_online"])
-            .set(c.push_online.load(Ordering::Relaxed));
-        m.devices
-            .with_label_values(&["offline"])
-            .set(c.offline.load(Ordering::Relaxed));
+        for (state, count) in [
+            ("online", &c.online),
+            ("background", &c.background),
+            ("push_online", &c.push_online),
+            ("offline", &c.offline),
+        ] {
+            m.devices
+                .with_label_values(&[state])
+                .set(count.load(Ordering::Relaxed));
+        }
         m.tokens_bound.set(c.tokens.load(Ordering::Relaxed));
         m.users.set(self.registry.user_count() as i64);
         m.ws_connections.set(self.hub.len() as i64);
@@ -45,9 +44,9 @@ impl Gateway {
         let (mut healthy, mut broken, mut paused) = (0, 0, 0);
         for e in self.certs.all() {
             match e.status(now).state {
-                "broken" => broken += 1,
-                "quota_paused" => paused += 1,
-                _ => healthy += 1,
+                CertHealth::Broken => broken += 1,
+                CertHealth::QuotaPaused => paused += 1,
+                CertHealth::Healthy => healthy += 1,
             }
         }
         m.certificates.with_label_values(&["healthy"]).set(healthy);
