@@ -1,8 +1,9 @@
 //! The msgpack forms kept in Redis: device records (with their location) and inbox entries.
 //! Named fields (`to_vec_named`), so a field added later reads as its default on old records.
 
+use crate::domain::message::{Message, PushContent};
 use crate::domain::{CertificateId, DeviceState, OfflineReason, Platform};
-use crate::registry::{ConnId, Device};
+use crate::registry::{ConnId, Device, SkipReason};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -164,6 +165,85 @@ pub fn decode_targets(b: &[u8]) -> Result<Vec<InboxTarget>, rmp_serde::decode::E
     rmp_serde::from_slice(b)
 }
 
+/// An accepted message as an inbox entry carries it (`msg`), so any node can deliver or push it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMessage {
+    pub id: u64,
+    pub from: String,
+    pub text: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub desc: Option<String>,
+    #[serde(default)]
+    pub ext: Option<String>,
+    /// The notification, when the message has one.
+    #[serde(default)]
+    pub push: Option<WirePush>,
+    /// Why it has none (a `SkipReason` name).
+    #[serde(default)]
+    pub no_push: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePush {
+    pub title: String,
+    pub desc: String,
+    #[serde(default)]
+    pub ext: Option<String>,
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    pub conversation: String,
+}
+
+/// The inbox form of a message.
+pub fn encode_message(m: &Message) -> Vec<u8> {
+    let w = WireMessage {
+        id: m.id,
+        from: m.from.clone(),
+        text: m.text.clone(),
+        title: m.title.clone(),
+        desc: m.desc.clone(),
+        ext: m.ext.clone(),
+        push: m.push.as_ref().ok().map(|p| WirePush {
+            title: p.title.clone(),
+            desc: p.desc.clone(),
+            ext: p.ext.clone(),
+            channel_id: p.channel_id.clone(),
+            conversation: p.conversation.clone(),
+        }),
+        no_push: m.push.as_ref().err().map(|r| r.as_str().to_string()),
+    };
+    rmp_serde::to_vec_named(&w).unwrap_or_default()
+}
+
+/// A message back from its inbox form; `accepted_at` is the time of reading.
+pub fn decode_message(b: &[u8]) -> Result<Message, rmp_serde::decode::Error> {
+    let w: WireMessage = rmp_serde::from_slice(b)?;
+    let push = match (w.push, w.no_push) {
+        (Some(p), _) => Ok(PushContent {
+            title: p.title,
+            desc: p.desc,
+            ext: p.ext,
+            channel_id: p.channel_id,
+            conversation: p.conversation,
+        }),
+        (None, reason) => Err(reason
+            .and_then(|r| SkipReason::ALL.into_iter().find(|s| s.as_str() == r))
+            .unwrap_or(SkipReason::NothingToShow)),
+    };
+    Ok(Message {
+        id: w.id,
+        from: w.from,
+        text: w.text,
+        title: w.title,
+        desc: w.desc,
+        ext: w.ext,
+        push,
+        accepted_at: std::time::Instant::now(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +279,35 @@ mod tests {
             "no location once disconnected"
         );
         assert!(StoredDevice::decode(b"\xc1garbage").is_err());
+    }
+
+    #[test]
+    fn messages_round_trip_with_or_without_a_notification() {
+        let m = Message {
+            id: 7,
+            from: "bob".into(),
+            text: "hi".into(),
+            title: Some("t".into()),
+            desc: None,
+            ext: None,
+            push: Ok(PushContent {
+                title: "t".into(),
+                desc: "hi".into(),
+                ext: None,
+                channel_id: Some("c".into()),
+                conversation: "c2c:bob".into(),
+            }),
+            accepted_at: std::time::Instant::now(),
+        };
+        let back = decode_message(&encode_message(&m)).unwrap();
+        assert_eq!((back.id, back.text.as_str()), (7, "hi"));
+        assert_eq!(back.push, m.push);
+        let quiet = Message {
+            push: Err(SkipReason::PushDisabled),
+            ..m
+        };
+        let back = decode_message(&encode_message(&quiet)).unwrap();
+        assert_eq!(back.push, Err(SkipReason::PushDisabled));
+        assert!(decode_message(b"\x01").is_err());
     }
 }

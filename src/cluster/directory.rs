@@ -107,7 +107,7 @@ pub struct RoutedDevice {
     pub node_down: bool,
 }
 
-fn location(d: &StoredDevice) -> Option<Location> {
+pub(crate) fn location(d: &StoredDevice) -> Option<Location> {
     d.node.as_ref().map(|n| Location {
         node: n.clone(),
         conn: d.conn,

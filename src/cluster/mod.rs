@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod keys;
 pub mod limiter;
 pub mod membership;
+pub mod node;
 pub mod reaper;
 pub mod scripts;
 
@@ -136,6 +137,11 @@ impl Cluster {
         };
         c.check().await?;
         Ok(c)
+    }
+
+    /// How long a `PushOnline` device keeps getting notifications, in seconds.
+    pub fn retention(&self) -> u64 {
+        self.retention
     }
 
     pub fn config(&self) -> &ClusterConfig {

@@ -23,6 +23,7 @@ const CHUNK: usize = 500;
 pub struct ReapedDevice {
     pub user: String,
     pub device: String,
+    pub platform: crate::domain::Platform,
     pub state: DeviceState,
 }
 
@@ -141,9 +142,10 @@ impl Cluster {
                 };
                 async move {
                     let r = self.disconnect_if_at(u, d, &at, now).await?;
-                    Ok::<_, ClusterError>(r.map(|(state, _)| ReapedDevice {
+                    Ok::<_, ClusterError>(r.map(|(state, rec)| ReapedDevice {
                         user: u.to_string(),
                         device: d.to_string(),
+                        platform: rec.platform,
                         state,
                     }))
                 }

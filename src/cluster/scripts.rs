@@ -92,3 +92,11 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 "#;
+
+/// Message id blocks: KEYS[1] pg:msgid; ARGV[1] floor (`now_millis << 12`, so ids keep growing
+/// across a switch from embedded mode), ARGV[2] block size. Returns the block's end (exclusive).
+pub const MSG_ID_BLOCK: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCRBY', KEYS[1], ARGV[2])
+"#;
