@@ -345,11 +345,12 @@ fn cross_node_delivery_reaches_a_websocket_on_another_node_in_order() {
         assert!(got.iter().any(|(t, _)| t == "local"));
         // Latency from the start of the accepting request to the frame (reported, not asserted:
         // a shared machine).
-        let acc = accepted.lock().unwrap();
-        let mut lat: Vec<u128> = got
-            .iter()
-            .filter_map(|(t, at)| acc.get(t).map(|t0| at.duration_since(*t0).as_micros()))
-            .collect();
+        let mut lat: Vec<u128> = {
+            let acc = accepted.lock().unwrap();
+            got.iter()
+                .filter_map(|(t, at)| acc.get(t).map(|t0| at.duration_since(*t0).as_micros()))
+                .collect()
+        };
         lat.sort_unstable();
         if !lat.is_empty() {
             eprintln!(

@@ -12,8 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// The directory's futures run on the caller's actix arbiter: they need not be `Send`.
-pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The operations that change or read a user's devices, and the delivery bookkeeping of the
 /// connections held here, when the registry is shared by several nodes.
