@@ -408,8 +408,9 @@ fn unreplicated_writes_fail_or_are_counted_as_configured() {
             .login("carol", Platform::Android, "d1", None, now())
             .await
             .unwrap_err();
+        // `got` is 1 when the one replica answers within the timeout, 0 on a loaded machine.
         assert!(
-            matches!(e, ClusterError::Unreplicated { got: 1, want: 2 }),
+            matches!(e, ClusterError::Unreplicated { got, want: 2 } if got < 2),
             "{e}"
         );
         assert_eq!(e.retry_after_secs(), Some(1), "503 with Retry-After");
