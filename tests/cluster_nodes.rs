@@ -96,16 +96,20 @@ impl Gateway {
         format!("http://{}{path}", self.addr)
     }
 
-    fn ws_url(&self, user: &str, device: &str) -> String {
+    fn ws_url(&self, user: &str, platform: &str, device: &str) -> String {
         let sig = UserSigKey::new(SDKAPPID, USERSIG_KEY).generate(user, 3600);
         format!(
-            "ws://{}/v1/ws?sdkappid={SDKAPPID}&identifier={user}&usersig={sig}&platform=Android&device={device}",
+            "ws://{}/v1/ws?sdkappid={SDKAPPID}&identifier={user}&usersig={sig}&platform={platform}&device={device}",
             self.addr
         )
     }
 
     async fn connect(&self, user: &str, device: &str) -> Ws {
-        let (ws, res) = tokio_tungstenite::connect_async(self.ws_url(user, device))
+        self.connect_as(user, "Android", device).await
+    }
+
+    async fn connect_as(&self, user: &str, platform: &str, device: &str) -> Ws {
+        let (ws, res) = tokio_tungstenite::connect_async(self.ws_url(user, platform, device))
             .await
             .unwrap_or_else(|e| panic!("websocket to {}: {e}", self.name));
         assert_eq!(res.status(), 101);
@@ -192,6 +196,28 @@ async fn next_message(ws: &mut Ws) -> Option<(u64, String)> {
         }
     }
     None
+}
+
+/// Reads until a `kicked` frame; how long after `since` it arrived.
+async fn wait_kicked(ws: &mut Ws, since: Instant, within: Duration) -> Duration {
+    let kicked = tokio::time::timeout(within, async {
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(WsMessage::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON frame");
+                    if v["type"] == "kicked" {
+                        return true;
+                    }
+                }
+                Ok(WsMessage::Close(_)) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(kicked, Ok(true), "a kicked frame within {within:?}");
+    since.elapsed()
 }
 
 /// Sockets of `pid` that are not listening (ESTABLISHED, SYN_SENT, …), from /proc.
@@ -470,6 +496,95 @@ fn a_killed_gateways_devices_go_push_online_and_its_unacked_messages_are_pushed(
             DEVICES * MESSAGES,
             killed.elapsed().as_secs_f64(),
             emu.received().len()
+        );
+    });
+}
+
+/// §13.2 #3: a reconnect on another node, the PerPlatform policy across nodes, and a kick
+/// through a third node each close the socket where it is.
+#[test]
+fn logins_and_kicks_close_sockets_on_other_nodes() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(180, async {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = emulator();
+        let (nodes, _) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        let within = Duration::from_secs(5);
+
+        // The same device reconnects on node 3 while connected on node 2.
+        let mut old = nodes[1].connect("alice", "d1").await;
+        let t0 = Instant::now();
+        let _new = nodes[2].connect("alice", "d1").await;
+        let took = wait_kicked(&mut old, t0, within).await;
+        let v = nodes[0].user("alice").await;
+        assert_eq!(v["devices"][0]["state"], "Online");
+        assert!(
+            v["devices"][0]["node"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("gw-3#"),
+            "{v}"
+        );
+
+        // PerPlatform (the default): a second Android device on node 3 kicks the one on node 2.
+        let mut a1 = nodes[1].connect("bob", "a1").await;
+        let t0 = Instant::now();
+        let _a2 = nodes[2].connect("bob", "a2").await;
+        let took_policy = wait_kicked(&mut a1, t0, within).await;
+        let v = nodes[0].user("bob").await;
+        let state = |d: &str| {
+            v["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["device"] == d)
+                .map(|x| x["state"].clone())
+        };
+        assert_eq!(state("a1"), Some(json!("Offline")), "{v}");
+        assert_eq!(state("a2"), Some(json!("Online")), "{v}");
+
+        // The IM cluster kicks carol through node 1: her sockets on nodes 2 and 3 close.
+        let mut c2 = nodes[1].connect_as("carol", "Android", "phone").await;
+        let mut c3 = nodes[2].connect_as("carol", "Web", "web").await;
+        let t0 = Instant::now();
+        let (s, r) = nodes[0]
+            .api(
+                reqwest::Method::POST,
+                "/v1/sessions/events",
+                Some(json!({"events": [
+                    {"user": "carol", "platform": "Android", "device": "phone", "action": "kicked"},
+                    {"user": "carol", "platform": "Web", "device": "web", "action": "kicked"}
+                ]})),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+        assert!(
+            r["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["ok"] == true),
+            "{r}"
+        );
+        let took_2 = wait_kicked(&mut c2, t0, within).await;
+        let took_3 = wait_kicked(&mut c3, t0, within).await;
+        let v = nodes[0].user("carol").await;
+        assert!(
+            v["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["state"] == "Offline"),
+            "{v}"
+        );
+        eprintln!(
+            "kicked frame after the action began (handshake / request included): reconnect {} ms, policy {} ms, REST kick {} / {} ms",
+            took.as_millis(),
+            took_policy.as_millis(),
+            took_2.as_millis(),
+            took_3.as_millis()
         );
     });
 }

@@ -785,7 +785,12 @@ impl RemoteDirectory for ClusterNode {
                     message: "the gateway is stopping".into(),
                 });
             };
-            this.session_event(&gw, &ev, Some(conn)).await.map(|_| ())
+            match this.session_event(&gw, &ev, Some(conn)).await {
+                Ok(_) => Ok(()),
+                // A newer connection of the device replaced this one: nothing to change.
+                Err(e) if e.code() == ErrorCode::StaleConnection => Ok(()),
+                Err(e) => Err(e),
+            }
         })
     }
 
