@@ -244,6 +244,10 @@ pub async fn run_with(
     let Prepared {
         gateway, writer, ..
     } = prepared;
+    // Cluster mode: this node's devices turn PushOnline and its unacked messages go to push.
+    if let Some(remote) = gateway.remote() {
+        remote.leave(&gateway).await;
+    }
     // Every acknowledged change is already synced; this drains what is queued and stops the
     // senders and the writer.
     gateway.shutdown().await;

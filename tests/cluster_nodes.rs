@@ -29,6 +29,7 @@ struct Gateway {
     child: Child,
     addr: String,
     name: String,
+    data: std::path::PathBuf,
 }
 
 impl Gateway {
@@ -40,7 +41,8 @@ impl Gateway {
         std::fs::write(
             &conf,
             format!(
-                "[push]\nlinger_ms = 2\nvendor_timeout_ms = 2000\n\n[cluster]\n\
+                "[http]\nshutdown_timeout_secs = 2\n\n\
+                 [push]\nlinger_ms = 2\nvendor_timeout_ms = 2000\n\n[cluster]\n\
                  # A shared 2-core machine: a replica's ack can take longer than 50 ms.\n\
                  wait_timeout_ms = 2000\nnode_lease_ms = {LEASE_MS}\nnode_renew_ms = 1000\n"
             ),
@@ -89,7 +91,15 @@ impl Gateway {
             child,
             addr,
             name: name.to_string(),
+            data,
         }
+    }
+
+    /// The last lines the process logged (for failure messages).
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data.join("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     fn url(&self, path: &str) -> String {
@@ -150,6 +160,22 @@ impl Gateway {
             .await;
         assert_eq!(s, 200, "{v}");
         v
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; whether it exited 0.
+    async fn terminate(&mut self, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// kill -9 (Child::kill sends SIGKILL).
@@ -585,6 +611,80 @@ fn logins_and_kicks_close_sockets_on_other_nodes() {
             took_policy.as_millis(),
             took_2.as_millis(),
             took_3.as_millis()
+        );
+    });
+}
+
+/// §13.2 #9: SIGTERM drains a node: its devices are PushOnline as soon as it has exited (no
+/// lease expiry to wait for), its unacked messages are pushed, its inbox is deleted and it has
+/// left the node list.
+#[test]
+fn sigterm_drains_a_node_into_push() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    const DEVICES: usize = 10;
+    bounded(180, async {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = emulator();
+        let (mut nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        let mut sockets = Vec::new();
+        for i in 0..DEVICES {
+            let user = format!("t{i}");
+            sockets.push(nodes[1].connect(&user, "d1").await);
+            let (s, v) = nodes[0]
+                .api(
+                    reqwest::Method::PUT,
+                    "/v1/push-tokens",
+                    Some(json!({"user": user, "device": "d1", "certificate_id": cert,
+                                "token": regid(&user)})),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let v = nodes[2].send(&user, "bob", "unacked").await;
+            assert_eq!(v["results"][0]["outcome"], "online", "{v}");
+        }
+        let holder = nodes[0].user("t0").await["devices"][0]["node"]
+            .as_str()
+            .expect("node")
+            .to_string();
+        for ws in sockets.iter_mut() {
+            let got = tokio::time::timeout(Duration::from_secs(10), next_message(ws)).await;
+            assert!(matches!(got, Ok(Some(_))), "a frame arrived");
+        }
+        let t0 = Instant::now();
+        assert!(nodes[1].terminate(Duration::from_secs(20)).await, "exit 0");
+        let exited = t0.elapsed();
+        for i in 0..DEVICES {
+            let v = nodes[0].user(&format!("t{i}")).await;
+            assert_eq!(v["devices"][0]["state"], "PushOnline", "t{i}: {v}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pushed = emu
+                .received()
+                .iter()
+                .filter(|n| n.description == "unacked")
+                .map(|n| n.regid.clone())
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            if pushed == DEVICES {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{pushed} of {DEVICES} pushed; the stopped node's log:\n{}",
+                nodes[1].log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let key = format!("pg:{{n:{holder}}}:in");
+        assert_eq!(rc.cli(rc.base, &["-c", "EXISTS", &key]).trim(), "0");
+        let members = rc.cli(rc.base, &["-c", "ZRANGE", "pg:nodes", "0", "-1"]);
+        assert!(!members.contains(&holder), "{members}");
+        eprintln!(
+            "SIGTERM: exited after {:.1} s with {DEVICES} devices PushOnline",
+            exited.as_secs_f64()
         );
     });
 }

@@ -52,6 +52,8 @@ pub struct ClusterNode {
     outstanding: Mutex<Outstanding>,
     /// The current block of message ids: next, end (exclusive).
     ids: tokio::sync::Mutex<(u64, u64)>,
+    /// Set by a graceful stop: the background loops end (the lease must not be renewed again).
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// A cluster failure as the API shows it: the caller's mistakes keep their codes, the store's
@@ -97,6 +99,7 @@ impl ClusterNode {
             delivered: Mutex::new(HashMap::new()),
             outstanding: Mutex::new(Outstanding::default()),
             ids: tokio::sync::Mutex::new((0, 0)),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         });
         let _ = node.gateway.set(Arc::downgrade(gw));
         if let Err(e) = node.refresh_view().await {
@@ -119,7 +122,11 @@ impl ClusterNode {
         &self.cluster
     }
 
+    /// The gateway, while this node is running (None once it leaves).
     fn gw(&self) -> Option<Arc<Gateway>> {
+        if self.leaving.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.gateway.get().and_then(Weak::upgrade)
     }
 
@@ -752,6 +759,27 @@ impl ReapSink for GatewaySink<'_> {
     }
 }
 
+/// A leaving node's sink: webhooks at once, notifications collected for a peer.
+struct HandOff<'a> {
+    gw: &'a Gateway,
+    pushes: Vec<ReapPush>,
+}
+
+impl ReapSink for HandOff<'_> {
+    fn device(&mut self, d: &ReapedDevice) {
+        self.gw.notify_state_change(StateChange::now(
+            d.user.clone(),
+            d.platform.as_str(),
+            StateAction::DisconnectLinkClose,
+            None,
+        ));
+    }
+
+    fn push(&mut self, p: ReapPush) {
+        self.pushes.push(p);
+    }
+}
+
 /// A ticket that resolves when `fut` does (the WebSocket surface awaits tickets).
 fn ticket_of(
     fut: impl std::future::Future<Output = Result<(), GatewayError>> + 'static,
@@ -915,6 +943,76 @@ impl RemoteDirectory for ClusterNode {
         message: Arc<Message>,
     ) -> BoxFut<'a, Result<Vec<RecipientResult>, GatewayError>> {
         Box::pin(self.do_send(gw, req, message))
+    }
+
+    fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            self.leaving
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let me = self.me();
+            let _ = self.refresh_view().await;
+            // The reaper's work, done by the node itself: devices still here turn PushOnline,
+            // whatever its inbox holds goes to push, its keys go. The notifications are handed
+            // to a live peer (its inbox, connection 0: no session there, so it pushes them):
+            // this process's senders stop with it, possibly before they have sent.
+            let mut sink = HandOff {
+                gw,
+                pushes: Vec::new(),
+            };
+            match self.cluster.reap_node(&me, &me, &mut sink).await {
+                Ok(Some(r)) => tracing::info!(
+                    devices = r.devices.len(),
+                    pushed = r.pushed,
+                    redelivered = r.redelivered,
+                    "left the cluster"
+                ),
+                Ok(None) => tracing::warn!("another node is reaping this one"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leaving the cluster failed; the lease expiry will reap this node")
+                }
+            }
+            if let Err(e) = self.cluster.leave_node(&me).await {
+                tracing::warn!(error = %e, "removing this node's keys failed");
+            }
+            let peers: Vec<String> = self
+                .alive
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|n| **n != me)
+                .cloned()
+                .collect();
+            for (i, p) in sink.pushes.into_iter().enumerate() {
+                let target = InboxTarget {
+                    user: p.user.clone(),
+                    device: p.device.clone(),
+                    conn: 0,
+                    also_pushed: false,
+                };
+                if let Some(peer) = peers.get(i % peers.len().max(1)) {
+                    match self
+                        .cluster
+                        .inbox_push(peer, EntryKind::Redeliver, &p.msg, &[target])
+                        .await
+                    {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "handing a notification to a peer failed")
+                        }
+                    }
+                }
+                GatewaySink { node: self, gw }.push(p);
+            }
+            // The drained notifications are in this node's senders: let them go out before the
+            // senders stop (bounded).
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline
+                && gw.certificates().iter().any(|c| gw.queued(c.cert().id) > 0)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
     }
 
     fn acked(&self, conn: ConnId, id: u64) {

@@ -79,6 +79,10 @@ pub trait RemoteDirectory: Send + Sync {
         message: Arc<Message>,
     ) -> BoxFut<'a, Result<Vec<RecipientResult>, GatewayError>>;
 
+    /// Graceful stop (§7.9): this node's devices turn PushOnline, its unfinished inbox entries
+    /// go to push, and it leaves the cluster. The caller has stopped accepting.
+    fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()>;
+
     /// The client of `conn` acked message `id`.
     fn acked(&self, conn: ConnId, id: u64);
 
