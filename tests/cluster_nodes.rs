@@ -326,6 +326,10 @@ fn cross_node_delivery_reaches_a_websocket_on_another_node_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let emu = emulator();
         let (nodes, _) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        for n in &nodes {
+            let (s, _) = n.api(reqwest::Method::GET, "/readyz", None).await;
+            assert_eq!(s, 200, "{} ready with its lease held", n.name);
+        }
         let mut ws = nodes[1].connect("alice", "d1").await;
         let alice = nodes[0].user("alice").await;
         let holder = alice["devices"][0]["node"]

@@ -1015,6 +1015,10 @@ impl RemoteDirectory for ClusterNode {
         })
     }
 
+    fn is_ready(&self) -> bool {
+        !self.leaving.load(std::sync::atomic::Ordering::Relaxed) && self.lease.is_held()
+    }
+
     fn acked(&self, conn: ConnId, id: u64) {
         let entry = self
             .delivered

@@ -83,6 +83,9 @@ pub trait RemoteDirectory: Send + Sync {
     /// go to push, and it leaves the cluster. The caller has stopped accepting.
     fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()>;
 
+    /// Whether this node may serve (its cluster lease is held); `/readyz` reflects it.
+    fn is_ready(&self) -> bool;
+
     /// The client of `conn` acked message `id`.
     fn acked(&self, conn: ConnId, id: u64);
 
