@@ -14,6 +14,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "proc_stat.rs"]
+#[allow(dead_code)] // vm_rss_kib is ws_hold's
+mod proc_stat;
+use proc_stat::{clock_ticks_per_sec, cpu_seconds};
+
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -138,6 +143,10 @@ async fn main() {
     let cert: u64 = arg("--certificate-id", 1001u64);
     let devices: usize = arg("--devices", 10_000usize);
     let concurrency: usize = arg("--concurrency", 64usize).max(1);
+    // With the gateway's pid, each phase also reports the gateway's CPU-seconds.
+    let pid: u32 = arg("--pid", 0u32);
+    let ticks = clock_ticks_per_sec();
+    let gateway_cpu = move || (pid != 0).then(|| cpu_seconds(pid, ticks)).flatten();
     let http = match reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(60))
@@ -160,6 +169,7 @@ async fn main() {
     let chunks = devices.div_ceil(EVENTS_PER_REQUEST);
     let chunk = move |k: usize| k * EVENTS_PER_REQUEST..((k + 1) * EVENTS_PER_REQUEST).min(devices);
 
+    let cpu0 = gateway_cpu();
     let a = api.clone();
     let login_secs = run_phase(chunks, concurrency.min(16), move |k| {
         let a = a.clone();
@@ -171,6 +181,7 @@ async fn main() {
     })
     .await;
 
+    let cpu1 = gateway_cpu();
     let with_token: Vec<usize> = (0..devices).filter(|i| has_token(*i)).collect();
     let reports = with_token.len();
     let with_token = Arc::new(with_token);
@@ -188,6 +199,7 @@ async fn main() {
     })
     .await;
 
+    let cpu2 = gateway_cpu();
     let a = api.clone();
     let leave_secs = run_phase(chunks, concurrency.min(16), move |k| {
         let a = a.clone();
@@ -203,6 +215,8 @@ async fn main() {
     })
     .await;
 
+    let cpu3 = gateway_cpu();
+    let used = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
     let errors = api.errors.load(Ordering::Relaxed);
     let first_error = api
         .first_error
@@ -225,6 +239,11 @@ async fn main() {
             "leave_events_per_sec": leave_events as f64 / leave_secs,
             "errors": errors,
             "first_error": first_error,
+            "gateway_cpu_seconds": {
+                "login": used(cpu0, cpu1),
+                "token": used(cpu1, cpu2),
+                "leave": used(cpu2, cpu3),
+            },
         })
     );
     if errors > 0 {
