@@ -15,7 +15,6 @@ use pushgate::config::{ClusterConfig, ClusterMode, OnUnreplicated};
 use pushgate::domain::{DeviceEvent, DeviceState, MultiDevicePolicy, OfflineReason, Platform};
 use pushgate::registry::RegistryError;
 use redis_cluster::RedisCluster;
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,64 +176,6 @@ fn user_records_change_by_cas_and_concurrent_logins_all_land() {
     });
 }
 
-/// Every token entry in the keyspace against every user hash: each token is held by exactly
-/// the device its entry names (the cluster version of `Registry::check_invariants`).
-fn check_token_invariant(rc: &RedisCluster) {
-    let mut index: HashMap<String, String> = HashMap::new();
-    let mut held: HashMap<String, Vec<String>> = HashMap::new();
-    for port in rc.masters() {
-        let tokens = rc.cli(port, &["--scan", "--pattern", keys::TOKEN_PATTERN]);
-        for key in tokens.lines().filter(|k| !k.is_empty()) {
-            let o = rc.cli(port, &["hget", key, "o"]);
-            let t = rc.cli(port, &["hget", key, "k"]);
-            index.insert(t.trim_end().to_string(), o.trim_end().replace('\0', "/"));
-        }
-        let users = rc.cli(port, &["--scan", "--pattern", "pg:{u:*}"]);
-        for key in users
-            .lines()
-            .filter(|k| !k.is_empty() && !k.ends_with(":last"))
-        {
-            let user = key.trim_start_matches("pg:{u:").trim_end_matches('}');
-            let raw = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "--no-raw", "hkeys", key])
-                .output()
-                .unwrap();
-            let fields = String::from_utf8_lossy(&raw.stdout).into_owned();
-            for f in fields.lines() {
-                let f = f.split_once(") ").map_or(f, |x| x.1).trim_matches('"');
-                let Some(dev) = f.strip_prefix("d:") else {
-                    continue;
-                };
-                let bytes = std::process::Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "--raw", "hget", key, f])
-                    .output()
-                    .unwrap()
-                    .stdout;
-                let body = &bytes[..bytes.len().saturating_sub(1)];
-                let d = pushgate::cluster::codec::StoredDevice::decode(body)
-                    .unwrap_or_else(|e| panic!("record {key} {f}: {e}"));
-                if let Some(t) = d.token() {
-                    held.entry(t.to_string())
-                        .or_default()
-                        .push(format!("{user}/{dev}"));
-                }
-            }
-        }
-    }
-    for (t, holders) in &held {
-        assert_eq!(holders.len(), 1, "token {t} held by {holders:?}");
-        assert_eq!(
-            index.get(t),
-            Some(&holders[0]),
-            "token {t}: index and holder differ"
-        );
-    }
-    let held_set: HashSet<&String> = held.keys().collect();
-    for t in index.keys() {
-        assert!(held_set.contains(t), "index entry {t} without a holder");
-    }
-}
-
 #[test]
 fn tokens_move_between_users_and_are_never_bound_twice() {
     let Some(rc) = RedisCluster::start() else {
@@ -267,7 +208,7 @@ fn tokens_move_between_users_and_are_never_bound_twice() {
             }
         });
         futures_util::future::join_all(reports).await;
-        check_token_invariant(&rc);
+        rc.check_token_invariant();
 
         // 50 tokens move to other users through other nodes...
         let moves = (0..50).map(|i| {
@@ -302,7 +243,7 @@ fn tokens_move_between_users_and_are_never_bound_twice() {
             }
         });
         futures_util::future::join_all(pairs).await;
-        check_token_invariant(&rc);
+        rc.check_token_invariant();
 
         // A vendor's "bad token" unbinds it everywhere; a cleared token leaves the index.
         let (u, d, rec) = nodes[2].unbind_token("tok-0").await.unwrap().unwrap();
@@ -317,7 +258,7 @@ fn tokens_move_between_users_and_are_never_bound_twice() {
             "u1 lost it"
         );
         assert_eq!(nodes[0].token_owner("tok-1").await.unwrap(), None);
-        check_token_invariant(&rc);
+        rc.check_token_invariant();
     });
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -144,6 +145,71 @@ impl RedisCluster {
     pub fn kill9(&self, port: u16) {
         let pid = self.pid(port);
         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+
+    /// Every token entry in the keyspace against every user hash: each token is held by exactly
+    /// the device its entry names (the cluster version of `Registry::check_invariants`).
+    pub fn check_token_invariant(&self) {
+        let mut index: HashMap<String, String> = HashMap::new();
+        let mut held: HashMap<String, Vec<String>> = HashMap::new();
+        for port in self.masters() {
+            let tokens = self.cli(
+                port,
+                &[
+                    "--scan",
+                    "--pattern",
+                    pushgate::cluster::keys::TOKEN_PATTERN,
+                ],
+            );
+            for key in tokens.lines().filter(|k| !k.is_empty()) {
+                let o = self.cli(port, &["hget", key, "o"]);
+                let t = self.cli(port, &["hget", key, "k"]);
+                index.insert(t.trim_end().to_string(), o.trim_end().replace('\0', "/"));
+            }
+            let users = self.cli(port, &["--scan", "--pattern", "pg:{u:*}"]);
+            for key in users
+                .lines()
+                .filter(|k| !k.is_empty() && !k.ends_with(":last"))
+            {
+                let user = key.trim_start_matches("pg:{u:").trim_end_matches('}');
+                let raw = std::process::Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "--no-raw", "hkeys", key])
+                    .output()
+                    .unwrap();
+                let fields = String::from_utf8_lossy(&raw.stdout).into_owned();
+                for f in fields.lines() {
+                    let f = f.split_once(") ").map_or(f, |x| x.1).trim_matches('"');
+                    let Some(dev) = f.strip_prefix("d:") else {
+                        continue;
+                    };
+                    let bytes = std::process::Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "--raw", "hget", key, f])
+                        .output()
+                        .unwrap()
+                        .stdout;
+                    let body = &bytes[..bytes.len().saturating_sub(1)];
+                    let d = pushgate::cluster::codec::StoredDevice::decode(body)
+                        .unwrap_or_else(|e| panic!("record {key} {f}: {e}"));
+                    if let Some(t) = d.token() {
+                        held.entry(t.to_string())
+                            .or_default()
+                            .push(format!("{user}/{dev}"));
+                    }
+                }
+            }
+        }
+        for (t, holders) in &held {
+            assert_eq!(holders.len(), 1, "token {t} held by {holders:?}");
+            assert_eq!(
+                index.get(t),
+                Some(&holders[0]),
+                "token {t}: index and holder differ"
+            );
+        }
+        let held_set: HashSet<&String> = held.keys().collect();
+        for t in index.keys() {
+            assert!(held_set.contains(t), "index entry {t} without a holder");
+        }
     }
 
     /// Restarts a killed server (it rejoins as a replica).
