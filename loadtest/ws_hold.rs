@@ -158,10 +158,10 @@ async fn main() {
         });
     }
     drop(up_tx);
-    let mut done = 0;
+    let mut done = 0u64;
     while up_rx.recv().await.is_some() {
         done += 1;
-        if done % 1000 == 0 {
+        if done.is_multiple_of(1000) {
             eprintln!("{done} handshakes done");
         }
     }

@@ -85,6 +85,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub push: PushConfig,
     pub store: StoreConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +151,100 @@ pub struct StoreConfig {
     pub max_group: usize,
 }
 
+/// Whether this node is alone (embedded fjall store) or one of several over Redis Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterMode {
+    /// One node, fjall under `data_dir`, no network client: the default.
+    #[default]
+    Embedded,
+    /// Several nodes sharing a Redis Cluster (>= 7.0), shared/cluster.md.
+    Redis,
+}
+
+/// What an acknowledged write does when fewer replicas than `wait_replicas` confirm it in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnreplicated {
+    /// 503 + Retry-After: nothing is acknowledged that a master failover could lose.
+    #[default]
+    Fail,
+    /// Answer anyway and count `pushgate_redis_unreplicated_writes_total`.
+    Accept,
+}
+
+/// A secret that must never reach a log line or an API answer.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `[cluster]`: shared/cluster.md §11. Only read in `redis` mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub mode: ClusterMode,
+    /// This node's name; `#<incarnation>` is appended at each start. Default: the host name.
+    pub node_name: Option<String>,
+    /// Seed nodes, `redis://host:port` (or `rediss://` with `redis_tls`).
+    pub redis_nodes: Vec<String>,
+    pub redis_username: Option<String>,
+    /// Only from `PUSHGATE_REDIS_PASSWORD`: a password in a config file ends up in backups.
+    #[serde(skip)]
+    pub redis_password: Option<Secret>,
+    pub redis_tls: bool,
+    /// One Redis request's timeout.
+    pub response_timeout_ms: u64,
+    /// A whole operation's timeout, retries on a new topology included.
+    pub overall_timeout_ms: u64,
+    pub retries: u32,
+    /// Replicas an acknowledged write waits for (`WAIT`); 0 = no WAIT.
+    pub wait_replicas: u32,
+    pub wait_timeout_ms: u64,
+    pub on_unreplicated: OnUnreplicated,
+    /// A node's lease; must comfortably exceed a Redis failover (about 4 s with a 2 s
+    /// cluster-node-timeout, §6).
+    pub node_lease_ms: u64,
+    pub node_renew_ms: u64,
+    pub cert_lease_ms: u64,
+    /// Entries queued in one node's inbox before senders fall back to push.
+    pub inbox_capacity: u64,
+    /// Notifications queued per certificate (`push.queue_capacity` in redis mode).
+    pub cert_queue_capacity: u64,
+    pub cert_poll_max_ms: u64,
+    pub verify_token_owner: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            mode: ClusterMode::Embedded,
+            node_name: None,
+            redis_nodes: Vec::new(),
+            redis_username: None,
+            redis_password: None,
+            redis_tls: false,
+            response_timeout_ms: 1_000,
+            overall_timeout_ms: 3_000,
+            retries: 5,
+            wait_replicas: 1,
+            wait_timeout_ms: 50,
+            on_unreplicated: OnUnreplicated::Fail,
+            node_lease_ms: 10_000,
+            node_renew_ms: 2_000,
+            cert_lease_ms: 10_000,
+            inbox_capacity: 100_000,
+            cert_queue_capacity: 100_000,
+            cert_poll_max_ms: 20,
+            verify_token_owner: false,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -171,6 +266,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             push: PushConfig::default(),
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -343,6 +439,31 @@ impl Config {
         if let Some(v) = env_parse(env, "PUSHGATE_HEARTBEAT_TIMEOUT_SECS")? {
             cfg.sessions.heartbeat_timeout_secs = v;
         }
+        if let Some(v) = env.var("PUSHGATE_CLUSTER_MODE") {
+            cfg.cluster.mode = match v.as_str() {
+                "embedded" => ClusterMode::Embedded,
+                "redis" => ClusterMode::Redis,
+                _ => {
+                    return Err(ConfigError::Env {
+                        key: "PUSHGATE_CLUSTER_MODE",
+                        message: format!("'{v}' is not one of embedded, redis"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = env.var("PUSHGATE_REDIS_URLS") {
+            cfg.cluster.redis_nodes = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = env.var("PUSHGATE_REDIS_PASSWORD") {
+            cfg.cluster.redis_password = Some(Secret(v));
+        }
+        if let Some(v) = env.var("PUSHGATE_NODE_NAME") {
+            cfg.cluster.node_name = Some(v);
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -388,6 +509,9 @@ impl Config {
         if self.sessions.heartbeat_timeout_secs == 0 {
             return invalid("sessions.heartbeat_timeout_secs", "must be at least 1");
         }
+        if self.cluster.mode == ClusterMode::Redis {
+            self.validate_cluster()?;
+        }
         for t in [&self.admin_token, &self.api_token].into_iter().flatten() {
             if t.len() < 8 {
                 return invalid(
@@ -395,6 +519,67 @@ impl Config {
                     "tokens must be at least 8 characters",
                 );
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if c.redis_nodes.is_empty() {
+            return invalid(
+                "cluster.redis_nodes",
+                "redis mode needs at least one seed node (or PUSHGATE_REDIS_URLS)".into(),
+            );
+        }
+        if c.redis_nodes.iter().any(|u| u.contains('@')) {
+            return invalid(
+                "cluster.redis_nodes",
+                "credentials do not belong in a URL; set PUSHGATE_REDIS_PASSWORD".into(),
+            );
+        }
+        let scheme = if c.redis_tls { "rediss://" } else { "redis://" };
+        if let Some(bad) = c.redis_nodes.iter().find(|u| !u.starts_with(scheme)) {
+            return invalid(
+                "cluster.redis_nodes",
+                format!("'{bad}' must start with {scheme}"),
+            );
+        }
+        // Tokens generated into one node's data_dir would differ on every node.
+        if self.admin_token.is_none() || self.api_token.is_none() {
+            return invalid(
+                "admin_token/api_token",
+                "redis mode needs both tokens configured (the same on every node)".into(),
+            );
+        }
+        if let Some(n) = &c.node_name {
+            if n.is_empty() || n.len() > 64 || n.contains(['#', '{', '}', ' ']) {
+                return invalid(
+                    "cluster.node_name",
+                    format!("'{n}' must be 1-64 characters without '#', '{{', '}}' or spaces"),
+                );
+            }
+        }
+        if c.response_timeout_ms == 0 || c.overall_timeout_ms < c.response_timeout_ms {
+            return invalid(
+                "cluster.overall_timeout_ms",
+                "timeouts must be at least 1 ms and overall >= response".into(),
+            );
+        }
+        if c.node_renew_ms == 0 || c.node_lease_ms < 2 * c.node_renew_ms + 2_000 {
+            return invalid(
+                "cluster.node_lease_ms",
+                "the lease must be at least twice the renew interval plus the 2 s fence margin"
+                    .into(),
+            );
+        }
+        if c.inbox_capacity == 0 || c.cert_queue_capacity == 0 {
+            return invalid(
+                "cluster.inbox_capacity",
+                "queue capacities must be at least 1".into(),
+            );
         }
         Ok(())
     }
@@ -409,6 +594,44 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn cluster_mode_comes_from_the_environment_and_is_checked() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.cluster.mode, ClusterMode::Embedded);
+        let e = Config::load(None, &env(&[("PUSHGATE_CLUSTER_MODE", "raft")])).unwrap_err();
+        assert!(e.to_string().contains("PUSHGATE_CLUSTER_MODE"), "{e}");
+        let e = Config::load(None, &env(&[("PUSHGATE_CLUSTER_MODE", "redis")])).unwrap_err();
+        assert!(e.to_string().contains("cluster.redis_nodes"), "{e}");
+        let base = [
+            ("PUSHGATE_CLUSTER_MODE", "redis"),
+            (
+                "PUSHGATE_REDIS_URLS",
+                "redis://127.0.0.1:7101, redis://127.0.0.1:7102",
+            ),
+            ("PUSHGATE_REDIS_PASSWORD", "hunter2-secret"),
+            ("PUSHGATE_NODE_NAME", "gw-1"),
+        ];
+        let e = Config::load(None, &env(&base)).unwrap_err();
+        assert!(e.to_string().contains("admin_token/api_token"), "{e}");
+        let mut all = base.to_vec();
+        all.extend([
+            ("PUSHGATE_ADMIN_TOKEN", "admin-token-1"),
+            ("PUSHGATE_API_TOKEN", "api-token-12"),
+        ]);
+        let c = Config::load(None, &env(&all)).unwrap();
+        assert_eq!(c.cluster.mode, ClusterMode::Redis);
+        assert_eq!(c.cluster.redis_nodes.len(), 2);
+        assert_eq!(c.cluster.node_name.as_deref(), Some("gw-1"));
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the password is never printed"
+        );
+        let mut bad = all.clone();
+        bad.push(("PUSHGATE_NODE_NAME", "gw#1"));
+        let e = Config::load(None, &env(&bad)).unwrap_err();
+        assert!(e.to_string().contains("cluster.node_name"), "{e}");
     }
 
     #[test]

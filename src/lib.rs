@@ -10,6 +10,8 @@
 
 pub mod api;
 pub mod certs;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod gateway;

@@ -26,6 +26,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("xiaomi client: {0}")]
     Client(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("the server thread ended before it was ready")]
     Aborted,
 }
@@ -158,6 +160,25 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     })
 }
 
+/// In `cluster.mode = "redis"`, connects to Redis Cluster, registers this node and switches the
+/// gateway's registry operations to the shared directory. Embedded: nothing (no client).
+async fn join_cluster(gateway: &Arc<Gateway>) -> Result<(), StartError> {
+    if gateway.config.cluster.mode != crate::config::ClusterMode::Redis {
+        return Ok(());
+    }
+    #[cfg(feature = "cluster")]
+    {
+        crate::cluster::node::ClusterNode::start(gateway)
+            .await
+            .map_err(|e| StartError::Cluster(e.to_string()))?;
+        Ok(())
+    }
+    #[cfg(not(feature = "cluster"))]
+    Err(StartError::Cluster(
+        "cluster.mode = \"redis\" needs a build with the `cluster` feature".into(),
+    ))
+}
+
 /// Binds the listener and returns the server future and its address.
 pub fn bind(
     prepared: &Prepared,
@@ -207,6 +228,7 @@ pub async fn run_with(
     before_bind: impl FnOnce(&Arc<Gateway>),
 ) -> Result<(), StartError> {
     let prepared = prepare(config)?;
+    join_cluster(&prepared.gateway).await?;
     before_bind(&prepared.gateway);
     let ready = Arc::new(AtomicBool::new(false));
     let (server, addr) = bind(&prepared, ready)?;
@@ -222,6 +244,10 @@ pub async fn run_with(
     let Prepared {
         gateway, writer, ..
     } = prepared;
+    // Cluster mode: this node's devices turn PushOnline and its unacked messages go to push.
+    if let Some(remote) = gateway.remote() {
+        remote.leave(&gateway).await;
+    }
     // Every acknowledged change is already synced; this drains what is queued and stops the
     // senders and the writer.
     gateway.shutdown().await;

@@ -74,6 +74,12 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    // Cluster mode: not ready while this node's lease is not trusted (Redis unreachable).
+    if state.gateway.remote().is_some_and(|r| !r.is_ready()) {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("cluster lease not held\n");
+    }
     if state.ready.load(Ordering::Relaxed) {
         HttpResponse::Ok()
             .content_type("text/plain")

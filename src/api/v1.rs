@@ -203,7 +203,7 @@ pub async fn send_message(
         nothing_to_show: false,
         detail: b.detail,
     };
-    let sent = state.gateway.send(&send)?;
+    let sent = state.gateway.send_any(&send).await?;
     Ok(reply(
         &req,
         StatusCode::OK,
@@ -220,7 +220,7 @@ pub async fn user_status(
     state: web::Data<AppState>,
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let devices = state.gateway.user_devices(&user);
+    let devices = state.gateway.user_devices_any(&user).await?;
     let status = crate::gateway::user_status(&devices);
     #[derive(Serialize)]
     struct Out<'a> {

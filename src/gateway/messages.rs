@@ -68,6 +68,23 @@ impl Gateway {
         })
     }
 
+    /// The pipeline with every recipient admitted, through the shared directory in cluster mode
+    /// (where routing reads Redis, so it awaits).
+    pub async fn send_any(&self, req: &SendRequest) -> Result<Sent, GatewayError> {
+        let Some(remote) = self.remote() else {
+            return self.send(req);
+        };
+        self.check_send(req)?;
+        let id = remote.next_message_id().await?;
+        let message = self.build_message_with_id(req, id);
+        let results = remote.send(self, req, message.clone()).await?;
+        Ok(Sent {
+            message,
+            results,
+            not_admitted: 0,
+        })
+    }
+
     /// The pipeline with every recipient admitted.
     pub fn send(&self, req: &SendRequest) -> Result<Sent, GatewayError> {
         self.send_with(req, |_, _| true)
@@ -127,6 +144,10 @@ impl Gateway {
 
     /// Builds the shared message (id, notification text) once.
     fn build_message(&self, req: &SendRequest) -> Arc<Message> {
+        self.build_message_with_id(req, self.next_message_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn build_message_with_id(&self, req: &SendRequest, id: u64) -> Arc<Message> {
         let push = if req.push_disabled {
             Err(SkipReason::PushDisabled)
         } else if req.online_only {
@@ -150,7 +171,7 @@ impl Gateway {
             }
         };
         Arc::new(Message {
-            id: self.next_message_id.fetch_add(1, Ordering::Relaxed),
+            id,
             from: req.from.clone(),
             text: req.text.clone(),
             title: req.title.clone(),

@@ -69,6 +69,9 @@ pub struct Gateway {
     next_message_id: AtomicU64,
     /// `State.StateChange` callbacks of WebSocket sessions (disabled without a webhook URL).
     webhook: WebhookSender,
+    /// The shared registry of cluster mode, set once at start; unset (embedded) the operations
+    /// use `registry` and nothing else.
+    remote: std::sync::OnceLock<Arc<dyn crate::registry::remote::RemoteDirectory>>,
 }
 
 pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
@@ -118,6 +121,7 @@ impl Gateway {
             _ => WebhookSender::disabled(),
         };
         Gateway {
+            remote: std::sync::OnceLock::new(),
             webhook,
             config,
             registry,
@@ -132,6 +136,24 @@ impl Gateway {
             next_cert_id: AtomicU64::new(next),
             // Unique across restarts: milliseconds since the epoch, shifted, then counted.
             next_message_id: AtomicU64::new(now_millis() << 12),
+        }
+    }
+
+    /// Switches the registry operations to a shared directory (cluster mode, at start). Only
+    /// the first call counts.
+    pub fn attach_remote(&self, remote: Arc<dyn crate::registry::remote::RemoteDirectory>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// The shared directory, in cluster mode.
+    pub fn remote(&self) -> Option<&Arc<dyn crate::registry::remote::RemoteDirectory>> {
+        self.remote.get()
+    }
+
+    /// The client of `conn` acked message `id` (cluster mode finishes its inbox entry).
+    pub fn acked(&self, conn: ConnId, id: u64) {
+        if let Some(r) = self.remote() {
+            r.acked(conn, id);
         }
     }
 

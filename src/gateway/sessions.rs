@@ -56,6 +56,28 @@ impl Gateway {
     /// Applies session events in order; each has its own result. Durable changes are on disk
     /// before this returns.
     pub async fn session_events(&self, events: Vec<SessionEvent>) -> Vec<EventResult> {
+        if let Some(remote) = self.remote() {
+            let mut results = Vec::with_capacity(events.len());
+            for ev in events {
+                let r =
+                    match check_id("user", &ev.user).and_then(|_| check_id("device", &ev.device)) {
+                        Ok(()) => remote.session_event(self, &ev, None).await,
+                        Err(e) => Err(id_error(e)),
+                    };
+                results.push(r.unwrap_or_else(|e| EventResult {
+                    user: ev.user.clone(),
+                    device: ev.device.clone(),
+                    ok: false,
+                    state: None,
+                    kicked: vec![],
+                    error: Some(EventError {
+                        code: e.code(),
+                        message: e.to_string(),
+                    }),
+                }));
+            }
+            return results;
+        }
         let mut results = Vec::with_capacity(events.len());
         let mut tickets = Vec::new();
         for ev in events {
@@ -104,6 +126,20 @@ impl Gateway {
     ) {
         if let Err(e) = check_id("user", &ev.user).and_then(|_| check_id("device", &ev.device)) {
             return (Err(id_error(e)), None);
+        }
+        if let (Some(remote), Some(conn)) = (self.remote(), conn) {
+            // Cluster mode: the change is made in the background; the ticket says when it is
+            // acknowledged (the state in the answer is not known before).
+            let ticket = remote.session_event_detached(ev.clone(), conn);
+            let ok = EventResult {
+                user: ev.user.clone(),
+                device: ev.device.clone(),
+                ok: true,
+                state: None,
+                kicked: vec![],
+                error: None,
+            };
+            return (Ok(ok), Some(ticket));
         }
         let durable = !matches!(
             ev.action,
@@ -219,6 +255,9 @@ impl Gateway {
     /// connections get `kicked`.
     pub async fn kick_user(&self, user: &str) -> Result<usize, GatewayError> {
         check_id("user", user).map_err(id_error)?;
+        if let Some(remote) = self.remote() {
+            return remote.kick_user(self, user).await;
+        }
         let devices = self.registry.devices(user);
         let mut tickets = Vec::new();
         let mut n = 0;

@@ -21,6 +21,9 @@ pub struct DeviceView {
     pub token_hint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_id: Option<CertificateId>,
+    /// Cluster mode: the node incarnation holding the device's connection (`gw-2#17`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A user's aggregate state (TIM §5.1): `Online` if any device is, else `PushOnline` if any
@@ -52,6 +55,7 @@ impl Gateway {
             token_bound: d.token.is_some(),
             token_hint: d.token.as_deref().map(crate::domain::token::redact),
             certificate_id: d.token.as_ref().map(|_| d.cert),
+            node: None,
         }
     }
 
@@ -70,6 +74,14 @@ impl Gateway {
     /// Whether the registry knows any device of `user` (no allocation).
     pub fn has_user(&self, user: &str) -> bool {
         self.registry.has_user(user)
+    }
+
+    /// `user_devices`, from the shared directory in cluster mode.
+    pub async fn user_devices_any(&self, user: &str) -> Result<Vec<DeviceView>, GatewayError> {
+        match self.remote() {
+            Some(remote) => remote.user_devices(self, user).await,
+            None => Ok(self.user_devices(user)),
+        }
     }
 
     pub fn user_devices(&self, user: &str) -> Vec<DeviceView> {

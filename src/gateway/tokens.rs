@@ -11,6 +11,12 @@ impl Gateway {
         certificate_id: CertificateId,
         token: &str,
     ) -> Result<DeviceView, GatewayError> {
+        if let Some(remote) = self.remote() {
+            self.check_token_report(user, device, certificate_id, token)?;
+            return remote
+                .report_token(self, user, device, certificate_id, token)
+                .await;
+        }
         let ticket = self.report_token_now(user, device, certificate_id, token)?;
         ticket.wait().await?;
         self.device_view(user, device)
@@ -24,11 +30,14 @@ impl Gateway {
         certificate_id: CertificateId,
         token: &str,
     ) -> Result<crate::store::CommitTicket, GatewayError> {
-        check_id("user", user).map_err(id_error)?;
-        check_id("device", device).map_err(id_error)?;
-        crate::domain::token::check_token_shape(token).map_err(token_error)?;
-        if !self.certs.contains(certificate_id) {
-            return Err(token_error(TokenError::UnknownCertificate(certificate_id)));
+        self.check_token_report(user, device, certificate_id, token)?;
+        if let Some(remote) = self.remote() {
+            return Ok(remote.report_token_detached(
+                user.to_string(),
+                device.to_string(),
+                certificate_id,
+                token.to_string(),
+            ));
         }
         let permit = self.store.reserve()?;
         let out = self
@@ -49,10 +58,29 @@ impl Gateway {
         Ok(permit.send(ops))
     }
 
+    fn check_token_report(
+        &self,
+        user: &str,
+        device: &str,
+        certificate_id: CertificateId,
+        token: &str,
+    ) -> Result<(), GatewayError> {
+        check_id("user", user).map_err(id_error)?;
+        check_id("device", device).map_err(id_error)?;
+        crate::domain::token::check_token_shape(token).map_err(token_error)?;
+        if !self.certs.contains(certificate_id) {
+            return Err(token_error(TokenError::UnknownCertificate(certificate_id)));
+        }
+        Ok(())
+    }
+
     /// Unbinds a device's token (the client disabled offline push).
     pub async fn clear_token(&self, user: &str, device: &str) -> Result<DeviceView, GatewayError> {
         check_id("user", user).map_err(id_error)?;
         check_id("device", device).map_err(id_error)?;
+        if let Some(remote) = self.remote() {
+            return remote.clear_token(self, user, device).await;
+        }
         let permit = self.store.reserve()?;
         let Some(rec) = self.registry.clear_token(user, device) else {
             drop(permit);

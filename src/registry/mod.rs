@@ -9,6 +9,7 @@
 //! and a token stays bound to exactly one device.
 
 mod device;
+pub mod remote;
 
 pub use device::{Device, DeviceList, DeviceRecord};
 

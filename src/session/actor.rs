@@ -244,6 +244,7 @@ impl SessionActor {
             }
             ClientFrame::Ack { id } => {
                 if self.pending.remove(&id).is_some() {
+                    self.gateway.acked(self.conn, id);
                     self.gateway
                         .metrics()
                         .online_deliveries
@@ -397,6 +398,12 @@ impl SessionActor {
     /// gone. Counted in `pushgate_online_deliveries_total`.
     fn fall_back(&self, msg: Arc<Message>, already_pushed: bool) {
         let gw = &self.gateway;
+        if let Some(remote) = gw.remote() {
+            // Cluster mode: the directory re-routes it (any node) and finishes its inbox entry.
+            let (user, device) = (&self.who.user, &self.who.device);
+            remote.fall_back(gw.clone(), self.conn, user, device, msg, already_pushed);
+            return;
+        }
         let result = if already_pushed {
             "fell_back_to_push"
         } else if let Some(conn) = self.newer_connection() {

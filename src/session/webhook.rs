@@ -292,7 +292,7 @@ impl WebhookSender {
                     .fetch_add(1, Ordering::Relaxed)
                     + 1;
                 tracing::debug!(user = %ev.user, "State.StateChange queue full, event dropped");
-                if n == 1 || n % 1000 == 0 {
+                if n == 1 || n.is_multiple_of(1000) {
                     tracing::warn!(
                         dropped = n,
                         "State.StateChange webhook queue full; events are being dropped"
@@ -366,7 +366,7 @@ async fn drain(
                     let n = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::debug!(user = %ev.user, %problem, "State.StateChange webhook failed");
                     // Without the user; rate-limited so a dead receiver does not flood the log.
-                    if n == 1 || n % 1000 == 0 {
+                    if n == 1 || n.is_multiple_of(1000) {
                         tracing::warn!(%problem, failed = n, "State.StateChange webhook failed");
                     }
                 }

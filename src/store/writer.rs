@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
+pub type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
 /// What the writer receives: changes to commit, or the order to finish.
 enum Cmd {
@@ -48,6 +48,13 @@ impl CommitTicket {
         self.0
             .await
             .unwrap_or_else(|_| Err(Arc::new(StoreError::Stopped)))
+    }
+
+    /// A ticket resolved by whoever holds the sender (cluster mode: an acknowledged write to
+    /// Redis, for the callers that wait on tickets).
+    pub fn pending() -> (Reply, CommitTicket) {
+        let (tx, rx) = oneshot::channel();
+        (tx, CommitTicket(rx))
     }
 
     /// A ticket that is already done (nothing to write).

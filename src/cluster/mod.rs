@@ -1,0 +1,334 @@
+//! Cluster mode over Redis Cluster (shared/cluster.md): the registry's second backend, node
+//! leases, per-node inbox streams and the reaper of a dead node.
+//!
+//! Nothing here runs in embedded mode: the server only builds a `Cluster` when
+//! `cluster.mode = "redis"`, so an embedded node opens no network client.
+//!
+//! Three connections per node process (§10): `shared` for reads and unconfirmed writes,
+//! `durable` for the `…; WAIT` pipelines of acknowledged writes (WAIT blocks, and would hold up
+//! everything behind it on the shared multiplexed connection), and one per inbox reader for
+//! `XREAD BLOCK` (`inbox::InboxReader`), with a response timeout longer than the block.
+
+pub mod codec;
+pub mod directory;
+pub mod inbox;
+pub mod keys;
+pub mod limiter;
+pub mod membership;
+pub mod node;
+pub mod reaper;
+pub mod scripts;
+
+use crate::config::{ClusterConfig, OnUnreplicated};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Why a cluster operation failed. Every variant but `Registry` is the store's fault and worth a
+/// retry: the API answers 503 with `retry_after_secs`.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the write reached {got} of {want} replicas in time; it is not acknowledged")]
+    Unreplicated { got: i64, want: u32 },
+    #[error("the record kept changing under concurrent writes; retry")]
+    Contention,
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("Redis Cluster is not usable: {0}")]
+    Startup(String),
+}
+
+impl ClusterError {
+    /// Seconds a client should wait before retrying; `None` for the caller's own mistakes.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ClusterError::Registry(_) => None,
+            _ => Some(1),
+        }
+    }
+}
+
+impl From<redis::RedisError> for ClusterError {
+    fn from(e: redis::RedisError) -> Self {
+        // Credentials go through the builder, never the URL, so the error text carries none.
+        ClusterError::Unavailable(e.to_string())
+    }
+}
+
+impl From<redis::ParsingError> for ClusterError {
+    fn from(e: redis::ParsingError) -> Self {
+        ClusterError::Unavailable(format!("unexpected reply: {e}"))
+    }
+}
+
+/// Counters of the Redis side, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Acknowledged writes that fewer replicas than `wait_replicas` confirmed (accept mode).
+    pub unreplicated_writes: AtomicU64,
+    /// CAS attempts that found a newer version and re-read.
+    pub cas_conflicts: AtomicU64,
+    /// Devices a reaper turned PushOnline/Offline.
+    pub reaped_devices: AtomicU64,
+    /// Redis operations that failed.
+    pub errors: AtomicU64,
+}
+
+/// One node's handle on the Redis Cluster.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    shared: ClusterConnection,
+    durable: ClusterConnection,
+    pub stats: ClusterStats,
+    /// The session rules the directory applies (the embedded registry's settings).
+    policy: crate::domain::MultiDevicePolicy,
+    /// `PushOnline` lifetime in seconds.
+    retention: u64,
+}
+
+fn builder(cfg: &ClusterConfig, response_timeout: Duration) -> ClusterClientBuilder {
+    let mut b = ClusterClientBuilder::new(cfg.redis_nodes.clone())
+        .retries(cfg.retries)
+        .min_retry_wait(100)
+        .max_retry_wait(1_000)
+        .connection_timeout(Duration::from_millis(cfg.response_timeout_ms))
+        .response_timeout(response_timeout)
+        .overall_response_timeout(Some(
+            response_timeout.max(Duration::from_millis(cfg.overall_timeout_ms)),
+        ));
+    if let Some(u) = &cfg.redis_username {
+        b = b.username(u);
+    }
+    if let Some(p) = &cfg.redis_password {
+        b = b.password(&p.0);
+    }
+    b
+}
+
+impl Cluster {
+    /// Connects with the configured timeouts and runs the start-up checks (§11): cluster state
+    /// ok, server ≥ 7.0, `maxmemory-policy noeviction`.
+    pub async fn connect(
+        cfg: &ClusterConfig,
+        policy: crate::domain::MultiDevicePolicy,
+        retention_secs: u64,
+    ) -> Result<Cluster, ClusterError> {
+        if cfg.redis_tls {
+            return Err(ClusterError::Startup(
+                "cluster.redis_tls: this build has no TLS client for Redis".into(),
+            ));
+        }
+        let client = builder(cfg, Duration::from_millis(cfg.response_timeout_ms))
+            .build()
+            .map_err(|e| ClusterError::Startup(e.to_string()))?;
+        let shared = connect_with_timeout(&client, cfg).await?;
+        let durable = connect_with_timeout(&client, cfg).await?;
+        let c = Cluster {
+            cfg: cfg.clone(),
+            shared,
+            durable,
+            stats: ClusterStats::default(),
+            policy,
+            retention: retention_secs,
+        };
+        c.check().await?;
+        Ok(c)
+    }
+
+    /// How long a `PushOnline` device keeps getting notifications, in seconds.
+    pub fn retention(&self) -> u64 {
+        self.retention
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    async fn check(&self) -> Result<(), ClusterError> {
+        let mut conn = self.shared.clone();
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await?;
+        if !info.contains("cluster_state:ok") {
+            return Err(ClusterError::Startup(
+                "CLUSTER INFO does not report cluster_state:ok".into(),
+            ));
+        }
+        // INFO and CONFIG GET go to every master; their answers are checked all together.
+        let server: redis::Value = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        for text in flatten(server) {
+            let Some(version) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .map(str::trim)
+            else {
+                continue;
+            };
+            let major: u32 = version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if major < 7 {
+                return Err(ClusterError::Startup(format!(
+                    "Redis {version} is too old; cluster mode needs >= 7.0"
+                )));
+            }
+        }
+        // An ACL may forbid CONFIG; then the operator is trusted to have set the policy.
+        let policy: Result<redis::Value, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        match policy {
+            Ok(v) => {
+                let words = flatten(v);
+                for pair in words.windows(2) {
+                    if pair[0] == "maxmemory-policy" && pair[1] != "noeviction" {
+                        return Err(ClusterError::Startup(format!(
+                            "maxmemory-policy is {}; it must be noeviction or Redis may delete \
+                             registry keys",
+                            pair[1]
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read maxmemory-policy; assuming noeviction")
+            }
+        }
+        Ok(())
+    }
+
+    /// A clone of the shared connection (multiplexed; clones are cheap).
+    pub fn conn(&self) -> ClusterConnection {
+        self.shared.clone()
+    }
+
+    /// A new dedicated connection whose response timeout covers a blocking read of `block`.
+    pub async fn blocking_connection(
+        &self,
+        block: Duration,
+    ) -> Result<ClusterConnection, ClusterError> {
+        let client = builder(&self.cfg, block + Duration::from_secs(2))
+            .build()
+            .map_err(|e| ClusterError::Startup(e.to_string()))?;
+        connect_with_timeout(&client, &self.cfg).await
+    }
+
+    /// Runs one acknowledged write: the command, then `WAIT wait_replicas wait_timeout_ms` on the
+    /// same connection (a keyless WAIT in a pipeline goes to the first keyed command's slot).
+    pub async fn durable<T: FromRedisValue>(&self, write: Cmd) -> Result<T, ClusterError> {
+        let mut conn = self.durable.clone();
+        let want = self.cfg.wait_replicas;
+        if want == 0 {
+            return self.count_err(write.query_async(&mut conn).await);
+        }
+        let mut p = redis::pipe();
+        p.add_command(write)
+            .cmd("WAIT")
+            .arg(want)
+            .arg(self.cfg.wait_timeout_ms);
+        let (out, got): (T, i64) = self.count_err(p.query_async(&mut conn).await)?;
+        if got < i64::from(want) {
+            match self.cfg.on_unreplicated {
+                OnUnreplicated::Fail => return Err(ClusterError::Unreplicated { got, want }),
+                OnUnreplicated::Accept => {
+                    self.stats
+                        .unreplicated_writes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a read or an unconfirmed write on the shared connection.
+    pub async fn run<T: FromRedisValue>(&self, c: &Cmd) -> Result<T, ClusterError> {
+        let mut conn = self.shared.clone();
+        self.count_err(c.query_async(&mut conn).await)
+    }
+
+    fn count_err<T>(&self, r: redis::RedisResult<T>) -> Result<T, ClusterError> {
+        r.map_err(|e| {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            ClusterError::from(e)
+        })
+    }
+
+    /// Whether Redis answers now (readiness): a PING to a random node within the timeouts.
+    pub async fn ping(&self) -> bool {
+        self.run::<String>(&redis::cmd("PING")).await.is_ok()
+    }
+}
+
+async fn connect_with_timeout(
+    client: &ClusterClient,
+    cfg: &ClusterConfig,
+) -> Result<ClusterConnection, ClusterError> {
+    // redis-rs#1953: getting a connection can hang; bound it.
+    let limit = Duration::from_millis(cfg.overall_timeout_ms + cfg.response_timeout_ms);
+    match tokio::time::timeout(limit, client.get_async_connection()).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(ClusterError::Startup(format!(
+            "cannot connect to {}: {e}",
+            cfg.redis_nodes.join(",")
+        ))),
+        Err(_) => Err(ClusterError::Startup(format!(
+            "no answer from {} within {} ms",
+            cfg.redis_nodes.join(","),
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// Every string in a reply, in order (answers of commands sent to every node come as maps).
+fn flatten(v: redis::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(&b).into_owned()),
+            redis::Value::SimpleString(s) => out.push(s),
+            redis::Value::VerbatimString { text, .. } => out.push(text),
+            redis::Value::Array(items) | redis::Value::Set(items) => {
+                stack.extend(items.into_iter().rev())
+            }
+            redis::Value::Map(pairs) => {
+                for (k, v) in pairs.into_iter().rev() {
+                    stack.push(v);
+                    stack.push(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An EVAL of one of `scripts` with its keys and arguments.
+pub(crate) fn eval(script: &str, keys: &[&str]) -> Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(script).arg(keys.len());
+    for k in keys {
+        c.arg(*k);
+    }
+    c
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

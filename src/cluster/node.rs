@@ -1,0 +1,1069 @@
+//! A gateway node in cluster mode: the `RemoteDirectory` the gateway calls instead of its local
+//! registry when `cluster.mode = "redis"`, and the node's background work — its lease, its view
+//! of the other nodes, the reaper of dead ones, and the reader of its own inbox.
+//!
+//! Every live delivery goes through the holder's inbox stream, a local one too (§7.5): the
+//! stream is the journal of unacked messages, so whatever this node has not finished when it
+//! dies is still there for the reaper. An entry is deleted when every target has acked, has been
+//! re-routed (another connection of the device, or push), or has ended with its session.
+
+use super::codec::{decode_message, encode_message, EntryKind, InboxTarget, StoredDevice};
+use super::directory::{location, route_hash, Location};
+use super::inbox::{InboxEntry, InboxReader, Outstanding};
+use super::membership::{LeaseTick, NodeLease};
+use super::reaper::{ReapPush, ReapSink, ReapedDevice};
+use super::{eval, keys, scripts, Cluster, ClusterError};
+use crate::domain::{now_millis, now_secs, DeviceEvent, DeviceState, UserStatus};
+use crate::gateway::{
+    DeviceView, ErrorCode, EventResult, Gateway, GatewayError, KickedDevice, SendRequest,
+    SessionAction, SessionEvent,
+};
+use crate::push::dispatch::PushQueue;
+use crate::push::{DeviceOutcome, Message, Outcome, PushJob, RecipientResult};
+use crate::registry::remote::{BoxFut, RemoteDirectory};
+use crate::registry::{ConnId, Route, SkipReason};
+use crate::session::webhook::{StateAction, StateChange};
+use crate::session::SessionCommand;
+use crate::store::{CommitTicket, StoreError};
+use compact_str::CompactString;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+/// Message ids taken from `pg:msgid` at a time.
+const ID_BLOCK: u64 = 65_536;
+/// How long one `XREAD` blocks.
+const INBOX_BLOCK: Duration = Duration::from_millis(1_000);
+/// How often the membership view is refreshed and dead nodes are looked for.
+const VIEW_EVERY: Duration = Duration::from_millis(1_000);
+
+/// This node in the cluster.
+pub struct ClusterNode {
+    /// Itself, for the work it spawns from `&self` calls.
+    this: Weak<ClusterNode>,
+    cluster: Arc<Cluster>,
+    lease: NodeLease,
+    gateway: OnceLock<Weak<Gateway>>,
+    /// Incarnations whose lease was alive at the last view.
+    alive: RwLock<HashSet<String>>,
+    /// (connection, message id) → (inbox, entry id) of every message handed to a session here
+    /// and not finished yet.
+    delivered: Mutex<HashMap<(ConnId, u64), (String, String)>>,
+    outstanding: Mutex<Outstanding>,
+    /// The current block of message ids: next, end (exclusive).
+    ids: tokio::sync::Mutex<(u64, u64)>,
+    /// Set by a graceful stop: the background loops end (the lease must not be renewed again).
+    leaving: std::sync::atomic::AtomicBool,
+}
+
+/// A cluster failure as the API shows it: the caller's mistakes keep their codes, the store's
+/// faults are 503 with Retry-After (nothing was acknowledged).
+fn gateway_error(e: ClusterError) -> GatewayError {
+    match e {
+        ClusterError::Registry(r) => r.into(),
+        other => GatewayError::Busy {
+            message: format!("the cluster registry did not acknowledge the change: {other}"),
+        },
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().replace(['#', '{', '}', ' '], "-"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pushgate".into())
+}
+
+impl ClusterNode {
+    /// Connects, registers a new incarnation, attaches itself to the gateway and starts the
+    /// background work. Must run inside an actix system.
+    pub async fn start(gw: &Arc<Gateway>) -> Result<Arc<ClusterNode>, ClusterError> {
+        let cfg = &gw.config.cluster;
+        let cluster = Arc::new(
+            Cluster::connect(
+                cfg,
+                gw.config.sessions.multi_device_policy,
+                gw.config.sessions.push_online_retention_secs,
+            )
+            .await?,
+        );
+        let name = cfg.node_name.clone().unwrap_or_else(host_name);
+        let lease = NodeLease::register(&cluster, &name).await?;
+        let node = Arc::new_cyclic(|this| ClusterNode {
+            this: this.clone(),
+            cluster,
+            lease,
+            gateway: OnceLock::new(),
+            alive: RwLock::new(HashSet::new()),
+            delivered: Mutex::new(HashMap::new()),
+            outstanding: Mutex::new(Outstanding::default()),
+            ids: tokio::sync::Mutex::new((0, 0)),
+            leaving: std::sync::atomic::AtomicBool::new(false),
+        });
+        let _ = node.gateway.set(Arc::downgrade(gw));
+        if let Err(e) = node.refresh_view().await {
+            tracing::warn!(error = %e, "first membership view failed");
+        }
+        gw.attach_remote(node.clone());
+        tracing::info!(node = %node.me(), "joined the cluster");
+        actix_rt::spawn(node.clone().renew_loop());
+        actix_rt::spawn(node.clone().view_loop());
+        actix_rt::spawn(node.clone().inbox_loop());
+        Ok(node)
+    }
+
+    /// This node's current incarnation (`gw-1#17`).
+    pub fn me(&self) -> String {
+        self.lease.incarnation()
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The gateway, while this node is running (None once it leaves).
+    fn gw(&self) -> Option<Arc<Gateway>> {
+        if self.leaving.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.gateway.get().and_then(Weak::upgrade)
+    }
+
+    fn is_alive(&self, node: &str) -> bool {
+        node == self.me()
+            || self
+                .alive
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(node)
+    }
+
+    async fn refresh_view(&self) -> Result<Vec<String>, ClusterError> {
+        let view = self.cluster.node_view().await?;
+        let me = self.me();
+        *self.alive.write().unwrap_or_else(|e| e.into_inner()) = view
+            .iter()
+            .filter(|v| v.alive)
+            .map(|v| v.node.clone())
+            .collect();
+        Ok(view
+            .into_iter()
+            .filter(|v| !v.alive && v.node != me)
+            .map(|v| v.node)
+            .collect())
+    }
+
+    async fn renew_loop(self: Arc<Self>) {
+        let every = Duration::from_millis(self.cluster.config().node_renew_ms.max(100));
+        loop {
+            tokio::time::sleep(every).await;
+            if self.gw().is_none() {
+                return;
+            }
+            match self.lease.tick(&self.cluster).await {
+                Ok(LeaseTick::Renewed) => {}
+                // Sessions are not re-asserted yet (§6): they keep their sockets, and the reaper
+                // of the old incarnation has turned them PushOnline; their next login or event
+                // puts them right.
+                Ok(LeaseTick::Fenced { was, now }) => {
+                    tracing::warn!(%was, %now, "node lease lost; running under a new incarnation")
+                }
+                Err(e) => tracing::warn!(error = %e, "node lease renewal failed"),
+            }
+        }
+    }
+
+    async fn view_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(VIEW_EVERY).await;
+            let Some(gw) = self.gw() else { return };
+            let dead = match self.refresh_view().await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "membership view failed");
+                    continue;
+                }
+            };
+            for node in dead {
+                let mut sink = GatewaySink {
+                    node: &self,
+                    gw: &gw,
+                };
+                match self.cluster.reap_node(&node, &self.me(), &mut sink).await {
+                    Ok(Some(r)) => tracing::info!(
+                        %node,
+                        devices = r.devices.len(),
+                        pushed = r.pushed,
+                        redelivered = r.redelivered,
+                        "reaped a dead node"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(%node, error = %e, "reaping a dead node failed"),
+                }
+            }
+        }
+    }
+
+    async fn inbox_loop(self: Arc<Self>) {
+        let mut reader: Option<(String, InboxReader)> = None;
+        loop {
+            let Some(gw) = self.gw() else { return };
+            let me = self.me();
+            if reader.as_ref().is_none_or(|(n, _)| *n != me) {
+                match InboxReader::new(&self.cluster, &me, INBOX_BLOCK).await {
+                    Ok(r) => reader = Some((me.clone(), r)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the inbox reader");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some((inbox, r)) = reader.as_mut() else {
+                continue;
+            };
+            match r.next().await {
+                Ok((entries, bad)) => {
+                    if !bad.is_empty() {
+                        tracing::warn!(entries = bad.len(), "malformed inbox entries dropped");
+                        let _ = self.cluster.inbox_done(inbox, &bad).await;
+                    }
+                    let inbox = inbox.clone();
+                    for e in entries {
+                        self.handle_entry(&gw, &inbox, e);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the inbox failed");
+                    reader = None;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    fn handle_entry(self: &Arc<Self>, gw: &Arc<Gateway>, inbox: &str, e: InboxEntry) {
+        if e.kind == EntryKind::Kick {
+            for t in &e.targets {
+                let _ = gw.hub().send(
+                    t.conn,
+                    SessionCommand::Kick {
+                        reason: "a newer login or the server ended this session".into(),
+                    },
+                );
+            }
+            self.done_later(inbox.to_string(), e.id);
+            return;
+        }
+        let msg = match decode_message(&e.msg) {
+            Ok(m) => Arc::new(m),
+            Err(err) => {
+                tracing::warn!(error = %err, "undecodable message in the inbox dropped");
+                self.done_later(inbox.to_string(), e.id);
+                return;
+            }
+        };
+        self.outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&e.id, e.targets.len());
+        for t in e.targets {
+            let key = (t.conn, msg.id);
+            self.delivered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, (inbox.to_string(), e.id.clone()));
+            if gw
+                .hub()
+                .send(t.conn, SessionCommand::Deliver(msg.clone()))
+                .is_err()
+            {
+                // Gone or not keeping up: as `Dispatch::online` does, the push path takes over.
+                self.delivered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                let node = self.clone();
+                let (gw, msg, inbox, id) =
+                    (gw.clone(), msg.clone(), inbox.to_string(), e.id.clone());
+                actix_rt::spawn(async move {
+                    let from = Location {
+                        node: inbox.clone(),
+                        conn: t.conn,
+                    };
+                    node.reroute_and_finish(&gw, &t, Some(from), &msg, (inbox, id))
+                        .await;
+                });
+            }
+        }
+    }
+
+    /// Re-routes an unfinished target, then finishes its entry. When Redis cannot be reached
+    /// the entry stays in the stream (the reaper of this incarnation sends it, at least once).
+    async fn reroute_and_finish(
+        self: &Arc<Self>,
+        gw: &Gateway,
+        t: &InboxTarget,
+        from: Option<Location>,
+        msg: &Arc<Message>,
+        entry: (String, String),
+    ) {
+        let label = if t.also_pushed {
+            Ok("fell_back_to_push")
+        } else {
+            self.reroute(gw, &t.user, &t.device, from.as_ref(), msg)
+                .await
+        };
+        match label {
+            Ok(l) => {
+                gw.metrics().online_deliveries.with_label_values(&[l]).inc();
+                self.finish(entry);
+            }
+            Err(e) => tracing::warn!(error = %e, "re-routing an unacked message failed"),
+        }
+    }
+
+    /// One target of an inbox entry is finished; the entry goes when its last one is.
+    fn finish(self: &Arc<Self>, (inbox, id): (String, String)) {
+        let last = self
+            .outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish(&id);
+        if last {
+            self.done_later(inbox, id);
+        }
+    }
+
+    fn done_later(self: &Arc<Self>, inbox: String, id: String) {
+        let node = self.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = node.cluster.inbox_done(&inbox, &[id]).await {
+                tracing::warn!(error = %e, "deleting a finished inbox entry failed");
+            }
+        });
+    }
+
+    /// Where a message that did not reach `device` through connection `from` goes now: its
+    /// newer connection (any node), else push. The metric label of what happened.
+    async fn reroute(
+        &self,
+        gw: &Gateway,
+        user: &str,
+        device: &str,
+        from: Option<&Location>,
+        msg: &Arc<Message>,
+    ) -> Result<&'static str, ClusterError> {
+        let h = self.cluster.read_user(user).await?;
+        let Some(d) = h.get(device) else {
+            gw.metrics().skip(SkipReason::UnknownUser);
+            return Ok("dropped");
+        };
+        let now = now_secs();
+        let at = location(d).filter(|l| Some(l) != from && self.is_alive(&l.node));
+        if let Some(at) = &at {
+            let target = InboxTarget {
+                user: user.to_string(),
+                device: device.to_string(),
+                conn: at.conn,
+                also_pushed: false,
+            };
+            if self
+                .cluster
+                .inbox_push(
+                    &at.node,
+                    EntryKind::Redeliver,
+                    &encode_message(msg),
+                    &[target],
+                )
+                .await?
+                .is_some()
+            {
+                return Ok("redelivered");
+            }
+        }
+        let mut d = d.clone();
+        if d.state().is_connected() && at.is_none() {
+            // Its connection is this dead one (or on a dead node): route as the reaper will
+            // leave it.
+            d.set_state(DeviceState::PushOnline { since: now });
+        }
+        let dev = d.to_device(device, None);
+        let (outcome, reason) = match dev.route(now, self.cluster.retention()) {
+            Route::Push { cert, token } | Route::OnlineAndPush { cert, token, .. } => {
+                push_now(gw, user, device, cert, token, msg)
+            }
+            Route::Skip(r) => (Outcome::Skipped, Some(r)),
+            Route::Online { .. } => (Outcome::Online, None),
+        };
+        if let Some(r) = reason {
+            gw.metrics().skip(r);
+        }
+        Ok(match outcome {
+            Outcome::PushQueued => "fell_back_to_push",
+            _ => "dropped",
+        })
+    }
+
+    /// Ends connection `loc` of (user, device): here through the hub, elsewhere through that
+    /// node's inbox. Best effort: the device's record already says it is no longer there.
+    async fn kick(&self, gw: &Gateway, loc: &Location, user: &str, device: &str, reason: String) {
+        if loc.node == self.me() {
+            let _ = gw.hub().send(loc.conn, SessionCommand::Kick { reason });
+            return;
+        }
+        let target = InboxTarget {
+            user: user.to_string(),
+            device: device.to_string(),
+            conn: loc.conn,
+            also_pushed: false,
+        };
+        if let Err(e) = self
+            .cluster
+            .inbox_push(&loc.node, EntryKind::Kick, b"", &[target])
+            .await
+        {
+            tracing::warn!(node = %loc.node, error = %e, "kick to another node failed");
+        }
+    }
+
+    fn view_of(&self, gw: &Gateway, id: &str, d: &StoredDevice) -> DeviceView {
+        let me = self.me();
+        let mut v = gw.view(&d.to_device(id, Some(&me)));
+        v.node = d.node.clone();
+        v
+    }
+
+    async fn device_view(
+        &self,
+        gw: &Gateway,
+        user: &str,
+        device: &str,
+    ) -> Result<DeviceView, GatewayError> {
+        let h = self.cluster.read_user(user).await.map_err(gateway_error)?;
+        h.get(device)
+            .map(|d| self.view_of(gw, device, d))
+            .ok_or_else(|| GatewayError::NotFound {
+                code: ErrorCode::UnknownDevice,
+                message: format!("unknown device '{device}' of user '{user}'"),
+            })
+    }
+
+    async fn do_session_event(
+        &self,
+        gw: &Gateway,
+        ev: &SessionEvent,
+        conn: Option<ConnId>,
+    ) -> Result<EventResult, GatewayError> {
+        let now = now_secs();
+        let me = self.me();
+        let at = conn.map(|c| Location {
+            node: me.clone(),
+            conn: c,
+        });
+        let c = &self.cluster;
+        let (state, kicked) = if ev.action == SessionAction::Login {
+            if let Some(conn) = conn {
+                // Before the login: the node's set stays a superset of its Online devices.
+                c.add_conn(&me, &ev.user, &ev.device, conn)
+                    .await
+                    .map_err(gateway_error)?;
+            }
+            let out = c
+                .login(&ev.user, ev.platform, &ev.device, at.clone(), now)
+                .await
+                .map_err(gateway_error)?;
+            let mut kicked = Vec::new();
+            for k in &out.kicked {
+                if let Some(l) = &k.at {
+                    let reason = format!("a newer login on {} took over this account", ev.platform);
+                    self.kick(gw, l, &ev.user, &k.device, reason).await;
+                }
+                kicked.push(KickedDevice {
+                    device: k.device.clone(),
+                    platform: k.platform.as_str(),
+                });
+            }
+            if let Some(l) = &out.replaced {
+                if Some(l) != at.as_ref() {
+                    let reason = "a newer connection of this device took over".to_string();
+                    self.kick(gw, l, &ev.user, &ev.device, reason).await;
+                }
+            }
+            (UserStatus::Online, kicked)
+        } else {
+            let event = match ev.action {
+                SessionAction::Logout => DeviceEvent::Logout,
+                SessionAction::Disconnect => DeviceEvent::Disconnect,
+                SessionAction::Kicked => DeviceEvent::Kicked,
+                SessionAction::Background => DeviceEvent::Background,
+                SessionAction::Foreground => DeviceEvent::Foreground,
+                SessionAction::Login => DeviceEvent::Login,
+            };
+            let ends = matches!(ev.action, SessionAction::Logout | SessionAction::Kicked);
+            // A logout or kick from the IM cluster also closes our own socket of the device,
+            // wherever it is.
+            let live = if conn.is_none() && ends {
+                c.read_user(&ev.user)
+                    .await
+                    .map_err(gateway_error)?
+                    .get(&ev.device)
+                    .and_then(location)
+            } else {
+                None
+            };
+            let (new, _) = c
+                .apply(&ev.user, &ev.device, event, at.as_ref(), now)
+                .await
+                .map_err(gateway_error)?;
+            if let (Some(conn), false) = (conn, new.is_connected()) {
+                if let Err(e) = c.remove_conn(&me, &ev.user, &ev.device, conn).await {
+                    tracing::debug!(error = %e, "connection set not trimmed");
+                }
+            }
+            if let Some(l) = live {
+                let reason = "the session was ended by the server".to_string();
+                self.kick(gw, &l, &ev.user, &ev.device, reason).await;
+            }
+            (new.status(), Vec::new())
+        };
+        Ok(EventResult {
+            user: ev.user.clone(),
+            device: ev.device.clone(),
+            ok: true,
+            state: Some(state),
+            kicked,
+            error: None,
+        })
+    }
+
+    async fn do_send(
+        &self,
+        gw: &Gateway,
+        req: &SendRequest,
+        msg: Arc<Message>,
+    ) -> Result<Vec<RecipientResult>, GatewayError> {
+        let now = now_secs();
+        let reads =
+            futures_util::future::join_all(req.to.iter().map(|u| self.cluster.read_user(u))).await;
+        let alive = |n: &str| self.is_alive(n);
+        // Per recipient, per device: the outcome so far; live targets wait for their XADD.
+        let mut outcomes: Vec<Vec<DeviceOutcome>> = Vec::with_capacity(req.to.len());
+        // node → (recipient, device index, target, fallback token)
+        type Pending = (usize, usize, InboxTarget, Option<(u64, Arc<str>)>);
+        let mut by_node: HashMap<String, Vec<Pending>> = HashMap::new();
+        for (ri, (user, read)) in req.to.iter().zip(reads).enumerate() {
+            let h = read.map_err(gateway_error)?;
+            let mut devices = Vec::new();
+            for r in route_hash(&h, now, self.cluster.retention(), &alive) {
+                let platform = h.get(&r.device).map_or("", |d| d.platform.as_str());
+                let fallback = h.get(&r.device).and_then(|d| {
+                    d.tok
+                        .as_ref()
+                        .map(|(c, t)| (*c, Arc::<str>::from(t.as_str())))
+                });
+                if r.node_down {
+                    gw.metrics()
+                        .online_deliveries
+                        .with_label_values(&["node_down"])
+                        .inc();
+                }
+                let (outcome, also_pushed, reason) = match r.route {
+                    Route::Push { cert, token } => {
+                        let (o, why) = push_now(gw, user, &r.device, cert, token, &msg);
+                        (o, false, why)
+                    }
+                    Route::Skip(why) => (Outcome::Skipped, false, Some(why)),
+                    Route::Online { .. } | Route::OnlineAndPush { .. } => {
+                        let pushed = match r.route {
+                            Route::OnlineAndPush { cert, token, .. } => {
+                                push_now(gw, user, &r.device, cert, token, &msg).0
+                                    == Outcome::PushQueued
+                            }
+                            _ => false,
+                        };
+                        if let (Some(at), false) = (&r.at, r.node_down) {
+                            by_node.entry(at.node.clone()).or_default().push((
+                                ri,
+                                devices.len(),
+                                InboxTarget {
+                                    user: user.clone(),
+                                    device: r.device.clone(),
+                                    conn: at.conn,
+                                    also_pushed: pushed,
+                                },
+                                if pushed { None } else { fallback },
+                            ));
+                        }
+                        // No location: the IM cluster holds the connection and delivers.
+                        (Outcome::Online, pushed, None)
+                    }
+                };
+                devices.push(DeviceOutcome {
+                    device: CompactString::from(r.device.as_str()),
+                    platform,
+                    outcome,
+                    also_pushed,
+                    reason: reason.map(SkipReason::as_str),
+                });
+            }
+            outcomes.push(devices);
+        }
+        let body = encode_message(&msg);
+        for (node, targets) in by_node {
+            let list: Vec<InboxTarget> = targets.iter().map(|t| t.2.clone()).collect();
+            let id = self
+                .cluster
+                .inbox_push(&node, EntryKind::Deliver, &body, &list)
+                .await
+                .map_err(gateway_error)?;
+            if id.is_some() {
+                continue;
+            }
+            // The holder's inbox is full: those devices get a notification instead.
+            gw.metrics()
+                .online_deliveries
+                .with_label_values(&["node_inbox_full"])
+                .inc();
+            for (ri, di, t, fallback) in targets {
+                let d = &mut outcomes[ri][di];
+                let (o, why) = match fallback {
+                    Some((cert, token)) => push_now(gw, &t.user, &t.device, cert, token, &msg),
+                    None if t.also_pushed => (Outcome::PushQueued, None),
+                    None => (Outcome::Skipped, Some(SkipReason::QueueFull)),
+                };
+                d.outcome = o;
+                d.reason = why.map(SkipReason::as_str);
+            }
+        }
+        let m = gw.metrics();
+        Ok(req
+            .to
+            .iter()
+            .zip(outcomes)
+            .map(|(user, devices)| {
+                let best = devices
+                    .iter()
+                    .map(|d| d.outcome)
+                    .min_by_key(|o| match o {
+                        Outcome::Online => 0,
+                        Outcome::PushQueued => 1,
+                        Outcome::Skipped => 2,
+                    })
+                    .unwrap_or(Outcome::Skipped);
+                let reason = if devices.is_empty() {
+                    Some(SkipReason::UnknownUser.as_str())
+                } else if best == Outcome::Skipped {
+                    devices.iter().find_map(|d| d.reason)
+                } else {
+                    None
+                };
+                if devices.is_empty() {
+                    m.skip(SkipReason::UnknownUser);
+                }
+                for d in devices.iter().filter(|d| d.outcome == Outcome::Skipped) {
+                    if let Some(r) = d
+                        .reason
+                        .and_then(|r| SkipReason::ALL.into_iter().find(|s| s.as_str() == r))
+                    {
+                        m.skip(r);
+                    }
+                }
+                let i = match best {
+                    Outcome::Online => 0,
+                    Outcome::PushQueued => 1,
+                    Outcome::Skipped => 2,
+                };
+                m.recipients_by_outcome[i].inc();
+                RecipientResult {
+                    user: user.clone(),
+                    outcome: best,
+                    reason,
+                    devices: if req.detail { devices } else { Vec::new() },
+                }
+            })
+            .collect())
+    }
+}
+
+/// Hands one notification to this node's sender of its certificate.
+fn push_now(
+    gw: &Gateway,
+    user: &str,
+    device: &str,
+    cert: u64,
+    token: Arc<str>,
+    msg: &Arc<Message>,
+) -> (Outcome, Option<SkipReason>) {
+    if let Err(r) = &msg.push {
+        return (Outcome::Skipped, Some(*r));
+    }
+    let d = gw.dispatch();
+    if let Some(r) = d.queue.borrow().refuses(cert, now_secs()) {
+        return (Outcome::Skipped, Some(r));
+    }
+    let job = PushJob {
+        cert,
+        token,
+        user: CompactString::from(user),
+        device: CompactString::from(device),
+        message: msg.clone(),
+        attempt: 0,
+    };
+    let queued = d.queue.borrow_mut().add(job);
+    d.flush();
+    match queued {
+        Ok(()) => (Outcome::PushQueued, None),
+        Err(_) => (Outcome::Skipped, Some(SkipReason::QueueFull)),
+    }
+}
+
+/// The reaper's effects on this node: webhooks for the devices it disconnected, notifications
+/// for the unacked messages it drained.
+struct GatewaySink<'a> {
+    node: &'a ClusterNode,
+    gw: &'a Gateway,
+}
+
+impl ReapSink for GatewaySink<'_> {
+    fn device(&mut self, d: &ReapedDevice) {
+        let _ = self.node;
+        self.gw.notify_state_change(StateChange::now(
+            d.user.clone(),
+            d.platform.as_str(),
+            StateAction::DisconnectTimeout,
+            None,
+        ));
+    }
+
+    fn push(&mut self, p: ReapPush) {
+        match decode_message(&p.msg) {
+            Ok(m) => {
+                let (o, why) = push_now(
+                    self.gw,
+                    &p.user,
+                    &p.device,
+                    p.cert,
+                    Arc::from(p.token.as_str()),
+                    &Arc::new(m),
+                );
+                if o != Outcome::PushQueued {
+                    if let Some(r) = why {
+                        self.gw.metrics().skip(r);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "undecodable message of a dead node dropped"),
+        }
+    }
+}
+
+/// A leaving node's sink: webhooks at once, notifications collected for a peer.
+struct HandOff<'a> {
+    gw: &'a Gateway,
+    pushes: Vec<ReapPush>,
+}
+
+impl ReapSink for HandOff<'_> {
+    fn device(&mut self, d: &ReapedDevice) {
+        self.gw.notify_state_change(StateChange::now(
+            d.user.clone(),
+            d.platform.as_str(),
+            StateAction::DisconnectLinkClose,
+            None,
+        ));
+    }
+
+    fn push(&mut self, p: ReapPush) {
+        self.pushes.push(p);
+    }
+}
+
+/// A ticket that resolves when `fut` does (the WebSocket surface awaits tickets).
+fn ticket_of(
+    fut: impl std::future::Future<Output = Result<(), GatewayError>> + 'static,
+) -> CommitTicket {
+    let (tx, ticket) = CommitTicket::pending();
+    actix_rt::spawn(async move {
+        let r = fut
+            .await
+            .map_err(|e| Arc::new(StoreError::Engine(e.to_string())));
+        let _ = tx.send(r);
+    });
+    ticket
+}
+
+impl RemoteDirectory for ClusterNode {
+    fn session_event<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        ev: &'a SessionEvent,
+        conn: Option<ConnId>,
+    ) -> BoxFut<'a, Result<EventResult, GatewayError>> {
+        Box::pin(self.do_session_event(gw, ev, conn))
+    }
+
+    fn session_event_detached(&self, ev: SessionEvent, conn: ConnId) -> CommitTicket {
+        let node = self.gw();
+        let this = self.this.upgrade();
+        ticket_of(async move {
+            let (Some(gw), Some(this)) = (node, this) else {
+                return Err(GatewayError::Internal {
+                    message: "the gateway is stopping".into(),
+                });
+            };
+            match this.session_event(&gw, &ev, Some(conn)).await {
+                Ok(_) => Ok(()),
+                // A newer connection of the device replaced this one: nothing to change.
+                Err(e) if e.code() == ErrorCode::StaleConnection => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn report_token<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+        device: &'a str,
+        cert: u64,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<DeviceView, GatewayError>> {
+        Box::pin(async move {
+            let out = self
+                .cluster
+                .set_token(user, device, cert, token)
+                .await
+                .map_err(gateway_error)?;
+            Ok(self.view_of(gw, device, &out.record))
+        })
+    }
+
+    fn report_token_detached(
+        &self,
+        user: String,
+        device: String,
+        cert: u64,
+        token: String,
+    ) -> CommitTicket {
+        let cluster = self.cluster.clone();
+        ticket_of(async move {
+            cluster
+                .set_token(&user, &device, cert, &token)
+                .await
+                .map(|_| ())
+                .map_err(gateway_error)
+        })
+    }
+
+    fn clear_token<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+        device: &'a str,
+    ) -> BoxFut<'a, Result<DeviceView, GatewayError>> {
+        Box::pin(async move {
+            match self
+                .cluster
+                .clear_token(user, device)
+                .await
+                .map_err(gateway_error)?
+            {
+                Some(rec) => Ok(self.view_of(gw, device, &rec)),
+                None => self.device_view(gw, user, device).await,
+            }
+        })
+    }
+
+    fn kick_user<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<usize, GatewayError>> {
+        Box::pin(async move {
+            let h = self.cluster.read_user(user).await.map_err(gateway_error)?;
+            let mut n = 0;
+            for (id, d) in h.devices.iter().filter(|(_, d)| d.state().is_logged_in()) {
+                match self
+                    .cluster
+                    .apply(user, id, DeviceEvent::Kicked, None, now_secs())
+                    .await
+                {
+                    Ok(_) => {
+                        n += 1;
+                        if let Some(l) = location(d) {
+                            self.kick(gw, &l, user, id, "kicked by the server".into())
+                                .await;
+                        }
+                    }
+                    Err(ClusterError::Registry(e)) => {
+                        tracing::debug!(error = %e, "kick skipped a device")
+                    }
+                    Err(e) => return Err(gateway_error(e)),
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn user_devices<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<Vec<DeviceView>, GatewayError>> {
+        Box::pin(async move {
+            let h = self.cluster.read_user(user).await.map_err(gateway_error)?;
+            Ok(h.devices
+                .iter()
+                .map(|(id, d)| self.view_of(gw, id, d))
+                .collect())
+        })
+    }
+
+    fn next_message_id(&self) -> BoxFut<'_, Result<u64, GatewayError>> {
+        Box::pin(async move {
+            let mut ids = self.ids.lock().await;
+            if ids.0 >= ids.1 {
+                let mut c = eval(scripts::MSG_ID_BLOCK, &[keys::MSG_ID]);
+                c.arg(now_millis() << 12).arg(ID_BLOCK);
+                let end: u64 = self.cluster.durable(c).await.map_err(gateway_error)?;
+                *ids = (end - ID_BLOCK, end);
+            }
+            let id = ids.0;
+            ids.0 += 1;
+            Ok(id)
+        })
+    }
+
+    fn send<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        req: &'a SendRequest,
+        message: Arc<Message>,
+    ) -> BoxFut<'a, Result<Vec<RecipientResult>, GatewayError>> {
+        Box::pin(self.do_send(gw, req, message))
+    }
+
+    fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            self.leaving
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let me = self.me();
+            let _ = self.refresh_view().await;
+            // The reaper's work, done by the node itself: devices still here turn PushOnline,
+            // whatever its inbox holds goes to push, its keys go. The notifications are handed
+            // to a live peer (its inbox, connection 0: no session there, so it pushes them):
+            // this process's senders stop with it, possibly before they have sent.
+            let mut sink = HandOff {
+                gw,
+                pushes: Vec::new(),
+            };
+            match self.cluster.reap_node(&me, &me, &mut sink).await {
+                Ok(Some(r)) => tracing::info!(
+                    devices = r.devices.len(),
+                    pushed = r.pushed,
+                    redelivered = r.redelivered,
+                    "left the cluster"
+                ),
+                Ok(None) => tracing::warn!("another node is reaping this one"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leaving the cluster failed; the lease expiry will reap this node")
+                }
+            }
+            if let Err(e) = self.cluster.leave_node(&me).await {
+                tracing::warn!(error = %e, "removing this node's keys failed");
+            }
+            let peers: Vec<String> = self
+                .alive
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|n| **n != me)
+                .cloned()
+                .collect();
+            for (i, p) in sink.pushes.into_iter().enumerate() {
+                let target = InboxTarget {
+                    user: p.user.clone(),
+                    device: p.device.clone(),
+                    conn: 0,
+                    also_pushed: false,
+                };
+                if let Some(peer) = peers.get(i % peers.len().max(1)) {
+                    match self
+                        .cluster
+                        .inbox_push(peer, EntryKind::Redeliver, &p.msg, &[target])
+                        .await
+                    {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "handing a notification to a peer failed")
+                        }
+                    }
+                }
+                GatewaySink { node: self, gw }.push(p);
+            }
+            // The drained notifications are in this node's senders: let them go out before the
+            // senders stop (bounded).
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline
+                && gw.certificates().iter().any(|c| gw.queued(c.cert().id) > 0)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.leaving.load(std::sync::atomic::Ordering::Relaxed) && self.lease.is_held()
+    }
+
+    fn acked(&self, conn: ConnId, id: u64) {
+        let entry = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(conn, id));
+        if let (Some(entry), Some(this)) = (entry, self.this.upgrade()) {
+            this.finish(entry);
+        }
+    }
+
+    fn fall_back(
+        &self,
+        gw: Arc<Gateway>,
+        conn: ConnId,
+        user: &str,
+        device: &str,
+        msg: Arc<Message>,
+        already_pushed: bool,
+    ) {
+        let entry = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(conn, msg.id));
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let Some(entry) = entry else {
+            // Not from the inbox (cannot happen in cluster mode): nothing to finish.
+            return;
+        };
+        let t = InboxTarget {
+            user: user.to_string(),
+            device: device.to_string(),
+            conn,
+            also_pushed: already_pushed,
+        };
+        actix_rt::spawn(async move {
+            let from = Location {
+                node: this.me(),
+                conn,
+            };
+            this.reroute_and_finish(&gw, &t, Some(from), &msg, entry)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,102 @@
+//! The Lua scripts (shared/cluster.md §4, Appendices B and C). Each touches one hash tag, so it
+//! is cluster-safe; Redis 7 replicates script effects, so `TIME` and `XADD *` inside are fine.
+//! They are sent with `EVAL` (not `EVALSHA`): a script is a few hundred bytes, and `EVAL` needs no
+//! per-node preloading that a failover to a fresh master would lose.
+
+/// KEYS[1] user hash; ARGV[1] expected version ("0" when absent); ARGV[2..] field/value pairs,
+/// an empty value deletes the field. Returns {1, new_v} or {0, current_v}.
+pub const CAS_USER: &str = r#"
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if v ~= ARGV[1] then return {0, tonumber(v)} end
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+  else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return {1, redis.call('HINCRBY', KEYS[1], 'v', 1)}
+"#;
+
+/// KEYS[1] token entry; ARGV[1] expected owner ("" = none), ARGV[2] new owner ("" = delete the
+/// entry), ARGV[3] certificate, ARGV[4] the token. Returns 1 when changed, 0 when the owner was
+/// not the expected one.
+pub const CAS_OWNER: &str = r#"
+local o = redis.call('HGET', KEYS[1], 'o') or ''
+if o ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1])
+else redis.call('HSET', KEYS[1], 'o', ARGV[2], 'c', ARGV[3], 'k', ARGV[4]) end
+return 1
+"#;
+
+/// KEYS[1] stream, KEYS[2] its meta hash (same tag); ARGV[1] cap, ARGV[2] jobs in this entry,
+/// ARGV[3..] entry fields. Returns the id, or nil when full: the caller learns at once.
+pub const XADD_BOUNDED: &str = r#"
+local queued = tonumber(redis.call('HGET', KEYS[2], 'jobs') or '0')
+if queued + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return false end
+redis.call('HINCRBY', KEYS[2], 'jobs', ARGV[2])
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+"#;
+
+/// KEYS[1] stream, KEYS[2] meta; ARGV = entry ids. Deletes the entries and lowers `jobs` by the
+/// number actually deleted (a second delete of the same id changes nothing).
+pub const XDEL_DONE: &str = r#"
+local n = redis.call('XDEL', KEYS[1], unpack(ARGV))
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'jobs', -n) end
+return n
+"#;
+
+/// Lease renew: KEYS[1] lease; ARGV[1] me, ARGV[2] ttl ms. 1 when still mine.
+pub const LEASE_RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1
+end
+return 0
+"#;
+
+/// Lease release: KEYS[1] lease; ARGV[1] me. 1 when it was mine.
+pub const LEASE_RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"#;
+
+/// Global limiter option (§8, Appendix B): a reservation GCRA on the Redis server's clock.
+/// KEYS[1] pg:{c:<cert>}:gcra; ARGV[1] qps, ARGV[2] burst (>= 1), ARGV[3] requests, ARGV[4] max
+/// wait in µs. Returns {granted 0|1, wait_us, now_us}; a grant with wait_us > 0 is a reservation.
+pub const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local qps = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local qty = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local h = redis.call('HMGET', KEYS[1], 'tat', 'factor')
+local factor = tonumber(h[2]) or 1
+local interval = 1000000 / (qps * factor)
+local tat = tonumber(h[1]) or now
+if tat < now then tat = now end
+local start = tat - (burst - 1) * interval
+if start < now then start = now end
+local wait = start - now
+if wait > max_wait then
+  return {0, math.floor(wait), now}
+end
+local new_tat = tat + qty * interval
+redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
+redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + 60000)
+return {1, math.floor(wait), now}
+"#;
+
+/// KEYS[1] node conns hash; ARGV[1] `user\0device`, ARGV[2] ConnId. Removes the field only if it
+/// still names that connection (a newer login on the same node keeps its entry).
+pub const CONN_REMOVE: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
+/// Message id blocks: KEYS[1] pg:msgid; ARGV[1] floor (`now_millis << 12`, so ids keep growing
+/// across a switch from embedded mode), ARGV[2] block size. Returns the block's end (exclusive).
+pub const MSG_ID_BLOCK: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCRBY', KEYS[1], ARGV[2])
+"#;

@@ -1,0 +1,103 @@
+//! The seam between the gateway and a registry that lives outside this process (cluster mode,
+//! shared/cluster.md). The embedded registry is not behind it: the gateway keeps calling its
+//! DashMap directly, so the embedded hot path is unchanged. A gateway built without a remote
+//! directory (the default) never takes one of these calls; with one (`cluster.mode = "redis"`,
+//! chosen at start), the operations below go through it instead of the local registry.
+
+use crate::gateway::{DeviceView, EventResult, Gateway, GatewayError, SendRequest, SessionEvent};
+use crate::push::{Message, RecipientResult};
+use crate::registry::ConnId;
+use crate::store::CommitTicket;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The operations that change or read a user's devices, and the delivery bookkeeping of the
+/// connections held here, when the registry is shared by several nodes.
+pub trait RemoteDirectory: Send + Sync {
+    /// A session event; `conn` is this node's connection it comes from (a WebSocket session).
+    /// Answers once the change is acknowledged (written and replicated).
+    fn session_event<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        ev: &'a SessionEvent,
+        conn: Option<ConnId>,
+    ) -> BoxFut<'a, Result<EventResult, GatewayError>>;
+
+    /// `session_event` from a WebSocket session's synchronous path: runs in the background;
+    /// the ticket resolves when the change is acknowledged.
+    fn session_event_detached(&self, ev: SessionEvent, conn: ConnId) -> CommitTicket;
+
+    /// `report_token` from a WebSocket session's synchronous path.
+    fn report_token_detached(
+        &self,
+        user: String,
+        device: String,
+        cert: u64,
+        token: String,
+    ) -> CommitTicket;
+
+    fn report_token<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+        device: &'a str,
+        cert: u64,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<DeviceView, GatewayError>>;
+
+    fn clear_token<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+        device: &'a str,
+    ) -> BoxFut<'a, Result<DeviceView, GatewayError>>;
+
+    /// Kicks every logged-in device of `user`; how many.
+    fn kick_user<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<usize, GatewayError>>;
+
+    fn user_devices<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<Vec<DeviceView>, GatewayError>>;
+
+    /// A message id unique across the nodes.
+    fn next_message_id(&self) -> BoxFut<'_, Result<u64, GatewayError>>;
+
+    /// Routes a checked, built message to every recipient of `req`.
+    fn send<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        req: &'a SendRequest,
+        message: Arc<Message>,
+    ) -> BoxFut<'a, Result<Vec<RecipientResult>, GatewayError>>;
+
+    /// Graceful stop (§7.9): this node's devices turn PushOnline, its unfinished inbox entries
+    /// go to push, and it leaves the cluster. The caller has stopped accepting.
+    fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()>;
+
+    /// Whether this node may serve (its cluster lease is held); `/readyz` reflects it.
+    fn is_ready(&self) -> bool;
+
+    /// The client of `conn` acked message `id`.
+    fn acked(&self, conn: ConnId, id: u64);
+
+    /// A message delivered on `conn` and not acked: the connection is gone. The directory
+    /// re-routes it (another connection of the device, or push) and then marks it done.
+    fn fall_back(
+        &self,
+        gw: Arc<Gateway>,
+        conn: ConnId,
+        user: &str,
+        device: &str,
+        msg: Arc<Message>,
+        already_pushed: bool,
+    );
+}
