@@ -179,21 +179,10 @@ pub struct WireMessage {
     pub ext: Option<String>,
     /// The notification, when the message has one.
     #[serde(default)]
-    pub push: Option<WirePush>,
+    pub push: Option<PushContent>,
     /// Why it has none (a `SkipReason` name).
     #[serde(default)]
     pub no_push: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WirePush {
-    pub title: String,
-    pub desc: String,
-    #[serde(default)]
-    pub ext: Option<String>,
-    #[serde(default)]
-    pub channel_id: Option<String>,
-    pub conversation: String,
 }
 
 /// The inbox form of a message.
@@ -205,13 +194,7 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
         title: m.title.clone(),
         desc: m.desc.clone(),
         ext: m.ext.clone(),
-        push: m.push.as_ref().ok().map(|p| WirePush {
-            title: p.title.clone(),
-            desc: p.desc.clone(),
-            ext: p.ext.clone(),
-            channel_id: p.channel_id.clone(),
-            conversation: p.conversation.clone(),
-        }),
+        push: m.push.as_ref().ok().cloned(),
         no_push: m.push.as_ref().err().map(|r| r.as_str().to_string()),
     };
     rmp_serde::to_vec_named(&w).unwrap_or_default()
@@ -221,13 +204,7 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
 pub fn decode_message(b: &[u8]) -> Result<Message, rmp_serde::decode::Error> {
     let w: WireMessage = rmp_serde::from_slice(b)?;
     let push = match (w.push, w.no_push) {
-        (Some(p), _) => Ok(PushContent {
-            title: p.title,
-            desc: p.desc,
-            ext: p.ext,
-            channel_id: p.channel_id,
-            conversation: p.conversation,
-        }),
+        (Some(p), _) => Ok(p),
         (None, reason) => Err(reason
             .and_then(|r| SkipReason::ALL.into_iter().find(|s| s.as_str() == r))
             .unwrap_or(SkipReason::NothingToShow)),
@@ -296,6 +273,11 @@ mod tests {
                 ext: None,
                 channel_id: Some("c".into()),
                 conversation: "c2c:bob".into(),
+                // A vendor's per-message override must survive the trip to another node.
+                ovm: crate::domain::vendor_fields::OvmPushFields {
+                    vivo_classification: Some(1),
+                    ..Default::default()
+                },
             }),
             accepted_at: std::time::Instant::now(),
         };

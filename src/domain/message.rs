@@ -15,7 +15,9 @@ pub const MAX_EXT_CHARS: usize = 1024;
 pub const MAX_CHANNEL_ID_CHARS: usize = 64;
 
 /// What a notification would show. Built once per message, shared by every recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Serializable because cluster mode carries it to another node's inbox (`cluster::codec`);
+/// a vendor's per-message fields added here travel with it (give them `#[serde(default)]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PushContent {
     pub title: String,
     pub desc: String,
@@ -25,6 +27,7 @@ pub struct PushContent {
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
     /// The message's OPPO, vivo and Meizu overrides (TIM `OPPOCategory`, `VIVOClassification`, …).
+    #[serde(default)]
     pub ovm: super::vendor_fields::OvmPushFields,
 }
 
