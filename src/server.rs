@@ -96,7 +96,8 @@ pub struct Prepared {
 pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let started = Instant::now();
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    // Holds the generated tokens and the store (certificate secrets): owner only.
+    crate::store::private_dir(&config.data_dir)?;
     let metrics = Metrics::new();
     let store = Arc::new(FjallStore::open(&config.data_dir.join("store"))?);
     let snapshot = store.load()?;

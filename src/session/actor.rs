@@ -570,6 +570,13 @@ impl Actor for SessionActor {
     }
 }
 
+/// Whether a stream error is the connection failing rather than the client breaking the
+/// protocol: actix-ws reports a transport error (reset, payload cut short) as `Io` of kind
+/// `Other`, and text that is not UTF-8 as `Io` of kind `InvalidData`.
+fn is_link_failure(e: &ProtocolError) -> bool {
+    matches!(e, ProtocolError::Io(io) if io.kind() != std::io::ErrorKind::InvalidData)
+}
+
 impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
     fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
         if self.ended.is_some() {
@@ -593,6 +600,12 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             }
             Ok(AggregatedMessage::Pong(_)) => return,
             Ok(AggregatedMessage::Close(_)) => {
+                self.end(EndReason::LinkClose, ctx);
+                return;
+            }
+            Err(e) if is_link_failure(&e) => {
+                // The connection broke (reset, cut mid-frame): not the client's protocol error.
+                tracing::debug!(error = %e, "websocket link failed");
                 self.end(EndReason::LinkClose, ctx);
                 return;
             }

@@ -9,7 +9,7 @@
 mod fjall_store;
 mod writer;
 
-pub use fjall_store::FjallStore;
+pub use fjall_store::{private_dir, FjallStore};
 pub use writer::{CommitTicket, StoreHandle, StoreMetrics, StorePermit};
 
 use crate::domain::{Certificate, CertificateId};

@@ -1,0 +1,153 @@
+//! Issue 14: what a hostile client or a careless operator could do to the gateway, each case a
+//! defect that was found and fixed (see the README's reliability section).
+
+mod common;
+
+use common::{Harness, API};
+use futures_util::StreamExt;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::MaybeTlsStream;
+
+/// Samples of the HTTP request counter whose method label is `method`.
+fn http_series_with_method(metrics: &str, method: &str) -> usize {
+    let label = format!("method=\"{method}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pushgate_http_requests_total{") && l.contains(&label))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_http_methods_share_one_metric_label() {
+    let h = Harness::start().await;
+    let before = h.metrics().await.len();
+    for i in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("M{i:08}XYZ").as_bytes()).unwrap();
+        let s = h
+            .http
+            .request(method, h.url("/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 404);
+    }
+    let metrics = h.metrics().await;
+    assert!(
+        !metrics.contains("M00000001XYZ"),
+        "a client-chosen method became a label"
+    );
+    assert_eq!(http_series_with_method(&metrics, "other"), 1, "{metrics}");
+    assert!(
+        metrics.contains(r#"route="unmatched""#) && metrics.contains(r#"status="404""#),
+        "the requests are still counted"
+    );
+    // 200 made-up methods add one counter and one histogram, not 200 of each.
+    assert!(
+        metrics.len() < before + 4_000,
+        "/metrics grew from {before} to {} bytes",
+        metrics.len()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_the_store_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::builder()
+        .certificate(common::cert_body(10))
+        .start()
+        .await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // The certificate (with its secret) is in the store by now.
+    assert_eq!(mode(h.dir.path()), 0o700, "data dir");
+    assert_eq!(mode(&h.dir.path().join("store")), 0o700, "store dir");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_msgpack_body_with_trailing_bytes_is_refused_and_changes_nothing() {
+    let h = Harness::start().await;
+    let event = json!({"events":[{"user":"alice","platform":"Android","device":"d1","action":"login"}]});
+    let mut body = rmp_serde::to_vec_named(&event).unwrap();
+    body.extend_from_slice(b"\xc0junk");
+    let res = h
+        .http
+        .post(h.url("/v1/sessions/events"))
+        .bearer_auth(API)
+        .header("content-type", "application/msgpack")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "malformed_body", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trailing bytes"),
+        "{v}"
+    );
+    assert!(
+        h.server.gateway.device_view("alice", "d1").is_err(),
+        "the refused body changed nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_websocket_connection_is_a_lost_link_not_a_protocol_error() {
+    let h = Harness::start_with(|c| c.http.workers = 1).await;
+    let url = format!(
+        "ws://{}/v1/ws?sdkappid={}&identifier=alice&usersig={}&platform=Android&device=d1",
+        h.server.addr,
+        common::SDKAPPID,
+        h.usersig_key().generate("alice", 3600)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Let the session register before the reset.
+    let deadline = Instant::now() + common::WAIT;
+    while h
+        .server
+        .gateway
+        .device_view("alice", "d1")
+        .map(|v| v.state.to_string() != "Online")
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "never Online");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+    match ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().unwrap(),
+        _ => unreachable!("plain ws://"),
+    }
+    // Dropping a socket with SO_LINGER 0 sends RST instead of FIN.
+    drop(ws);
+    let deadline = Instant::now() + common::WAIT;
+    loop {
+        let m = h.metrics().await;
+        let lost = common::metric(&m, "pushgate_ws_disconnects_total", r#"reason="link_close""#);
+        let protocol = common::metric(
+            &m,
+            "pushgate_ws_disconnects_total",
+            r#"reason="protocol_error""#,
+        );
+        assert_eq!(protocol, 0.0, "a reset counted as a protocol error");
+        if lost == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reset was not counted: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        h.server
+            .gateway
+            .device_view("alice", "d1")
+            .unwrap()
+            .state
+            .to_string(),
+        "PushOnline"
+    );
+}
