@@ -151,3 +151,44 @@ async fn a_reset_websocket_connection_is_a_lost_link_not_a_protocol_error() {
         "PushOnline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_named_500_times_gets_one_notification_and_one_result() {
+    let h = Harness::builder()
+        .certificate(common::cert_body(1000))
+        .start()
+        .await;
+    h.killed("alice", "d1").await;
+    let to: Vec<&str> = std::iter::repeat_n("alice", 499)
+        .chain(["bob"])
+        .collect();
+    let v = h
+        .send(json!({"to": to, "from": "carol", "text": "hi", "detail": true}))
+        .await;
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{v}");
+    assert_eq!(results[0]["user"], "alice");
+    assert_eq!(results[0]["outcome"], "push_queued");
+    assert_eq!(results[1]["user"], "bob");
+    let pushes = h.wait_pushes(&common::regid("alice"), 1).await;
+    // Give repeats, if any were sent, time to arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(h.emu.received().len(), 1, "one notification for one recipient");
+    let m = h.metrics().await;
+    assert_eq!(
+        common::metric(&m, "pushgate_recipients_total", r#"outcome="push_queued""#),
+        1.0
+    );
+    // The limit still counts the list as sent.
+    let (s, v) = h
+        .api(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(json!({"to": vec!["alice"; 501], "from": "carol", "text": "hi"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_recipients");
+    assert_eq!(v["error"]["field"], "to");
+}
