@@ -113,6 +113,10 @@ pub struct SessionConfig {
     /// State-change webhooks queued before new ones are dropped (and counted).
     pub webhook_queue: usize,
     pub webhook_timeout_ms: u64,
+    /// The most devices one user may have registered; a login of one more is refused with 409
+    /// `too_many_devices`. Bounds what one identifier can add to memory, the store and every
+    /// per-user answer (status, diagnosis, a message's `detail`).
+    pub max_devices_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +194,7 @@ impl Default for SessionConfig {
             outbound_queue: 256,
             webhook_queue: 10_000,
             webhook_timeout_ms: 2_000,
+            max_devices_per_user: crate::registry::DEFAULT_MAX_DEVICES_PER_USER,
         }
     }
 }
@@ -359,6 +364,9 @@ impl Config {
         }
         if self.push.multi_batch == 0 || self.push.queue_capacity == 0 {
             return invalid("push", "batch sizes and queue capacity must be at least 1");
+        }
+        if self.sessions.max_devices_per_user == 0 {
+            return invalid("sessions.max_devices_per_user", "must be at least 1");
         }
         if self.sessions.heartbeat_timeout_secs == 0 {
             return invalid("sessions.heartbeat_timeout_secs", "must be at least 1");

@@ -8,7 +8,7 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::registry::Registry;
-use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
+use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics, StoreOp};
 use actix_web::{middleware, web, App, HttpServer};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -101,14 +101,29 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let metrics = Metrics::new();
     let store = Arc::new(FjallStore::open(&config.data_dir.join("store"))?);
     let snapshot = store.load()?;
-    let registry = Arc::new(Registry::new(
-        config.sessions.multi_device_policy,
-        config.sessions.push_online_retention_secs,
-    ));
+    let registry = Arc::new(
+        Registry::new(
+            config.sessions.multi_device_policy,
+            config.sessions.push_online_retention_secs,
+        )
+        .with_max_devices(config.sessions.max_devices_per_user),
+    );
     let devices_loaded = snapshot.devices.len();
     let now = crate::domain::now_secs();
+    let mut rewrites = Vec::new();
     for (user, device, rec) in snapshot.devices {
-        registry.restore(&user, &device, rec, now);
+        if let Some(record) = registry.restore(&user, &device, rec, now) {
+            rewrites.push(StoreOp::PutDevice {
+                user,
+                device,
+                record,
+            });
+        }
+    }
+    // Devices that were Online are PushOnline since this start: written back before anything
+    // else, so that the next restart keeps their retention clock instead of starting it again.
+    if !rewrites.is_empty() {
+        store.apply(&rewrites)?;
     }
     // The bounds the alert rules compare queue depths with (config/alerts.yml).
     metrics

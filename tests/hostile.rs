@@ -68,7 +68,8 @@ async fn the_data_dir_and_the_store_are_owner_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_msgpack_body_with_trailing_bytes_is_refused_and_changes_nothing() {
     let h = Harness::start().await;
-    let event = json!({"events":[{"user":"alice","platform":"Android","device":"d1","action":"login"}]});
+    let event =
+        json!({"events":[{"user":"alice","platform":"Android","device":"d1","action":"login"}]});
     let mut body = rmp_serde::to_vec_named(&event).unwrap();
     body.extend_from_slice(b"\xc0junk");
     let res = h
@@ -128,7 +129,11 @@ async fn a_reset_websocket_connection_is_a_lost_link_not_a_protocol_error() {
     let deadline = Instant::now() + common::WAIT;
     loop {
         let m = h.metrics().await;
-        let lost = common::metric(&m, "pushgate_ws_disconnects_total", r#"reason="link_close""#);
+        let lost = common::metric(
+            &m,
+            "pushgate_ws_disconnects_total",
+            r#"reason="link_close""#,
+        );
         let protocol = common::metric(
             &m,
             "pushgate_ws_disconnects_total",
@@ -159,9 +164,7 @@ async fn a_recipient_named_500_times_gets_one_notification_and_one_result() {
         .start()
         .await;
     h.killed("alice", "d1").await;
-    let to: Vec<&str> = std::iter::repeat_n("alice", 499)
-        .chain(["bob"])
-        .collect();
+    let to: Vec<&str> = std::iter::repeat_n("alice", 499).chain(["bob"]).collect();
     let v = h
         .send(json!({"to": to, "from": "carol", "text": "hi", "detail": true}))
         .await;
@@ -174,7 +177,11 @@ async fn a_recipient_named_500_times_gets_one_notification_and_one_result() {
     // Give repeats, if any were sent, time to arrive.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pushes.len(), 1);
-    assert_eq!(h.emu.received().len(), 1, "one notification for one recipient");
+    assert_eq!(
+        h.emu.received().len(),
+        1,
+        "one notification for one recipient"
+    );
     let m = h.metrics().await;
     assert_eq!(
         common::metric(&m, "pushgate_recipients_total", r#"outcome="push_queued""#),
@@ -191,4 +198,160 @@ async fn a_recipient_named_500_times_gets_one_notification_and_one_result() {
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["code"], "too_many_recipients");
     assert_eq!(v["error"]["field"], "to");
+}
+
+/// `(device, token_bound)` of each of `user`'s devices, from the API.
+async fn bound(h: &Harness, user: &str) -> Vec<(String, bool)> {
+    let (s, v) = h
+        .api(reqwest::Method::GET, &format!("/v1/users/{user}"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut out: Vec<(String, bool)> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["device"].as_str().unwrap().to_string(),
+                d["token_bound"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_moved_between_two_devices_of_one_user_stays_moved_after_a_restart() {
+    let h = Harness::builder()
+        .certificate(common::cert_body(1000))
+        .start()
+        .await;
+    let cert = h.cert();
+    // Two platforms, so the default per-platform policy kicks neither.
+    h.push_online("alice", "phone", cert, "regid-shared").await;
+    h.events(json!([{"user":"alice","platform":"iPad","device":"tablet","action":"login"}]))
+        .await;
+    let (s, v) = h
+        .api(
+            reqwest::Method::PUT,
+            "/v1/push-tokens",
+            Some(json!({"user":"alice","platform":"iPad","device":"tablet","certificate_id":cert,"token":"regid-shared"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    h.events(json!([{"user":"alice","platform":"iPad","device":"tablet","action":"disconnect"}]))
+        .await;
+    let want = vec![("phone".to_string(), false), ("tablet".to_string(), true)];
+    assert_eq!(bound(&h, "alice").await, want);
+
+    let h = h.restart().await;
+    assert_eq!(bound(&h, "alice").await, want, "after the restart");
+    let m = h.metrics().await;
+    assert_eq!(common::metric(&m, "pushgate_push_tokens_bound", ""), 1.0);
+    let v = h
+        .send(json!({"to": ["alice"], "from": "carol", "text": "hi"}))
+        .await;
+    assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+    let pushes = h.wait_pushes("regid-shared", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(
+        h.emu.received().len(),
+        1,
+        "one message, one notification (not one per device holding the token)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_may_not_open_more_devices_than_the_setting_allows() {
+    let h = Harness::start_with(|c| {
+        c.sessions.max_devices_per_user = 3;
+        c.sessions.multi_device_policy = pushgate::domain::policy::MultiDevicePolicy::Multi;
+    })
+    .await;
+    for d in ["d1", "d2", "d3"] {
+        assert_eq!(h.event("mallory", d, "login").await["ok"], true);
+    }
+    let (s, v) = h
+        .api(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            Some(json!({"events":[{"user":"mallory","platform":"Android","device":"d4","action":"login"}]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let r = &v["results"][0];
+    assert_eq!(r["ok"], false, "{v}");
+    assert_eq!(r["error"]["code"], "too_many_devices", "{v}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_devices_per_user"),
+        "the error names the setting: {v}"
+    );
+    assert_eq!(bound(&h, "mallory").await.len(), 3, "nothing was added");
+    // A device already known logs in again freely.
+    assert_eq!(h.event("mallory", "d2", "logout").await["ok"], true);
+    assert_eq!(h.event("mallory", "d2", "login").await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_app_refuses_unknown_fields_as_open_url_does() {
+    let h = Harness::start().await;
+    for action in [
+        json!({"type": "open_app", "url": "https://example.com"}),
+        json!({"type": "open_url", "url": "https://example.com", "x": 1}),
+    ] {
+        let (s, v) = h
+            .admin(
+                reqwest::Method::POST,
+                "/v1/certificates",
+                Some(common::cert_body_with(
+                    10,
+                    json!({ "click_action": action }),
+                )),
+            )
+            .await;
+        assert_eq!(s, 400, "{action}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{v}"
+        );
+    }
+    let (s, v) = h
+        .admin(reqwest::Method::GET, "/v1/certificates", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 0);
+    let (s, v) = h
+        .admin(
+            reqwest::Method::POST,
+            "/v1/certificates",
+            Some(common::cert_body(10)),
+        )
+        .await;
+    assert_eq!(s, 201, "plain open_app still works: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_do_not_restart_the_retention_of_a_device_that_was_online() {
+    let h = Harness::start().await;
+    assert_eq!(h.event("alice", "d1", "login").await["state"], "Online");
+    let since = |h: &Harness| {
+        let v = h.server.gateway.device_view("alice", "d1").unwrap();
+        assert_eq!(v.state.to_string(), "PushOnline");
+        v.push_online_since.expect("push_online_since")
+    };
+    // The first start after the crash is when its connection was lost.
+    let h = h.restart().await;
+    let first = since(&h);
+    // Unix seconds: make sure a later start would be a later second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let h = h.restart().await;
+    assert_eq!(since(&h), first, "the second restart kept the clock");
 }

@@ -36,10 +36,9 @@ fn documented() -> BTreeSet<(String, String)> {
 /// (METHOD, path) of every route src/api/mod.rs registers in the /v1 scope, read from the
 /// source (actix cannot list its routes), with `{user}`-style parameters as they are.
 fn registered() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/api/mod.rs"),
-    )
-    .expect("src/api/mod.rs");
+    let src =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/api/mod.rs"))
+            .expect("src/api/mod.rs");
     let scope = src
         .split("web::scope(\"/v1\")")
         .nth(1)
@@ -67,7 +66,10 @@ fn the_document_lists_exactly_the_v1_routes() {
     let documented = documented();
     let missing: Vec<_> = routes.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&routes).collect();
-    assert!(missing.is_empty(), "routes not in the document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes not in the document: {missing:?}"
+    );
     assert!(stale.is_empty(), "documented but not routed: {stale:?}");
 }
 
@@ -128,7 +130,10 @@ fn schemathesis() -> PathBuf {
 fn run_schemathesis(h: &Harness, tag: &str, token: &str, examples: u32, secs: u32) {
     let st = schemathesis();
     let schema = h.url("/v1/openapi.json");
+    // Its caches (.schemathesis, .hypothesis) go to a scratch dir, not the repository.
+    let scratch = tempfile::tempdir().expect("tempdir");
     let out = Command::new(&st)
+        .current_dir(scratch.path())
         .args(["run", &schema])
         .args(["--url", &h.url("")])
         .args(["--include-tag", tag])

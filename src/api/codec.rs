@@ -158,7 +158,11 @@ mod tests {
         body.extend_from_slice(&[0xc0, 0xc0]);
         let e = decode_msgpack::<Probe>(&body).expect_err("trailing bytes");
         assert_eq!(e.detail.code, "malformed_body");
-        assert!(e.detail.message.contains("2 trailing bytes"), "{}", e.detail.message);
+        assert!(
+            e.detail.message.contains("2 trailing bytes"),
+            "{}",
+            e.detail.message
+        );
     }
 
     #[test]

@@ -103,6 +103,11 @@ impl From<RegistryError> for GatewayError {
                 message,
                 tim_code: None,
             },
+            RegistryError::TooManyDevices { .. } => GatewayError::Conflict {
+                code: "too_many_devices",
+                message,
+                tim_code: None,
+            },
         }
     }
 }

@@ -39,6 +39,13 @@ impl Gateway {
             device: device.to_string(),
             record: out.record,
         }];
+        for (d, rec) in out.cleared_here {
+            ops.push(StoreOp::PutDevice {
+                user: user.to_string(),
+                device: d.to_string(),
+                record: rec,
+            });
+        }
         if let Some((u, d, rec)) = out.moved_from {
             ops.push(StoreOp::PutDevice {
                 user: u.to_string(),

@@ -123,6 +123,9 @@ pub struct TokenOutcome {
     pub record: DeviceRecord,
     /// The (user, device) that held the token before it moved here, with its new record.
     pub moved_from: Option<(CompactString, CompactString, DeviceRecord)>,
+    /// Other devices of the same user that held the token and lost it, with their new records
+    /// (each must be persisted too, or a restart gives the token back to them).
+    pub cleared_here: Vec<(CompactString, DeviceRecord)>,
     /// The device's previous token, now unbound.
     pub replaced: Option<Arc<str>>,
 }
@@ -144,6 +147,8 @@ pub enum RegistryError {
     Token(#[from] TokenError),
     #[error("the connection was replaced by a newer one")]
     StaleConnection,
+    #[error("user '{user}' already has {max} devices, the most one user may have (sessions.max_devices_per_user); log one out or raise the limit")]
+    TooManyDevices { user: String, max: usize },
 }
 
 /// Counts of devices by state, for metrics (kept up to date on every change).
@@ -156,6 +161,11 @@ pub struct StateCounts {
     pub tokens: AtomicI64,
 }
 
+/// The default of `sessions.max_devices_per_user`: far above a real user's phones, tablets and
+/// desktops, low enough that one identifier cannot grow the registry, the store and every
+/// per-user answer without bound.
+pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 32;
+
 /// The device registry.
 pub struct Registry {
     /// user → that user's devices; the hot path of every routing decision.
@@ -167,6 +177,8 @@ pub struct Registry {
     policy: MultiDevicePolicy,
     /// `PushOnline` lifetime in seconds (7 days by default).
     retention: u64,
+    /// The most devices one user may have registered (a login of one more is refused).
+    max_devices: usize,
     counts: StateCounts,
 }
 
@@ -178,8 +190,15 @@ impl Registry {
             token_lock: Mutex::new(()),
             policy,
             retention: retention_secs,
+            max_devices: DEFAULT_MAX_DEVICES_PER_USER,
             counts: StateCounts::default(),
         }
+    }
+
+    /// Sets the most devices one user may have (`sessions.max_devices_per_user`).
+    pub fn with_max_devices(mut self, max: usize) -> Self {
+        self.max_devices = max.max(1);
+        self
     }
 
     pub fn retention(&self) -> u64 {
@@ -220,8 +239,17 @@ impl Registry {
     }
 
     /// Inserts a device as loaded from the store, binding its token. Used at start-up; `now`
-    /// is when the devices that were `Online` lost their connection.
-    pub fn restore(&self, user: &str, device: &str, rec: DeviceRecord, now: u64) {
+    /// is when the devices that were `Online` lost their connection. Returns the device's new
+    /// record when it differs from the stored one (a device stored `Online` comes back
+    /// `PushOnline` since `now`, or `Offline`): the caller writes it back, or every restart
+    /// would start the 7-day retention clock again.
+    pub fn restore(
+        &self,
+        user: &str,
+        device: &str,
+        rec: DeviceRecord,
+        now: u64,
+    ) -> Option<DeviceRecord> {
         let _t = self.lock_tokens();
         let user_key = CompactString::from(user);
         let token = rec
@@ -229,12 +257,18 @@ impl Registry {
             .as_ref()
             .map(|(_, t)| Arc::<str>::from(t.as_str()));
         let dev = Device::from_record(device, &rec, token.clone(), now);
+        let changed = dev.record();
+        let rewrite = (changed != rec).then_some(changed);
         self.count(dev.state(), 1);
         if let Some(t) = token {
-            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-            self.tokens.insert(t, user_key.clone());
+            // A store written before token moves within a user were persisted can name one
+            // token on two devices: count it once.
+            if self.tokens.insert(t, user_key.clone()).is_none() {
+                self.counts.tokens.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.users.entry(user_key).or_default().upsert(dev);
+        rewrite
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -261,6 +295,13 @@ impl Registry {
                     given: platform,
                 });
             }
+        }
+        // Before any kick: a refused login changes nothing.
+        if list.get(device).is_none() && list.len() >= self.max_devices {
+            return Err(RegistryError::TooManyDevices {
+                user: user.to_string(),
+                max: self.max_devices,
+            });
         }
         let mut kicked = Vec::new();
         for d in list.iter_mut() {
@@ -351,7 +392,7 @@ impl Registry {
         check_token_shape(token)?;
         let _t = self.lock_tokens();
         let token: Arc<str> = Arc::from(token);
-        let (record, replaced) = {
+        let (record, replaced, cleared_here) = {
             let mut entry = self
                 .users
                 .get_mut(user)
@@ -367,13 +408,15 @@ impl Registry {
             d.cert = cert;
             let record = d.record();
             // Another device of the same user holding the token loses it.
+            let mut cleared_here = Vec::new();
             for other in list.iter_mut() {
                 if other.id != device && other.token.as_deref() == Some(&*token) {
                     // The index entry stays (same user); only the holder changes.
                     other.token = None;
+                    cleared_here.push((other.id.clone(), other.record()));
                 }
             }
-            (record, replaced)
+            (record, replaced, cleared_here)
         };
         if let Some(old) = &replaced {
             if self.tokens.remove(old).is_some() {
@@ -402,6 +445,7 @@ impl Registry {
         Ok(TokenOutcome {
             record,
             moved_from,
+            cleared_here,
             replaced,
         })
     }

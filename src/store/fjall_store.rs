@@ -175,7 +175,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
-        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     #[test]
@@ -210,7 +214,12 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         for f in &files {
             if f.exists() {
-                assert_eq!(mode(f) & 0o077, 0, "{} is still readable by others", f.display());
+                assert_eq!(
+                    mode(f) & 0o077,
+                    0,
+                    "{} is still readable by others",
+                    f.display()
+                );
             }
         }
         assert_eq!(store.load().expect("load").next_certificate_id, Some(7));
