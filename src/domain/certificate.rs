@@ -20,6 +20,8 @@ pub enum ClickAction {
 /// `ClickAction` as read. serde ignores unknown fields next to the tag of a unit variant even
 /// with `deny_unknown_fields`, so `open_app` is read as a struct variant with no fields: then
 /// `{"type":"open_app","url":"…"}` is refused as `open_url`'s extra fields are.
+// The variants mirror `ClickAction`'s (their names are the wire tags).
+#[allow(clippy::enum_variant_names)]
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ClickActionFields {
