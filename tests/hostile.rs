@@ -192,7 +192,7 @@ async fn a_recipient_named_500_times_gets_one_notification_and_one_result() {
         .api(
             reqwest::Method::POST,
             "/v1/messages",
-            Some(json!({"to": vec!["alice"; 501], "from": "carol", "text": "hi"})),
+            Some(json!({"to": std::iter::repeat_n("alice", 501).collect::<Vec<_>>(), "from": "carol", "text": "hi"})),
         )
         .await;
     assert_eq!(s, 400, "{v}");
