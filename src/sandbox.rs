@@ -18,15 +18,14 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
         let hook = move |c: &crate::domain::Certificate| {
-            e.add_app(EmulatorApp::new(
-                c.package_name.clone(),
-                c.app_secret.clone(),
-            ));
+            if let Some(x) = c.credentials.xiaomi() {
+                e.add_app(EmulatorApp::new(
+                    c.package_name.clone(),
+                    x.app_secret.clone(),
+                ));
+            }
         };
-        for entry in g.certs.all() {
-            hook(&entry.cert());
-        }
-        let _ = g.cert_hook.set(Box::new(hook));
+        g.on_certificate_change(Box::new(hook));
     })
     .await
 }

@@ -113,7 +113,7 @@ async fn a_reset_websocket_connection_is_a_lost_link_not_a_protocol_error() {
         .server
         .gateway
         .device_view("alice", "d1")
-        .map(|v| v.state.to_string() != "Online")
+        .map(|v| v.state != pushgate::gateway::UserStatus::Online)
         .unwrap_or(true)
     {
         assert!(Instant::now() < deadline, "never Online");

@@ -29,6 +29,8 @@ pub struct AppState {
     pub tickets: crate::usersig::TicketVerifier,
     /// Set once the store is loaded and the listener is up.
     pub ready: Arc<AtomicBool>,
+    /// Recent TIM sends, for /v4 duplicate suppression (bounded; shared by every HTTP worker).
+    pub tim_dedupe: v4::dedupe::DedupeWindow,
 }
 
 /// Registers every route.
@@ -98,7 +100,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.gateway.refresh_gauges();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.gateway.metrics.render())
+        .body(state.gateway.metrics().render())
 }
 
 /// The method as a metric label. The method comes from unauthenticated clients and actix
@@ -130,7 +132,7 @@ pub async fn observe(
     let method = method_label(req.method());
     let metrics = req
         .app_data::<web::Data<AppState>>()
-        .map(|s| s.gateway.metrics.clone());
+        .map(|s| s.gateway.metrics().clone());
     let res = next.call(req).await?;
     if let Some(m) = metrics {
         let route = res

@@ -1,5 +1,6 @@
 //! A vendor push certificate, as an operator enters it in the console (seed 步骤2).
 
+use super::credentials::Credentials;
 use serde::{Deserialize, Serialize};
 
 /// Generated numeric certificate id; clients report it with their token (TIM `businessID`).
@@ -42,38 +43,45 @@ impl From<ClickActionFields> for ClickAction {
     }
 }
 
-/// The push services a certificate can belong to; only Xiaomi sends today.
+/// The push services a certificate can belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     Xiaomi,
 }
 
-/// A certificate as stored; `app_secret` never leaves the process through an API or a log.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A certificate as stored: the common part and the vendor's (credentials and settings),
+/// flattened into one JSON record. Secrets never leave the process through an API or a log
+/// (`Credentials`' `Debug` redacts them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
     pub id: CertificateId,
-    pub vendor: Vendor,
     pub package_name: String,
-    pub app_id: String,
-    pub app_secret: String,
     pub click_action: ClickAction,
-    pub channel_id: Option<String>,
     /// Vendor requests per second this certificate may spend (Xiaomi counts requests, not devices).
     pub qps: u32,
+    #[serde(flatten)]
+    pub credentials: Credentials,
 }
 
-impl std::fmt::Debug for Certificate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Certificate")
-            .field("id", &self.id)
-            .field("vendor", &self.vendor)
-            .field("package_name", &self.package_name)
-            .field("app_id", &self.app_id)
-            .field("app_secret", &"<redacted>")
-            .field("click_action", &self.click_action)
-            .field("channel_id", &self.channel_id)
-            .field("qps", &self.qps)
-            .finish()
+impl Certificate {
+    pub fn vendor(&self) -> Vendor {
+        self.credentials.vendor()
+    }
+
+    /// A Xiaomi certificate for unit tests (package com.example.chat, opens the app).
+    #[cfg(test)]
+    pub fn xiaomi_for_tests(id: CertificateId, app_secret: &str, qps: u32) -> Certificate {
+        Certificate {
+            id,
+            package_name: "com.example.chat".into(),
+            click_action: ClickAction::OpenApp,
+            qps,
+            credentials: Credentials::Xiaomi(super::credentials::XiaomiCredentials {
+                app_id: "1".into(),
+                app_secret: app_secret.into(),
+                channel_id: None,
+            }),
+        }
     }
 }
