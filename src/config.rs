@@ -110,6 +110,10 @@ pub struct SessionConfig {
     pub ping_interval_secs: u64,
     /// Frames queued for one connection before a slow reader is disconnected.
     pub outbound_queue: usize,
+    /// Bytes of frames queued for one connection before a slow reader is disconnected (the
+    /// frame count alone lets 256 large messages hold megabytes). The kernel's socket buffers
+    /// and actix-ws's 32-message channel come on top.
+    pub max_outbound_bytes: usize,
     /// State-change webhooks queued before new ones are dropped (and counted).
     pub webhook_queue: usize,
     pub webhook_timeout_ms: u64,
@@ -192,6 +196,7 @@ impl Default for SessionConfig {
             heartbeat_timeout_secs: 400,
             ping_interval_secs: 120,
             outbound_queue: 256,
+            max_outbound_bytes: 1 << 20,
             webhook_queue: 10_000,
             webhook_timeout_ms: 2_000,
             max_devices_per_user: crate::registry::DEFAULT_MAX_DEVICES_PER_USER,

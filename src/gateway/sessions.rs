@@ -117,11 +117,14 @@ impl Gateway {
         } else {
             None
         };
-        // A logout or kick reported by the IM cluster also closes our own live connection of
-        // that device, if it has one (the registry forgets the connection on the change).
+        // A logout, kick or disconnect reported by the IM cluster also closes our own live
+        // connection of that device, if it has one (the registry forgets the connection on the
+        // change); left open, it would answer pings while its messages went to push.
         let live_conn = if conn.is_none()
-            && matches!(ev.action, SessionAction::Logout | SessionAction::Kicked)
-        {
+            && matches!(
+                ev.action,
+                SessionAction::Logout | SessionAction::Kicked | SessionAction::Disconnect
+            ) {
             self.registry
                 .devices(&ev.user)
                 .iter()
@@ -191,12 +194,14 @@ impl Gateway {
         match outcome {
             Ok((ops, state, kicked)) => {
                 if let Some(c) = live_conn {
-                    let _ = self.hub.send(
-                        c,
+                    let command = if ev.action == SessionAction::Disconnect {
+                        SessionCommand::Disconnect
+                    } else {
                         SessionCommand::Kick {
                             reason: "the session was ended by the server".into(),
-                        },
-                    );
+                        }
+                    };
+                    let _ = self.hub.send(c, command);
                 }
                 let ticket = permit.map(|p| p.send(ops));
                 (

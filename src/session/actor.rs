@@ -61,6 +61,10 @@ pub enum EndReason {
     ProtocolError,
     Logout,
     Kicked,
+    /// The IM cluster reported a `disconnect` of this device over HTTP.
+    ServerDisconnect,
+    /// The gateway is shutting down.
+    Shutdown,
 }
 
 impl EndReason {
@@ -73,6 +77,8 @@ impl EndReason {
             EndReason::ProtocolError => "protocol_error",
             EndReason::Logout => "logout",
             EndReason::Kicked => "kicked",
+            EndReason::ServerDisconnect => "server_disconnect",
+            EndReason::Shutdown => "shutdown",
         }
     }
 
@@ -486,6 +492,11 @@ impl SessionActor {
                 "ack_backlog: too many unacked messages",
             )),
             EndReason::ProtocolError => Some(close_reason(CloseCode::Protocol, "protocol_error")),
+            EndReason::ServerDisconnect => Some(close_reason(
+                CloseCode::Normal,
+                "disconnect: the session was ended by the IM cluster",
+            )),
+            EndReason::Shutdown => Some(close_reason(CloseCode::Away, "shutdown")),
         });
         match reason {
             // The client is not reading: an orderly close would wait behind the backlog.
@@ -675,6 +686,8 @@ impl Handler<SessionCommand> for SessionActor {
                 self.send(&ServerFrame::Kicked { reason }, ctx);
                 self.end(EndReason::Kicked, ctx);
             }
+            SessionCommand::Disconnect => self.end(EndReason::ServerDisconnect, ctx),
+            SessionCommand::Shutdown => self.end(EndReason::Shutdown, ctx),
         }
     }
 }
