@@ -355,3 +355,60 @@ async fn restarts_do_not_restart_the_retention_of_a_device_that_was_online() {
     let h = h.restart().await;
     assert_eq!(since(&h), first, "the second restart kept the clock");
 }
+
+/// Defect 2: a `logout` and a `login` of one device at the same moment reach the disk in the
+/// order memory saw them. 1,500 concurrent pairs, then a restart: every device comes back in the
+/// state it had in memory (before the fix, a few logged-out devices came back `PushOnline` or
+/// logged-in ones `Offline`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logout_and_login_of_one_device_reach_the_disk_in_memory_order() {
+    const PAIRS: usize = 1500;
+    let h = Harness::start().await;
+    let user = |i: usize| format!("pair{i}");
+    let logins: Vec<_> = (0..PAIRS)
+        .map(|i| json!({"user": user(i), "platform": "Android", "device": "d1", "action": "login"}))
+        .collect();
+    for chunk in logins.chunks(500) {
+        h.events(json!(chunk)).await;
+    }
+    let one = |i: usize, action: &'static str| {
+        let h = &h;
+        let u = user(i);
+        async move {
+            let (s, v) = h
+                .api(
+                    reqwest::Method::POST,
+                    "/v1/sessions/events",
+                    Some(json!({"events":[{"user":u,"platform":"Android","device":"d1","action":action}]})),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    let requests = (0..PAIRS).flat_map(|i| [one(i, "logout"), one(i, "login")]);
+    futures_util::stream::iter(requests)
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    let states = |h: &Harness| -> Vec<String> {
+        (0..PAIRS)
+            .map(|i| {
+                h.server
+                    .gateway
+                    .device_view(&user(i), "d1")
+                    .map(|v| v.state.to_string())
+                    .unwrap_or_else(|e| e.to_string())
+            })
+            .collect()
+    };
+    let before = states(&h);
+    let h = h.restart().await;
+    let after = states(&h);
+    let differ: Vec<String> = (0..PAIRS)
+        .filter(|i| before[*i] != after[*i])
+        // A device Online before the restart is PushOnline after it (its connection is gone).
+        .filter(|i| !(before[*i] == "Online" && after[*i] == "PushOnline"))
+        .map(|i| format!("{}: {} before, {} after", user(i), before[i], after[i]))
+        .collect();
+    assert!(differ.is_empty(), "{differ:#?}");
+}

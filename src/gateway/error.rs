@@ -186,6 +186,7 @@ impl From<RegistryError> for GatewayError {
                 message,
                 tim_code: None,
             },
+            RegistryError::Busy => GatewayError::Busy { message },
             RegistryError::TooManyDevices { .. } => GatewayError::Conflict {
                 code: ErrorCode::TooManyDevices,
                 message,

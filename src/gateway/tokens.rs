@@ -1,6 +1,7 @@
 //! Push tokens: bind to a logged-in device (TIM rules and codes), unbind.
 
 use super::*;
+use crate::store::CommitTicket;
 
 impl Gateway {
     /// Binds a vendor token to a logged-in device (TIM rules and codes).
@@ -30,49 +31,22 @@ impl Gateway {
         if !self.certs.contains(certificate_id) {
             return Err(token_error(TokenError::UnknownCertificate(certificate_id)));
         }
-        let permit = self.store.reserve()?;
-        let out = self
-            .registry
-            .set_token(user, device, certificate_id, token)?;
-        let mut ops = vec![StoreOp::PutDevice {
-            user: user.to_string(),
-            device: device.to_string(),
-            record: out.record,
-        }];
-        for (d, rec) in out.cleared_here {
-            ops.push(StoreOp::PutDevice {
-                user: user.to_string(),
-                device: d.to_string(),
-                record: rec,
-            });
-        }
-        if let Some((u, d, rec)) = out.moved_from {
-            ops.push(StoreOp::PutDevice {
-                user: u.to_string(),
-                device: d.to_string(),
-                record: rec,
-            });
-        }
-        Ok(permit.send(ops))
+        let mut journal = StoreJournal::new(&self.store);
+        self.registry
+            .set_token_journaled(user, device, certificate_id, token, &mut journal)?;
+        Ok(journal.ticket().unwrap_or_else(CommitTicket::done))
     }
 
     /// Unbinds a device's token (the client disabled offline push).
     pub async fn clear_token(&self, user: &str, device: &str) -> Result<DeviceView, GatewayError> {
         check_id("user", user).map_err(id_error)?;
         check_id("device", device).map_err(id_error)?;
-        let permit = self.store.reserve()?;
-        let Some(rec) = self.registry.clear_token(user, device) else {
-            drop(permit);
-            return self.device_view(user, device);
-        };
-        permit
-            .send(vec![StoreOp::PutDevice {
-                user: user.to_string(),
-                device: device.to_string(),
-                record: rec,
-            }])
-            .wait()
-            .await?;
+        let mut journal = StoreJournal::new(&self.store);
+        self.registry
+            .clear_token_journaled(user, device, &mut journal)?;
+        if let Some(t) = journal.ticket() {
+            t.wait().await?;
+        }
         self.device_view(user, device)
     }
 }

@@ -6,20 +6,13 @@ use crate::certs::CertHealth;
 impl Gateway {
     /// Moves expired `PushOnline` devices to `Offline` and persists them.
     pub async fn sweep(&self) {
-        let changed = self.registry.sweep_expired(now_secs());
-        if changed.is_empty() {
-            return;
-        }
-        let ops = changed
-            .into_iter()
-            .map(|(u, d, record)| StoreOp::PutDevice {
-                user: u.to_string(),
-                device: d.to_string(),
-                record,
-            })
-            .collect();
-        if let Err(e) = self.store.commit(ops).await {
-            tracing::error!(error = %e, "persisting expired devices failed");
+        let mut journal = StoreJournal::new(&self.store);
+        self.registry
+            .sweep_expired_journaled(now_secs(), &mut journal);
+        if let Some(t) = journal.ticket() {
+            if let Err(e) = t.wait().await {
+                tracing::error!(error = %e, "persisting expired devices failed");
+            }
         }
     }
 

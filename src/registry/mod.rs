@@ -7,6 +7,11 @@
 //! Lock discipline: a DashMap guard is never held across an `.await`, and never while taking a
 //! guard on the same map. Token changes take `token_lock` first, so the two maps change together
 //! and a token stays bound to exactly one device.
+//!
+//! Store order equals memory order: every change of a user's devices is handed to the
+//! [`Journal`] while that user's guard is still held (room reserved before the change, the
+//! records sent right after it), so two changes of one device reach the disk in the order they
+//! were made in memory, whatever the threads do next.
 
 mod device;
 
@@ -149,6 +154,31 @@ pub enum RegistryError {
     StaleConnection,
     #[error("user '{user}' already has {max} devices, the most one user may have (sessions.max_devices_per_user); log one out or raise the limit")]
     TooManyDevices { user: String, max: usize },
+    /// The journal (the store's queue) has no room: nothing changed.
+    #[error("the store's write queue is full; retry shortly")]
+    Busy,
+}
+
+/// Where the registry hands the records it changes, under the lock of their user. The
+/// gateway's journal is the store's queue; tests and benches pass `&mut NoJournal`.
+pub trait Journal {
+    /// Reserves room for one write, before anything changes (a refusal changes nothing).
+    fn reserve(&mut self) -> Result<(), RegistryError>;
+    /// Hands the records changed under the current guard to the store, in the order made.
+    fn write(&mut self, changes: Vec<Change>);
+}
+
+/// One device's new record, for the store.
+pub type Change = (CompactString, CompactString, DeviceRecord);
+
+/// A journal that keeps nothing (tests, benches, changes that are not durable).
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn reserve(&mut self) -> Result<(), RegistryError> {
+        Ok(())
+    }
+    fn write(&mut self, _: Vec<Change>) {}
 }
 
 /// Counts of devices by state, for metrics (kept up to date on every change).
@@ -285,6 +315,19 @@ impl Registry {
         conn: Option<ConnId>,
         now: u64,
     ) -> Result<LoginOutcome, RegistryError> {
+        self.login_journaled(user, platform, device, conn, now, &mut NoJournal)
+    }
+
+    /// `login`, handing the changed records to `journal` under the user's lock.
+    pub fn login_journaled(
+        &self,
+        user: &str,
+        platform: Platform,
+        device: &str,
+        conn: Option<ConnId>,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Result<LoginOutcome, RegistryError> {
         let mut entry = self.users.entry(CompactString::from(user)).or_default();
         let list = entry.value_mut();
         if let Some(d) = list.get(device) {
@@ -303,6 +346,12 @@ impl Registry {
                 max: self.max_devices,
             });
         }
+        if let Some(d) = list.get(device) {
+            // Checked before anything changes, so a refused login changes nothing.
+            d.state()
+                .apply(DeviceEvent::Login, platform, now, self.retention)?;
+        }
+        journal.reserve()?;
         let mut kicked = Vec::new();
         for d in list.iter_mut() {
             if d.id != device && d.state().is_logged_in() && self.policy.kicks(platform, d.platform)
@@ -340,6 +389,19 @@ impl Registry {
                 (rec, None)
             }
         };
+        let user_key = entry.key().clone();
+        let mut changes = vec![(
+            user_key.clone(),
+            CompactString::from(device),
+            record.clone(),
+        )];
+        changes.extend(
+            kicked
+                .iter()
+                .map(|k| (user_key.clone(), k.device.clone(), k.record.clone())),
+        );
+        journal.write(changes);
+        drop(entry);
         Ok(LoginOutcome {
             record,
             kicked,
@@ -358,6 +420,19 @@ impl Registry {
         conn: Option<ConnId>,
         now: u64,
     ) -> Result<(DeviceState, DeviceRecord), RegistryError> {
+        self.apply_journaled(user, device, event, conn, now, &mut NoJournal)
+    }
+
+    /// `apply`, handing the changed record to `journal` under the user's lock.
+    pub fn apply_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        event: DeviceEvent,
+        conn: Option<ConnId>,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Result<(DeviceState, DeviceRecord), RegistryError> {
         let unknown = || RegistryError::UnknownDevice {
             user: user.to_string(),
             device: device.to_string(),
@@ -371,12 +446,19 @@ impl Registry {
         }
         let old = d.state();
         let new = old.apply(event, d.platform, now, self.retention)?;
+        journal.reserve()?;
         d.set_state(new);
         if !new.is_connected() {
             d.conn = 0;
         }
         self.recount(Some(old), new);
-        Ok((new, d.record()))
+        let record = d.record();
+        journal.write(vec![(
+            entry.key().clone(),
+            CompactString::from(device),
+            record.clone(),
+        )]);
+        Ok((new, record))
     }
 
     /// Binds `token` of certificate `cert` to the device (TIM rules: after login; not empty; at
@@ -389,14 +471,62 @@ impl Registry {
         cert: CertificateId,
         token: &str,
     ) -> Result<TokenOutcome, RegistryError> {
+        self.set_token_journaled(user, device, cert, token, &mut NoJournal)
+    }
+
+    /// `set_token`, handing the changed records to `journal` under each user's lock.
+    ///
+    /// A token held by another user is taken from that user first (one write under that user's
+    /// lock), then bound here (a second write under this user's lock): each device's records
+    /// reach the disk in memory's order, and a crash between the two leaves the token bound to
+    /// nobody, never to two devices. Both run under `token_lock`, so no other token change
+    /// interleaves.
+    pub fn set_token_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        cert: CertificateId,
+        token: &str,
+        journal: &mut dyn Journal,
+    ) -> Result<TokenOutcome, RegistryError> {
         check_token_shape(token)?;
         let _t = self.lock_tokens();
         let token: Arc<str> = Arc::from(token);
+        let logged_in = |u: &str| {
+            self.users
+                .get(u)
+                .and_then(|e| e.value().get(device).map(|d| d.state().is_logged_in()))
+                .unwrap_or(false)
+        };
+        if !logged_in(user) {
+            return Err(TokenError::NotLoggedIn.into());
+        }
+        let previous = self.tokens.get(&token).map(|u| u.value().clone());
+        let mut moved_from = None;
+        if let Some(prev_user) = previous.filter(|p| p != user) {
+            if let Some(mut e) = self.users.get_mut(prev_user.as_str()) {
+                let holder = e
+                    .value_mut()
+                    .iter_mut()
+                    .find(|d| d.token.as_deref() == Some(&*token));
+                if let Some(other) = holder {
+                    journal.reserve()?;
+                    other.token = None;
+                    let change = (prev_user.clone(), other.id.clone(), other.record());
+                    journal.write(vec![change.clone()]);
+                    moved_from = Some(change);
+                }
+            }
+            if self.tokens.remove(&token).is_some() {
+                self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         let (record, replaced, cleared_here) = {
             let mut entry = self
                 .users
                 .get_mut(user)
                 .ok_or(RegistryError::Token(TokenError::NotLoggedIn))?;
+            let user_key = entry.key().clone();
             let list = entry.value_mut();
             let d = list
                 .get_mut(device)
@@ -404,6 +534,7 @@ impl Registry {
             if !d.state().is_logged_in() {
                 return Err(TokenError::NotLoggedIn.into());
             }
+            journal.reserve()?;
             let replaced = d.token.replace(token.clone()).filter(|t| **t != *token);
             d.cert = cert;
             let record = d.record();
@@ -416,6 +547,17 @@ impl Registry {
                     cleared_here.push((other.id.clone(), other.record()));
                 }
             }
+            let mut changes = vec![(
+                user_key.clone(),
+                CompactString::from(device),
+                record.clone(),
+            )];
+            changes.extend(
+                cleared_here
+                    .iter()
+                    .map(|(d, r)| (user_key.clone(), d.clone(), r.clone())),
+            );
+            journal.write(changes);
             (record, replaced, cleared_here)
         };
         if let Some(old) = &replaced {
@@ -423,24 +565,12 @@ impl Registry {
                 self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        let previous = self.tokens.insert(token.clone(), CompactString::from(user));
-        let mut moved_from = None;
-        match previous {
-            None => {
-                self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(prev_user) if prev_user != user => {
-                if let Some(mut e) = self.users.get_mut(prev_user.as_str()) {
-                    for other in e.value_mut().iter_mut() {
-                        if other.token.as_deref() == Some(&*token) {
-                            other.token = None;
-                            moved_from =
-                                Some((prev_user.clone(), other.id.clone(), other.record()));
-                        }
-                    }
-                }
-            }
-            Some(_) => {}
+        if self
+            .tokens
+            .insert(token.clone(), CompactString::from(user))
+            .is_none()
+        {
+            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
         }
         Ok(TokenOutcome {
             record,
@@ -456,31 +586,74 @@ impl Registry {
         &self,
         token: &str,
     ) -> Option<(CompactString, CompactString, DeviceRecord)> {
+        self.unbind_token_journaled(token, &mut NoJournal)
+    }
+
+    /// `unbind_token`, handing the changed record to `journal` under the user's lock. With no
+    /// room in the journal nothing changes (the next bad-token reply tries again).
+    pub fn unbind_token_journaled(
+        &self,
+        token: &str,
+        journal: &mut dyn Journal,
+    ) -> Option<(CompactString, CompactString, DeviceRecord)> {
         let _t = self.lock_tokens();
-        let (_, user) = self.tokens.remove(token)?;
-        self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
-        let mut e = self.users.get_mut(user.as_str())?;
-        for d in e.value_mut().iter_mut() {
-            if d.token.as_deref() == Some(token) {
+        let user = self.tokens.get(token)?.value().clone();
+        let mut changed = None;
+        if let Some(mut e) = self.users.get_mut(user.as_str()) {
+            if let Some(d) = e
+                .value_mut()
+                .iter_mut()
+                .find(|d| d.token.as_deref() == Some(token))
+            {
+                journal.reserve().ok()?;
                 d.token = None;
-                return Some((user.clone(), d.id.clone(), d.record()));
+                let change = (user.clone(), d.id.clone(), d.record());
+                journal.write(vec![change.clone()]);
+                changed = Some(change);
             }
         }
-        None
+        if self.tokens.remove(token).is_some() {
+            self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Unbinds the token of one device (the client disabled push, or logged out for good).
     pub fn clear_token(&self, user: &str, device: &str) -> Option<DeviceRecord> {
+        self.clear_token_journaled(user, device, &mut NoJournal)
+            .ok()
+            .flatten()
+    }
+
+    /// `clear_token`, handing the changed record to `journal` under the user's lock.
+    pub fn clear_token_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        journal: &mut dyn Journal,
+    ) -> Result<Option<DeviceRecord>, RegistryError> {
         let _t = self.lock_tokens();
-        let mut e = self.users.get_mut(user)?;
-        let d = e.value_mut().get_mut(device)?;
-        let token = d.token.take()?;
+        let Some(mut e) = self.users.get_mut(user) else {
+            return Ok(None);
+        };
+        let user_key = e.key().clone();
+        let Some(d) = e.value_mut().get_mut(device) else {
+            return Ok(None);
+        };
+        if d.token.is_none() {
+            return Ok(None);
+        }
+        journal.reserve()?;
+        let Some(token) = d.token.take() else {
+            return Ok(None);
+        };
         let rec = d.record();
+        journal.write(vec![(user_key, d.id.clone(), rec.clone())]);
         drop(e);
         if self.tokens.remove(&token).is_some() {
             self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
         }
-        Some(rec)
+        Ok(Some(rec))
     }
 
     /// Calls `f` with the routing decision of each device of `user`; returns how many devices
@@ -523,17 +696,41 @@ impl Registry {
     /// Moves every `PushOnline` device older than the retention to `Offline`; returns the
     /// changed devices for the store.
     pub fn sweep_expired(&self, now: u64) -> Vec<(CompactString, CompactString, DeviceRecord)> {
+        self.sweep_expired_journaled(now, &mut NoJournal)
+    }
+
+    /// `sweep_expired`, handing each user's changed records to `journal` under that user's
+    /// lock. Stops at the first user the journal has no room for (the next sweep goes on).
+    pub fn sweep_expired_journaled(
+        &self,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Vec<(CompactString, CompactString, DeviceRecord)> {
         let mut changed = Vec::new();
         for mut e in self.users.iter_mut() {
+            let expires = |d: &Device| {
+                d.state()
+                    .apply(DeviceEvent::Expire, d.platform, now, self.retention)
+                    .is_ok()
+            };
+            if !e.value().iter().any(expires) {
+                continue;
+            }
+            if journal.reserve().is_err() {
+                break;
+            }
             let user = e.key().clone();
+            let mut here = Vec::new();
             for d in e.value_mut().iter_mut() {
                 let old = d.state();
                 if let Ok(new) = old.apply(DeviceEvent::Expire, d.platform, now, self.retention) {
                     d.set_state(new);
                     self.recount(Some(old), new);
-                    changed.push((user.clone(), d.id.clone(), d.record()));
+                    here.push((user.clone(), d.id.clone(), d.record()));
                 }
             }
+            journal.write(here.clone());
+            changed.extend(here);
         }
         changed
     }
