@@ -143,6 +143,9 @@ pub struct PushConfig {
     pub burst: u32,
     /// Sender arbiters (threads) the certificates are spread over.
     pub arbiters: usize,
+    /// Seconds a shutdown lets the senders send what they hold; what is still unsent then goes
+    /// to the store's outbox, which the next start sends.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +219,7 @@ impl Default for PushConfig {
             vendor_timeout_ms: 5_000,
             burst: 1,
             arbiters: 1,
+            shutdown_grace_secs: 10,
         }
     }
 }

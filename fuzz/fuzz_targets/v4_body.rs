@@ -2,7 +2,7 @@
 //! its MsgBody and OfflinePushInfo, the recipients of sendmsg and batchsendmsg).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pushgate::domain::tim_msg::{
+use pushgate::api::v4::message::{
     parse_msg_body, parse_offline_push_info, parse_to_account, parse_to_accounts, TimMessage,
 };
 
@@ -11,7 +11,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(m) = TimMessage::parse(&body) {
-        let _ = m.push_text();
         let _ = m.push_plan();
         let _ = m.dedupe_key("admin", "alice");
     }

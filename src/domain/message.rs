@@ -15,7 +15,7 @@ pub const MAX_EXT_CHARS: usize = 1024;
 pub const MAX_CHANNEL_ID_CHARS: usize = 64;
 
 /// What a notification would show. Built once per message, shared by every recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PushContent {
     pub title: String,
     pub desc: String,

@@ -101,6 +101,7 @@ impl Gateway {
             outcomes: outcomes.clone(),
             providers,
             config: config.push.clone(),
+            drain: Default::default(),
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);
         for c in certificates {

@@ -12,6 +12,8 @@ pub struct FjallStore {
     devices: Keyspace,
     certificates: Keyspace,
     meta: Keyspace,
+    /// Notifications a shutdown left unsent (key BE → entry).
+    outbox: Keyspace,
 }
 
 const NEXT_CERT_ID: &[u8] = b"next_certificate_id";
@@ -41,11 +43,15 @@ impl FjallStore {
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(engine)?;
+        let outbox = db
+            .keyspace("outbox", KeyspaceCreateOptions::default)
+            .map_err(engine)?;
         Ok(FjallStore {
             db,
             devices,
             certificates,
             meta,
+            outbox,
         })
     }
 }
@@ -129,6 +135,15 @@ impl Store for FjallStore {
             snap.devices
                 .push((user.to_string(), device.to_string(), rec));
         }
+        for g in self.outbox.iter() {
+            let (k, v) = g.into_inner().map_err(engine)?;
+            let key: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt(&k, "not 8 bytes"))?;
+            let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+            snap.outbox.push((u64::from_be_bytes(key), entry));
+        }
         if let Some(v) = self.meta.get(NEXT_CERT_ID).map_err(engine)? {
             let bytes: [u8; 8] = v
                 .as_ref()
@@ -161,6 +176,14 @@ impl Store for FjallStore {
                 }
                 StoreOp::NextCertificateId(id) => {
                     batch.insert(&self.meta, NEXT_CERT_ID.to_vec(), id.to_be_bytes().to_vec());
+                }
+                StoreOp::PutOutbox(key, entry) => {
+                    let v =
+                        serde_json::to_vec(entry).map_err(|e| StoreError::Engine(e.to_string()))?;
+                    batch.insert(&self.outbox, key.to_be_bytes().to_vec(), v);
+                }
+                StoreOp::DeleteOutbox(key) => {
+                    batch.remove(&self.outbox, key.to_be_bytes().to_vec());
                 }
             }
         }

@@ -77,6 +77,12 @@ impl Accounting {
             .record(&job.user, &job.device, last_result(job, result, trace_id));
     }
 
+    /// Gives back the queue room of `n` notifications that leave the sender unfinished (saved
+    /// to the outbox at shutdown).
+    pub fn release(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+
     /// Unbinds a token the vendor named invalid; the device keeps its state, without a token.
     fn unbind(&self, token: &str) {
         let mut journal = StoreJournal::new(&self.ctx.store);
