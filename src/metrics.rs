@@ -240,7 +240,7 @@ impl Metrics {
             outbox: counter_vec(
                 &r,
                 "pushgate_outbox_total",
-                "Notifications a shutdown saved unsent to the store's outbox (saved), and those a start sent again (resent).",
+                "Notifications a shutdown saved unsent to the store's outbox (saved), those a start sent again (resent), and those it could not queue (dropped: certificate deleted or queue full).",
                 &["result"],
             ),
             tokens_unbound: reg(

@@ -93,27 +93,34 @@ impl Gateway {
     }
 
     /// Sends again what the last shutdown left in the outbox, and takes it out of the store
-    /// once its sender holds it. A notification whose certificate is gone is counted as its
-    /// sender would (misconfigured).
+    /// once its sender holds it. One whose certificate is gone (or whose queue is full) is
+    /// counted `dropped`.
     pub async fn resend_outbox(&self, entries: Vec<(u64, crate::push::outbox::OutboxEntry)>) {
         if entries.is_empty() {
             return;
         }
         let n = entries.len();
         let mut keys = Vec::with_capacity(n);
+        let mut dropped = 0u64;
         {
             let mut batch = self.senders.batch();
             for (key, entry) in entries {
                 keys.push(StoreOp::DeleteOutbox(key));
                 if let Err(e) = batch.add(entry.into_job()) {
+                    dropped += 1;
                     tracing::warn!(error = %e, "an outbox notification could not be queued");
                 }
             }
         }
+        // Its certificate was deleted, or its queue is full: counted, never silent.
+        self.metrics
+            .outbox
+            .with_label_values(&["dropped"])
+            .inc_by(dropped);
         self.metrics
             .outbox
             .with_label_values(&["resent"])
-            .inc_by(n as u64);
+            .inc_by(n as u64 - dropped);
         tracing::info!(notifications = n, "sending the outbox of the last shutdown");
         if let Err(e) = self.store.commit(keys).await {
             tracing::error!(error = %e, "clearing the sent outbox failed (it will be sent again)");
