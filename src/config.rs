@@ -115,9 +115,17 @@ pub struct SessionConfig {
     pub ping_interval_secs: u64,
     /// Frames queued for one connection before a slow reader is disconnected.
     pub outbound_queue: usize,
+    /// Bytes of frames queued for one connection before a slow reader is disconnected (the
+    /// frame count alone lets 256 large messages hold megabytes). The kernel's socket buffers
+    /// and actix-ws's 32-message channel come on top.
+    pub max_outbound_bytes: usize,
     /// State-change webhooks queued before new ones are dropped (and counted).
     pub webhook_queue: usize,
     pub webhook_timeout_ms: u64,
+    /// The most devices one user may have registered; a login of one more is refused with 409
+    /// `too_many_devices`. Bounds what one identifier can add to memory, the store and every
+    /// per-user answer (status, diagnosis, a message's `detail`).
+    pub max_devices_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +148,9 @@ pub struct PushConfig {
     pub burst: u32,
     /// Sender arbiters (threads) the certificates are spread over.
     pub arbiters: usize,
+    /// Seconds a shutdown lets the senders send what they hold; what is still unsent then goes
+    /// to the store's outbox, which the next start sends.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,8 +302,10 @@ impl Default for SessionConfig {
             heartbeat_timeout_secs: 400,
             ping_interval_secs: 120,
             outbound_queue: 256,
+            max_outbound_bytes: 1 << 20,
             webhook_queue: 10_000,
             webhook_timeout_ms: 2_000,
+            max_devices_per_user: crate::registry::DEFAULT_MAX_DEVICES_PER_USER,
         }
     }
 }
@@ -309,6 +322,7 @@ impl Default for PushConfig {
             vendor_timeout_ms: 5_000,
             burst: 1,
             arbiters: 1,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -505,6 +519,9 @@ impl Config {
         }
         if self.push.multi_batch == 0 || self.push.queue_capacity == 0 {
             return invalid("push", "batch sizes and queue capacity must be at least 1");
+        }
+        if self.sessions.max_devices_per_user == 0 {
+            return invalid("sessions.max_devices_per_user", "must be at least 1");
         }
         if self.sessions.heartbeat_timeout_secs == 0 {
             return invalid("sessions.heartbeat_timeout_secs", "must be at least 1");

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub store_queue_capacity: IntGauge,
     pub store_busy: IntCounter,
     pub tokens_unbound: IntCounter,
+    /// Notifications a shutdown left unsent (`saved` to the store's outbox) and the next start
+    /// sent again (`resent`).
+    pub outbox: IntCounterVec,
     pub certificates: IntGaugeVec,
     pub ws_connections: IntGauge,
     pub ws_frames: IntCounterVec,
@@ -233,6 +236,12 @@ impl Metrics {
                     "Changes refused with 503 because the store writer's queue was full.",
                 )
                 .expect("valid metric definition"),
+            ),
+            outbox: counter_vec(
+                &r,
+                "pushgate_outbox_total",
+                "Notifications a shutdown saved unsent to the store's outbox (saved), those a start sent again (resent), and those it could not queue (dropped: certificate deleted or queue full).",
+                &["result"],
             ),
             tokens_unbound: reg(
                 &r,

@@ -8,7 +8,7 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::registry::Registry;
-use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
+use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics, StoreOp};
 use actix_web::{middleware, web, App, HttpServer};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -103,18 +103,35 @@ pub struct Prepared {
 pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let started = Instant::now();
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    // Holds the generated tokens and the store (certificate secrets): owner only.
+    crate::store::private_dir(&config.data_dir)?;
     let metrics = Metrics::new();
     let store = Arc::new(FjallStore::open(&config.data_dir.join("store"))?);
-    let snapshot = store.load()?;
-    let registry = Arc::new(Registry::new(
-        config.sessions.multi_device_policy,
-        config.sessions.push_online_retention_secs,
-    ));
+    let mut snapshot = store.load()?;
+    let registry = Arc::new(
+        Registry::new(
+            config.sessions.multi_device_policy,
+            config.sessions.push_online_retention_secs,
+        )
+        .with_max_devices(config.sessions.max_devices_per_user),
+    );
     let devices_loaded = snapshot.devices.len();
+    let outbox = std::mem::take(&mut snapshot.outbox);
     let now = crate::domain::now_secs();
+    let mut rewrites = Vec::new();
     for (user, device, rec) in snapshot.devices {
-        registry.restore(&user, &device, rec, now);
+        if let Some(record) = registry.restore(&user, &device, rec, now) {
+            rewrites.push(StoreOp::PutDevice {
+                user,
+                device,
+                record,
+            });
+        }
+    }
+    // Devices that were Online are PushOnline since this start: written back before anything
+    // else, so that the next restart keeps their retention clock instead of starting it again.
+    if !rewrites.is_empty() {
+        store.apply(&rewrites)?;
     }
     // The bounds the alert rules compare queue depths with (config/alerts.yml).
     metrics
@@ -151,6 +168,9 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     ));
     gateway.export_webhook_requests();
     gateway.start_sweeper();
+    // What the last shutdown could not send goes out first.
+    let g = gateway.clone();
+    actix_rt::spawn(async move { g.resend_outbox(outbox).await });
     Ok(Prepared {
         gateway,
         tokens,
@@ -201,7 +221,9 @@ pub fn bind(
     })
     .max_connections(config.http.max_connections_per_worker)
     .backlog(4096)
-    .shutdown_timeout(config.http.shutdown_timeout_secs);
+    .shutdown_timeout(config.http.shutdown_timeout_secs)
+    // SIGTERM/SIGINT are ours (`run_with`): WebSockets must be closed while the server stops.
+    .disable_signals();
     if config.http.workers > 0 {
         server = server.workers(config.http.workers);
     }
@@ -240,6 +262,14 @@ pub async fn run_with(
     );
     // Tools that start us on port 0 read the address from this line.
     println!("pushgate listening on {addr}");
+    let handle = server.handle();
+    let gateway = prepared.gateway.clone();
+    actix_rt::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: closing WebSockets, finishing requests, draining senders");
+        gateway.close_sessions();
+        handle.stop(true).await;
+    });
     server.await?;
     let Prepared {
         gateway, writer, ..
@@ -254,6 +284,33 @@ pub async fn run_with(
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("pushgate stopped");
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// A gateway running on its own thread (tests, tools, the sandbox).
@@ -273,6 +330,7 @@ impl RunningServer {
 
     /// Graceful stop; returns when the store writer has finished.
     pub async fn stop(mut self) {
+        self.gateway.close_sessions();
         self.handle.stop(true).await;
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;

@@ -481,6 +481,90 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     drop(ws);
 }
 
+/// With a frame bound that never triggers, the byte bound alone cuts a client that does not
+/// read: 12 KB messages stop well before 1,000 (before the byte bound, the queue held them all).
+#[tokio::test]
+async fn a_slow_reader_is_cut_by_the_bytes_it_holds_not_only_by_frames() {
+    let env = start(|c| {
+        c.sessions.outbound_queue = 100_000;
+        c.sessions.max_outbound_bytes = 64 * 1024;
+    })
+    .await;
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    let tcp = sock.connect(env.server.addr).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        env.ws_url("erin", "Android", "d1"),
+        MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .expect("websocket");
+    send_json(
+        &mut ws,
+        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-erin"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "ok");
+    let big = "x".repeat(12 * 1024 - 16);
+    let mut sent = 0;
+    for i in 0..1000 {
+        let r = env.send_text("erin", &format!("{i:05}{big}")).await;
+        sent += 1;
+        if r["outcome"] != "online" {
+            break;
+        }
+    }
+    assert!(sent < 1000, "1,000 messages of 12 KB held for one client");
+    env.wait_state("erin", "d1", "PushOnline").await;
+    let pushed = env.pushed("regid-erin", sent).await;
+    assert_eq!(pushed.len(), sent, "sent {sent}, pushed {}", pushed.len());
+    let slow = env
+        .server
+        .gateway
+        .metrics()
+        .ws_disconnects
+        .with_label_values(&["slow_reader"])
+        .get();
+    assert_eq!(slow, 1);
+    drop(ws);
+}
+
+/// A `disconnect` the IM cluster reports for a device whose socket is live here closes that
+/// socket (1000): its unacked message and later ones go to push, none is stranded on a socket
+/// nobody routes to.
+#[tokio::test]
+async fn an_http_disconnect_closes_the_live_socket_and_its_messages_go_to_push() {
+    let env = start(|_| {}).await;
+    let mut ws = env.connect("fred", "Android", "d1").await;
+    send_json(
+        &mut ws,
+        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-fred"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "ok");
+    assert_eq!(env.send_text("fred", "m1").await["outcome"], "online");
+    assert_eq!(next_of(&mut ws, "message").await["text"], "m1");
+
+    let r = env.event("fred", "d1", "disconnect").await;
+    assert_eq!(r["state"], "PushOnline", "{r}");
+    let close = next(&mut ws).await;
+    assert_eq!(close["type"], "__close", "{close}");
+    assert_eq!(close["code"], 1000, "{close}");
+    assert_eq!(env.send_text("fred", "m2").await["outcome"], "push_queued");
+    let mut pushed = env.pushed("regid-fred", 2).await;
+    pushed.sort();
+    assert_eq!(pushed, vec!["m1".to_string(), "m2".to_string()]);
+    assert_eq!(env.state("fred", "d1").0, "PushOnline");
+    let closed = env
+        .server
+        .gateway
+        .metrics()
+        .ws_disconnects
+        .with_label_values(&["server_disconnect"])
+        .get();
+    assert_eq!(closed, 1);
+}
+
 // ---- heartbeat ------------------------------------------------------------------------------
 
 #[tokio::test]

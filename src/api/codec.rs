@@ -74,12 +74,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 ));
             }
             let value = if msgpack {
-                rmp_serde::from_slice(&bytes).map_err(|e| {
-                    ApiError::bad_request(
-                        "malformed_body",
-                        format!("the MessagePack body is not valid: {e}"),
-                    )
-                })?
+                decode_msgpack(&bytes)?
             } else {
                 serde_json::from_slice(&bytes).map_err(|e| {
                     ApiError::bad_request(
@@ -91,6 +86,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             Ok(Body(value))
         })
     }
+}
+
+/// JSON's nesting limit (serde_json refuses deeper than 128), so that a small MessagePack body of
+/// nested arrays cannot overflow a worker's stack while an unknown member is skipped.
+const MAX_MSGPACK_DEPTH: usize = 128;
+
+/// Decodes one MessagePack value that must fill the whole body: trailing bytes are refused, as
+/// JSON refuses them and as WebSocket frames do.
+pub fn decode_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |detail: String| {
+        ApiError::bad_request(
+            "malformed_body",
+            format!("the MessagePack body is not valid: {detail}"),
+        )
+    };
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    de.set_max_depth(MAX_MSGPACK_DEPTH);
+    let value = T::deserialize(&mut de).map_err(|e| malformed(e.to_string()))?;
+    let consumed = de.position();
+    if consumed != bytes.len() as u64 {
+        return Err(malformed(format!(
+            "{} trailing bytes after the value",
+            bytes.len() as u64 - consumed
+        )));
+    }
+    Ok(value)
 }
 
 /// Serializes `value` as JSON or MessagePack, as the request's `Accept` asks.
@@ -117,5 +138,40 @@ pub fn reply<T: Serialize>(
 impl From<ApiError> for HttpResponse {
     fn from(e: ApiError) -> HttpResponse {
         actix_web::ResponseError::error_response(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Probe {
+        user: String,
+    }
+
+    #[test]
+    fn a_msgpack_body_with_trailing_bytes_is_refused_like_a_websocket_frame() {
+        let mut body = rmp_serde::to_vec_named(&serde_json::json!({"user": "alice"})).unwrap();
+        let whole: Probe = decode_msgpack(&body).expect("one whole value");
+        assert_eq!(whole.user, "alice");
+        body.extend_from_slice(&[0xc0, 0xc0]);
+        let e = decode_msgpack::<Probe>(&body).expect_err("trailing bytes");
+        assert_eq!(e.detail.code, "malformed_body");
+        assert!(
+            e.detail.message.contains("2 trailing bytes"),
+            "{}",
+            e.detail.message
+        );
+    }
+
+    #[test]
+    fn deeply_nested_msgpack_is_refused_not_a_stack_overflow() {
+        // {"user": [[[[ ... 100k deep: 0x91 = fixarray of one element.
+        let mut body = vec![0x81, 0xa4, b'u', b's', b'e', b'r'];
+        body.extend(std::iter::repeat_n(0x91, 100_000));
+        body.push(0xc0);
+        let e = decode_msgpack::<serde_json::Value>(&body).expect_err("too deep");
+        assert_eq!(e.detail.code, "malformed_body");
     }
 }

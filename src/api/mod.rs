@@ -55,7 +55,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .route("/messages", web::post().to(v1::send_message))
                 .route("/users/{user}", web::get().to(v1::user_status))
                 .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis))
-                .route("/ws", web::get().to(ws::upgrade)),
+                .route("/ws", web::get().to(ws::upgrade))
+                .route("/openapi.json", web::get().to(openapi)),
         )
         .configure(v4::configure)
         .default_service(web::to(not_found));
@@ -67,6 +68,16 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
         "not_found",
         format!("no route for {} {}", req.method(), req.path()),
     ))
+}
+
+/// The OpenAPI document of /v1 (kept true by tests/openapi.rs and scripts/test's
+/// property-based run). Public: it describes the API, it holds no data.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 async fn healthz() -> HttpResponse {
@@ -98,13 +109,33 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.gateway.metrics().render())
 }
 
-/// Counts every request by route pattern (never the raw path: it may hold a user id).
+/// The method as a metric label. The method comes from unauthenticated clients and actix
+/// accepts any token as a method, so anything outside the standard set is "other": each new
+/// label value would otherwise add a counter and a histogram for the process's lifetime.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Counts every request by route pattern (never the raw path: it may hold a user id) and by
+/// method from a fixed set.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.gateway.metrics().clone());
@@ -116,10 +147,10 @@ pub async fn observe(
             .unwrap_or_else(|| "unmatched".to_string());
         let status = res.status().as_u16().to_string();
         m.http_requests
-            .with_label_values(&[&route, &method, &status])
+            .with_label_values(&[&route, method, &status])
             .inc();
         m.http_duration
-            .with_label_values(&[&route, &method])
+            .with_label_values(&[&route, method])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)

@@ -181,8 +181,18 @@ pub async fn send_message(
         )
         .with_field("offline_push.push_flag"));
     }
+    // The limit counts the list as sent, repeats included, so the request is judged before the
+    // repeats are dropped.
+    let max = state.gateway.config.http.max_recipients;
+    if b.to.len() > max {
+        return Err(ApiError::bad_request(
+            "too_many_recipients",
+            format!("to: {} recipients; at most {max} per request", b.to.len()),
+        )
+        .with_field("to"));
+    }
     let send = SendRequest {
-        to: b.to,
+        to: distinct(b.to),
         from: b.from,
         text: b.text,
         title: op.title,
@@ -212,6 +222,13 @@ pub async fn send_message(
             results: sent.results,
         },
     ))
+}
+
+/// The recipients without repeats, first mention first: a user named twice gets one delivery,
+/// one result and one count (500 × "alice" would otherwise send 500 notifications).
+fn distinct(to: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(to.len());
+    to.into_iter().filter(|u| seen.insert(u.clone())).collect()
 }
 
 pub async fn user_status(

@@ -178,7 +178,7 @@ pub async fn upgrade(
         device: p.device,
         client_ip,
     };
-    let out = OutboundQueue::start(session, capacity);
+    let out = OutboundQueue::start(session, capacity, config.sessions.max_outbound_bytes);
     ctx.add_stream(stream);
     ctx.run(SessionActor::new(gw, conn, who, out));
     Ok(response)

@@ -8,7 +8,7 @@ pub type CertificateId = u64;
 
 /// What a tap on the notification does (seed: 点击通知后).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case", from = "ClickActionFields")]
 pub enum ClickAction {
     /// Open the app's launcher activity (Xiaomi `notify_effect=1`).
     OpenApp,
@@ -16,6 +16,31 @@ pub enum ClickAction {
     OpenUrl { url: String },
     /// Open an in-app page given as an Android intent URI (Xiaomi `notify_effect=2`).
     OpenActivity { intent_uri: String },
+}
+
+/// `ClickAction` as read. serde ignores unknown fields next to the tag of a unit variant even
+/// with `deny_unknown_fields`, so `open_app` is read as a struct variant with no fields: then
+/// `{"type":"open_app","url":"…"}` is refused as `open_url`'s extra fields are.
+// The variants mirror `ClickAction`'s (their names are the wire tags).
+#[allow(clippy::enum_variant_names)]
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClickActionFields {
+    OpenApp {},
+    OpenUrl { url: String },
+    OpenActivity { intent_uri: String },
+}
+
+impl From<ClickActionFields> for ClickAction {
+    fn from(f: ClickActionFields) -> ClickAction {
+        match f {
+            ClickActionFields::OpenApp {} => ClickAction::OpenApp,
+            ClickActionFields::OpenUrl { url } => ClickAction::OpenUrl { url },
+            ClickActionFields::OpenActivity { intent_uri } => {
+                ClickAction::OpenActivity { intent_uri }
+            }
+        }
+    }
 }
 
 /// The push services a certificate can belong to.

@@ -15,8 +15,9 @@ pub const MAX_EXT_CHARS: usize = 1024;
 pub const MAX_CHANNEL_ID_CHARS: usize = 64;
 
 /// What a notification would show. Built once per message, shared by every recipient.
-/// Serializable because cluster mode carries it to another node's inbox (`cluster::codec`);
-/// a vendor's per-message fields added here travel with it (give them `#[serde(default)]`).
+/// Serializable because it travels: cluster mode carries it to another node's inbox
+/// (`cluster::codec`) and a shutdown saves unsent notifications to the store's outbox. A
+/// vendor's per-message fields added here travel with it (give them `#[serde(default)]`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PushContent {
     pub title: String,

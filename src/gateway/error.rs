@@ -19,6 +19,8 @@ pub enum ErrorCode {
     NotExpired,
     /// An event of a connection that a newer one has replaced.
     StaleConnection,
+    /// A login of one more device than `sessions.max_devices_per_user`.
+    TooManyDevices,
     EmptyToken,
     TokenTooLong,
     /// A bounded queue is full (503 with Retry-After).
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::NotConnected => "not_connected",
             ErrorCode::NotExpired => "not_expired",
             ErrorCode::StaleConnection => "stale_connection",
+            ErrorCode::TooManyDevices => "too_many_devices",
             ErrorCode::EmptyToken => "empty_token",
             ErrorCode::TokenTooLong => "token_too_long",
             ErrorCode::Busy => "busy",
@@ -46,7 +49,7 @@ impl ErrorCode {
         }
     }
 
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidField,
         ErrorCode::TooManyRecipients,
         ErrorCode::PlatformMismatch,
@@ -56,6 +59,7 @@ impl ErrorCode {
         ErrorCode::NotConnected,
         ErrorCode::NotExpired,
         ErrorCode::StaleConnection,
+        ErrorCode::TooManyDevices,
         ErrorCode::EmptyToken,
         ErrorCode::TokenTooLong,
         ErrorCode::Busy,
@@ -179,6 +183,12 @@ impl From<RegistryError> for GatewayError {
             RegistryError::Token(t) => token_error(t),
             RegistryError::StaleConnection => GatewayError::Conflict {
                 code: ErrorCode::StaleConnection,
+                message,
+                tim_code: None,
+            },
+            RegistryError::Busy => GatewayError::Busy { message },
+            RegistryError::TooManyDevices { .. } => GatewayError::Conflict {
+                code: ErrorCode::TooManyDevices,
                 message,
                 tim_code: None,
             },

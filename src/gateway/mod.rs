@@ -4,6 +4,7 @@
 mod certificates;
 pub mod diagnosis;
 mod error;
+mod journal;
 mod messages;
 mod sessions;
 mod status;
@@ -29,11 +30,12 @@ use crate::push::dispatch::{Dispatch, SenderQueue};
 use crate::push::outcomes::Outcomes;
 use crate::push::sender::SenderCtx;
 use crate::push::{DeviceOutcome, Message, Outcome, PushContent, RecipientResult, Senders};
-use crate::registry::{ConnId, Device, Registry, RegistryError, Route, SkipReason};
+use crate::registry::{ConnId, Device, NoJournal, Registry, RegistryError, Route, SkipReason};
 use crate::session::webhook::WebhookSender;
 use crate::session::{Hub, SessionCommand};
 use crate::store::{StoreError, StoreHandle, StoreOp};
 use compact_str::CompactString;
+pub(crate) use journal::StoreJournal;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,6 +104,7 @@ impl Gateway {
             outcomes: outcomes.clone(),
             providers,
             config: config.push.clone(),
+            drain: Default::default(),
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);
         for c in certificates {

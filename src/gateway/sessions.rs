@@ -145,19 +145,22 @@ impl Gateway {
             ev.action,
             SessionAction::Background | SessionAction::Foreground
         );
-        let permit = if durable {
-            match self.store.reserve() {
-                Ok(p) => Some(p),
-                Err(e) => return (Err(e.into()), None),
-            }
+        let mut store_journal = StoreJournal::new(&self.store);
+        let mut no_journal = NoJournal;
+        // Background and foreground are not durable: they change memory only.
+        let journal: &mut dyn crate::registry::Journal = if durable {
+            &mut store_journal
         } else {
-            None
+            &mut no_journal
         };
-        // A logout or kick reported by the IM cluster also closes our own live connection of
-        // that device, if it has one (the registry forgets the connection on the change).
+        // A logout, kick or disconnect reported by the IM cluster also closes our own live
+        // connection of that device, if it has one (the registry forgets the connection on the
+        // change); left open, it would answer pings while its messages went to push.
         let live_conn = if conn.is_none()
-            && matches!(ev.action, SessionAction::Logout | SessionAction::Kicked)
-        {
+            && matches!(
+                ev.action,
+                SessionAction::Logout | SessionAction::Kicked | SessionAction::Disconnect
+            ) {
             self.registry
                 .devices(&ev.user)
                 .iter()
@@ -168,20 +171,13 @@ impl Gateway {
             None
         };
         let now = now_secs();
-        let put = |user: &str, device: &str, record| StoreOp::PutDevice {
-            user: user.to_string(),
-            device: device.to_string(),
-            record,
-        };
         let outcome = match ev.action {
             SessionAction::Login => self
                 .registry
-                .login(&ev.user, ev.platform, &ev.device, conn, now)
+                .login_journaled(&ev.user, ev.platform, &ev.device, conn, now, journal)
                 .map(|out| {
-                    let mut ops = vec![put(&ev.user, &ev.device, out.record.clone())];
                     let mut kicked = Vec::new();
                     for k in &out.kicked {
-                        ops.push(put(&ev.user, &k.device, k.record.clone()));
                         if let Some(c) = k.conn {
                             let _ = self.hub.send(
                                 c,
@@ -208,7 +204,7 @@ impl Gateway {
                             );
                         }
                     }
-                    (ops, UserStatus::Online, kicked)
+                    (UserStatus::Online, kicked)
                 }),
             other => {
                 let event = match other {
@@ -220,21 +216,23 @@ impl Gateway {
                     SessionAction::Login => DeviceEvent::Login,
                 };
                 self.registry
-                    .apply(&ev.user, &ev.device, event, conn, now)
-                    .map(|(new, rec)| (vec![put(&ev.user, &ev.device, rec)], new.status(), vec![]))
+                    .apply_journaled(&ev.user, &ev.device, event, conn, now, journal)
+                    .map(|(new, _)| (new.status(), vec![]))
             }
         };
         match outcome {
-            Ok((ops, state, kicked)) => {
+            Ok((state, kicked)) => {
                 if let Some(c) = live_conn {
-                    let _ = self.hub.send(
-                        c,
+                    let command = if ev.action == SessionAction::Disconnect {
+                        SessionCommand::Disconnect
+                    } else {
                         SessionCommand::Kick {
                             reason: "the session was ended by the server".into(),
-                        },
-                    );
+                        }
+                    };
+                    let _ = self.hub.send(c, command);
                 }
-                let ticket = permit.map(|p| p.send(ops));
+                let ticket = store_journal.ticket();
                 (
                     Ok(EventResult {
                         user: ev.user.clone(),
@@ -262,13 +260,17 @@ impl Gateway {
         let mut tickets = Vec::new();
         let mut n = 0;
         for d in devices.iter().filter(|d| d.state().is_logged_in()) {
-            let permit = self.store.reserve()?;
+            let mut journal = StoreJournal::new(&self.store);
             let conn = d.conn;
-            match self
-                .registry
-                .apply(user, &d.id, DeviceEvent::Kicked, None, now_secs())
-            {
-                Ok((_, rec)) => {
+            match self.registry.apply_journaled(
+                user,
+                &d.id,
+                DeviceEvent::Kicked,
+                None,
+                now_secs(),
+                &mut journal,
+            ) {
+                Ok(_) => {
                     n += 1;
                     if conn != 0 {
                         let _ = self.hub.send(
@@ -278,12 +280,9 @@ impl Gateway {
                             },
                         );
                     }
-                    tickets.push(permit.send(vec![StoreOp::PutDevice {
-                        user: user.to_string(),
-                        device: d.id.to_string(),
-                        record: rec,
-                    }]));
+                    tickets.extend(journal.ticket());
                 }
+                Err(RegistryError::Busy) => return Err(StoreError::Busy.into()),
                 Err(e) => tracing::debug!(error = %e, "kick skipped a device"),
             }
         }

@@ -1,6 +1,7 @@
 //! Push tokens: bind to a logged-in device (TIM rules and codes), unbind.
 
 use super::*;
+use crate::store::CommitTicket;
 
 impl Gateway {
     /// Binds a vendor token to a logged-in device (TIM rules and codes).
@@ -39,23 +40,10 @@ impl Gateway {
                 token.to_string(),
             ));
         }
-        let permit = self.store.reserve()?;
-        let out = self
-            .registry
-            .set_token(user, device, certificate_id, token)?;
-        let mut ops = vec![StoreOp::PutDevice {
-            user: user.to_string(),
-            device: device.to_string(),
-            record: out.record,
-        }];
-        if let Some((u, d, rec)) = out.moved_from {
-            ops.push(StoreOp::PutDevice {
-                user: u.to_string(),
-                device: d.to_string(),
-                record: rec,
-            });
-        }
-        Ok(permit.send(ops))
+        let mut journal = StoreJournal::new(&self.store);
+        self.registry
+            .set_token_journaled(user, device, certificate_id, token, &mut journal)?;
+        Ok(journal.ticket().unwrap_or_else(CommitTicket::done))
     }
 
     fn check_token_report(
@@ -81,19 +69,12 @@ impl Gateway {
         if let Some(remote) = self.remote() {
             return remote.clear_token(self, user, device).await;
         }
-        let permit = self.store.reserve()?;
-        let Some(rec) = self.registry.clear_token(user, device) else {
-            drop(permit);
-            return self.device_view(user, device);
-        };
-        permit
-            .send(vec![StoreOp::PutDevice {
-                user: user.to_string(),
-                device: device.to_string(),
-                record: rec,
-            }])
-            .wait()
-            .await?;
+        let mut journal = StoreJournal::new(&self.store);
+        self.registry
+            .clear_token_journaled(user, device, &mut journal)?;
+        if let Some(t) = journal.ticket() {
+            t.wait().await?;
+        }
         self.device_view(user, device)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod bucket;
 pub mod dispatch;
+pub mod outbox;
 pub mod outcomes;
 pub mod sender;
 

@@ -7,6 +7,11 @@
 //! Lock discipline: a DashMap guard is never held across an `.await`, and never while taking a
 //! guard on the same map. Token changes take `token_lock` first, so the two maps change together
 //! and a token stays bound to exactly one device.
+//!
+//! Store order equals memory order: every change of a user's devices is handed to the
+//! [`Journal`] while that user's guard is still held (room reserved before the change, the
+//! records sent right after it), so two changes of one device reach the disk in the order they
+//! were made in memory, whatever the threads do next.
 
 mod device;
 pub mod remote;
@@ -124,6 +129,9 @@ pub struct TokenOutcome {
     pub record: DeviceRecord,
     /// The (user, device) that held the token before it moved here, with its new record.
     pub moved_from: Option<(CompactString, CompactString, DeviceRecord)>,
+    /// Other devices of the same user that held the token and lost it, with their new records
+    /// (each must be persisted too, or a restart gives the token back to them).
+    pub cleared_here: Vec<(CompactString, DeviceRecord)>,
     /// The device's previous token, now unbound.
     pub replaced: Option<Arc<str>>,
 }
@@ -145,6 +153,33 @@ pub enum RegistryError {
     Token(#[from] TokenError),
     #[error("the connection was replaced by a newer one")]
     StaleConnection,
+    #[error("user '{user}' already has {max} devices, the most one user may have (sessions.max_devices_per_user); log one out or raise the limit")]
+    TooManyDevices { user: String, max: usize },
+    /// The journal (the store's queue) has no room: nothing changed.
+    #[error("the store's write queue is full; retry shortly")]
+    Busy,
+}
+
+/// Where the registry hands the records it changes, under the lock of their user. The
+/// gateway's journal is the store's queue; tests and benches pass `&mut NoJournal`.
+pub trait Journal {
+    /// Reserves room for one write, before anything changes (a refusal changes nothing).
+    fn reserve(&mut self) -> Result<(), RegistryError>;
+    /// Hands the records changed under the current guard to the store, in the order made.
+    fn write(&mut self, changes: Vec<Change>);
+}
+
+/// One device's new record, for the store.
+pub type Change = (CompactString, CompactString, DeviceRecord);
+
+/// A journal that keeps nothing (tests, benches, changes that are not durable).
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn reserve(&mut self) -> Result<(), RegistryError> {
+        Ok(())
+    }
+    fn write(&mut self, _: Vec<Change>) {}
 }
 
 /// Counts of devices by state, for metrics (kept up to date on every change).
@@ -157,6 +192,11 @@ pub struct StateCounts {
     pub tokens: AtomicI64,
 }
 
+/// The default of `sessions.max_devices_per_user`: far above a real user's phones, tablets and
+/// desktops, low enough that one identifier cannot grow the registry, the store and every
+/// per-user answer without bound.
+pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 32;
+
 /// The device registry.
 pub struct Registry {
     /// user → that user's devices; the hot path of every routing decision.
@@ -168,6 +208,8 @@ pub struct Registry {
     policy: MultiDevicePolicy,
     /// `PushOnline` lifetime in seconds (7 days by default).
     retention: u64,
+    /// The most devices one user may have registered (a login of one more is refused).
+    max_devices: usize,
     counts: StateCounts,
 }
 
@@ -179,8 +221,15 @@ impl Registry {
             token_lock: Mutex::new(()),
             policy,
             retention: retention_secs,
+            max_devices: DEFAULT_MAX_DEVICES_PER_USER,
             counts: StateCounts::default(),
         }
+    }
+
+    /// Sets the most devices one user may have (`sessions.max_devices_per_user`).
+    pub fn with_max_devices(mut self, max: usize) -> Self {
+        self.max_devices = max.max(1);
+        self
     }
 
     pub fn retention(&self) -> u64 {
@@ -221,8 +270,17 @@ impl Registry {
     }
 
     /// Inserts a device as loaded from the store, binding its token. Used at start-up; `now`
-    /// is when the devices that were `Online` lost their connection.
-    pub fn restore(&self, user: &str, device: &str, rec: DeviceRecord, now: u64) {
+    /// is when the devices that were `Online` lost their connection. Returns the device's new
+    /// record when it differs from the stored one (a device stored `Online` comes back
+    /// `PushOnline` since `now`, or `Offline`): the caller writes it back, or every restart
+    /// would start the 7-day retention clock again.
+    pub fn restore(
+        &self,
+        user: &str,
+        device: &str,
+        rec: DeviceRecord,
+        now: u64,
+    ) -> Option<DeviceRecord> {
         let _t = self.lock_tokens();
         let user_key = CompactString::from(user);
         let token = rec
@@ -230,12 +288,18 @@ impl Registry {
             .as_ref()
             .map(|(_, t)| Arc::<str>::from(t.as_str()));
         let dev = Device::from_record(device, &rec, token.clone(), now);
+        let changed = dev.record();
+        let rewrite = (changed != rec).then_some(changed);
         self.count(dev.state(), 1);
         if let Some(t) = token {
-            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-            self.tokens.insert(t, user_key.clone());
+            // A store written before token moves within a user were persisted can name one
+            // token on two devices: count it once.
+            if self.tokens.insert(t, user_key.clone()).is_none() {
+                self.counts.tokens.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.users.entry(user_key).or_default().upsert(dev);
+        rewrite
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -252,6 +316,19 @@ impl Registry {
         conn: Option<ConnId>,
         now: u64,
     ) -> Result<LoginOutcome, RegistryError> {
+        self.login_journaled(user, platform, device, conn, now, &mut NoJournal)
+    }
+
+    /// `login`, handing the changed records to `journal` under the user's lock.
+    pub fn login_journaled(
+        &self,
+        user: &str,
+        platform: Platform,
+        device: &str,
+        conn: Option<ConnId>,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Result<LoginOutcome, RegistryError> {
         let mut entry = self.users.entry(CompactString::from(user)).or_default();
         let list = entry.value_mut();
         if let Some(d) = list.get(device) {
@@ -263,6 +340,19 @@ impl Registry {
                 });
             }
         }
+        // Before any kick: a refused login changes nothing.
+        if list.get(device).is_none() && list.len() >= self.max_devices {
+            return Err(RegistryError::TooManyDevices {
+                user: user.to_string(),
+                max: self.max_devices,
+            });
+        }
+        if let Some(d) = list.get(device) {
+            // Checked before anything changes, so a refused login changes nothing.
+            d.state()
+                .apply(DeviceEvent::Login, platform, now, self.retention)?;
+        }
+        journal.reserve()?;
         let mut kicked = Vec::new();
         for d in list.iter_mut() {
             if d.id != device && d.state().is_logged_in() && self.policy.kicks(platform, d.platform)
@@ -300,6 +390,19 @@ impl Registry {
                 (rec, None)
             }
         };
+        let user_key = entry.key().clone();
+        let mut changes = vec![(
+            user_key.clone(),
+            CompactString::from(device),
+            record.clone(),
+        )];
+        changes.extend(
+            kicked
+                .iter()
+                .map(|k| (user_key.clone(), k.device.clone(), k.record.clone())),
+        );
+        journal.write(changes);
+        drop(entry);
         Ok(LoginOutcome {
             record,
             kicked,
@@ -318,6 +421,19 @@ impl Registry {
         conn: Option<ConnId>,
         now: u64,
     ) -> Result<(DeviceState, DeviceRecord), RegistryError> {
+        self.apply_journaled(user, device, event, conn, now, &mut NoJournal)
+    }
+
+    /// `apply`, handing the changed record to `journal` under the user's lock.
+    pub fn apply_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        event: DeviceEvent,
+        conn: Option<ConnId>,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Result<(DeviceState, DeviceRecord), RegistryError> {
         let unknown = || RegistryError::UnknownDevice {
             user: user.to_string(),
             device: device.to_string(),
@@ -331,12 +447,19 @@ impl Registry {
         }
         let old = d.state();
         let new = old.apply(event, d.platform, now, self.retention)?;
+        journal.reserve()?;
         d.set_state(new);
         if !new.is_connected() {
             d.conn = 0;
         }
         self.recount(Some(old), new);
-        Ok((new, d.record()))
+        let record = d.record();
+        journal.write(vec![(
+            entry.key().clone(),
+            CompactString::from(device),
+            record.clone(),
+        )]);
+        Ok((new, record))
     }
 
     /// Binds `token` of certificate `cert` to the device (TIM rules: after login; not empty; at
@@ -349,14 +472,62 @@ impl Registry {
         cert: CertificateId,
         token: &str,
     ) -> Result<TokenOutcome, RegistryError> {
+        self.set_token_journaled(user, device, cert, token, &mut NoJournal)
+    }
+
+    /// `set_token`, handing the changed records to `journal` under each user's lock.
+    ///
+    /// A token held by another user is taken from that user first (one write under that user's
+    /// lock), then bound here (a second write under this user's lock): each device's records
+    /// reach the disk in memory's order, and a crash between the two leaves the token bound to
+    /// nobody, never to two devices. Both run under `token_lock`, so no other token change
+    /// interleaves.
+    pub fn set_token_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        cert: CertificateId,
+        token: &str,
+        journal: &mut dyn Journal,
+    ) -> Result<TokenOutcome, RegistryError> {
         check_token_shape(token)?;
         let _t = self.lock_tokens();
         let token: Arc<str> = Arc::from(token);
-        let (record, replaced) = {
+        let logged_in = |u: &str| {
+            self.users
+                .get(u)
+                .and_then(|e| e.value().get(device).map(|d| d.state().is_logged_in()))
+                .unwrap_or(false)
+        };
+        if !logged_in(user) {
+            return Err(TokenError::NotLoggedIn.into());
+        }
+        let previous = self.tokens.get(&token).map(|u| u.value().clone());
+        let mut moved_from = None;
+        if let Some(prev_user) = previous.filter(|p| p != user) {
+            if let Some(mut e) = self.users.get_mut(prev_user.as_str()) {
+                let holder = e
+                    .value_mut()
+                    .iter_mut()
+                    .find(|d| d.token.as_deref() == Some(&*token));
+                if let Some(other) = holder {
+                    journal.reserve()?;
+                    other.token = None;
+                    let change = (prev_user.clone(), other.id.clone(), other.record());
+                    journal.write(vec![change.clone()]);
+                    moved_from = Some(change);
+                }
+            }
+            if self.tokens.remove(&token).is_some() {
+                self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let (record, replaced, cleared_here) = {
             let mut entry = self
                 .users
                 .get_mut(user)
                 .ok_or(RegistryError::Token(TokenError::NotLoggedIn))?;
+            let user_key = entry.key().clone();
             let list = entry.value_mut();
             let d = list
                 .get_mut(device)
@@ -364,45 +535,48 @@ impl Registry {
             if !d.state().is_logged_in() {
                 return Err(TokenError::NotLoggedIn.into());
             }
+            journal.reserve()?;
             let replaced = d.token.replace(token.clone()).filter(|t| **t != *token);
             d.cert = cert;
             let record = d.record();
             // Another device of the same user holding the token loses it.
+            let mut cleared_here = Vec::new();
             for other in list.iter_mut() {
                 if other.id != device && other.token.as_deref() == Some(&*token) {
                     // The index entry stays (same user); only the holder changes.
                     other.token = None;
+                    cleared_here.push((other.id.clone(), other.record()));
                 }
             }
-            (record, replaced)
+            let mut changes = vec![(
+                user_key.clone(),
+                CompactString::from(device),
+                record.clone(),
+            )];
+            changes.extend(
+                cleared_here
+                    .iter()
+                    .map(|(d, r)| (user_key.clone(), d.clone(), r.clone())),
+            );
+            journal.write(changes);
+            (record, replaced, cleared_here)
         };
         if let Some(old) = &replaced {
             if self.tokens.remove(old).is_some() {
                 self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        let previous = self.tokens.insert(token.clone(), CompactString::from(user));
-        let mut moved_from = None;
-        match previous {
-            None => {
-                self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(prev_user) if prev_user != user => {
-                if let Some(mut e) = self.users.get_mut(prev_user.as_str()) {
-                    for other in e.value_mut().iter_mut() {
-                        if other.token.as_deref() == Some(&*token) {
-                            other.token = None;
-                            moved_from =
-                                Some((prev_user.clone(), other.id.clone(), other.record()));
-                        }
-                    }
-                }
-            }
-            Some(_) => {}
+        if self
+            .tokens
+            .insert(token.clone(), CompactString::from(user))
+            .is_none()
+        {
+            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
         }
         Ok(TokenOutcome {
             record,
             moved_from,
+            cleared_here,
             replaced,
         })
     }
@@ -413,31 +587,74 @@ impl Registry {
         &self,
         token: &str,
     ) -> Option<(CompactString, CompactString, DeviceRecord)> {
+        self.unbind_token_journaled(token, &mut NoJournal)
+    }
+
+    /// `unbind_token`, handing the changed record to `journal` under the user's lock. With no
+    /// room in the journal nothing changes (the next bad-token reply tries again).
+    pub fn unbind_token_journaled(
+        &self,
+        token: &str,
+        journal: &mut dyn Journal,
+    ) -> Option<(CompactString, CompactString, DeviceRecord)> {
         let _t = self.lock_tokens();
-        let (_, user) = self.tokens.remove(token)?;
-        self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
-        let mut e = self.users.get_mut(user.as_str())?;
-        for d in e.value_mut().iter_mut() {
-            if d.token.as_deref() == Some(token) {
+        let user = self.tokens.get(token)?.value().clone();
+        let mut changed = None;
+        if let Some(mut e) = self.users.get_mut(user.as_str()) {
+            if let Some(d) = e
+                .value_mut()
+                .iter_mut()
+                .find(|d| d.token.as_deref() == Some(token))
+            {
+                journal.reserve().ok()?;
                 d.token = None;
-                return Some((user.clone(), d.id.clone(), d.record()));
+                let change = (user.clone(), d.id.clone(), d.record());
+                journal.write(vec![change.clone()]);
+                changed = Some(change);
             }
         }
-        None
+        if self.tokens.remove(token).is_some() {
+            self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Unbinds the token of one device (the client disabled push, or logged out for good).
     pub fn clear_token(&self, user: &str, device: &str) -> Option<DeviceRecord> {
+        self.clear_token_journaled(user, device, &mut NoJournal)
+            .ok()
+            .flatten()
+    }
+
+    /// `clear_token`, handing the changed record to `journal` under the user's lock.
+    pub fn clear_token_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        journal: &mut dyn Journal,
+    ) -> Result<Option<DeviceRecord>, RegistryError> {
         let _t = self.lock_tokens();
-        let mut e = self.users.get_mut(user)?;
-        let d = e.value_mut().get_mut(device)?;
-        let token = d.token.take()?;
+        let Some(mut e) = self.users.get_mut(user) else {
+            return Ok(None);
+        };
+        let user_key = e.key().clone();
+        let Some(d) = e.value_mut().get_mut(device) else {
+            return Ok(None);
+        };
+        if d.token.is_none() {
+            return Ok(None);
+        }
+        journal.reserve()?;
+        let Some(token) = d.token.take() else {
+            return Ok(None);
+        };
         let rec = d.record();
+        journal.write(vec![(user_key, d.id.clone(), rec.clone())]);
         drop(e);
         if self.tokens.remove(&token).is_some() {
             self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
         }
-        Some(rec)
+        Ok(Some(rec))
     }
 
     /// Calls `f` with the routing decision of each device of `user`; returns how many devices
@@ -480,17 +697,41 @@ impl Registry {
     /// Moves every `PushOnline` device older than the retention to `Offline`; returns the
     /// changed devices for the store.
     pub fn sweep_expired(&self, now: u64) -> Vec<(CompactString, CompactString, DeviceRecord)> {
+        self.sweep_expired_journaled(now, &mut NoJournal)
+    }
+
+    /// `sweep_expired`, handing each user's changed records to `journal` under that user's
+    /// lock. Stops at the first user the journal has no room for (the next sweep goes on).
+    pub fn sweep_expired_journaled(
+        &self,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Vec<(CompactString, CompactString, DeviceRecord)> {
         let mut changed = Vec::new();
         for mut e in self.users.iter_mut() {
+            let expires = |d: &Device| {
+                d.state()
+                    .apply(DeviceEvent::Expire, d.platform, now, self.retention)
+                    .is_ok()
+            };
+            if !e.value().iter().any(expires) {
+                continue;
+            }
+            if journal.reserve().is_err() {
+                break;
+            }
             let user = e.key().clone();
+            let mut here = Vec::new();
             for d in e.value_mut().iter_mut() {
                 let old = d.state();
                 if let Ok(new) = old.apply(DeviceEvent::Expire, d.platform, now, self.retention) {
                     d.set_state(new);
                     self.recount(Some(old), new);
-                    changed.push((user.clone(), d.id.clone(), d.record()));
+                    here.push((user.clone(), d.id.clone(), d.record()));
                 }
             }
+            journal.write(here.clone());
+            changed.extend(here);
         }
         changed
     }

@@ -61,6 +61,10 @@ pub enum EndReason {
     ProtocolError,
     Logout,
     Kicked,
+    /// The IM cluster reported a `disconnect` of this device over HTTP.
+    ServerDisconnect,
+    /// The gateway is shutting down.
+    Shutdown,
 }
 
 impl EndReason {
@@ -73,6 +77,8 @@ impl EndReason {
             EndReason::ProtocolError => "protocol_error",
             EndReason::Logout => "logout",
             EndReason::Kicked => "kicked",
+            EndReason::ServerDisconnect => "server_disconnect",
+            EndReason::Shutdown => "shutdown",
         }
     }
 
@@ -493,6 +499,11 @@ impl SessionActor {
                 "ack_backlog: too many unacked messages",
             )),
             EndReason::ProtocolError => Some(close_reason(CloseCode::Protocol, "protocol_error")),
+            EndReason::ServerDisconnect => Some(close_reason(
+                CloseCode::Normal,
+                "disconnect: the session was ended by the IM cluster",
+            )),
+            EndReason::Shutdown => Some(close_reason(CloseCode::Away, "shutdown")),
         });
         match reason {
             // The client is not reading: an orderly close would wait behind the backlog.
@@ -593,6 +604,13 @@ impl Actor for SessionActor {
     }
 }
 
+/// Whether a stream error is the connection failing rather than the client breaking the
+/// protocol: actix-ws reports a transport error (reset, payload cut short) as `Io` of kind
+/// `Other`, and text that is not UTF-8 as `Io` of kind `InvalidData`.
+fn is_link_failure(e: &ProtocolError) -> bool {
+    matches!(e, ProtocolError::Io(io) if io.kind() != std::io::ErrorKind::InvalidData)
+}
+
 impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
     fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Context<Self>) {
         if self.ended.is_some() {
@@ -616,6 +634,12 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             }
             Ok(AggregatedMessage::Pong(_)) => return,
             Ok(AggregatedMessage::Close(_)) => {
+                self.end(EndReason::LinkClose, ctx);
+                return;
+            }
+            Err(e) if is_link_failure(&e) => {
+                // The connection broke (reset, cut mid-frame): not the client's protocol error.
+                tracing::debug!(error = %e, "websocket link failed");
                 self.end(EndReason::LinkClose, ctx);
                 return;
             }
@@ -669,6 +693,8 @@ impl Handler<SessionCommand> for SessionActor {
                 self.send(&ServerFrame::Kicked { reason }, ctx);
                 self.end(EndReason::Kicked, ctx);
             }
+            SessionCommand::Disconnect => self.end(EndReason::ServerDisconnect, ctx),
+            SessionCommand::Shutdown => self.end(EndReason::Shutdown, ctx),
         }
     }
 }

@@ -16,6 +16,12 @@ pub enum SessionCommand {
     Deliver(Arc<Message>),
     /// A newer login (or a REST kick) ended this session: send `kicked`, then close.
     Kick { reason: String },
+    /// The IM cluster reported a `disconnect` of this device: close the socket (1000); the
+    /// device stays logged in for push and unacked messages go to push.
+    Disconnect,
+    /// The gateway is shutting down: close the socket (1001, "going away"); unacked messages
+    /// go to push.
+    Shutdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +59,11 @@ impl Hub {
 
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
+    }
+
+    /// Every live connection id (shutdown closes them all).
+    pub fn conn_ids(&self) -> Vec<ConnId> {
+        self.conns.iter().map(|e| *e.key()).collect()
     }
 
     pub fn send(&self, conn: ConnId, cmd: SessionCommand) -> Result<(), DeliverError> {

@@ -156,7 +156,9 @@ struct KickedDevice<'a> {
 /// `OptPlatform` of the query string. Tencent's set is RESTAPI, Web, Android, iOS, Windows, Mac,
 /// iPad, Unknown — and State.StateChange alone writes iOS as upper-case `IOS` (§5.3).
 fn opt_platform(platform: &str) -> &'static str {
-    const KNOWN: [(&str, &str); 8] = [
+    // Our `PC` (clients may also say `Windows`) is Tencent's `Windows`.
+    const KNOWN: [(&str, &str); 9] = [
+        ("pc", "Windows"),
         ("ios", "IOS"),
         ("iphone", "IOS"),
         ("android", "Android"),
@@ -468,6 +470,7 @@ mod tests {
             ("Mac", "Mac", "Mac"),
             ("Web", "Web", "Web"),
             ("Windows", "Windows", "Windows"),
+            ("PC", "Windows", "PC"),
             ("Linux", "Unknown", "Linux"),
             ("HarmonyOS", "Unknown", "HarmonyOS"),
         ] {

@@ -12,6 +12,8 @@ pub struct FjallStore {
     devices: Keyspace,
     certificates: Keyspace,
     meta: Keyspace,
+    /// Notifications a shutdown left unsent (key BE → entry).
+    outbox: Keyspace,
 }
 
 const NEXT_CERT_ID: &[u8] = b"next_certificate_id";
@@ -22,7 +24,10 @@ fn engine(e: fjall::Error) -> StoreError {
 
 impl FjallStore {
     pub fn open(dir: &Path) -> Result<FjallStore, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        // The journal holds certificate secrets: fjall creates its files with the umask's mode
+        // (often 0644), so the directory is what keeps other local users out.
+        private_dir(dir)?;
+        restrict_files(dir)?;
         let db = Database::builder(dir)
             // Durability comes from our own persist(SyncAll) after each group, not from fjall's
             // background flusher.
@@ -38,13 +43,61 @@ impl FjallStore {
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(engine)?;
+        let outbox = db
+            .keyspace("outbox", KeyspaceCreateOptions::default)
+            .map_err(engine)?;
         Ok(FjallStore {
             db,
             devices,
             certificates,
             meta,
+            outbox,
         })
     }
+}
+
+/// Creates `dir` (and missing parents) so only its owner can list or enter it, and narrows an
+/// existing one (a data dir from before this rule) to 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Narrows the files a store from before the 0700 rule left group/world-readable to 0600, and
+/// its subdirectories to 0700.
+fn restrict_files(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let mode = if kind.is_dir() {
+                restrict_files(&entry.path())?;
+                0o700
+            } else if kind.is_file() {
+                0o600
+            } else {
+                continue;
+            };
+            let current = entry.metadata()?.permissions().mode();
+            if current & 0o077 != 0 {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn device_key(user: &str, device: &str) -> Vec<u8> {
@@ -82,6 +135,15 @@ impl Store for FjallStore {
             snap.devices
                 .push((user.to_string(), device.to_string(), rec));
         }
+        for g in self.outbox.iter() {
+            let (k, v) = g.into_inner().map_err(engine)?;
+            let key: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt(&k, "not 8 bytes"))?;
+            let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+            snap.outbox.push((u64::from_be_bytes(key), entry));
+        }
         if let Some(v) = self.meta.get(NEXT_CERT_ID).map_err(engine)? {
             let bytes: [u8; 8] = v
                 .as_ref()
@@ -115,9 +177,74 @@ impl Store for FjallStore {
                 StoreOp::NextCertificateId(id) => {
                     batch.insert(&self.meta, NEXT_CERT_ID.to_vec(), id.to_be_bytes().to_vec());
                 }
+                StoreOp::PutOutbox(key, entry) => {
+                    let v =
+                        serde_json::to_vec(entry).map_err(|e| StoreError::Engine(e.to_string()))?;
+                    batch.insert(&self.outbox, key.to_be_bytes().to_vec(), v);
+                }
+                StoreOp::DeleteOutbox(key) => {
+                    batch.remove(&self.outbox, key.to_be_bytes().to_vec());
+                }
             }
         }
         batch.commit().map_err(engine)?;
         self.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn the_store_dir_is_owner_only_and_an_old_world_readable_one_is_narrowed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data").join("store");
+        let store = FjallStore::open(&dir).expect("open");
+        store
+            .apply(&[StoreOp::NextCertificateId(7)])
+            .expect("apply");
+        drop(store);
+        assert_eq!(mode(&dir), 0o700, "a new store dir is 0700");
+
+        // A store written before the rule: directory and journal left readable by everyone.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut files = vec![];
+        let mut pending = vec![dir.clone()];
+        while let Some(d) = pending.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    pending.push(p);
+                } else {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+                        .expect("chmod");
+                    files.push(p);
+                }
+            }
+        }
+        assert!(!files.is_empty(), "fjall wrote files");
+        let store = FjallStore::open(&dir).expect("reopen");
+        assert_eq!(mode(&dir), 0o700);
+        for f in &files {
+            if f.exists() {
+                assert_eq!(
+                    mode(f) & 0o077,
+                    0,
+                    "{} is still readable by others",
+                    f.display()
+                );
+            }
+        }
+        assert_eq!(store.load().expect("load").next_certificate_id, Some(7));
     }
 }

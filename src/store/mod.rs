@@ -9,10 +9,11 @@
 mod fjall_store;
 mod writer;
 
-pub use fjall_store::FjallStore;
+pub use fjall_store::{private_dir, FjallStore};
 pub use writer::{CommitTicket, StoreHandle, StoreMetrics, StorePermit};
 
 use crate::domain::{Certificate, CertificateId};
+use crate::push::outbox::OutboxEntry;
 use crate::registry::DeviceRecord;
 
 /// One durable change.
@@ -27,6 +28,10 @@ pub enum StoreOp {
     DeleteCertificate(CertificateId),
     /// The next certificate id to hand out (ids are never reused).
     NextCertificateId(CertificateId),
+    /// A notification a shutdown left unsent, under its key (the next start sends it).
+    PutOutbox(u64, Box<OutboxEntry>),
+    /// An outbox entry the start has handed to its sender again.
+    DeleteOutbox(u64),
 }
 
 /// Everything the store holds, read once at start-up.
@@ -35,6 +40,8 @@ pub struct Snapshot {
     pub certificates: Vec<Certificate>,
     pub devices: Vec<(String, String, DeviceRecord)>,
     pub next_certificate_id: Option<CertificateId>,
+    /// Notifications the last shutdown left unsent, by key.
+    pub outbox: Vec<(u64, OutboxEntry)>,
 }
 
 #[derive(Debug, thiserror::Error)]

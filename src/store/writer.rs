@@ -40,28 +40,33 @@ pub struct StorePermit<'a> {
     permit: mpsc::Permit<'a, Cmd>,
 }
 
-/// Resolves when the change is on disk.
-pub struct CommitTicket(oneshot::Receiver<Result<(), Arc<StoreError>>>);
+/// Resolves when the change (or every change it was joined from) is on disk.
+pub struct CommitTicket(Vec<oneshot::Receiver<Result<(), Arc<StoreError>>>>);
 
 impl CommitTicket {
     pub async fn wait(self) -> Result<(), Arc<StoreError>> {
-        self.0
-            .await
-            .unwrap_or_else(|_| Err(Arc::new(StoreError::Stopped)))
+        for rx in self.0 {
+            rx.await
+                .unwrap_or_else(|_| Err(Arc::new(StoreError::Stopped)))?;
+        }
+        Ok(())
     }
 
     /// A ticket resolved by whoever holds the sender (cluster mode: an acknowledged write to
     /// Redis, for the callers that wait on tickets).
     pub fn pending() -> (Reply, CommitTicket) {
         let (tx, rx) = oneshot::channel();
-        (tx, CommitTicket(rx))
+        (tx, CommitTicket(vec![rx]))
     }
 
     /// A ticket that is already done (nothing to write).
     pub fn done() -> CommitTicket {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Ok(()));
-        CommitTicket(rx)
+        CommitTicket(Vec::new())
+    }
+
+    /// One ticket for several writes: done when all are.
+    pub fn join(tickets: impl IntoIterator<Item = CommitTicket>) -> CommitTicket {
+        CommitTicket(tickets.into_iter().flat_map(|t| t.0).collect())
     }
 }
 
@@ -73,7 +78,7 @@ impl StorePermit<'_> {
         } else {
             self.permit.send(Cmd::Ops(ops, tx));
         }
-        CommitTicket(rx)
+        CommitTicket(vec![rx])
     }
 }
 
@@ -136,7 +141,7 @@ impl StoreHandle {
             .send(Cmd::Ops(ops, tx))
             .await
             .map_err(|_| Arc::new(StoreError::Stopped))?;
-        CommitTicket(rx).wait().await
+        CommitTicket(vec![rx]).wait().await
     }
 }
 

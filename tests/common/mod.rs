@@ -16,6 +16,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod process;
 pub mod webhook;
 
 use pushgate::config::Config;

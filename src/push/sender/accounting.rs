@@ -4,10 +4,10 @@
 use super::SenderCtx;
 use crate::certs::CertEntry;
 use crate::domain::now_millis;
+use crate::gateway::StoreJournal;
 use crate::providers::{DeliveryClass, JobResult};
 use crate::push::outcomes::LastNotification;
 use crate::push::PushJob;
-use crate::store::StoreOp;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -77,18 +77,26 @@ impl Accounting {
             .record(&job.user, &job.device, last_result(job, result, trace_id));
     }
 
+    /// Gives back the queue room of `n` notifications that leave the sender unfinished (saved
+    /// to the outbox at shutdown).
+    pub fn release(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+
     /// Unbinds a token the vendor named invalid; the device keeps its state, without a token.
     fn unbind(&self, token: &str) {
-        if let Some((user, device, record)) = self.ctx.registry.unbind_token(token) {
+        let mut journal = StoreJournal::new(&self.ctx.store);
+        if self
+            .ctx
+            .registry
+            .unbind_token_journaled(token, &mut journal)
+            .is_some()
+        {
             self.ctx.metrics.tokens_unbound.inc();
-            let store = self.ctx.store.clone();
-            let op = StoreOp::PutDevice {
-                user: user.to_string(),
-                device: device.to_string(),
-                record,
-            };
+        }
+        if let Some(ticket) = journal.ticket() {
             actix::spawn(async move {
-                if let Err(e) = store.commit(vec![op]).await {
+                if let Err(e) = ticket.wait().await {
                     tracing::error!(error = %e, "persisting an unbound token failed");
                 }
             });

@@ -14,6 +14,7 @@ use crate::providers::{
     PushService, RetryBudget, RetryPlan, Verdict,
 };
 use crate::push::bucket::TokenBucket;
+use crate::push::outbox::OutboxEntry;
 use crate::push::PushJob;
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -67,6 +68,8 @@ impl<S: PushService> Actor for CertSender<S> {
                 .set(act.pending.len() as i64 + act.in_retry() as i64);
             if act.stop.load(Ordering::Relaxed) {
                 act.shutdown(ctx);
+            } else if act.ctx.drain.deadline().is_some() {
+                act.pump(ctx);
             }
         });
     }
@@ -172,7 +175,20 @@ impl<S: PushService> CertSender<S> {
             self.shutdown(ctx);
             return;
         }
-        let linger = Duration::from_millis(self.ctx.config.linger_ms);
+        // Draining for a shutdown: send at once (no linger) until the deadline, then hand
+        // over what is left for the outbox.
+        let drain = self.ctx.drain.deadline();
+        if let Some(deadline) = drain {
+            if Instant::now() >= deadline {
+                self.defer_all_held();
+                return;
+            }
+            self.wake_at(deadline, ctx);
+        }
+        let linger = match drain {
+            Some(_) => Duration::ZERO,
+            None => Duration::from_millis(self.ctx.config.linger_ms),
+        };
         while self.in_flight < self.ctx.config.max_in_flight.max(1) {
             let now = Instant::now();
             let due = if self.retries.is_empty() {
@@ -430,6 +446,26 @@ impl<S: PushService> CertSender<S> {
         for j in held {
             self.books.finish(&j, JobResult::new(class, detail), None);
         }
+    }
+
+    /// The shutdown's grace is over: everything held goes to the outbox (counted `saved`), to
+    /// be sent by the next start.
+    fn defer_all_held(&mut self) {
+        let mut held: Vec<PushJob> = self.retries.drain(..).flat_map(Batch::into_jobs).collect();
+        if !self.pending.is_empty() {
+            held.extend(self.pending.drain());
+        }
+        if held.is_empty() {
+            return;
+        }
+        let entries: Vec<_> = held.iter().filter_map(OutboxEntry::of).collect();
+        self.ctx
+            .metrics
+            .outbox
+            .with_label_values(&["saved"])
+            .inc_by(entries.len() as u64);
+        self.ctx.drain.hold(entries);
+        self.books.release(held.len());
     }
 
     fn shutdown(&mut self, ctx: &mut Context<Self>) {

@@ -41,6 +41,8 @@ pub struct SenderCtx {
     /// The push service of each vendor.
     pub providers: Providers,
     pub config: PushConfig,
+    /// A shutdown in progress: its deadline and what is left unsent.
+    pub drain: crate::push::outbox::Drain,
 }
 
 /// Several notifications of one certificate at once (a message to many recipients).
@@ -166,11 +168,41 @@ impl Senders {
         }
     }
 
-    /// Stops every sender and their arbiter threads (graceful shutdown).
+    /// Lets every sender send what it holds until `grace` has passed, then takes what is still
+    /// unsent (for the outbox). Waits for requests in flight at the deadline to finish (each is
+    /// bounded by the vendor timeout), so every notification ends sent, failed or saved.
+    pub async fn drain(&self, grace: std::time::Duration) -> Vec<crate::push::outbox::OutboxEntry> {
+        let deadline = std::time::Instant::now() + grace;
+        self.ctx.drain.start(deadline);
+        let queued = || -> usize {
+            self.senders
+                .iter()
+                .map(|h| h.queued.load(Ordering::Acquire))
+                .sum()
+        };
+        for h in self.senders.iter() {
+            let _ = h.wake.try_send(Wake);
+        }
+        let hard = deadline
+            + std::time::Duration::from_millis(self.ctx.config.vendor_timeout_ms)
+            + std::time::Duration::from_secs(1);
+        while queued() > 0 && std::time::Instant::now() < hard {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let left = queued();
+        if left > 0 {
+            tracing::error!(
+                notifications = left,
+                "notifications were still in flight when the senders stopped"
+            );
+        }
+        self.ctx.drain.take_held()
+    }
+
+    /// Stops the sender arbiter threads (graceful shutdown, after `drain`).
     pub fn shutdown(&self) {
-        let ids: Vec<CertificateId> = self.senders.iter().map(|e| *e.key()).collect();
-        for id in ids {
-            self.stop(id);
+        for h in self.senders.iter() {
+            h.stop.store(true, Ordering::Relaxed);
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for a in threads {
@@ -222,6 +254,7 @@ pub(crate) mod tests {
             outcomes: Arc::new(Outcomes::default()),
             providers: Providers::from_config(&config).expect("providers"),
             config: config.push.clone(),
+            drain: Default::default(),
         };
         (Arc::new(ctx), entry, dir)
     }
