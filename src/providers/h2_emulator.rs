@@ -29,7 +29,9 @@ pub struct Connection {
     /// Increases by one per connection since start.
     pub id: u64,
     /// Whatever the emulator wants to remember per connection (APNs: the first key id).
-    pub memo: Mutex<Option<String>>,
+    pub memo: Mutex<std::collections::HashMap<&'static str, String>>,
+    /// Requests of this connection being handled now, this one included.
+    pub in_flight: AtomicU64,
 }
 
 pub type Reply = Response<Full<Bytes>>;
@@ -56,8 +58,9 @@ pub struct Options {
 pub struct H2Server {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
-    resets: watch::Sender<u64>,
+    resets: Arc<watch::Sender<u64>>,
     connections: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
 }
 
 pub fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
@@ -81,8 +84,10 @@ pub fn start(listen: SocketAddr, options: Options, handler: Handler) -> io::Resu
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let (resets, resets_rx) = watch::channel(0u64);
+    let resets = Arc::new(resets);
     let connections = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&connections);
+    let open = Arc::new(AtomicU64::new(0));
+    let counter = (Arc::clone(&connections), Arc::clone(&open));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.workers.max(1))
         .thread_name(options.name)
@@ -106,6 +111,7 @@ pub fn start(listen: SocketAddr, options: Options, handler: Handler) -> io::Resu
         stop,
         resets,
         connections,
+        open,
     })
 }
 
@@ -115,8 +121,9 @@ async fn accept_loop(
     handler: Handler,
     mut stop: watch::Receiver<bool>,
     resets: watch::Receiver<u64>,
-    counter: Arc<AtomicU64>,
+    counter: (Arc<AtomicU64>, Arc<AtomicU64>),
 ) {
+    let (counter, open) = counter;
     let options = Arc::new(options);
     loop {
         let accepted = tokio::select! {
@@ -134,13 +141,17 @@ async fn accept_loop(
         let id = counter.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Connection {
             id,
-            memo: Mutex::new(None),
+            ..Connection::default()
         });
         let options = Arc::clone(&options);
         let handler = Arc::clone(&handler);
         let mut resets = resets.clone();
         resets.mark_unchanged();
+        let open = Arc::clone(&open);
+        open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            // Counted down however the task ends.
+            let _open = OpenGuard(open);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http2()
@@ -165,6 +176,14 @@ async fn accept_loop(
     }
 }
 
+struct OpenGuard(Arc<AtomicU64>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve(
     req: Request<Incoming>,
     max_body: usize,
@@ -182,7 +201,20 @@ async fn serve(
             )
         }
     };
-    handler(Request::from_parts(parts, body), conn).await
+    conn.in_flight.fetch_add(1, Ordering::Relaxed);
+    let reply = handler(Request::from_parts(parts, body), Arc::clone(&conn)).await;
+    conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+    reply
+}
+
+/// Ends every live connection of a server gracefully; handed to a handler that needs it.
+#[derive(Clone)]
+pub struct Resetter(Arc<watch::Sender<u64>>);
+
+impl Resetter {
+    pub fn reset(&self) {
+        self.0.send_modify(|g| *g += 1);
+    }
 }
 
 impl H2Server {
@@ -191,9 +223,18 @@ impl H2Server {
         self.resets.send_modify(|g| *g += 1);
     }
 
+    pub fn resetter(&self) -> Resetter {
+        Resetter(Arc::clone(&self.resets))
+    }
+
     /// Connections accepted since start.
     pub fn connections_accepted(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Stops accepting and drops open connections; returns at once.
