@@ -72,6 +72,11 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub tim_admins: Vec<String>,
     pub xiaomi_base_url: String,
+    /// FCM's send host (`PUSHGATE_FCM_BASE_URL`); access tokens come from each account's `token_uri`.
+    pub fcm_base_url: String,
+    /// APNs host for every certificate (`PUSHGATE_APNS_BASE_URL`); unset: Apple's host of each
+    /// certificate's environment. `http://` speaks HTTP/2 without TLS (the emulator).
+    pub apns_base_url: Option<String>,
     pub webhook_url: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -155,6 +160,8 @@ impl Default for Config {
             secret_key: None,
             tim_admins: vec!["administrator".into()],
             xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
+            fcm_base_url: "https://fcm.googleapis.com".into(),
+            apns_base_url: None,
             webhook_url: None,
             log_format: LogFormat::Human,
             log_level: "info".into(),
@@ -304,6 +311,12 @@ impl Config {
         if let Some(v) = env.var("PUSHGATE_XIAOMI_BASE_URL") {
             cfg.xiaomi_base_url = v;
         }
+        if let Some(v) = env.var("PUSHGATE_FCM_BASE_URL") {
+            cfg.fcm_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_APNS_BASE_URL") {
+            cfg.apns_base_url = Some(v).filter(|v| !v.trim().is_empty());
+        }
         if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
             cfg.webhook_url = Some(v);
         }
@@ -345,6 +358,18 @@ impl Config {
             || self.xiaomi_base_url.starts_with("https://"))
         {
             return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
+        }
+        if !(self.fcm_base_url.starts_with("http://") || self.fcm_base_url.starts_with("https://"))
+        {
+            return invalid("fcm_base_url", "must be an http:// or https:// URL");
+        }
+        if let Some(u) = &self.apns_base_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return invalid(
+                    "apns_base_url",
+                    "must be an http:// (HTTP/2 without TLS) or https:// URL",
+                );
+            }
         }
         if self.http.max_recipients == 0 {
             return invalid("http.max_recipients", "must be at least 1");

@@ -1,4 +1,4 @@
-//! The `pushgate` command: serve, emulator xiaomi, usersig. Thin: all logic is in the library.
+//! The `pushgate` command: serve, emulator <vendor>, usersig. Thin: all logic is in the library.
 
 use clap::{Parser, Subcommand};
 use pushgate::config::{Config, ProcessEnv};
@@ -51,6 +51,17 @@ enum EmulatorVendor {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
     },
+    /// The Firebase Cloud Messaging (HTTP v1 + OAuth token endpoint) emulator, h2c and HTTP/1.1.
+    /// A test-only service account is at GET /_emulator/sample-account.
+    Fcm {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: std::net::SocketAddr,
+    },
+    /// The APNs emulator, HTTP/2 without TLS. A test-only .p8 key is at GET /_emulator/sample-key.
+    Apns {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,9 +92,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Emulator {
-            vendor: EmulatorVendor::Xiaomi { listen },
-        } => {
+        Command::Emulator { vendor } => {
             pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -92,10 +101,29 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(pushgate::providers::xiaomi::emulator::run_standalone(
-                listen,
-                Default::default(),
-            )) {
+            use pushgate::providers::{apns, fcm, xiaomi};
+            let run = rt.block_on(async {
+                match vendor {
+                    EmulatorVendor::Xiaomi { listen } => {
+                        xiaomi::emulator::run_standalone(listen, Default::default()).await
+                    }
+                    EmulatorVendor::Fcm { listen } => {
+                        let config = fcm::emulator::EmulatorConfig {
+                            sample_project: Some("pushgate-sandbox".into()),
+                            ..Default::default()
+                        };
+                        fcm::emulator::run_standalone(listen, config).await
+                    }
+                    EmulatorVendor::Apns { listen } => {
+                        let config = apns::emulator::EmulatorConfig {
+                            sample_key: true,
+                            ..Default::default()
+                        };
+                        apns::emulator::run_standalone(listen, config).await
+                    }
+                }
+            });
+            match run {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pushgate: {e}");
