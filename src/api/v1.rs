@@ -125,6 +125,15 @@ pub struct OfflinePush {
     ext: Option<String>,
     #[serde(default)]
     channel_id: Option<String>,
+    /// FCM `android.notification.channel_id` (TIM `GoogleChannelID`).
+    #[serde(default)]
+    google_channel_id: Option<String>,
+    /// Android notification sound (TIM `AndroidInfo.Sound`).
+    #[serde(default)]
+    sound: Option<String>,
+    /// TIM `ApnsInfo` in snake_case.
+    #[serde(default)]
+    apns: Option<crate::domain::global_push_fields::ApnsInfo>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +187,12 @@ pub async fn send_message(
         desc: op.desc,
         ext: op.ext,
         channel_id: op.channel_id,
+        global: crate::domain::global_push_fields::GlobalPushFields {
+            google_channel_id: op.google_channel_id,
+            sound: op.sound,
+            apns: op.apns.unwrap_or_default(),
+        }
+        .normalized(),
         push_disabled: op.push_flag == 1,
         online_only: b.online_only,
         conversation: b.conversation,

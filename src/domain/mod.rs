@@ -3,6 +3,7 @@
 
 pub mod certificate;
 pub mod device;
+pub mod global_push_fields;
 pub mod ids;
 pub mod policy;
 pub mod push_text;

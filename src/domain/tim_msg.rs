@@ -129,6 +129,8 @@ pub struct OfflinePushInfo {
     pub ext: Option<String>,
     /// `AndroidInfo.XiaoMiChannelID`; non-empty overrides the certificate's channel.
     pub xiaomi_channel_id: Option<String>,
+    /// FCM and APNs fields (`AndroidInfo.GoogleChannelID`, `Sound`, `ApnsInfo.*`).
+    pub global: super::global_push_fields::GlobalPushFields,
 }
 
 /// The fields of a send request other than `To_Account`.
@@ -155,6 +157,7 @@ pub struct PushPlan {
     pub desc: Option<String>,
     pub ext: Option<String>,
     pub channel_id: Option<String>,
+    pub global: super::global_push_fields::GlobalPushFields,
     pub push_disabled: bool,
     pub online_only: bool,
     /// A custom-only message without any Desc: not pushed.
@@ -254,6 +257,7 @@ impl TimMessage {
             desc,
             ext,
             channel_id: opi.xiaomi_channel_id.filter(|c| !c.is_empty()),
+            global: opi.global,
             push_disabled: opi.push_disabled,
             online_only: self.life_time == Some(0),
             nothing_to_show,
@@ -546,12 +550,14 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
         )?,
         Some(_) => return Err(opi_error("OfflinePushInfo.AndroidInfo must be an object")),
     };
+    let global = super::global_push_fields::GlobalPushFields::from_tim(o).map_err(opi_error)?;
     Ok(Some(OfflinePushInfo {
         push_disabled,
         title,
         desc,
         ext,
         xiaomi_channel_id,
+        global,
     }))
 }
 

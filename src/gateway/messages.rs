@@ -12,6 +12,8 @@ pub struct SendRequest {
     pub desc: Option<String>,
     pub ext: Option<String>,
     pub channel_id: Option<String>,
+    /// FCM and APNs fields.
+    pub global: crate::domain::global_push_fields::GlobalPushFields,
     /// 1 = no vendor notification (TIM `PushFlag`).
     pub push_disabled: bool,
     /// Deliver only to live connections (TIM `MsgLifeTime=0`).
@@ -73,6 +75,13 @@ impl Gateway {
                 }
             }
         }
+        req.global.check().map_err(|e| {
+            GatewayError::invalid(
+                "invalid_field",
+                Some(e.field),
+                format!("{}: {}", e.field, e.message),
+            )
+        })?;
         Ok(())
     }
 
@@ -91,6 +100,7 @@ impl Gateway {
                     desc: t.desc,
                     ext: req.ext.clone(),
                     channel_id: req.channel_id.clone(),
+                    global: req.global.clone(),
                     conversation: req
                         .conversation
                         .clone()

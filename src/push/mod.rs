@@ -24,6 +24,8 @@ pub struct PushContent {
     pub ext: Option<String>,
     /// Overrides the certificate's channel (TIM `XiaoMiChannelID`).
     pub channel_id: Option<String>,
+    /// FCM and APNs fields (TIM `GoogleChannelID`, `Sound`, `ApnsInfo`).
+    pub global: crate::domain::global_push_fields::GlobalPushFields,
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
 }

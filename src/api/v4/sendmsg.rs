@@ -25,6 +25,7 @@ fn send_request(msg: &TimMessage, from: String, to: Vec<String>) -> SendRequest 
         desc: plan.desc,
         ext: plan.ext,
         channel_id: plan.channel_id,
+        global: plan.global,
         push_disabled: plan.push_disabled,
         online_only: plan.online_only,
         conversation: None,
