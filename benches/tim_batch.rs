@@ -58,6 +58,11 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<Gateway>, Vec<String>) {
                 click_action: ClickAction::OpenApp,
                 channel_id: Some("default".into()),
                 qps: 100_000,
+                service_account: None,
+                key_id: None,
+                team_id: None,
+                private_key: None,
+                environment: None,
             })
             .await
             .expect("certificate");

@@ -24,6 +24,18 @@ pub struct CertificateView {
     pub click_action: ClickAction,
     pub channel_id: Option<String>,
     pub qps: u32,
+    /// FCM: the account's project and e-mail (never its key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<serde_json::Value>,
+    /// APNs: key id, team id, environment and whether a key is set (never the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_set: Option<bool>,
     pub status: CertStatus,
     pub stats: StatsView,
 }
@@ -52,6 +64,17 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
         click_action: c.click_action.clone(),
         channel_id: c.channel_id.clone(),
         qps: c.qps,
+        service_account: c.credentials.fcm_service_account().map(|a| {
+            serde_json::json!({
+                "project_id": a.get("project_id"),
+                "client_email": a.get("client_email"),
+                "private_key_set": a.get("private_key").is_some_and(|k| k.as_str().is_some_and(|k| !k.is_empty())),
+            })
+        }),
+        key_id: c.credentials.apns_key().map(|k| k.key_id.to_owned()),
+        team_id: c.credentials.apns_key().map(|k| k.team_id.to_owned()),
+        environment: c.credentials.apns_key().map(|k| k.environment.to_owned()),
+        private_key_set: c.credentials.apns_key().map(|k| !k.private_key.is_empty()),
         status: e.status(now_secs()),
         stats: StatsView {
             sent: e.stats.sent.load(Ordering::Relaxed),

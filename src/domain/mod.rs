@@ -12,7 +12,7 @@ pub mod tim_msg;
 pub mod token;
 pub mod validate;
 
-pub use certificate::{Certificate, CertificateId, ClickAction, Vendor};
+pub use certificate::{Certificate, CertificateId, ClickAction, Vendor, VendorCredentials};
 pub use device::{DeviceEvent, DeviceState, OfflineReason, Platform, TransitionError};
 pub use policy::MultiDevicePolicy;
 pub use push_text::PushText;

@@ -24,13 +24,30 @@ fn bad(field: &'static str, message: impl Into<String>) -> FieldError {
 pub struct CertificateInput {
     pub vendor: Vendor,
     pub package_name: String,
+    /// Xiaomi's AppID (FCM and APNs have none).
+    #[serde(default)]
     pub app_id: String,
     #[serde(default)]
     pub app_secret: Option<String>,
+    /// Open the app when absent (FCM and APNs open the app; Xiaomi forms always send one).
+    #[serde(default)]
     pub click_action: ClickAction,
     #[serde(default)]
     pub channel_id: Option<String>,
     pub qps: u32,
+    /// FCM: the service-account JSON object. On edit, absent keeps the stored one.
+    #[serde(default)]
+    pub service_account: Option<serde_json::Value>,
+    /// APNs: the .p8 key's Key ID, the Team ID, the .p8 text, `production` or `sandbox`.
+    /// On edit, an absent `private_key` keeps the stored one.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
 }
 
 /// The largest QPS a certificate may ask for; Xiaomi's own per-app limits are far below it.
@@ -100,11 +117,67 @@ pub fn validate_click_action(action: &ClickAction) -> Result<(), FieldError> {
     }
 }
 
-/// Checks every field; `secret_required` is true on create.
+/// The FCM and APNs fields given to a Xiaomi certificate, or the Xiaomi fields given to an
+/// FCM or APNs one: named, so a form mix-up is not silently ignored.
+fn foreign_field(input: &CertificateInput) -> Option<&'static str> {
+    let fcm = [("service_account", input.service_account.is_some())];
+    let apns = [
+        ("key_id", input.key_id.is_some()),
+        ("team_id", input.team_id.is_some()),
+        ("private_key", input.private_key.is_some()),
+        ("environment", input.environment.is_some()),
+    ];
+    let xiaomi = [
+        ("app_id", !input.app_id.is_empty()),
+        ("app_secret", input.app_secret.is_some()),
+    ];
+    let given = |fields: &[(&'static str, bool)]| fields.iter().find(|f| f.1).map(|f| f.0);
+    match input.vendor {
+        Vendor::Xiaomi => given(&fcm).or_else(|| given(&apns)),
+        Vendor::Fcm => given(&xiaomi).or_else(|| given(&apns)),
+        Vendor::Apns => given(&xiaomi).or_else(|| given(&fcm)),
+    }
+}
+
+/// Checks every field; `secret_required` is true on create. FCM's and APNs' credentials are
+/// parsed by their providers (`stored` is the certificate being edited, whose secrets an edit
+/// may leave out).
 pub fn validate_certificate(
     input: &CertificateInput,
     secret_required: bool,
 ) -> Result<(), FieldError> {
+    if let Some(field) = foreign_field(input) {
+        return Err(bad(
+            field,
+            format!(
+                "is not a field of a {} certificate",
+                vendor_name(input.vendor)
+            ),
+        ));
+    }
+    if input.qps == 0 || input.qps > MAX_QPS {
+        return Err(bad("qps", format!("qps must be between 1 and {MAX_QPS}")));
+    }
+    match input.vendor {
+        Vendor::Xiaomi => {}
+        Vendor::Fcm | Vendor::Apns => {
+            if input.vendor == Vendor::Fcm {
+                validate_package_name(&input.package_name)?;
+            }
+            if let Some(ch) = &input.channel_id {
+                if ch.is_empty()
+                    || ch.len() > 64
+                    || ch.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(bad(
+                        "channel_id",
+                        "the channel id must be 1 to 64 characters without spaces",
+                    ));
+                }
+            }
+            return validate_click_action(&input.click_action);
+        }
+    }
     validate_package_name(&input.package_name)?;
     if input.app_id.is_empty() {
         return Err(bad("app_id", "the AppID is required"));
@@ -144,6 +217,14 @@ pub fn validate_certificate(
     Ok(())
 }
 
+fn vendor_name(v: Vendor) -> &'static str {
+    match v {
+        Vendor::Xiaomi => "xiaomi",
+        Vendor::Fcm => "fcm",
+        Vendor::Apns => "apns",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +238,11 @@ mod tests {
             click_action: ClickAction::OpenApp,
             channel_id: Some("101556".into()),
             qps: 500,
+            service_account: None,
+            key_id: None,
+            team_id: None,
+            private_key: None,
+            environment: None,
         }
     }
 

@@ -9,6 +9,8 @@ impl Gateway {
     ) -> Result<Arc<CertEntry>, GatewayError> {
         validate_certificate(&input, true)
             .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        let credentials = crate::providers::credentials::from_input(&input, None)
+            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
         let cert = Certificate {
@@ -20,6 +22,7 @@ impl Gateway {
             click_action: input.click_action,
             channel_id: input.channel_id,
             qps: input.qps,
+            credentials,
         };
         self.store
             .commit(vec![
@@ -47,6 +50,8 @@ impl Gateway {
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
+        let credentials = crate::providers::credentials::from_input(&input, Some(&old.credentials))
+            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
         let cert = Certificate {
             id,
             vendor: input.vendor,
@@ -56,6 +61,7 @@ impl Gateway {
             click_action: input.click_action,
             channel_id: input.channel_id,
             qps: input.qps,
+            credentials,
         };
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])

@@ -210,6 +210,7 @@ mod tests {
         Certificate {
             id,
             vendor: Vendor::Xiaomi,
+            credentials: Default::default(),
             package_name: "com.example.chat".into(),
             app_id: "1".into(),
             app_secret: "s".into(),
