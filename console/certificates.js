@@ -9,7 +9,11 @@ import {
 import { readable } from './diagnosis.js';
 
 /** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
-const PLATFORMS = [{ vendor: 'xiaomi', label: 'Xiaomi (MiPush)' }];
+const PLATFORMS = [
+  { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
+  { vendor: 'fcm', label: 'Firebase Cloud Messaging (FCM)' },
+  { vendor: 'apns', label: 'Apple Push Notification service (APNs)' },
+];
 
 const CLICK_ACTIONS = {
   open_app: 'Open the app',
@@ -176,7 +180,21 @@ function fillCertCard(card, cert) {
   reason.textContent = status.reason ? readable(status.reason) : '';
   reason.className = `cert-reason ${cls}`;
 
-  const config = [
+  const sa = cert.service_account || {};
+  const config = cert.vendor === 'fcm' ? [
+    ['Package name', cert.package_name],
+    ['Project ID', sa.project_id || '—'],
+    ['Service account', sa.client_email || '—'],
+    ['Channel ID', cert.channel_id || '—'],
+    ['QPS', fmtNumber(cert.qps)],
+  ] : cert.vendor === 'apns' ? [
+    ['Bundle ID', cert.package_name],
+    ['Key ID', cert.key_id || '—'],
+    ['Team ID', cert.team_id || '—'],
+    ['Signing key', cert.private_key_set ? 'set' : 'not set'],
+    ['Environment', cert.environment || '—'],
+    ['QPS', fmtNumber(cert.qps)],
+  ] : [
     ['Package name', cert.package_name],
     ['AppID', cert.app_id],
     ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
@@ -288,6 +306,11 @@ function initCertForm() {
   const form = $('#cert-form');
   $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
   form.click_action_type.addEventListener('change', () => syncClickFields(form));
+  form.vendor.addEventListener('change', () => syncVendorFields(form));
+  form.service_account_file.addEventListener('change', async () => {
+    const file = form.service_account_file.files[0];
+    if (file) form.service_account.value = await file.text();
+  });
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     saveCertificate(form);
@@ -295,9 +318,21 @@ function initCertForm() {
 }
 
 function syncClickFields(form) {
-  const type = form.click_action_type.value;
+  const type = form.vendor.value === 'xiaomi' ? form.click_action_type.value : 'open_app';
   fieldBox(form, 'click_action.url').hidden = type !== 'open_url';
   fieldBox(form, 'click_action.intent_uri').hidden = type !== 'open_activity';
+}
+
+/** Shows the fields of the chosen push platform only (`data-vendors` lists them). */
+function syncVendorFields(form) {
+  const vendor = form.vendor.value;
+  for (const box of $$('[data-vendors]', form)) {
+    box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
+  }
+  $('#f-package-hint').textContent = vendor === 'apns'
+    ? "The app's bundle ID (the apns-topic), such as com.example.chat."
+    : "The app's main package name as registered with the push service.";
+  syncClickFields(form);
 }
 
 export async function showCertForm(id) {
@@ -309,7 +344,7 @@ export async function showCertForm(id) {
   $('#cert-form-title').textContent = id === null ? 'Add certificate' : `Edit certificate ${id}`;
   document.title = `${$('#cert-form-title').textContent} · pushgate console`;
   fillSecretState(form, false);
-  syncClickFields(form);
+  syncVendorFields(form);
   ctx.show('cert-form');
   if (id === null) {
     setFormBusy(form, false);
@@ -341,6 +376,15 @@ function setFormBusy(form, busy) {
   $('#cert-save').disabled = busy;
 }
 
+function fillKeyState(form, cert) {
+  const saSet = !!(cert.service_account && cert.service_account.private_key_set);
+  $('#f-sa-state').hidden = !saSet;
+  form.service_account.placeholder = saSet ? 'Set — paste or upload a new JSON only to replace it' : '{"type": "service_account", …}';
+  const p8Set = !!cert.private_key_set;
+  $('#f-p8-state').hidden = !p8Set;
+  form.private_key.placeholder = p8Set ? 'Set — paste a new .p8 only to replace it' : '-----BEGIN PRIVATE KEY-----';
+}
+
 function fillSecretState(form, isSet) {
   $('#f-secret-state').hidden = !isSet;
   form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
@@ -361,17 +405,46 @@ function fillCertForm(form, cert) {
   form.intent_uri.value = ca.intent_uri || '';
   form.channel_id.value = cert.channel_id || '';
   form.qps.value = cert.qps ?? '';
-  syncClickFields(form);
+  form.service_account.value = '';
+  form.key_id.value = cert.key_id || '';
+  form.team_id.value = cert.team_id || '';
+  form.private_key.value = '';
+  form.environment.value = cert.environment || 'production';
+  fillKeyState(form, cert);
+  syncVendorFields(form);
 }
 
 /** Checks what the browser can know; the gateway checks again and its answer wins. */
 function validate(form, creating) {
   const errors = {};
   const v = (name) => form[name].value.trim();
+  const vendor = form.vendor.value;
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
-  if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
-  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
-  const type = form.click_action_type.value;
+  if (vendor === 'xiaomi') {
+    if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+    if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  }
+  if (vendor === 'fcm') {
+    const text = v('service_account');
+    if (creating && !text) errors.service_account = 'Upload or paste the service-account JSON file.';
+    if (text) {
+      try {
+        const parsed = JSON.parse(text);
+        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+      } catch {
+        errors.service_account = 'This is not a JSON object; paste the whole file.';
+      }
+    }
+  }
+  if (vendor === 'apns') {
+    if (!/^[A-Za-z0-9]{10}$/.test(v('key_id'))) errors.key_id = 'The Key ID has 10 letters and digits.';
+    if (!/^[A-Za-z0-9]{10}$/.test(v('team_id'))) errors.team_id = 'The Team ID has 10 letters and digits.';
+    if (creating && !v('private_key')) errors.private_key = 'Paste the text of the .p8 file.';
+    else if (v('private_key') && !v('private_key').includes('BEGIN PRIVATE KEY')) {
+      errors.private_key = 'Paste the whole .p8 file, from -----BEGIN PRIVATE KEY----- to the end.';
+    }
+  }
+  const type = vendor === 'xiaomi' ? form.click_action_type.value : 'open_app';
   if (type === 'open_url') {
     const url = v('url');
     let ok = false;
@@ -403,15 +476,26 @@ function formBody(form, creating) {
   const click = { type };
   if (type === 'open_url') click.url = form.url.value.trim();
   if (type === 'open_activity') click.intent_uri = form.intent_uri.value.trim();
+  const vendor = form.vendor.value;
   const body = {
-    vendor: form.vendor.value,
+    vendor,
     package_name: form.package_name.value.trim(),
-    app_id: form.app_id.value.trim(),
-    click_action: click,
-    channel_id: form.channel_id.value.trim() || null,
     qps: Number(form.qps.value),
   };
-  if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  if (vendor === 'xiaomi') {
+    body.app_id = form.app_id.value.trim();
+    body.click_action = click;
+    body.channel_id = form.channel_id.value.trim() || null;
+    if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  } else if (vendor === 'fcm') {
+    body.channel_id = form.channel_id.value.trim() || null;
+    if (form.service_account.value.trim()) body.service_account = JSON.parse(form.service_account.value);
+  } else if (vendor === 'apns') {
+    body.key_id = form.key_id.value.trim();
+    body.team_id = form.team_id.value.trim();
+    body.environment = form.environment.value;
+    if (form.private_key.value.trim()) body.private_key = form.private_key.value.trim();
+  }
   return body;
 }
 
@@ -432,12 +516,15 @@ async function saveCertificate(form) {
       ? await api.createCertificate(body)
       : await api.updateCertificate(state.editing, body);
     form.app_secret.value = '';
+    form.service_account.value = '';
+    form.private_key.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';
   } catch (err) {
     if (ctx.onAuthError(err)) return;
-    const field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    let field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    if (field && field.startsWith('service_account')) field = 'service_account';
     const message = sentence(err.message);
     if (!(field && setFieldError(form, field, message))) {
       const top = $('#cert-form-error');

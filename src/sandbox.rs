@@ -2,9 +2,15 @@
 //! Xiaomi client sends to it, so a newcomer sees the whole flow on one machine without Xiaomi
 //! credentials. Every certificate created is registered with the emulator as an app; every regId
 //! is valid unless marked invalid over the emulator's control API.
+//!
+//! FCM and APNs emulators run beside it: an FCM certificate's service account and an APNs
+//! certificate's .p8 key are trusted by their emulator when the certificate is saved (the
+//! emulator derives the public key from the private one), and each emulator also offers a
+//! generated test-only account / key at `/_emulator/sample-account` / `/_emulator/sample-key`.
 
 use crate::config::Config;
 use crate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
+use crate::providers::{apns, fcm};
 use crate::server::StartError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +21,49 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     config.xiaomi_base_url = emu.base_url();
     tracing::info!(emulator = %emu.base_url(), "sandbox: Xiaomi emulator running in-process; received notifications at {}/_emulator/received", emu.base_url());
     println!("pushgate sandbox: Xiaomi emulator at {}", emu.base_url());
+    let fcm_emu = Arc::new(fcm::emulator::start(
+        fcm::emulator::EmulatorConfig {
+            sample_project: Some("pushgate-sandbox".into()),
+            ..Default::default()
+        },
+        listen,
+    )?);
+    config.fcm_base_url = fcm_emu.base_url();
+    println!(
+        "pushgate sandbox: FCM emulator at {} (a test-only service account: GET {}/_emulator/sample-account)",
+        fcm_emu.base_url(),
+        fcm_emu.base_url()
+    );
+    let apns_emu = Arc::new(apns::emulator::start(
+        apns::emulator::EmulatorConfig {
+            sample_key: true,
+            ..Default::default()
+        },
+        listen,
+    )?);
+    config.apns_base_url = Some(apns_emu.base_url());
+    println!(
+        "pushgate sandbox: APNs emulator at {} (HTTP/2 without TLS; a test-only key: GET {}/_emulator/sample-key)",
+        apns_emu.base_url(),
+        apns_emu.base_url()
+    );
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
         let hook = move |c: &crate::domain::Certificate| {
-            e.add_app(EmulatorApp::new(
-                c.package_name.clone(),
-                c.app_secret.clone(),
-            ));
+            if let Some(account) = c.credentials.fcm_service_account() {
+                if let Err(err) = fcm_emu.trust_service_account(account) {
+                    tracing::warn!(certificate = c.id, error = %err, "sandbox: FCM emulator cannot trust this account");
+                }
+            } else if let Some(k) = c.credentials.apns_key() {
+                if let Err(err) = apns_emu.trust_p8(k.key_id, k.team_id, k.private_key) {
+                    tracing::warn!(certificate = c.id, error = %err, "sandbox: APNs emulator cannot trust this key");
+                }
+            } else {
+                e.add_app(EmulatorApp::new(
+                    c.package_name.clone(),
+                    c.app_secret.clone(),
+                ));
+            }
         };
         for entry in g.certs.all() {
             hook(&entry.cert());
