@@ -1,0 +1,343 @@
+//! FCM and APNs throughput: the gateway's vendor path against a direct blaster, both sending to
+//! the same in-process emulator with the same HTTP/2 client (`H2Pool`: the same connections per
+//! certificate) and the same streams in flight (`STREAMS_IN_FLIGHT`).
+//!
+//! `h2_vendors --vendor fcm|apns [--users 2000] [--seconds 5]` prints one JSON line:
+//! - `direct_notifications_per_sec`: the blaster, one token per request, for `--seconds`;
+//! - `gateway_notifications_per_sec`: a queue of `--users` notifications filled while the
+//!   emulator hangs, then drained through the gateway (registry → sender → pool) and timed from
+//!   the emulator's accepted count;
+//! - `ratio` = gateway / direct (the target is ≥ 0.8);
+//! - `accept_to_vendor_p99_ms`: the gateway's accept→vendor p99 while sending at a steady pace
+//!   (not during the drain, whose queue wait would dominate).
+//!
+//! Ratios within one run on one machine, not absolute speeds, are the figures to compare.
+
+use pushgate::config::Config;
+use pushgate::domain::now_secs;
+use pushgate::providers::apns::{self, ApnsClient, ApnsKey, ApnsNotification, TokenMemo};
+use pushgate::providers::fcm::{self, FcmClient, FcmNotification, ServiceAccount};
+use pushgate::providers::h2_pool::{H2Pool, CONNECTIONS_PER_CERTIFICATE, STREAMS_IN_FLIGHT};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == name {
+            if let Some(v) = args.next().and_then(|v| v.parse().ok()) {
+                return v;
+            }
+        }
+    }
+    default
+}
+
+fn device_token(i: usize) -> String {
+    format!("{i:064x}")
+}
+
+/// The emulator under test, whichever vendor.
+enum Emulator {
+    Fcm(fcm::emulator::EmulatorHandle),
+    Apns(apns::emulator::EmulatorHandle),
+}
+
+impl Emulator {
+    fn accepted(&self) -> u64 {
+        match self {
+            Emulator::Fcm(e) => e.stats().accepted_messages,
+            Emulator::Apns(e) => e.stats().accepted_notifications,
+        }
+    }
+
+    fn hang(&self, on: bool) {
+        match self {
+            Emulator::Fcm(e) => e.set_knobs(fcm::emulator::Knobs { hang: on, ..e.knobs() }),
+            Emulator::Apns(e) => e.set_knobs(apns::emulator::Knobs { hang: on, ..e.knobs() }),
+        }
+    }
+
+    fn clear(&self) {
+        match self {
+            Emulator::Fcm(e) => e.clear(),
+            Emulator::Apns(e) => e.clear(),
+        }
+    }
+}
+
+/// A direct sender: the provider's client and pool, no gateway.
+enum Direct {
+    Fcm { client: FcmClient, account: ServiceAccount, access: String, body: FcmNotification },
+    Apns { client: ApnsClient, key: ApnsKey, base: String, body: ApnsNotification },
+}
+
+impl Direct {
+    async fn send(&self, pool: &H2Pool, i: usize, token: &apns::ProviderToken) -> bool {
+        match self {
+            Direct::Fcm { client, account, access, body } => {
+                let tag = i.to_string();
+                let b = fcm::wire::send_body(&device_token(i), body, Some(&tag)).to_string();
+                let r = client.send(pool, &account.project_id, access, b.as_bytes()).await;
+                matches!(fcm::classify(&r), fcm::FcmOutcome::Delivered { .. })
+            }
+            Direct::Apns { client, key, base, body } => {
+                let collapse = i.to_string();
+                let r = client
+                    .send(pool, base, token, &key.bundle_id, &device_token(i), body, Some(&collapse), now_secs())
+                    .await;
+                matches!(apns::classify(&r), apns::ApnsOutcome::Delivered { .. })
+            }
+        }
+    }
+}
+
+async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: f64) -> (f64, u64) {
+    let pool = Arc::new(H2Pool::new(CONNECTIONS_PER_CERTIFICATE, Duration::from_secs(10)).expect("pool"));
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let stop = t0 + Duration::from_secs_f64(seconds);
+    let workers: Vec<_> = (0..STREAMS_IN_FLIGHT)
+        .map(|_| {
+            let (direct, pool, ok, errors, next, token) =
+                (direct.clone(), pool.clone(), ok.clone(), errors.clone(), next.clone(), token.clone());
+            tokio::spawn(async move {
+                while Instant::now() < stop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if direct.send(&pool, i % 100_000, &token).await {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    (ok.load(Ordering::Relaxed) as f64 / secs, errors.load(Ordering::Relaxed))
+}
+
+struct Gateway {
+    http: reqwest::Client,
+    base: String,
+    admin: String,
+    api: String,
+}
+
+impl Gateway {
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn metrics(&self) -> String {
+        self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.unwrap_or_default()
+    }
+}
+
+/// Cumulative bucket counts of a histogram (summed over label sets), by upper bound.
+fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut by_le: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some(le_at) = line.find("le=\"") else { continue };
+        let rest = &line[le_at + 4..];
+        let Some(end) = rest.find('"') else { continue };
+        let le_text = &rest[..end];
+        let le = if le_text == "+Inf" { f64::INFINITY } else { le_text.parse().unwrap_or(f64::NAN) };
+        let count: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let slot = by_le.entry(le_text.to_owned()).or_insert((le, 0.0));
+        slot.1 += count;
+    }
+    let mut v: Vec<(f64, f64)> = by_le.into_values().collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// The `q` quantile of the observations between two scrapes (upper bucket bound, as Prometheus'
+/// `histogram_quantile` would interpolate to at most).
+fn quantile_between(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let b = buckets(before, name);
+    let a = buckets(after, name);
+    let counts: Vec<(f64, f64)> = a
+        .iter()
+        .map(|(le, n)| (*le, n - b.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1)))
+        .collect();
+    let total = counts.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    counts.iter().find(|(_, n)| *n >= total * q).map(|(le, _)| *le)
+}
+
+#[tokio::main]
+async fn main() {
+    let vendor: String = arg("--vendor", "fcm".to_string());
+    let users: usize = arg("--users", 2000usize).max(1);
+    let seconds: f64 = arg("--seconds", 5.0f64).clamp(0.5, 600.0);
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let workers = arg("--emulator-workers", 2usize);
+
+    // The emulator, a direct sender, and the certificate body for the gateway.
+    let (emu, direct, token, cert_body) = match vendor.as_str() {
+        "fcm" => {
+            let e = fcm::emulator::start(
+                fcm::emulator::EmulatorConfig { sample_project: Some("load-project".into()), workers, max_records: 10, ..Default::default() },
+                listen,
+            )
+            .expect("fcm emulator");
+            let sa = e.sample_account().expect("sample account");
+            let account = ServiceAccount::from_json(&sa).expect("account");
+            let client = FcmClient::new(&e.base_url(), Duration::from_secs(10)).expect("client");
+            let access = client.fetch_token(&account, now_secs()).await.expect("access token").access_token;
+            let body = FcmNotification {
+                title: "load".into(), body: "hello".into(), channel_id: None, priority: fcm::Priority::High,
+                ttl_secs: fcm::wire::DEFAULT_TTL_SECS, ext: None, sound: None, package: "com.example.chat".into(),
+            };
+            let cert = json!({"vendor":"fcm","package_name":"com.example.chat","service_account":sa,"qps":100_000});
+            let dummy = apns::ProviderToken { jwt: Arc::from(""), issued_at: 0 };
+            (Emulator::Fcm(e), Direct::Fcm { client, account, access, body }, dummy, cert)
+        }
+        "apns" => {
+            let e = apns::emulator::start(
+                apns::emulator::EmulatorConfig { sample_key: true, workers, max_records: 10, ..Default::default() },
+                listen,
+            )
+            .expect("apns emulator");
+            let k = e.sample_key().expect("sample key");
+            let key = ApnsKey::new(
+                k["key_id"].as_str().unwrap_or_default(), k["team_id"].as_str().unwrap_or_default(),
+                k["private_key"].as_str().unwrap_or_default(), "sandbox", "com.example.chat",
+            )
+            .expect("key");
+            let client = ApnsClient::new(Some(&e.base_url()), Duration::from_secs(10)).expect("client");
+            let token = TokenMemo::default().get(&key, now_secs(), false).expect("provider token");
+            let body = ApnsNotification {
+                title: "load".into(), subtitle: None, body: "hello".into(), sound: None, badge: None,
+                mutable_content: false, thread_id: None, ext: None, expiration_secs: apns::wire::DEFAULT_EXPIRATION_SECS,
+            };
+            let cert = json!({"vendor":"apns","package_name":"com.example.chat","key_id":k["key_id"],"team_id":k["team_id"],
+                "private_key":k["private_key"],"environment":"sandbox","qps":100_000});
+            let base = e.base_url();
+            (Emulator::Apns(e), Direct::Apns { client, key, base, body }, token, cert)
+        }
+        other => {
+            eprintln!("h2_vendors: --vendor must be fcm or apns, not {other}");
+            std::process::exit(2);
+        }
+    };
+
+    eprintln!("h2_vendors {vendor}: direct blaster, {STREAMS_IN_FLIGHT} in flight, {seconds} s");
+    let (direct_nps, direct_errors) = direct_blast(Arc::new(direct), token, seconds).await;
+    emu.clear();
+
+    // The gateway on the same emulator.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some("load-admin".into()),
+        api_token: Some("load-api".into()),
+        ..Default::default()
+    };
+    match &emu {
+        Emulator::Fcm(e) => config.fcm_base_url = e.base_url(),
+        Emulator::Apns(e) => config.apns_base_url = Some(e.base_url()),
+    }
+    config.push.queue_capacity = config.push.queue_capacity.max(users * 2);
+    config.log_level = "warn".into();
+    let server = pushgate::server::start(config).expect("gateway starts");
+    let gw = Gateway {
+        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        base: format!("http://{}", server.addr),
+        admin: "load-admin".into(),
+        api: "load-api".into(),
+    };
+    let cert = gw.call(reqwest::Method::POST, "/v1/certificates", &gw.admin.clone(), cert_body).await;
+    let cert_id = cert["id"].as_u64().expect("certificate id");
+    let names: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
+    for chunk in names.chunks(500) {
+        let login: Vec<Value> = chunk.iter().map(|u| json!({"user":u,"platform":"Android","device":"d1","action":"login"})).collect();
+        gw.call(reqwest::Method::POST, "/v1/sessions/events", &gw.api.clone(), json!({"events": login})).await;
+    }
+    for (i, u) in names.iter().enumerate() {
+        gw.call(reqwest::Method::PUT, "/v1/push-tokens", &gw.api.clone(),
+            json!({"user":u,"platform":"Android","device":"d1","certificate_id":cert_id,"token":device_token(i)})).await;
+    }
+    for chunk in names.chunks(500) {
+        let gone: Vec<Value> = chunk.iter().map(|u| json!({"user":u,"platform":"Android","device":"d1","action":"disconnect"})).collect();
+        gw.call(reqwest::Method::POST, "/v1/sessions/events", &gw.api.clone(), json!({"events": gone})).await;
+    }
+
+    // Drain: fill while the emulator hangs, then time the release.
+    eprintln!("h2_vendors {vendor}: gateway drain of {users} notifications");
+    emu.hang(true);
+    for chunk in names.chunks(500) {
+        gw.call(reqwest::Method::POST, "/v1/messages", &gw.api.clone(), json!({"to": chunk, "from":"loader", "text":"hello"})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a0 = emu.accepted();
+    let t0 = Instant::now();
+    emu.hang(false);
+    let (mut last_a, mut last_t) = (a0, t0);
+    let deadline = t0 + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let a = emu.accepted();
+        if a > last_a {
+            (last_a, last_t) = (a, Instant::now());
+        } else if last_t.elapsed() > Duration::from_millis(1500) || a - a0 >= users as u64 {
+            if a - a0 >= users as u64 {
+                last_t = Instant::now();
+            }
+            break;
+        }
+    }
+    let drained = last_a - a0;
+    let drain_secs = (last_t - t0).as_secs_f64();
+    let gateway_nps = if drain_secs > 0.0 { drained as f64 / drain_secs } else { 0.0 };
+
+    // Steady pace for the accept→vendor p99: batches of 100 every 20 ms.
+    let before = gw.metrics().await;
+    for chunk in names.chunks(100).take(20) {
+        gw.call(reqwest::Method::POST, "/v1/messages", &gw.api.clone(), json!({"to": chunk, "from":"loader", "text":"steady"})).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = gw.metrics().await;
+    let p99 = quantile_between(&before, &after, "pushgate_accept_to_vendor_seconds", 0.99);
+    server.stop().await;
+
+    println!(
+        "{}",
+        json!({
+            "vendor": vendor,
+            "streams_in_flight": STREAMS_IN_FLIGHT,
+            "connections": CONNECTIONS_PER_CERTIFICATE,
+            "direct_notifications_per_sec": (direct_nps * 10.0).round() / 10.0,
+            "direct_errors": direct_errors,
+            "gateway_notifications_per_sec": (gateway_nps * 10.0).round() / 10.0,
+            "gateway_drained": drained,
+            "gateway_drain_seconds": (drain_secs * 1000.0).round() / 1000.0,
+            "ratio": if direct_nps > 0.0 { ((gateway_nps / direct_nps) * 1000.0).round() / 1000.0 } else { 0.0 },
+            "accept_to_vendor_p99_ms": p99.map(|s| (s * 1000.0 * 100.0).round() / 100.0),
+        })
+    );
+}
