@@ -12,6 +12,18 @@ use std::time::Duration;
 /// §1: rapid reconnects look like DoS); 4 × hundreds of streams is far above a certificate's rate.
 pub const CONNECTIONS_PER_CERTIFICATE: usize = 4;
 
+/// Requests one certificate keeps in flight (FCM, APNs): one stream each, spread over the pool's
+/// connections; each connection still obeys the server's own stream limit.
+pub const STREAMS_IN_FLIGHT: usize = 256;
+
+/// Exponential back-off with jitter for a retried request: about 0.5 s, 1 s, 2 s … up to 60 s.
+pub fn backoff(attempt: u32) -> Duration {
+    use rand::Rng;
+    let base_ms: u64 = 500u64 << attempt.min(7);
+    let base_ms = base_ms.min(60_000);
+    Duration::from_millis(base_ms / 2 + rand::rng().random_range(0..=base_ms / 2))
+}
+
 struct Slot {
     client: reqwest::Client,
     in_flight: AtomicUsize,
@@ -115,6 +127,13 @@ pub fn retry_at_once(err: &reqwest::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(500));
+        assert!(backoff(3) >= Duration::from_secs(2));
+        assert!(backoff(u32::MAX) <= Duration::from_secs(60));
+    }
 
     #[test]
     fn leases_spread_over_connections_and_come_back() {

@@ -175,7 +175,10 @@ async fn token_states_rate_limit_and_revocation() {
 #[tokio::test]
 async fn control_endpoints_answer_json() {
     let emu = emulator();
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let base = emu.base_url();
     let put = http
         .put(format!("{base}/_emulator/knobs"))
