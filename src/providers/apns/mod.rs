@@ -10,9 +10,11 @@ pub mod client;
 pub mod emulator;
 pub mod key;
 pub mod reply;
+pub mod service;
 pub mod wire;
 
 pub use client::{ApnsClient, ClientError};
 pub use key::{ApnsKey, Environment, KeyError, ProviderToken, TokenMemo};
 pub use reply::{classify, ApnsOutcome, ApnsReply};
+pub use service::Apns;
 pub use wire::ApnsNotification;

@@ -9,9 +9,11 @@ pub mod account;
 pub mod client;
 pub mod emulator;
 pub mod reply;
+pub mod service;
 pub mod wire;
 
 pub use account::{AccountError, ServiceAccount};
 pub use client::{ClientError, FcmClient, DEFAULT_BASE_URL};
 pub use reply::{classify, FcmOutcome, FcmReply};
+pub use service::Fcm;
 pub use wire::{FcmNotification, Priority};
