@@ -55,8 +55,14 @@ impl Emulator {
 
     fn hang(&self, on: bool) {
         match self {
-            Emulator::Fcm(e) => e.set_knobs(fcm::emulator::Knobs { hang: on, ..e.knobs() }),
-            Emulator::Apns(e) => e.set_knobs(apns::emulator::Knobs { hang: on, ..e.knobs() }),
+            Emulator::Fcm(e) => e.set_knobs(fcm::emulator::Knobs {
+                hang: on,
+                ..e.knobs()
+            }),
+            Emulator::Apns(e) => e.set_knobs(apns::emulator::Knobs {
+                hang: on,
+                ..e.knobs()
+            }),
         }
     }
 
@@ -70,23 +76,54 @@ impl Emulator {
 
 /// A direct sender: the provider's client and pool, no gateway.
 enum Direct {
-    Fcm { client: FcmClient, account: ServiceAccount, access: String, body: FcmNotification },
-    Apns { client: ApnsClient, key: ApnsKey, base: String, body: ApnsNotification },
+    Fcm {
+        client: FcmClient,
+        account: ServiceAccount,
+        access: String,
+        body: FcmNotification,
+    },
+    Apns {
+        client: ApnsClient,
+        key: ApnsKey,
+        base: String,
+        body: ApnsNotification,
+    },
 }
 
 impl Direct {
     async fn send(&self, pool: &H2Pool, i: usize, token: &apns::ProviderToken) -> bool {
         match self {
-            Direct::Fcm { client, account, access, body } => {
+            Direct::Fcm {
+                client,
+                account,
+                access,
+                body,
+            } => {
                 let tag = i.to_string();
                 let b = fcm::wire::send_body(&device_token(i), body, Some(&tag)).to_string();
-                let r = client.send(pool, &account.project_id, access, b.as_bytes()).await;
+                let r = client
+                    .send(pool, &account.project_id, access, b.as_bytes())
+                    .await;
                 matches!(fcm::classify(&r), fcm::FcmOutcome::Delivered { .. })
             }
-            Direct::Apns { client, key, base, body } => {
+            Direct::Apns {
+                client,
+                key,
+                base,
+                body,
+            } => {
                 let collapse = i.to_string();
                 let r = client
-                    .send(pool, base, token, &key.bundle_id, &device_token(i), body, Some(&collapse), now_secs())
+                    .send(
+                        pool,
+                        base,
+                        token,
+                        &key.bundle_id,
+                        &device_token(i),
+                        body,
+                        Some(&collapse),
+                        now_secs(),
+                    )
                     .await;
                 matches!(apns::classify(&r), apns::ApnsOutcome::Delivered { .. })
             }
@@ -95,7 +132,8 @@ impl Direct {
 }
 
 async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: f64) -> (f64, u64) {
-    let pool = Arc::new(H2Pool::new(CONNECTIONS_PER_CERTIFICATE, Duration::from_secs(10)).expect("pool"));
+    let pool =
+        Arc::new(H2Pool::new(CONNECTIONS_PER_CERTIFICATE, Duration::from_secs(10)).expect("pool"));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
@@ -103,8 +141,14 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: 
     let stop = t0 + Duration::from_secs_f64(seconds);
     let workers: Vec<_> = (0..STREAMS_IN_FLIGHT)
         .map(|_| {
-            let (direct, pool, ok, errors, next, token) =
-                (direct.clone(), pool.clone(), ok.clone(), errors.clone(), next.clone(), token.clone());
+            let (direct, pool, ok, errors, next, token) = (
+                direct.clone(),
+                pool.clone(),
+                ok.clone(),
+                errors.clone(),
+                next.clone(),
+                token.clone(),
+            );
             tokio::spawn(async move {
                 while Instant::now() < stop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -121,7 +165,10 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: 
         let _ = w.await;
     }
     let secs = t0.elapsed().as_secs_f64();
-    (ok.load(Ordering::Relaxed) as f64 / secs, errors.load(Ordering::Relaxed))
+    (
+        ok.load(Ordering::Relaxed) as f64 / secs,
+        errors.load(Ordering::Relaxed),
+    )
 }
 
 struct Gateway {
@@ -148,7 +195,14 @@ impl Gateway {
     }
 
     async fn metrics(&self) -> String {
-        self.http.get(format!("{}/metrics", self.base)).send().await.expect("metrics").text().await.unwrap_or_default()
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default()
     }
 }
 
@@ -157,12 +211,22 @@ fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{");
     let mut by_le: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
     for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
-        let Some(le_at) = line.find("le=\"") else { continue };
+        let Some(le_at) = line.find("le=\"") else {
+            continue;
+        };
         let rest = &line[le_at + 4..];
         let Some(end) = rest.find('"') else { continue };
         let le_text = &rest[..end];
-        let le = if le_text == "+Inf" { f64::INFINITY } else { le_text.parse().unwrap_or(f64::NAN) };
-        let count: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let le = if le_text == "+Inf" {
+            f64::INFINITY
+        } else {
+            le_text.parse().unwrap_or(f64::NAN)
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         let slot = by_le.entry(le_text.to_owned()).or_insert((le, 0.0));
         slot.1 += count;
     }
@@ -178,13 +242,21 @@ fn quantile_between(before: &str, after: &str, name: &str, q: f64) -> Option<f64
     let a = buckets(after, name);
     let counts: Vec<(f64, f64)> = a
         .iter()
-        .map(|(le, n)| (*le, n - b.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1)))
+        .map(|(le, n)| {
+            (
+                *le,
+                n - b.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1),
+            )
+        })
         .collect();
     let total = counts.last()?.1;
     if total <= 0.0 {
         return None;
     }
-    counts.iter().find(|(_, n)| *n >= total * q).map(|(le, _)| *le)
+    counts
+        .iter()
+        .find(|(_, n)| *n >= total * q)
+        .map(|(le, _)| *le)
 }
 
 #[tokio::main]
@@ -199,44 +271,100 @@ async fn main() {
     let (emu, direct, token, cert_body) = match vendor.as_str() {
         "fcm" => {
             let e = fcm::emulator::start(
-                fcm::emulator::EmulatorConfig { sample_project: Some("load-project".into()), workers, max_records: 10, ..Default::default() },
+                fcm::emulator::EmulatorConfig {
+                    sample_project: Some("load-project".into()),
+                    workers,
+                    max_records: 10,
+                    ..Default::default()
+                },
                 listen,
             )
             .expect("fcm emulator");
             let sa = e.sample_account().expect("sample account");
             let account = ServiceAccount::from_json(&sa).expect("account");
             let client = FcmClient::new(&e.base_url(), Duration::from_secs(10)).expect("client");
-            let access = client.fetch_token(&account, now_secs()).await.expect("access token").access_token;
+            let access = client
+                .fetch_token(&account, now_secs())
+                .await
+                .expect("access token")
+                .access_token;
             let body = FcmNotification {
-                title: "load".into(), body: "hello".into(), channel_id: None, priority: fcm::Priority::High,
-                ttl_secs: fcm::wire::DEFAULT_TTL_SECS, ext: None, sound: None, package: "com.example.chat".into(),
+                title: "load".into(),
+                body: "hello".into(),
+                channel_id: None,
+                priority: fcm::Priority::High,
+                ttl_secs: fcm::wire::DEFAULT_TTL_SECS,
+                ext: None,
+                sound: None,
+                package: "com.example.chat".into(),
             };
             let cert = json!({"vendor":"fcm","package_name":"com.example.chat","service_account":sa,"qps":100_000});
-            let dummy = apns::ProviderToken { jwt: Arc::from(""), issued_at: 0 };
-            (Emulator::Fcm(e), Direct::Fcm { client, account, access, body }, dummy, cert)
+            let dummy = apns::ProviderToken {
+                jwt: Arc::from(""),
+                issued_at: 0,
+            };
+            (
+                Emulator::Fcm(e),
+                Direct::Fcm {
+                    client,
+                    account,
+                    access,
+                    body,
+                },
+                dummy,
+                cert,
+            )
         }
         "apns" => {
             let e = apns::emulator::start(
-                apns::emulator::EmulatorConfig { sample_key: true, workers, max_records: 10, ..Default::default() },
+                apns::emulator::EmulatorConfig {
+                    sample_key: true,
+                    workers,
+                    max_records: 10,
+                    ..Default::default()
+                },
                 listen,
             )
             .expect("apns emulator");
             let k = e.sample_key().expect("sample key");
             let key = ApnsKey::new(
-                k["key_id"].as_str().unwrap_or_default(), k["team_id"].as_str().unwrap_or_default(),
-                k["private_key"].as_str().unwrap_or_default(), "sandbox", "com.example.chat",
+                k["key_id"].as_str().unwrap_or_default(),
+                k["team_id"].as_str().unwrap_or_default(),
+                k["private_key"].as_str().unwrap_or_default(),
+                "sandbox",
+                "com.example.chat",
             )
             .expect("key");
-            let client = ApnsClient::new(Some(&e.base_url()), Duration::from_secs(10)).expect("client");
-            let token = TokenMemo::default().get(&key, now_secs(), false).expect("provider token");
+            let client =
+                ApnsClient::new(Some(&e.base_url()), Duration::from_secs(10)).expect("client");
+            let token = TokenMemo::default()
+                .get(&key, now_secs(), false)
+                .expect("provider token");
             let body = ApnsNotification {
-                title: "load".into(), subtitle: None, body: "hello".into(), sound: None, badge: None,
-                mutable_content: false, thread_id: None, ext: None, expiration_secs: apns::wire::DEFAULT_EXPIRATION_SECS,
+                title: "load".into(),
+                subtitle: None,
+                body: "hello".into(),
+                sound: None,
+                badge: None,
+                mutable_content: false,
+                thread_id: None,
+                ext: None,
+                expiration_secs: apns::wire::DEFAULT_EXPIRATION_SECS,
             };
             let cert = json!({"vendor":"apns","package_name":"com.example.chat","key_id":k["key_id"],"team_id":k["team_id"],
                 "private_key":k["private_key"],"environment":"sandbox","qps":100_000});
             let base = e.base_url();
-            (Emulator::Apns(e), Direct::Apns { client, key, base, body }, token, cert)
+            (
+                Emulator::Apns(e),
+                Direct::Apns {
+                    client,
+                    key,
+                    base,
+                    body,
+                },
+                token,
+                cert,
+            )
         }
         other => {
             eprintln!("h2_vendors: --vendor must be fcm or apns, not {other}");
@@ -265,32 +393,66 @@ async fn main() {
     config.log_level = "warn".into();
     let server = pushgate::server::start(config).expect("gateway starts");
     let gw = Gateway {
-        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client"),
         base: format!("http://{}", server.addr),
         admin: "load-admin".into(),
         api: "load-api".into(),
     };
-    let cert = gw.call(reqwest::Method::POST, "/v1/certificates", &gw.admin.clone(), cert_body).await;
+    let cert = gw
+        .call(
+            reqwest::Method::POST,
+            "/v1/certificates",
+            &gw.admin.clone(),
+            cert_body,
+        )
+        .await;
     let cert_id = cert["id"].as_u64().expect("certificate id");
     let names: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
     for chunk in names.chunks(500) {
-        let login: Vec<Value> = chunk.iter().map(|u| json!({"user":u,"platform":"Android","device":"d1","action":"login"})).collect();
-        gw.call(reqwest::Method::POST, "/v1/sessions/events", &gw.api.clone(), json!({"events": login})).await;
+        let login: Vec<Value> = chunk
+            .iter()
+            .map(|u| json!({"user":u,"platform":"Android","device":"d1","action":"login"}))
+            .collect();
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            &gw.api.clone(),
+            json!({"events": login}),
+        )
+        .await;
     }
     for (i, u) in names.iter().enumerate() {
         gw.call(reqwest::Method::PUT, "/v1/push-tokens", &gw.api.clone(),
             json!({"user":u,"platform":"Android","device":"d1","certificate_id":cert_id,"token":device_token(i)})).await;
     }
     for chunk in names.chunks(500) {
-        let gone: Vec<Value> = chunk.iter().map(|u| json!({"user":u,"platform":"Android","device":"d1","action":"disconnect"})).collect();
-        gw.call(reqwest::Method::POST, "/v1/sessions/events", &gw.api.clone(), json!({"events": gone})).await;
+        let gone: Vec<Value> = chunk
+            .iter()
+            .map(|u| json!({"user":u,"platform":"Android","device":"d1","action":"disconnect"}))
+            .collect();
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            &gw.api.clone(),
+            json!({"events": gone}),
+        )
+        .await;
     }
 
     // Drain: fill while the emulator hangs, then time the release.
     eprintln!("h2_vendors {vendor}: gateway drain of {users} notifications");
     emu.hang(true);
     for chunk in names.chunks(500) {
-        gw.call(reqwest::Method::POST, "/v1/messages", &gw.api.clone(), json!({"to": chunk, "from":"loader", "text":"hello"})).await;
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            &gw.api.clone(),
+            json!({"to": chunk, "from":"loader", "text":"hello"}),
+        )
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a0 = emu.accepted();
@@ -312,12 +474,22 @@ async fn main() {
     }
     let drained = last_a - a0;
     let drain_secs = (last_t - t0).as_secs_f64();
-    let gateway_nps = if drain_secs > 0.0 { drained as f64 / drain_secs } else { 0.0 };
+    let gateway_nps = if drain_secs > 0.0 {
+        drained as f64 / drain_secs
+    } else {
+        0.0
+    };
 
     // Steady pace for the accept→vendor p99: batches of 100 every 20 ms.
     let before = gw.metrics().await;
     for chunk in names.chunks(100).take(20) {
-        gw.call(reqwest::Method::POST, "/v1/messages", &gw.api.clone(), json!({"to": chunk, "from":"loader", "text":"steady"})).await;
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            &gw.api.clone(),
+            json!({"to": chunk, "from":"loader", "text":"steady"}),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -141,36 +141,34 @@ impl PushService for Apns {
         }))
     }
 
-    fn exchange<'a>(
-        &'a self,
-        creds: &'a Arc<ApnsCredentials>,
-        token: &'a ProviderToken,
-        batch: &'a Batch<ApnsNotification>,
-    ) -> impl Future<Output = ApnsReply> + Send + 'a {
-        async move {
-            let Some((content, job)) = batch.items().next() else {
-                return ApnsReply::Transport("empty request".into());
-            };
-            // The message id as collapse id: a resend of one message replaces itself.
-            let collapse = job.message.id.to_string();
-            let reply = self
-                .client
-                .send(
-                    &creds.pool,
-                    &creds.base_url,
-                    token,
-                    &creds.key.bundle_id,
-                    &job.token,
-                    content,
-                    Some(&collapse),
-                    now_secs(),
-                )
-                .await;
-            if matches!(classify_reply(&reply), ApnsOutcome::ProviderTokenExpired) {
-                creds.renew.store(true, Ordering::Relaxed);
-            }
-            reply
+    async fn exchange(
+        &self,
+        creds: &Arc<ApnsCredentials>,
+        token: &ProviderToken,
+        batch: &Batch<ApnsNotification>,
+    ) -> ApnsReply {
+        let Some((content, job)) = batch.items().next() else {
+            return ApnsReply::Transport("empty request".into());
+        };
+        // The message id as collapse id: a resend of one message replaces itself.
+        let collapse = job.message.id.to_string();
+        let reply = self
+            .client
+            .send(
+                &creds.pool,
+                &creds.base_url,
+                token,
+                &creds.key.bundle_id,
+                &job.token,
+                content,
+                Some(&collapse),
+                now_secs(),
+            )
+            .await;
+        if matches!(classify_reply(&reply), ApnsOutcome::ProviderTokenExpired) {
+            creds.renew.store(true, Ordering::Relaxed);
         }
+        reply
     }
 
     fn classify(

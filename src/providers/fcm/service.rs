@@ -175,42 +175,40 @@ impl PushService for Fcm {
         }
     }
 
-    fn exchange<'a>(
-        &'a self,
-        creds: &'a Arc<FcmCredentials>,
-        access: &'a Arc<str>,
-        batch: &'a Batch<FcmNotification>,
-    ) -> impl Future<Output = FcmExchange> + Send + 'a {
-        async move {
-            let Some((content, job)) = batch.items().next() else {
-                return FcmExchange {
-                    reply: FcmReply::Transport("empty request".into()),
-                    fresh_token_refused: false,
-                };
+    async fn exchange(
+        &self,
+        creds: &Arc<FcmCredentials>,
+        access: &Arc<str>,
+        batch: &Batch<FcmNotification>,
+    ) -> FcmExchange {
+        let Some((content, job)) = batch.items().next() else {
+            return FcmExchange {
+                reply: FcmReply::Transport("empty request".into()),
+                fresh_token_refused: false,
             };
-            let tag = job.message.id.to_string();
-            let body = send_body(&job.token, content, Some(&tag)).to_string();
-            let reply = self
-                .client
-                .send(
-                    &creds.pool,
-                    &creds.account.project_id,
-                    access,
-                    body.as_bytes(),
-                )
-                .await;
-            let mut fresh_token_refused = false;
-            if matches!(classify_reply(&reply), FcmOutcome::AccessRefused) {
-                let mut memo = creds.memo.lock().unwrap_or_else(PoisonError::into_inner);
-                if memo.current.as_ref().is_some_and(|(t, _, _)| t == access) {
-                    memo.refused = true;
-                    fresh_token_refused = memo.after_refusal;
-                }
+        };
+        let tag = job.message.id.to_string();
+        let body = send_body(&job.token, content, Some(&tag)).to_string();
+        let reply = self
+            .client
+            .send(
+                &creds.pool,
+                &creds.account.project_id,
+                access,
+                body.as_bytes(),
+            )
+            .await;
+        let mut fresh_token_refused = false;
+        if matches!(classify_reply(&reply), FcmOutcome::AccessRefused) {
+            let mut memo = creds.memo.lock().unwrap_or_else(PoisonError::into_inner);
+            if memo.current.as_ref().is_some_and(|(t, _, _)| t == access) {
+                memo.refused = true;
+                fresh_token_refused = memo.after_refusal;
             }
-            FcmExchange {
-                reply,
-                fresh_token_refused,
-            }
+        }
+        FcmExchange {
+            reply,
+            fresh_token_refused,
         }
     }
 
