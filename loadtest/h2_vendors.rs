@@ -298,7 +298,7 @@ async fn main() {
                 sound: None,
                 package: "com.example.chat".into(),
             };
-            let cert = json!({"vendor":"fcm","package_name":"com.example.chat","service_account":sa,"qps":100_000});
+            let cert = json!({"vendor":"fcm","package_name":"com.example.chat","click_action":{"type":"open_app"},"service_account":sa,"qps":100_000});
             let dummy = apns::ProviderToken {
                 jwt: Arc::from(""),
                 issued_at: 0,
@@ -351,7 +351,7 @@ async fn main() {
                 ext: None,
                 expiration_secs: apns::wire::DEFAULT_EXPIRATION_SECS,
             };
-            let cert = json!({"vendor":"apns","package_name":"com.example.chat","key_id":k["key_id"],"team_id":k["team_id"],
+            let cert = json!({"vendor":"apns","package_name":"com.example.chat","click_action":{"type":"open_app"},"key_id":k["key_id"],"team_id":k["team_id"],
                 "private_key":k["private_key"],"environment":"sandbox","qps":100_000});
             let base = e.base_url();
             (

@@ -50,25 +50,22 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
         let hook = move |c: &crate::domain::Certificate| {
-            if let Some(account) = c.credentials.fcm_service_account() {
-                if let Err(err) = fcm_emu.trust_service_account(account) {
-                    tracing::warn!(certificate = c.id, error = %err, "sandbox: FCM emulator cannot trust this account");
-                }
-            } else if let Some(k) = c.credentials.apns_key() {
-                if let Err(err) = apns_emu.trust_p8(k.key_id, k.team_id, k.private_key) {
-                    tracing::warn!(certificate = c.id, error = %err, "sandbox: APNs emulator cannot trust this key");
-                }
-            } else {
+            if let Some(x) = c.credentials.xiaomi() {
                 e.add_app(EmulatorApp::new(
                     c.package_name.clone(),
-                    c.app_secret.clone(),
+                    x.app_secret.clone(),
                 ));
+            } else if let Some(f) = c.credentials.fcm() {
+                if let Err(err) = fcm_emu.trust_service_account(&f.service_account) {
+                    tracing::warn!(certificate = c.id, error = %err, "sandbox: FCM emulator cannot trust this account");
+                }
+            } else if let Some(k) = c.credentials.apns() {
+                if let Err(err) = apns_emu.trust_p8(&k.key_id, &k.team_id, &k.private_key) {
+                    tracing::warn!(certificate = c.id, error = %err, "sandbox: APNs emulator cannot trust this key");
+                }
             }
         };
-        for entry in g.certs.all() {
-            hook(&entry.cert());
-        }
-        let _ = g.cert_hook.set(Box::new(hook));
+        g.on_certificate_change(Box::new(hook));
     })
     .await
 }

@@ -40,7 +40,7 @@ fn device_token(user: &str) -> String {
 }
 
 fn cert_body(key: &Value) -> Value {
-    json!({"vendor":"apns","package_name":PACKAGE,"key_id":key["key_id"],"team_id":key["team_id"],
+    json!({"vendor":"apns","package_name":PACKAGE,"click_action":{"type":"open_app"},"key_id":key["key_id"],"team_id":key["team_id"],
         "private_key":key["private_key"],"environment":"sandbox","qps":1000})
 }
 
@@ -391,7 +391,7 @@ async fn bad_keys_are_field_errors() {
     assert!(v.to_string().contains("environment"), "{v}");
     // An edit without the key keeps the stored one.
     let (s, v) = rig.h.admin(Method::PUT, &format!("/v1/certificates/{}", rig.cert),
-        Some(json!({"vendor":"apns","package_name":PACKAGE,"key_id":key["key_id"],"team_id":key["team_id"],"environment":"sandbox","qps":50}))).await;
+        Some(json!({"vendor":"apns","package_name":PACKAGE,"click_action":{"type":"open_app"},"key_id":key["key_id"],"team_id":key["team_id"],"environment":"sandbox","qps":50}))).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["private_key_set"], true);
     assert_eq!(v["qps"], 50);

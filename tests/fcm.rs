@@ -51,7 +51,7 @@ fn fcm_emulator(config: EmulatorConfig) -> EmulatorHandle {
 }
 
 fn cert_body(account: Value) -> Value {
-    json!({"vendor":"fcm","package_name":PACKAGE,"service_account":account,"channel_id":"im_default","qps":1000})
+    json!({"vendor":"fcm","package_name":PACKAGE,"click_action":{"type":"open_app"},"service_account":account,"channel_id":"im_default","qps":1000})
 }
 
 impl Rig {
@@ -389,12 +389,12 @@ async fn bad_service_accounts_are_field_errors() {
         .admin(
             Method::POST,
             "/v1/certificates",
-            Some(json!({"vendor":"fcm","package_name":PACKAGE,"qps":10})),
+            Some(json!({"vendor":"fcm","package_name":PACKAGE,"click_action":{"type":"open_app"},"qps":10})),
         )
         .await;
     assert_eq!(s, 400, "{v}");
     assert!(v.to_string().contains("service_account"), "{v}");
-    let (s, v) = rig.h.admin(Method::POST, "/v1/certificates", Some(json!({"vendor":"fcm","package_name":PACKAGE,"qps":10,"app_secret":"x","service_account":rig.fcm.sample_account().unwrap()}))).await;
+    let (s, v) = rig.h.admin(Method::POST, "/v1/certificates", Some(json!({"vendor":"fcm","package_name":PACKAGE,"click_action":{"type":"open_app"},"qps":10,"app_secret":"x","service_account":rig.fcm.sample_account().unwrap()}))).await;
     assert_eq!(s, 400, "{v}");
     assert!(v.to_string().contains("app_secret"), "{v}");
 }

@@ -5,8 +5,9 @@ use super::codec::{reply, Body};
 use super::error::ApiError;
 use super::AppState;
 use crate::certs::{CertEntry, CertStatus};
+use crate::domain::credentials::CredentialsView;
 use crate::domain::validate::CertificateInput;
-use crate::domain::{now_secs, ClickAction, Vendor};
+use crate::domain::{now_secs, ClickAction};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -17,25 +18,12 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Serialize)]
 pub struct CertificateView {
     pub id: u64,
-    pub vendor: Vendor,
     pub package_name: String,
-    pub app_id: String,
-    pub app_secret_set: bool,
     pub click_action: ClickAction,
-    pub channel_id: Option<String>,
     pub qps: u32,
-    /// FCM: the account's project and e-mail (never its key).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_account: Option<serde_json::Value>,
-    /// APNs: key id, team id, environment and whether a key is set (never the key).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_key_set: Option<bool>,
+    /// `vendor` and the vendor's fields, secrets only as `…_set` flags.
+    #[serde(flatten)]
+    pub credentials: CredentialsView,
     pub status: CertStatus,
     pub stats: StatsView,
 }
@@ -53,28 +41,14 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
     let failed = e.stats.failures().map(|(c, n)| (c.as_str(), n)).collect();
     CertificateView {
         id: c.id,
-        vendor: c.vendor,
         package_name: c.package_name.clone(),
-        app_id: c.app_id.clone(),
-        app_secret_set: !c.app_secret.is_empty(),
         click_action: c.click_action.clone(),
-        channel_id: c.channel_id.clone(),
         qps: c.qps,
-        service_account: c.credentials.fcm_service_account().map(|a| {
-            serde_json::json!({
-                "project_id": a.get("project_id"),
-                "client_email": a.get("client_email"),
-                "private_key_set": a.get("private_key").is_some_and(|k| k.as_str().is_some_and(|k| !k.is_empty())),
-            })
-        }),
-        key_id: c.credentials.apns_key().map(|k| k.key_id.to_owned()),
-        team_id: c.credentials.apns_key().map(|k| k.team_id.to_owned()),
-        environment: c.credentials.apns_key().map(|k| k.environment.to_owned()),
-        private_key_set: c.credentials.apns_key().map(|k| !k.private_key.is_empty()),
+        credentials: c.credentials.view(),
         status: e.status(now_secs()),
         stats: StatsView {
             sent: e.stats.sent.load(Ordering::Relaxed),
-            queued: state.gateway.senders.depth(c.id) as u64,
+            queued: state.gateway.queued(c.id) as u64,
             rate_limited: e.stats.rate_limited.load(Ordering::Relaxed),
             failed,
         },
@@ -112,8 +86,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let certificates = state
         .gateway
-        .certs
-        .all()
+        .certificates()
         .iter()
         .map(|e| view(&state, e))
         .collect();

@@ -4,7 +4,6 @@
 //! `apns.sub_title`, …; contract.md "More push services"). Empty means "not set".
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::validate::FieldError;
 
@@ -92,92 +91,12 @@ impl GlobalPushFields {
         }
         Ok(())
     }
-
-    /// From a /v4 `OfflinePushInfo` object; the error is the TIM field path and what is wrong.
-    pub fn from_tim(opi: &Map<String, Value>) -> Result<GlobalPushFields, String> {
-        fn obj<'a>(
-            o: &'a Map<String, Value>,
-            name: &str,
-        ) -> Result<Option<&'a Map<String, Value>>, String> {
-            match o.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Object(m)) => Ok(Some(m)),
-                Some(_) => Err(format!("OfflinePushInfo.{name} must be an object")),
-            }
-        }
-        fn string(
-            o: &Map<String, Value>,
-            name: &str,
-            path: &str,
-        ) -> Result<Option<String>, String> {
-            match o.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("OfflinePushInfo.{path}.{name} must be a string")),
-            }
-        }
-        fn flag(o: &Map<String, Value>, name: &str) -> Result<u8, String> {
-            match o.get(name) {
-                None | Some(Value::Null) => Ok(0),
-                Some(v) => match v.as_u64() {
-                    Some(n @ 0..=1) => Ok(n as u8),
-                    _ => Err(format!("OfflinePushInfo.ApnsInfo.{name} must be 0 or 1")),
-                },
-            }
-        }
-        let mut out = GlobalPushFields::default();
-        if let Some(a) = obj(opi, "AndroidInfo")? {
-            out.google_channel_id = string(a, "GoogleChannelID", "AndroidInfo")?;
-            out.sound = string(a, "Sound", "AndroidInfo")?;
-        }
-        if let Some(a) = obj(opi, "ApnsInfo")? {
-            out.apns = ApnsInfo {
-                title: string(a, "Title", "ApnsInfo")?,
-                sub_title: string(a, "SubTitle", "ApnsInfo")?,
-                sound: string(a, "Sound", "ApnsInfo")?,
-                badge_mode: flag(a, "BadgeMode")?,
-                mutable_content: flag(a, "MutableContent")?,
-            };
-        }
-        Ok(out.normalized())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn tim_fields_are_read_and_checked() {
-        let opi = json!({"AndroidInfo": {"GoogleChannelID": "im", "Sound": "ding", "XiaoMiChannelID": "x"},
-            "ApnsInfo": {"Title": "T", "SubTitle": "S", "Sound": "a.caf", "BadgeMode": 1, "MutableContent": 1, "Image": "u"}});
-        let f = GlobalPushFields::from_tim(opi.as_object().unwrap()).unwrap();
-        assert_eq!(f.google_channel_id.as_deref(), Some("im"));
-        assert_eq!(f.sound.as_deref(), Some("ding"));
-        assert_eq!(
-            f.apns,
-            ApnsInfo {
-                title: Some("T".into()),
-                sub_title: Some("S".into()),
-                sound: Some("a.caf".into()),
-                badge_mode: 1,
-                mutable_content: 1
-            }
-        );
-        let err =
-            |v: serde_json::Value| GlobalPushFields::from_tim(v.as_object().unwrap()).unwrap_err();
-        assert!(err(json!({"ApnsInfo": {"MutableContent": 2}})).contains("MutableContent"));
-        assert!(err(json!({"ApnsInfo": {"SubTitle": 1}})).contains("ApnsInfo.SubTitle"));
-        assert!(err(json!({"AndroidInfo": {"GoogleChannelID": 5}})).contains("GoogleChannelID"));
-        let blank = GlobalPushFields::from_tim(
-            json!({"AndroidInfo": {"GoogleChannelID": ""}})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(blank.google_channel_id, None);
-    }
 
     #[test]
     fn v1_fields_are_checked() {

@@ -1,6 +1,8 @@
 //! Certificate field rules: what the console and the API refuse, naming the field.
 
 use super::certificate::{ClickAction, Vendor};
+use super::credentials::CredentialsInput;
+use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
 /// One field is wrong; `field` is its dotted path in the request body.
@@ -11,43 +13,49 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn bad(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field,
-        message: message.into(),
+use super::credentials::bad;
+
+/// The certificate fields an operator submits (create, or edit with secrets optional): the
+/// common part and the vendor part, in one flat body.
+#[derive(Debug, Clone)]
+pub struct CertificateInput {
+    pub package_name: String,
+    pub click_action: ClickAction,
+    pub qps: u32,
+    pub credentials: CredentialsInput,
+}
+
+impl CertificateInput {
+    pub fn vendor(&self) -> Vendor {
+        self.credentials.vendor()
     }
 }
 
-/// The certificate fields an operator submits (create, or edit with the secret optional).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateInput {
-    pub vendor: Vendor,
-    pub package_name: String,
-    /// Xiaomi's AppID (FCM and APNs have none).
-    #[serde(default)]
-    pub app_id: String,
-    #[serde(default)]
-    pub app_secret: Option<String>,
-    /// Open the app when absent (FCM and APNs open the app; Xiaomi forms always send one).
-    #[serde(default)]
-    pub click_action: ClickAction,
-    #[serde(default)]
-    pub channel_id: Option<String>,
-    pub qps: u32,
-    /// FCM: the service-account JSON object. On edit, absent keeps the stored one.
-    #[serde(default)]
-    pub service_account: Option<serde_json::Value>,
-    /// APNs: the .p8 key's Key ID, the Team ID, the .p8 text, `production` or `sandbox`.
-    /// On edit, an absent `private_key` keeps the stored one.
-    #[serde(default)]
-    pub key_id: Option<String>,
-    #[serde(default)]
-    pub team_id: Option<String>,
-    #[serde(default)]
-    pub private_key: Option<String>,
-    #[serde(default)]
-    pub environment: Option<String>,
+/// The body is flat (`{"vendor":"xiaomi","package_name":…,"app_id":…}`); serde cannot flatten
+/// a tagged enum and refuse unknown fields at once, so the common fields are taken out first
+/// and the rest must be exactly the vendor's (each vendor's input refuses unknown fields).
+impl<'de> Deserialize<'de> for CertificateInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        fn take<T: DeserializeOwned, E: de::Error>(
+            map: &mut serde_json::Map<String, serde_json::Value>,
+            key: &'static str,
+        ) -> Result<T, E> {
+            let v = map.remove(key).ok_or_else(|| E::missing_field(key))?;
+            serde_json::from_value(v).map_err(|e| E::custom(format!("{key}: {e}")))
+        }
+        let package_name = take(&mut map, "package_name")?;
+        let click_action = take(&mut map, "click_action")?;
+        let qps = take(&mut map, "qps")?;
+        let credentials = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| de::Error::custom(e.to_string()))?;
+        Ok(CertificateInput {
+            package_name,
+            click_action,
+            qps,
+            credentials,
+        })
+    }
 }
 
 /// The largest QPS a certificate may ask for; Xiaomi's own per-app limits are far below it.
@@ -117,133 +125,70 @@ pub fn validate_click_action(action: &ClickAction) -> Result<(), FieldError> {
     }
 }
 
-/// The FCM and APNs fields given to a Xiaomi certificate, or the Xiaomi fields given to an
-/// FCM or APNs one: named, so a form mix-up is not silently ignored.
-fn foreign_field(input: &CertificateInput) -> Option<&'static str> {
-    let fcm = [("service_account", input.service_account.is_some())];
-    let apns = [
-        ("key_id", input.key_id.is_some()),
-        ("team_id", input.team_id.is_some()),
-        ("private_key", input.private_key.is_some()),
-        ("environment", input.environment.is_some()),
-    ];
-    let xiaomi = [
-        ("app_id", !input.app_id.is_empty()),
-        ("app_secret", input.app_secret.is_some()),
-    ];
-    let given = |fields: &[(&'static str, bool)]| fields.iter().find(|f| f.1).map(|f| f.0);
-    match input.vendor {
-        Vendor::Xiaomi => given(&fcm).or_else(|| given(&apns)),
-        Vendor::Fcm => given(&xiaomi).or_else(|| given(&apns)),
-        Vendor::Apns => given(&xiaomi).or_else(|| given(&fcm)),
+/// Checks every field; `creating` is true on create (secrets required).
+pub fn validate_certificate(input: &CertificateInput, creating: bool) -> Result<(), FieldError> {
+    match input.vendor() {
+        // An iOS bundle id may carry '-', which Android package names may not.
+        Vendor::Apns => super::credentials::validate_bundle_id(&input.package_name)?,
+        _ => validate_package_name(&input.package_name)?,
     }
-}
-
-/// Checks every field; `secret_required` is true on create. FCM's and APNs' credentials are
-/// parsed by their providers (`stored` is the certificate being edited, whose secrets an edit
-/// may leave out).
-pub fn validate_certificate(
-    input: &CertificateInput,
-    secret_required: bool,
-) -> Result<(), FieldError> {
-    if let Some(field) = foreign_field(input) {
-        return Err(bad(
-            field,
-            format!(
-                "is not a field of a {} certificate",
-                vendor_name(input.vendor)
-            ),
-        ));
-    }
-    if input.qps == 0 || input.qps > MAX_QPS {
-        return Err(bad("qps", format!("qps must be between 1 and {MAX_QPS}")));
-    }
-    match input.vendor {
-        Vendor::Xiaomi => {}
-        Vendor::Fcm | Vendor::Apns => {
-            if input.vendor == Vendor::Fcm {
-                validate_package_name(&input.package_name)?;
-            }
-            if let Some(ch) = &input.channel_id {
-                if ch.is_empty()
-                    || ch.len() > 64
-                    || ch.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(bad(
-                        "channel_id",
-                        "the channel id must be 1 to 64 characters without spaces",
-                    ));
-                }
-            }
-            return validate_click_action(&input.click_action);
-        }
-    }
-    validate_package_name(&input.package_name)?;
-    if input.app_id.is_empty() {
-        return Err(bad("app_id", "the AppID is required"));
-    }
-    if input.app_id.len() > 64 || !input.app_id.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad(
-            "app_id",
-            "the Xiaomi AppID is a number of at most 64 digits",
-        ));
-    }
-    match &input.app_secret {
-        None if secret_required => return Err(bad("app_secret", "the AppSecret is required")),
-        Some(s) if s.trim().is_empty() => {
-            return Err(bad("app_secret", "the AppSecret is required"))
-        }
-        Some(s) if s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            return Err(bad(
-                "app_secret",
-                "the AppSecret must be at most 256 characters without spaces",
-            ))
-        }
-        _ => {}
-    }
+    input.credentials.validate(creating)?;
     validate_click_action(&input.click_action)?;
-    if let Some(ch) = &input.channel_id {
-        if ch.is_empty() || ch.len() > 64 || ch.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(bad(
-                "channel_id",
-                "the channel id must be 1 to 64 characters without spaces",
-            ));
-        }
-    }
     if input.qps == 0 || input.qps > MAX_QPS {
         return Err(bad("qps", format!("qps must be between 1 and {MAX_QPS}")));
     }
     Ok(())
 }
 
-fn vendor_name(v: Vendor) -> &'static str {
-    match v {
-        Vendor::Xiaomi => "xiaomi",
-        Vendor::Fcm => "fcm",
-        Vendor::Apns => "apns",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::domain::credentials::XiaomiInput;
+
     fn input() -> CertificateInput {
-        CertificateInput {
-            vendor: Vendor::Xiaomi,
-            package_name: "com.example.chat".into(),
-            app_id: "2882303761517".into(),
-            app_secret: Some("c2VjcmV0c2VjcmV0c2VjcmV0==".into()),
-            click_action: ClickAction::OpenApp,
-            channel_id: Some("101556".into()),
-            qps: 500,
-            service_account: None,
-            key_id: None,
-            team_id: None,
-            private_key: None,
-            environment: None,
+        serde_json::from_value(serde_json::json!({
+            "vendor": "xiaomi",
+            "package_name": "com.example.chat",
+            "app_id": "2882303761517",
+            "app_secret": "c2VjcmV0c2VjcmV0c2VjcmV0==",
+            "click_action": {"type": "open_app"},
+            "channel_id": "101556",
+            "qps": 500
+        }))
+        .unwrap()
+    }
+
+    fn xi(i: &mut CertificateInput) -> &mut XiaomiInput {
+        match &mut i.credentials {
+            CredentialsInput::Xiaomi(x) => x,
+            _ => panic!("a xiaomi input"),
         }
+    }
+
+    #[test]
+    fn the_flat_body_parses_and_unknown_or_missing_fields_are_named() {
+        let i = input();
+        assert_eq!(i.vendor(), Vendor::Xiaomi);
+        assert_eq!(i.qps, 500);
+        let with = |k: &str, v: serde_json::Value| {
+            let mut body = serde_json::json!({
+                "vendor": "xiaomi", "package_name": "com.example.chat", "app_id": "1",
+                "click_action": {"type": "open_app"}, "qps": 5
+            });
+            body[k] = v;
+            serde_json::from_value::<CertificateInput>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(with("color", "red".into()).contains("color"));
+        assert!(with("vendor", "nokia".into()).contains("nokia"));
+        assert!(with("qps", "fast".into()).contains("qps"));
+        let missing = serde_json::from_value::<CertificateInput>(serde_json::json!({
+            "vendor": "xiaomi", "package_name": "com.example.chat", "app_id": "1", "qps": 5
+        }))
+        .unwrap_err();
+        assert!(missing.to_string().contains("click_action"), "{missing}");
     }
 
     #[test]
@@ -260,9 +205,9 @@ mod tests {
                 Box::new(|i| i.package_name = "com..x".into()),
                 "package_name",
             ),
-            (Box::new(|i| i.app_id = "".into()), "app_id"),
-            (Box::new(|i| i.app_id = "12a".into()), "app_id"),
-            (Box::new(|i| i.app_secret = None), "app_secret"),
+            (Box::new(|i| xi(i).app_id = "".into()), "app_id"),
+            (Box::new(|i| xi(i).app_id = "12a".into()), "app_id"),
+            (Box::new(|i| xi(i).app_secret = None), "app_secret"),
             (
                 Box::new(|i| {
                     i.click_action = ClickAction::OpenUrl {
@@ -289,7 +234,7 @@ mod tests {
             ),
             (Box::new(|i| i.qps = 0), "qps"),
             (
-                Box::new(|i| i.channel_id = Some("a b".into())),
+                Box::new(|i| xi(i).channel_id = Some("a b".into())),
                 "channel_id",
             ),
         ];
@@ -303,7 +248,7 @@ mod tests {
     #[test]
     fn edit_may_omit_the_secret() {
         let mut i = input();
-        i.app_secret = None;
+        xi(&mut i).app_secret = None;
         assert_eq!(validate_certificate(&i, false), Ok(()));
     }
 

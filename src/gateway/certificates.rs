@@ -7,22 +7,15 @@ impl Gateway {
         &self,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, true)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
-        let credentials = crate::providers::credentials::from_input(&input, None)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        validate_certificate(&input, true).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
         let cert = Certificate {
             id,
-            vendor: input.vendor,
             package_name: input.package_name,
-            app_id: input.app_id,
-            app_secret: input.app_secret.unwrap_or_default(),
             click_action: input.click_action,
-            channel_id: input.channel_id,
             qps: input.qps,
-            credentials,
+            credentials: input.credentials.into_credentials(None),
         };
         self.store
             .commit(vec![
@@ -45,23 +38,20 @@ impl Gateway {
         id: CertificateId,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, false)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        validate_certificate(&input, false).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
-        let credentials = crate::providers::credentials::from_input(&input, Some(&old.credentials))
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        if old.vendor() != input.vendor() {
+            // Another vendor's secrets cannot be kept: they must all be given.
+            input.credentials.validate(true).map_err(field_error)?;
+        }
         let cert = Certificate {
             id,
-            vendor: input.vendor,
             package_name: input.package_name,
-            app_id: input.app_id,
-            app_secret: input.app_secret.unwrap_or_else(|| old.app_secret.clone()),
             click_action: input.click_action,
-            channel_id: input.channel_id,
             qps: input.qps,
-            credentials,
+            credentials: input.credentials.into_credentials(Some(&old.credentials)),
         };
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
@@ -86,6 +76,16 @@ impl Gateway {
         self.senders.stop(id);
         tracing::info!(certificate = id, "certificate deleted");
         Ok(())
+    }
+
+    /// Every certificate, in id order.
+    pub fn certificates(&self) -> Vec<Arc<CertEntry>> {
+        self.certs.all()
+    }
+
+    /// Notifications waiting in the sender of certificate `id`.
+    pub fn queued(&self, id: CertificateId) -> usize {
+        self.senders.depth(id)
     }
 
     pub fn certificate(&self, id: CertificateId) -> Result<Arc<CertEntry>, GatewayError> {

@@ -6,7 +6,6 @@
 
 pub mod access;
 pub mod apns;
-pub mod credentials;
 pub mod fcm;
 pub mod h2_emulator;
 pub mod h2_pool;

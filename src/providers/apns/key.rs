@@ -89,6 +89,68 @@ impl std::fmt::Debug for ApnsKey {
     }
 }
 
+/// The checks of the key's own fields (ids, environment, the .p8), the bundle id aside.
+fn parse_fields(
+    key_id: &str,
+    team_id: &str,
+    private_key: &str,
+    environment: &str,
+) -> Result<(Environment, Es256Key), KeyError> {
+    let environment = check_ids(key_id, team_id, environment)?;
+    if private_key.trim().is_empty() {
+        return Err(err("private_key", "is required (the text of the .p8 file)"));
+    }
+    let key = Es256Key::from_pem(private_key).map_err(|e| {
+        err(
+            "private_key",
+            format!("must be the .p8 file's text, a PKCS#8 P-256 key ({e})"),
+        )
+    })?;
+    Ok((environment, key))
+}
+
+/// Whether a key id, team id, .p8 text and environment can sign provider tokens: what the
+/// certificate's validation asks before anything is stored. `private_key` is `None` on an edit
+/// that keeps the stored key (already checked when it was stored).
+pub fn check_fields(
+    key_id: &str,
+    team_id: &str,
+    private_key: Option<&str>,
+    environment: &str,
+) -> Result<(), KeyError> {
+    check_ids(key_id, team_id, environment)?;
+    match private_key {
+        Some(pem) => parse_fields(key_id, team_id, pem, environment).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+fn check_ids(key_id: &str, team_id: &str, environment: &str) -> Result<Environment, KeyError> {
+    if !apple_id(key_id.trim()) {
+        return Err(err(
+            "key_id",
+            "must be the 10-character Key ID shown with the .p8 key",
+        ));
+    }
+    if !apple_id(team_id.trim()) {
+        return Err(err(
+            "team_id",
+            "must be the 10-character Team ID of the developer account",
+        ));
+    }
+    Environment::parse(environment.trim())
+        .ok_or_else(|| err("environment", "must be \"production\" or \"sandbox\""))
+}
+
+/// A bundle id: letters, digits, '.' and '-' (Apple's rule).
+pub fn valid_bundle_id(bundle_id: &str) -> bool {
+    !bundle_id.is_empty()
+        && bundle_id.len() <= 255
+        && bundle_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+}
+
 impl ApnsKey {
     pub fn new(
         key_id: &str,
@@ -97,45 +159,17 @@ impl ApnsKey {
         environment: &str,
         bundle_id: &str,
     ) -> Result<ApnsKey, KeyError> {
-        let key_id = key_id.trim();
-        let team_id = team_id.trim();
-        if !apple_id(key_id) {
-            return Err(err(
-                "key_id",
-                "must be the 10-character Key ID shown with the .p8 key",
-            ));
-        }
-        if !apple_id(team_id) {
-            return Err(err(
-                "team_id",
-                "must be the 10-character Team ID of the developer account",
-            ));
-        }
-        let environment = Environment::parse(environment.trim())
-            .ok_or_else(|| err("environment", "must be \"production\" or \"sandbox\""))?;
+        let (environment, key) = parse_fields(key_id, team_id, private_key, environment)?;
         let bundle_id = bundle_id.trim();
-        if bundle_id.is_empty()
-            || !bundle_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-        {
+        if !valid_bundle_id(bundle_id) {
             return Err(err(
                 "package_name",
                 "must be the app's bundle id (letters, digits, '.', '-')",
             ));
         }
-        if private_key.trim().is_empty() {
-            return Err(err("private_key", "is required (the text of the .p8 file)"));
-        }
-        let key = Es256Key::from_pem(private_key).map_err(|e| {
-            err(
-                "private_key",
-                format!("must be the .p8 file's text, a PKCS#8 P-256 key ({e})"),
-            )
-        })?;
         Ok(ApnsKey {
-            key_id: key_id.to_owned(),
-            team_id: team_id.to_owned(),
+            key_id: key_id.trim().to_owned(),
+            team_id: team_id.trim().to_owned(),
             bundle_id: bundle_id.to_owned(),
             environment,
             key: Arc::new(key),

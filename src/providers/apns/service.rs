@@ -35,7 +35,7 @@ impl Apns {
 
 /// What a certificate sends with: its key, its connections (one pool per key: APNs refuses a
 /// second key id on a connection) and its provider token.
-pub struct ApnsCredentials {
+pub struct ApnsSession {
     pub key: ApnsKey,
     base_url: String,
     pool: H2Pool,
@@ -45,15 +45,15 @@ pub struct ApnsCredentials {
 }
 
 pub fn key_of(cert: &Certificate) -> Result<ApnsKey, FieldError> {
-    let c = cert.credentials.apns_key().ok_or_else(|| FieldError {
-        field: "private_key",
-        message: "is required (key_id, team_id, private_key, environment)".into(),
+    let c = cert.credentials.apns().ok_or_else(|| FieldError {
+        field: "vendor",
+        message: "not an APNs certificate".into(),
     })?;
     ApnsKey::new(
-        c.key_id,
-        c.team_id,
-        c.private_key,
-        c.environment,
+        &c.key_id,
+        &c.team_id,
+        &c.private_key,
+        &c.environment,
         &cert.package_name,
     )
     .map_err(|e| FieldError {
@@ -63,7 +63,7 @@ pub fn key_of(cert: &Certificate) -> Result<ApnsKey, FieldError> {
 }
 
 impl PushService for Apns {
-    type Credentials = Arc<ApnsCredentials>;
+    type Credentials = Arc<ApnsSession>;
     type Content = ApnsNotification;
     type Access = ProviderToken;
     type Reply = ApnsReply;
@@ -72,7 +72,7 @@ impl PushService for Apns {
         "apns"
     }
 
-    fn credentials(&self, cert: &Certificate) -> Result<Arc<ApnsCredentials>, FieldError> {
+    fn credentials(&self, cert: &Certificate) -> Result<Arc<ApnsSession>, FieldError> {
         let key = key_of(cert)?;
         let pool = H2Pool::new(CONNECTIONS_PER_CERTIFICATE, self.client.timeout).map_err(|e| {
             FieldError {
@@ -80,7 +80,7 @@ impl PushService for Apns {
                 message: format!("no HTTP client could be built: {e}"),
             }
         })?;
-        Ok(Arc::new(ApnsCredentials {
+        Ok(Arc::new(ApnsSession {
             base_url: self.client.base_url(key.environment).to_owned(),
             key,
             pool,
@@ -123,7 +123,7 @@ impl PushService for Apns {
 
     fn acquire_access(
         &self,
-        creds: &Arc<ApnsCredentials>,
+        creds: &Arc<ApnsSession>,
     ) -> impl Future<Output = Result<Grant<ProviderToken>, AccessError>> + Send {
         let now = now_secs();
         let renew = creds.renew.swap(false, Ordering::Relaxed);
@@ -143,7 +143,7 @@ impl PushService for Apns {
 
     async fn exchange(
         &self,
-        creds: &Arc<ApnsCredentials>,
+        creds: &Arc<ApnsSession>,
         token: &ProviderToken,
         batch: &Batch<ApnsNotification>,
     ) -> ApnsReply {

@@ -55,7 +55,7 @@ struct TokenMemo {
 const REUSE_MARGIN: Duration = Duration::from_secs(120);
 
 /// What a certificate sends with: its account, its connections and its token memo.
-pub struct FcmCredentials {
+pub struct FcmSession {
     pub account: ServiceAccount,
     pool: H2Pool,
     memo: Mutex<TokenMemo>,
@@ -69,20 +69,20 @@ pub struct FcmExchange {
 
 /// The service account of a certificate, or the field that is wrong.
 pub fn account_of(cert: &Certificate) -> Result<ServiceAccount, FieldError> {
-    let Some(json) = cert.credentials.fcm_service_account() else {
+    let Some(c) = cert.credentials.fcm() else {
         return Err(FieldError {
-            field: "service_account",
-            message: "is required (the service-account JSON object)".into(),
+            field: "vendor",
+            message: "not an FCM certificate".into(),
         });
     };
-    ServiceAccount::from_json(json).map_err(|e| FieldError {
+    ServiceAccount::from_json(&c.service_account).map_err(|e| FieldError {
         field: e.field,
         message: e.message,
     })
 }
 
 impl PushService for Fcm {
-    type Credentials = Arc<FcmCredentials>;
+    type Credentials = Arc<FcmSession>;
     type Content = FcmNotification;
     type Access = Arc<str>;
     type Reply = FcmExchange;
@@ -91,7 +91,7 @@ impl PushService for Fcm {
         "fcm"
     }
 
-    fn credentials(&self, cert: &Certificate) -> Result<Arc<FcmCredentials>, FieldError> {
+    fn credentials(&self, cert: &Certificate) -> Result<Arc<FcmSession>, FieldError> {
         let account = account_of(cert)?;
         let pool = H2Pool::new(CONNECTIONS_PER_CERTIFICATE, self.client.timeout).map_err(|e| {
             FieldError {
@@ -99,7 +99,7 @@ impl PushService for Fcm {
                 message: format!("no HTTP client could be built: {e}"),
             }
         })?;
-        Ok(Arc::new(FcmCredentials {
+        Ok(Arc::new(FcmSession {
             account,
             pool,
             memo: Mutex::default(),
@@ -114,7 +114,7 @@ impl PushService for Fcm {
                 .global
                 .google_channel_id
                 .clone()
-                .or_else(|| cert.channel_id.clone()),
+                .or_else(|| cert.credentials.fcm().and_then(|c| c.channel_id.clone())),
             priority: Priority::High,
             ttl_secs: DEFAULT_TTL_SECS,
             ext: content.ext.clone(),
@@ -138,7 +138,7 @@ impl PushService for Fcm {
 
     fn acquire_access(
         &self,
-        creds: &Arc<FcmCredentials>,
+        creds: &Arc<FcmSession>,
     ) -> impl Future<Output = Result<Grant<Arc<str>>, AccessError>> + Send {
         let creds = Arc::clone(creds);
         async move {
@@ -177,7 +177,7 @@ impl PushService for Fcm {
 
     async fn exchange(
         &self,
-        creds: &Arc<FcmCredentials>,
+        creds: &Arc<FcmSession>,
         access: &Arc<str>,
         batch: &Batch<FcmNotification>,
     ) -> FcmExchange {

@@ -1,0 +1,172 @@
+//! A certificate's vendor part: the credentials and vendor settings of one push service, tagged
+//! by `vendor`. Stored records and API bodies stay flat JSON (`{"vendor":"xiaomi","app_id":…}`):
+//! the enum is flattened into `Certificate`.
+//!
+//! Adding a vendor: a file here with its stored, input and view structs (secrets redacted in
+//! `Debug`, never in a view), one arm in each enum below and in their `match`es.
+
+mod apns;
+mod fcm;
+mod xiaomi;
+
+pub use super::validate::FieldError;
+pub use apns::{validate_bundle_id, ApnsCredentials, ApnsInput, ApnsView};
+pub use fcm::{FcmAccountView, FcmCredentials, FcmInput, FcmView};
+pub use xiaomi::{XiaomiCredentials, XiaomiInput, XiaomiView};
+
+use super::certificate::Vendor;
+use serde::{Deserialize, Serialize};
+
+/// As stored; secrets included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "vendor", rename_all = "snake_case")]
+pub enum Credentials {
+    Xiaomi(XiaomiCredentials),
+    Fcm(FcmCredentials),
+    Apns(ApnsCredentials),
+}
+
+/// As an operator submits them (create, or edit with secrets optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "vendor", rename_all = "snake_case")]
+pub enum CredentialsInput {
+    Xiaomi(XiaomiInput),
+    Fcm(FcmInput),
+    Apns(ApnsInput),
+}
+
+/// As the API shows them: no secret, only whether it is set.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "vendor", rename_all = "snake_case")]
+pub enum CredentialsView {
+    Xiaomi(XiaomiView),
+    Fcm(FcmView),
+    Apns(ApnsView),
+}
+
+impl Credentials {
+    pub fn vendor(&self) -> Vendor {
+        match self {
+            Credentials::Xiaomi(_) => Vendor::Xiaomi,
+            Credentials::Fcm(_) => Vendor::Fcm,
+            Credentials::Apns(_) => Vendor::Apns,
+        }
+    }
+
+    pub fn view(&self) -> CredentialsView {
+        match self {
+            Credentials::Xiaomi(c) => CredentialsView::Xiaomi(c.into()),
+            Credentials::Fcm(c) => CredentialsView::Fcm(c.into()),
+            Credentials::Apns(c) => CredentialsView::Apns(c.into()),
+        }
+    }
+
+    /// Xiaomi's part, if this is a Xiaomi certificate.
+    pub fn xiaomi(&self) -> Option<&XiaomiCredentials> {
+        match self {
+            Credentials::Xiaomi(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// FCM's part, if this is an FCM certificate.
+    pub fn fcm(&self) -> Option<&FcmCredentials> {
+        match self {
+            Credentials::Fcm(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// APNs' part, if this is an APNs certificate.
+    pub fn apns(&self) -> Option<&ApnsCredentials> {
+        match self {
+            Credentials::Apns(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl CredentialsInput {
+    pub fn vendor(&self) -> Vendor {
+        match self {
+            CredentialsInput::Xiaomi(_) => Vendor::Xiaomi,
+            CredentialsInput::Fcm(_) => Vendor::Fcm,
+            CredentialsInput::Apns(_) => Vendor::Apns,
+        }
+    }
+
+    /// Checks every field, naming the culprit; secrets are required when `creating` (a new
+    /// certificate, or an edit that changes the vendor).
+    pub fn validate(&self, creating: bool) -> Result<(), FieldError> {
+        match self {
+            CredentialsInput::Xiaomi(i) => i.validate(creating),
+            CredentialsInput::Fcm(i) => i.validate(creating),
+            CredentialsInput::Apns(i) => i.validate(creating),
+        }
+    }
+
+    /// The credentials to store: a secret left out of an edit keeps `old`'s (same vendor only;
+    /// `validate(true)` refuses a vendor change without secrets).
+    pub fn into_credentials(self, old: Option<&Credentials>) -> Credentials {
+        match self {
+            CredentialsInput::Xiaomi(i) => {
+                Credentials::Xiaomi(i.into_credentials(old.and_then(Credentials::xiaomi)))
+            }
+            CredentialsInput::Fcm(i) => {
+                Credentials::Fcm(i.into_credentials(old.and_then(Credentials::fcm)))
+            }
+            CredentialsInput::Apns(i) => {
+                Credentials::Apns(i.into_credentials(old.and_then(Credentials::apns)))
+            }
+        }
+    }
+}
+
+pub(crate) fn bad(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// A secret: required when creating, never blank, at most 256 characters without spaces.
+pub(crate) fn check_secret(
+    field: &'static str,
+    name: &str,
+    value: Option<&str>,
+    creating: bool,
+) -> Result<(), FieldError> {
+    match value {
+        None if creating => Err(bad(field, format!("the {name} is required"))),
+        Some(s) if s.trim().is_empty() => Err(bad(field, format!("the {name} is required"))),
+        Some(s) if s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(bad(
+                field,
+                format!("the {name} must be at most 256 characters without spaces"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An optional identifier-like setting (a channel id): 1 to `max` characters without spaces.
+pub(crate) fn check_opt_token(
+    field: &'static str,
+    name: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<(), FieldError> {
+    match value {
+        Some(v)
+            if v.is_empty()
+                || v.len() > max
+                || v.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(bad(
+                field,
+                format!("the {name} must be 1 to {max} characters without spaces"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
