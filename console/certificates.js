@@ -472,19 +472,20 @@ function validate(form, creating) {
 }
 
 function formBody(form, creating) {
-  const type = form.click_action_type.value;
+  const vendor = form.vendor.value;
+  // Only Xiaomi's notification can open a page or an activity yet; the others open the app.
+  const type = vendor === 'xiaomi' ? form.click_action_type.value : 'open_app';
   const click = { type };
   if (type === 'open_url') click.url = form.url.value.trim();
   if (type === 'open_activity') click.intent_uri = form.intent_uri.value.trim();
-  const vendor = form.vendor.value;
   const body = {
     vendor,
     package_name: form.package_name.value.trim(),
+    click_action: click,
     qps: Number(form.qps.value),
   };
   if (vendor === 'xiaomi') {
     body.app_id = form.app_id.value.trim();
-    body.click_action = click;
     body.channel_id = form.channel_id.value.trim() || null;
     if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
   } else if (vendor === 'fcm') {

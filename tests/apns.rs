@@ -139,6 +139,19 @@ impl Rig {
         .await
     }
 
+    async fn cert_view(&self) -> Value {
+        let (s, v) = self
+            .h
+            .admin(
+                Method::GET,
+                &format!("/v1/certificates/{}", self.cert),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
     async fn token_bound(&self, user: &str) -> bool {
         let (_, v) = self
             .h
@@ -247,12 +260,12 @@ async fn invalid_tokens_are_unbound_and_payload_errors_are_not() {
 
 #[tokio::test]
 async fn a_connection_cut_to_one_stream_is_survived() {
+    let slow = Knobs {
+        latency_ms: 20,
+        ..Knobs::default()
+    };
     let rig = Rig::start(EmulatorConfig {
-        knobs: Knobs {
-            latency_ms: 20,
-            concurrency_cut: true,
-            ..Knobs::default()
-        },
+        knobs: slow.clone(),
         ..EmulatorConfig::default()
     })
     .await;
@@ -261,14 +274,26 @@ async fn a_connection_cut_to_one_stream_is_survived() {
         rig.killed(u).await;
     }
     rig.h
-        .send(json!({"to":users,"from":"x","text":"one at a time"}))
+        .send(json!({"to":users,"from":"x","text":"many at a time"}))
         .await;
     for u in &users {
         rig.wait_got(u, 1).await;
     }
+    assert!(rig.apns.stats().peak_streams_per_connection > 1);
+    // APNs cuts the live connections (graceful GOAWAY) and the new ones allow one stream.
+    rig.apns.set_knobs(Knobs {
+        concurrency_cut: true,
+        ..slow
+    });
+    rig.h
+        .send(json!({"to":users,"from":"x","text":"one at a time"}))
+        .await;
+    for u in &users {
+        rig.wait_got(u, 2).await;
+    }
     assert_eq!(rig.apns.stats().peak_streams_per_connection, 1);
-    let v = rig.settled(rig.cert, 30).await;
-    assert_eq!(v["stats"]["sent"], 30, "{v}");
+    let v = rig.settled(rig.cert, 60).await;
+    assert_eq!(v["stats"]["sent"], 60, "{v}");
     assert_eq!(v["status"]["state"], "healthy");
 }
 
@@ -305,8 +330,10 @@ async fn too_many_requests_slows_down_and_5xx_is_retried() {
     assert_eq!(v["stats"]["sent"], 6, "{v}");
     assert!(v["stats"]["rate_limited"].as_u64().unwrap() >= 1, "{v}");
 
+    // A 503 with Retry-After: 2 is retried no sooner (the back-off alone would be 0.5 s).
     rig.apns.set_knobs(Knobs {
         error_5xx_ratio: 1.0,
+        retry_after_secs: 2,
         ..Knobs::default()
     });
     rig.h
@@ -320,9 +347,61 @@ async fn too_many_requests_slows_down_and_5xx_is_retried() {
             .map(|_| ())
     })
     .await;
+    let refused_at = Instant::now();
     rig.apns.set_knobs(Knobs::default());
     rig.wait_got("r0", 2).await;
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(1500),
+        "retried {:?} after the 503",
+        refused_at.elapsed()
+    );
     assert_eq!(rig.last_class("r0").await, "delivered");
+    assert_eq!(rig.settled(rig.cert, 7).await["stats"]["sent"], 7);
+}
+
+#[tokio::test]
+async fn an_expired_provider_token_is_not_re_signed_inside_apples_20_minutes() {
+    // The emulator calls a token expired after 1 s (as if this server's clock were an hour
+    // behind): a new token would earn TooManyProviderTokenUpdates, so the gateway retries once
+    // with the same one and then shows the certificate broken, pointing at the clock.
+    let rig = Rig::start(EmulatorConfig {
+        knobs: Knobs {
+            provider_token_ttl_secs: 1,
+            ..Knobs::default()
+        },
+        ..EmulatorConfig::default()
+    })
+    .await;
+    rig.killed("alice").await;
+    rig.h
+        .send(json!({"to":["alice"],"from":"x","text":"first"}))
+        .await;
+    rig.wait_got("alice", 1).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    rig.h
+        .send(json!({"to":["alice"],"from":"x","text":"second"}))
+        .await;
+    let v = wait_for("the certificate broken", WAIT, || async {
+        let v = rig.cert_view().await;
+        (v["status"]["state"] == "broken").then_some(v)
+    })
+    .await;
+    assert!(
+        v["status"]["reason"].as_str().unwrap().contains("clock"),
+        "{v}"
+    );
+    let stats = rig.apns.stats();
+    assert_eq!(stats.provider_tokens_seen, 1, "{stats:?}");
+    assert_eq!(
+        stats.requests.get("ExpiredProviderToken"),
+        Some(&2),
+        "{stats:?}"
+    );
+    assert_eq!(stats.requests.get("TooManyProviderTokenUpdates"), None);
+    assert_eq!(rig.last_class("alice").await, "misconfigured");
+    let v = rig.settled(rig.cert, 2).await;
+    assert_eq!(v["stats"]["sent"], 1, "{v}");
+    assert_eq!(v["stats"]["failed"]["misconfigured"], 1, "{v}");
 }
 
 #[tokio::test]
