@@ -2,12 +2,13 @@
 //! the same in-process emulator with the same HTTP/2 client (`H2Pool`: the same connections per
 //! certificate) and the same streams in flight (`STREAMS_IN_FLIGHT`).
 //!
-//! `h2_vendors --vendor fcm|apns [--users 2000] [--seconds 5]` prints one JSON line:
-//! - `direct_notifications_per_sec`: the blaster, one token per request, for `--seconds`;
-//! - `gateway_notifications_per_sec`: a queue of `--users` notifications filled while the
-//!   emulator hangs, then drained through the gateway (registry → sender → pool) and timed from
-//!   the emulator's accepted count;
-//! - `ratio` = gateway / direct (the target is ≥ 0.8);
+//! `h2_vendors --vendor fcm|apns [--users 2000] [--rounds 5]` prints one JSON line. Each round
+//! sends `--users` notifications both ways, one right after the other:
+//! - direct: the blaster, one token per request, `STREAMS_IN_FLIGHT` at a time;
+//! - gateway: a queue of `--users` notifications filled while the emulator hangs, then drained
+//!   through the gateway (registry → sender → pool), timed from the emulator's accepted count;
+//! - `ratio` = gateway / direct of the median round (the target is ≥ 0.8), every round's in
+//!   `ratios_per_round`; the per-second figures are the medians of the rounds;
 //! - `accept_to_vendor_p99_ms`: the gateway's accept→vendor p99 while sending at a steady pace
 //!   (not during the drain, whose queue wait would dominate).
 //!
@@ -131,14 +132,15 @@ impl Direct {
     }
 }
 
-async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: f64) -> (f64, u64) {
+/// Sends `count` notifications straight through the provider's client and a fresh pool,
+/// `STREAMS_IN_FLIGHT` at a time; notifications per second and errors.
+async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u64) -> (f64, u64) {
     let pool =
         Arc::new(H2Pool::new(CONNECTIONS_PER_CERTIFICATE, Duration::from_secs(10)).expect("pool"));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
-    let stop = t0 + Duration::from_secs_f64(seconds);
     let workers: Vec<_> = (0..STREAMS_IN_FLIGHT)
         .map(|_| {
             let (direct, pool, ok, errors, next, token) = (
@@ -150,9 +152,12 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: 
                 token.clone(),
             );
             tokio::spawn(async move {
-                while Instant::now() < stop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    if direct.send(&pool, i % 100_000, &token).await {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    if direct.send(&pool, i as usize, &token).await {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +174,20 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, seconds: 
         ok.load(Ordering::Relaxed) as f64 / secs,
         errors.load(Ordering::Relaxed),
     )
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 struct Gateway {
@@ -263,7 +282,7 @@ fn quantile_between(before: &str, after: &str, name: &str, q: f64) -> Option<f64
 async fn main() {
     let vendor: String = arg("--vendor", "fcm".to_string());
     let users: usize = arg("--users", 2000usize).max(1);
-    let seconds: f64 = arg("--seconds", 5.0f64).clamp(0.5, 600.0);
+    let rounds: usize = arg("--rounds", 5usize).clamp(1, 50);
     let listen = "127.0.0.1:0".parse().expect("addr");
     let workers = arg("--emulator-workers", 2usize);
 
@@ -372,9 +391,7 @@ async fn main() {
         }
     };
 
-    eprintln!("h2_vendors {vendor}: direct blaster, {STREAMS_IN_FLIGHT} in flight, {seconds} s");
-    let (direct_nps, direct_errors) = direct_blast(Arc::new(direct), token, seconds).await;
-    emu.clear();
+    let direct = Arc::new(direct);
 
     // The gateway on the same emulator.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -442,43 +459,62 @@ async fn main() {
         .await;
     }
 
-    // Drain: fill while the emulator hangs, then time the release.
-    eprintln!("h2_vendors {vendor}: gateway drain of {users} notifications");
-    emu.hang(true);
-    for chunk in names.chunks(500) {
-        gw.call(
-            reqwest::Method::POST,
-            "/v1/messages",
-            &gw.api.clone(),
-            json!({"to": chunk, "from":"loader", "text":"hello"}),
-        )
-        .await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let a0 = emu.accepted();
-    let t0 = Instant::now();
-    emu.hang(false);
-    let (mut last_a, mut last_t) = (a0, t0);
-    let deadline = t0 + Duration::from_secs(300);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let a = emu.accepted();
-        if a > last_a {
-            (last_a, last_t) = (a, Instant::now());
-        } else if last_t.elapsed() > Duration::from_millis(1500) || a - a0 >= users as u64 {
-            if a - a0 >= users as u64 {
-                last_t = Instant::now();
-            }
-            break;
+    // Rounds, each the same work both ways: `users` notifications straight through the
+    // provider's pool, then `users` notifications queued in the gateway (filled while the
+    // emulator hangs) and drained. The machine is shared, so each round's ratio compares two
+    // measurements taken seconds apart, and the median round is reported.
+    let (mut direct_runs, mut gateway_runs, mut ratios) = (vec![], vec![], vec![]);
+    let (mut direct_errors, mut drained_total) = (0u64, 0u64);
+    for round in 0..rounds {
+        eprintln!("h2_vendors {vendor}: round {round}: direct, then gateway drain of {users}");
+        let (direct_nps, errors) = direct_blast(direct.clone(), token.clone(), users as u64).await;
+        direct_errors += errors;
+        emu.hang(true);
+        for chunk in names.chunks(500) {
+            gw.call(
+                reqwest::Method::POST,
+                "/v1/messages",
+                &gw.api.clone(),
+                json!({"to": chunk, "from":"loader", "text":"hello"}),
+            )
+            .await;
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let a0 = emu.accepted();
+        let t0 = Instant::now();
+        emu.hang(false);
+        let (mut last_a, mut last_t) = (a0, t0);
+        let deadline = t0 + Duration::from_secs(300);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let a = emu.accepted();
+            if a - a0 >= users as u64 {
+                (last_a, last_t) = (a, Instant::now());
+                break;
+            }
+            if a > last_a {
+                (last_a, last_t) = (a, Instant::now());
+            } else if last_t.elapsed() > Duration::from_millis(1500) {
+                break;
+            }
+        }
+        let drained = last_a - a0;
+        drained_total += drained;
+        let drain_secs = (last_t - t0).as_secs_f64();
+        let gateway_nps = if drain_secs > 0.0 {
+            drained as f64 / drain_secs
+        } else {
+            0.0
+        };
+        direct_runs.push(direct_nps);
+        gateway_runs.push(gateway_nps);
+        ratios.push(if direct_nps > 0.0 {
+            gateway_nps / direct_nps
+        } else {
+            0.0
+        });
+        emu.clear();
     }
-    let drained = last_a - a0;
-    let drain_secs = (last_t - t0).as_secs_f64();
-    let gateway_nps = if drain_secs > 0.0 {
-        drained as f64 / drain_secs
-    } else {
-        0.0
-    };
 
     // Steady pace for the accept→vendor p99: batches of 100 every 20 ms.
     let before = gw.metrics().await;
@@ -503,12 +539,14 @@ async fn main() {
             "vendor": vendor,
             "streams_in_flight": STREAMS_IN_FLIGHT,
             "connections": CONNECTIONS_PER_CERTIFICATE,
-            "direct_notifications_per_sec": (direct_nps * 10.0).round() / 10.0,
+            "rounds": rounds,
+            "notifications_per_round": users,
+            "direct_notifications_per_sec": round1(median(&direct_runs)),
             "direct_errors": direct_errors,
-            "gateway_notifications_per_sec": (gateway_nps * 10.0).round() / 10.0,
-            "gateway_drained": drained,
-            "gateway_drain_seconds": (drain_secs * 1000.0).round() / 1000.0,
-            "ratio": if direct_nps > 0.0 { ((gateway_nps / direct_nps) * 1000.0).round() / 1000.0 } else { 0.0 },
+            "gateway_notifications_per_sec": round1(median(&gateway_runs)),
+            "gateway_drained": drained_total,
+            "ratio": (median(&ratios) * 1000.0).round() / 1000.0,
+            "ratios_per_round": ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             "accept_to_vendor_p99_ms": p99.map(|s| (s * 1000.0 * 100.0).round() / 100.0),
         })
     );
