@@ -161,6 +161,35 @@ impl Rig {
     }
 }
 
+/// `openim/sendmsg` on the /v4 surface as the TIM administrator, with `OfflinePushInfo`.
+async fn tim_sendmsg(h: &Harness, from: &str, to: &str, text: &str, opi: Value) -> Value {
+    let sig =
+        pushgate::usersig::UserSigKey::new(SDKAPPID, USERSIG_KEY).generate("administrator", 3600);
+    let q = serde_urlencoded::to_string([
+        ("sdkappid", SDKAPPID.to_string()),
+        ("identifier", "administrator".to_string()),
+        ("usersig", sig),
+        ("random", "1".to_string()),
+        ("contenttype", "json".to_string()),
+    ])
+    .unwrap();
+    let body = json!({"From_Account": from, "To_Account": to, "MsgRandom": 7,
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}],
+        "OfflinePushInfo": opi});
+    let v: Value = h
+        .http
+        .post(h.server.url(&format!("/v4/openim/sendmsg?{q}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ErrorCode"], 0, "{v}");
+    v
+}
+
 #[tokio::test]
 async fn a_notification_carries_apples_headers_and_payload() {
     let rig = Rig::start(EmulatorConfig::default()).await;
@@ -474,4 +503,29 @@ async fn bad_keys_are_field_errors() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["private_key_set"], true);
     assert_eq!(v["qps"], 50);
+}
+
+#[tokio::test]
+async fn tim_apns_info_reaches_apple() {
+    let rig = Rig::start(EmulatorConfig::default()).await;
+    rig.killed("alice").await;
+    tim_sendmsg(
+        &rig.h,
+        "dave",
+        "alice",
+        "hi there",
+        json!({"Title": "Dave", "Ext": "{\"k\":1}",
+        "ApnsInfo": {"Title": "Dave (iOS)", "SubTitle": "Group X", "Sound": "ping.caf",
+            "BadgeMode": 1, "MutableContent": 1}}),
+    )
+    .await;
+    let n = &rig.wait_got("alice", 1).await[0];
+    let aps = &n.payload["aps"];
+    assert_eq!(
+        aps["alert"],
+        json!({"title":"Dave (iOS)","subtitle":"Group X","body":"hi there"})
+    );
+    assert_eq!(aps["sound"], "ping.caf");
+    assert_eq!(aps["mutable-content"], 1);
+    assert_eq!(n.payload["ext"], "{\"k\":1}");
 }

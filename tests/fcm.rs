@@ -155,6 +155,35 @@ impl Rig {
     }
 }
 
+/// `openim/sendmsg` on the /v4 surface as the TIM administrator, with `OfflinePushInfo`.
+async fn tim_sendmsg(h: &Harness, from: &str, to: &str, text: &str, opi: Value) -> Value {
+    let sig =
+        pushgate::usersig::UserSigKey::new(SDKAPPID, USERSIG_KEY).generate("administrator", 3600);
+    let q = serde_urlencoded::to_string([
+        ("sdkappid", SDKAPPID.to_string()),
+        ("identifier", "administrator".to_string()),
+        ("usersig", sig),
+        ("random", "1".to_string()),
+        ("contenttype", "json".to_string()),
+    ])
+    .unwrap();
+    let body = json!({"From_Account": from, "To_Account": to, "MsgRandom": 7,
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}],
+        "OfflinePushInfo": opi});
+    let v: Value = h
+        .http
+        .post(h.server.url(&format!("/v4/openim/sendmsg?{q}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ErrorCode"], 0, "{v}");
+    v
+}
+
 #[tokio::test]
 async fn a_notification_carries_the_v1_fields_and_one_token_serves_every_send() {
     let rig = Rig::start(EmulatorConfig::default()).await;
@@ -397,4 +426,25 @@ async fn bad_service_accounts_are_field_errors() {
     let (s, v) = rig.h.admin(Method::POST, "/v1/certificates", Some(json!({"vendor":"fcm","package_name":PACKAGE,"click_action":{"type":"open_app"},"qps":10,"app_secret":"x","service_account":rig.fcm.sample_account().unwrap()}))).await;
     assert_eq!(s, 400, "{v}");
     assert!(v.to_string().contains("app_secret"), "{v}");
+}
+
+#[tokio::test]
+async fn tim_google_channel_and_sound_reach_fcm() {
+    let rig = Rig::start(EmulatorConfig::default()).await;
+    rig.killed("alice").await;
+    tim_sendmsg(
+        &rig.h,
+        "dave",
+        "alice",
+        "hi there",
+        json!({"Title": "Dave", "Ext": "{\"k\":1}",
+        "AndroidInfo": {"GoogleChannelID": "im_chat", "Sound": "ding"}}),
+    )
+    .await;
+    let m = &rig.wait_got("alice", 1).await[0];
+    assert_eq!(m.title.as_deref(), Some("Dave"));
+    assert_eq!(m.body.as_deref(), Some("hi there"));
+    assert_eq!(m.channel_id.as_deref(), Some("im_chat"));
+    assert_eq!(m.sound.as_deref(), Some("ding"));
+    assert_eq!(m.data.get("ext").map(String::as_str), Some("{\"k\":1}"));
 }
