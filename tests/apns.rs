@@ -529,3 +529,19 @@ async fn tim_apns_info_reaches_apple() {
     assert_eq!(aps["mutable-content"], 1);
     assert_eq!(n.payload["ext"], "{\"k\":1}");
 }
+
+#[tokio::test]
+async fn the_key_survives_a_restart_and_still_signs() {
+    let Rig { h, apns, cert } = Rig::start(EmulatorConfig::default()).await;
+    let h = h.restart().await;
+    let rig = Rig { h, apns, cert };
+    let v = rig.cert_view().await;
+    assert_eq!(v["vendor"], "apns");
+    assert_eq!(v["private_key_set"], true, "{v}");
+    rig.killed("alice").await;
+    rig.h
+        .send(json!({"to":["alice"],"from":"x","text":"after restart"}))
+        .await;
+    rig.wait_got("alice", 1).await;
+    assert_eq!(rig.last_class("alice").await, "delivered");
+}

@@ -448,3 +448,18 @@ async fn tim_google_channel_and_sound_reach_fcm() {
     assert_eq!(m.sound.as_deref(), Some("ding"));
     assert_eq!(m.data.get("ext").map(String::as_str), Some("{\"k\":1}"));
 }
+
+#[tokio::test]
+async fn the_service_account_survives_a_restart_and_still_signs() {
+    let Rig { h, fcm, cert } = Rig::start(EmulatorConfig::default()).await;
+    let h = h.restart().await;
+    let rig = Rig { h, fcm, cert };
+    let v = rig.cert_view().await;
+    assert_eq!(v["service_account"]["private_key_set"], true, "{v}");
+    rig.killed("alice").await;
+    rig.h
+        .send(json!({"to":["alice"],"from":"x","text":"after restart"}))
+        .await;
+    rig.wait_got("alice", 1).await;
+    assert_eq!(rig.last_class("alice").await, "delivered");
+}
