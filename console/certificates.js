@@ -11,9 +11,56 @@ import { readable } from './diagnosis.js';
 /** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
 const PLATFORMS = [
   { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
+  { vendor: 'oppo', label: 'OPPO (OPUSH)' },
+  { vendor: 'vivo', label: 'vivo Push' },
+  { vendor: 'meizu', label: 'Meizu (Flyme Push)' },
   { vendor: 'fcm', label: 'Firebase Cloud Messaging (FCM)' },
   { vendor: 'apns', label: 'Apple Push Notification service (APNs)' },
 ];
+
+/** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
+function vendorFields(form) {
+  return $$('[data-vendors]', form);
+}
+
+function fieldFor(form, box) {
+  return form[box.dataset.field];
+}
+
+/** What the gateway sends when a certificate leaves a vendor setting empty (contract.md). */
+const VENDOR_DEFAULTS = {
+  oppo: { category: 'IM', notify_level: 2 },
+  vivo: { classification: 1, category: 'IM' },
+  meizu: { notice_msg_type: 1 },
+};
+/** Card rows of write-only secrets, shown only as set / not set. */
+const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret']);
+const VENDOR_SETTINGS = [
+  ['category', 'Category'],
+  ['notify_level', 'Notify level'],
+  ['classification', 'Classification'],
+  ['notice_msg_type', 'Message type'],
+];
+
+/** A vendor setting as the card shows it: the stored value, else the default marked as such. */
+function vendorSetting(cert, key) {
+  if (cert[key] != null) return String(cert[key]);
+  const d = VENDOR_DEFAULTS[cert.vendor]?.[key];
+  return d === undefined ? null : `${d} (default)`;
+}
+
+/** FCM and APNs notifications open the app; the other vendors' can open a page or an activity. */
+function clickApplies(form) {
+  return !['fcm', 'apns'].includes(form.vendor.value);
+}
+
+function syncVendorFields(form) {
+  const vendor = form.vendor.value;
+  for (const box of vendorFields(form)) box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
+  $('#f-package-hint').textContent = vendor === 'apns'
+    ? "The app's bundle ID (the apns-topic), such as com.example.chat."
+    : "The app's main package name as registered with the push service.";
+}
 
 const CLICK_ACTIONS = {
   open_app: 'Open the app',
@@ -181,7 +228,7 @@ function fillCertCard(card, cert) {
   reason.className = `cert-reason ${cls}`;
 
   const sa = cert.service_account || {};
-  const config = cert.vendor === 'fcm' ? [
+  const special = cert.vendor === 'fcm' ? [
     ['Package name', cert.package_name],
     ['Project ID', sa.project_id || '—'],
     ['Service account', sa.client_email || '—'],
@@ -194,18 +241,25 @@ function fillCertCard(card, cert) {
     ['Signing key', cert.private_key_set ? 'set' : 'not set'],
     ['Environment', cert.environment || '—'],
     ['QPS', fmtNumber(cert.qps)],
-  ] : [
+  ] : null;
+  const oppo = cert.vendor === 'oppo';
+  const config = special || [
     ['Package name', cert.package_name],
-    ['AppID', cert.app_id],
-    ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+    ...(oppo ? [] : [['AppID', cert.app_id]]),
+    ...(cert.app_key ? [['AppKey', cert.app_key]] : []),
+    oppo
+      ? ['MasterSecret', cert.master_secret_set ? 'set' : 'not set']
+      : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
-    ['Channel ID', cert.channel_id || '—'],
+    ...(cert.vendor === 'xiaomi' || oppo ? [['Channel ID', cert.channel_id || '—']] : []),
+    ...VENDOR_SETTINGS.filter(([key]) => vendorSetting(cert, key) !== null)
+      .map(([key, label]) => [label, vendorSetting(cert, key)]),
     ['QPS', fmtNumber(cert.qps)],
   ];
   $('.cert-config', card).replaceChildren(
     ...config.flatMap(([k, v]) => [
       h('dt', { text: k }),
-      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+      h('dd', { 'data-key': k, class: SECRET_KEYS.has(k) ? (v === 'set' ? 'secret-set' : 'secret-unset') : null, text: v }),
     ]),
   );
 
@@ -318,22 +372,11 @@ function initCertForm() {
 }
 
 function syncClickFields(form) {
-  const type = form.vendor.value === 'xiaomi' ? form.click_action_type.value : 'open_app';
+  const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   fieldBox(form, 'click_action.url').hidden = type !== 'open_url';
   fieldBox(form, 'click_action.intent_uri').hidden = type !== 'open_activity';
 }
 
-/** Shows the fields of the chosen push platform only (`data-vendors` lists them). */
-function syncVendorFields(form) {
-  const vendor = form.vendor.value;
-  for (const box of $$('[data-vendors]', form)) {
-    box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
-  }
-  $('#f-package-hint').textContent = vendor === 'apns'
-    ? "The app's bundle ID (the apns-topic), such as com.example.chat."
-    : "The app's main package name as registered with the push service.";
-  syncClickFields(form);
-}
 
 export async function showCertForm(id) {
   const form = $('#cert-form');
@@ -344,6 +387,7 @@ export async function showCertForm(id) {
   $('#cert-form-title').textContent = id === null ? 'Add certificate' : `Edit certificate ${id}`;
   document.title = `${$('#cert-form-title').textContent} · pushgate console`;
   fillSecretState(form, false);
+  syncClickFields(form);
   syncVendorFields(form);
   ctx.show('cert-form');
   if (id === null) {
@@ -385,12 +429,18 @@ function fillKeyState(form, cert) {
   form.private_key.placeholder = p8Set ? 'Set — paste a new .p8 only to replace it' : '-----BEGIN PRIVATE KEY-----';
 }
 
-function fillSecretState(form, isSet) {
-  $('#f-secret-state').hidden = !isSet;
-  form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
-  $('#f-secret-hint').textContent = isSet
-    ? 'The saved secret is never shown. Type a new one only to replace it.'
-    : 'Write-only: once saved it is never shown again.';
+/** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
+function fillSecretState(form, isSet, masterSet = false) {
+  for (const [name, set, badge, hint] of [
+    ['app_secret', isSet, '#f-secret-state', '#f-secret-hint'],
+    ['master_secret', masterSet, '#f-master-state', '#f-master-hint'],
+  ]) {
+    $(badge).hidden = !set;
+    form[name].placeholder = set ? 'Set — leave empty to keep' : '';
+    $(hint).textContent = set
+      ? 'The saved secret is never shown. Type a new one only to replace it.'
+      : 'Write-only: once saved it is never shown again.';
+  }
 }
 
 function fillCertForm(form, cert) {
@@ -398,7 +448,7 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!cert.app_secret_set);
+  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
@@ -411,6 +461,13 @@ function fillCertForm(form, cert) {
   form.private_key.value = '';
   form.environment.value = cert.environment || 'production';
   fillKeyState(form, cert);
+  form.app_key.value = cert.app_key || '';
+  form.master_secret.value = '';
+  for (const [key] of VENDOR_SETTINGS) {
+    const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
+    if (v != null) form[key].value = String(v);
+  }
+  syncClickFields(form);
   syncVendorFields(form);
 }
 
@@ -420,10 +477,11 @@ function validate(form, creating) {
   const v = (name) => form[name].value.trim();
   const vendor = form.vendor.value;
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
-  if (vendor === 'xiaomi') {
-    if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
-    if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
-  }
+  const shown = (name) => !fieldBox(form, name).hidden;
+  if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+  if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
+  if (creating && shown('app_secret') && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
   if (vendor === 'fcm') {
     const text = v('service_account');
     if (creating && !text) errors.service_account = 'Upload or paste the service-account JSON file.';
@@ -444,7 +502,7 @@ function validate(form, creating) {
       errors.private_key = 'Paste the whole .p8 file, from -----BEGIN PRIVATE KEY----- to the end.';
     }
   }
-  const type = vendor === 'xiaomi' ? form.click_action_type.value : 'open_app';
+  const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   if (type === 'open_url') {
     const url = v('url');
     let ok = false;
@@ -473,8 +531,7 @@ function validate(form, creating) {
 
 function formBody(form, creating) {
   const vendor = form.vendor.value;
-  // Only Xiaomi's notification can open a page or an activity yet; the others open the app.
-  const type = vendor === 'xiaomi' ? form.click_action_type.value : 'open_app';
+  const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   const click = { type };
   if (type === 'open_url') click.url = form.url.value.trim();
   if (type === 'open_activity') click.intent_uri = form.intent_uri.value.trim();
@@ -484,18 +541,24 @@ function formBody(form, creating) {
     click_action: click,
     qps: Number(form.qps.value),
   };
-  if (vendor === 'xiaomi') {
-    body.app_id = form.app_id.value.trim();
-    body.channel_id = form.channel_id.value.trim() || null;
-    if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
-  } else if (vendor === 'fcm') {
-    body.channel_id = form.channel_id.value.trim() || null;
-    if (form.service_account.value.trim()) body.service_account = JSON.parse(form.service_account.value);
-  } else if (vendor === 'apns') {
-    body.key_id = form.key_id.value.trim();
-    body.team_id = form.team_id.value.trim();
-    body.environment = form.environment.value;
-    if (form.private_key.value.trim()) body.private_key = form.private_key.value.trim();
+  const numeric = new Set(['notify_level', 'classification', 'notice_msg_type']);
+  for (const box of vendorFields(form)) {
+    const name = box.dataset.field;
+    // The tap action is sent as click_action above.
+    if (box.hidden || name.startsWith('click_action')) continue;
+    const value = fieldFor(form, box).value.trim();
+    if (name === 'service_account') {
+      // The uploaded or pasted file, as the JSON object Google issued; left out to keep it.
+      if (value) body.service_account = JSON.parse(value);
+    } else if (name === 'private_key') {
+      if (value) body.private_key = value;
+    } else if (name === 'app_secret' || name === 'master_secret') {
+      if (creating || value) body[name] = fieldFor(form, box).value;
+    } else if (numeric.has(name)) {
+      body[name] = Number(value);
+    } else {
+      body[name] = value || null;
+    }
   }
   return body;
 }
@@ -519,6 +582,7 @@ async function saveCertificate(form) {
     form.app_secret.value = '';
     form.service_account.value = '';
     form.private_key.value = '';
+    form.master_secret.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';

@@ -1,4 +1,4 @@
-//! The `pushgate` command: serve, emulator <vendor>, usersig. Thin: all logic is in the library.
+//! The `pushgate` command: serve, emulator xiaomi|oppo|vivo|meizu, usersig. Thin: all logic is in the library.
 #![forbid(unsafe_code)]
 // The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -54,6 +54,30 @@ enum EmulatorVendor {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
     },
+    /// The Meizu Flyme Push emulator.
+    Meizu {
+        #[arg(long, default_value = "127.0.0.1:9093")]
+        listen: std::net::SocketAddr,
+        /// Accept any appId without checking signatures (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The OPPO Push emulator (auth and send API on one listener).
+    Oppo {
+        #[arg(long, default_value = "127.0.0.1:9094")]
+        listen: std::net::SocketAddr,
+        /// Accept any app key with any signature (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The vivo Push emulator (auth and send API on one listener).
+    Vivo {
+        #[arg(long, default_value = "127.0.0.1:9095")]
+        listen: std::net::SocketAddr,
+        /// Accept any app id and key with any signature (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
     /// The Firebase Cloud Messaging (HTTP v1 + OAuth token endpoint) emulator, h2c and HTTP/1.1.
     /// A test-only service account is at GET /_emulator/sample-account.
     Fcm {
@@ -65,6 +89,19 @@ enum EmulatorVendor {
         #[arg(long, default_value = "127.0.0.1:9092")]
         listen: std::net::SocketAddr,
     },
+}
+
+/// Runs a standalone emulator until SIGTERM or ctrl-c.
+fn run_emulator(run: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
+    let result = tokio::runtime::Runtime::new().and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pushgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -95,7 +132,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Emulator { vendor } => {
+        Command::Emulator {
+            vendor: EmulatorVendor::Xiaomi { listen },
+        } => {
             pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -104,35 +143,69 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            use pushgate::providers::{apns, fcm, xiaomi};
-            let run = rt.block_on(async {
-                match vendor {
-                    EmulatorVendor::Xiaomi { listen } => {
-                        xiaomi::emulator::run_standalone(listen, Default::default()).await
-                    }
-                    EmulatorVendor::Fcm { listen } => {
-                        let config = fcm::emulator::EmulatorConfig {
-                            sample_project: Some("pushgate-sandbox".into()),
-                            ..Default::default()
-                        };
-                        fcm::emulator::run_standalone(listen, config).await
-                    }
-                    EmulatorVendor::Apns { listen } => {
-                        let config = apns::emulator::EmulatorConfig {
-                            sample_key: true,
-                            ..Default::default()
-                        };
-                        apns::emulator::run_standalone(listen, config).await
-                    }
-                }
-            });
-            match run {
+            match rt.block_on(pushgate::providers::xiaomi::emulator::run_standalone(
+                listen,
+                Default::default(),
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pushgate: {e}");
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Meizu { listen, permissive },
+        } => {
+            use pushgate::providers::meizu::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Oppo { listen, permissive },
+        } => {
+            use pushgate::providers::oppo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Vivo { listen, permissive },
+        } => {
+            use pushgate::providers::vivo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Fcm { listen },
+        } => {
+            use pushgate::providers::fcm::emulator::{run_standalone, EmulatorConfig};
+            let config = EmulatorConfig {
+                sample_project: Some("pushgate-sandbox".into()),
+                ..Default::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Apns { listen },
+        } => {
+            use pushgate::providers::apns::emulator::{run_standalone, EmulatorConfig};
+            let config = EmulatorConfig {
+                sample_key: true,
+                ..Default::default()
+            };
+            run_emulator(run_standalone(listen, config))
         }
         Command::Usersig {
             identifier,

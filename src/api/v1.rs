@@ -125,6 +125,17 @@ pub struct OfflinePush {
     ext: Option<String>,
     #[serde(default)]
     channel_id: Option<String>,
+    /// OPPO, vivo and Meizu overrides (contract.md: TIM's AndroidInfo names in snake_case).
+    #[serde(default)]
+    oppo_channel_id: Option<String>,
+    #[serde(default)]
+    oppo_category: Option<String>,
+    #[serde(default)]
+    vivo_classification: Option<u8>,
+    #[serde(default)]
+    vivo_category: Option<String>,
+    #[serde(default)]
+    meizu_notice_msg_type: Option<u8>,
     /// FCM `android.notification.channel_id` (TIM `GoogleChannelID`).
     #[serde(default)]
     google_channel_id: Option<String>,
@@ -187,6 +198,13 @@ pub async fn send_message(
         desc: op.desc,
         ext: op.ext,
         channel_id: op.channel_id,
+        ovm: crate::domain::vendor_fields::OvmPushFields {
+            oppo_channel_id: op.oppo_channel_id,
+            oppo_category: op.oppo_category,
+            vivo_classification: op.vivo_classification,
+            vivo_category: op.vivo_category,
+            meizu_notice_msg_type: op.meizu_notice_msg_type,
+        },
         global: crate::domain::global_push_fields::GlobalPushFields {
             google_channel_id: op.google_channel_id,
             sound: op.sound,

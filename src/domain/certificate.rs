@@ -23,6 +23,9 @@ pub enum ClickAction {
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     Xiaomi,
+    Oppo,
+    Vivo,
+    Meizu,
     /// Firebase Cloud Messaging HTTP v1.
     Fcm,
     /// Apple Push Notification service, token (.p8) auth.

@@ -162,7 +162,7 @@ mod tests {
     fn xi(i: &mut CertificateInput) -> &mut XiaomiInput {
         match &mut i.credentials {
             CredentialsInput::Xiaomi(x) => x,
-            _ => panic!("a xiaomi input"),
+            other => panic!("a Xiaomi input, not {other:?}"),
         }
     }
 

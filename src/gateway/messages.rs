@@ -15,6 +15,8 @@ pub struct SendRequest {
     pub desc: Option<String>,
     pub ext: Option<String>,
     pub channel_id: Option<String>,
+    /// OPPO, vivo and Meizu overrides of the certificate's classification.
+    pub ovm: crate::domain::vendor_fields::OvmPushFields,
     /// FCM and APNs fields.
     pub global: crate::domain::global_push_fields::GlobalPushFields,
     /// 1 = no vendor notification (TIM `PushFlag`).
@@ -121,6 +123,7 @@ impl Gateway {
                 }
             }
         }
+        req.ovm.check().map_err(field_error)?;
         req.global.check().map_err(field_error)?;
         Ok(())
     }
@@ -145,6 +148,7 @@ impl Gateway {
                         .conversation
                         .clone()
                         .unwrap_or_else(|| format!("c2c:{}", req.from)),
+                    ovm: req.ovm.clone(),
                 }),
                 None => Err(SkipReason::NothingToShow),
             }

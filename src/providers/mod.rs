@@ -3,14 +3,27 @@
 //! needs one, the HTTP exchange, and the classification of a reply into a [`Verdict`]. Nothing
 //! outside this module matches on the vendor: [`Providers`] gives the service of a certificate,
 //! and the generic sender (`push::sender`) does the rest.
+//!
+//! OPPO, vivo and Meizu share `outcome` (a reply classified once), `text` (cutting to a
+//! vendor's limits), `vendor_http` (one pool and one POST) and `emulator_kit` (their emulators'
+//! common machinery).
 
 pub mod access;
 pub mod apns;
+pub mod emulator_kit;
 pub mod fcm;
 pub mod h2_emulator;
 pub mod h2_pool;
 pub mod jwt;
+pub mod meizu;
+pub mod oppo;
+pub mod outcome;
+pub mod outcome_verdict;
+pub mod ovm_sandbox;
+pub mod text;
+pub mod vendor_http;
 pub mod verdict;
+pub mod vivo;
 pub mod xiaomi;
 
 pub use access::{AccessCache, AccessError, Grant};
@@ -158,6 +171,9 @@ pub trait ServiceVisitor {
 pub enum ProvidersError {
     #[error("xiaomi: {0}")]
     Xiaomi(#[from] xiaomi::ClientError),
+    /// OPPO, vivo or Meizu (the message names which).
+    #[error("{0}: {1}")]
+    Ovm(&'static str, vendor_http::ClientError),
     #[error("fcm: {0}")]
     Fcm(#[from] fcm::ClientError),
     #[error("apns: {0}")]
@@ -169,6 +185,9 @@ pub enum ProvidersError {
 #[derive(Clone)]
 pub struct Providers {
     xiaomi: Arc<xiaomi::Xiaomi>,
+    oppo: Arc<oppo::service::Oppo>,
+    vivo: Arc<vivo::service::Vivo>,
+    meizu: Arc<meizu::service::Meizu>,
     fcm: Arc<fcm::Fcm>,
     apns: Arc<apns::Apns>,
 }
@@ -178,6 +197,18 @@ impl Providers {
         let timeout = Duration::from_millis(config.push.vendor_timeout_ms);
         Ok(Providers {
             xiaomi: Arc::new(xiaomi::Xiaomi::new(&config.xiaomi_base_url, timeout)?),
+            oppo: Arc::new(
+                oppo::service::Oppo::new(&config.oppo_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("oppo", e))?,
+            ),
+            vivo: Arc::new(
+                vivo::service::Vivo::new(&config.vivo_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("vivo", e))?,
+            ),
+            meizu: Arc::new(
+                meizu::service::Meizu::new(&config.meizu_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("meizu", e))?,
+            ),
             fcm: Arc::new(fcm::Fcm::new(&config.fcm_base_url, timeout)?),
             apns: Arc::new(apns::Apns::new(config.apns_base_url.as_deref(), timeout)?),
         })
@@ -187,6 +218,9 @@ impl Providers {
     pub fn with_service<V: ServiceVisitor>(&self, vendor: Vendor, visitor: V) -> V::Output {
         match vendor {
             Vendor::Xiaomi => visitor.visit(self.xiaomi.clone()),
+            Vendor::Oppo => visitor.visit(self.oppo.clone()),
+            Vendor::Vivo => visitor.visit(self.vivo.clone()),
+            Vendor::Meizu => visitor.visit(self.meizu.clone()),
             Vendor::Fcm => visitor.visit(self.fcm.clone()),
             Vendor::Apns => visitor.visit(self.apns.clone()),
         }

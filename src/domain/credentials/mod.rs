@@ -7,11 +7,17 @@
 
 mod apns;
 mod fcm;
+mod meizu;
+mod oppo;
+mod vivo;
 mod xiaomi;
 
 pub use super::validate::FieldError;
 pub use apns::{validate_bundle_id, ApnsCredentials, ApnsInput, ApnsView};
 pub use fcm::{FcmAccountView, FcmCredentials, FcmInput, FcmView};
+pub use meizu::{MeizuCredentials, MeizuInput, MeizuView};
+pub use oppo::{OppoCredentials, OppoInput, OppoView};
+pub use vivo::{vivo_app_id, VivoCredentials, VivoInput, VivoView, VIVO_DEFAULT_CLASSIFICATION};
 pub use xiaomi::{XiaomiCredentials, XiaomiInput, XiaomiView};
 
 use super::certificate::Vendor;
@@ -22,6 +28,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "vendor", rename_all = "snake_case")]
 pub enum Credentials {
     Xiaomi(XiaomiCredentials),
+    Oppo(OppoCredentials),
+    Vivo(VivoCredentials),
+    Meizu(MeizuCredentials),
     Fcm(FcmCredentials),
     Apns(ApnsCredentials),
 }
@@ -31,6 +40,9 @@ pub enum Credentials {
 #[serde(tag = "vendor", rename_all = "snake_case")]
 pub enum CredentialsInput {
     Xiaomi(XiaomiInput),
+    Oppo(OppoInput),
+    Vivo(VivoInput),
+    Meizu(MeizuInput),
     Fcm(FcmInput),
     Apns(ApnsInput),
 }
@@ -40,6 +52,9 @@ pub enum CredentialsInput {
 #[serde(tag = "vendor", rename_all = "snake_case")]
 pub enum CredentialsView {
     Xiaomi(XiaomiView),
+    Oppo(OppoView),
+    Vivo(VivoView),
+    Meizu(MeizuView),
     Fcm(FcmView),
     Apns(ApnsView),
 }
@@ -48,6 +63,9 @@ impl Credentials {
     pub fn vendor(&self) -> Vendor {
         match self {
             Credentials::Xiaomi(_) => Vendor::Xiaomi,
+            Credentials::Oppo(_) => Vendor::Oppo,
+            Credentials::Vivo(_) => Vendor::Vivo,
+            Credentials::Meizu(_) => Vendor::Meizu,
             Credentials::Fcm(_) => Vendor::Fcm,
             Credentials::Apns(_) => Vendor::Apns,
         }
@@ -56,6 +74,9 @@ impl Credentials {
     pub fn view(&self) -> CredentialsView {
         match self {
             Credentials::Xiaomi(c) => CredentialsView::Xiaomi(c.into()),
+            Credentials::Oppo(c) => CredentialsView::Oppo(c.into()),
+            Credentials::Vivo(c) => CredentialsView::Vivo(c.into()),
+            Credentials::Meizu(c) => CredentialsView::Meizu(c.into()),
             Credentials::Fcm(c) => CredentialsView::Fcm(c.into()),
             Credentials::Apns(c) => CredentialsView::Apns(c.into()),
         }
@@ -65,6 +86,27 @@ impl Credentials {
     pub fn xiaomi(&self) -> Option<&XiaomiCredentials> {
         match self {
             Credentials::Xiaomi(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn oppo(&self) -> Option<&OppoCredentials> {
+        match self {
+            Credentials::Oppo(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn vivo(&self) -> Option<&VivoCredentials> {
+        match self {
+            Credentials::Vivo(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn meizu(&self) -> Option<&MeizuCredentials> {
+        match self {
+            Credentials::Meizu(c) => Some(c),
             _ => None,
         }
     }
@@ -90,6 +132,9 @@ impl CredentialsInput {
     pub fn vendor(&self) -> Vendor {
         match self {
             CredentialsInput::Xiaomi(_) => Vendor::Xiaomi,
+            CredentialsInput::Oppo(_) => Vendor::Oppo,
+            CredentialsInput::Vivo(_) => Vendor::Vivo,
+            CredentialsInput::Meizu(_) => Vendor::Meizu,
             CredentialsInput::Fcm(_) => Vendor::Fcm,
             CredentialsInput::Apns(_) => Vendor::Apns,
         }
@@ -100,6 +145,9 @@ impl CredentialsInput {
     pub fn validate(&self, creating: bool) -> Result<(), FieldError> {
         match self {
             CredentialsInput::Xiaomi(i) => i.validate(creating),
+            CredentialsInput::Oppo(i) => i.validate(creating),
+            CredentialsInput::Vivo(i) => i.validate(creating),
+            CredentialsInput::Meizu(i) => i.validate(creating),
             CredentialsInput::Fcm(i) => i.validate(creating),
             CredentialsInput::Apns(i) => i.validate(creating),
         }
@@ -111,6 +159,15 @@ impl CredentialsInput {
         match self {
             CredentialsInput::Xiaomi(i) => {
                 Credentials::Xiaomi(i.into_credentials(old.and_then(Credentials::xiaomi)))
+            }
+            CredentialsInput::Oppo(i) => {
+                Credentials::Oppo(i.into_credentials(old.and_then(Credentials::oppo)))
+            }
+            CredentialsInput::Vivo(i) => {
+                Credentials::Vivo(i.into_credentials(old.and_then(Credentials::vivo)))
+            }
+            CredentialsInput::Meizu(i) => {
+                Credentials::Meizu(i.into_credentials(old.and_then(Credentials::meizu)))
             }
             CredentialsInput::Fcm(i) => {
                 Credentials::Fcm(i.into_credentials(old.and_then(Credentials::fcm)))
