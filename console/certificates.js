@@ -14,6 +14,8 @@ const PLATFORMS = [
   { vendor: 'oppo', label: 'OPPO (OPUSH)' },
   { vendor: 'vivo', label: 'vivo Push' },
   { vendor: 'meizu', label: 'Meizu (Flyme Push)' },
+  { vendor: 'fcm', label: 'Firebase Cloud Messaging (FCM)' },
+  { vendor: 'apns', label: 'Apple Push Notification service (APNs)' },
 ];
 
 /** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
@@ -47,9 +49,17 @@ function vendorSetting(cert, key) {
   return d === undefined ? null : `${d} (default)`;
 }
 
+/** FCM and APNs notifications open the app; the other vendors' can open a page or an activity. */
+function clickApplies(form) {
+  return !['fcm', 'apns'].includes(form.vendor.value);
+}
+
 function syncVendorFields(form) {
   const vendor = form.vendor.value;
   for (const box of vendorFields(form)) box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
+  $('#f-package-hint').textContent = vendor === 'apns'
+    ? "The app's bundle ID (the apns-topic), such as com.example.chat."
+    : "The app's main package name as registered with the push service.";
 }
 
 const CLICK_ACTIONS = {
@@ -217,8 +227,23 @@ function fillCertCard(card, cert) {
   reason.textContent = status.reason ? readable(status.reason) : '';
   reason.className = `cert-reason ${cls}`;
 
+  const sa = cert.service_account || {};
+  const special = cert.vendor === 'fcm' ? [
+    ['Package name', cert.package_name],
+    ['Project ID', sa.project_id || '—'],
+    ['Service account', sa.client_email || '—'],
+    ['Channel ID', cert.channel_id || '—'],
+    ['QPS', fmtNumber(cert.qps)],
+  ] : cert.vendor === 'apns' ? [
+    ['Bundle ID', cert.package_name],
+    ['Key ID', cert.key_id || '—'],
+    ['Team ID', cert.team_id || '—'],
+    ['Signing key', cert.private_key_set ? 'set' : 'not set'],
+    ['Environment', cert.environment || '—'],
+    ['QPS', fmtNumber(cert.qps)],
+  ] : null;
   const oppo = cert.vendor === 'oppo';
-  const config = [
+  const config = special || [
     ['Package name', cert.package_name],
     ...(oppo ? [] : [['AppID', cert.app_id]]),
     ...(cert.app_key ? [['AppKey', cert.app_key]] : []),
@@ -336,6 +361,10 @@ function initCertForm() {
   $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
   form.click_action_type.addEventListener('change', () => syncClickFields(form));
   form.vendor.addEventListener('change', () => syncVendorFields(form));
+  form.service_account_file.addEventListener('change', async () => {
+    const file = form.service_account_file.files[0];
+    if (file) form.service_account.value = await file.text();
+  });
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     saveCertificate(form);
@@ -343,10 +372,11 @@ function initCertForm() {
 }
 
 function syncClickFields(form) {
-  const type = form.click_action_type.value;
+  const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   fieldBox(form, 'click_action.url').hidden = type !== 'open_url';
   fieldBox(form, 'click_action.intent_uri').hidden = type !== 'open_activity';
 }
+
 
 export async function showCertForm(id) {
   const form = $('#cert-form');
@@ -390,6 +420,15 @@ function setFormBusy(form, busy) {
   $('#cert-save').disabled = busy;
 }
 
+function fillKeyState(form, cert) {
+  const saSet = !!(cert.service_account && cert.service_account.private_key_set);
+  $('#f-sa-state').hidden = !saSet;
+  form.service_account.placeholder = saSet ? 'Set — paste or upload a new JSON only to replace it' : '{"type": "service_account", …}';
+  const p8Set = !!cert.private_key_set;
+  $('#f-p8-state').hidden = !p8Set;
+  form.private_key.placeholder = p8Set ? 'Set — paste a new .p8 only to replace it' : '-----BEGIN PRIVATE KEY-----';
+}
+
 /** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
 function fillSecretState(form, isSet, masterSet = false) {
   for (const [name, set, badge, hint] of [
@@ -416,6 +455,12 @@ function fillCertForm(form, cert) {
   form.intent_uri.value = ca.intent_uri || '';
   form.channel_id.value = cert.channel_id || '';
   form.qps.value = cert.qps ?? '';
+  form.service_account.value = '';
+  form.key_id.value = cert.key_id || '';
+  form.team_id.value = cert.team_id || '';
+  form.private_key.value = '';
+  form.environment.value = cert.environment || 'production';
+  fillKeyState(form, cert);
   form.app_key.value = cert.app_key || '';
   form.master_secret.value = '';
   for (const [key] of VENDOR_SETTINGS) {
@@ -430,13 +475,34 @@ function fillCertForm(form, cert) {
 function validate(form, creating) {
   const errors = {};
   const v = (name) => form[name].value.trim();
+  const vendor = form.vendor.value;
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
   const shown = (name) => !fieldBox(form, name).hidden;
   if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
   if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
   if (creating && shown('app_secret') && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
   if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
-  const type = form.click_action_type.value;
+  if (vendor === 'fcm') {
+    const text = v('service_account');
+    if (creating && !text) errors.service_account = 'Upload or paste the service-account JSON file.';
+    if (text) {
+      try {
+        const parsed = JSON.parse(text);
+        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+      } catch {
+        errors.service_account = 'This is not a JSON object; paste the whole file.';
+      }
+    }
+  }
+  if (vendor === 'apns') {
+    if (!/^[A-Za-z0-9]{10}$/.test(v('key_id'))) errors.key_id = 'The Key ID has 10 letters and digits.';
+    if (!/^[A-Za-z0-9]{10}$/.test(v('team_id'))) errors.team_id = 'The Team ID has 10 letters and digits.';
+    if (creating && !v('private_key')) errors.private_key = 'Paste the text of the .p8 file.';
+    else if (v('private_key') && !v('private_key').includes('BEGIN PRIVATE KEY')) {
+      errors.private_key = 'Paste the whole .p8 file, from -----BEGIN PRIVATE KEY----- to the end.';
+    }
+  }
+  const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   if (type === 'open_url') {
     const url = v('url');
     let ok = false;
@@ -464,22 +530,29 @@ function validate(form, creating) {
 }
 
 function formBody(form, creating) {
-  const type = form.click_action_type.value;
+  const vendor = form.vendor.value;
+  const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   const click = { type };
   if (type === 'open_url') click.url = form.url.value.trim();
   if (type === 'open_activity') click.intent_uri = form.intent_uri.value.trim();
   const body = {
-    vendor: form.vendor.value,
+    vendor,
     package_name: form.package_name.value.trim(),
     click_action: click,
     qps: Number(form.qps.value),
   };
   const numeric = new Set(['notify_level', 'classification', 'notice_msg_type']);
   for (const box of vendorFields(form)) {
-    if (box.hidden) continue;
     const name = box.dataset.field;
+    // The tap action is sent as click_action above.
+    if (box.hidden || name.startsWith('click_action')) continue;
     const value = fieldFor(form, box).value.trim();
-    if (name === 'app_secret' || name === 'master_secret') {
+    if (name === 'service_account') {
+      // The uploaded or pasted file, as the JSON object Google issued; left out to keep it.
+      if (value) body.service_account = JSON.parse(value);
+    } else if (name === 'private_key') {
+      if (value) body.private_key = value;
+    } else if (name === 'app_secret' || name === 'master_secret') {
       if (creating || value) body[name] = fieldFor(form, box).value;
     } else if (numeric.has(name)) {
       body[name] = Number(value);
@@ -507,13 +580,16 @@ async function saveCertificate(form) {
       ? await api.createCertificate(body)
       : await api.updateCertificate(state.editing, body);
     form.app_secret.value = '';
+    form.service_account.value = '';
+    form.private_key.value = '';
     form.master_secret.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';
   } catch (err) {
     if (ctx.onAuthError(err)) return;
-    const field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    let field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    if (field && field.startsWith('service_account')) field = 'service_account';
     const message = sentence(err.message);
     if (!(field && setFieldError(form, field, message))) {
       const top = $('#cert-form-error');

@@ -56,7 +56,7 @@ export function setFieldError(form, field, message) {
   if (!box || box.hidden) return false;
   box.classList.add('invalid');
   $('.field-error', box).textContent = message;
-  const input = $('input, select', box);
+  const input = $('input, select, textarea', box);
   if (input) input.setAttribute('aria-invalid', 'true');
   return true;
 }
@@ -65,7 +65,7 @@ export function clearErrors(form) {
   for (const box of $$('.field', form)) {
     box.classList.remove('invalid');
     $('.field-error', box).textContent = '';
-    const input = $('input, select', box);
+    const input = $('input, select, textarea', box);
     if (input) input.removeAttribute('aria-invalid');
   }
   const top = $('.error[role=alert]', form);
@@ -77,5 +77,5 @@ export function clearErrors(form) {
 
 export function focusFirstError(form) {
   const box = $('.field.invalid', form);
-  if (box) $('input, select', box)?.focus();
+  if (box) $('input, select, textarea', box)?.focus();
 }

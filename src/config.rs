@@ -78,6 +78,11 @@ pub struct Config {
     pub oppo_base_url: String,
     pub vivo_base_url: String,
     pub meizu_base_url: String,
+    /// FCM's send host (`PUSHGATE_FCM_BASE_URL`); access tokens come from each account's `token_uri`.
+    pub fcm_base_url: String,
+    /// APNs host for every certificate (`PUSHGATE_APNS_BASE_URL`); unset: Apple's host of each
+    /// certificate's environment. `http://` speaks HTTP/2 without TLS (the emulator).
+    pub apns_base_url: Option<String>,
     pub webhook_url: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -270,6 +275,8 @@ impl Default for Config {
             oppo_base_url: crate::providers::oppo::wire::DEFAULT_BASE_URL.into(),
             vivo_base_url: crate::providers::vivo::wire::DEFAULT_BASE_URL.into(),
             meizu_base_url: crate::providers::meizu::wire::DEFAULT_BASE_URL.into(),
+            fcm_base_url: "https://fcm.googleapis.com".into(),
+            apns_base_url: None,
             webhook_url: None,
             log_format: LogFormat::Human,
             log_level: "info".into(),
@@ -432,6 +439,12 @@ impl Config {
         if let Some(v) = env.var("PUSHGATE_MEIZU_BASE_URL") {
             cfg.meizu_base_url = v;
         }
+        if let Some(v) = env.var("PUSHGATE_FCM_BASE_URL") {
+            cfg.fcm_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_APNS_BASE_URL") {
+            cfg.apns_base_url = Some(v).filter(|v| !v.trim().is_empty());
+        }
         if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
             cfg.webhook_url = Some(v);
         }
@@ -506,6 +519,18 @@ impl Config {
         ] {
             if crate::providers::vendor_http::base_url(url).is_err() {
                 return invalid(field, "must be an http:// or https:// URL");
+            }
+        }
+        if !(self.fcm_base_url.starts_with("http://") || self.fcm_base_url.starts_with("https://"))
+        {
+            return invalid("fcm_base_url", "must be an http:// or https:// URL");
+        }
+        if let Some(u) = &self.apns_base_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return invalid(
+                    "apns_base_url",
+                    "must be an http:// (HTTP/2 without TLS) or https:// URL",
+                );
             }
         }
         if self.http.max_recipients == 0 {

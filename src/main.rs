@@ -78,6 +78,17 @@ enum EmulatorVendor {
         #[arg(long)]
         permissive: bool,
     },
+    /// The Firebase Cloud Messaging (HTTP v1 + OAuth token endpoint) emulator, h2c and HTTP/1.1.
+    /// A test-only service account is at GET /_emulator/sample-account.
+    Fcm {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: std::net::SocketAddr,
+    },
+    /// The APNs emulator, HTTP/2 without TLS. A test-only .p8 key is at GET /_emulator/sample-key.
+    Apns {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Runs a standalone emulator until SIGTERM or ctrl-c.
@@ -173,6 +184,26 @@ fn main() -> ExitCode {
                 EmulatorConfig::permissive()
             } else {
                 EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Fcm { listen },
+        } => {
+            use pushgate::providers::fcm::emulator::{run_standalone, EmulatorConfig};
+            let config = EmulatorConfig {
+                sample_project: Some("pushgate-sandbox".into()),
+                ..Default::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Apns { listen },
+        } => {
+            use pushgate::providers::apns::emulator::{run_standalone, EmulatorConfig};
+            let config = EmulatorConfig {
+                sample_key: true,
+                ..Default::default()
             };
             run_emulator(run_standalone(listen, config))
         }

@@ -136,6 +136,15 @@ pub struct OfflinePush {
     vivo_category: Option<String>,
     #[serde(default)]
     meizu_notice_msg_type: Option<u8>,
+    /// FCM `android.notification.channel_id` (TIM `GoogleChannelID`).
+    #[serde(default)]
+    google_channel_id: Option<String>,
+    /// Android notification sound (TIM `AndroidInfo.Sound`).
+    #[serde(default)]
+    sound: Option<String>,
+    /// TIM `ApnsInfo` in snake_case.
+    #[serde(default)]
+    apns: Option<crate::domain::global_push_fields::ApnsInfo>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +214,11 @@ pub async fn send_message(
             vivo_classification: op.vivo_classification,
             vivo_category: op.vivo_category,
             meizu_notice_msg_type: op.meizu_notice_msg_type,
+        },
+        global: crate::domain::global_push_fields::GlobalPushFields {
+            google_channel_id: op.google_channel_id,
+            sound: op.sound,
+            apns: op.apns.unwrap_or_default(),
         }
         .normalized(),
         push_disabled: op.push_flag == 1,

@@ -273,6 +273,7 @@ mod tests {
                 ext: None,
                 channel_id: Some("c".into()),
                 conversation: "c2c:bob".into(),
+                global: Default::default(),
                 // A vendor's per-message override must survive the trip to another node.
                 ovm: crate::domain::vendor_fields::OvmPushFields {
                     vivo_classification: Some(1),

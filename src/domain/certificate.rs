@@ -51,6 +51,10 @@ pub enum Vendor {
     Oppo,
     Vivo,
     Meizu,
+    /// Firebase Cloud Messaging HTTP v1.
+    Fcm,
+    /// Apple Push Notification service, token (.p8) auth.
+    Apns,
 }
 
 /// A certificate as stored: the common part and the vendor's (credentials and settings),

@@ -25,6 +25,9 @@ pub struct PushContent {
     pub ext: Option<String>,
     /// Overrides the certificate's channel (TIM `XiaoMiChannelID`).
     pub channel_id: Option<String>,
+    /// FCM and APNs fields (TIM `GoogleChannelID`, `Sound`, `ApnsInfo`).
+    #[serde(default)]
+    pub global: super::global_push_fields::GlobalPushFields,
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
     /// The message's OPPO, vivo and Meizu overrides (TIM `OPPOCategory`, `VIVOClassification`, …).

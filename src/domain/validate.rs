@@ -127,7 +127,11 @@ pub fn validate_click_action(action: &ClickAction) -> Result<(), FieldError> {
 
 /// Checks every field; `creating` is true on create (secrets required).
 pub fn validate_certificate(input: &CertificateInput, creating: bool) -> Result<(), FieldError> {
-    validate_package_name(&input.package_name)?;
+    match input.vendor() {
+        // An iOS bundle id may carry '-', which Android package names may not.
+        Vendor::Apns => super::credentials::validate_bundle_id(&input.package_name)?,
+        _ => validate_package_name(&input.package_name)?,
+    }
     input.credentials.validate(creating)?;
     validate_click_action(&input.click_action)?;
     if input.qps == 0 || input.qps > MAX_QPS {

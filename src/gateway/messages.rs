@@ -17,6 +17,8 @@ pub struct SendRequest {
     pub channel_id: Option<String>,
     /// OPPO, vivo and Meizu overrides of the certificate's classification.
     pub ovm: crate::domain::vendor_fields::OvmPushFields,
+    /// FCM and APNs fields.
+    pub global: crate::domain::global_push_fields::GlobalPushFields,
     /// 1 = no vendor notification (TIM `PushFlag`).
     pub push_disabled: bool,
     /// Deliver only to live connections (TIM `MsgLifeTime=0`).
@@ -139,6 +141,7 @@ impl Gateway {
             }
         }
         req.ovm.check().map_err(field_error)?;
+        req.global.check().map_err(field_error)?;
         Ok(())
     }
 
@@ -161,6 +164,7 @@ impl Gateway {
                     desc: t.desc,
                     ext: req.ext.clone(),
                     channel_id: req.channel_id.clone(),
+                    global: req.global.clone(),
                     conversation: req
                         .conversation
                         .clone()

@@ -9,7 +9,12 @@
 //! common machinery).
 
 pub mod access;
+pub mod apns;
 pub mod emulator_kit;
+pub mod fcm;
+pub mod h2_emulator;
+pub mod h2_pool;
+pub mod jwt;
 pub mod meizu;
 pub mod oppo;
 pub mod outcome;
@@ -124,6 +129,12 @@ pub trait PushService: Send + Sync + Sized + 'static {
 
     fn batch_rule(&self) -> BatchRule;
 
+    /// Requests of one certificate in flight at once, given the configured bound. Vendors that
+    /// take one token per request (FCM, APNs) raise it: throughput there is streams in flight.
+    fn max_in_flight(&self, configured: usize) -> usize {
+        configured
+    }
+
     /// Obtains an access token; called by the certificate's [`AccessCache`] when it holds
     /// none or the one it holds expired, so every request of a certificate shares it.
     fn acquire_access(
@@ -163,6 +174,10 @@ pub enum ProvidersError {
     /// OPPO, vivo or Meizu (the message names which).
     #[error("{0}: {1}")]
     Ovm(&'static str, vendor_http::ClientError),
+    #[error("fcm: {0}")]
+    Fcm(#[from] fcm::ClientError),
+    #[error("apns: {0}")]
+    Apns(#[from] apns::ClientError),
 }
 
 /// Every push service, built once from the configuration (base URLs, timeouts) and shared by
@@ -173,6 +188,8 @@ pub struct Providers {
     oppo: Arc<oppo::service::Oppo>,
     vivo: Arc<vivo::service::Vivo>,
     meizu: Arc<meizu::service::Meizu>,
+    fcm: Arc<fcm::Fcm>,
+    apns: Arc<apns::Apns>,
 }
 
 impl Providers {
@@ -192,6 +209,8 @@ impl Providers {
                 meizu::service::Meizu::new(&config.meizu_base_url, timeout)
                     .map_err(|e| ProvidersError::Ovm("meizu", e))?,
             ),
+            fcm: Arc::new(fcm::Fcm::new(&config.fcm_base_url, timeout)?),
+            apns: Arc::new(apns::Apns::new(config.apns_base_url.as_deref(), timeout)?),
         })
     }
 
@@ -202,6 +221,8 @@ impl Providers {
             Vendor::Oppo => visitor.visit(self.oppo.clone()),
             Vendor::Vivo => visitor.visit(self.vivo.clone()),
             Vendor::Meizu => visitor.visit(self.meizu.clone()),
+            Vendor::Fcm => visitor.visit(self.fcm.clone()),
+            Vendor::Apns => visitor.visit(self.apns.clone()),
         }
     }
 }

@@ -405,6 +405,7 @@ mod tests {
                 ext: None,
                 channel_id: None,
                 ovm: Default::default(),
+                global: Default::default(),
                 conversation: "c2c:carol".into(),
             }),
             accepted_at: Instant::now(),

@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -484,6 +485,92 @@ for (const v of VENDORS) {
     assert.equal(edited.body.status.state, 'healthy');
   });
 }
+// Test-only keys, made here: the gateway parses them when the certificate is saved.
+function testRsaPem() {
+  return generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' });
+}
+
+function testP8() {
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' });
+}
+
+/** Whether the page holds any of the key's material: in its markup or in a field's value (a
+ * saved form must be emptied). The field placeholders mention "PRIVATE KEY"; the key's body never. */
+async function pageHoldsKey(pem) {
+  const body = pem.split('\n').filter((l) => l && !l.startsWith('-----'));
+  const values = await page.$$eval('input, textarea', (els) => els.map((e) => e.value).join('\n'));
+  const html = await page.content();
+  return body.some((line) => html.includes(line) || values.includes(line));
+}
+
+test('add an FCM certificate by uploading the service-account JSON; the key is never shown', async () => {
+  const rsaPem = testRsaPem();
+  const account = {
+    type: 'service_account',
+    project_id: 'e2e-project',
+    private_key_id: 'k1',
+    private_key: rsaPem,
+    client_email: 'pushgate@e2e-project.iam.gserviceaccount.com',
+    token_uri: 'https://oauth2.googleapis.com/token',
+  };
+  await page.getByRole('link', { name: 'Certificates' }).click();
+  await page.getByRole('link', { name: 'Add certificate' }).click();
+  await page.getByRole('heading', { name: 'Add certificate' }).waitFor();
+  await page.getByLabel('Push platform').selectOption('fcm');
+  assert.equal(await page.locator('[data-field="app_secret"]').isHidden(), true, 'no AppSecret for FCM');
+  await page.getByLabel('Package name').fill('com.example.chat');
+  await page.locator('#f-sa-file').setInputFiles({
+    name: 'service-account.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(account)),
+  });
+  await page.waitForFunction(() => document.querySelector('#f-sa').value.includes('e2e-project'));
+  await page.getByLabel('Channel ID').fill('im_messages');
+  await page.getByLabel('QPS').fill('300');
+  await shot('15-add-fcm-certificate');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const id = Number(await textMatching(page.locator('#saved-id'), /^\d+$/));
+  const fetched = await gateway('GET', `/v1/certificates/${id}`, ADMIN_TOKEN);
+  assert.equal(fetched.status, 200);
+  assert.equal(fetched.body.vendor, 'fcm');
+  assert.equal(fetched.body.service_account.project_id, 'e2e-project');
+  assert.ok(!JSON.stringify(fetched.body).includes('PRIVATE KEY'));
+  const card = page.locator(`.cert[data-id="${id}"]`);
+  await textMatching(card.locator('dd[data-key="Project ID"]'), /^e2e-project$/);
+  assert.ok(!(await pageHoldsKey(rsaPem)), 'the key must never appear in the page');
+  await shot('16-fcm-certificate-added');
+  await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
+});
+
+test('add an APNs certificate by pasting the .p8 key; a bad Key ID is shown beside its field', async () => {
+  await page.getByRole('link', { name: 'Certificates' }).click();
+  await page.getByRole('link', { name: 'Add certificate' }).click();
+  await page.getByRole('heading', { name: 'Add certificate' }).waitFor();
+  await page.getByLabel('Push platform').selectOption('apns');
+  await page.getByLabel('Package name').fill('com.example.chat');
+  await page.getByLabel('Key ID').fill('SHORT');
+  await page.getByLabel('Team ID').fill('DEF123GHIJ');
+  const p8 = testP8();
+  await page.locator('#f-p8').fill(p8);
+  await page.getByLabel('Environment').selectOption('sandbox');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await textMatching(page.locator('[data-field="key_id"] .field-error'), /10 letters/);
+  await page.getByLabel('Key ID').fill('ABC123DEFG');
+  await shot('17-add-apns-certificate');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const id = Number(await textMatching(page.locator('#saved-id'), /^\d+$/));
+  const fetched = await gateway('GET', `/v1/certificates/${id}`, ADMIN_TOKEN);
+  assert.equal(fetched.status, 200);
+  assert.equal(fetched.body.vendor, 'apns');
+  assert.equal(fetched.body.key_id, 'ABC123DEFG');
+  assert.equal(fetched.body.environment, 'sandbox');
+  assert.equal(fetched.body.private_key_set, true);
+  const card = page.locator(`.cert[data-id="${id}"]`);
+  await textMatching(card.locator('dd[data-key="Signing key"]'), /^set$/);
+  assert.ok(!(await pageHoldsKey(p8)), 'the key must never appear in the page');
+  await shot('18-apns-certificate-added');
+  await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
+});
 
 test('delete a certificate after confirming', async () => {
   const created = await gateway('POST', '/v1/certificates', ADMIN_TOKEN, {

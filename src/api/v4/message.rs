@@ -3,6 +3,7 @@
 //! parsed JSON document, returns values or a `TimError` with Tencent's code.
 
 use super::codes::{self as code, TimError};
+use crate::domain::global_push_fields::{ApnsInfo, GlobalPushFields};
 use crate::gateway::SendRequest;
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
@@ -61,6 +62,8 @@ pub struct OfflinePushInfo {
     /// `AndroidInfo.{OPPOChannelID, OPPOCategory, VIVOClassification, VIVOCategory,
     /// MeiZuNoticeMsgType}`.
     pub ovm: crate::domain::vendor_fields::OvmPushFields,
+    /// FCM and APNs fields (`AndroidInfo.GoogleChannelID`, `Sound`, `ApnsInfo.*`).
+    pub global: GlobalPushFields,
 }
 
 /// The fields of a send request other than `To_Account`.
@@ -175,6 +178,7 @@ impl TimMessage {
             ext,
             channel_id: opi.xiaomi_channel_id.filter(|c| !c.is_empty()),
             ovm: opi.ovm,
+            global: opi.global,
             push_disabled: opi.push_disabled,
             online_only: self.life_time == Some(0),
             nothing_to_show,
@@ -472,6 +476,7 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
         ),
         Some(_) => return Err(opi_error("OfflinePushInfo.AndroidInfo must be an object")),
     };
+    let global = parse_global_fields(o)?;
     Ok(Some(OfflinePushInfo {
         push_disabled,
         title,
@@ -479,11 +484,55 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
         ext,
         xiaomi_channel_id,
         ovm,
+        global,
     }))
 }
 
 fn opi_error(info: impl Into<String>) -> TimError {
     TimError::new(code::BODY_INVALID, info)
+}
+
+/// The FCM and APNs fields of an `OfflinePushInfo`: `AndroidInfo.{GoogleChannelID, Sound}` and
+/// `ApnsInfo.{Title, SubTitle, Sound, BadgeMode, MutableContent}` (§2.2). `""` means not set.
+fn parse_global_fields(opi: &Map<String, Value>) -> Result<GlobalPushFields, TimError> {
+    let obj = |name: &str| match opi.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(opi_error(format!(
+            "OfflinePushInfo.{name} must be an object"
+        ))),
+    };
+    let string = |o: &Map<String, Value>, path: &str, name: &str| match o.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(opi_error(format!(
+            "OfflinePushInfo.{path}.{name} must be a string"
+        ))),
+    };
+    let flag = |o: &Map<String, Value>, name: &str| match o.get(name) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => match v.as_u64() {
+            Some(n @ 0..=1) => Ok(n as u8),
+            _ => Err(opi_error(format!(
+                "OfflinePushInfo.ApnsInfo.{name} must be 0 or 1"
+            ))),
+        },
+    };
+    let mut out = GlobalPushFields::default();
+    if let Some(a) = obj("AndroidInfo")? {
+        out.google_channel_id = string(a, "AndroidInfo", "GoogleChannelID")?;
+        out.sound = string(a, "AndroidInfo", "Sound")?;
+    }
+    if let Some(a) = obj("ApnsInfo")? {
+        out.apns = ApnsInfo {
+            title: string(a, "ApnsInfo", "Title")?,
+            sub_title: string(a, "ApnsInfo", "SubTitle")?,
+            sound: string(a, "ApnsInfo", "Sound")?,
+            badge_mode: flag(a, "BadgeMode")?,
+            mutable_content: flag(a, "MutableContent")?,
+        };
+    }
+    Ok(out.normalized())
 }
 
 #[cfg(test)]
@@ -659,5 +708,37 @@ mod tests {
         assert_ne!(k, c.dedupe_key("f", "t"));
         assert_ne!(k, a.dedupe_key("g", "t"));
         assert_ne!(k, a.dedupe_key("f", "u"));
+    }
+    #[test]
+    fn google_and_apns_fields_are_read_and_checked() {
+        let f = parse_global_fields(&obj(json!({
+            "AndroidInfo": {"GoogleChannelID": "im", "Sound": "ding", "XiaoMiChannelID": "x"},
+            "ApnsInfo": {"Title": "T", "SubTitle": "S", "Sound": "a.caf", "BadgeMode": 1,
+                         "MutableContent": 1, "Image": "u"}
+        })))
+        .expect("fields");
+        assert_eq!(f.google_channel_id.as_deref(), Some("im"));
+        assert_eq!(f.sound.as_deref(), Some("ding"));
+        assert_eq!(
+            f.apns,
+            ApnsInfo {
+                title: Some("T".into()),
+                sub_title: Some("S".into()),
+                sound: Some("a.caf".into()),
+                badge_mode: 1,
+                mutable_content: 1
+            }
+        );
+        let err = |v: Value| {
+            parse_global_fields(&obj(v))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(err(json!({"ApnsInfo": {"MutableContent": 2}})).contains("MutableContent"));
+        assert!(err(json!({"ApnsInfo": {"SubTitle": 1}})).contains("ApnsInfo.SubTitle"));
+        assert!(err(json!({"AndroidInfo": {"GoogleChannelID": 5}})).contains("GoogleChannelID"));
+        let blank = parse_global_fields(&obj(json!({"AndroidInfo": {"GoogleChannelID": ""}})))
+            .expect("fields");
+        assert_eq!(blank.google_channel_id, None);
     }
 }

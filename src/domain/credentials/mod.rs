@@ -5,12 +5,16 @@
 //! Adding a vendor: a file here with its stored, input and view structs (secrets redacted in
 //! `Debug`, never in a view), one arm in each enum below and in their `match`es.
 
+mod apns;
+mod fcm;
 mod meizu;
 mod oppo;
 mod vivo;
 mod xiaomi;
 
 pub use super::validate::FieldError;
+pub use apns::{validate_bundle_id, ApnsCredentials, ApnsInput, ApnsView};
+pub use fcm::{FcmAccountView, FcmCredentials, FcmInput, FcmView};
 pub use meizu::{MeizuCredentials, MeizuInput, MeizuView};
 pub use oppo::{OppoCredentials, OppoInput, OppoView};
 pub use vivo::{vivo_app_id, VivoCredentials, VivoInput, VivoView, VIVO_DEFAULT_CLASSIFICATION};
@@ -27,6 +31,8 @@ pub enum Credentials {
     Oppo(OppoCredentials),
     Vivo(VivoCredentials),
     Meizu(MeizuCredentials),
+    Fcm(FcmCredentials),
+    Apns(ApnsCredentials),
 }
 
 /// As an operator submits them (create, or edit with secrets optional).
@@ -37,6 +43,8 @@ pub enum CredentialsInput {
     Oppo(OppoInput),
     Vivo(VivoInput),
     Meizu(MeizuInput),
+    Fcm(FcmInput),
+    Apns(ApnsInput),
 }
 
 /// As the API shows them: no secret, only whether it is set.
@@ -47,6 +55,8 @@ pub enum CredentialsView {
     Oppo(OppoView),
     Vivo(VivoView),
     Meizu(MeizuView),
+    Fcm(FcmView),
+    Apns(ApnsView),
 }
 
 impl Credentials {
@@ -56,6 +66,8 @@ impl Credentials {
             Credentials::Oppo(_) => Vendor::Oppo,
             Credentials::Vivo(_) => Vendor::Vivo,
             Credentials::Meizu(_) => Vendor::Meizu,
+            Credentials::Fcm(_) => Vendor::Fcm,
+            Credentials::Apns(_) => Vendor::Apns,
         }
     }
 
@@ -65,6 +77,8 @@ impl Credentials {
             Credentials::Oppo(c) => CredentialsView::Oppo(c.into()),
             Credentials::Vivo(c) => CredentialsView::Vivo(c.into()),
             Credentials::Meizu(c) => CredentialsView::Meizu(c.into()),
+            Credentials::Fcm(c) => CredentialsView::Fcm(c.into()),
+            Credentials::Apns(c) => CredentialsView::Apns(c.into()),
         }
     }
 
@@ -96,6 +110,22 @@ impl Credentials {
             _ => None,
         }
     }
+
+    /// FCM's part, if this is an FCM certificate.
+    pub fn fcm(&self) -> Option<&FcmCredentials> {
+        match self {
+            Credentials::Fcm(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// APNs' part, if this is an APNs certificate.
+    pub fn apns(&self) -> Option<&ApnsCredentials> {
+        match self {
+            Credentials::Apns(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 impl CredentialsInput {
@@ -105,6 +135,8 @@ impl CredentialsInput {
             CredentialsInput::Oppo(_) => Vendor::Oppo,
             CredentialsInput::Vivo(_) => Vendor::Vivo,
             CredentialsInput::Meizu(_) => Vendor::Meizu,
+            CredentialsInput::Fcm(_) => Vendor::Fcm,
+            CredentialsInput::Apns(_) => Vendor::Apns,
         }
     }
 
@@ -116,6 +148,8 @@ impl CredentialsInput {
             CredentialsInput::Oppo(i) => i.validate(creating),
             CredentialsInput::Vivo(i) => i.validate(creating),
             CredentialsInput::Meizu(i) => i.validate(creating),
+            CredentialsInput::Fcm(i) => i.validate(creating),
+            CredentialsInput::Apns(i) => i.validate(creating),
         }
     }
 
@@ -134,6 +168,12 @@ impl CredentialsInput {
             }
             CredentialsInput::Meizu(i) => {
                 Credentials::Meizu(i.into_credentials(old.and_then(Credentials::meizu)))
+            }
+            CredentialsInput::Fcm(i) => {
+                Credentials::Fcm(i.into_credentials(old.and_then(Credentials::fcm)))
+            }
+            CredentialsInput::Apns(i) => {
+                Credentials::Apns(i.into_credentials(old.and_then(Credentials::apns)))
             }
         }
     }

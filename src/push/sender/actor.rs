@@ -189,7 +189,12 @@ impl<S: PushService> CertSender<S> {
             Some(_) => Duration::ZERO,
             None => Duration::from_millis(self.ctx.config.linger_ms),
         };
-        while self.in_flight < self.ctx.config.max_in_flight.max(1) {
+        while self.in_flight
+            < self
+                .service
+                .max_in_flight(self.ctx.config.max_in_flight)
+                .max(1)
+        {
             let now = Instant::now();
             let due = if self.retries.is_empty() {
                 match self.pending.due_at(linger) {
