@@ -75,12 +75,16 @@ pub struct Config {
     pub tim_admins: Vec<String>,
     pub xiaomi_base_url: String,
     pub webhook_url: Option<String>,
+    /// The gateway's address as vendors reach it (`https://push.example.com`); when set,
+    /// senders ask vendors for delivery receipts at `<public_url>/v1/receipts/...`.
+    pub public_url: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub http: HttpConfig,
     pub sessions: SessionConfig,
     pub push: PushConfig,
     pub store: StoreConfig,
+    pub receipts: ReceiptsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +150,30 @@ pub struct StoreConfig {
     pub max_group: usize,
 }
 
+/// Bounds of the receipt endpoint (`POST /v1/receipts/{vendor}/{certificate}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptsConfig {
+    /// Largest receipt body; larger ones get 413 and change nothing.
+    pub max_body_bytes: usize,
+    /// Receipt requests per second one certificate may make; more get 429 with Retry-After.
+    pub requests_per_sec: u32,
+    /// Requests a certificate may make at once above that rate.
+    pub burst: u32,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            // Huawei posts at most 100 statuses per callback (a few hundred bytes each); Xiaomi
+            // batches regIds per message id. 256 KiB holds either with room to spare.
+            max_body_bytes: 256 * 1024,
+            requests_per_sec: 100,
+            burst: 200,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -158,12 +186,14 @@ impl Default for Config {
             tim_admins: vec!["administrator".into()],
             xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
             webhook_url: None,
+            public_url: None,
             log_format: LogFormat::Human,
             log_level: "info".into(),
             http: HttpConfig::default(),
             sessions: SessionConfig::default(),
             push: PushConfig::default(),
             store: StoreConfig::default(),
+            receipts: ReceiptsConfig::default(),
         }
     }
 }
@@ -309,6 +339,9 @@ impl Config {
         if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
             cfg.webhook_url = Some(v);
         }
+        if let Some(v) = env.var("PUSHGATE_PUBLIC_URL") {
+            cfg.public_url = Some(v);
+        }
         if let Some(v) = env.var("PUSHGATE_LOG_FORMAT") {
             cfg.log_format = match v.as_str() {
                 "json" => LogFormat::Json,
@@ -347,6 +380,20 @@ impl Config {
             || self.xiaomi_base_url.starts_with("https://"))
         {
             return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#']) {
+                return invalid(
+                    "public_url",
+                    "must be an http:// or https:// URL without query or fragment",
+                );
+            }
+        }
+        if self.receipts.requests_per_sec == 0 || self.receipts.max_body_bytes < 1024 {
+            return invalid(
+                "receipts",
+                "requests_per_sec must be at least 1 and max_body_bytes at least 1024",
+            );
         }
         if self.http.max_recipients == 0 {
             return invalid("http.max_recipients", "must be at least 1");
@@ -430,6 +477,20 @@ mod tests {
         }
         let ok = Config::load(None, &env(&[("PUSHGATE_SECRET_KEY", &"k".repeat(64))])).unwrap();
         assert_eq!(ok.secret_key.map(|k| k.len()), Some(64));
+    }
+
+    #[test]
+    fn the_public_url_comes_from_the_environment_and_must_be_http() {
+        let c = Config::load(
+            None,
+            &env(&[("PUSHGATE_PUBLIC_URL", "https://push.example.com")]),
+        )
+        .unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://push.example.com"));
+        assert_eq!(Config::default().public_url, None);
+        let e = Config::load(None, &env(&[("PUSHGATE_PUBLIC_URL", "push.example.com")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("public_url"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A vendor push certificate, as an operator enters it in the console (seed 步骤2).
 
 use super::credentials::Credentials;
+use super::receipt::ReceiptSecret;
 use serde::{Deserialize, Serialize};
 
 /// Generated numeric certificate id; clients report it with their token (TIM `businessID`).
@@ -37,6 +38,10 @@ pub struct Certificate {
     pub qps: u32,
     #[serde(flatten)]
     pub credentials: Credentials,
+    /// What the vendor's delivery receipts must carry back to be believed. Absent in records
+    /// written before receipts existed; the gateway generates one when it loads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_secret: Option<ReceiptSecret>,
 }
 
 impl Certificate {
@@ -57,6 +62,7 @@ impl Certificate {
                 app_secret: app_secret.into(),
                 channel_id: None,
             }),
+            receipt_secret: Some(ReceiptSecret::for_tests("receipt-secret-for-tests")),
         }
     }
 }

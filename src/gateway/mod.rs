@@ -5,6 +5,7 @@ mod certificates;
 pub mod diagnosis;
 mod error;
 mod messages;
+mod receipts;
 mod sessions;
 mod status;
 mod tokens;
@@ -13,6 +14,7 @@ mod upkeep;
 pub(crate) use error::{cert_not_found, field_error, id_error, token_error};
 pub use error::{ErrorCode, GatewayError};
 pub use messages::{SendRequest, Sent};
+pub use receipts::{ReceiptRefusal, ReceiptSummary};
 pub use sessions::{EventError, EventResult, KickedDevice, SessionAction, SessionEvent};
 pub use status::{user_status, DeviceView, UserStatus};
 
@@ -69,6 +71,8 @@ pub struct Gateway {
     next_message_id: AtomicU64,
     /// `State.StateChange` callbacks of WebSocket sessions (disabled without a webhook URL).
     webhook: WebhookSender,
+    /// The receipt endpoint's rate limit per certificate.
+    receipt_limits: receipts::ReceiptLimits,
 }
 
 pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
@@ -101,6 +105,7 @@ impl Gateway {
             config: config.push.clone(),
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);
+        let certificates = receipts::with_receipt_secrets(certificates, &store);
         for c in certificates {
             senders.start(certs.insert(c));
         }
@@ -132,6 +137,7 @@ impl Gateway {
             next_cert_id: AtomicU64::new(next),
             // Unique across restarts: milliseconds since the epoch, shifted, then counted.
             next_message_id: AtomicU64::new(now_millis() << 12),
+            receipt_limits: receipts::ReceiptLimits::default(),
         }
     }
 

@@ -54,6 +54,7 @@ impl Gateway {
         m.certificates
             .with_label_values(&["quota_paused"])
             .set(paused);
+        self.touch_receipt_counters();
     }
 
     /// Graceful shutdown after the listener stopped: senders stop, the store writer commits
