@@ -488,8 +488,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.public_url.as_deref(), Some("https://push.example.com"));
         assert_eq!(Config::default().public_url, None);
-        let e = Config::load(None, &env(&[("PUSHGATE_PUBLIC_URL", "push.example.com")]))
-            .unwrap_err();
+        let e =
+            Config::load(None, &env(&[("PUSHGATE_PUBLIC_URL", "push.example.com")])).unwrap_err();
         assert!(e.to_string().contains("public_url"), "{e}");
     }
 

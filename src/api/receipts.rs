@@ -70,11 +70,7 @@ pub async fn receive(
         headers: &headers,
         now_ms: now_millis(),
     };
-    match state
-        .gateway
-        .receive_receipts(&vendor, &id, &request)
-        .await
-    {
+    match state.gateway.receive_receipts(&vendor, &id, &request).await {
         Ok(summary) => Ok(HttpResponse::Ok().json(summary)),
         Err(ReceiptRefusal::RateLimited { retry_after, .. }) => {
             let e = ApiError::new(
@@ -108,9 +104,11 @@ fn refusal(e: ReceiptRefusal) -> ApiError {
         ReceiptRefusal::Refused(ReceiptError::Unsupported(_)) => {
             ApiError::new(StatusCode::NOT_FOUND, "receipts_unsupported", message)
         }
-        ReceiptRefusal::RateLimited { .. } => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "receipts_rate_limited", message)
-        }
+        ReceiptRefusal::RateLimited { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "receipts_rate_limited",
+            message,
+        ),
         ReceiptRefusal::Store(g) => ApiError::from(g),
     }
 }

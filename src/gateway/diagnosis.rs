@@ -3,10 +3,10 @@
 //! device state, and the last notification with the vendor's answer.
 
 use crate::certs::CertHealth;
+use crate::domain::receipt::utc_text;
 use crate::domain::{now_secs, DeviceState, OfflineReason, UserStatus};
 use crate::gateway::Gateway;
 use crate::providers::DeliveryClass;
-use crate::domain::receipt::utc_text;
 use crate::push::outcomes::{LastNotification, ReceiptsSeen};
 use crate::registry::Device;
 use serde::Serialize;

@@ -195,9 +195,7 @@ impl Gateway {
         };
         let cert_label = cert.id.to_string();
         // Reserved before anything changes: a full store refuses the request whole.
-        let unbinds = receipts
-            .iter()
-            .any(|r| r.kind == ReceiptKind::InvalidToken);
+        let unbinds = receipts.iter().any(|r| r.kind == ReceiptKind::InvalidToken);
         let permit = if unbinds {
             Some(self.store.reserve().map_err(GatewayError::from)?)
         } else {
@@ -206,16 +204,22 @@ impl Gateway {
         let mut ops = Vec::new();
         for r in receipts {
             // The device the token is bound to now, if it is bound under this certificate.
-            let owner = self.registry.token_owner(&r.token).filter(|(user, device)| {
-                self.registry
-                    .devices(user)
-                    .iter()
-                    .any(|d| d.id == *device && d.cert == cert.id)
-            });
+            let owner = self
+                .registry
+                .token_owner(&r.token)
+                .filter(|(user, device)| {
+                    self.registry
+                        .devices(user)
+                        .iter()
+                        .any(|d| d.id == *device && d.cert == cert.id)
+                });
             match r.kind {
                 ReceiptKind::Delivered => {
                     summary.delivered += 1;
-                    entry.stats.receipts_delivered.fetch_add(1, Ordering::Relaxed);
+                    entry
+                        .stats
+                        .receipts_delivered
+                        .fetch_add(1, Ordering::Relaxed);
                     self.metrics
                         .receipts_delivered
                         .with_label_values(&[vendor, &cert_label])
@@ -230,8 +234,9 @@ impl Gateway {
                         .inc();
                 }
                 ReceiptKind::InvalidToken => {
-                    let Some((user, device, record)) =
-                        owner.as_ref().and_then(|_| self.registry.unbind_token(&r.token))
+                    let Some((user, device, record)) = owner
+                        .as_ref()
+                        .and_then(|_| self.registry.unbind_token(&r.token))
                     else {
                         summary.ignored += 1;
                         continue;
@@ -284,7 +289,9 @@ impl Gateway {
             self.metrics
                 .receipts_delivered
                 .with_label_values(&[vendor, &id]);
-            self.metrics.receipts_clicked.with_label_values(&[vendor, &id]);
+            self.metrics
+                .receipts_clicked
+                .with_label_values(&[vendor, &id]);
         }
     }
 
@@ -296,6 +303,9 @@ impl Gateway {
                 service.name()
             }
         }
-        self.senders.ctx().providers.with_service(cert.vendor(), Name)
+        self.senders
+            .ctx()
+            .providers
+            .with_service(cert.vendor(), Name)
     }
 }

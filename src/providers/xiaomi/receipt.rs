@@ -87,9 +87,8 @@ pub fn parse_receipts(
     })?;
     let mut receipts = Vec::new();
     for (msg_id, raw) in entries {
-        let entry: Entry = serde_json::from_value(raw).map_err(|e| {
-            ReceiptError::malformed("data", format!("entry '{msg_id}': {e}"))
-        })?;
+        let entry: Entry = serde_json::from_value(raw)
+            .map_err(|e| ReceiptError::malformed("data", format!("entry '{msg_id}': {e}")))?;
         if !entry.param.as_deref().is_some_and(|p| secret.matches(p)) {
             return Err(ReceiptError::Unverified(format!(
                 "entry '{msg_id}' does not carry this certificate's callback.param"

@@ -4,8 +4,8 @@
 //! classification of a [`VendorReply`] into a [`Verdict`].
 
 use super::client::{ClientError, XiaomiClient};
-use super::reply::{next_china_midnight_unix, retry_delay, VendorReply};
 use super::receipt::parse_receipts;
+use super::reply::{next_china_midnight_unix, retry_delay, VendorReply};
 use super::wire::{ReceiptCallback, XiaomiApp, XiaomiMessage, MAX_REGIDS_PER_REQUEST};
 use crate::domain::receipt::{receipt_url, Receipt, ReceiptError};
 use crate::domain::validate::FieldError;

@@ -367,8 +367,7 @@ impl Shared {
     /// Removes and returns the receipts due at `now_ms`.
     pub fn take_due_receipts(&self, now_ms: u64) -> Vec<PendingReceipt> {
         let mut r = lock(&self.receipts);
-        let (due, later): (Vec<_>, Vec<_>) =
-            r.pending.drain(..).partition(|p| p.due_ms <= now_ms);
+        let (due, later): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|p| p.due_ms <= now_ms);
         r.pending = later.into();
         due
     }
