@@ -5,6 +5,7 @@
 //! and the generic sender (`push::sender`) does the rest.
 
 pub mod access;
+pub mod huawei_receipt;
 pub mod verdict;
 pub mod xiaomi;
 
