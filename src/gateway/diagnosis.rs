@@ -219,11 +219,17 @@ fn last_receipt_sentence(
             }
             Some(s)
         }
-        _ if g.config.public_url.is_some() => Some(format!(
-            "sent, not confirmed: {} at {}; no delivery receipt has come yet",
-            n.detail,
-            utc_text(n.at)
-        )),
+        _ if g
+            .certs
+            .get(n.certificate_id)
+            .is_some_and(|e| g.asks_for_receipts(&e.cert())) =>
+        {
+            Some(format!(
+                "sent, not confirmed: {} at {}; no delivery receipt has come yet",
+                n.detail,
+                utc_text(n.at)
+            ))
+        }
         _ => None,
     }
 }

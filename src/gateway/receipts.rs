@@ -86,13 +86,10 @@ struct ReadReceipts<'a> {
 }
 
 impl ServiceVisitor for ReadReceipts<'_> {
-    type Output = (&'static str, Result<Vec<Receipt>, ReceiptError>);
+    type Output = Result<Vec<Receipt>, ReceiptError>;
 
     fn visit<S: PushService>(self, service: Arc<S>) -> Self::Output {
-        (
-            service.name(),
-            service.read_receipts(self.cert, self.request),
-        )
+        service.read_receipts(self.cert, self.request)
     }
 }
 
@@ -161,6 +158,10 @@ impl Gateway {
         let cert_id: CertificateId = id.parse().map_err(|_| unknown())?;
         let entry = self.certs.get(cert_id).ok_or_else(unknown)?;
         let cert = entry.cert();
+        let name = self.vendor_name(&cert);
+        if name != vendor {
+            return Err(unknown());
+        }
         let limits = &self.config.receipts;
         self.receipt_limits
             .admit(cert_id, limits.requests_per_sec, limits.burst)
@@ -168,16 +169,13 @@ impl Gateway {
                 id: cert_id,
                 retry_after,
             })?;
-        let (name, parsed) = self.senders.ctx().providers.with_service(
+        let parsed = self.senders.ctx().providers.with_service(
             cert.vendor(),
             ReadReceipts {
                 cert: &cert,
                 request,
             },
         );
-        if name != vendor {
-            return Err(unknown());
-        }
         let receipts = parsed?;
         self.apply_receipts(name, &cert, &entry, receipts).await
     }
@@ -293,6 +291,21 @@ impl Gateway {
                 .receipts_clicked
                 .with_label_values(&[vendor, &id]);
         }
+    }
+
+    /// Whether notifications of `cert` ask its vendor for delivery receipts.
+    pub(super) fn asks_for_receipts(&self, cert: &Certificate) -> bool {
+        struct Asks;
+        impl ServiceVisitor for Asks {
+            type Output = bool;
+            fn visit<S: PushService>(self, service: Arc<S>) -> bool {
+                service.asks_for_receipts()
+            }
+        }
+        self.senders
+            .ctx()
+            .providers
+            .with_service(cert.vendor(), Asks)
     }
 
     fn vendor_name(&self, cert: &Certificate) -> &'static str {

@@ -137,6 +137,12 @@ pub trait PushService: Send + Sync + Sized + 'static {
         attempt: u32,
     ) -> Verdict;
 
+    /// Whether this service asks the vendor for delivery receipts when the gateway has a public
+    /// URL (then a notification without one is "sent, not confirmed").
+    fn asks_for_receipts(&self) -> bool {
+        false
+    }
+
     /// Parses and verifies a delivery-receipt request the vendor posted for `cert`
     /// (`POST /v1/receipts/{vendor}/{certificate}`): every receipt, or why none is believed.
     /// Vendors that send no receipts keep the default.

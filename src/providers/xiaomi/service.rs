@@ -147,6 +147,10 @@ impl PushService for Xiaomi {
         classify_reply(cert, batch, reply, attempt, now_secs())
     }
 
+    fn asks_for_receipts(&self) -> bool {
+        self.public_url.is_some()
+    }
+
     fn read_receipts(
         &self,
         cert: &Certificate,
