@@ -66,3 +66,20 @@ impl Certificate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receipt_secret_is_stored_and_older_records_load_without_one() {
+        let cert = Certificate::xiaomi_for_tests(1001, "s", 10);
+        let stored = serde_json::to_value(&cert).unwrap_or_default();
+        assert_eq!(stored["receipt_secret"], "receipt-secret-for-tests");
+        let mut older = stored.clone();
+        older.as_object_mut().map(|o| o.remove("receipt_secret"));
+        let loaded: Certificate = serde_json::from_value(older).expect("an older record loads");
+        assert_eq!(loaded.receipt_secret, None);
+        assert!(!format!("{cert:?}").contains("receipt-secret-for-tests"));
+    }
+}
