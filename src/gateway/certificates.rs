@@ -81,6 +81,7 @@ impl Gateway {
             .await?;
         self.certs.remove(id);
         self.senders.stop(id);
+        self.receipt_limits.forget(id);
         tracing::info!(certificate = id, "certificate deleted");
         Ok(())
     }

@@ -47,8 +47,8 @@ pub struct ReceiptSummary {
     pub clicked: usize,
     /// Tokens unbound because the vendor says they are no longer valid.
     pub tokens_unbound: usize,
-    /// Receipts that changed nothing: other kinds, or tokens no longer bound to this
-    /// certificate.
+    /// Receipts that changed nothing: other kinds, resent ones, invalid-token receipts for
+    /// tokens no longer bound to this certificate.
     pub ignored: usize,
 }
 
@@ -73,7 +73,6 @@ impl ReceiptLimits {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn forget(&self, id: CertificateId) {
         self.buckets.remove(&id);
     }
@@ -212,24 +211,39 @@ impl Gateway {
                         .any(|d| d.id == *device && d.cert == cert.id)
                 });
             match r.kind {
-                ReceiptKind::Delivered => {
-                    summary.delivered += 1;
-                    entry
-                        .stats
-                        .receipts_delivered
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .receipts_delivered
-                        .with_label_values(&[vendor, &cert_label])
-                        .inc();
-                }
-                ReceiptKind::Clicked => {
-                    summary.clicked += 1;
-                    entry.stats.receipts_clicked.fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .receipts_clicked
-                        .with_label_values(&[vendor, &cert_label])
-                        .inc();
+                ReceiptKind::Delivered | ReceiptKind::Clicked => {
+                    // A receipt the vendor resent for the same device and message counts once;
+                    // one for a token bound nowhere now still counts (the phone got it).
+                    let new = match &owner {
+                        Some((user, device)) => self.outcomes.record_receipt(
+                            user,
+                            device,
+                            r.kind,
+                            r.msg_id.as_deref(),
+                            r.at_ms,
+                        ),
+                        None => true,
+                    };
+                    if !new {
+                        summary.ignored += 1;
+                    } else if r.kind == ReceiptKind::Delivered {
+                        summary.delivered += 1;
+                        entry
+                            .stats
+                            .receipts_delivered
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .receipts_delivered
+                            .with_label_values(&[vendor, &cert_label])
+                            .inc();
+                    } else {
+                        summary.clicked += 1;
+                        entry.stats.receipts_clicked.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .receipts_clicked
+                            .with_label_values(&[vendor, &cert_label])
+                            .inc();
+                    }
                 }
                 ReceiptKind::InvalidToken => {
                     let Some((user, device, record)) = owner
@@ -253,22 +267,8 @@ impl Gateway {
                         device: device.to_string(),
                         record,
                     });
-                    continue;
                 }
-                ReceiptKind::Other => {
-                    summary.ignored += 1;
-                    continue;
-                }
-            }
-            match owner {
-                Some((user, device)) => self.outcomes.record_receipt(
-                    &user,
-                    &device,
-                    r.kind,
-                    r.msg_id.as_deref(),
-                    r.at_ms,
-                ),
-                None => summary.ignored += 1,
+                ReceiptKind::Other => summary.ignored += 1,
             }
         }
         if let Some(permit) = permit {

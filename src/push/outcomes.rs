@@ -55,8 +55,9 @@ impl Outcomes {
             .map(|e| e.value().clone())
     }
 
-    /// Notes one receipt for a device. Receipts may arrive out of order (a click before the
-    /// delivery it implies); each kind keeps its own time.
+    /// Notes one receipt for a device; false when the same kind was already noted for the same
+    /// message (a vendor resending a receipt), so it is not counted twice. Receipts may arrive
+    /// out of order (a click before the delivery it implies); each kind keeps its own time.
     pub fn record_receipt(
         &self,
         user: &CompactString,
@@ -64,7 +65,7 @@ impl Outcomes {
         kind: ReceiptKind,
         msg_id: Option<&str>,
         at_ms: u64,
-    ) {
+    ) -> bool {
         let mut e = self
             .receipts
             .entry((user.clone(), device.clone()))
@@ -72,7 +73,7 @@ impl Outcomes {
         let seen = e.value_mut();
         if kind == ReceiptKind::InvalidToken {
             seen.invalid_token_at = Some(at_ms);
-            return;
+            return true;
         }
         if seen.msg_id.as_deref() != msg_id {
             *seen = ReceiptsSeen {
@@ -81,11 +82,14 @@ impl Outcomes {
                 ..ReceiptsSeen::default()
             };
         }
-        match kind {
-            ReceiptKind::Delivered => seen.delivered_at = Some(at_ms),
-            ReceiptKind::Clicked => seen.clicked_at = Some(at_ms),
-            ReceiptKind::InvalidToken | ReceiptKind::Other => {}
-        }
+        let slot = match kind {
+            ReceiptKind::Delivered => &mut seen.delivered_at,
+            ReceiptKind::Clicked => &mut seen.clicked_at,
+            ReceiptKind::InvalidToken | ReceiptKind::Other => return false,
+        };
+        let new = slot.is_none();
+        *slot = Some(at_ms);
+        new
     }
 
     pub fn receipts(&self, user: &str, device: &str) -> Option<ReceiptsSeen> {
@@ -103,8 +107,12 @@ mod tests {
     fn receipts_keep_each_kind_and_start_over_for_another_message() {
         let o = Outcomes::default();
         let (u, d) = (CompactString::from("u"), CompactString::from("d"));
-        o.record_receipt(&u, &d, ReceiptKind::Clicked, Some("m1"), 20);
-        o.record_receipt(&u, &d, ReceiptKind::Delivered, Some("m1"), 10);
+        assert!(o.record_receipt(&u, &d, ReceiptKind::Clicked, Some("m1"), 20));
+        assert!(o.record_receipt(&u, &d, ReceiptKind::Delivered, Some("m1"), 10));
+        assert!(
+            !o.record_receipt(&u, &d, ReceiptKind::Delivered, Some("m1"), 10),
+            "a resent receipt is not new"
+        );
         let seen = o.receipts("u", "d").unwrap_or_default();
         assert_eq!(
             (seen.delivered_at, seen.clicked_at, seen.msg_id.as_deref()),
