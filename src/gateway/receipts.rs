@@ -139,7 +139,8 @@ impl Gateway {
                 .receipts_refused
                 .with_label_values(&[label, e.reason()])
                 .inc();
-            tracing::info!(vendor = label, reason = e.reason(), error = %e, "receipt request refused");
+            // Debug, not info: a flood of forged requests must not flood the log (it is counted).
+            tracing::debug!(vendor = label, reason = e.reason(), error = %e, "receipt request refused");
         }
         result
     }
