@@ -442,6 +442,20 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_comes_from_the_environment_and_must_be_http() {
+        let c = Config::load(
+            None,
+            &env(&[("PUSHGATE_PUBLIC_URL", "https://push.example.com")]),
+        )
+        .unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://push.example.com"));
+        assert_eq!(Config::default().public_url, None);
+        let e =
+            Config::load(None, &env(&[("PUSHGATE_PUBLIC_URL", "push.example.com")])).unwrap_err();
+        assert!(e.to_string().contains("public_url"), "{e}");
+    }
+
+    #[test]
     fn environment_overrides_and_errors_name_the_variable() {
         let c = Config::load(
             None,
@@ -477,20 +491,6 @@ mod tests {
         }
         let ok = Config::load(None, &env(&[("PUSHGATE_SECRET_KEY", &"k".repeat(64))])).unwrap();
         assert_eq!(ok.secret_key.map(|k| k.len()), Some(64));
-    }
-
-    #[test]
-    fn the_public_url_comes_from_the_environment_and_must_be_http() {
-        let c = Config::load(
-            None,
-            &env(&[("PUSHGATE_PUBLIC_URL", "https://push.example.com")]),
-        )
-        .unwrap();
-        assert_eq!(c.public_url.as_deref(), Some("https://push.example.com"));
-        assert_eq!(Config::default().public_url, None);
-        let e =
-            Config::load(None, &env(&[("PUSHGATE_PUBLIC_URL", "push.example.com")])).unwrap_err();
-        assert!(e.to_string().contains("public_url"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! and the generic sender (`push::sender`) does the rest.
 
 pub mod access;
-pub mod huawei_receipt;
 pub mod verdict;
 pub mod xiaomi;
 
@@ -13,6 +12,9 @@ pub use access::{AccessCache, AccessError, Grant};
 pub use verdict::{
     CertAction, DeliveryClass, JobResult, JobVerdict, RetryBudget, RetryPlan, Verdict,
 };
+
+/// Huawei's receipts and their HMAC (pure; the Huawei service's `read_receipts` uses them).
+pub mod huawei_receipt;
 
 use crate::config::Config;
 use crate::domain::receipt::{Receipt, ReceiptError};
