@@ -78,13 +78,13 @@ pub struct Config {
     /// The gateway's address as vendors reach it (`https://push.example.com`); when set,
     /// senders ask vendors for delivery receipts at `<public_url>/v1/receipts/...`.
     pub public_url: Option<String>,
+    pub receipts: ReceiptsConfig,
     pub log_format: LogFormat,
     pub log_level: String,
     pub http: HttpConfig,
     pub sessions: SessionConfig,
     pub push: PushConfig,
     pub store: StoreConfig,
-    pub receipts: ReceiptsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,30 +150,6 @@ pub struct StoreConfig {
     pub max_group: usize,
 }
 
-/// Bounds of the receipt endpoint (`POST /v1/receipts/{vendor}/{certificate}`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReceiptsConfig {
-    /// Largest receipt body; larger ones get 413 and change nothing.
-    pub max_body_bytes: usize,
-    /// Receipt requests per second one certificate may make; more get 429 with Retry-After.
-    pub requests_per_sec: u32,
-    /// Requests a certificate may make at once above that rate.
-    pub burst: u32,
-}
-
-impl Default for ReceiptsConfig {
-    fn default() -> Self {
-        ReceiptsConfig {
-            // Huawei posts at most 100 statuses per callback (a few hundred bytes each); Xiaomi
-            // batches regIds per message id. 256 KiB holds either with room to spare.
-            max_body_bytes: 256 * 1024,
-            requests_per_sec: 100,
-            burst: 200,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -187,13 +163,13 @@ impl Default for Config {
             xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
             webhook_url: None,
             public_url: None,
+            receipts: ReceiptsConfig::default(),
             log_format: LogFormat::Human,
             log_level: "info".into(),
             http: HttpConfig::default(),
             sessions: SessionConfig::default(),
             push: PushConfig::default(),
             store: StoreConfig::default(),
-            receipts: ReceiptsConfig::default(),
         }
     }
 }
@@ -245,6 +221,30 @@ impl Default for StoreConfig {
         StoreConfig {
             queue_capacity: 65_536,
             max_group: 8_192,
+        }
+    }
+}
+
+/// Bounds of the receipt endpoint (`POST /v1/receipts/{vendor}/{certificate}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptsConfig {
+    /// Largest receipt body; larger ones get 413 and change nothing.
+    pub max_body_bytes: usize,
+    /// Receipt requests per second one certificate may make; more get 429 with Retry-After.
+    pub requests_per_sec: u32,
+    /// Requests a certificate may make at once above that rate.
+    pub burst: u32,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            // Huawei posts at most 100 statuses per callback (a few hundred bytes each); Xiaomi
+            // batches regIds per message id. 256 KiB holds either with room to spare.
+            max_body_bytes: 256 * 1024,
+            requests_per_sec: 100,
+            burst: 200,
         }
     }
 }
@@ -376,11 +376,6 @@ impl Config {
         if let Some(k) = &self.secret_key {
             check_secret_key(k, "secret_key")?;
         }
-        if !(self.xiaomi_base_url.starts_with("http://")
-            || self.xiaomi_base_url.starts_with("https://"))
-        {
-            return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
-        }
         if let Some(u) = &self.public_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#']) {
                 return invalid(
@@ -394,6 +389,11 @@ impl Config {
                 "receipts",
                 "requests_per_sec must be at least 1 and max_body_bytes at least 1024",
             );
+        }
+        if !(self.xiaomi_base_url.starts_with("http://")
+            || self.xiaomi_base_url.starts_with("https://"))
+        {
+            return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
         }
         if self.http.max_recipients == 0 {
             return invalid("http.max_recipients", "must be at least 1");

@@ -61,6 +61,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// The last vendor result per device, for diagnosis.
     outcomes: Arc<Outcomes>,
+    /// The receipt endpoint's rate limit per certificate.
+    receipt_limits: receipts::ReceiptLimits,
     /// Serialises certificate changes so the disk sees them in memory's order.
     cert_lock: tokio::sync::Mutex<()>,
     next_cert_id: AtomicU64,
@@ -71,8 +73,6 @@ pub struct Gateway {
     next_message_id: AtomicU64,
     /// `State.StateChange` callbacks of WebSocket sessions (disabled without a webhook URL).
     webhook: WebhookSender,
-    /// The receipt endpoint's rate limit per certificate.
-    receipt_limits: receipts::ReceiptLimits,
 }
 
 pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
@@ -132,12 +132,12 @@ impl Gateway {
             store,
             metrics,
             outcomes,
+            receipt_limits: receipts::ReceiptLimits::default(),
             cert_lock: tokio::sync::Mutex::new(()),
             cert_hook: std::sync::OnceLock::new(),
             next_cert_id: AtomicU64::new(next),
             // Unique across restarts: milliseconds since the epoch, shifted, then counted.
             next_message_id: AtomicU64::new(now_millis() << 12),
-            receipt_limits: receipts::ReceiptLimits::default(),
         }
     }
 
