@@ -9,7 +9,48 @@ import {
 import { readable } from './diagnosis.js';
 
 /** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
-const PLATFORMS = [{ vendor: 'xiaomi', label: 'Xiaomi (MiPush)' }];
+const PLATFORMS = [
+  { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
+  { vendor: 'oppo', label: 'OPPO (OPUSH)' },
+  { vendor: 'vivo', label: 'vivo Push' },
+  { vendor: 'meizu', label: 'Meizu (Flyme Push)' },
+];
+
+/** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
+function vendorFields(form) {
+  return $$('[data-vendors]', form);
+}
+
+function fieldFor(form, box) {
+  return form[box.dataset.field];
+}
+
+/** What the gateway sends when a certificate leaves a vendor setting empty (contract.md). */
+const VENDOR_DEFAULTS = {
+  oppo: { category: 'IM', notify_level: 2 },
+  vivo: { classification: 1, category: 'IM' },
+  meizu: { notice_msg_type: 1 },
+};
+/** Card rows of write-only secrets, shown only as set / not set. */
+const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret']);
+const VENDOR_SETTINGS = [
+  ['category', 'Category'],
+  ['notify_level', 'Notify level'],
+  ['classification', 'Classification'],
+  ['notice_msg_type', 'Message type'],
+];
+
+/** A vendor setting as the card shows it: the stored value, else the default marked as such. */
+function vendorSetting(cert, key) {
+  if (cert[key] != null) return String(cert[key]);
+  const d = VENDOR_DEFAULTS[cert.vendor]?.[key];
+  return d === undefined ? null : `${d} (default)`;
+}
+
+function syncVendorFields(form) {
+  const vendor = form.vendor.value;
+  for (const box of vendorFields(form)) box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
+}
 
 const CLICK_ACTIONS = {
   open_app: 'Open the app',
@@ -176,18 +217,24 @@ function fillCertCard(card, cert) {
   reason.textContent = status.reason ? readable(status.reason) : '';
   reason.className = `cert-reason ${cls}`;
 
+  const oppo = cert.vendor === 'oppo';
   const config = [
     ['Package name', cert.package_name],
-    ['AppID', cert.app_id],
-    ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+    ...(oppo ? [] : [['AppID', cert.app_id]]),
+    ...(cert.app_key ? [['AppKey', cert.app_key]] : []),
+    oppo
+      ? ['MasterSecret', cert.master_secret_set ? 'set' : 'not set']
+      : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
-    ['Channel ID', cert.channel_id || '—'],
+    ...(cert.vendor === 'xiaomi' || oppo ? [['Channel ID', cert.channel_id || '—']] : []),
+    ...VENDOR_SETTINGS.filter(([key]) => vendorSetting(cert, key) !== null)
+      .map(([key, label]) => [label, vendorSetting(cert, key)]),
     ['QPS', fmtNumber(cert.qps)],
   ];
   $('.cert-config', card).replaceChildren(
     ...config.flatMap(([k, v]) => [
       h('dt', { text: k }),
-      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+      h('dd', { 'data-key': k, class: SECRET_KEYS.has(k) ? (v === 'set' ? 'secret-set' : 'secret-unset') : null, text: v }),
     ]),
   );
 
@@ -291,6 +338,7 @@ function initCertForm() {
   const form = $('#cert-form');
   $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
   form.click_action_type.addEventListener('change', () => syncClickFields(form));
+  form.vendor.addEventListener('change', () => syncVendorFields(form));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     saveCertificate(form);
@@ -313,6 +361,7 @@ export async function showCertForm(id) {
   document.title = `${$('#cert-form-title').textContent} · pushgate console`;
   fillSecretState(form, false);
   syncClickFields(form);
+  syncVendorFields(form);
   ctx.show('cert-form');
   if (id === null) {
     setFormBusy(form, false);
@@ -344,12 +393,18 @@ function setFormBusy(form, busy) {
   $('#cert-save').disabled = busy;
 }
 
-function fillSecretState(form, isSet) {
-  $('#f-secret-state').hidden = !isSet;
-  form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
-  $('#f-secret-hint').textContent = isSet
-    ? 'The saved secret is never shown. Type a new one only to replace it.'
-    : 'Write-only: once saved it is never shown again.';
+/** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
+function fillSecretState(form, isSet, masterSet = false) {
+  for (const [name, set, badge, hint] of [
+    ['app_secret', isSet, '#f-secret-state', '#f-secret-hint'],
+    ['master_secret', masterSet, '#f-master-state', '#f-master-hint'],
+  ]) {
+    $(badge).hidden = !set;
+    form[name].placeholder = set ? 'Set — leave empty to keep' : '';
+    $(hint).textContent = set
+      ? 'The saved secret is never shown. Type a new one only to replace it.'
+      : 'Write-only: once saved it is never shown again.';
+  }
 }
 
 function fillCertForm(form, cert) {
@@ -357,14 +412,21 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!cert.app_secret_set);
+  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
   form.intent_uri.value = ca.intent_uri || '';
   form.channel_id.value = cert.channel_id || '';
   form.qps.value = cert.qps ?? '';
+  form.app_key.value = cert.app_key || '';
+  form.master_secret.value = '';
+  for (const [key] of VENDOR_SETTINGS) {
+    const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
+    if (v != null) form[key].value = String(v);
+  }
   syncClickFields(form);
+  syncVendorFields(form);
 }
 
 /** Checks what the browser can know; the gateway checks again and its answer wins. */
@@ -372,8 +434,11 @@ function validate(form, creating) {
   const errors = {};
   const v = (name) => form[name].value.trim();
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
-  if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
-  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  const shown = (name) => !fieldBox(form, name).hidden;
+  if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+  if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
+  if (creating && shown('app_secret') && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
   const type = form.click_action_type.value;
   if (type === 'open_url') {
     const url = v('url');
@@ -409,12 +474,22 @@ function formBody(form, creating) {
   const body = {
     vendor: form.vendor.value,
     package_name: form.package_name.value.trim(),
-    app_id: form.app_id.value.trim(),
     click_action: click,
-    channel_id: form.channel_id.value.trim() || null,
     qps: Number(form.qps.value),
   };
-  if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  const numeric = new Set(['notify_level', 'classification', 'notice_msg_type']);
+  for (const box of vendorFields(form)) {
+    if (box.hidden) continue;
+    const name = box.dataset.field;
+    const value = fieldFor(form, box).value.trim();
+    if (name === 'app_secret' || name === 'master_secret') {
+      if (creating || value) body[name] = fieldFor(form, box).value;
+    } else if (numeric.has(name)) {
+      body[name] = Number(value);
+    } else {
+      body[name] = value || null;
+    }
+  }
   return body;
 }
 
@@ -435,6 +510,7 @@ async function saveCertificate(form) {
       ? await api.createCertificate(body)
       : await api.updateCertificate(state.editing, body);
     form.app_secret.value = '';
+    form.master_secret.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';

@@ -74,6 +74,10 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub tim_admins: Vec<String>,
     pub xiaomi_base_url: String,
+    /// OPPO, vivo and Meizu hosts (`PUSHGATE_<VENDOR>_BASE_URL`), the vendors' own by default.
+    pub oppo_base_url: String,
+    pub vivo_base_url: String,
+    pub meizu_base_url: String,
     pub webhook_url: Option<String>,
     /// The gateway's address as vendors reach it (`https://push.example.com`); when set,
     /// senders ask vendors for delivery receipts at `<public_url>/v1/receipts/...`.
@@ -161,6 +165,9 @@ impl Default for Config {
             secret_key: None,
             tim_admins: vec!["administrator".into()],
             xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
+            oppo_base_url: crate::providers::oppo::wire::DEFAULT_BASE_URL.into(),
+            vivo_base_url: crate::providers::vivo::wire::DEFAULT_BASE_URL.into(),
+            meizu_base_url: crate::providers::meizu::wire::DEFAULT_BASE_URL.into(),
             webhook_url: None,
             public_url: None,
             receipts: ReceiptsConfig::default(),
@@ -336,6 +343,15 @@ impl Config {
         if let Some(v) = env.var("PUSHGATE_XIAOMI_BASE_URL") {
             cfg.xiaomi_base_url = v;
         }
+        if let Some(v) = env.var("PUSHGATE_OPPO_BASE_URL") {
+            cfg.oppo_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_VIVO_BASE_URL") {
+            cfg.vivo_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_MEIZU_BASE_URL") {
+            cfg.meizu_base_url = v;
+        }
         if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
             cfg.webhook_url = Some(v);
         }
@@ -394,6 +410,15 @@ impl Config {
             || self.xiaomi_base_url.starts_with("https://"))
         {
             return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
+        }
+        for (field, url) in [
+            ("oppo_base_url", &self.oppo_base_url),
+            ("vivo_base_url", &self.vivo_base_url),
+            ("meizu_base_url", &self.meizu_base_url),
+        ] {
+            if crate::providers::vendor_http::base_url(url).is_err() {
+                return invalid(field, "must be an http:// or https:// URL");
+            }
         }
         if self.http.max_recipients == 0 {
             return invalid("http.max_recipients", "must be at least 1");
@@ -491,6 +516,28 @@ mod tests {
         }
         let ok = Config::load(None, &env(&[("PUSHGATE_SECRET_KEY", &"k".repeat(64))])).unwrap();
         assert_eq!(ok.secret_key.map(|k| k.len()), Some(64));
+    }
+
+    #[test]
+    fn oppo_vivo_meizu_hosts_default_to_the_vendors_and_are_overridden() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.oppo_base_url, "https://api.push.oppomobile.com");
+        assert_eq!(c.vivo_base_url, "https://api-push.vivo.com.cn");
+        assert_eq!(c.meizu_base_url, "https://server-api-push.meizu.com");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PUSHGATE_OPPO_BASE_URL", "http://127.0.0.1:9094"),
+                ("PUSHGATE_VIVO_BASE_URL", "http://127.0.0.1:9095"),
+                ("PUSHGATE_MEIZU_BASE_URL", "http://127.0.0.1:9093"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.oppo_base_url, "http://127.0.0.1:9094");
+        assert_eq!(c.vivo_base_url, "http://127.0.0.1:9095");
+        assert_eq!(c.meizu_base_url, "http://127.0.0.1:9093");
+        let e = Config::load(None, &env(&[("PUSHGATE_VIVO_BASE_URL", "ftp://x")])).unwrap_err();
+        assert!(e.to_string().contains("vivo_base_url"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `pushgate` command: serve, emulator xiaomi, usersig. Thin: all logic is in the library.
+//! The `pushgate` command: serve, emulator xiaomi|oppo|vivo|meizu, usersig. Thin: all logic is in the library.
 #![forbid(unsafe_code)]
 // The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -54,6 +54,43 @@ enum EmulatorVendor {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
     },
+    /// The Meizu Flyme Push emulator.
+    Meizu {
+        #[arg(long, default_value = "127.0.0.1:9093")]
+        listen: std::net::SocketAddr,
+        /// Accept any appId without checking signatures (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The OPPO Push emulator (auth and send API on one listener).
+    Oppo {
+        #[arg(long, default_value = "127.0.0.1:9094")]
+        listen: std::net::SocketAddr,
+        /// Accept any app key with any signature (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The vivo Push emulator (auth and send API on one listener).
+    Vivo {
+        #[arg(long, default_value = "127.0.0.1:9095")]
+        listen: std::net::SocketAddr,
+        /// Accept any app id and key with any signature (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+}
+
+/// Runs a standalone emulator until SIGTERM or ctrl-c.
+fn run_emulator(run: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
+    let result = tokio::runtime::Runtime::new().and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pushgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,6 +142,39 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Meizu { listen, permissive },
+        } => {
+            use pushgate::providers::meizu::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Oppo { listen, permissive },
+        } => {
+            use pushgate::providers::oppo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Vivo { listen, permissive },
+        } => {
+            use pushgate::providers::vivo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
         }
         Command::Usersig {
             identifier,

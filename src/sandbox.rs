@@ -1,4 +1,5 @@
-//! `pushgate serve --sandbox`: the Xiaomi emulator runs inside the gateway's process and the
+//! `pushgate serve --sandbox`: the Xiaomi emulator (and the OPPO, vivo and Meizu ones,
+//! `providers::ovm_sandbox`) runs inside the gateway's process and the
 //! Xiaomi client sends to it, so a newcomer sees the whole flow on one machine without Xiaomi
 //! credentials. Every certificate created is registered with the emulator as an app; every regId
 //! is valid unless marked invalid over the emulator's control API.
@@ -15,6 +16,9 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     config.xiaomi_base_url = emu.base_url();
     tracing::info!(emulator = %emu.base_url(), "sandbox: Xiaomi emulator running in-process; received notifications at {}/_emulator/received", emu.base_url());
     println!("pushgate sandbox: Xiaomi emulator at {}", emu.base_url());
+    let ovm = Arc::new(crate::providers::ovm_sandbox::OvmSandbox::start(
+        &mut config,
+    )?);
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
         let hook = move |c: &crate::domain::Certificate| {
@@ -24,6 +28,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
                     x.app_secret.clone(),
                 ));
             }
+            ovm.register(c);
         };
         g.on_certificate_change(Box::new(hook));
     })

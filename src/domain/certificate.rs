@@ -24,6 +24,9 @@ pub enum ClickAction {
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     Xiaomi,
+    Oppo,
+    Vivo,
+    Meizu,
 }
 
 /// A certificate as stored: the common part and the vendor's (credentials and settings),

@@ -24,6 +24,8 @@ pub struct PushContent {
     pub channel_id: Option<String>,
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
+    /// The message's OPPO, vivo and Meizu overrides (TIM `OPPOCategory`, `VIVOClassification`, …).
+    pub ovm: super::vendor_fields::OvmPushFields,
 }
 
 /// One accepted message.

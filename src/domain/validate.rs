@@ -158,6 +158,7 @@ mod tests {
     fn xi(i: &mut CertificateInput) -> &mut XiaomiInput {
         match &mut i.credentials {
             CredentialsInput::Xiaomi(x) => x,
+            other => panic!("a Xiaomi input, not {other:?}"),
         }
     }
 

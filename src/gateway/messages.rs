@@ -15,6 +15,8 @@ pub struct SendRequest {
     pub desc: Option<String>,
     pub ext: Option<String>,
     pub channel_id: Option<String>,
+    /// OPPO, vivo and Meizu overrides of the certificate's classification.
+    pub ovm: crate::domain::vendor_fields::OvmPushFields,
     /// 1 = no vendor notification (TIM `PushFlag`).
     pub push_disabled: bool,
     /// Deliver only to live connections (TIM `MsgLifeTime=0`).
@@ -119,6 +121,7 @@ impl Gateway {
                 }
             }
         }
+        req.ovm.check().map_err(field_error)?;
         Ok(())
     }
 
@@ -141,6 +144,7 @@ impl Gateway {
                         .conversation
                         .clone()
                         .unwrap_or_else(|| format!("c2c:{}", req.from)),
+                    ovm: req.ovm.clone(),
                 }),
                 None => Err(SkipReason::NothingToShow),
             }

@@ -3,9 +3,22 @@
 //! needs one, the HTTP exchange, and the classification of a reply into a [`Verdict`]. Nothing
 //! outside this module matches on the vendor: [`Providers`] gives the service of a certificate,
 //! and the generic sender (`push::sender`) does the rest.
+//!
+//! OPPO, vivo and Meizu share `outcome` (a reply classified once), `text` (cutting to a
+//! vendor's limits), `vendor_http` (one pool and one POST) and `emulator_kit` (their emulators'
+//! common machinery).
 
 pub mod access;
+pub mod emulator_kit;
+pub mod meizu;
+pub mod oppo;
+pub mod outcome;
+pub mod outcome_verdict;
+pub mod ovm_sandbox;
+pub mod text;
+pub mod vendor_http;
 pub mod verdict;
+pub mod vivo;
 pub mod xiaomi;
 
 pub use access::{AccessCache, AccessError, Grant};
@@ -188,6 +201,9 @@ pub trait ServiceVisitor {
 pub enum ProvidersError {
     #[error("xiaomi: {0}")]
     Xiaomi(#[from] xiaomi::ClientError),
+    /// OPPO, vivo or Meizu (the message names which).
+    #[error("{0}: {1}")]
+    Ovm(&'static str, vendor_http::ClientError),
 }
 
 /// Every push service, built once from the configuration (base URLs, timeouts) and shared by
@@ -195,6 +211,9 @@ pub enum ProvidersError {
 #[derive(Clone)]
 pub struct Providers {
     xiaomi: Arc<xiaomi::Xiaomi>,
+    oppo: Arc<oppo::service::Oppo>,
+    vivo: Arc<vivo::service::Vivo>,
+    meizu: Arc<meizu::service::Meizu>,
 }
 
 impl Providers {
@@ -205,6 +224,18 @@ impl Providers {
                 xiaomi::Xiaomi::new(&config.xiaomi_base_url, timeout)?
                     .with_receipts(config.public_url.clone()),
             ),
+            oppo: Arc::new(
+                oppo::service::Oppo::new(&config.oppo_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("oppo", e))?,
+            ),
+            vivo: Arc::new(
+                vivo::service::Vivo::new(&config.vivo_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("vivo", e))?,
+            ),
+            meizu: Arc::new(
+                meizu::service::Meizu::new(&config.meizu_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("meizu", e))?,
+            ),
         })
     }
 
@@ -212,6 +243,9 @@ impl Providers {
     pub fn with_service<V: ServiceVisitor>(&self, vendor: Vendor, visitor: V) -> V::Output {
         match vendor {
             Vendor::Xiaomi => visitor.visit(self.xiaomi.clone()),
+            Vendor::Oppo => visitor.visit(self.oppo.clone()),
+            Vendor::Vivo => visitor.visit(self.vivo.clone()),
+            Vendor::Meizu => visitor.visit(self.meizu.clone()),
         }
     }
 }

@@ -5,9 +5,15 @@
 //! Adding a vendor: a file here with its stored, input and view structs (secrets redacted in
 //! `Debug`, never in a view), one arm in each enum below and in their `match`es.
 
+mod meizu;
+mod oppo;
+mod vivo;
 mod xiaomi;
 
 pub use super::validate::FieldError;
+pub use meizu::{MeizuCredentials, MeizuInput, MeizuView};
+pub use oppo::{OppoCredentials, OppoInput, OppoView};
+pub use vivo::{vivo_app_id, VivoCredentials, VivoInput, VivoView, VIVO_DEFAULT_CLASSIFICATION};
 pub use xiaomi::{XiaomiCredentials, XiaomiInput, XiaomiView};
 
 use super::certificate::Vendor;
@@ -18,6 +24,9 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "vendor", rename_all = "snake_case")]
 pub enum Credentials {
     Xiaomi(XiaomiCredentials),
+    Oppo(OppoCredentials),
+    Vivo(VivoCredentials),
+    Meizu(MeizuCredentials),
 }
 
 /// As an operator submits them (create, or edit with secrets optional).
@@ -25,6 +34,9 @@ pub enum Credentials {
 #[serde(tag = "vendor", rename_all = "snake_case")]
 pub enum CredentialsInput {
     Xiaomi(XiaomiInput),
+    Oppo(OppoInput),
+    Vivo(VivoInput),
+    Meizu(MeizuInput),
 }
 
 /// As the API shows them: no secret, only whether it is set.
@@ -32,26 +44,55 @@ pub enum CredentialsInput {
 #[serde(tag = "vendor", rename_all = "snake_case")]
 pub enum CredentialsView {
     Xiaomi(XiaomiView),
+    Oppo(OppoView),
+    Vivo(VivoView),
+    Meizu(MeizuView),
 }
 
 impl Credentials {
     pub fn vendor(&self) -> Vendor {
         match self {
             Credentials::Xiaomi(_) => Vendor::Xiaomi,
+            Credentials::Oppo(_) => Vendor::Oppo,
+            Credentials::Vivo(_) => Vendor::Vivo,
+            Credentials::Meizu(_) => Vendor::Meizu,
         }
     }
 
     pub fn view(&self) -> CredentialsView {
         match self {
             Credentials::Xiaomi(c) => CredentialsView::Xiaomi(c.into()),
+            Credentials::Oppo(c) => CredentialsView::Oppo(c.into()),
+            Credentials::Vivo(c) => CredentialsView::Vivo(c.into()),
+            Credentials::Meizu(c) => CredentialsView::Meizu(c.into()),
         }
     }
 
     /// Xiaomi's part, if this is a Xiaomi certificate.
-    #[allow(unreachable_patterns)] // one arm today; the wildcard is for the next vendor
     pub fn xiaomi(&self) -> Option<&XiaomiCredentials> {
         match self {
             Credentials::Xiaomi(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn oppo(&self) -> Option<&OppoCredentials> {
+        match self {
+            Credentials::Oppo(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn vivo(&self) -> Option<&VivoCredentials> {
+        match self {
+            Credentials::Vivo(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn meizu(&self) -> Option<&MeizuCredentials> {
+        match self {
+            Credentials::Meizu(c) => Some(c),
             _ => None,
         }
     }
@@ -61,6 +102,9 @@ impl CredentialsInput {
     pub fn vendor(&self) -> Vendor {
         match self {
             CredentialsInput::Xiaomi(_) => Vendor::Xiaomi,
+            CredentialsInput::Oppo(_) => Vendor::Oppo,
+            CredentialsInput::Vivo(_) => Vendor::Vivo,
+            CredentialsInput::Meizu(_) => Vendor::Meizu,
         }
     }
 
@@ -69,6 +113,9 @@ impl CredentialsInput {
     pub fn validate(&self, creating: bool) -> Result<(), FieldError> {
         match self {
             CredentialsInput::Xiaomi(i) => i.validate(creating),
+            CredentialsInput::Oppo(i) => i.validate(creating),
+            CredentialsInput::Vivo(i) => i.validate(creating),
+            CredentialsInput::Meizu(i) => i.validate(creating),
         }
     }
 
@@ -78,6 +125,15 @@ impl CredentialsInput {
         match self {
             CredentialsInput::Xiaomi(i) => {
                 Credentials::Xiaomi(i.into_credentials(old.and_then(Credentials::xiaomi)))
+            }
+            CredentialsInput::Oppo(i) => {
+                Credentials::Oppo(i.into_credentials(old.and_then(Credentials::oppo)))
+            }
+            CredentialsInput::Vivo(i) => {
+                Credentials::Vivo(i.into_credentials(old.and_then(Credentials::vivo)))
+            }
+            CredentialsInput::Meizu(i) => {
+                Credentials::Meizu(i.into_credentials(old.and_then(Credentials::meizu)))
             }
         }
     }
