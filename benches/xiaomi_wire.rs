@@ -22,6 +22,7 @@ fn message(i: usize) -> XiaomiMessage {
         click: ClickAction::OpenApp,
         ext: Some(format!("{{\"conv\":\"group_{i}\",\"seq\":{i}}}")),
         payload: None,
+        callback: None,
     }
 }
 

@@ -279,6 +279,9 @@ function fillCertCard(card, cert) {
       figure('failed', 'Failed', failedTotal, failedTotal > 0 ? 'bad' : null),
       figure('queued', 'Queued', stats.queued),
       figure('rate_limited', 'Rate-limited', stats.rate_limited, stats.rate_limited > 0 ? 'warn' : null),
+      // From the vendor's delivery receipts (only when the gateway has a public URL).
+      figure('delivered_to_phone', 'Delivered to phone', stats.delivered_to_phone),
+      figure('clicked', 'Clicked', stats.clicked),
     ),
     h('details', { class: 'failed-by-class' },
       h('summary', { text: 'Failed by class' }),

@@ -66,6 +66,7 @@ async fn main() {
         click: ClickAction::OpenApp,
         ext: None,
         payload: None,
+        callback: None,
     });
     let regids: Arc<Vec<String>> = Arc::new((0..pool).map(regid).collect());
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);

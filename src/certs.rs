@@ -16,6 +16,10 @@ pub struct CertStats {
     pub rate_limited: AtomicU64,
     /// Indexed by [`DeliveryClass::failure_index`].
     failed: [AtomicU64; DeliveryClass::FAILURES.len()],
+    /// Notifications the vendor's receipts say reached the phone.
+    pub receipts_delivered: AtomicU64,
+    /// Notifications the vendor's receipts say the user tapped.
+    pub receipts_clicked: AtomicU64,
 }
 
 impl CertStats {

@@ -84,6 +84,10 @@ pub struct Config {
     /// certificate's environment. `http://` speaks HTTP/2 without TLS (the emulator).
     pub apns_base_url: Option<String>,
     pub webhook_url: Option<String>,
+    /// The gateway's address as vendors reach it (`https://push.example.com`); when set,
+    /// senders ask vendors for delivery receipts at `<public_url>/v1/receipts/...`.
+    pub public_url: Option<String>,
+    pub receipts: ReceiptsConfig,
     pub log_format: LogFormat,
     pub log_level: String,
     pub http: HttpConfig,
@@ -278,6 +282,8 @@ impl Default for Config {
             fcm_base_url: "https://fcm.googleapis.com".into(),
             apns_base_url: None,
             webhook_url: None,
+            public_url: None,
+            receipts: ReceiptsConfig::default(),
             log_format: LogFormat::Human,
             log_level: "info".into(),
             http: HttpConfig::default(),
@@ -339,6 +345,30 @@ impl Default for StoreConfig {
         StoreConfig {
             queue_capacity: 65_536,
             max_group: 8_192,
+        }
+    }
+}
+
+/// Bounds of the receipt endpoint (`POST /v1/receipts/{vendor}/{certificate}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptsConfig {
+    /// Largest receipt body; larger ones get 413 and change nothing.
+    pub max_body_bytes: usize,
+    /// Receipt requests per second one certificate may make; more get 429 with Retry-After.
+    pub requests_per_sec: u32,
+    /// Requests a certificate may make at once above that rate.
+    pub burst: u32,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            // Huawei posts at most 100 statuses per callback (a few hundred bytes each); Xiaomi
+            // batches regIds per message id. 256 KiB holds either with room to spare.
+            max_body_bytes: 256 * 1024,
+            requests_per_sec: 100,
+            burst: 200,
         }
     }
 }
@@ -448,6 +478,9 @@ impl Config {
         if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
             cfg.webhook_url = Some(v);
         }
+        if let Some(v) = env.var("PUSHGATE_PUBLIC_URL") {
+            cfg.public_url = Some(v);
+        }
         if let Some(v) = env.var("PUSHGATE_LOG_FORMAT") {
             cfg.log_format = match v.as_str() {
                 "json" => LogFormat::Json,
@@ -506,6 +539,20 @@ impl Config {
         };
         if let Some(k) = &self.secret_key {
             check_secret_key(k, "secret_key")?;
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['?', '#']) {
+                return invalid(
+                    "public_url",
+                    "must be an http:// or https:// URL without query or fragment",
+                );
+            }
+        }
+        if self.receipts.requests_per_sec == 0 || self.receipts.max_body_bytes < 1024 {
+            return invalid(
+                "receipts",
+                "requests_per_sec must be at least 1 and max_body_bytes at least 1024",
+            );
         }
         if !(self.xiaomi_base_url.starts_with("http://")
             || self.xiaomi_base_url.starts_with("https://"))
@@ -682,6 +729,20 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.http.max_recipients, 500);
+    }
+
+    #[test]
+    fn the_public_url_comes_from_the_environment_and_must_be_http() {
+        let c = Config::load(
+            None,
+            &env(&[("PUSHGATE_PUBLIC_URL", "https://push.example.com")]),
+        )
+        .unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://push.example.com"));
+        assert_eq!(Config::default().public_url, None);
+        let e =
+            Config::load(None, &env(&[("PUSHGATE_PUBLIC_URL", "push.example.com")])).unwrap_err();
+        assert!(e.to_string().contains("public_url"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,12 @@ pub struct Metrics {
     pub online_deliveries: IntCounterVec,
     pub webhooks: IntCounterVec,
     pub webhook_requests: IntCounterVec,
+    /// Delivery receipts: notifications the vendor says reached the phone, per certificate.
+    pub receipts_delivered: IntCounterVec,
+    /// Delivery receipts: notifications the user tapped, per certificate.
+    pub receipts_clicked: IntCounterVec,
+    /// Receipt requests refused (forged, malformed, too large, too many), by reason.
+    pub receipts_refused: IntCounterVec,
     /// `recipients` children resolved once (online, push_queued, skipped): the hot path skips
     /// the label lookup.
     pub recipients_by_outcome: [IntCounter; 3],
@@ -291,6 +297,24 @@ impl Metrics {
                 "pushgate_webhook_requests_total",
                 "State.StateChange webhook requests by result (ok: answered 2xx; failed: error status, timeout or connection error).",
                 &["result"],
+            ),
+            receipts_delivered: counter_vec(
+                &r,
+                "pushgate_receipts_delivered_total",
+                "Notifications the vendor's delivery receipts say reached the phone.",
+                &["vendor", "certificate"],
+            ),
+            receipts_clicked: counter_vec(
+                &r,
+                "pushgate_receipts_clicked_total",
+                "Notifications the vendor's receipts say the user tapped.",
+                &["vendor", "certificate"],
+            ),
+            receipts_refused: counter_vec(
+                &r,
+                "pushgate_receipts_refused_total",
+                "Receipt requests refused, changing nothing (unverified, malformed, too_large, rate_limited, unknown_certificate, unsupported).",
+                &["vendor", "reason"],
             ),
             registry: r,
         }

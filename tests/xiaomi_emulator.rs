@@ -51,6 +51,7 @@ fn msg() -> XiaomiMessage {
         click: ClickAction::OpenApp,
         ext: Some("{\"conv\":\"c2c_alice\"}".to_owned()),
         payload: None,
+        callback: None,
     }
 }
 

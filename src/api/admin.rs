@@ -34,6 +34,10 @@ pub struct StatsView {
     pub queued: u64,
     pub rate_limited: u64,
     pub failed: BTreeMap<&'static str, u64>,
+    /// Notifications the vendor's delivery receipts say reached the phone.
+    pub delivered_to_phone: u64,
+    /// Notifications the vendor's receipts say the user tapped.
+    pub clicked: u64,
 }
 
 pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
@@ -51,6 +55,8 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
             queued: state.gateway.queued(c.id) as u64,
             rate_limited: e.stats.rate_limited.load(Ordering::Relaxed),
             failed,
+            delivered_to_phone: e.stats.receipts_delivered.load(Ordering::Relaxed),
+            clicked: e.stats.receipts_clicked.load(Ordering::Relaxed),
         },
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod codec;
 pub mod console;
 pub mod error;
+pub mod receipts;
 pub mod v1;
 pub mod v4;
 pub mod ws;
@@ -56,7 +57,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
                 .route("/users/{user}", web::get().to(v1::user_status))
                 .route("/users/{user}/diagnosis", web::get().to(v1::diagnosis))
                 .route("/ws", web::get().to(ws::upgrade))
-                .route("/openapi.json", web::get().to(openapi)),
+                .route("/openapi.json", web::get().to(openapi))
+                .route(
+                    "/receipts/{vendor}/{certificate}",
+                    web::post().to(receipts::receive),
+                ),
         )
         .configure(v4::configure)
         .default_service(web::to(not_found));

@@ -1,6 +1,7 @@
 //! A vendor push certificate, as an operator enters it in the console (seed 步骤2).
 
 use super::credentials::Credentials;
+use super::receipt::ReceiptSecret;
 use serde::{Deserialize, Serialize};
 
 /// Generated numeric certificate id; clients report it with their token (TIM `businessID`).
@@ -69,6 +70,10 @@ pub struct Certificate {
     pub qps: u32,
     #[serde(flatten)]
     pub credentials: Credentials,
+    /// What the vendor's delivery receipts must carry back to be believed. Absent in records
+    /// written before receipts existed; the gateway generates one when it loads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_secret: Option<ReceiptSecret>,
 }
 
 impl Certificate {
@@ -89,6 +94,24 @@ impl Certificate {
                 app_secret: app_secret.into(),
                 channel_id: None,
             }),
+            receipt_secret: Some(ReceiptSecret::for_tests("receipt-secret-for-tests")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receipt_secret_is_stored_and_older_records_load_without_one() {
+        let cert = Certificate::xiaomi_for_tests(1001, "s", 10);
+        let stored = serde_json::to_value(&cert).unwrap_or_default();
+        assert_eq!(stored["receipt_secret"], "receipt-secret-for-tests");
+        let mut older = stored.clone();
+        older.as_object_mut().map(|o| o.remove("receipt_secret"));
+        let loaded: Certificate = serde_json::from_value(older).expect("an older record loads");
+        assert_eq!(loaded.receipt_secret, None);
+        assert!(!format!("{cert:?}").contains("receipt-secret-for-tests"));
     }
 }

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod message;
 pub mod policy;
 pub mod push_text;
+pub mod receipt;
 pub mod token;
 pub mod validate;
 pub mod vendor_fields;

@@ -1,6 +1,7 @@
 //! Certificate CRUD: validated, durable before the answer, effective at once.
 
 use super::*;
+use crate::domain::receipt::ReceiptSecret;
 
 impl Gateway {
     pub async fn create_certificate(
@@ -16,6 +17,7 @@ impl Gateway {
             click_action: input.click_action,
             qps: input.qps,
             credentials: input.credentials.into_credentials(None),
+            receipt_secret: Some(ReceiptSecret::generate()),
         };
         self.store
             .commit(vec![
@@ -52,6 +54,11 @@ impl Gateway {
             click_action: input.click_action,
             qps: input.qps,
             credentials: input.credentials.into_credentials(Some(&old.credentials)),
+            // Kept across edits: receipts of notifications already sent must still verify.
+            receipt_secret: old
+                .receipt_secret
+                .clone()
+                .or_else(|| Some(ReceiptSecret::generate())),
         };
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
@@ -74,6 +81,7 @@ impl Gateway {
             .await?;
         self.certs.remove(id);
         self.senders.stop(id);
+        self.receipt_limits.forget(id);
         tracing::info!(certificate = id, "certificate deleted");
         Ok(())
     }

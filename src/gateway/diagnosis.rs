@@ -3,10 +3,11 @@
 //! device state, and the last notification with the vendor's answer.
 
 use crate::certs::CertHealth;
+use crate::domain::receipt::utc_text;
 use crate::domain::{now_secs, DeviceState, OfflineReason, UserStatus};
 use crate::gateway::Gateway;
 use crate::providers::DeliveryClass;
-use crate::push::outcomes::LastNotification;
+use crate::push::outcomes::{LastNotification, ReceiptsSeen};
 use crate::registry::Device;
 use serde::Serialize;
 
@@ -29,6 +30,9 @@ pub struct DeviceDiagnosis {
     pub would_push: bool,
     pub checks: Vec<Check>,
     pub last_notification: Option<LastNotification>,
+    /// What the vendor's delivery receipts said last (when the gateway asks for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<ReceiptsSeen>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +108,7 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
             checks.push(check("certificate_healthy", Some(ok), detail));
         }
     }
+    let receipts = g.outcomes.receipts(user, &d.id);
     // 3. token reported
     checks.push(match &d.token {
         Some(t) => check(
@@ -111,11 +116,21 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
             Some(true),
             format!("token {} reported after login", crate::domain::token::redact(t)),
         ),
-        None => check(
-            "token_reported",
-            Some(false),
-            "no push token was reported for this device after login (the app must call setOfflinePushConfig / set_push_token)",
-        ),
+        None => match receipts.as_ref().and_then(|r| r.invalid_token_at) {
+            Some(at) => check(
+                "token_reported",
+                Some(false),
+                format!(
+                    "the vendor says this token is no longer valid (receipt at {}): it was unbound; the app must report a new one after its next login",
+                    utc_text(at)
+                ),
+            ),
+            None => check(
+                "token_reported",
+                Some(false),
+                "no push token was reported for this device after login (the app must call setOfflinePushConfig / set_push_token)",
+            ),
+        },
     });
     // 4. device state
     let (state_ok, state_detail) = match state {
@@ -152,7 +167,10 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
             "no notification sent to this device since the gateway started",
         ),
         Some(n) => {
-            let mut detail = format!("{}: {}", n.class, n.detail);
+            let mut detail = match last_receipt_sentence(g, n, receipts.as_ref()) {
+                Some(sentence) => sentence,
+                None => format!("{}: {}", n.class, n.detail),
+            };
             if let Some(t) = &n.trace_id {
                 detail.push_str(&format!(" (trace_id {t})"));
             }
@@ -179,6 +197,42 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
         would_push,
         checks,
         last_notification: last,
+        receipts,
+    }
+}
+
+/// What the receipts say about the last notification the vendor accepted: "delivered to the
+/// phone at …", or "sent, not confirmed" while no receipt came (a lost or late receipt is
+/// never a failure). `None` when the notification failed or receipts are not asked for.
+fn last_receipt_sentence(
+    g: &Gateway,
+    n: &LastNotification,
+    receipts: Option<&ReceiptsSeen>,
+) -> Option<String> {
+    if n.class != DeliveryClass::Delivered {
+        return None;
+    }
+    let same = receipts.filter(|r| r.msg_id.is_some() && r.msg_id == n.msg_id);
+    match same.map(|r| (r.delivered_at, r.clicked_at)) {
+        Some((Some(at), clicked)) | Some((clicked @ None, Some(at))) => {
+            let mut s = format!("delivered to the phone at {}", utc_text(at));
+            if let Some(c) = clicked.filter(|c| *c != at) {
+                s.push_str(&format!(", opened at {}", utc_text(c)));
+            }
+            Some(s)
+        }
+        _ if g
+            .certs
+            .get(n.certificate_id)
+            .is_some_and(|e| g.asks_for_receipts(&e.cert())) =>
+        {
+            Some(format!(
+                "sent, not confirmed: {} at {}; no delivery receipt has come yet",
+                n.detail,
+                utc_text(n.at)
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod diagnosis;
 mod error;
 mod journal;
 mod messages;
+mod receipts;
 mod sessions;
 mod status;
 mod tokens;
@@ -14,6 +15,7 @@ mod upkeep;
 pub(crate) use error::{cert_not_found, field_error, id_error, token_error};
 pub use error::{ErrorCode, GatewayError};
 pub use messages::{SendRequest, Sent};
+pub use receipts::{ReceiptRefusal, ReceiptSummary};
 pub use sessions::{EventError, EventResult, KickedDevice, SessionAction, SessionEvent};
 pub use status::{user_status, DeviceView, UserStatus};
 
@@ -61,6 +63,8 @@ pub struct Gateway {
     metrics: Metrics,
     /// The last vendor result per device, for diagnosis.
     outcomes: Arc<Outcomes>,
+    /// The receipt endpoint's rate limit per certificate.
+    receipt_limits: receipts::ReceiptLimits,
     /// Serialises certificate changes so the disk sees them in memory's order.
     cert_lock: tokio::sync::Mutex<()>,
     next_cert_id: AtomicU64,
@@ -107,6 +111,7 @@ impl Gateway {
             drain: Default::default(),
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);
+        let certificates = receipts::with_receipt_secrets(certificates, &store);
         for c in certificates {
             senders.start(certs.insert(c));
         }
@@ -134,6 +139,7 @@ impl Gateway {
             store,
             metrics,
             outcomes,
+            receipt_limits: receipts::ReceiptLimits::default(),
             cert_lock: tokio::sync::Mutex::new(()),
             cert_hook: std::sync::OnceLock::new(),
             next_cert_id: AtomicU64::new(next),

@@ -47,6 +47,7 @@ impl Gateway {
         m.certificates
             .with_label_values(&["quota_paused"])
             .set(paused);
+        self.touch_receipt_counters();
     }
 
     /// The first step of a shutdown: every live WebSocket gets a close frame (1001) at once,

@@ -31,7 +31,11 @@ pub use verdict::{
     CertAction, DeliveryClass, JobResult, JobVerdict, RetryBudget, RetryPlan, Verdict,
 };
 
+/// Huawei's receipts and their HMAC (pure; the Huawei service's `read_receipts` uses them).
+pub mod huawei_receipt;
+
 use crate::config::Config;
+use crate::domain::receipt::{Receipt, ReceiptError};
 use crate::domain::validate::FieldError;
 use crate::domain::{Certificate, CertificateId, Vendor};
 use crate::push::{PushContent, PushJob};
@@ -158,6 +162,43 @@ pub trait PushService: Send + Sync + Sized + 'static {
         reply: Self::Reply,
         attempt: u32,
     ) -> Verdict;
+
+    /// Whether this service asks the vendor for delivery receipts when the gateway has a public
+    /// URL (then a notification without one is "sent, not confirmed").
+    fn asks_for_receipts(&self) -> bool {
+        false
+    }
+
+    /// Parses and verifies a delivery-receipt request the vendor posted for `cert`
+    /// (`POST /v1/receipts/{vendor}/{certificate}`): every receipt, or why none is believed.
+    /// Vendors that send no receipts keep the default.
+    fn read_receipts(
+        &self,
+        cert: &Certificate,
+        request: &ReceiptRequest<'_>,
+    ) -> Result<Vec<Receipt>, ReceiptError> {
+        let _ = (cert, request);
+        Err(ReceiptError::Unsupported(self.name()))
+    }
+}
+
+/// A receipt request as it arrived, without the HTTP framework's types.
+pub struct ReceiptRequest<'a> {
+    pub body: &'a [u8],
+    /// Header names in lower case, values as sent.
+    pub headers: &'a [(String, String)],
+    /// Unix milliseconds, for receipts without a timestamp and for signature freshness.
+    pub now_ms: u64,
+}
+
+impl ReceiptRequest<'_> {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Something to do with the service of a certificate, whatever its vendor (the sender's start).
@@ -196,7 +237,10 @@ impl Providers {
     pub fn from_config(config: &Config) -> Result<Providers, ProvidersError> {
         let timeout = Duration::from_millis(config.push.vendor_timeout_ms);
         Ok(Providers {
-            xiaomi: Arc::new(xiaomi::Xiaomi::new(&config.xiaomi_base_url, timeout)?),
+            xiaomi: Arc::new(
+                xiaomi::Xiaomi::new(&config.xiaomi_base_url, timeout)?
+                    .with_receipts(config.public_url.clone()),
+            ),
             oppo: Arc::new(
                 oppo::service::Oppo::new(&config.oppo_base_url, timeout)
                     .map_err(|e| ProvidersError::Ovm("oppo", e))?,

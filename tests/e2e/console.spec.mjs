@@ -270,7 +270,7 @@ test('live figures refresh without reloading the page', async () => {
   assert.equal(changed.status, 200);
   const card = page.locator(`.cert[data-id="${certId}"]`);
   await textMatching(card.locator('dd[data-key="QPS"]'), /^300$/, 15_000);
-  for (const key of ['sent', 'failed', 'queued', 'rate_limited']) {
+  for (const key of ['sent', 'failed', 'queued', 'rate_limited', 'delivered_to_phone', 'clicked']) {
     await textMatching(card.locator(`[data-figure="${key}"] .figure-value`), /^\d[\d,]*$/);
   }
   await textMatching(card.locator('dd[data-key="quota"]'), /quota|Paused/);

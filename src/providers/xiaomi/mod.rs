@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod emulator;
+pub mod receipt;
 pub mod reply;
 pub mod service;
 pub mod wire;

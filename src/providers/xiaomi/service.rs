@@ -4,13 +4,15 @@
 //! classification of a [`VendorReply`] into a [`Verdict`].
 
 use super::client::{ClientError, XiaomiClient};
+use super::receipt::parse_receipts;
 use super::reply::{next_china_midnight_unix, retry_delay, VendorReply};
-use super::wire::{XiaomiApp, XiaomiMessage, MAX_REGIDS_PER_REQUEST};
+use super::wire::{ReceiptCallback, XiaomiApp, XiaomiMessage, MAX_REGIDS_PER_REQUEST};
+use crate::domain::receipt::{receipt_url, Receipt, ReceiptError};
 use crate::domain::validate::FieldError;
 use crate::domain::{now_secs, Certificate, CertificateId};
 use crate::providers::{
     AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
-    PushService, RetryBudget, RetryPlan, Verdict,
+    PushService, ReceiptRequest, RetryBudget, RetryPlan, Verdict,
 };
 use crate::push::PushContent;
 use std::collections::HashSet;
@@ -25,12 +27,30 @@ pub const MAX_MULTI_PER_REQUEST: usize = 100;
 /// Xiaomi MiPush, one per process: its client's connection pool serves every certificate.
 pub struct Xiaomi {
     client: XiaomiClient,
+    /// The gateway's public URL; when set, every notification asks for receipts there.
+    public_url: Option<String>,
 }
 
 impl Xiaomi {
     pub fn new(base_url: &str, timeout: Duration) -> Result<Xiaomi, ClientError> {
         Ok(Xiaomi {
             client: XiaomiClient::new(base_url, timeout)?,
+            public_url: None,
+        })
+    }
+
+    /// Asks for delivery receipts at `public_url` (none when `None`).
+    pub fn with_receipts(mut self, public_url: Option<String>) -> Xiaomi {
+        self.public_url = public_url.filter(|u| !u.is_empty());
+        self
+    }
+
+    fn callback(&self, cert: &Certificate) -> Option<ReceiptCallback> {
+        let base = self.public_url.as_deref()?;
+        let secret = cert.receipt_secret.as_ref()?;
+        Some(ReceiptCallback {
+            url: receipt_url(base, "xiaomi", cert.id),
+            param: secret.expose().to_owned(),
         })
     }
 }
@@ -83,6 +103,7 @@ impl PushService for Xiaomi {
             click: cert.click_action.clone(),
             ext: content.ext.clone(),
             payload: None,
+            callback: self.callback(cert),
         }
     }
 
@@ -124,6 +145,23 @@ impl PushService for Xiaomi {
         attempt: u32,
     ) -> Verdict {
         classify_reply(cert, batch, reply, attempt, now_secs())
+    }
+
+    fn asks_for_receipts(&self) -> bool {
+        self.public_url.is_some()
+    }
+
+    fn read_receipts(
+        &self,
+        cert: &Certificate,
+        request: &ReceiptRequest<'_>,
+    ) -> Result<Vec<Receipt>, ReceiptError> {
+        let Some(secret) = cert.receipt_secret.as_ref() else {
+            return Err(ReceiptError::Unverified(
+                "this certificate has no receipt secret yet".into(),
+            ));
+        };
+        parse_receipts(request.body, secret, request.now_ms)
     }
 }
 
@@ -342,6 +380,7 @@ mod tests {
             click: ClickAction::OpenApp,
             ext: None,
             payload: None,
+            callback: None,
         }
     }
 

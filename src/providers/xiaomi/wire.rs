@@ -58,6 +58,32 @@ pub struct XiaomiMessage {
     pub ext: Option<String>,
     /// `payload`; the app reads it with `getContent()`.
     pub payload: Option<String>,
+    /// `extra.callback*`: where Xiaomi posts delivery receipts, when the gateway has a public
+    /// URL (spec §5.4).
+    pub callback: Option<ReceiptCallback>,
+}
+
+/// Receipts pushgate asks for: delivered (1) + clicked (2) — together type 3, which "already
+/// includes 1 and 2" — and target invalid (16): 3 + 16 = 19 (spec §5.4, [S21]).
+pub const CALLBACK_TYPE: &str = "19";
+
+/// Where and with what Xiaomi calls back for one notification.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ReceiptCallback {
+    /// `extra.callback`: `<public URL>/v1/receipts/xiaomi/<certificate id>`.
+    pub url: String,
+    /// `extra.callback.param` (≤ 64 bytes), echoed in every receipt: the certificate's receipt
+    /// secret. Never logged (`Debug` redacts it).
+    pub param: String,
+}
+
+impl std::fmt::Debug for ReceiptCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptCallback")
+            .field("url", &self.url)
+            .field("param", &"<redacted>")
+            .finish()
+    }
 }
 
 impl XiaomiMessage {
@@ -155,6 +181,11 @@ pub fn regid_form(app: &XiaomiApp, msg: &XiaomiMessage, regids: &[&str]) -> Stri
     if let Some(ext) = non_empty(&msg.ext) {
         pairs.push(("extra.ext", ext));
     }
+    if let Some(cb) = &msg.callback {
+        pairs.push(("extra.callback", &cb.url));
+        pairs.push(("extra.callback.param", &cb.param));
+        pairs.push(("extra.callback.type", CALLBACK_TYPE));
+    }
     pairs.push(("registration_id", &targets));
     encode_pairs(&pairs)
 }
@@ -223,6 +254,9 @@ impl<'a> MessageJson<'a> {
                 web_uri,
                 channel_id: non_empty(&msg.channel_id),
                 ext: non_empty(&msg.ext),
+                callback: msg.callback.as_ref().map(|c| c.url.as_str()),
+                callback_param: msg.callback.as_ref().map(|c| c.param.as_str()),
+                callback_type: msg.callback.as_ref().map(|_| CALLBACK_TYPE),
             },
         }
     }
@@ -239,6 +273,13 @@ struct ExtraJson<'a> {
     channel_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ext: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback: Option<&'a str>,
+    /// Nested extras drop only the `extra.` prefix (spec §3.6): `callback.param` keeps its dot.
+    #[serde(rename = "callback.param", skip_serializing_if = "Option::is_none")]
+    callback_param: Option<&'a str>,
+    #[serde(rename = "callback.type", skip_serializing_if = "Option::is_none")]
+    callback_type: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -261,6 +302,7 @@ mod tests {
             click: ClickAction::OpenApp,
             ext: Some("{\"conv\":\"42\"}".to_owned()),
             payload: None,
+            callback: None,
         }
     }
 
@@ -353,6 +395,38 @@ mod tests {
             pairs[0].1,
             r#"[{"target":"regA","message":{"title":"Alice","description":"hi there","notify_type":-1,"notify_id":7,"pass_through":0,"restricted_package_name":"com.example.chat","extra":{"notify_effect":"1","channel_id":"101556","ext":"{\"conv\":\"42\"}"}}},{"target":"regB","message":{"title":"Bob","description":"hi there","notify_type":-1,"notify_id":8,"pass_through":0,"restricted_package_name":"com.example.chat","extra":{"notify_effect":"2","intent_uri":"intent:x","channel_id":"101556"}}}]"#
         );
+    }
+
+    fn with_callback(mut m: XiaomiMessage) -> XiaomiMessage {
+        m.callback = Some(ReceiptCallback {
+            url: "https://push.example.com/v1/receipts/xiaomi/1001".to_owned(),
+            param: "s3cr3t".to_owned(),
+        });
+        m
+    }
+
+    #[test]
+    fn the_receipt_callback_goes_in_extras_with_types_19() {
+        let body = regid_form(&app(), &with_callback(msg()), &["r"]);
+        assert!(
+            body.ends_with(
+                "&extra.ext=%7B%22conv%22%3A%2242%22%7D\
+                 &extra.callback=https%3A%2F%2Fpush.example.com%2Fv1%2Freceipts%2Fxiaomi%2F1001\
+                 &extra.callback.param=s3cr3t&extra.callback.type=19&registration_id=r"
+            ),
+            "{body}"
+        );
+        let body = multi_form(&app(), &[("r", &with_callback(msg()))]);
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).expect("form");
+        let messages: serde_json::Value = serde_json::from_str(&pairs[0].1).expect("json");
+        let extra = &messages[0]["message"]["extra"];
+        assert_eq!(
+            extra["callback"],
+            "https://push.example.com/v1/receipts/xiaomi/1001"
+        );
+        assert_eq!(extra["callback.param"], "s3cr3t");
+        assert_eq!(extra["callback.type"], "19");
+        assert!(!format!("{:?}", with_callback(msg())).contains("s3cr3t"));
     }
 
     #[test]

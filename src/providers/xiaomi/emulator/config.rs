@@ -54,6 +54,12 @@ pub struct Knobs {
     pub latency_ms: u64,
     /// Push requests wait without answer until this is cleared (or `hang_cap_secs` passes).
     pub hang: bool,
+    /// Milliseconds from accepting a notification to its delivery receipt being due.
+    pub receipt_delay_ms: u64,
+    /// Share of receipts (0.0–1.0) never posted, as when Xiaomi's callback is lost.
+    pub receipt_loss_ratio: f64,
+    /// Share of delivered notifications (0.0–1.0) the emulated user also taps (type 2).
+    pub receipt_click_ratio: f64,
 }
 
 /// Limits and the choices made where the spec says UNCONFIRMED; fixed at start.
@@ -99,6 +105,8 @@ pub struct EmulatorRules {
     pub max_body_bytes: usize,
     /// actix workers (threads) serving the emulator; 1 suits tests, more suits load runs.
     pub workers: usize,
+    /// Receipts due within this many milliseconds share one POST per callback URL and type.
+    pub receipt_batch_ms: u64,
 }
 
 impl Default for EmulatorRules {
@@ -122,6 +130,7 @@ impl Default for EmulatorRules {
             max_records: 100_000,
             max_body_bytes: 8 * 1024 * 1024,
             workers: 1,
+            receipt_batch_ms: 50,
         }
     }
 }
@@ -141,6 +150,10 @@ pub struct EmulatorConfig {
     pub error_5xx_ratio: f64,
     pub latency: Duration,
     pub hang: bool,
+    /// Receipt knobs at start (see [`Knobs`]).
+    pub receipt_delay: Duration,
+    pub receipt_loss_ratio: f64,
+    pub receipt_click_ratio: f64,
     pub rules: EmulatorRules,
 }
 

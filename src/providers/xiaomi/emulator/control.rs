@@ -29,7 +29,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(add_apps)),
     )
     .service(web::resource("/_emulator/regids").route(web::post().to(add_regids)))
-    .service(web::resource("/_emulator/stats").route(web::get().to(stats)));
+    .service(web::resource("/_emulator/stats").route(web::get().to(stats)))
+    .service(web::resource("/_emulator/receipts").route(web::get().to(receipt_stats)));
 }
 
 fn bad_request(message: impl Into<String>) -> HttpResponse {
@@ -71,8 +72,14 @@ async fn put_knobs(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse 
         Ok(knobs) => knobs,
         Err(err) => return bad_request(format!("bad knobs: {err}")),
     };
-    if !(0.0..=1.0).contains(&knobs.error_5xx_ratio) {
-        return bad_request("error_5xx_ratio must be between 0 and 1");
+    for (name, ratio) in [
+        ("error_5xx_ratio", knobs.error_5xx_ratio),
+        ("receipt_loss_ratio", knobs.receipt_loss_ratio),
+        ("receipt_click_ratio", knobs.receipt_click_ratio),
+    ] {
+        if !(0.0..=1.0).contains(&ratio) {
+            return bad_request(format!("{name} must be between 0 and 1"));
+        }
     }
     shared.set_knobs(knobs.clone());
     HttpResponse::Ok().json(knobs)
@@ -119,18 +126,31 @@ struct RegidChange {
     valid: Vec<String>,
     #[serde(default)]
     invalid: Vec<String>,
+    /// Accepted, then reported invalid by a receipt (type 16).
+    #[serde(default)]
+    uninstalled: Vec<String>,
 }
 
-/// `POST /_emulator/regids` with `{"valid":[…],"invalid":[…]}`.
+/// `POST /_emulator/regids` with `{"valid":[…],"invalid":[…],"uninstalled":[…]}`.
 async fn add_regids(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
     match serde_json::from_slice::<RegidChange>(&body) {
         Ok(change) => {
-            let counts = json!({ "valid": change.valid.len(), "invalid": change.invalid.len() });
+            let counts = json!({
+                "valid": change.valid.len(),
+                "invalid": change.invalid.len(),
+                "uninstalled": change.uninstalled.len(),
+            });
             shared.add_regids(change.valid, change.invalid);
+            shared.add_uninstalled(change.uninstalled);
             HttpResponse::Ok().json(counts)
         }
         Err(err) => bad_request(format!("expected {{\"valid\":[…],\"invalid\":[…]}}: {err}")),
     }
+}
+
+/// `GET /_emulator/receipts`: receipts posted, lost and failed since start.
+async fn receipt_stats(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(shared.receipt_stats())
 }
 
 async fn stats(shared: web::Data<Shared>) -> HttpResponse {

@@ -7,12 +7,14 @@
 //! Where the spec says UNCONFIRMED the choice lives in [`EmulatorRules`].
 //!
 //! Files: `config` (what it starts with), `state` (shared state), `envelope` (Xiaomi's reply
-//! shape and ids), `push` (the send endpoints), `control` (`/_emulator/*`).
+//! shape and ids), `push` (the send endpoints), `receipts` (delivery receipts posted to
+//! `extra.callback`), `control` (`/_emulator/*`).
 
 mod config;
 mod control;
 mod envelope;
 mod push;
+mod receipts;
 mod state;
 
 use std::io;
@@ -23,6 +25,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use config::{EmulatorApp, EmulatorConfig, EmulatorRules, Knobs, RegidPolicy};
+pub use receipts::ReceiptStats;
 pub use state::{EmulatorStats, ReceivedFilter, ReceivedNotification};
 
 use state::Shared;
@@ -50,6 +53,7 @@ pub fn start(config: EmulatorConfig, listen: SocketAddr) -> io::Result<EmulatorH
         .spawn(move || {
             let system = actix_rt::System::new();
             system.block_on(async move {
+                actix_rt::spawn(receipts::run_poster(Arc::clone(&app_state)));
                 let data = web::Data::from(app_state);
                 let server = HttpServer::new(move || {
                     App::new()
@@ -132,6 +136,21 @@ impl EmulatorHandle {
     {
         self.shared
             .add_regids(Vec::new(), regids.into_iter().map(Into::into).collect());
+    }
+
+    /// RegIds Xiaomi accepts but later reports invalid with a receipt (app uninstalled).
+    pub fn add_uninstalled_regids<I, S>(&self, regids: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.shared
+            .add_uninstalled(regids.into_iter().map(Into::into).collect());
+    }
+
+    /// Receipts posted, lost and failed since start.
+    pub fn receipt_stats(&self) -> ReceiptStats {
+        self.shared.receipt_stats()
     }
 
     pub fn knobs(&self) -> Knobs {

@@ -298,6 +298,13 @@ async fn process(
         })
         .collect();
     let count = records.len();
+    let receipts = super::receipts::receipts_for(
+        shared,
+        &records,
+        knobs.receipt_delay_ms,
+        knobs.receipt_click_ratio,
+    );
+    shared.queue_receipts(receipts, knobs.receipt_loss_ratio);
     shared.record(records);
     Ok(env::ok_body(trace_id, count, data))
 }

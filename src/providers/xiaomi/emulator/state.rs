@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::config::{EmulatorApp, EmulatorConfig, EmulatorRules, Knobs, RegidPolicy};
+use super::receipts::{PendingReceipt, ReceiptStats};
 
 /// One (regId, notification) pair the emulator accepted, decoded as the device would see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +102,15 @@ pub(crate) struct Shared {
     knobs: watch::Sender<Knobs>,
     counters: Mutex<Counters>,
     received: Mutex<Received>,
+    /// RegIds accepted but answered later with a target-invalid receipt (app uninstalled).
+    uninstalled: Mutex<HashSet<String>>,
+    receipts: Mutex<Receipts>,
+}
+
+#[derive(Default)]
+struct Receipts {
+    pending: VecDeque<PendingReceipt>,
+    stats: ReceiptStats,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,6 +138,9 @@ impl Shared {
             error_5xx_ratio: config.error_5xx_ratio,
             latency_ms: u64::try_from(config.latency.as_millis()).unwrap_or(u64::MAX),
             hang: config.hang,
+            receipt_delay_ms: u64::try_from(config.receipt_delay.as_millis()).unwrap_or(u64::MAX),
+            receipt_loss_ratio: config.receipt_loss_ratio,
+            receipt_click_ratio: config.receipt_click_ratio,
         };
         Shared {
             rules: config.rules,
@@ -136,6 +149,8 @@ impl Shared {
             knobs: watch::Sender::new(knobs),
             counters: Mutex::default(),
             received: Mutex::default(),
+            uninstalled: Mutex::default(),
+            receipts: Mutex::default(),
         }
     }
 
@@ -323,6 +338,52 @@ impl Shared {
         let n = received.records.len();
         received.records.clear();
         n
+    }
+
+    /// Marks regIds as uninstalled: accepted, then a target-invalid receipt.
+    pub fn add_uninstalled(&self, regids: Vec<String>) {
+        lock(&self.uninstalled).extend(regids);
+    }
+
+    pub fn is_uninstalled(&self, regid: &str) -> bool {
+        lock(&self.uninstalled).contains(regid)
+    }
+
+    /// Queues receipts, dropping `loss_ratio` of them (counted); bounded by `max_records`.
+    pub fn queue_receipts(&self, receipts: Vec<PendingReceipt>, loss_ratio: f64) {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let mut r = lock(&self.receipts);
+        for p in receipts {
+            // `<` with a NaN ratio is false: a bad knob never fires.
+            if rng.random::<f64>() < loss_ratio || r.pending.len() >= self.rules.max_records {
+                r.stats.lost += 1;
+            } else {
+                r.pending.push_back(p);
+            }
+        }
+    }
+
+    /// Removes and returns the receipts due at `now_ms`.
+    pub fn take_due_receipts(&self, now_ms: u64) -> Vec<PendingReceipt> {
+        let mut r = lock(&self.receipts);
+        let (due, later): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|p| p.due_ms <= now_ms);
+        r.pending = later.into();
+        due
+    }
+
+    pub fn count_receipt_post(&self, receipts: u64, ok: bool) {
+        let mut r = lock(&self.receipts);
+        r.stats.requests += 1;
+        if ok {
+            r.stats.posted += receipts;
+        } else {
+            r.stats.failed += receipts;
+        }
+    }
+
+    pub fn receipt_stats(&self) -> ReceiptStats {
+        lock(&self.receipts).stats.clone()
     }
 
     pub fn hang_cap(&self) -> Duration {

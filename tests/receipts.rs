@@ -1,0 +1,448 @@
+//! Delivery receipts over real sockets: the gateway asks Xiaomi (the emulator) for receipts at
+//! its public URL, the emulator posts them the way Xiaomi does, and what a user would check
+//! changes — the certificate's delivered and clicked counts, /metrics, diagnosis, the token
+//! binding. Forged, oversized and too frequent receipt requests are refused and change nothing;
+//! a lost receipt leaves the notification "sent, not confirmed", never failed.
+
+mod common;
+
+use common::*;
+use pushgate::providers::xiaomi::emulator::{EmulatorConfig, ReceivedNotification};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after `WAIT`.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(t0.elapsed() < WAIT, "timed out after {WAIT:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port free now, so the gateway's public URL can be known before it starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A gateway with a public URL (its own address) and a certificate; the emulator with `emu`.
+async fn start(emu: EmulatorConfig, tweak: impl FnOnce(&mut pushgate::config::Config)) -> Harness {
+    let port = free_port();
+    Harness::builder()
+        .config(move |c| {
+            c.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+            c.public_url = Some(format!("http://127.0.0.1:{port}"));
+        })
+        .config(tweak)
+        .emulator(emu)
+        .certificate(cert_body(100))
+        .start()
+        .await
+}
+
+async fn send_to(h: &Harness, user: &str) {
+    let v = h
+        .send(json!({"to":[user],"from":"carol","text":"dinner?","offline_push":{"title":"Carol"}}))
+        .await;
+    assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+}
+
+async fn one_push(h: &Harness, user: &str) -> ReceivedNotification {
+    let got = h.wait_pushes(&regid(user), 1).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    got[0].clone()
+}
+
+async fn diagnosis(h: &Harness, user: &str) -> Value {
+    let (s, v) = h
+        .api(Method::GET, &format!("/v1/users/{user}/diagnosis"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+fn check<'a>(d: &'a Value, name: &str) -> &'a Value {
+    d["devices"][0]["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == name))
+        .unwrap_or_else(|| panic!("no check {name}: {d}"))
+}
+
+async fn cert_stats(h: &Harness) -> Value {
+    let (s, v) = h
+        .admin(Method::GET, &format!("/v1/certificates/{}", h.cert()), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["stats"].clone()
+}
+
+async fn token_bound(h: &Harness, user: &str) -> bool {
+    let (s, v) = h.api(Method::GET, &format!("/v1/users/{user}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    v["devices"][0]["token_bound"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no token_bound: {v}"))
+}
+
+/// Posts a receipt body as Xiaomi would (form field `data`).
+async fn post_receipt(h: &Harness, path: &str, data: &Value) -> (u16, Value) {
+    let body = serde_urlencoded::to_string([("data", data.to_string())]).expect("form");
+    post_raw(h, path, body.into_bytes()).await
+}
+
+async fn post_raw(h: &Harness, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = h
+        .http
+        .post(h.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let v = r.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+#[tokio::test]
+async fn delivered_and_clicked_receipts_count_and_show_in_diagnosis() {
+    let h = start(
+        EmulatorConfig {
+            receipt_click_ratio: 1.0,
+            ..EmulatorConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    h.killed("alice", "d1").await;
+    send_to(&h, "alice").await;
+    let push = one_push(&h, "alice").await;
+    // The request asked for receipts exactly per the spec's wire format.
+    let callback = format!(
+        "{}/v1/receipts/xiaomi/{}",
+        h.config.public_url.as_deref().unwrap_or(""),
+        h.cert()
+    );
+    assert_eq!(push.extras.get("callback"), Some(&callback));
+    assert_eq!(
+        push.extras.get("callback.type").map(String::as_str),
+        Some("19")
+    );
+    let param = push
+        .extras
+        .get("callback.param")
+        .cloned()
+        .unwrap_or_default();
+    assert!(param.len() >= 16 && param.len() <= 64, "{param}");
+    // The secret is never shown by the API.
+    let (_, listed) = h.admin(Method::GET, "/v1/certificates", None).await;
+    assert!(!listed.to_string().contains(&param), "{listed}");
+
+    let labels = format!("certificate=\"{}\",vendor=\"xiaomi\"", h.cert());
+    wait_for("a delivered and a clicked receipt in /metrics", || async {
+        let m = h.metrics().await;
+        (metric(&m, "pushgate_receipts_delivered_total", &labels) == 1.0
+            && metric(&m, "pushgate_receipts_clicked_total", &labels) == 1.0)
+            .then_some(())
+    })
+    .await;
+    let stats = cert_stats(&h).await;
+    assert_eq!(
+        (
+            stats["delivered_to_phone"].as_u64(),
+            stats["clicked"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    // Xiaomi resending the same receipt changes no count.
+    let again = json!({ push.message_id.clone():
+        {"type": 1, "targets": regid("alice"), "timestamp": 1, "param": param} });
+    let (s, v) = post_receipt(&h, &format!("/v1/receipts/xiaomi/{}", h.cert()), &again).await;
+    assert_eq!(
+        (s, v["delivered"].as_u64(), v["ignored"].as_u64()),
+        (200, Some(0), Some(1)),
+        "{v}"
+    );
+    assert_eq!(cert_stats(&h).await["delivered_to_phone"], 1);
+    let d = wait_for("alice's last notification in diagnosis", || async {
+        let d = diagnosis(&h, "alice").await;
+        (!d["devices"][0]["last_notification"].is_null()).then_some(d)
+    })
+    .await;
+    let last = check(&d, "last_notification");
+    assert_eq!(last["ok"], true, "{d}");
+    let detail = last["detail"].as_str().unwrap_or("");
+    assert!(detail.starts_with("delivered to the phone at "), "{detail}");
+    assert!(detail.contains("UTC"), "{detail}");
+    assert_eq!(
+        d["devices"][0]["receipts"]["msg_id"],
+        push.message_id.as_str(),
+        "{d}"
+    );
+    assert!(
+        token_bound(&h, "alice").await,
+        "a delivered receipt keeps the token"
+    );
+    assert_eq!(h.emu.receipt_stats().lost, 0);
+}
+
+#[tokio::test]
+async fn an_invalid_target_receipt_unbinds_the_token_like_a_bad_regid_answer() {
+    let h = start(EmulatorConfig::default(), |_| {}).await;
+    h.emu.add_uninstalled_regids([regid("bob")]);
+    h.killed("bob", "d1").await;
+    h.killed("alice", "d1").await;
+    send_to(&h, "bob").await;
+    send_to(&h, "alice").await;
+    one_push(&h, "bob").await;
+    wait_for("bob's token unbound by the receipt", || async {
+        (!token_bound(&h, "bob").await).then_some(())
+    })
+    .await;
+    assert!(
+        token_bound(&h, "alice").await,
+        "only the invalid token goes"
+    );
+    let labels = format!("certificate=\"{}\",vendor=\"xiaomi\"", h.cert());
+    wait_for("alice's delivered receipt", || async {
+        let m = h.metrics().await;
+        (metric(&m, "pushgate_receipts_delivered_total", &labels) == 1.0).then_some(())
+    })
+    .await;
+    let m = h.metrics().await;
+    assert_eq!(metric(&m, "pushgate_tokens_unbound_total", ""), 1.0);
+    let d = diagnosis(&h, "bob").await;
+    let token = check(&d, "token_reported");
+    assert_eq!(token["ok"], false, "{d}");
+    let detail = token["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("the vendor says this token is no longer valid"),
+        "{detail}"
+    );
+    assert_eq!(d["would_push"], false, "{d}");
+    // The next message finds no token, as after a synchronous bad regId.
+    let v = h
+        .send(json!({"to":["bob"],"from":"carol","text":"again?"}))
+        .await;
+    assert_eq!(v["results"][0]["outcome"], "skipped", "{v}");
+    // The unbinding is durable.
+    let h = h.restart().await;
+    assert!(
+        !token_bound(&h, "bob").await,
+        "still unbound after a restart"
+    );
+}
+
+#[tokio::test]
+async fn forged_oversized_and_malformed_receipts_are_refused_and_change_nothing() {
+    let h = start(
+        EmulatorConfig {
+            // The emulator's own receipts would change counts: none are posted in this test.
+            receipt_loss_ratio: 1.0,
+            ..EmulatorConfig::default()
+        },
+        |c| c.receipts.max_body_bytes = 4096,
+    )
+    .await;
+    h.killed("carol", "d1").await;
+    send_to(&h, "carol").await;
+    let push = one_push(&h, "carol").await;
+    let secret = push
+        .extras
+        .get("callback.param")
+        .cloned()
+        .unwrap_or_default();
+    let path = format!("/v1/receipts/xiaomi/{}", h.cert());
+    let invalid = |param: Option<&str>| {
+        let mut e = json!({"type":16,"targets":regid("carol"),"timestamp":1});
+        if let Some(p) = param {
+            e["param"] = json!(p);
+        }
+        json!({ push.message_id.clone(): e })
+    };
+
+    for (what, data) in [
+        ("a wrong param", invalid(Some("forged-secret"))),
+        ("no param", invalid(None)),
+        (
+            "the secret cut short",
+            invalid(Some(&secret[..secret.len() - 1])),
+        ),
+    ] {
+        let (s, v) = post_receipt(&h, &path, &data).await;
+        assert_eq!(s, 401, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "receipt_unverified", "{what}: {v}");
+    }
+    // One good entry does not carry a forged one.
+    let mut mixed = invalid(Some(&secret));
+    mixed["other-msg"] = json!({"type":1,"targets":regid("carol"),"param":"nope"});
+    assert_eq!(post_receipt(&h, &path, &mixed).await.0, 401);
+
+    // The right secret, but more than receipts.max_body_bytes.
+    let mut big = invalid(Some(&secret));
+    big[push.message_id.as_str()]["extra"] = json!({"pad": "x".repeat(5000)});
+    let (s, v) = post_receipt(&h, &path, &big).await;
+    assert_eq!(s, 413, "{v}");
+    assert_eq!(v["error"]["code"], "receipt_too_large", "{v}");
+
+    let (s, v) = post_raw(&h, &path, b"data=%7Bnot-json".to_vec()).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("data")),
+        "{v}"
+    );
+    let (s, v) = post_raw(&h, &path, b"nodata=1".to_vec()).await;
+    assert_eq!(s, 400, "{v}");
+    // The secret of one certificate opens no other, nor another vendor's path.
+    for wrong in [
+        "/v1/receipts/xiaomi/999999".to_string(),
+        "/v1/receipts/xiaomi/not-a-number".to_string(),
+        format!("/v1/receipts/huawei/{}", h.cert()),
+    ] {
+        let (s, v) = post_receipt(&h, &wrong, &invalid(Some(&secret))).await;
+        assert_eq!(s, 404, "{wrong}: {v}");
+    }
+
+    // Nothing changed: the token is bound, nothing counted, diagnosis unconfirmed.
+    assert!(token_bound(&h, "carol").await);
+    let m = h.metrics().await;
+    assert_eq!(metric(&m, "pushgate_tokens_unbound_total", ""), 0.0);
+    let labels = format!("certificate=\"{}\",vendor=\"xiaomi\"", h.cert());
+    assert_eq!(
+        metric(&m, "pushgate_receipts_delivered_total", &labels),
+        0.0
+    );
+    assert!(
+        metric(
+            &m,
+            "pushgate_receipts_refused_total",
+            "reason=\"unverified\",vendor=\"xiaomi\""
+        ) >= 4.0,
+        "{m}"
+    );
+    let stats = cert_stats(&h).await;
+    assert_eq!(stats["delivered_to_phone"], 0, "{stats}");
+
+    // And the genuine receipt, small and signed, is taken.
+    let (s, v) = post_receipt(&h, &path, &invalid(Some(&secret))).await;
+    assert_eq!((s, v["tokens_unbound"].as_u64()), (200, Some(1)), "{v}");
+    assert!(!token_bound(&h, "carol").await);
+}
+
+#[tokio::test]
+async fn receipts_faster_than_the_certificate_rate_get_429_with_retry_after() {
+    let h = start(EmulatorConfig::default(), |c| {
+        c.receipts.requests_per_sec = 1;
+        c.receipts.burst = 2;
+    })
+    .await;
+    let path = format!("/v1/receipts/xiaomi/{}", h.cert());
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let r = h
+            .http
+            .post(h.url(&path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("data=%7B%7D")
+            .send()
+            .await
+            .expect("request");
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+    }
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn a_lost_receipt_leaves_the_notification_sent_not_confirmed_never_failed() {
+    let h = start(
+        EmulatorConfig {
+            receipt_loss_ratio: 1.0,
+            ..EmulatorConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    h.killed("dave", "d1").await;
+    send_to(&h, "dave").await;
+    one_push(&h, "dave").await;
+    wait_for("the emulator dropped the receipt", || async {
+        (h.emu.receipt_stats().lost >= 1).then_some(())
+    })
+    .await;
+    // Well past the emulator's batch window: a receipt would have come by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.emu.receipt_stats().posted, 0);
+    let d = wait_for("dave's last notification in diagnosis", || async {
+        let d = diagnosis(&h, "dave").await;
+        (!d["devices"][0]["last_notification"].is_null()).then_some(d)
+    })
+    .await;
+    let last = check(&d, "last_notification");
+    assert_eq!(last["ok"], true, "{d}");
+    assert_eq!(
+        d["devices"][0]["last_notification"]["class"], "delivered",
+        "{d}"
+    );
+    let detail = last["detail"].as_str().unwrap_or("");
+    assert!(detail.starts_with("sent, not confirmed"), "{detail}");
+    assert!(!detail.contains("fail"), "{detail}");
+    let stats = cert_stats(&h).await;
+    assert_eq!(stats["sent"], 1, "{stats}");
+    assert_eq!(stats["delivered_to_phone"], 0, "{stats}");
+    let failed: u64 = stats["failed"]
+        .as_object()
+        .map(|f| f.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(99);
+    assert_eq!(failed, 0, "{stats}");
+    assert!(token_bound(&h, "dave").await);
+}
+
+#[tokio::test]
+async fn without_a_public_url_no_receipts_are_asked_for() {
+    let h = Harness::builder().certificate(cert_body(100)).start().await;
+    h.killed("erin", "d1").await;
+    send_to(&h, "erin").await;
+    let push = one_push(&h, "erin").await;
+    assert!(
+        !push.extras.keys().any(|k| k.starts_with("callback")),
+        "{:?}",
+        push.extras
+    );
+    // The vendor's answer is recorded just after the emulator stored the notification.
+    let detail = wait_for("erin's last notification in diagnosis", || async {
+        let d = diagnosis(&h, "erin").await;
+        let detail = check(&d, "last_notification")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        (!detail.starts_with("no notification")).then_some(detail)
+    })
+    .await;
+    assert!(
+        detail.starts_with("delivered: accepted by Xiaomi"),
+        "{detail}"
+    );
+}
