@@ -1,3 +1,6 @@
 //! Push services, one module each; they know their wire format and nothing of users.
 
+pub mod honor;
+pub mod huawei;
+pub mod oauth_emulator;
 pub mod xiaomi;
