@@ -226,3 +226,6 @@ pub async fn run_standalone(listen: SocketAddr, config: EmulatorConfig) -> io::R
     handle.stop();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
