@@ -25,6 +25,10 @@ pub struct Metrics {
     pub vendor_batch_size: HistogramVec,
     pub accept_to_vendor_seconds: Histogram,
     pub push_queue_depth: IntGaugeVec,
+    pub push_queue_capacity: IntGauge,
+    pub store_queue_depth: IntGauge,
+    pub store_queue_capacity: IntGauge,
+    pub store_busy: IntCounter,
     pub tokens_unbound: IntCounter,
     pub certificates: IntGaugeVec,
     pub ws_connections: IntGauge,
@@ -32,6 +36,7 @@ pub struct Metrics {
     pub ws_disconnects: IntCounterVec,
     pub online_deliveries: IntCounterVec,
     pub webhooks: IntCounterVec,
+    pub webhook_requests: IntCounterVec,
     /// `recipients` children resolved once (online, push_queued, skipped): the hot path skips
     /// the label lookup.
     pub recipients_by_outcome: [IntCounter; 3],
@@ -58,6 +63,13 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     reg(
         r,
         IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
+    )
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    reg(
+        r,
+        IntGauge::new(name, help).expect("valid metric definition"),
     )
 }
 
@@ -199,6 +211,29 @@ impl Metrics {
                 "Notifications waiting in a certificate's sender.",
                 &["certificate"],
             ),
+            push_queue_capacity: gauge(
+                &r,
+                "pushgate_push_queue_capacity",
+                "Notifications one certificate's sender may hold; beyond it recipients are skipped (push_queue_full).",
+            ),
+            store_queue_depth: gauge(
+                &r,
+                "pushgate_store_queue_depth",
+                "Durable changes waiting for the store writer.",
+            ),
+            store_queue_capacity: gauge(
+                &r,
+                "pushgate_store_queue_capacity",
+                "Durable changes the store writer's queue holds; beyond it requests get 503.",
+            ),
+            store_busy: reg(
+                &r,
+                IntCounter::new(
+                    "pushgate_store_busy_total",
+                    "Changes refused with 503 because the store writer's queue was full.",
+                )
+                .expect("valid metric definition"),
+            ),
             tokens_unbound: reg(
                 &r,
                 IntCounter::new(
@@ -240,6 +275,12 @@ impl Metrics {
                 &r,
                 "pushgate_webhooks_total",
                 "State.StateChange webhooks by result.",
+                &["result"],
+            ),
+            webhook_requests: counter_vec(
+                &r,
+                "pushgate_webhook_requests_total",
+                "State.StateChange webhook requests by result (ok: answered 2xx; failed: error status, timeout or connection error).",
                 &["result"],
             ),
             registry: r,

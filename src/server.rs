@@ -93,6 +93,13 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     for (user, device, rec) in snapshot.devices {
         registry.restore(&user, &device, rec, now);
     }
+    // The bounds the alert rules compare queue depths with (config/alerts.yml).
+    metrics
+        .store_queue_capacity
+        .set(config.store.queue_capacity as i64);
+    metrics
+        .push_queue_capacity
+        .set(config.push.queue_capacity as i64);
     let (handle, writer) = StoreHandle::start(
         store,
         config.store.queue_capacity,
@@ -100,6 +107,8 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         StoreMetrics {
             commit_seconds: Some(metrics.store_commit_seconds.clone()),
             group_size: Some(metrics.store_group_size.clone()),
+            queue_depth: Some(metrics.store_queue_depth.clone()),
+            busy: Some(metrics.store_busy.clone()),
         },
     )?;
     let client = XiaomiClient::new(
@@ -120,6 +129,9 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         metrics,
         client,
     ));
+    gateway
+        .webhook
+        .export_requests(&gateway.metrics.webhook_requests);
     gateway.start_sweeper();
     Ok(Prepared {
         gateway,

@@ -2,6 +2,9 @@
 //! units, counter suffixes). The gateway runs in-process against the Xiaomi emulator and serves
 //! a few real requests first, so every histogram and labelled series has samples to lint.
 //!
+//! The alert rules pass `promtool check config` (through config/prometheus.yml, which loads
+//! them) and their unit tests, `promtool test rules config/alerts_test.yml`.
+//!
 //! promtool comes from Debian's `prometheus` package; without it this test fails, it does not
 //! skip: `apt-get install -y prometheus`.
 
@@ -27,6 +30,33 @@ fn promtool() -> std::path::PathBuf {
              install it with `apt-get install -y prometheus` (Debian's package ships /usr/bin/promtool)"
         )
     })
+}
+
+/// Runs promtool with `args` from the repository root; fails with its output unless it succeeds.
+fn run_promtool(args: &[&str]) {
+    let out = Command::new(promtool())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_config_and_alert_rules_are_valid() {
+    run_promtool(&["check", "config", "config/prometheus.yml"]);
+    run_promtool(&["check", "rules", "config/alerts.yml"]);
+}
+
+#[test]
+fn alert_rules_pass_their_unit_tests() {
+    run_promtool(&["test", "rules", "config/alerts_test.yml"]);
 }
 
 async fn call(

@@ -387,3 +387,29 @@ async fn disabled_sender_sends_nothing() {
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
     assert_eq!(sender.stats(), WebhookStats::default());
 }
+
+#[tokio::test]
+async fn exported_request_counts_match_the_stats() {
+    let requests = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("webhook_requests_total", "requests by result"),
+        &["result"],
+    )
+    .expect("metric");
+    let count = |result: &str| requests.with_label_values(&[result]).get();
+
+    let (base, mut rx) = receiver(Reply::Ok).await;
+    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    sender.export_requests(&requests);
+    assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
+    next(&mut rx).await;
+    wait_for_stats(&sender, |s| s.sent == 1).await;
+    assert_eq!((count("ok"), count("failed")), (1, 0));
+
+    let (base, mut rx) = receiver(Reply::Status(503)).await;
+    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    sender.export_requests(&requests);
+    assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
+    next(&mut rx).await;
+    wait_for_stats(&sender, |s| s.failed == 1).await;
+    assert_eq!((count("ok"), count("failed")), (1, 1));
+}

@@ -212,6 +212,8 @@ struct Counters {
     failed: AtomicU64,
     dropped_queue_full: AtomicU64,
     dropped_closed: AtomicU64,
+    /// `pushgate_webhook_requests_total{result="ok"|"failed"}`, once the gateway exports them.
+    exported: std::sync::OnceLock<[prometheus::IntCounter; 2]>,
 }
 
 /// Sends `State.StateChange` callbacks in the background. Cheap to clone; all clones feed the
@@ -306,6 +308,14 @@ impl WebhookSender {
         }
     }
 
+    /// Also counts every finished request in `requests` (label `result`: `ok` or `failed`).
+    pub fn export_requests(&self, requests: &prometheus::IntCounterVec) {
+        let _ = self
+            .counters
+            .exported
+            .set(["ok", "failed"].map(|result| requests.with_label_values(&[result])));
+    }
+
     pub fn stats(&self) -> WebhookStats {
         let c = &self.counters;
         WebhookStats {
@@ -343,9 +353,16 @@ async fn drain(
             drop(slot);
             match outcome {
                 Ok(()) => {
+                    // Exported first, so whoever sees the stats sees the metric too.
+                    if let Some([ok, _]) = counters.exported.get() {
+                        ok.inc();
+                    }
                     counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(problem) => {
+                    if let Some([_, failed]) = counters.exported.get() {
+                        failed.inc();
+                    }
                     let n = counters.failed.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::debug!(user = %ev.user, %problem, "State.StateChange webhook failed");
                     // Without the user; rate-limited so a dead receiver does not flood the log.

@@ -1,7 +1,7 @@
 //! The single writer thread with group commit.
 
 use super::{Store, StoreError, StoreOp};
-use prometheus::Histogram;
+use prometheus::{Histogram, IntCounter, IntGauge};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -15,17 +15,23 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Histograms the writer fills (optional so unit tests need no registry).
+/// Metrics the writer and its handles fill (optional so unit tests need no registry).
 #[derive(Clone, Default)]
 pub struct StoreMetrics {
     pub commit_seconds: Option<Histogram>,
     pub group_size: Option<Histogram>,
+    /// Changes waiting in the queue, updated where they enter and leave it.
+    pub queue_depth: Option<IntGauge>,
+    /// Changes refused because the queue was full.
+    pub busy: Option<IntCounter>,
 }
 
 /// Sends changes to the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Cmd>,
+    queue_depth: Option<IntGauge>,
+    busy: Option<IntCounter>,
 }
 
 /// A reserved place in the writer's queue. Take it before changing the registry, send while the
@@ -74,17 +80,32 @@ impl StoreHandle {
         metrics: StoreMetrics,
     ) -> std::io::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let handle = StoreHandle {
+            tx,
+            queue_depth: metrics.queue_depth.clone(),
+            busy: metrics.busy.clone(),
+        };
         let join = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || run_writer(store, rx, max_group.max(1), metrics))?;
-        Ok((StoreHandle { tx }, join))
+        Ok((handle, join))
     }
 
     /// Reserves a place in the queue without waiting; `Busy` when the queue is full.
     pub fn reserve(&self) -> Result<StorePermit<'_>, StoreError> {
-        match self.tx.try_reserve() {
+        let reserved = self.tx.try_reserve();
+        if let Some(g) = &self.queue_depth {
+            // Reserved places count: they are changes about to be queued.
+            g.set((self.tx.max_capacity() - self.tx.capacity()) as i64);
+        }
+        match reserved {
             Ok(permit) => Ok(StorePermit { permit }),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(c) = &self.busy {
+                    c.inc();
+                }
+                Err(StoreError::Busy)
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Stopped),
         }
     }
@@ -141,6 +162,9 @@ fn run_writer(
                 Ok(Cmd::Shutdown(done)) => stop = Some(done),
                 Err(_) => break,
             }
+        }
+        if let Some(g) = &metrics.queue_depth {
+            g.set(rx.len() as i64);
         }
         if waiting.is_empty() {
             continue;
@@ -234,5 +258,35 @@ mod tests {
         assert_eq!(snap.devices.len(), 10);
         assert_eq!(snap.certificates, vec![cert(7)]);
         assert_eq!(snap.next_certificate_id, Some(8));
+    }
+
+    #[tokio::test]
+    async fn queue_depth_and_refusals_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FjallStore::open(dir.path()).unwrap());
+        let metrics = StoreMetrics {
+            queue_depth: Some(IntGauge::new("depth", "d").unwrap()),
+            busy: Some(IntCounter::new("busy", "b").unwrap()),
+            ..StoreMetrics::default()
+        };
+        let (h, join) = StoreHandle::start(store, 2, 16, metrics.clone()).unwrap();
+        let depth = metrics.queue_depth.unwrap();
+        let busy = metrics.busy.unwrap();
+        // Two reserved places fill the queue; the third change is refused and counted.
+        let first = h.reserve().unwrap();
+        let second = h.reserve().unwrap();
+        assert_eq!(depth.get(), 2);
+        assert!(matches!(h.reserve(), Err(StoreError::Busy)));
+        assert_eq!(busy.get(), 1);
+        // Once the writer has taken the changes, the queue is empty again.
+        let ops = |i: u64| vec![StoreOp::NextCertificateId(i)];
+        let (a, b) = (first.send(ops(1)), second.send(ops(2)));
+        a.wait().await.unwrap();
+        b.wait().await.unwrap();
+        assert_eq!(depth.get(), 0);
+        assert!(h.reserve().is_ok());
+        assert_eq!(busy.get(), 1);
+        drop(h);
+        join.join().unwrap();
     }
 }
