@@ -1,4 +1,4 @@
-//! The `pushgate` command: serve, emulator xiaomi, usersig. Thin: all logic is in the library.
+//! The `pushgate` command: serve, emulator xiaomi|huawei|honor, usersig. Thin: all logic is in the library.
 
 use clap::{Parser, Subcommand};
 use pushgate::config::{Config, ProcessEnv};
@@ -51,6 +51,35 @@ enum EmulatorVendor {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
     },
+    /// The Honor Push emulator (token endpoint and send API on one listener).
+    Honor {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+        /// Accept any client id with any non-empty secret (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The Huawei Push Kit emulator (token endpoint and send API on one listener).
+    Huawei {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: std::net::SocketAddr,
+        /// Accept any client id with any non-empty secret (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+}
+
+/// Runs a standalone emulator until SIGTERM or ctrl-c.
+fn run_emulator(run: impl std::future::Future<Output = std::io::Result<()>>) -> ExitCode {
+    pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
+    let result = tokio::runtime::Runtime::new().and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pushgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -102,6 +131,28 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Honor { listen, permissive },
+        } => {
+            use pushgate::providers::honor::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Huawei { listen, permissive },
+        } => {
+            use pushgate::providers::huawei::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
         }
         Command::Usersig {
             identifier,
