@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod emulator;
+pub mod fails;
 pub mod reply;
 pub mod wire;
 

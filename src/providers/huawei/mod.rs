@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod emulator;
+pub mod memory;
 pub mod reply;
 pub mod wire;
 
