@@ -75,15 +75,14 @@ struct Counters {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
+    // A command-line tool reading its own two variables, not the gateway's settings.
+    #[allow(clippy::disallowed_methods)]
+    let from_env = |key: &str| std::env::var(key).ok();
     args.api_token = args
         .api_token
         .take()
-        .or_else(|| std::env::var("PUSHGATE_API_TOKEN").ok());
-    let Some(secret) = args
-        .key
-        .clone()
-        .or_else(|| std::env::var("PUSHGATE_SECRET_KEY").ok())
-    else {
+        .or_else(|| from_env("PUSHGATE_API_TOKEN"));
+    let Some(secret) = args.key.clone().or_else(|| from_env("PUSHGATE_SECRET_KEY")) else {
         eprintln!("the UserSig key is needed: --key or PUSHGATE_SECRET_KEY");
         std::process::exit(2);
     };
@@ -91,7 +90,8 @@ async fn main() {
     let counters = Arc::new(Counters::default());
     let rss_before = args.pid.and_then(vm_rss_kib);
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // One signal per connection attempt: room for all of them, so no send ever waits.
+    let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<()>(args.connections.max(1));
     let started = Instant::now();
 
     for i in 0..args.connections {
@@ -114,14 +114,14 @@ async fn main() {
             let mut ws = match ws {
                 Ok((ws, _)) => {
                     counters.connected.fetch_add(1, Ordering::Relaxed);
-                    let _ = up.send(());
+                    let _ = up.send(()).await;
                     ws
                 }
                 Err(e) => {
                     if counters.failed.fetch_add(1, Ordering::Relaxed) < 5 {
                         eprintln!("connect failed: {e}");
                     }
-                    let _ = up.send(());
+                    let _ = up.send(()).await;
                     return;
                 }
             };
@@ -200,7 +200,10 @@ async fn send_messages(args: &Args, token: &str, connected: usize) {
         .url
         .replacen("ws://", "http://", 1)
         .replacen("wss://", "https://", 1);
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client");
     let started = Instant::now();
     let mut ok = 0;
     for i in 0..args.messages {

@@ -5,6 +5,8 @@
 //! in the background with a token → the `push::sender::CertSender` of its certificate → the
 //! `providers` client; otherwise skipped with a counted reason. Durable state goes through `store`.
 #![forbid(unsafe_code)]
+// The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod api;
 pub mod certs;

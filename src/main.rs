@@ -1,4 +1,7 @@
 //! The `pushgate` command: serve, emulator xiaomi|huawei|honor, usersig. Thin: all logic is in the library.
+#![forbid(unsafe_code)]
+// The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use clap::{Parser, Subcommand};
 use pushgate::config::{Config, ProcessEnv};

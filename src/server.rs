@@ -57,14 +57,30 @@ fn token_or_generated(given: &Option<String>, dir: &Path, name: &str) -> std::io
             })
             .collect()
     };
-    std::fs::write(&path, format!("{t}\n"))?;
+    write_private(&path, &format!("{t}\n"))?;
+    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
+    Ok(t)
+}
+
+/// Writes a file only its owner can read, from the moment it exists: `fs::write` creates it
+/// with the umask's mode (often 0644), readable by every local user until a later chmod.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    // A file that already existed (empty) keeps its mode through `open`.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
-    Ok(t)
+    file.write_all(contents.as_bytes())
 }
 
 /// Everything built before the listener binds.
@@ -283,4 +299,27 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
         handle,
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_is_kept_owner_only_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = token_or_generated(&None, dir.path(), "admin_token").expect("generated");
+        assert_eq!(t.len(), 32);
+        let path = dir.path().join("admin_token");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            token_or_generated(&None, dir.path(), "admin_token").expect("read back"),
+            t
+        );
+    }
 }

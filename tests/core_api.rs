@@ -42,10 +42,7 @@ async fn certificate_crud_and_validation() {
         (json!({"app_secret": ""}), "app_secret"),
     ];
     for (patch, field) in cases {
-        let mut body = cert_body(10);
-        for (k, val) in patch.as_object().unwrap() {
-            body[k] = val.clone();
-        }
+        let body = cert_body_with(10, patch);
         let (s, v) = h.admin(Method::POST, "/v1/certificates", Some(body)).await;
         assert_eq!(s, 400, "{field}: {v}");
         assert_eq!(v["error"]["field"], field, "{v}");
@@ -433,36 +430,14 @@ async fn messagepack_in_and_out() {
 
 #[tokio::test]
 async fn restart_from_disk_keeps_state() {
-    let emu = emulator();
-    let dir = tempfile::tempdir().unwrap();
-    let server = pushgate::server::start(config(dir.path(), &emu.base_url())).unwrap();
-    let h = Harness {
-        server,
-        emu,
-        dir,
-        http: reqwest::Client::new(),
-    };
+    let h = Harness::start().await;
     let cert = h.certificate(77).await;
     h.push_online("killed", "d1", cert, "regid-killed").await;
     h.event("live", "d1", "login").await;
     h.token("live", "d1", cert, "regid-live").await;
     h.event("out", "d1", "login").await;
     h.event("out", "d1", "logout").await;
-    let Harness {
-        server,
-        emu,
-        dir,
-        http,
-    } = h;
-    server.stop().await;
-
-    let server = pushgate::server::start(config(dir.path(), &emu.base_url())).unwrap();
-    let h = Harness {
-        server,
-        emu,
-        dir,
-        http,
-    };
+    let h = h.restart().await;
     let (_, v) = h
         .admin(Method::GET, &format!("/v1/certificates/{cert}"), None)
         .await;

@@ -24,6 +24,7 @@
 
 mod common;
 
+use common::webhook::{Reply, WebhookReceiver};
 use common::{Harness, PACKAGE, SDKAPPID, USERSIG_KEY};
 use futures_util::{SinkExt, StreamExt};
 use pushgate::providers::xiaomi::emulator::Knobs;
@@ -46,12 +47,7 @@ fn repo_file(path: &str) -> PathBuf {
 }
 
 fn prometheus_binary() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("prometheus"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
+    common::on_path("prometheus").unwrap_or_else(|| {
         panic!(
             "the prometheus server is not installed, so the dashboard and alert rules cannot be \
              checked; install it with `apt-get install -y prometheus` (Debian's package ships \
@@ -343,21 +339,6 @@ fn has_sample(text: &str, name: &str, labels: &[&str]) -> bool {
     })
 }
 
-/// A TCP listener that accepts connections and never answers: webhooks to it time out.
-async fn silent_receiver() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("receiver addr");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    format!("http://{addr}/callback")
-}
-
 /// Runs the load; returns once the gateway's /metrics shows every effect the queries need.
 async fn load(h: &Harness) {
     use reqwest::Method;
@@ -489,9 +470,10 @@ async fn wait_metrics(h: &Harness, name: &str, labels: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alert_expressions_return_series_in_prometheus() {
-    let webhook = silent_receiver().await;
+    // Never answers: webhooks to it time out.
+    let webhook = WebhookReceiver::start(Reply::Hang).await;
     let h = Harness::start_with(|c| {
-        c.webhook_url = Some(webhook);
+        c.webhook_url = Some(webhook.url("/callback"));
         c.sessions.webhook_queue = 1;
         // Long enough that the first four callbacks still hang (the most in flight) when the
         // disconnects come, so those overflow the queue of one even on a slow machine; short

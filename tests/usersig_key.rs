@@ -27,6 +27,8 @@ fn a_config_built_in_code_with_an_empty_key_does_not_start() {
 
 /// Runs `pushgate serve` with the given environment and config file; it must exit by itself
 /// (with an error) within the bound, else the test fails.
+// A plain #[test] polling a child process: no runtime or arbiter on this thread to block.
+#[allow(clippy::disallowed_methods)]
 fn serve_exits(envs: &[(&str, &str)], file: Option<&std::path::Path>) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushgate"));

@@ -2,145 +2,40 @@
 //! 127.0.0.1:0, the Xiaomi emulator as the vendor, users set up through /v1. Bodies are the
 //! shapes of Tencent's documentation (spec/tim-offline-push.md §1, §2, §5.2).
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use actix::prelude::*;
-use pushgate::config::Config;
+use common::{cert_body_with, regid, Harness, PACKAGE, SDKAPPID, USERSIG_KEY as KEY};
 use pushgate::gateway::{SessionAction, SessionEvent};
-use pushgate::providers::xiaomi::emulator::{
-    self, EmulatorApp, EmulatorConfig, EmulatorHandle, ReceivedFilter, ReceivedNotification,
-};
-use pushgate::server::{start, RunningServer};
 use pushgate::session::SessionCommand;
 use pushgate::usersig::UserSigKey;
 use serde_json::{json, Value};
 
-const SDKAPPID: u64 = 1_400_000_123;
-const KEY: &str = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
+/// The TIM administrator account (`tim_admins`); "ops" is the other one.
 const ADMIN: &str = "administrator";
-const PACKAGE: &str = "com.example.chat";
-const APP_SECRET: &str = "c2VjcmV0c2VjcmV0c2VjcmV0";
 
-struct Env {
-    server: RunningServer,
-    emu: EmulatorHandle,
-    http: reqwest::Client,
-    cert: u64,
-    _dir: tempfile::TempDir,
+async fn start() -> Harness {
+    Harness::builder()
+        .config(|c| c.tim_admins = vec![ADMIN.into(), "ops".into()])
+        .certificate(cert_body_with(
+            500,
+            json!({"channel_id": "default_channel"}),
+        ))
+        .start()
+        .await
 }
 
-impl Env {
-    async fn start() -> Env {
-        let emu = emulator::start(
-            EmulatorConfig::default(),
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .expect("emulator");
-        emu.add_app(EmulatorApp::new(PACKAGE, APP_SECRET));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
-            admin_token: Some("admin-token-123".into()),
-            api_token: Some("api-token-456".into()),
-            sdkappid: SDKAPPID,
-            secret_key: Some(KEY.into()),
-            tim_admins: vec![ADMIN.into(), "ops".into()],
-            xiaomi_base_url: emu.base_url(),
-            ..Config::default()
-        };
-        let server = start(config).expect("gateway");
-        let http = reqwest::Client::new();
-        let mut env = Env {
-            server,
-            emu,
-            http,
-            cert: 0,
-            _dir: dir,
-        };
-        let (status, cert) = env
-            .v1(
-                reqwest::Method::POST,
-                "/v1/certificates",
-                "admin-token-123",
-                json!({"vendor": "xiaomi", "package_name": PACKAGE, "app_id": "2882303761517",
-                       "app_secret": APP_SECRET, "click_action": {"type": "open_app"},
-                       "channel_id": "default_channel", "qps": 500}),
-            )
-            .await;
-        assert_eq!(status, 201, "{cert}");
-        env.cert = cert["id"].as_u64().expect("certificate id");
-        env
-    }
+/// Calls on the /v4 surface, as the IM cluster's REST client makes them.
+trait TimSurface {
+    fn query(&self, command: &str, identifier: &str, usersig: &str) -> String;
+    async fn raw(&self, command: &str, body: impl Into<reqwest::Body>) -> Value;
+    async fn send_to(&self, url: &str, body: impl Into<reqwest::Body>) -> Value;
+    async fn call(&self, command: &str, body: Value) -> Value;
+}
 
-    async fn v1(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        let res = self
-            .http
-            .request(method, self.server.url(path))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
-        let status = res.status().as_u16();
-        let bytes = res.bytes().await.expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn events(&self, events: Value) {
-        let (status, body) = self
-            .v1(
-                reqwest::Method::POST,
-                "/v1/sessions/events",
-                "api-token-456",
-                json!({ "events": events }),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        for r in body["results"].as_array().expect("results") {
-            assert_eq!(r["ok"], true, "{r}");
-        }
-    }
-
-    /// Logged in, token bound, then the app was killed: `PushOnline`.
-    async fn push_online(&self, user: &str, device: &str) {
-        self.events(
-            json!([{"user": user, "platform": "Android", "device": device, "action": "login"}]),
-        )
-        .await;
-        let (status, body) = self
-            .v1(
-                reqwest::Method::PUT,
-                "/v1/push-tokens",
-                "api-token-456",
-                json!({"user": user, "platform": "Android", "device": device,
-                       "certificate_id": self.cert, "token": regid(user)}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        self.events(json!([{"user": user, "platform": "Android", "device": device, "action": "disconnect"}]))
-            .await;
-    }
-
-    /// Leaves the gateway running until the test process exits: `RunningServer::stop` joins
-    /// the store writer while `RunningServer` itself still holds the gateway (and with it a
-    /// store handle), so it never returns (reported to the lead).
-    async fn stop(self) {
-        let Env { server, http, .. } = self;
-        drop(http);
-        std::mem::forget(server);
-    }
-
+impl TimSurface for Harness {
     fn query(&self, command: &str, identifier: &str, usersig: &str) -> String {
         let q = serde_urlencoded::to_string([
             ("sdkappid", SDKAPPID.to_string()),
@@ -185,26 +80,6 @@ impl Env {
     async fn call(&self, command: &str, body: Value) -> Value {
         self.raw(command, body.to_string()).await
     }
-
-    /// Waits (bounded) until `regid` has `n` notifications.
-    async fn wait_pushes(&self, user: &str, n: usize) -> Vec<ReceivedNotification> {
-        let filter = ReceivedFilter {
-            regid: Some(regid(user)),
-            ..ReceivedFilter::default()
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let got = self.emu.received_filtered(&filter);
-            if got.len() >= n || Instant::now() > deadline {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-fn regid(user: &str) -> String {
-    format!("regid-{user}-0123456789abcdef")
 }
 
 fn admin_sig() -> String {
@@ -221,8 +96,8 @@ fn text(t: &str) -> Value {
 
 #[tokio::test]
 async fn sendmsg_with_the_documented_body_reaches_xiaomi() {
-    let env = Env::start().await;
-    env.push_online("lumotuwe2", "phone-1").await;
+    let env = start().await;
+    env.killed("lumotuwe2", "phone-1").await;
     // The sample request of 单发单聊消息, with Chinese text and emoji.
     let v = env
         .call(
@@ -259,7 +134,7 @@ async fn sendmsg_with_the_documented_body_reaches_xiaomi() {
     let key = v["MsgKey"].as_str().expect("MsgKey");
     assert!(!key.is_empty() && key.len() <= 50);
 
-    let got = env.wait_pushes("lumotuwe2", 1).await;
+    let got = env.wait_pushes(&regid("lumotuwe2"), 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let n = &got[0];
     assert_eq!(n.package, PACKAGE);
@@ -273,13 +148,12 @@ async fn sendmsg_with_the_documented_body_reaches_xiaomi() {
         n.extras.get("channel_id").map(String::as_str),
         Some("default_channel")
     );
-    env.stop().await;
 }
 
 #[tokio::test]
 async fn default_text_placeholders_and_channel_override() {
-    let env = Env::start().await;
-    env.push_online("小明", "phone-1").await;
+    let env = start().await;
+    env.killed("小明", "phone-1").await;
     let v = env
         .call(
             "openim/sendmsg",
@@ -304,7 +178,7 @@ async fn default_text_placeholders_and_channel_override() {
         )
         .await;
     assert_eq!(code(&v), 0, "{v}");
-    let got = env.wait_pushes("小明", 1).await;
+    let got = env.wait_pushes(&regid("小明"), 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].title, "a new message");
     assert_eq!(
@@ -317,13 +191,12 @@ async fn default_text_placeholders_and_channel_override() {
     );
     // OfflinePushInfo is present: the custom element's legacy Ext is not the push's Ext.
     assert_eq!(got[0].extras.get("ext"), None);
-    env.stop().await;
 }
 
 #[tokio::test]
 async fn messages_that_must_not_be_pushed() {
-    let env = Env::start().await;
-    env.push_online("alice", "a1").await;
+    let env = start().await;
+    env.killed("alice", "a1").await;
     let custom_only = json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "{\"cmd\":1}"}}]);
     for (i, body) in [
         // Custom element only, no Desc anywhere.
@@ -349,19 +222,18 @@ async fn messages_that_must_not_be_pushed() {
         )
         .await;
     assert_eq!(code(&v), 0, "{v}");
-    let got = env.wait_pushes("alice", 1).await;
+    let got = env.wait_pushes(&regid("alice"), 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let got_later = env.wait_pushes("alice", 1).await;
+    let got_later = env.wait_pushes(&regid("alice"), 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got_later.len(), 1, "{got_later:?}");
     assert_eq!(got[0].description, "你有一条新消息 📩");
-    env.stop().await;
 }
 
 #[tokio::test]
 async fn duplicates_within_the_window_are_sent_once() {
-    let env = Env::start().await;
-    env.push_online("alice", "a1").await;
+    let env = start().await;
+    env.killed("alice", "a1").await;
     let body = json!({"From_Account": "bob", "To_Account": "alice", "MsgRandom": 777,
                       "MsgBody": text("只发一次 ✅")});
     let a = env.call("openim/sendmsg", body.clone()).await;
@@ -376,16 +248,19 @@ async fn duplicates_within_the_window_are_sent_once() {
     other["MsgBody"] = text("第二条 2️⃣");
     let c = env.call("openim/sendmsg", other).await;
     assert_ne!(a["MsgKey"], c["MsgKey"]);
-    let got = env.wait_pushes("alice", 2).await;
+    let got = env.wait_pushes(&regid("alice"), 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(env.wait_pushes("alice", 2).await.len(), 2, "{got:?}");
-    env.stop().await;
+    assert_eq!(
+        env.wait_pushes(&regid("alice"), 2).await.len(),
+        2,
+        "{got:?}"
+    );
 }
 
 #[tokio::test]
 async fn each_bad_input_has_its_code() {
-    let env = Env::start().await;
-    env.push_online("alice", "a1").await;
+    let env = start().await;
+    env.killed("alice", "a1").await;
     let ok = |extra: Value| {
         let mut b = json!({"To_Account": "alice", "MsgRandom": 1, "MsgBody": text("x")});
         for (k, v) in extra.as_object().expect("object") {
@@ -510,19 +385,18 @@ async fn each_bad_input_has_its_code() {
     assert_eq!(res.status().as_u16(), 200);
     let v: Value = serde_json::from_slice(&res.bytes().await.expect("body")).expect("JSON");
     assert_eq!(code(&v), 60002);
-    env.stop().await;
 }
 
 #[tokio::test]
 async fn batchsendmsg_routes_each_recipient_and_lists_unknown_accounts() {
-    let env = Env::start().await;
-    env.push_online("alice", "a1").await;
-    env.push_online("小红", "x1").await;
+    let env = start().await;
+    env.killed("alice", "a1").await;
+    env.killed("小红", "x1").await;
     // bob: connected in the foreground (his connection is held by the IM cluster).
     env.events(json!([{"user": "bob", "platform": "Android", "device": "b1", "action": "login"}]))
         .await;
     // carol: logged out.
-    env.push_online("carol", "c1").await;
+    env.killed("carol", "c1").await;
     env.events(
         json!([{"user": "carol", "platform": "Android", "device": "c1", "action": "logout"}]),
     )
@@ -556,7 +430,7 @@ async fn batchsendmsg_routes_each_recipient_and_lists_unknown_accounts() {
         json!([{"To_Account": "ghost-幽灵", "ErrorCode": 70107}])
     );
     for user in ["alice", "小红"] {
-        let got = env.wait_pushes(user, 1).await;
+        let got = env.wait_pushes(&regid(user), 1).await;
         assert_eq!(got.len(), 1, "{user}: {got:?}");
         assert_eq!(got[0].title, "a new message");
         assert_eq!(got[0].description, "离线推送内容");
@@ -567,7 +441,7 @@ async fn batchsendmsg_routes_each_recipient_and_lists_unknown_accounts() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     // alice listed twice gets one notification; bob is online (no push), carol logged out.
-    assert_eq!(env.wait_pushes("alice", 1).await.len(), 1);
+    assert_eq!(env.wait_pushes(&regid("alice"), 1).await.len(), 1);
     assert!(env
         .emu
         .received()
@@ -620,13 +494,12 @@ async fn batchsendmsg_routes_each_recipient_and_lists_unknown_accounts() {
         let v = env.call("openim/batchsendmsg", body.clone()).await;
         assert_eq!(code(&v), want, "{body} → {v}");
     }
-    env.stop().await;
 }
 
 #[tokio::test]
 async fn query_online_status_and_querystate() {
-    let env = Env::start().await;
-    env.push_online("alice", "a1").await;
+    let env = start().await;
+    env.killed("alice", "a1").await;
     env.events(json!([
         {"user": "bob", "platform": "Android", "device": "b1", "action": "login"},
         {"user": "bob", "platform": "Web", "device": "b-web", "action": "login"},
@@ -692,11 +565,10 @@ async fn query_online_status_and_querystate() {
         let v = env.call("openim/query_online_status", body.clone()).await;
         assert_eq!(code(&v), want, "{body} → {v}");
     }
-    env.stop().await;
 }
 
 /// Stands in for a WebSocket session: forwards what the gateway tells it.
-struct Probe(tokio::sync::mpsc::UnboundedSender<SessionCommand>);
+struct Probe(tokio::sync::mpsc::Sender<SessionCommand>);
 
 impl Actor for Probe {
     type Context = Context<Self>;
@@ -705,18 +577,18 @@ impl Actor for Probe {
 impl Handler<SessionCommand> for Probe {
     type Result = ();
     fn handle(&mut self, msg: SessionCommand, _: &mut Context<Self>) {
-        let _ = self.0.send(msg);
+        let _ = self.0.try_send(msg);
     }
 }
 
 #[actix_rt::test]
 async fn kick_takes_every_device_offline_and_tells_live_connections() {
-    let env = Env::start().await;
-    env.push_online("alice", "a1").await;
+    let env = start().await;
+    env.killed("alice", "a1").await;
     // A second device of alice, connected live on this gateway.
     let gw = env.server.gateway.clone();
     let conn = gw.hub.next_conn_id();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     gw.hub.register(conn, Probe(tx).start().recipient());
     let ev = SessionEvent {
         user: "alice".into(),
@@ -774,5 +646,4 @@ async fn kick_takes_every_device_offline_and_tells_live_connections() {
         let v = env.call("im_open_login_svc/kick", body.clone()).await;
         assert_eq!(code(&v), want, "{body} → {v}");
     }
-    env.stop().await;
 }

@@ -1,115 +1,15 @@
 //! The State.StateChange webhook against a real HTTP receiver on 127.0.0.1.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::webhook::{Reply, WebhookReceiver};
 use pushgate::session::webhook::{StateAction, StateChange, WebhookSender, WebhookStats};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 
 const APP: u64 = 1_400_000_000;
-
-/// One request as the receiver saw it.
-#[derive(Debug)]
-struct Captured {
-    method: String,
-    target: String,
-    content_type: Option<String>,
-    body: serde_json::Value,
-}
-
-#[derive(Clone, Copy)]
-enum Reply {
-    /// 200 with Tencent's success body.
-    Ok,
-    /// This status, empty body.
-    Status(u16),
-    /// Never answer.
-    Hang,
-}
-
-/// A minimal HTTP/1.1 receiver: reads requests (with keep-alive), reports each, answers `reply`.
-async fn receiver(reply: Reply) -> (String, mpsc::UnboundedReceiver<Captured>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(connection(stream, tx.clone(), reply));
-        }
-    });
-    (base, rx)
-}
-
-async fn connection(mut stream: TcpStream, tx: mpsc::UnboundedSender<Captured>, reply: Reply) {
-    let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let mut request_line = lines.next().unwrap_or_default().split(' ');
-        let method = request_line.next().unwrap_or_default().to_owned();
-        let target = request_line.next().unwrap_or_default().to_owned();
-        let mut content_length = 0;
-        let mut content_type = None;
-        for line in lines {
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.parse().expect("content-length");
-                } else if name.eq_ignore_ascii_case("content-type") {
-                    content_type = Some(value.to_owned());
-                }
-            }
-        }
-        while buf.len() < head_end + content_length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body =
-            serde_json::from_slice(&buf[head_end..head_end + content_length]).expect("JSON body");
-        buf.drain(..head_end + content_length);
-        let _ = tx.send(Captured {
-            method,
-            target,
-            content_type,
-            body,
-        });
-
-        let response = match reply {
-            Reply::Ok => {
-                let body = r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#;
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-            }
-            Reply::Status(code) => {
-                format!("HTTP/1.1 {code} Oops\r\ncontent-length: 0\r\n\r\n")
-            }
-            Reply::Hang => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                return;
-            }
-        };
-        if stream.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
 
 fn event(user: &str, platform: &str, action: StateAction, ip: Option<&str>) -> StateChange {
     StateChange {
@@ -119,13 +19,6 @@ fn event(user: &str, platform: &str, action: StateAction, ip: Option<&str>) -> S
         client_ip: ip.map(str::to_owned),
         event_time_ms: 1_700_000_000_123,
     }
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<Captured>) -> Captured {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("a request within 10 s")
-        .expect("receiver running")
 }
 
 async fn wait_for_stats(
@@ -144,9 +37,9 @@ async fn wait_for_stats(
 
 #[tokio::test]
 async fn each_action_arrives_with_tencents_query_and_body() {
-    let (base, mut rx) = receiver(Reply::Ok).await;
+    let mut receiver = WebhookReceiver::start(Reply::Ok).await;
     let sender = WebhookSender::start(
-        format!("{base}/im/callback"),
+        receiver.url("/im/callback"),
         APP,
         64,
         Duration::from_secs(2),
@@ -187,7 +80,7 @@ async fn each_action_arrives_with_tencents_query_and_body() {
 
     let mut seen = Vec::new();
     for _ in 0..events.len() {
-        seen.push(next(&mut rx).await);
+        seen.push(receiver.next().await);
     }
     // Requests run concurrently; match them up by user.
     seen.sort_by_key(|c| {
@@ -265,9 +158,9 @@ async fn each_action_arrives_with_tencents_query_and_body() {
 
 #[tokio::test]
 async fn a_url_with_its_own_query_keeps_it() {
-    let (base, mut rx) = receiver(Reply::Ok).await;
+    let mut receiver = WebhookReceiver::start(Reply::Ok).await;
     let sender = WebhookSender::start(
-        format!("{base}/cb?token=abc"),
+        receiver.url("/cb?token=abc"),
         APP,
         8,
         Duration::from_secs(2),
@@ -278,7 +171,7 @@ async fn a_url_with_its_own_query_keeps_it() {
         StateAction::Logout,
         Some("1.2.3.4")
     )));
-    let got = next(&mut rx).await;
+    let got = receiver.next().await;
     assert_eq!(
         got.target,
         "/cb?token=abc&SdkAppid=1400000000&CallbackCommand=State.StateChange&contenttype=json&ClientIP=1.2.3.4&OptPlatform=Android"
@@ -287,8 +180,8 @@ async fn a_url_with_its_own_query_keeps_it() {
 
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_without_blocking() {
-    let (base, _rx) = receiver(Reply::Hang).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 2, Duration::from_secs(30));
+    let receiver = WebhookReceiver::start(Reply::Hang).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 2, Duration::from_secs(30));
 
     // On this single-threaded runtime the sending task cannot run during the loop, so exactly
     // the queue's capacity is accepted.
@@ -315,8 +208,8 @@ async fn a_full_queue_drops_and_counts_without_blocking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_never_blocks_callers() {
-    let (base, mut rx) = receiver(Reply::Hang).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 4, Duration::from_secs(30));
+    let mut receiver = WebhookReceiver::start(Reply::Hang).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 4, Duration::from_secs(30));
     // Let the first requests reach the receiver and hang there.
     for i in 0..8 {
         sender.notify(event(
@@ -326,7 +219,7 @@ async fn a_hanging_receiver_never_blocks_callers() {
             None,
         ));
     }
-    next(&mut rx).await;
+    receiver.next().await;
 
     let started = Instant::now();
     let accepted = (0..1000)
@@ -352,21 +245,21 @@ async fn a_hanging_receiver_never_blocks_callers() {
 #[tokio::test]
 async fn failures_are_counted_not_retried() {
     // Error status.
-    let (base, mut rx) = receiver(Reply::Status(500)).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    let mut receiver = WebhookReceiver::start(Reply::Status(500)).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 8, Duration::from_secs(2));
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
-    next(&mut rx).await;
+    receiver.next().await;
     let stats = wait_for_stats(&sender, |s| s.failed == 1).await;
     assert_eq!((stats.sent, stats.failed), (0, 1));
     // No retry arrives.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(rx.try_recv().is_err());
+    assert!(receiver.try_next().is_none());
 
     // Timeout.
-    let (base, mut rx) = receiver(Reply::Hang).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_millis(200));
+    let mut receiver = WebhookReceiver::start(Reply::Hang).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 8, Duration::from_millis(200));
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
-    next(&mut rx).await;
+    receiver.next().await;
     let stats = wait_for_stats(&sender, |s| s.failed == 1).await;
     assert_eq!((stats.sent, stats.failed), (0, 1));
 
@@ -397,19 +290,19 @@ async fn exported_request_counts_match_the_stats() {
     .expect("metric");
     let count = |result: &str| requests.with_label_values(&[result]).get();
 
-    let (base, mut rx) = receiver(Reply::Ok).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    let mut receiver = WebhookReceiver::start(Reply::Ok).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 8, Duration::from_secs(2));
     sender.export_requests(&requests);
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
-    next(&mut rx).await;
+    receiver.next().await;
     wait_for_stats(&sender, |s| s.sent == 1).await;
     assert_eq!((count("ok"), count("failed")), (1, 0));
 
-    let (base, mut rx) = receiver(Reply::Status(503)).await;
-    let sender = WebhookSender::start(format!("{base}/cb"), APP, 8, Duration::from_secs(2));
+    let mut receiver = WebhookReceiver::start(Reply::Status(503)).await;
+    let sender = WebhookSender::start(receiver.url("/cb"), APP, 8, Duration::from_secs(2));
     sender.export_requests(&requests);
     assert!(sender.notify(event("a", "Android", StateAction::Logout, None)));
-    next(&mut rx).await;
+    receiver.next().await;
     wait_for_stats(&sender, |s| s.failed == 1).await;
     assert_eq!((count("ok"), count("failed")), (1, 1));
 }

@@ -1,92 +1,53 @@
 //! Client sessions over WebSocket, against the real gateway on 127.0.0.1 with a real client
-//! (tokio-tungstenite), the Xiaomi emulator for the push path, and a small webhook receiver.
+//! (tokio-tungstenite), the Xiaomi emulator for the push path, and the webhook receiver.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::webhook::{Captured, Reply, WebhookReceiver};
+use common::{cert_body, Harness, SDKAPPID as APP};
 use futures_util::{SinkExt, StreamExt};
 use pushgate::config::Config;
-use pushgate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
-use pushgate::server::RunningServer;
 use pushgate::usersig::UserSigKey;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const APP: u64 = 1_400_000_000;
-const KEY: &str = "test-secret-key-0123456789";
-const PKG: &str = "com.example.chat";
-const SECRET: &str = "xiaomi-app-secret";
-
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-struct Env {
-    srv: RunningServer,
-    emu: EmulatorHandle,
-    http: reqwest::Client,
-    cert: u64,
-    key: UserSigKey,
-    _dir: tempfile::TempDir,
+/// One HTTP worker (so ordering across connections is the server's, not the scheduler's), a
+/// 30 s heartbeat unless the test says otherwise, and a certificate for set_push_token.
+async fn start(tweak: impl FnOnce(&mut Config)) -> Harness {
+    Harness::builder()
+        .config(|c| {
+            c.http.workers = 1;
+            c.sessions.heartbeat_timeout_secs = 30;
+        })
+        .config(tweak)
+        .certificate(cert_body(1000))
+        .start()
+        .await
 }
 
-impl Env {
-    async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
-        let emu = emulator::start(
-            EmulatorConfig::default(),
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .expect("emulator");
-        emu.add_app(EmulatorApp::new(PKG, SECRET));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
-            admin_token: Some("admin-token-123".into()),
-            api_token: Some("api-token-1234".into()),
-            sdkappid: APP,
-            secret_key: Some(KEY.into()),
-            xiaomi_base_url: emu.base_url(),
-            ..Config::default()
-        };
-        config.http.workers = 1;
-        config.sessions.heartbeat_timeout_secs = 30;
-        tweak(&mut config);
-        let srv = pushgate::server::start(config).expect("server");
-        let http = reqwest::Client::new();
-        let res = http
-            .post(srv.url("/v1/certificates"))
-            .bearer_auth(&srv.admin_token)
-            .header("content-type", "application/json")
-            .body(
-                json!({
-                    "vendor": "xiaomi", "package_name": PKG, "app_id": "2882303761517",
-                    "app_secret": SECRET, "click_action": {"type": "open_app"}, "qps": 1000
-                })
-                .to_string(),
-            )
-            .send()
-            .await
-            .expect("create certificate");
-        assert_eq!(res.status(), 201);
-        let cert = json_body(res).await["id"].as_u64().expect("id");
-        Env {
-            srv,
-            emu,
-            http,
-            cert,
-            key: UserSigKey::new(APP, KEY),
-            _dir: dir,
-        }
-    }
+/// What the session tests do with the gateway, beyond the shared harness.
+trait Sessions {
+    fn ws_url(&self, user: &str, platform: &str, device: &str) -> String;
+    async fn connect(&self, user: &str, platform: &str, device: &str) -> Ws;
+    fn state(&self, user: &str, device: &str) -> (String, bool);
+    async fn wait_state(&self, user: &str, device: &str, want: &str);
+    async fn send_text(&self, to: &str, text: &str) -> Value;
+    async fn pushed(&self, regid: &str, n: usize) -> Vec<String>;
+}
 
+impl Sessions for Harness {
     fn ws_url(&self, user: &str, platform: &str, device: &str) -> String {
         format!(
             "ws://{}/v1/ws?sdkappid={APP}&identifier={user}&usersig={}&platform={platform}&device={device}",
-            self.srv.addr,
-            self.key.generate(user, 3600)
+            self.server.addr,
+            self.usersig_key().generate(user, 3600)
         )
     }
 
@@ -99,7 +60,7 @@ impl Env {
     }
 
     fn state(&self, user: &str, device: &str) -> (String, bool) {
-        match self.srv.gateway.device_view(user, device) {
+        match self.server.gateway.device_view(user, device) {
             Ok(v) => (v.state.to_string(), v.background),
             Err(_) => ("unknown".into(), false),
         }
@@ -122,42 +83,28 @@ impl Env {
     }
 
     /// `POST /v1/messages` to one user; returns the result of that user.
-    async fn send(&self, to: &str, text: &str) -> Value {
-        let res = self
-            .http
-            .post(self.srv.url("/v1/messages"))
-            .bearer_auth(&self.srv.api_token)
-            .header("content-type", "application/json")
-            .body(
+    async fn send_text(&self, to: &str, text: &str) -> Value {
+        let v = self
+            .send(
                 json!({"to": [to], "from": "carol", "text": text, "detail": true,
-                       "offline_push": {"desc": text.chars().take(40).collect::<String>()}})
-                .to_string(),
+                   "offline_push": {"desc": text.chars().take(40).collect::<String>()}}),
             )
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(res.status(), 200);
-        json_body(res).await["results"][0].clone()
+            .await;
+        v["results"][0].clone()
     }
 
     /// The descriptions the emulator received for `regid`, once their number is at least `n`
     /// and has stayed put for a moment.
     async fn pushed(&self, regid: &str, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let get = || -> Vec<String> {
-            self.emu
-                .received()
-                .into_iter()
-                .filter(|r| r.regid == regid)
-                .map(|r| r.description)
-                .collect()
-        };
-        while get().len() < n && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_pushes(regid, n).await;
         // Nothing more should come.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        get()
+        self.emu
+            .received()
+            .into_iter()
+            .filter(|r| r.regid == regid)
+            .map(|r| r.description)
+            .collect()
     }
 }
 
@@ -218,9 +165,9 @@ async fn next_of(ws: &mut Ws, ty: &str) -> Value {
 
 #[tokio::test]
 async fn upgrade_refuses_bad_parameters_and_tickets() {
-    let env = Env::start(|_| {}).await;
-    let sig = env.key.generate("alice", 3600);
-    let base = format!("http://{}/v1/ws", env.srv.addr);
+    let env = start(|_| {}).await;
+    let sig = env.usersig_key().generate("alice", 3600);
+    let base = format!("http://{}/v1/ws", env.server.addr);
     let cases: Vec<(String, u16, &str)> = vec![
         (
             format!("{base}?identifier=alice&usersig={sig}&platform=Android&device=d1"),
@@ -263,7 +210,7 @@ async fn upgrade_refuses_bad_parameters_and_tickets() {
         (
             format!(
                 "{base}?sdkappid={APP}&identifier=alice&usersig={}&platform=Android&device=d1",
-                env.key.generate_at("alice", 60, 1_000_000, None)
+                env.usersig_key().generate_at("alice", 60, 1_000_000, None)
             ),
             401,
             "usersig_expired",
@@ -296,7 +243,7 @@ async fn upgrade_refuses_bad_parameters_and_tickets() {
     // A real WebSocket client sees the 401 too.
     let err = tokio_tungstenite::connect_async(format!(
         "ws://{}/v1/ws?sdkappid={APP}&identifier=bob&usersig={sig}&platform=Android&device=d1",
-        env.srv.addr
+        env.server.addr
     ))
     .await
     .expect_err("refused");
@@ -310,7 +257,7 @@ async fn upgrade_refuses_bad_parameters_and_tickets() {
 
 #[tokio::test]
 async fn close_without_logout_is_push_online_and_logout_is_offline() {
-    let env = Env::start(|_| {}).await;
+    let env = start(|_| {}).await;
     let mut ws = env.connect("alice", "Android", "d1").await;
     assert_eq!(env.state("alice", "d1").0, "Online");
     send_json(&mut ws, json!({"type": "ping"})).await;
@@ -335,11 +282,11 @@ async fn close_without_logout_is_push_online_and_logout_is_offline() {
 
 #[tokio::test]
 async fn background_and_foreground_in_messagepack() {
-    let env = Env::start(|_| {}).await;
+    let env = start(|_| {}).await;
     let mut ws = env.connect("bob", "Android", "d1").await;
     send_mp(
         &mut ws,
-        json!({"type": "set_push_token", "certificate_id": env.cert, "token": "regid-bob"}),
+        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-bob"}),
     )
     .await;
     let ok = next(&mut ws).await;
@@ -351,7 +298,7 @@ async fn background_and_foreground_in_messagepack() {
     );
 
     // Foreground: only the connection.
-    let r = env.send("bob", "fg").await;
+    let r = env.send_text("bob", "fg").await;
     assert_eq!(r["outcome"], "online", "{r}");
     let m = next(&mut ws).await;
     assert_eq!(m["type"], "message");
@@ -363,7 +310,7 @@ async fn background_and_foreground_in_messagepack() {
     assert_eq!(next(&mut ws).await["for"], "background");
     assert_eq!(env.state("bob", "d1"), ("Online".into(), true));
     // Background: the connection and a notification.
-    let r = env.send("bob", "bg").await;
+    let r = env.send_text("bob", "bg").await;
     assert_eq!(r["outcome"], "online", "{r}");
     assert_eq!(r["devices"][0]["also_pushed"], true, "{r}");
     let m = next(&mut ws).await;
@@ -373,7 +320,7 @@ async fn background_and_foreground_in_messagepack() {
     send_mp(&mut ws, json!({"type": "foreground"})).await;
     assert_eq!(next(&mut ws).await["for"], "foreground");
     assert_eq!(env.state("bob", "d1"), ("Online".into(), false));
-    let r = env.send("bob", "fg2").await;
+    let r = env.send_text("bob", "fg2").await;
     assert_ne!(r["devices"][0]["also_pushed"], true, "{r}");
     let m = next(&mut ws).await;
     send_mp(&mut ws, json!({"type": "ack", "id": m["id"]})).await;
@@ -389,11 +336,11 @@ async fn background_and_foreground_in_messagepack() {
 
 #[tokio::test]
 async fn newer_login_kicks_the_older_connection() {
-    let env = Env::start(|_| {}).await;
+    let env = start(|_| {}).await;
     let mut old = env.connect("carl", "Android", "phone-a").await;
     send_json(
         &mut old,
-        json!({"type": "set_push_token", "certificate_id": env.cert, "token": "regid-a"}),
+        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-a"}),
     )
     .await;
     assert_eq!(next(&mut old).await["type"], "ok");
@@ -409,7 +356,7 @@ async fn newer_login_kicks_the_older_connection() {
     assert_eq!(env.state("carl", "phone-a").0, "Offline");
     assert_eq!(env.state("carl", "phone-b").0, "Online");
     // The kicked device gets no push.
-    let r = env.send("carl", "after kick").await;
+    let r = env.send_text("carl", "after kick").await;
     assert_eq!(r["outcome"], "online");
     assert_eq!(next(&mut new).await["text"], "after kick");
     assert!(env.pushed("regid-a", 0).await.is_empty());
@@ -434,11 +381,11 @@ async fn newer_login_kicks_the_older_connection() {
 // ---- online delivery and the fallback to push -----------------------------------------------
 
 async fn ack_fallback(binary: bool) {
-    let env = Env::start(|_| {}).await;
+    let env = start(|_| {}).await;
     let user = if binary { "dora-mp" } else { "dora" };
     let regid = format!("regid-{user}");
     let mut ws = env.connect(user, "Android", "d1").await;
-    let token = json!({"type": "set_push_token", "certificate_id": env.cert, "token": regid});
+    let token = json!({"type": "set_push_token", "certificate_id": env.cert(), "token": regid});
     if binary {
         send_mp(&mut ws, token).await;
     } else {
@@ -446,7 +393,7 @@ async fn ack_fallback(binary: bool) {
     }
     assert_eq!(next(&mut ws).await["type"], "ok");
     for text in ["m1", "m2", "m3", "m4"] {
-        assert_eq!(env.send(user, text).await["outcome"], "online");
+        assert_eq!(env.send_text(user, text).await["outcome"], "online");
     }
     let mut ids = Vec::new();
     for text in ["m1", "m2", "m3", "m4"] {
@@ -490,11 +437,11 @@ async fn unacked_messages_fall_back_to_push_messagepack() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
-    let env = Env::start(|c| c.sessions.outbound_queue = 4).await;
+    let env = start(|c| c.sessions.outbound_queue = 4).await;
     // A small receive buffer, so the kernel does not absorb megabytes for the idle reader.
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
-    let tcp = sock.connect(env.srv.addr).await.expect("connect");
+    let tcp = sock.connect(env.server.addr).await.expect("connect");
     let (mut ws, _) = tokio_tungstenite::client_async(
         env.ws_url("eve", "Android", "d1"),
         MaybeTlsStream::Plain(tcp),
@@ -503,7 +450,7 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     .expect("websocket");
     send_json(
         &mut ws,
-        json!({"type": "set_push_token", "certificate_id": env.cert, "token": "regid-eve"}),
+        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-eve"}),
     )
     .await;
     assert_eq!(next(&mut ws).await["type"], "ok");
@@ -512,7 +459,7 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     let big = "x".repeat(12 * 1024 - 16);
     let mut sent = 0;
     for i in 0..3000 {
-        let r = env.send("eve", &format!("{i:05}{big}")).await;
+        let r = env.send_text("eve", &format!("{i:05}{big}")).await;
         sent += 1;
         if r["outcome"] != "online" {
             break;
@@ -524,7 +471,7 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     let pushed = env.pushed("regid-eve", sent).await;
     assert_eq!(pushed.len(), sent, "sent {sent}, pushed {}", pushed.len());
     let disconnects = env
-        .srv
+        .server
         .gateway
         .metrics
         .ws_disconnects
@@ -538,7 +485,7 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
 
 #[tokio::test]
 async fn heartbeat_timeout_makes_the_device_push_online() {
-    let env = Env::start(|c| {
+    let env = start(|c| {
         c.sessions.heartbeat_timeout_secs = 1;
         c.sessions.ping_interval_secs = 60;
     })
@@ -565,7 +512,7 @@ async fn heartbeat_timeout_makes_the_device_push_online() {
 
 #[tokio::test]
 async fn server_pings_keep_a_reading_client_alive() {
-    let env = Env::start(|c| {
+    let env = start(|c| {
         c.sessions.heartbeat_timeout_secs = 2;
         c.sessions.ping_interval_secs = 1;
     })
@@ -588,7 +535,7 @@ async fn server_pings_keep_a_reading_client_alive() {
 
 #[tokio::test]
 async fn bad_frames_get_an_error_and_change_nothing() {
-    let env = Env::start(|_| {}).await;
+    let env = start(|_| {}).await;
     let mut ws = env.connect("hal", "Android", "d1").await;
     let cases: Vec<(WsMessage, &str)> = vec![
         (WsMessage::text(r#"{"type":"dance"}"#), "unknown_type"),
@@ -614,7 +561,7 @@ async fn bad_frames_get_an_error_and_change_nothing() {
         (
             WsMessage::text(format!(
                 r#"{{"type":"set_push_token","certificate_id":{},"token":"{}"}}"#,
-                env.cert,
+                env.cert(),
                 "t".repeat(300)
             )),
             "token_too_long",
@@ -631,7 +578,7 @@ async fn bad_frames_get_an_error_and_change_nothing() {
         assert_eq!(f["code"], code, "{f}");
         assert!(f["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let view = env.srv.gateway.device_view("hal", "d1").expect("device");
+    let view = env.server.gateway.device_view("hal", "d1").expect("device");
     assert_eq!(view.state, "Online");
     assert!(!view.token_bound);
     assert!(!view.background);
@@ -651,86 +598,18 @@ async fn bad_frames_get_an_error_and_change_nothing() {
 
 // ---- State.StateChange webhook --------------------------------------------------------------
 
-/// A minimal HTTP/1.1 receiver: reports (query, body) of each request and answers 200.
-async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<(String, Value)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!(
-        "http://{}/im/callback",
-        listener.local_addr().expect("addr")
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(webhook_connection(stream, tx.clone()));
-        }
-    });
-    (url, rx)
-}
-
-async fn webhook_connection(mut stream: TcpStream, tx: mpsc::UnboundedSender<(String, Value)>) {
-    let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-        let target = String::from_utf8_lossy(&buf[..head_end])
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_string();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
-        buf.drain(..head_end + len);
-        let _ = tx.send((target, body));
-        let reply = r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#;
-        let res = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
-        if stream.write_all(res.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn next_hook(rx: &mut mpsc::UnboundedReceiver<(String, Value)>) -> (String, Value) {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("a webhook within 5 s")
-        .expect("receiver running")
-}
-
 #[tokio::test]
 async fn state_change_webhooks() {
-    let (url, mut hooks) = webhook_receiver().await;
-    let env = Env::start(|c| {
-        c.webhook_url = Some(url);
+    let mut hooks = WebhookReceiver::start(Reply::Ok).await;
+    let env = start(|c| {
+        c.webhook_url = Some(hooks.url("/im/callback"));
         c.sessions.heartbeat_timeout_secs = 1;
         c.sessions.ping_interval_secs = 60;
     })
     .await;
 
     let mut a = env.connect("ivy", "Android", "a").await;
-    let (target, body) = next_hook(&mut hooks).await;
+    let Captured { target, body, .. } = hooks.next().await;
     assert!(target.starts_with("/im/callback?"), "{target}");
     assert!(target.contains(&format!("SdkAppid={APP}")), "{target}");
     assert!(
@@ -751,34 +630,34 @@ async fn state_change_webhooks() {
 
     // A newer Android login kicks `a`: one Login with KickedDevice.
     let mut b = env.connect("ivy", "Android", "b").await;
-    let (_, body) = next_hook(&mut hooks).await;
+    let Captured { body, .. } = hooks.next().await;
     assert_eq!(body["Info"]["Action"], "Login");
     assert_eq!(body["KickedDevice"], json!([{"Platform": "Android"}]));
     assert_eq!(next_of(&mut a, "kicked").await["type"], "kicked");
 
     send_json(&mut b, json!({"type": "logout"})).await;
     assert_eq!(next(&mut b).await["for"], "logout");
-    let (_, body) = next_hook(&mut hooks).await;
+    let Captured { body, .. } = hooks.next().await;
     assert_eq!(
         body["Info"],
         json!({"Action": "Logout", "To_Account": "ivy", "Reason": "Unregister"})
     );
 
     let mut c = env.connect("ivy", "iPhone", "c").await;
-    let (target, body) = next_hook(&mut hooks).await;
+    let Captured { target, body, .. } = hooks.next().await;
     assert_eq!(body["Info"]["Action"], "Login");
     assert!(target.contains("OptPlatform=IOS"), "{target}");
     c.close(None).await.expect("close");
-    let (_, body) = next_hook(&mut hooks).await;
+    let Captured { body, .. } = hooks.next().await;
     assert_eq!(
         body["Info"],
         json!({"Action": "Disconnect", "To_Account": "ivy", "Reason": "LinkClose"})
     );
 
     let _silent = env.connect("ivy", "iPhone", "c").await;
-    let (_, body) = next_hook(&mut hooks).await;
+    let Captured { body, .. } = hooks.next().await;
     assert_eq!(body["Info"]["Action"], "Login");
-    let (_, body) = next_hook(&mut hooks).await;
+    let Captured { body, .. } = hooks.next().await;
     assert_eq!(
         body["Info"],
         json!({"Action": "Disconnect", "To_Account": "ivy", "Reason": "TimeOut"})
@@ -786,5 +665,5 @@ async fn state_change_webhooks() {
     // The kick produced no Disconnect for `a` (its socket is closed by now).
     drop(a);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(hooks.try_recv().is_err(), "no further callbacks");
+    assert!(hooks.try_next().is_none(), "no further callbacks");
 }

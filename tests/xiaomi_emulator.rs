@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use pushgate::domain::ClickAction;
 use pushgate::providers::xiaomi::emulator::{
-    self, EmulatorApp, EmulatorConfig, EmulatorHandle, EmulatorRules, Knobs, RegidPolicy,
+    EmulatorApp, EmulatorConfig, EmulatorHandle, EmulatorRules, Knobs, RegidPolicy,
 };
 use pushgate::providers::xiaomi::{
     VendorReply, XiaomiApp, XiaomiClient, XiaomiMessage, DEFAULT_TITLE,
 };
 use serde_json::Value;
+
+mod common;
 
 const PKG: &str = "com.example.chat";
 const SECRET: &str = "c2VjcmV0c2VjcmV0c2VjcmV0==";
@@ -33,7 +35,7 @@ fn strict() -> EmulatorConfig {
 }
 
 fn start(config: EmulatorConfig) -> EmulatorHandle {
-    emulator::start(config, "127.0.0.1:0".parse().expect("addr")).expect("emulator starts")
+    common::emulator_with(config)
 }
 
 fn client(emu: &EmulatorHandle) -> XiaomiClient {
@@ -59,7 +61,7 @@ async fn raw_post(
     authorization: Option<&str>,
     pairs: &[(&str, &str)],
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
+    let mut req = common::http()
         .post(format!("{}{path}", emu.base_url()))
         .header(
             "content-type",
@@ -92,7 +94,14 @@ fn base_form<'a>(title: &'a str, description: &'a str) -> Vec<(&'a str, &'a str)
 }
 
 async fn get_json(url: String) -> Value {
-    json_of(reqwest::get(url).await.expect("control answers")).await
+    json_of(
+        common::http()
+            .get(url)
+            .send()
+            .await
+            .expect("control answers"),
+    )
+    .await
 }
 
 /// reqwest is built without its `json` feature.
@@ -557,7 +566,7 @@ async fn multi_messages_carry_their_own_content() {
 async fn control_surface() {
     let emu = start(EmulatorConfig::default());
     let base = emu.base_url();
-    let http = reqwest::Client::new();
+    let http = common::http();
 
     // No app yet: the secret is unknown.
     let reply = client(&emu).send_regid(&app(), &msg(), &["r1"]).await;
@@ -655,7 +664,7 @@ async fn control_surface() {
 #[tokio::test]
 async fn every_bad_request_gets_an_envelope() {
     let emu = start(strict());
-    let http = reqwest::Client::new();
+    let http = common::http();
     let base = emu.base_url();
     let resp = http
         .get(format!("{base}/v3/message/regid"))

@@ -1,10 +1,29 @@
-//! Shared test harness: a real gateway on 127.0.0.1:0 with its store in a temp dir, and a
-//! Xiaomi emulator on another loopback port.
+//! Shared test harness: a real gateway on 127.0.0.1:0 with its store in a temp dir, a Xiaomi
+//! emulator on another loopback port, and (in `webhook`) a receiver for the gateway's callbacks.
+//!
+//! ```ignore
+//! let h = Harness::start().await;                                   // the defaults
+//! let h = Harness::start_with(|c| c.push.linger_ms = 300).await;    // one config tweak
+//! let hooks = WebhookReceiver::start(Reply::Ok).await;
+//! let h = Harness::builder()
+//!     .config(|c| c.sessions.heartbeat_timeout_secs = 1)
+//!     .emulator(EmulatorConfig { daily_quota: Some(1), ..EmulatorConfig::default() })
+//!     .webhook(hooks.url("/im/callback"))
+//!     .certificate(cert_body(1000))
+//!     .start()
+//!     .await;
+//! let h = h.restart().await;                     // same data dir, same emulator, same config
+//! ```
 #![allow(dead_code)]
 
+pub mod webhook;
+
 use pushgate::config::Config;
-use pushgate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig, EmulatorHandle};
+use pushgate::providers::xiaomi::emulator::{
+    self, EmulatorApp, EmulatorConfig, EmulatorHandle, ReceivedNotification,
+};
 use pushgate::server::{start, RunningServer};
+use pushgate::usersig::UserSigKey;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,8 +33,14 @@ pub const API: &str = "api-token-for-tests";
 pub const PACKAGE: &str = "com.example.chat";
 pub const SECRET: &str = "c2VjcmV0LWZvci10ZXN0cw==";
 pub const SDKAPPID: u64 = 1_400_000_000;
-pub const USERSIG_KEY: &str = "test-usersig-key";
+/// The UserSig key, as long as the keys Tencent's console issues (64 hex digits).
+pub const USERSIG_KEY: &str = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
 
+/// How long the harness waits for something that should happen (a push, a state).
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The gateway's settings for tests: the tokens and UserSig key above, a 2 ms linger so a test
+/// does not wait for batches, and a vendor timeout short enough for hang tests.
 pub fn config(data_dir: &Path, xiaomi: &str) -> Config {
     let mut c = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -32,10 +57,114 @@ pub fn config(data_dir: &Path, xiaomi: &str) -> Config {
     c
 }
 
+/// An emulator on 127.0.0.1:0 with `config`'s knobs and apps.
+pub fn emulator_with(config: EmulatorConfig) -> EmulatorHandle {
+    emulator::start(config, "127.0.0.1:0".parse().unwrap()).expect("emulator starts")
+}
+
+/// An emulator that knows the test app (`PACKAGE` with `SECRET`).
 pub fn emulator() -> EmulatorHandle {
-    let e = emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let e = emulator_with(EmulatorConfig::default());
     e.add_app(EmulatorApp::new(PACKAGE, SECRET));
     e
+}
+
+/// An HTTP client for tests. The timeout turns a server that never answers into a failed test
+/// instead of a hung run; it is longer than any wait a test does on purpose.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Where `tool` is on the PATH, if it is installed.
+// Where a test looks for a tool is not a gateway setting (.clippy.toml bans env reads for those).
+#[allow(clippy::disallowed_methods)]
+pub fn on_path(tool: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// The token a test device reports for `user` (long enough to look like a Xiaomi regId).
+pub fn regid(user: &str) -> String {
+    format!("regid-{user}-0123456789abcdef")
+}
+
+/// A change to the gateway's config, as a test writes it.
+type Tweak<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+
+/// The options the suites vary; `Harness::builder()` starts one with the defaults.
+pub struct HarnessBuilder<'a> {
+    tweaks: Vec<Tweak<'a>>,
+    emulator: EmulatorConfig,
+    data_dir: Option<tempfile::TempDir>,
+    certificate: Option<Value>,
+}
+
+impl<'a> HarnessBuilder<'a> {
+    /// A change to the gateway's config (applied in order, after `config`'s defaults).
+    pub fn config(mut self, tweak: impl FnOnce(&mut Config) + 'a) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// The emulator's knobs and rules; the test app is added to its apps.
+    pub fn emulator(mut self, emulator: EmulatorConfig) -> Self {
+        self.emulator = emulator;
+        self
+    }
+
+    /// Another app the emulator accepts.
+    pub fn app(mut self, package: &str, secret: &str) -> Self {
+        self.emulator.apps.push(EmulatorApp::new(package, secret));
+        self
+    }
+
+    /// State.StateChange callbacks go to `url` (a `webhook::WebhookReceiver`).
+    pub fn webhook(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.config(move |c| c.webhook_url = Some(url))
+    }
+
+    /// Starts on an existing data dir (one prepared by the test) instead of an empty one.
+    pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.data_dir = Some(dir);
+        self
+    }
+
+    /// Creates this certificate once the gateway is up; `Harness::cert` is its id.
+    pub fn certificate(mut self, body: Value) -> Self {
+        self.certificate = Some(body);
+        self
+    }
+
+    pub async fn start(self) -> Harness {
+        let HarnessBuilder {
+            tweaks,
+            mut emulator,
+            data_dir,
+            certificate,
+        } = self;
+        emulator.apps.push(EmulatorApp::new(PACKAGE, SECRET));
+        let emu = emulator_with(emulator);
+        let dir = data_dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+        let mut c = config(dir.path(), &emu.base_url());
+        for tweak in tweaks {
+            tweak(&mut c);
+        }
+        let mut h = Harness::on(c, emu, dir);
+        if let Some(body) = certificate {
+            let (s, v) = h
+                .admin(reqwest::Method::POST, "/v1/certificates", Some(body))
+                .await;
+            assert_eq!(s, 201, "{v}");
+            h.cert = v["id"].as_u64();
+        }
+        h
+    }
 }
 
 pub struct Harness {
@@ -43,25 +172,72 @@ pub struct Harness {
     pub emu: EmulatorHandle,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// What the gateway was started with (`restart` starts it again with the same).
+    pub config: Config,
+    /// The certificate `HarnessBuilder::certificate` created.
+    cert: Option<u64>,
 }
 
 impl Harness {
+    pub fn builder<'a>() -> HarnessBuilder<'a> {
+        HarnessBuilder {
+            tweaks: Vec::new(),
+            emulator: EmulatorConfig::default(),
+            data_dir: None,
+            certificate: None,
+        }
+    }
+
     pub async fn start() -> Harness {
-        Self::start_with(|_| {}).await
+        Self::builder().start().await
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
-        let emu = emulator();
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = config(dir.path(), &emu.base_url());
-        tweak(&mut c);
-        let server = start(c).unwrap();
+        Self::builder().config(tweak).start().await
+    }
+
+    fn on(config: Config, emu: EmulatorHandle, dir: tempfile::TempDir) -> Harness {
+        let server = start(config.clone()).expect("gateway starts");
         Harness {
             server,
             emu,
             dir,
-            http: reqwest::Client::new(),
+            http: http(),
+            config,
+            cert: None,
         }
+    }
+
+    /// Stops the gateway gracefully and starts it again on the same data dir, emulator and
+    /// config, as an operator's restart would.
+    pub async fn restart(self) -> Harness {
+        let Harness {
+            server,
+            emu,
+            dir,
+            config,
+            cert,
+            ..
+        } = self;
+        server.stop().await;
+        Harness {
+            cert,
+            ..Harness::on(config, emu, dir)
+        }
+    }
+
+    /// The id of the certificate the builder created.
+    pub fn cert(&self) -> u64 {
+        self.cert
+            .expect("no certificate: start with Harness::builder().certificate(..)")
+    }
+
+    /// The key that signs UserSig tickets for this gateway.
+    pub fn usersig_key(&self) -> UserSigKey {
+        UserSigKey::new(
+            self.config.sdkappid,
+            self.config.secret_key.as_deref().expect("a secret key"),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -137,6 +313,22 @@ impl Harness {
         v["results"][0].clone()
     }
 
+    /// Posts several session events at once; every one must be accepted.
+    pub async fn events(&self, events: Value) -> Value {
+        let (s, v) = self
+            .api(
+                reqwest::Method::POST,
+                "/v1/sessions/events",
+                Some(json!({ "events": events })),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        for r in v["results"].as_array().expect("results") {
+            assert_eq!(r["ok"], true, "{r}");
+        }
+        v["results"].clone()
+    }
+
     pub async fn token(&self, user: &str, device: &str, cert: u64, token: &str) -> (u16, Value) {
         self.api(
             reqwest::Method::PUT,
@@ -155,6 +347,12 @@ impl Harness {
             self.event(user, device, "disconnect").await["state"],
             "PushOnline"
         );
+    }
+
+    /// `push_online` with the builder's certificate and the token `regid(user)`.
+    pub async fn killed(&self, user: &str, device: &str) {
+        self.push_online(user, device, self.cert(), &regid(user))
+            .await;
     }
 
     pub async fn send(&self, body: Value) -> Value {
@@ -187,6 +385,24 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// The notifications the emulator received for `regid`, once there are at least `n` or
+    /// `WAIT` has passed (the caller asserts the count).
+    pub async fn wait_pushes(&self, regid: &str, n: usize) -> Vec<ReceivedNotification> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got: Vec<ReceivedNotification> = self
+                .emu
+                .received()
+                .into_iter()
+                .filter(|r| r.regid == regid)
+                .collect();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 pub fn cert_body(qps: u32) -> Value {
@@ -199,6 +415,19 @@ pub fn cert_body(qps: u32) -> Value {
         "channel_id": "101556",
         "qps": qps
     })
+}
+
+/// `cert_body(qps)` with `patch`'s fields set (a null removes the field).
+pub fn cert_body_with(qps: u32, patch: Value) -> Value {
+    let mut body = cert_body(qps);
+    for (k, v) in patch.as_object().expect("a JSON object") {
+        if v.is_null() {
+            body.as_object_mut().unwrap().remove(k);
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    body
 }
 
 /// The value of a Prometheus sample with exactly these labels (0 when absent).
