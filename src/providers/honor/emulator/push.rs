@@ -302,7 +302,7 @@ pub(crate) fn validate(body: &Value, rules: &HonorRules) -> Result<Checked, Stri
             .as_str()
             .and_then(|t| t.strip_suffix('s'))
             .and_then(|t| t.parse::<u64>().ok());
-        if !secs.is_some_and(|s| s <= 1_296_000) {
+        if secs.is_none_or(|s| s > 1_296_000) {
             return Err("ttl must be \"<seconds>s\", at most 1296000s".into());
         }
     }
