@@ -8,8 +8,29 @@ import {
 } from './dom.js';
 import { readable } from './diagnosis.js';
 
-/** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
-const PLATFORMS = [{ vendor: 'xiaomi', label: 'Xiaomi (MiPush)' }];
+/**
+ * Push platforms a certificate can be for; add an entry when the gateway learns a new vendor.
+ * `secret` names the write-only credential field (default `app_secret`); form fields marked
+ * `data-vendors` show only for the vendors they list.
+ */
+const PLATFORMS = [
+  { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
+  { vendor: 'honor', label: 'Honor (Honor Push)', secret: 'client_secret', secretLabel: 'Client secret' },
+  { vendor: 'huawei', label: 'Huawei (Push Kit)', secretLabel: 'AppSecret (OAuth client secret)' },
+];
+
+function platform(vendor) {
+  return PLATFORMS.find((p) => p.vendor === vendor) || { vendor, label: vendor };
+}
+
+/** Shows the fields of the chosen vendor and names its secret. */
+function syncVendorFields(form) {
+  const p = platform(form.vendor.value);
+  for (const box of $$('[data-vendors]', form)) {
+    box.hidden = !box.dataset.vendors.split(' ').includes(p.vendor);
+  }
+  $('#f-secret-label').textContent = p.secretLabel || 'AppSecret';
+}
 
 const CLICK_ACTIONS = {
   open_app: 'Open the app',
@@ -145,7 +166,7 @@ function certCard(cert) {
 }
 
 function platformLabel(vendor) {
-  return PLATFORMS.find((p) => p.vendor === vendor)?.label || vendor;
+  return platform(vendor).label;
 }
 
 function clickActionText(ca) {
@@ -179,7 +200,10 @@ function fillCertCard(card, cert) {
   const config = [
     ['Package name', cert.package_name],
     ['AppID', cert.app_id],
-    ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+    ...(cert.client_id ? [['Client ID', cert.client_id]] : []),
+    ['AppSecret', cert.app_secret_set || cert.client_secret_set ? 'set' : 'not set'],
+    ...(cert.category ? [['Category', cert.category]] : []),
+    ...(cert.importance ? [['Importance', cert.importance]] : []),
     ['On tap', clickActionText(cert.click_action)],
     ['Channel ID', cert.channel_id || '—'],
     ['QPS', fmtNumber(cert.qps)],
@@ -187,7 +211,7 @@ function fillCertCard(card, cert) {
   $('.cert-config', card).replaceChildren(
     ...config.flatMap(([k, v]) => [
       h('dt', { text: k }),
-      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set || cert.client_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
     ]),
   );
 
@@ -288,6 +312,7 @@ function initCertForm() {
   const form = $('#cert-form');
   $('#f-vendor').replaceChildren(...PLATFORMS.map((p) => h('option', { value: p.vendor, text: p.label })));
   form.click_action_type.addEventListener('change', () => syncClickFields(form));
+  form.vendor.addEventListener('change', () => syncVendorFields(form));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     saveCertificate(form);
@@ -310,6 +335,7 @@ export async function showCertForm(id) {
   document.title = `${$('#cert-form-title').textContent} · pushgate console`;
   fillSecretState(form, false);
   syncClickFields(form);
+  syncVendorFields(form);
   ctx.show('cert-form');
   if (id === null) {
     setFormBusy(form, false);
@@ -354,7 +380,11 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!cert.app_secret_set);
+  fillSecretState(form, !!(cert.app_secret_set || cert.client_secret_set));
+  form.client_id.value = cert.client_id || '';
+  form.category.value = cert.category || 'IM';
+  form.importance.value = cert.importance || 'NORMAL';
+  syncVendorFields(form);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
@@ -370,7 +400,8 @@ function validate(form, creating) {
   const v = (name) => form[name].value.trim();
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
   if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
-  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the secret from the push service console.';
+  if (form.vendor.value === 'honor' && !v('client_id')) errors.client_id = 'Enter the Client ID from the Honor developer console.';
   const type = form.click_action_type.value;
   if (type === 'open_url') {
     const url = v('url');
@@ -411,7 +442,13 @@ function formBody(form, creating) {
     channel_id: form.channel_id.value.trim() || null,
     qps: Number(form.qps.value),
   };
-  if (creating || form.app_secret.value) body.app_secret = form.app_secret.value;
+  const vendor = platform(body.vendor);
+  if (creating || form.app_secret.value) body[vendor.secret || 'app_secret'] = form.app_secret.value;
+  if (vendor.vendor === 'honor') {
+    body.client_id = form.client_id.value.trim();
+    body.importance = form.importance.value;
+  }
+  if (vendor.vendor === 'huawei') body.category = form.category.value;
   return body;
 }
 
@@ -437,7 +474,8 @@ async function saveCertificate(form) {
     location.hash = '#/certificates';
   } catch (err) {
     if (ctx.onAuthError(err)) return;
-    const field = err.field === 'click_action' ? 'click_action.type' : err.field;
+    const field = err.field === 'click_action' ? 'click_action.type'
+      : err.field === 'client_secret' ? 'app_secret' : err.field;
     const message = sentence(err.message);
     if (!(field && setFieldError(form, field, message))) {
       const top = $('#cert-form-error');
