@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::certs::{CertEntry, CertStatus, FAILURE_CLASSES};
 use crate::domain::validate::CertificateInput;
-use crate::domain::{now_secs, ClickAction, Vendor};
+use crate::domain::{now_secs, ClickAction, Vendor, VendorFields};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -24,6 +24,12 @@ pub struct CertificateView {
     pub click_action: ClickAction,
     pub channel_id: Option<String>,
     pub qps: u32,
+    /// Vendor-specific fields (Honor client id, Huawei category, Honor importance).
+    #[serde(flatten)]
+    pub fields: VendorFields,
+    /// Honor names its secret `client_secret`; like `app_secret_set`, never the secret itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_set: Option<bool>,
     pub status: CertStatus,
     pub stats: StatsView,
 }
@@ -52,6 +58,8 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
         click_action: c.click_action.clone(),
         channel_id: c.channel_id.clone(),
         qps: c.qps,
+        fields: c.fields.clone(),
+        client_secret_set: (c.vendor == Vendor::Honor).then(|| !c.app_secret.is_empty()),
         status: e.status(now_secs()),
         stats: StatsView {
             sent: e.stats.sent.load(Ordering::Relaxed),

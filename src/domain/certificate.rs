@@ -17,11 +17,30 @@ pub enum ClickAction {
     OpenActivity { intent_uri: String },
 }
 
-/// The push services a certificate can belong to; only Xiaomi sends today.
+/// The push services a certificate can belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     Xiaomi,
+    Honor,
+    Huawei,
+}
+
+/// Fields only some vendors have (contract.md "More push services"); all empty for Xiaomi.
+/// Stored flat beside the common fields, so records written before they existed load as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VendorFields {
+    /// Honor: the OAuth client id (`app_id` is the APP ID of the send URL; the client secret
+    /// is kept in `app_secret`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Huawei: `android.category` of this certificate's notifications (`IM` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Honor: `android.notification.importance` (`NORMAL` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub importance: Option<String>,
 }
 
 /// A certificate as stored; `app_secret` never leaves the process through an API or a log.
@@ -36,6 +55,8 @@ pub struct Certificate {
     pub channel_id: Option<String>,
     /// Vendor requests per second this certificate may spend (Xiaomi counts requests, not devices).
     pub qps: u32,
+    #[serde(flatten)]
+    pub fields: VendorFields,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -49,6 +70,7 @@ impl std::fmt::Debug for Certificate {
             .field("click_action", &self.click_action)
             .field("channel_id", &self.channel_id)
             .field("qps", &self.qps)
+            .field("fields", &self.fields)
             .finish()
     }
 }

@@ -11,7 +11,7 @@ pub mod tim_msg;
 pub mod token;
 pub mod validate;
 
-pub use certificate::{Certificate, CertificateId, ClickAction, Vendor};
+pub use certificate::{Certificate, CertificateId, ClickAction, Vendor, VendorFields};
 pub use device::{DeviceEvent, DeviceState, OfflineReason, Platform, TransitionError};
 pub use policy::MultiDevicePolicy;
 pub use push_text::PushText;

@@ -1,6 +1,6 @@
 //! Certificate field rules: what the console and the API refuse, naming the field.
 
-use super::certificate::{ClickAction, Vendor};
+use super::certificate::{Certificate, CertificateId, ClickAction, Vendor, VendorFields};
 use serde::Deserialize;
 
 /// One field is wrong; `field` is its dotted path in the request body.
@@ -31,6 +31,55 @@ pub struct CertificateInput {
     #[serde(default)]
     pub channel_id: Option<String>,
     pub qps: u32,
+    /// Honor's OAuth client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Honor's OAuth client secret (stored where other vendors keep `app_secret`).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Huawei `android.category` for the certificate's notifications.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Honor `importance` for the certificate's notifications.
+    #[serde(default)]
+    pub importance: Option<String>,
+}
+
+impl CertificateInput {
+    /// The secret given, under whichever name the vendor uses for it.
+    pub fn secret(&self) -> Option<&String> {
+        self.app_secret.as_ref().or(self.client_secret.as_ref())
+    }
+
+    /// The certificate this input describes; `kept_secret` is the stored secret an edit
+    /// without one keeps. Vendor defaults (Huawei category IM, Honor importance NORMAL) are
+    /// filled in, so what is shown is what is sent.
+    pub fn into_certificate(self, id: CertificateId, kept_secret: Option<&str>) -> Certificate {
+        let app_secret = self
+            .secret()
+            .cloned()
+            .or_else(|| kept_secret.map(str::to_owned))
+            .unwrap_or_default();
+        let fields = crate::providers::fields::with_defaults(
+            self.vendor,
+            VendorFields {
+                client_id: self.client_id,
+                category: self.category,
+                importance: self.importance,
+            },
+        );
+        Certificate {
+            id,
+            vendor: self.vendor,
+            package_name: self.package_name,
+            app_id: self.app_id,
+            app_secret,
+            click_action: self.click_action,
+            channel_id: self.channel_id,
+            qps: self.qps,
+            fields,
+        }
+    }
 }
 
 /// The largest QPS a certificate may ask for; Xiaomi's own per-app limits are far below it.
@@ -110,13 +159,13 @@ pub fn validate_certificate(
         return Err(bad("app_id", "the AppID is required"));
     }
     if input.app_id.len() > 64 || !input.app_id.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad(
-            "app_id",
-            "the Xiaomi AppID is a number of at most 64 digits",
-        ));
+        return Err(bad("app_id", "the AppID is a number of at most 64 digits"));
     }
+    crate::providers::fields::check(input, secret_required)?;
     match &input.app_secret {
-        None if secret_required => return Err(bad("app_secret", "the AppSecret is required")),
+        None if secret_required && input.client_secret.is_none() => {
+            return Err(bad("app_secret", "the AppSecret is required"))
+        }
         Some(s) if s.trim().is_empty() => {
             return Err(bad("app_secret", "the AppSecret is required"))
         }
@@ -157,6 +206,10 @@ mod tests {
             click_action: ClickAction::OpenApp,
             channel_id: Some("101556".into()),
             qps: 500,
+            client_id: None,
+            client_secret: None,
+            category: None,
+            importance: None,
         }
     }
 

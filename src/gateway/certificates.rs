@@ -11,16 +11,7 @@ impl Gateway {
             .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
-        let cert = Certificate {
-            id,
-            vendor: input.vendor,
-            package_name: input.package_name,
-            app_id: input.app_id,
-            app_secret: input.app_secret.unwrap_or_default(),
-            click_action: input.click_action,
-            channel_id: input.channel_id,
-            qps: input.qps,
-        };
+        let cert = input.into_certificate(id, None);
         self.store
             .commit(vec![
                 StoreOp::PutCertificate(Box::new(cert.clone())),
@@ -47,16 +38,7 @@ impl Gateway {
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
-        let cert = Certificate {
-            id,
-            vendor: input.vendor,
-            package_name: input.package_name,
-            app_id: input.app_id,
-            app_secret: input.app_secret.unwrap_or_else(|| old.app_secret.clone()),
-            click_action: input.click_action,
-            channel_id: input.channel_id,
-            qps: input.qps,
-        };
+        let cert = input.into_certificate(id, Some(&old.app_secret));
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
             .await?;

@@ -216,6 +216,7 @@ mod tests {
             click_action: ClickAction::OpenApp,
             channel_id: None,
             qps: 10,
+            fields: Default::default(),
         }
     }
 
