@@ -58,6 +58,10 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<Gateway>, Vec<String>) {
                 click_action: ClickAction::OpenApp,
                 channel_id: Some("default".into()),
                 qps: 100_000,
+                client_id: None,
+                client_secret: None,
+                category: None,
+                importance: None,
             })
             .await
             .expect("certificate");
