@@ -2,23 +2,11 @@
 //! dispatch on the hot path (atomics only) and by the console.
 
 use crate::domain::{Certificate, CertificateId};
+use crate::providers::DeliveryClass;
 use dashmap::DashMap;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-
-/// Failure classes counted per certificate (the console's "failed by class").
-pub const FAILURE_CLASSES: [&str; 9] = [
-    "bad_token",
-    "no_valid_targets",
-    "misconfigured",
-    "rate_limited",
-    "quota_exceeded",
-    "invalid_request",
-    "transient",
-    "unknown",
-    "queue_full",
-];
 
 /// Delivery figures of one certificate since start.
 #[derive(Debug, Default)]
@@ -26,14 +14,25 @@ pub struct CertStats {
     pub sent: AtomicU64,
     /// Vendor answers of "too fast" (10027 and kin), each followed by a back-off.
     pub rate_limited: AtomicU64,
-    pub failed: [AtomicU64; 9],
+    /// Indexed by [`DeliveryClass::failure_index`].
+    failed: [AtomicU64; DeliveryClass::FAILURES.len()],
 }
 
 impl CertStats {
-    pub fn fail(&self, class: &str, n: u64) {
-        if let Some(i) = FAILURE_CLASSES.iter().position(|c| *c == class) {
-            self.failed[i].fetch_add(n, Ordering::Relaxed);
-        }
+    /// Counts `n` notifications that ended in `class`.
+    pub fn count(&self, class: DeliveryClass, n: u64) {
+        match class.failure_index() {
+            None => self.sent.fetch_add(n, Ordering::Relaxed),
+            Some(i) => self.failed[i].fetch_add(n, Ordering::Relaxed),
+        };
+    }
+
+    /// Failures by class, in [`DeliveryClass::FAILURES`] order (the console's "failed by class").
+    pub fn failures(&self) -> impl Iterator<Item = (DeliveryClass, u64)> + '_ {
+        DeliveryClass::FAILURES
+            .iter()
+            .zip(self.failed.iter())
+            .map(|(c, n)| (*c, n.load(Ordering::Relaxed)))
     }
 }
 
@@ -48,10 +47,38 @@ pub struct CertEntry {
     pub stats: CertStats,
 }
 
+/// Whether a certificate sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertHealth {
+    Healthy,
+    /// The vendor refused the credentials; nothing is sent until the certificate is edited.
+    Broken,
+    /// The vendor's daily quota is used up; nothing is sent until it renews.
+    QuotaPaused,
+}
+
+impl CertHealth {
+    pub const ALL: [CertHealth; 3] = [
+        CertHealth::Healthy,
+        CertHealth::Broken,
+        CertHealth::QuotaPaused,
+    ];
+
+    /// The JSON value and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertHealth::Healthy => "healthy",
+            CertHealth::Broken => "broken",
+            CertHealth::QuotaPaused => "quota_paused",
+        }
+    }
+}
+
 /// The health a certificate shows in the API, console and diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertStatus {
-    pub state: &'static str,
+    pub state: CertHealth,
     pub reason: Option<String>,
     pub paused_until: Option<u64>,
 }
@@ -106,7 +133,7 @@ impl CertEntry {
     pub fn status(&self, now: u64) -> CertStatus {
         if self.is_broken() {
             return CertStatus {
-                state: "broken",
+                state: CertHealth::Broken,
                 reason: self
                     .broken_reason
                     .read()
@@ -117,13 +144,13 @@ impl CertEntry {
         }
         if let Some(until) = self.paused_until(now) {
             return CertStatus {
-                state: "quota_paused",
+                state: CertHealth::QuotaPaused,
                 reason: Some("the vendor's daily quota is used up (200001)".into()),
                 paused_until: Some(until),
             };
         }
         CertStatus {
-            state: "healthy",
+            state: CertHealth::Healthy,
             reason: None,
             paused_until: None,
         }
@@ -169,5 +196,38 @@ impl CertBook {
 
     pub fn is_empty(&self) -> bool {
         self.certs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_is_counted_where_the_console_reads_it() {
+        let stats = CertStats::default();
+        for (i, c) in DeliveryClass::ALL.iter().enumerate() {
+            stats.count(*c, i as u64 + 1);
+        }
+        assert_eq!(stats.sent.load(Ordering::Relaxed), 1);
+        let failed: Vec<(&str, u64)> = stats.failures().map(|(c, n)| (c.as_str(), n)).collect();
+        assert_eq!(failed.len(), 9);
+        assert_eq!(failed[0], ("bad_token", 2));
+        assert_eq!(failed[8], ("queue_full", 10));
+    }
+
+    #[test]
+    fn health_serializes_as_before() {
+        let s: Vec<String> = CertHealth::ALL
+            .iter()
+            .map(|h| serde_json::to_string(h).unwrap_or_default())
+            .collect();
+        assert_eq!(s, ["\"healthy\"", "\"broken\"", "\"quota_paused\""]);
+        for h in CertHealth::ALL {
+            assert_eq!(
+                serde_json::to_string(&h).ok(),
+                Some(format!("\"{}\"", h.as_str()))
+            );
+        }
     }
 }

@@ -2,8 +2,10 @@
 //! answered from the gateway's own state: certificate configured and healthy, token reported,
 //! device state, and the last notification with the vendor's answer.
 
+use crate::certs::CertHealth;
 use crate::domain::{now_secs, DeviceState, OfflineReason};
 use crate::gateway::Gateway;
+use crate::providers::DeliveryClass;
 use crate::push::outcomes::LastNotification;
 use crate::registry::Device;
 use serde::Serialize;
@@ -85,14 +87,14 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
         )),
         Some(e) => {
             let st = e.status(now);
-            let ok = st.state == "healthy";
+            let ok = st.state == CertHealth::Healthy;
             let detail = match st.state {
-                "healthy" => "the vendor accepts this certificate".to_string(),
-                "broken" => format!(
+                CertHealth::Healthy => "the vendor accepts this certificate".to_string(),
+                CertHealth::Broken => format!(
                     "broken: {}; fix the AppSecret or package name in the console",
                     st.reason.unwrap_or_default()
                 ),
-                _ => format!(
+                CertHealth::QuotaPaused => format!(
                     "paused until {} (unix) — the vendor's daily quota is used up",
                     st.paused_until.unwrap_or(0)
                 ),
@@ -152,14 +154,18 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
             if let Some(t) = &n.trace_id {
                 detail.push_str(&format!(" (trace_id {t})"));
             }
-            check("last_notification", Some(n.class == "delivered"), detail)
+            check(
+                "last_notification",
+                Some(n.class == DeliveryClass::Delivered),
+                detail,
+            )
         }
     });
     let would_push = state.push_eligible()
         && d.token.is_some()
         && cert
             .as_ref()
-            .map(|e| e.status(now).state == "healthy")
+            .map(|e| e.status(now).state == CertHealth::Healthy)
             .unwrap_or(false);
     DeviceDiagnosis {
         device: d.id.to_string(),

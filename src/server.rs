@@ -6,7 +6,7 @@ use crate::api::{self, auth::Tokens, AppState};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::providers::xiaomi::XiaomiClient;
+use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
 use actix_web::{middleware, web, App, HttpServer};
@@ -127,11 +127,8 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
             busy: Some(metrics.store_busy.clone()),
         },
     )?;
-    let client = XiaomiClient::new(
-        &config.xiaomi_base_url,
-        Duration::from_millis(config.push.vendor_timeout_ms),
-    )
-    .map_err(|e| StartError::Client(e.to_string()))?;
+    let providers =
+        Providers::from_config(&config).map_err(|e| StartError::Client(e.to_string()))?;
     let tokens = Tokens {
         admin: token_or_generated(&config.admin_token, &config.data_dir, "admin_token")?,
         api: token_or_generated(&config.api_token, &config.data_dir, "api_token")?,
@@ -143,7 +140,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         snapshot.next_certificate_id,
         handle,
         metrics,
-        client,
+        providers,
     ));
     gateway
         .webhook

@@ -4,7 +4,7 @@ use super::auth::AdminAuth;
 use super::codec::{reply, Body};
 use super::error::ApiError;
 use super::AppState;
-use crate::certs::{CertEntry, CertStatus, FAILURE_CLASSES};
+use crate::certs::{CertEntry, CertStatus};
 use crate::domain::validate::CertificateInput;
 use crate::domain::{now_secs, ClickAction, Vendor, VendorFields};
 use actix_web::http::StatusCode;
@@ -44,11 +44,7 @@ pub struct StatsView {
 
 pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
     let c = e.cert();
-    let failed = FAILURE_CLASSES
-        .iter()
-        .zip(e.stats.failed.iter())
-        .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
-        .collect();
+    let failed = e.stats.failures().map(|(c, n)| (c.as_str(), n)).collect();
     CertificateView {
         id: c.id,
         vendor: c.vendor,

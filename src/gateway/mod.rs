@@ -23,7 +23,7 @@ use crate::domain::{
     now_millis, now_secs, Certificate, CertificateId, DeviceEvent, Platform, PushText, TokenError,
 };
 use crate::metrics::Metrics;
-use crate::providers::xiaomi::XiaomiClient;
+use crate::providers::Providers;
 use crate::push::dispatch::Dispatch;
 use crate::push::outcomes::Outcomes;
 use crate::push::sender::SenderCtx;
@@ -77,7 +77,7 @@ impl Gateway {
         next_cert_id: Option<CertificateId>,
         store: StoreHandle,
         metrics: Metrics,
-        client: XiaomiClient,
+        providers: Providers,
     ) -> Gateway {
         let certs = Arc::new(CertBook::default());
         let outcomes = Arc::new(Outcomes::default());
@@ -87,7 +87,7 @@ impl Gateway {
             store: store.clone(),
             metrics: metrics.clone(),
             outcomes: outcomes.clone(),
-            client,
+            providers,
             config: config.push.clone(),
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);

@@ -1,6 +1,7 @@
 //! Upkeep: the retention sweep, the gauges published at scrape, graceful shutdown.
 
 use super::*;
+use crate::certs::CertHealth;
 
 impl Gateway {
     /// Moves expired `PushOnline` devices to `Offline` and persists them.
@@ -45,9 +46,9 @@ impl Gateway {
         let (mut healthy, mut broken, mut paused) = (0, 0, 0);
         for e in self.certs.all() {
             match e.status(now).state {
-                "broken" => broken += 1,
-                "quota_paused" => paused += 1,
-                _ => healthy += 1,
+                CertHealth::Broken => broken += 1,
+                CertHealth::QuotaPaused => paused += 1,
+                CertHealth::Healthy => healthy += 1,
             }
         }
         m.certificates.with_label_values(&["healthy"]).set(healthy);

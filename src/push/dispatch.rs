@@ -251,7 +251,9 @@ impl Dispatch<'_> {
         match queued {
             Ok(()) => (Outcome::PushQueued, false, None),
             Err(_) => {
-                entry.stats.fail("queue_full", 1);
+                entry
+                    .stats
+                    .count(crate::providers::DeliveryClass::QueueFull, 1);
                 (Outcome::Skipped, false, Some(SkipReason::QueueFull))
             }
         }

@@ -1,5 +1,6 @@
 //! The last notification result per device, for "why did this user get no notification?".
 
+use crate::providers::DeliveryClass;
 use compact_str::CompactString;
 use dashmap::DashMap;
 use serde::Serialize;
@@ -13,8 +14,8 @@ pub struct LastNotification {
     pub at: u64,
     pub message_id: u64,
     pub certificate_id: u64,
-    /// The vendor reply class: delivered, bad_token, misconfigured, …
-    pub class: &'static str,
+    /// How it ended: delivered, bad_token, misconfigured, …
+    pub class: DeliveryClass,
     pub vendor_code: Option<i64>,
     /// Shared by every notification of one vendor request.
     pub trace_id: Option<Arc<str>>,

@@ -1,0 +1,498 @@
+//! The loop of one certificate's sender: notifications join the pending groups; a request is
+//! cut when it is due (full, or its oldest notification waited the linger) *and* the token
+//! bucket grants a token and an in-flight slot is free; the exchange runs on an I/O arbiter;
+//! the service's verdict is applied (certificate actions, retries with back-off, accounting).
+
+use super::accounting::Accounting;
+use super::batching::Pending;
+use super::{EnqueueMany, SenderCtx, Wake};
+use crate::certs::CertEntry;
+use crate::domain::validate::FieldError;
+use crate::domain::{now_secs, Certificate, CertificateId};
+use crate::providers::{
+    AccessCache, AccessError, Batch, BatchRule, CertAction, DeliveryClass, JobResult, JobVerdict,
+    PushService, RetryBudget, RetryPlan, Verdict,
+};
+use crate::push::bucket::TokenBucket;
+use crate::push::PushJob;
+use actix::prelude::*;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rate-limit answers retried before a notification counts as failed (they slow the bucket
+/// each time, so this is a bound on a vendor that never recovers, not a normal path).
+const MAX_RATE_LIMITED_ATTEMPTS: u32 = 20;
+
+/// What one exchange came to: the vendor's reply, or no access token to send with.
+type Exchanged<S> = Result<<S as PushService>::Reply, AccessError>;
+
+/// The sender of one certificate.
+pub struct CertSender<S: PushService> {
+    id: CertificateId,
+    service: Arc<S>,
+    entry: Arc<CertEntry>,
+    ctx: Arc<SenderCtx>,
+    stop: Arc<AtomicBool>,
+    bucket: TokenBucket,
+    /// The certificate as last read, to notice edits (qps, credentials, click action).
+    cert: Arc<Certificate>,
+    credentials: Result<S::Credentials, FieldError>,
+    /// The certificate's access token, shared by all its requests.
+    access: Arc<AccessCache<S::Access>>,
+    pending: Pending<S::Content>,
+    /// Requests to send again, before anything new (their back-off is `hold_until`).
+    retries: VecDeque<Batch<S::Content>>,
+    in_flight: usize,
+    /// No request starts before this (rate-limit or transient back-off).
+    hold_until: Option<Instant>,
+    /// The earliest wake-up already scheduled.
+    wake_at: Option<Instant>,
+    books: Accounting,
+    /// Where this sender's vendor requests run.
+    io: ArbiterHandle,
+}
+
+impl<S: PushService> Actor for CertSender<S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A slow tick notices stop flags and publishes the queue depth.
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| {
+            act.ctx
+                .metrics
+                .push_queue_depth
+                .with_label_values(&[&act.id.to_string()])
+                .set(act.pending.len() as i64 + act.in_retry() as i64);
+            if act.stop.load(Ordering::Relaxed) {
+                act.shutdown(ctx);
+            }
+        });
+    }
+}
+
+fn rule_of<S: PushService>(service: &S, ctx: &SenderCtx) -> BatchRule {
+    service
+        .batch_rule()
+        .narrowed(ctx.config.regid_batch, ctx.config.multi_batch)
+}
+
+impl<S: PushService> CertSender<S> {
+    pub fn new(
+        service: Arc<S>,
+        entry: Arc<CertEntry>,
+        ctx: Arc<SenderCtx>,
+        queued: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+        io: ArbiterHandle,
+    ) -> CertSender<S> {
+        let cert = entry.cert();
+        let books = Accounting::new(ctx.clone(), entry.clone(), queued, service.name());
+        CertSender {
+            id: cert.id,
+            bucket: TokenBucket::new(cert.qps, ctx.config.burst, Instant::now()),
+            credentials: service.credentials(&cert),
+            pending: Pending::new(rule_of(&*service, &ctx)),
+            access: AccessCache::new(),
+            service,
+            cert,
+            entry,
+            ctx,
+            stop,
+            retries: VecDeque::new(),
+            in_flight: 0,
+            hold_until: None,
+            wake_at: None,
+            books,
+            io,
+        }
+    }
+
+    fn in_retry(&self) -> usize {
+        self.retries.iter().map(Batch::len).sum()
+    }
+
+    /// Picks up an edited certificate: new qps at once, new credentials and click action for
+    /// the requests built from now on (a new access token too).
+    fn refresh_cert(&mut self) {
+        let cert = self.entry.cert();
+        if !Arc::ptr_eq(&cert, &self.cert) {
+            if cert.qps != self.cert.qps {
+                self.bucket.set_qps(cert.qps, Instant::now());
+            }
+            self.credentials = self.service.credentials(&cert);
+            self.access = AccessCache::new();
+            self.cert = cert;
+        }
+    }
+
+    fn add(&mut self, job: PushJob) {
+        let Ok(content) = &job.message.push else {
+            // Dispatch never queues these; count defensively rather than send.
+            self.books.finish(
+                &job,
+                JobResult::new(
+                    DeliveryClass::InvalidRequest,
+                    "the message has no notification",
+                ),
+                None,
+            );
+            return;
+        };
+        let content = content.clone();
+        self.refresh_cert();
+        let (service, cert) = (&self.service, &self.cert);
+        self.pending
+            .add(job, Instant::now(), || service.render(cert, &content));
+    }
+
+    /// Wakes the loop at `at` unless an earlier wake-up is already scheduled.
+    fn wake_at(&mut self, at: Instant, ctx: &mut Context<Self>) {
+        if self.wake_at.is_some_and(|w| w <= at) {
+            return;
+        }
+        self.wake_at = Some(at);
+        let after = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(200));
+        ctx.run_later(after, move |act, ctx| {
+            if act.wake_at == Some(at) {
+                act.wake_at = None;
+            }
+            act.pump(ctx);
+        });
+    }
+
+    /// Starts as many requests as the bucket, the in-flight bound, any hold and the linger
+    /// allow. The request is cut only once its token is granted, so the notifications that
+    /// arrive while the bucket is empty still join it.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.stop.load(Ordering::Relaxed) {
+            self.shutdown(ctx);
+            return;
+        }
+        let linger = Duration::from_millis(self.ctx.config.linger_ms);
+        while self.in_flight < self.ctx.config.max_in_flight.max(1) {
+            let now = Instant::now();
+            let due = if self.retries.is_empty() {
+                match self.pending.due_at(linger) {
+                    Some(due) => due,
+                    None => return,
+                }
+            } else {
+                now
+            };
+            if let Some(until) = self.hold_until {
+                if until > now {
+                    self.wake_at(until, ctx);
+                    return;
+                }
+                self.hold_until = None;
+            }
+            if self.entry.is_broken() || self.entry.paused_until(now_secs()).is_some() {
+                self.fail_all_held();
+                return;
+            }
+            if due > now {
+                self.wake_at(due, ctx);
+                return;
+            }
+            // An edited qps must bind this token already, not only the one after it.
+            self.refresh_cert();
+            if !self.bucket.try_take(now) {
+                let wait = self.bucket.wait_time(now);
+                self.wake_at(now + wait, ctx);
+                return;
+            }
+            let batch = match self.retries.pop_front() {
+                Some(b) => b,
+                None => match self.pending.cut() {
+                    Some(b) => b,
+                    None => return,
+                },
+            };
+            self.send(batch, ctx);
+        }
+    }
+
+    fn send(&mut self, batch: Batch<S::Content>, ctx: &mut Context<Self>) {
+        let credentials = match &self.credentials {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                let reason = format!("the certificate's {} is not usable: {}", e.field, e.message);
+                self.entry.mark_broken(reason.clone());
+                for j in batch.into_jobs() {
+                    self.books.finish(
+                        &j,
+                        JobResult::new(DeliveryClass::Misconfigured, reason.clone()),
+                        None,
+                    );
+                }
+                self.fail_all_held();
+                return;
+            }
+        };
+        self.in_flight += 1;
+        let m = &self.ctx.metrics;
+        m.vendor_batch_size
+            .with_label_values(&[self.service.name(), batch.kind])
+            .observe(batch.len() as f64);
+        for j in batch.jobs() {
+            m.accept_to_vendor_seconds
+                .observe(j.message.accepted_at.elapsed().as_secs_f64());
+        }
+        let service = self.service.clone();
+        let access = self.access.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Access, encoding, the HTTP exchange and reply parsing run on an I/O arbiter, so this
+        // sender's thread only batches and accounts.
+        let fut = async move {
+            let started = Instant::now();
+            let granted = access.get(|| service.acquire_access(&credentials)).await;
+            let reply: Exchanged<S> = match granted {
+                Ok(token) => Ok(service.exchange(&credentials, &token, &batch).await),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send((batch, reply, started.elapsed()));
+        };
+        if !self.io.spawn(fut) {
+            tracing::warn!(
+                certificate = self.id,
+                "the vendor I/O thread is gone (shutting down)"
+            );
+        }
+        ctx.spawn(rx.into_actor(self).map(|done, act, ctx| {
+            act.in_flight -= 1;
+            match done {
+                Ok((batch, reply, took)) => act.on_reply(batch, reply, took, ctx),
+                // Only at shutdown: the I/O arbiter stopped with the request in flight.
+                Err(_) => tracing::debug!("a vendor request was cancelled by shutdown"),
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    fn on_reply(
+        &mut self,
+        batch: Batch<S::Content>,
+        reply: Exchanged<S>,
+        took: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let attempt = batch.attempt();
+        let verdict = match reply {
+            Ok(reply) => self.service.classify(self.id, &batch, reply, attempt),
+            Err(e) => access_verdict(e, batch.len(), attempt),
+        };
+        let vendor = self.service.name();
+        let m = &self.ctx.metrics;
+        m.vendor_requests
+            .with_label_values(&[vendor, batch.kind, verdict.reply_class])
+            .inc();
+        m.vendor_seconds
+            .with_label_values(&[vendor])
+            .observe(took.as_secs_f64());
+        self.apply(batch, verdict, ctx);
+    }
+
+    /// Applies a verdict: the certificate's action, then each notification's end or retry.
+    fn apply(&mut self, batch: Batch<S::Content>, verdict: Verdict, ctx: &mut Context<Self>) {
+        let Verdict {
+            trace_id,
+            jobs,
+            retry,
+            certificate,
+            ..
+        } = verdict;
+        let mut stopped = false;
+        for action in certificate {
+            match action {
+                CertAction::SpeedUp => self.bucket.recover(),
+                CertAction::SlowDown => {
+                    self.entry
+                        .stats
+                        .rate_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.bucket.slow_down(Instant::now());
+                }
+                CertAction::Broken(reason) => {
+                    self.entry.mark_broken(reason);
+                    stopped = true;
+                }
+                CertAction::PausedUntil(until) => {
+                    self.entry.pause_until(until);
+                    stopped = true;
+                }
+                CertAction::RenewAccess => {
+                    let access = self.access.clone();
+                    actix::spawn(async move { access.invalidate().await });
+                }
+            }
+        }
+        let attempt = batch.attempt();
+        let mut verdicts = jobs.into_iter();
+        let mut again: Vec<(S::Content, Vec<PushJob>)> = Vec::new();
+        for (content, part) in batch.parts {
+            let mut retried = Vec::new();
+            for job in part {
+                // A verdict shorter than its request finishes the rest as unknown, never drops.
+                let v = verdicts.next().unwrap_or_else(|| {
+                    JobVerdict::Done(JobResult::new(
+                        DeliveryClass::Unknown,
+                        "the vendor's answer did not cover this notification",
+                    ))
+                });
+                match v {
+                    JobVerdict::Done(result) => self.books.finish(&job, result, trace_id.clone()),
+                    JobVerdict::Retry => retried.push(job),
+                }
+            }
+            if !retried.is_empty() {
+                again.push((content, retried));
+            }
+        }
+        if !again.is_empty() {
+            let plan = retry.unwrap_or_else(|| RetryPlan {
+                after: Duration::from_secs(1),
+                budget: RetryBudget::Transient,
+                give_up: JobResult::new(
+                    DeliveryClass::Transient,
+                    "the vendor asked for a retry without a plan",
+                ),
+            });
+            let again = Batch {
+                kind: batch.kind,
+                parts: again,
+            };
+            self.retry(again, plan, attempt, trace_id, ctx);
+        }
+        if stopped {
+            self.fail_all_held();
+        }
+    }
+
+    /// Sends `batch` again after the plan's back-off, or ends it when its budget is spent.
+    fn retry(
+        &mut self,
+        mut batch: Batch<S::Content>,
+        plan: RetryPlan,
+        attempt: u32,
+        trace_id: Option<std::sync::Arc<str>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let budget = match plan.budget {
+            RetryBudget::RateLimited => MAX_RATE_LIMITED_ATTEMPTS,
+            RetryBudget::Transient => self.ctx.config.max_attempts.max(1),
+        };
+        if attempt + 1 >= budget {
+            // A rate-limit give-up keeps the vendor's trace; a transport failure has none.
+            let trace = match plan.budget {
+                RetryBudget::RateLimited => trace_id,
+                RetryBudget::Transient => None,
+            };
+            for j in batch.into_jobs() {
+                self.books.finish(&j, plan.give_up.clone(), trace.clone());
+            }
+            return;
+        }
+        for (_, jobs) in batch.parts.iter_mut() {
+            jobs.iter_mut().for_each(|j| j.attempt += 1);
+        }
+        let until = Instant::now() + plan.after;
+        self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+        self.wake_at(until, ctx);
+        self.retries.push_front(batch);
+    }
+
+    /// The certificate is broken, paused or deleted: everything it still holds fails now,
+    /// with the reason, instead of waiting.
+    fn fail_all_held(&mut self) {
+        let (class, detail) = if self.stop.load(Ordering::Relaxed) {
+            (DeliveryClass::Misconfigured, "the certificate was deleted")
+        } else if self.entry.is_broken() {
+            (
+                DeliveryClass::Misconfigured,
+                "the certificate is marked broken",
+            )
+        } else if self.entry.paused_until(now_secs()).is_some() {
+            (
+                DeliveryClass::QuotaExceeded,
+                "the certificate is paused: daily quota used up",
+            )
+        } else {
+            return;
+        };
+        let mut held: Vec<PushJob> = self.retries.drain(..).flat_map(Batch::into_jobs).collect();
+        if !self.pending.is_empty() {
+            held.extend(self.pending.drain());
+        }
+        for j in held {
+            self.books.finish(&j, JobResult::new(class, detail), None);
+        }
+    }
+
+    fn shutdown(&mut self, ctx: &mut Context<Self>) {
+        self.fail_all_held();
+        if self.in_flight == 0 {
+            ctx.stop();
+        }
+    }
+}
+
+/// No access token to send with: refused credentials break the certificate, an unreachable
+/// token endpoint is retried like any transient failure.
+fn access_verdict(e: AccessError, n: usize, attempt: u32) -> Verdict {
+    match e {
+        AccessError::Refused(reason) => Verdict::all_done(
+            "access_refused",
+            n,
+            JobResult::new(
+                DeliveryClass::Misconfigured,
+                format!("the vendor refused the certificate's credentials: {reason}"),
+            ),
+        )
+        .act(CertAction::Broken(format!(
+            "the vendor refused the credentials: {reason}"
+        ))),
+        AccessError::Unavailable(reason) => Verdict::retry_all(
+            "access_unavailable",
+            n,
+            RetryPlan {
+                after: Duration::from_millis(500u64 << attempt.min(7)),
+                budget: RetryBudget::Transient,
+                give_up: JobResult::new(
+                    DeliveryClass::Transient,
+                    format!("no access token after {} attempts: {reason}", attempt + 1),
+                ),
+            },
+        ),
+    }
+}
+
+impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
+    type Result = ();
+
+    fn handle(&mut self, msg: EnqueueMany, ctx: &mut Context<Self>) {
+        for job in msg.0 {
+            if self.stop.load(Ordering::Relaxed) {
+                self.books.finish(
+                    &job,
+                    JobResult::new(DeliveryClass::Misconfigured, "the certificate was deleted"),
+                    None,
+                );
+            } else {
+                self.add(job);
+            }
+        }
+        self.pump(ctx);
+    }
+}
+
+impl<S: PushService> Handler<Wake> for CertSender<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.pump(ctx);
+    }
+}

@@ -1,0 +1,421 @@
+//! Pending notifications of one certificate, grouped by identical content, and the cut of the
+//! next request by the service's [`BatchRule`]. A request is cut only when the sender holds a
+//! rate token for it, so while the bucket is empty queued notifications keep joining these
+//! groups and, under a backlog, every request is as full as the vendor allows.
+
+use crate::providers::{Batch, BatchRule};
+use crate::push::PushJob;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+type GroupId = u64;
+
+struct Group<C> {
+    content: C,
+    jobs: Vec<PushJob>,
+    /// Messages whose content is this group's (so each message's content is rendered once).
+    messages: Vec<u64>,
+}
+
+/// Notifications waiting for a request, in arrival order of their content.
+pub struct Pending<C> {
+    groups: HashMap<GroupId, Group<C>>,
+    by_content: HashMap<C, GroupId>,
+    by_message: HashMap<u64, GroupId>,
+    /// Groups in creation order; ids of groups already sent are skipped.
+    order: VecDeque<GroupId>,
+    next_id: GroupId,
+    jobs: usize,
+    /// Groups holding exactly one notification (the candidates of a mixed request).
+    singles: usize,
+    /// Groups holding at least a full identical-content request.
+    full_groups: usize,
+    /// When the oldest waiting notification arrived.
+    oldest: Option<Instant>,
+    rule: BatchRule,
+}
+
+impl<C: Clone + Eq + Hash> Pending<C> {
+    pub fn new(rule: BatchRule) -> Pending<C> {
+        Pending {
+            groups: HashMap::new(),
+            by_content: HashMap::new(),
+            by_message: HashMap::new(),
+            order: VecDeque::new(),
+            next_id: 0,
+            jobs: 0,
+            singles: 0,
+            full_groups: 0,
+            oldest: None,
+            rule,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs == 0
+    }
+
+    /// Adds a notification; `render` gives its content, called once per message.
+    pub fn add(&mut self, job: PushJob, now: Instant, render: impl FnOnce() -> C) {
+        let message = job.message.id;
+        let gid = match self.by_message.get(&message) {
+            Some(g) => *g,
+            None => {
+                let content = render();
+                let gid = match self.by_content.get(&content) {
+                    Some(g) => *g,
+                    None => {
+                        let gid = self.next_id;
+                        self.next_id += 1;
+                        self.by_content.insert(content.clone(), gid);
+                        self.groups.insert(
+                            gid,
+                            Group {
+                                content,
+                                jobs: Vec::new(),
+                                messages: Vec::new(),
+                            },
+                        );
+                        self.order.push_back(gid);
+                        gid
+                    }
+                };
+                self.by_message.insert(message, gid);
+                if let Some(g) = self.groups.get_mut(&gid) {
+                    g.messages.push(message);
+                }
+                gid
+            }
+        };
+        let Some(g) = self.groups.get_mut(&gid) else {
+            return;
+        };
+        let before = g.jobs.len();
+        g.jobs.push(job);
+        self.jobs += 1;
+        self.oldest.get_or_insert(now);
+        self.count_change(before, before + 1);
+    }
+
+    fn count_change(&mut self, before: usize, after: usize) {
+        if before == 1 {
+            self.singles -= 1;
+        }
+        if after == 1 {
+            self.singles += 1;
+        }
+        let full = self.rule.same_content;
+        match (before >= full, after >= full) {
+            (false, true) => self.full_groups += 1,
+            (true, false) => self.full_groups -= 1,
+            _ => {}
+        }
+    }
+
+    /// When the next request should be cut: now when it would be full, else once the oldest
+    /// notification has waited `linger`; `None` when nothing waits.
+    pub fn due_at(&self, linger: Duration) -> Option<Instant> {
+        let oldest = self.oldest?;
+        if self.full_groups > 0 || self.singles >= self.rule.mixed_content {
+            return Some(oldest);
+        }
+        Some(oldest + linger)
+    }
+
+    /// Cuts the next request: the oldest group of identical content with more than one
+    /// notification (up to `same_content` of them), else up to `mixed_content` single
+    /// notifications of distinct content, oldest first.
+    pub fn cut(&mut self) -> Option<Batch<C>> {
+        let rule = self.rule;
+        let mut singles: Vec<GroupId> = Vec::new();
+        let mut same: Option<GroupId> = None;
+        for gid in self.order.iter() {
+            let Some(g) = self.groups.get(gid) else {
+                continue;
+            };
+            match g.jobs.len() {
+                0 => {}
+                1 if rule.mixed_content > 1 => {
+                    if singles.len() < rule.mixed_content {
+                        singles.push(*gid);
+                    }
+                }
+                _ => {
+                    same = Some(*gid);
+                    break;
+                }
+            }
+            if singles.len() >= rule.mixed_content {
+                break;
+            }
+        }
+        let batch = match (same, singles.len()) {
+            // A group of identical content older than the singles goes first.
+            (Some(gid), _) if singles.is_empty() => self.take_same(gid),
+            (_, 0) => return None,
+            (_, 1) => self.take_same(singles[0]),
+            _ => self.take_singles(&singles),
+        };
+        self.forget_sent();
+        // The oldest arrival stays while anything waits: what was due stays due, as a whole
+        // backlog is, and a burst of arrivals does not restart the linger.
+        if self.jobs == 0 {
+            self.oldest = None;
+        }
+        Some(batch)
+    }
+
+    fn take_same(&mut self, gid: GroupId) -> Batch<C> {
+        let limit = self.rule.same_content;
+        let (before, content, jobs) = match self.groups.get_mut(&gid) {
+            Some(g) => {
+                let before = g.jobs.len();
+                let rest = g.jobs.split_off(before.min(limit));
+                let jobs = std::mem::replace(&mut g.jobs, rest);
+                (before, g.content.clone(), jobs)
+            }
+            None => return self.empty(),
+        };
+        self.jobs -= jobs.len();
+        self.count_change(before, before - jobs.len());
+        if before == jobs.len() {
+            self.remove(gid);
+        }
+        Batch {
+            kind: self.rule.same_kind,
+            parts: vec![(content, jobs)],
+        }
+    }
+
+    fn take_singles(&mut self, gids: &[GroupId]) -> Batch<C> {
+        let mut parts = Vec::with_capacity(gids.len());
+        for gid in gids {
+            if let Some(g) = self.groups.remove(gid) {
+                self.by_content.remove(&g.content);
+                for m in &g.messages {
+                    self.by_message.remove(m);
+                }
+                self.jobs -= g.jobs.len();
+                self.count_change(g.jobs.len(), 0);
+                parts.push((g.content, g.jobs));
+            }
+        }
+        Batch {
+            kind: self.rule.mixed_kind,
+            parts,
+        }
+    }
+
+    fn empty(&self) -> Batch<C> {
+        Batch {
+            kind: self.rule.same_kind,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Forgets the ids of sent groups in the creation order (amortised: the front at once,
+    /// the rest when they outnumber the live groups).
+    fn forget_sent(&mut self) {
+        while let Some(gid) = self.order.front() {
+            if self.groups.contains_key(gid) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.groups.len() + 16 {
+            let groups = &self.groups;
+            self.order.retain(|gid| groups.contains_key(gid));
+        }
+    }
+
+    fn remove(&mut self, gid: GroupId) {
+        if let Some(g) = self.groups.remove(&gid) {
+            self.by_content.remove(&g.content);
+            for m in g.messages {
+                self.by_message.remove(&m);
+            }
+        }
+    }
+
+    /// Everything pending, oldest content first (the certificate stopped sending).
+    pub fn drain(&mut self) -> Vec<PushJob> {
+        let mut out = Vec::with_capacity(self.jobs);
+        for gid in std::mem::take(&mut self.order) {
+            if let Some(g) = self.groups.remove(&gid) {
+                out.extend(g.jobs);
+            }
+        }
+        self.groups.clear();
+        self.by_content.clear();
+        self.by_message.clear();
+        self.jobs = 0;
+        self.singles = 0;
+        self.full_groups = 0;
+        self.oldest = None;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::Message;
+    use std::sync::Arc;
+
+    const XIAOMI_LIKE: BatchRule = BatchRule {
+        same_content: 1000,
+        mixed_content: 100,
+        same_kind: "regid",
+        mixed_kind: "multi_messages",
+    };
+    const ONE_BY_ONE: BatchRule = BatchRule {
+        same_content: 1,
+        mixed_content: 1,
+        same_kind: "send",
+        mixed_kind: "send",
+    };
+
+    fn message(id: u64) -> Arc<Message> {
+        Arc::new(Message {
+            id,
+            from: "f".into(),
+            text: format!("text {id}"),
+            title: None,
+            desc: None,
+            ext: None,
+            push: Err(crate::registry::SkipReason::PushDisabled),
+            accepted_at: Instant::now(),
+        })
+    }
+
+    fn job(m: &Arc<Message>, token: String) -> PushJob {
+        PushJob {
+            cert: 1,
+            token: Arc::from(token.as_str()),
+            user: token.as_str().into(),
+            device: "d".into(),
+            message: m.clone(),
+            attempt: 0,
+        }
+    }
+
+    /// `n` messages of distinct content, one recipient each.
+    fn distinct(p: &mut Pending<String>, n: u64, now: Instant) {
+        for i in 0..n {
+            let m = message(i);
+            p.add(job(&m, format!("t{i}")), now, || format!("content {i}"));
+        }
+    }
+
+    fn sizes(p: &mut Pending<String>) -> Vec<(&'static str, usize)> {
+        std::iter::from_fn(|| p.cut())
+            .map(|b| (b.kind, b.len()))
+            .collect()
+    }
+
+    #[test]
+    fn distinct_content_fills_mixed_requests_of_the_vendors_size() {
+        let now = Instant::now();
+        let mut p = Pending::new(XIAOMI_LIKE);
+        distinct(&mut p, 250, now);
+        assert_eq!(p.due_at(Duration::from_secs(9)), Some(now), "full: due now");
+        assert_eq!(
+            sizes(&mut p),
+            [
+                ("multi_messages", 100),
+                ("multi_messages", 100),
+                ("multi_messages", 50)
+            ]
+        );
+        assert!(p.is_empty());
+        assert_eq!(p.due_at(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn identical_content_goes_in_one_request_up_to_the_limit() {
+        let now = Instant::now();
+        let mut p = Pending::new(XIAOMI_LIKE);
+        let m = message(1);
+        let mut renders = 0;
+        for i in 0..2500 {
+            p.add(job(&m, format!("t{i}")), now, || {
+                renders += 1;
+                "same".to_string()
+            });
+        }
+        assert_eq!(renders, 1, "content is rendered once per message");
+        // A second message with the same content joins the same group.
+        p.add(job(&message(2), "x".into()), now, || "same".to_string());
+        assert_eq!(
+            sizes(&mut p),
+            [("regid", 1000), ("regid", 1000), ("regid", 501)]
+        );
+    }
+
+    #[test]
+    fn a_lone_notification_is_an_identical_content_request_of_one() {
+        let now = Instant::now();
+        let mut p = Pending::new(XIAOMI_LIKE);
+        distinct(&mut p, 1, now);
+        let linger = Duration::from_millis(5);
+        assert_eq!(
+            p.due_at(linger),
+            Some(now + linger),
+            "not full: waits the linger"
+        );
+        assert_eq!(sizes(&mut p), [("regid", 1)]);
+    }
+
+    #[test]
+    fn older_content_goes_first_and_nothing_is_lost() {
+        let now = Instant::now();
+        let mut p = Pending::new(XIAOMI_LIKE);
+        distinct(&mut p, 3, now);
+        let m = message(99);
+        for i in 0..5 {
+            p.add(job(&m, format!("g{i}")), now, || "group".to_string());
+        }
+        distinct(&mut p, 2, now); // ids 0 and 1 again: the same messages, same groups
+        assert_eq!(p.len(), 10);
+        // The same message again joins its group, so 0 and 1 now hold two each.
+        assert_eq!(
+            sizes(&mut p),
+            [("regid", 2), ("regid", 2), ("regid", 1), ("regid", 5)]
+        );
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn one_token_per_request_vendors_get_one_notification_per_request() {
+        let now = Instant::now();
+        let mut p = Pending::new(ONE_BY_ONE);
+        distinct(&mut p, 3, now);
+        let m = message(7);
+        p.add(job(&m, "a".into()), now, || "same".to_string());
+        p.add(job(&m, "b".into()), now, || "same".to_string());
+        assert_eq!(p.due_at(Duration::from_secs(1)), Some(now));
+        assert_eq!(sizes(&mut p), [("send", 1); 5]);
+    }
+
+    #[test]
+    fn joining_while_waiting_fills_the_next_request() {
+        // The defect this order fixes: requests cut before a token was granted stayed small.
+        let now = Instant::now();
+        let mut p = Pending::new(XIAOMI_LIKE);
+        distinct(&mut p, 5, now);
+        assert_eq!(p.cut().map(|b| b.len()), Some(5));
+        for i in 5..400 {
+            let m = message(i);
+            p.add(job(&m, format!("t{i}")), now, || format!("content {i}"));
+        }
+        assert_eq!(p.cut().map(|b| b.len()), Some(100));
+        assert_eq!(p.len(), 295);
+        p.drain();
+        assert!(p.is_empty() && p.cut().is_none());
+    }
+}
