@@ -1,10 +1,13 @@
-//! `pushgate serve --sandbox`: the Xiaomi emulator runs inside the gateway's process and the
-//! Xiaomi client sends to it, so a newcomer sees the whole flow on one machine without Xiaomi
-//! credentials. Every certificate created is registered with the emulator as an app; every regId
-//! is valid unless marked invalid over the emulator's control API.
+//! `pushgate serve --sandbox`: every vendor emulator runs inside the gateway's process and each
+//! vendor client sends to its emulator, so a newcomer sees the whole flow on one machine without
+//! vendor credentials. Every certificate created is registered with its vendor's emulator as an
+//! app; every device token is valid unless marked invalid over the emulator's control API.
 
 use crate::config::Config;
+use crate::domain::{Certificate, Vendor};
+use crate::providers::oauth_emulator::OAuthApp;
 use crate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
+use crate::providers::{honor, huawei};
 use crate::server::StartError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,13 +18,42 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     config.xiaomi_base_url = emu.base_url();
     tracing::info!(emulator = %emu.base_url(), "sandbox: Xiaomi emulator running in-process; received notifications at {}/_emulator/received", emu.base_url());
     println!("pushgate sandbox: Xiaomi emulator at {}", emu.base_url());
+    let honor_emu = Arc::new(honor::emulator::start(
+        honor::emulator::EmulatorConfig::default(),
+        listen,
+    )?);
+    config.honor_base_url = honor_emu.base_url();
+    config.honor_auth_url = honor_emu.auth_url();
+    println!(
+        "pushgate sandbox: Honor emulator at {}",
+        honor_emu.base_url()
+    );
+    let huawei_emu = Arc::new(huawei::emulator::start(
+        huawei::emulator::EmulatorConfig::default(),
+        listen,
+    )?);
+    config.huawei_base_url = huawei_emu.base_url();
+    config.huawei_auth_url = huawei_emu.auth_url();
+    println!(
+        "pushgate sandbox: Huawei emulator at {}",
+        huawei_emu.base_url()
+    );
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
-        let hook = move |c: &crate::domain::Certificate| {
-            e.add_app(EmulatorApp::new(
+        let hook = move |c: &Certificate| match c.vendor {
+            Vendor::Xiaomi => e.add_app(EmulatorApp::new(
                 c.package_name.clone(),
                 c.app_secret.clone(),
-            ));
+            )),
+            Vendor::Honor => honor_emu.add_app(OAuthApp::new(
+                c.fields.client_id.clone().unwrap_or_default(),
+                c.app_secret.clone(),
+                &[&c.app_id],
+            )),
+            // Huawei's OAuth client id is the app id (huawei.md §1).
+            Vendor::Huawei => {
+                huawei_emu.add_app(OAuthApp::new(c.app_id.clone(), c.app_secret.clone(), &[]))
+            }
         };
         for entry in g.certs.all() {
             hook(&entry.cert());

@@ -9,6 +9,7 @@ pub mod client;
 pub mod emulator;
 pub mod fails;
 pub mod reply;
+pub mod service;
 pub mod wire;
 
 pub use client::{HonorClient, DEFAULT_AUTH_URL, DEFAULT_BASE_URL};

@@ -10,6 +10,7 @@ pub mod client;
 pub mod emulator;
 pub mod memory;
 pub mod reply;
+pub mod service;
 pub mod wire;
 
 pub use auth::{AccessToken, TokenError};

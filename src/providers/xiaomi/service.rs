@@ -442,6 +442,7 @@ mod tests {
             click_action: ClickAction::OpenApp,
             channel_id: None,
             qps: 1,
+            fields: Default::default(),
         };
         assert_eq!(
             x.credentials(&cert).map(|_| ()).unwrap_err().field,

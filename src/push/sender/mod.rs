@@ -208,6 +208,7 @@ pub(crate) mod tests {
             click_action: ClickAction::OpenApp,
             channel_id: None,
             qps: 10,
+            fields: Default::default(),
         }
     }
 

@@ -12,27 +12,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-
 use super::client::HonorClient;
+use super::fails::{FailStreaks, FAILS_BEFORE_UNBIND};
 use super::reply::HonorReply;
-use super::wire::{HonorApp, HonorMessage, MAX_TOKENS_PER_REQUEST};
-use crate::domain::CertificateId;
+use super::wire::{HonorApp, HonorMessage, DEFAULT_IMPORTANCE, MAX_TOKENS_PER_REQUEST};
+use crate::domain::validate::FieldError;
+use crate::domain::{Certificate, CertificateId};
 use crate::providers::huawei::client::ClientError;
-use crate::providers::huawei::service::{
-    access_error, batch_cert, grant_for, AuthMemory, Refusal,
-};
-use crate::providers::xiaomi::retry_delay;
+use crate::providers::huawei::memory::{AuthMemory, Refusal};
+use crate::providers::huawei::service::{access_error, batch_cert, grant_for};
+use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
 use crate::providers::{
     AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
     PushService, RetryBudget, RetryPlan, Verdict,
 };
-
-/// A token in `failTokens` this many times in a row is unbound.
-pub const FAILS_BEFORE_UNBIND: u8 = 3;
-
-/// Failing tokens remembered at most; past it the memory starts over (a bound, not a policy).
-const MAX_TRACKED_FAILS: usize = 100_000;
+use crate::push::PushContent;
 
 /// One exchange and what the certificate's memory says about it.
 #[derive(Debug)]
@@ -48,7 +42,7 @@ pub struct HonorExchange {
 pub struct Honor {
     client: HonorClient,
     memory: AuthMemory,
-    fails: DashMap<(CertificateId, Arc<str>), u8>,
+    fails: FailStreaks,
 }
 
 impl Honor {
@@ -56,32 +50,8 @@ impl Honor {
         Ok(Honor {
             client: HonorClient::new(base_url, auth_url, timeout)?,
             memory: AuthMemory::default(),
-            fails: DashMap::new(),
+            fails: FailStreaks::default(),
         })
-    }
-
-    fn count_fails(
-        &self,
-        cert: CertificateId,
-        batch: &Batch<HonorMessage>,
-        fail_tokens: &[String],
-    ) -> HashMap<String, u8> {
-        let failed: HashSet<&str> = fail_tokens.iter().map(String::as_str).collect();
-        if self.fails.len() > MAX_TRACKED_FAILS {
-            self.fails.clear();
-        }
-        let mut counts = HashMap::new();
-        for job in batch.jobs() {
-            let key = (cert, job.token.clone());
-            if failed.contains(&*job.token) {
-                let mut n = self.fails.entry(key).or_insert(0);
-                *n = n.saturating_add(1);
-                counts.insert(job.token.to_string(), *n);
-            } else if !self.fails.is_empty() {
-                self.fails.remove(&key);
-            }
-        }
-        counts
     }
 }
 
@@ -93,6 +63,44 @@ impl PushService for Honor {
 
     fn name(&self) -> &'static str {
         "honor"
+    }
+
+    fn credentials(&self, cert: &Certificate) -> Result<HonorApp, FieldError> {
+        let client_id = cert.fields.client_id.clone().unwrap_or_default();
+        if client_id.trim().is_empty() {
+            return Err(FieldError {
+                field: "client_id",
+                message: "the Honor client id is required".into(),
+            });
+        }
+        if cert.app_secret.trim().is_empty() {
+            return Err(FieldError {
+                field: "client_secret",
+                message: "the Honor client secret is required".into(),
+            });
+        }
+        Ok(HonorApp {
+            app_id: cert.app_id.clone(),
+            client_id,
+            client_secret: cert.app_secret.clone(),
+        })
+    }
+
+    fn render(&self, cert: &Certificate, content: &PushContent) -> HonorMessage {
+        HonorMessage {
+            title: content.title.clone(),
+            body: content.desc.clone(),
+            importance: cert
+                .fields
+                .importance
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMPORTANCE.to_owned()),
+            package_name: cert.package_name.clone(),
+            click: cert.click_action.clone(),
+            ext: content.ext.clone(),
+            notify_id: XiaomiMessage::notify_id_for(&content.conversation),
+            bi_tag: None,
+        }
     }
 
     fn batch_rule(&self) -> BatchRule {
@@ -138,7 +146,9 @@ impl PushService for Honor {
         let mut fail_counts = HashMap::new();
         match &reply {
             HonorReply::Delivered { fail_tokens, .. } => {
-                fail_counts = self.count_fails(cert, batch, fail_tokens);
+                fail_counts = self
+                    .fails
+                    .record(cert, batch.jobs().map(|j| &j.token), fail_tokens);
                 if batch.len() > fail_counts.len() {
                     self.memory.delivered(cert, &key);
                 }
@@ -283,7 +293,11 @@ pub fn classify_exchange(
         )
         .act(CertAction::RenewAccess),
         HonorReply::AccessRefused { code, msg } | HonorReply::Misconfigured { code, msg } => {
-            tracing::warn!(certificate = cert, code, "Honor refused the certificate; broken");
+            tracing::warn!(
+                certificate = cert,
+                code,
+                "Honor refused the certificate; broken"
+            );
             Verdict::all_done(
                 class,
                 n,
@@ -329,8 +343,11 @@ pub fn classify_exchange(
         HonorReply::Unknown { code, msg } => Verdict::all_done(
             class,
             n,
-            JobResult::new(DeliveryClass::Unknown, format!("Honor answered {code}: {msg}"))
-                .code(code),
+            JobResult::new(
+                DeliveryClass::Unknown,
+                format!("Honor answered {code}: {msg}"),
+            )
+            .code(code),
         ),
     };
     verdict.trace(trace)

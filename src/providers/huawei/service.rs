@@ -1,91 +1,33 @@
 //! Huawei behind the [`PushService`] seam: credentials from a certificate, identical content to
 //! up to 1,000 tokens per request (distinct content never shares one), the OAuth token through
 //! the certificate's access cache, and each [`HuaweiReply`] classified into a [`Verdict`].
-//!
-//! Two answers need memory across requests, kept per certificate in [`AuthMemory`]:
-//! - 80200001 (token refused): renew the token and resend once; refused again with the new
-//!   token, the certificate is broken (spec §2.1: the Go demo refreshes and re-sends once).
-//! - 80300007 (all tokens invalid) also comes from a wrong app id (spec §5). Tokens are unbound
-//!   only once this certificate, with this app id, has had a delivery accepted — proof that the
-//!   app id is right; before that, nothing is unbound and the detail says to check the app id.
+//! A refused token is renewed and the request resent once, and 80300007 unbinds only after the
+//! certificate's app id has proved itself (see `memory`).
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-
 use super::client::{ClientError, HuaweiClient};
+use super::memory::{AuthMemory, Refusal};
 use super::reply::HuaweiReply;
-use super::wire::{HuaweiApp, HuaweiMessage, MAX_TOKENS_PER_REQUEST};
+use super::wire::{
+    HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE, MAX_TOKENS_PER_REQUEST,
+};
 use super::TokenError;
-use crate::domain::CertificateId;
-use crate::providers::xiaomi::retry_delay;
+use crate::domain::validate::FieldError;
+use crate::domain::{Certificate, CertificateId};
+use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
 use crate::providers::{
     AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
     PushService, RetryBudget, RetryPlan, Verdict,
 };
+use crate::push::PushContent;
 
 /// Tokens are renewed this much earlier than the seam's own margin: 120 s before expiry in
 /// total, as mizhousoft's client does (spec §2.1).
 const EXTRA_RENEW_MARGIN: Duration = Duration::from_secs(60);
-
-/// What a certificate's past answers proved.
-#[derive(Debug, Default, Clone)]
-struct CertMemory {
-    /// The app id (or project id) a delivery was accepted for.
-    confirmed_app: Option<String>,
-    /// The access token last refused with 80200001 / 401.
-    refused_token: Option<Arc<str>>,
-}
-
-/// Per-certificate memory of answers, shared by every request of the process.
-#[derive(Debug, Default)]
-pub struct AuthMemory {
-    certs: DashMap<CertificateId, CertMemory>,
-}
-
-/// Whether a refusal of the access token is the first since the last success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Renew the token and resend once.
-    First,
-    /// The renewed token was refused too: the credentials are wrong.
-    Repeated,
-}
-
-impl AuthMemory {
-    /// A delivery was accepted for `app_key`: the app id is right and the token works.
-    pub fn delivered(&self, cert: CertificateId, app_key: &str) {
-        let mut m = self.certs.entry(cert).or_default();
-        m.confirmed_app = Some(app_key.to_owned());
-        m.refused_token = None;
-    }
-
-    pub fn confirmed(&self, cert: CertificateId, app_key: &str) -> bool {
-        self.certs
-            .get(&cert)
-            .is_some_and(|m| m.confirmed_app.as_deref() == Some(app_key))
-    }
-
-    /// Records a refusal of `token`; a refusal of a different (renewed) token is a repeat.
-    pub fn refused(&self, cert: CertificateId, token: &Arc<str>) -> Refusal {
-        let mut m = self.certs.entry(cert).or_default();
-        match &m.refused_token {
-            Some(before) if before != token => Refusal::Repeated,
-            _ => {
-                m.refused_token = Some(token.clone());
-                Refusal::First
-            }
-        }
-    }
-
-    /// The certificate was edited or deleted: what was proved no longer holds.
-    pub fn forget(&self, cert: CertificateId) {
-        self.certs.remove(&cert);
-    }
-}
 
 /// One exchange and what the certificate's memory says about it.
 #[derive(Debug)]
@@ -122,7 +64,9 @@ pub fn app_key(app: &HuaweiApp) -> String {
 
 /// A token grant that expires a little before the vendor says, so it is renewed early.
 pub fn grant_for(value: &str, lifetime: Duration) -> Grant<Arc<str>> {
-    let life = lifetime.saturating_sub(EXTRA_RENEW_MARGIN).max(Duration::from_secs(1));
+    let life = lifetime
+        .saturating_sub(EXTRA_RENEW_MARGIN)
+        .max(Duration::from_secs(1));
     Grant {
         value: Arc::from(value),
         expires_at: Some(Instant::now() + life),
@@ -151,7 +95,42 @@ impl PushService for Huawei {
         "huawei"
     }
 
-    // credentials(), render(): see the certificate arm (phase B wiring).
+    fn credentials(&self, cert: &Certificate) -> Result<HuaweiApp, FieldError> {
+        if cert.app_secret.trim().is_empty() {
+            return Err(FieldError {
+                field: "app_secret",
+                message: "the Huawei AppSecret (OAuth client secret) is required".into(),
+            });
+        }
+        Ok(HuaweiApp {
+            app_id: cert.app_id.clone(),
+            client_secret: cert.app_secret.clone(),
+            project_id: None,
+        })
+    }
+
+    fn render(&self, cert: &Certificate, content: &PushContent) -> HuaweiMessage {
+        HuaweiMessage {
+            title: content.title.clone(),
+            body: content.desc.clone(),
+            category: cert
+                .fields
+                .category
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CATEGORY.to_owned()),
+            importance: DEFAULT_IMPORTANCE.to_owned(),
+            channel_id: content
+                .channel_id
+                .clone()
+                .or_else(|| cert.channel_id.clone()),
+            package_name: cert.package_name.clone(),
+            click: cert.click_action.clone(),
+            ext: content.ext.clone(),
+            notify_id: XiaomiMessage::notify_id_for(&content.conversation),
+            sound: None,
+            bi_tag: None,
+        }
+    }
 
     fn batch_rule(&self) -> BatchRule {
         BatchRule {
@@ -217,7 +196,13 @@ impl PushService for Huawei {
     }
 }
 
-fn retry(class: &'static str, n: usize, after: Duration, budget: RetryBudget, give_up: JobResult) -> Verdict {
+fn retry(
+    class: &'static str,
+    n: usize,
+    after: Duration,
+    budget: RetryBudget,
+    give_up: JobResult,
+) -> Verdict {
     Verdict::retry_all(
         class,
         n,
@@ -331,7 +316,11 @@ pub fn classify_exchange(
         )
         .act(CertAction::RenewAccess),
         HuaweiReply::AccessRefused { code, msg } | HuaweiReply::Misconfigured { code, msg } => {
-            tracing::warn!(certificate = cert, code, "Huawei refused the certificate; broken");
+            tracing::warn!(
+                certificate = cert,
+                code,
+                "Huawei refused the certificate; broken"
+            );
             Verdict::all_done(
                 class,
                 n,
