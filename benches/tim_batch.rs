@@ -7,10 +7,11 @@
 //! Prints "recipients routed per second" from a fixed run, then criterion's figure.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pushgate::api::v4::dedupe::DedupeWindow;
 use pushgate::api::v4::sendmsg::batch_with_stats;
 use pushgate::config::Config;
 use pushgate::domain::validate::CertificateInput;
-use pushgate::domain::{ClickAction, Platform, Vendor};
+use pushgate::domain::Platform;
 use pushgate::gateway::{Gateway, SessionAction, SessionEvent};
 use pushgate::providers::xiaomi::emulator::{self, EmulatorConfig};
 use serde_json::Value;
@@ -50,19 +51,18 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<Gateway>, Vec<String>) {
     let users: Vec<String> = (0..RECIPIENTS).map(|i| format!("用户-{i:04}")).collect();
     rt.block_on(async {
         let cert = gw
-            .create_certificate(CertificateInput {
-                vendor: Vendor::Xiaomi,
-                package_name: "com.example.chat".into(),
-                app_id: "2882303761517".into(),
-                app_secret: Some("bench-secret".into()),
-                click_action: ClickAction::OpenApp,
-                channel_id: Some("default".into()),
-                qps: 100_000,
-                client_id: None,
-                client_secret: None,
-                category: None,
-                importance: None,
-            })
+            .create_certificate(
+                serde_json::from_value::<CertificateInput>(serde_json::json!({
+                    "vendor": "xiaomi",
+                    "package_name": "com.example.chat",
+                    "app_id": "2882303761517",
+                    "app_secret": "bench-secret",
+                    "click_action": {"type": "open_app"},
+                    "channel_id": "default",
+                    "qps": 100_000
+                }))
+                .expect("certificate body"),
+            )
             .await
             .expect("certificate");
         let id = cert.cert().id;
@@ -110,11 +110,12 @@ fn body(users: &[String], random: u32) -> Vec<u8> {
 }
 
 /// One batch from bytes: parse, translate, route. Returns the recipients routed.
-fn one(gw: &Gateway, bytes: &[u8]) -> usize {
+fn one(gw: &Gateway, window: &DedupeWindow, bytes: &[u8]) -> usize {
     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(bytes) else {
         panic!("bench body is a JSON object");
     };
-    let (reply, stats) = batch_with_stats(gw, "administrator", &obj, bytes.len()).expect("batch");
+    let (reply, stats) =
+        batch_with_stats(gw, window, "administrator", &obj, bytes.len()).expect("batch");
     assert_eq!(reply.code, 0);
     stats.routed
 }
@@ -126,6 +127,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let (gw, users) = setup(&rt);
     let random = AtomicU32::new(1);
+    let window = DedupeWindow::default();
 
     // A fixed run for the headline figure (bodies built beforehand: a new MsgRandom each, or
     // the dedupe window would answer instead of routing).
@@ -133,7 +135,7 @@ fn bench(c: &mut Criterion) {
         .map(|_| body(&users, random.fetch_add(1, Ordering::Relaxed)))
         .collect();
     let started = Instant::now();
-    let routed: usize = bodies.iter().map(|b| one(&gw, b)).sum();
+    let routed: usize = bodies.iter().map(|b| one(&gw, &window, b)).sum();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "tim_batch: {} batches x {RECIPIENTS} recipients: {routed} routed in {secs:.3} s = {:.0} recipients routed per second",
@@ -146,7 +148,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("batchsendmsg_500", |b| {
         b.iter_batched(
             || body(&users, random.fetch_add(1, Ordering::Relaxed)),
-            |bytes| one(&gw, &bytes),
+            |bytes| one(&gw, &window, &bytes),
             criterion::BatchSize::SmallInput,
         )
     });

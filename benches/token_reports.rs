@@ -87,7 +87,7 @@ fn main() {
         }
         let login_secs = started.elapsed().as_secs_f64();
 
-        let m = &gw.metrics;
+        let m = gw.metrics();
         let (groups0, ops0) = (
             m.store_group_size.get_sample_count(),
             m.store_group_size.get_sample_sum(),

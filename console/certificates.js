@@ -10,13 +10,14 @@ import { readable } from './diagnosis.js';
 
 /**
  * Push platforms a certificate can be for; add an entry when the gateway learns a new vendor.
- * `secret` names the write-only credential field (default `app_secret`); form fields marked
- * `data-vendors` show only for the vendors they list.
+ * `secret` names the write-only credential field (default `app_secret`); `noChannel` hides the
+ * channel id (Honor has no channels); form fields marked `data-vendors` show only for the
+ * vendors they list.
  */
 const PLATFORMS = [
   { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
-  { vendor: 'honor', label: 'Honor (Honor Push)', secret: 'client_secret', secretLabel: 'Client secret' },
   { vendor: 'huawei', label: 'Huawei (Push Kit)', secretLabel: 'AppSecret (OAuth client secret)' },
+  { vendor: 'honor', label: 'Honor (Honor Push)', secret: 'client_secret', secretLabel: 'Client secret', noChannel: true },
 ];
 
 function platform(vendor) {
@@ -29,6 +30,7 @@ function syncVendorFields(form) {
   for (const box of $$('[data-vendors]', form)) {
     box.hidden = !box.dataset.vendors.split(' ').includes(p.vendor);
   }
+  $('[data-field="channel_id"]', form).hidden = !!p.noChannel;
   $('#f-secret-label').textContent = p.secretLabel || 'AppSecret';
 }
 
@@ -205,7 +207,7 @@ function fillCertCard(card, cert) {
     ...(cert.category ? [['Category', cert.category]] : []),
     ...(cert.importance ? [['Importance', cert.importance]] : []),
     ['On tap', clickActionText(cert.click_action)],
-    ['Channel ID', cert.channel_id || '—'],
+    ...(platform(cert.vendor).noChannel ? [] : [['Channel ID', cert.channel_id || '—']]),
     ['QPS', fmtNumber(cert.qps)],
   ];
   $('.cert-config', card).replaceChildren(
@@ -439,10 +441,10 @@ function formBody(form, creating) {
     package_name: form.package_name.value.trim(),
     app_id: form.app_id.value.trim(),
     click_action: click,
-    channel_id: form.channel_id.value.trim() || null,
     qps: Number(form.qps.value),
   };
   const vendor = platform(body.vendor);
+  if (!vendor.noChannel) body.channel_id = form.channel_id.value.trim() || null;
   if (creating || form.app_secret.value) body[vendor.secret || 'app_secret'] = form.app_secret.value;
   if (vendor.vendor === 'honor') {
     body.client_id = form.client_id.value.trim();

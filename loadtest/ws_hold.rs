@@ -10,6 +10,12 @@
 //!
 //! Each connection is one file descriptor here and one in the gateway: N is bounded by the
 //! open-file limit of both processes (`ulimit -n`), less a few hundred for everything else.
+//!
+//! With `--pid` and `--cpu-at`, it also measures what idle connections cost the gateway in CPU:
+//! for each `--cpu-at T` (seconds after the last connection is up) it reads the gateway's
+//! utime+stime from `/proc/PID/stat`, waits `--cpu-secs`, reads them again, and prints the
+//! CPU-seconds per second, also per 10,000 connections. Nothing is sent during a window; the
+//! client only answers the gateway's pings. `loadtest/idle_cpu` runs it against a fresh gateway.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,6 +60,36 @@ struct Args {
     /// Defaults to $PUSHGATE_API_TOKEN.
     #[arg(long)]
     api_token: Option<String>,
+    /// Starts a CPU measurement window this many seconds after the last connection is up
+    /// (repeatable; needs --pid). The hold is extended to cover every window.
+    #[arg(long)]
+    cpu_at: Vec<u64>,
+    /// Length of each CPU measurement window.
+    #[arg(long, default_value_t = 60)]
+    cpu_secs: u64,
+}
+
+/// The process's user+system CPU time in seconds (`/proc/PID/stat` fields 14 and 15, in clock
+/// ticks).
+fn cpu_seconds(pid: u32, ticks_per_sec: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11); // field 14 is the 12th after the state (field 3)
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / ticks_per_sec)
+}
+
+/// `getconf CLK_TCK`, the unit of `/proc/PID/stat`'s times (100 on Linux in practice).
+fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn vm_rss_kib(pid: u32) -> Option<u64> {
@@ -183,13 +219,50 @@ async fn main() {
             None => eprintln!("--messages needs --api-token"),
         }
     }
-    let hold = Instant::now();
-    while hold.elapsed() < Duration::from_secs(args.hold_secs) {
+    // Windows count from the moment the last connection was up.
+    let all_up = started + Duration::from_secs_f64(connect_secs);
+    let mut windows = args.cpu_at.clone();
+    windows.sort_unstable();
+    let hold_secs = windows.last().map_or(args.hold_secs, |last| {
+        args.hold_secs.max(last + args.cpu_secs)
+    });
+    if let Some(pid) = args.pid {
+        let ticks = clock_ticks_per_sec();
+        for at in windows {
+            tokio::time::sleep_until((all_up + Duration::from_secs(at)).into()).await;
+            let (Some(before), t0) = (cpu_seconds(pid, ticks), Instant::now()) else {
+                eprintln!("cannot read /proc/{pid}/stat");
+                break;
+            };
+            tokio::time::sleep(Duration::from_secs(args.cpu_secs)).await;
+            let (Some(after), secs) = (cpu_seconds(pid, ticks), t0.elapsed().as_secs_f64()) else {
+                eprintln!("cannot read /proc/{pid}/stat");
+                break;
+            };
+            let open = connected - counters.closed.load(Ordering::Relaxed);
+            let per_sec = (after - before) / secs;
+            println!(
+                "gateway CPU from {at} s to {} s after all up, {open} idle connections: \
+                 {:.2} CPU-s in {secs:.1} s = {per_sec:.5} CPU-s/s, {:.5} CPU-s/s per 10,000 connections",
+                at + args.cpu_secs,
+                after - before,
+                per_sec * 10_000.0 / (open.max(1) as f64)
+            );
+        }
+    } else if !windows.is_empty() {
+        eprintln!("--cpu-at needs --pid");
+    }
+    let hold = if args.cpu_at.is_empty() {
+        Instant::now()
+    } else {
+        all_up
+    };
+    while hold.elapsed() < Duration::from_secs(hold_secs) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     println!(
         "after {} s: {} still open, {} messages received",
-        args.hold_secs,
+        hold_secs,
         connected - counters.closed.load(Ordering::Relaxed),
         counters.received.load(Ordering::Relaxed)
     );

@@ -11,7 +11,6 @@
 pub mod api;
 pub mod certs;
 pub mod config;
-pub mod diagnosis;
 pub mod domain;
 pub mod gateway;
 pub mod metrics;

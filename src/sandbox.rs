@@ -4,7 +4,8 @@
 //! app; every device token is valid unless marked invalid over the emulator's control API.
 
 use crate::config::Config;
-use crate::domain::{Certificate, Vendor};
+use crate::domain::credentials::Credentials;
+use crate::domain::Certificate;
 use crate::providers::oauth_emulator::OAuthApp;
 use crate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
 use crate::providers::{honor, huawei};
@@ -40,25 +41,22 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
     );
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
-        let hook = move |c: &Certificate| match c.vendor {
-            Vendor::Xiaomi => e.add_app(EmulatorApp::new(
+        let hook = move |c: &Certificate| match &c.credentials {
+            Credentials::Xiaomi(x) => e.add_app(EmulatorApp::new(
                 c.package_name.clone(),
-                c.app_secret.clone(),
-            )),
-            Vendor::Honor => honor_emu.add_app(OAuthApp::new(
-                c.fields.client_id.clone().unwrap_or_default(),
-                c.app_secret.clone(),
-                &[&c.app_id],
+                x.app_secret.clone(),
             )),
             // Huawei's OAuth client id is the app id (huawei.md §1).
-            Vendor::Huawei => {
-                huawei_emu.add_app(OAuthApp::new(c.app_id.clone(), c.app_secret.clone(), &[]))
+            Credentials::Huawei(h) => {
+                huawei_emu.add_app(OAuthApp::new(h.app_id.clone(), h.app_secret.clone(), &[]))
             }
+            Credentials::Honor(h) => honor_emu.add_app(OAuthApp::new(
+                h.client_id.clone(),
+                h.client_secret.clone(),
+                &[&h.app_id],
+            )),
         };
-        for entry in g.certs.all() {
-            hook(&entry.cert());
-        }
-        let _ = g.cert_hook.set(Box::new(hook));
+        g.on_certificate_change(Box::new(hook));
     })
     .await
 }

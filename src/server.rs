@@ -58,7 +58,12 @@ fn token_or_generated(given: &Option<String>, dir: &Path, name: &str) -> std::io
             .collect()
     };
     write_private(&path, &format!("{t}\n"))?;
-    tracing::info!(file = %path.display(), "generated a {name}; read it from that file");
+    let what = match name {
+        "admin_token" => "an admin token",
+        "api_token" => "an API token",
+        _ => "a token",
+    };
+    tracing::info!("generated {what} and wrote it to {}", path.display());
     Ok(t)
 }
 
@@ -142,9 +147,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         metrics,
         providers,
     ));
-    gateway
-        .webhook
-        .export_requests(&gateway.metrics.webhook_requests);
+    gateway.export_webhook_requests();
     gateway.start_sweeper();
     Ok(Prepared {
         gateway,
@@ -166,6 +169,7 @@ pub fn bind(
         tokens: prepared.tokens.clone(),
         tickets: crate::usersig::TicketVerifier::new(config.sdkappid, config.secret_key.as_deref()),
         ready: ready.clone(),
+        tim_dedupe: Default::default(),
     });
     let body_limit = config.http.body_limit_bytes;
     let mut server = HttpServer::new(move || {

@@ -252,7 +252,7 @@ async fn token_rules_and_the_reverse_index() {
     assert_eq!(a["devices"][0]["token_bound"], false);
     let (_, b) = h.api(Method::GET, "/v1/users/bob", None).await;
     assert_eq!(b["devices"][0]["token_bound"], true);
-    h.server.gateway.registry.check_invariants().unwrap();
+    h.server.gateway.check_invariants().unwrap();
     // Disabling push unbinds.
     let (s, v) = h
         .api(
@@ -463,7 +463,7 @@ async fn restart_from_disk_keeps_state() {
         h.wait_received(1, std::time::Duration::from_secs(5)).await,
         1
     );
-    h.server.gateway.registry.check_invariants().unwrap();
+    h.server.gateway.check_invariants().unwrap();
 }
 
 #[tokio::test]

@@ -587,9 +587,9 @@ async fn kick_takes_every_device_offline_and_tells_live_connections() {
     env.killed("alice", "a1").await;
     // A second device of alice, connected live on this gateway.
     let gw = env.server.gateway.clone();
-    let conn = gw.hub.next_conn_id();
+    let conn = gw.hub().next_conn_id();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    gw.hub.register(conn, Probe(tx).start().recipient());
+    gw.hub().register(conn, Probe(tx).start().recipient());
     let ev = SessionEvent {
         user: "alice".into(),
         platform: pushgate::domain::Platform::Web,

@@ -473,7 +473,7 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     let disconnects = env
         .server
         .gateway
-        .metrics
+        .metrics()
         .ws_disconnects
         .with_label_values(&["slow_reader"])
         .get();
@@ -529,6 +529,49 @@ async fn server_pings_keep_a_reading_client_alive() {
     }
     assert!(pings >= 3, "{pings} pings");
     assert_eq!(env.state("gus", "d1").0, "Online");
+}
+
+#[tokio::test]
+async fn a_silent_client_is_pinged_at_the_interval_then_timed_out() {
+    let env = start(|c| {
+        c.sessions.heartbeat_timeout_secs = 3;
+        c.sessions.ping_interval_secs = 1;
+    })
+    .await;
+    // Taken before the handshake: the gateway's clock for this connection starts during it.
+    let started = Instant::now();
+    let mut ws = env.connect("kim", "Android", "d1").await;
+    // Not reading: tungstenite answers pings only while reading, so the gateway hears nothing
+    // from this client and its pings pile up unread.
+    env.wait_state("kim", "d1", "PushOnline").await;
+    assert!(started.elapsed() >= Duration::from_secs(3));
+
+    // What arrived meanwhile: a ping each second of the silence, then the close.
+    let mut pings = 0;
+    let close = loop {
+        let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s");
+        match got {
+            Some(Ok(WsMessage::Ping(_))) => pings += 1,
+            Some(Ok(WsMessage::Close(c))) => break c.expect("a close reason"),
+            other => panic!("only pings and a close expected, got {other:?}"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::Away);
+    assert_eq!(close.reason.as_str(), "heartbeat_timeout");
+    assert!(
+        (2..=3).contains(&pings),
+        "{pings} pings in 3 s of silence at a 1 s ping interval"
+    );
+    let timeouts = env
+        .server
+        .gateway
+        .metrics()
+        .ws_disconnects
+        .with_label_values(&["heartbeat_timeout"])
+        .get();
+    assert_eq!(timeouts, 1);
 }
 
 // ---- bad input ------------------------------------------------------------------------------

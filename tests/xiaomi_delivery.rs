@@ -368,7 +368,7 @@ async fn bad_regids_unbind_their_tokens() {
     assert!(records_for(&h, "regid-dead-1").is_empty());
     let stats = h.emu.stats();
     assert_eq!(stats.requests["/v3/message/regid"]["20301"], 1, "{stats:?}");
-    h.server.gateway.registry.check_invariants().unwrap();
+    h.server.gateway.check_invariants().unwrap();
 }
 
 /// 4. A burst of 5xx is retried with the SDK's backoff and delivered exactly once.

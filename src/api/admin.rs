@@ -5,8 +5,9 @@ use super::codec::{reply, Body};
 use super::error::ApiError;
 use super::AppState;
 use crate::certs::{CertEntry, CertStatus};
+use crate::domain::credentials::CredentialsView;
 use crate::domain::validate::CertificateInput;
-use crate::domain::{now_secs, ClickAction, Vendor, VendorFields};
+use crate::domain::{now_secs, ClickAction};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -17,19 +18,12 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Serialize)]
 pub struct CertificateView {
     pub id: u64,
-    pub vendor: Vendor,
     pub package_name: String,
-    pub app_id: String,
-    pub app_secret_set: bool,
     pub click_action: ClickAction,
-    pub channel_id: Option<String>,
     pub qps: u32,
-    /// Vendor-specific fields (Honor client id, Huawei category, Honor importance).
+    /// `vendor` and the vendor's fields, secrets only as `…_set` flags.
     #[serde(flatten)]
-    pub fields: VendorFields,
-    /// Honor names its secret `client_secret`; like `app_secret_set`, never the secret itself.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret_set: Option<bool>,
+    pub credentials: CredentialsView,
     pub status: CertStatus,
     pub stats: StatsView,
 }
@@ -47,19 +41,14 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
     let failed = e.stats.failures().map(|(c, n)| (c.as_str(), n)).collect();
     CertificateView {
         id: c.id,
-        vendor: c.vendor,
         package_name: c.package_name.clone(),
-        app_id: c.app_id.clone(),
-        app_secret_set: !c.app_secret.is_empty(),
         click_action: c.click_action.clone(),
-        channel_id: c.channel_id.clone(),
         qps: c.qps,
-        fields: c.fields.clone(),
-        client_secret_set: (c.vendor == Vendor::Honor).then(|| !c.app_secret.is_empty()),
+        credentials: c.credentials.view(),
         status: e.status(now_secs()),
         stats: StatsView {
             sent: e.stats.sent.load(Ordering::Relaxed),
-            queued: state.gateway.senders.depth(c.id) as u64,
+            queued: state.gateway.queued(c.id) as u64,
             rate_limited: e.stats.rate_limited.load(Ordering::Relaxed),
             failed,
         },
@@ -97,8 +86,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let certificates = state
         .gateway
-        .certs
-        .all()
+        .certificates()
         .iter()
         .map(|e| view(&state, e))
         .collect();

@@ -78,7 +78,7 @@ impl ResponseError for ApiError {
 impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> ApiError {
         let message = e.to_string();
-        let code = e.code();
+        let code = e.code().as_str();
         let (status, field, tim_code) = match e {
             GatewayError::Invalid {
                 field, tim_code, ..

@@ -29,6 +29,8 @@ pub struct AppState {
     pub tickets: crate::usersig::TicketVerifier,
     /// Set once the store is loaded and the listener is up.
     pub ready: Arc<AtomicBool>,
+    /// Recent TIM sends, for /v4 duplicate suppression (bounded; shared by every HTTP worker).
+    pub tim_dedupe: v4::dedupe::DedupeWindow,
 }
 
 /// Registers every route.
@@ -87,7 +89,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.gateway.refresh_gauges();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.gateway.metrics.render())
+        .body(state.gateway.metrics().render())
 }
 
 /// Counts every request by route pattern (never the raw path: it may hold a user id).
@@ -99,7 +101,7 @@ pub async fn observe(
     let method = req.method().as_str().to_string();
     let metrics = req
         .app_data::<web::Data<AppState>>()
-        .map(|s| s.gateway.metrics.clone());
+        .map(|s| s.gateway.metrics().clone());
     let res = next.call(req).await?;
     if let Some(m) = metrics {
         let route = res

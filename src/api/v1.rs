@@ -6,7 +6,7 @@ use super::codec::{reply, Body};
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::{CertificateId, Platform};
-use crate::gateway::{SendRequest, SessionEvent};
+use crate::gateway::{ErrorCode, SendRequest, SessionEvent, UserStatus};
 use crate::push::RecipientResult;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -30,7 +30,7 @@ pub async fn session_events(
     let events = body.0.events;
     if events.is_empty() {
         return Err(ApiError::bad_request(
-            "invalid_field",
+            ErrorCode::InvalidField.as_str(),
             "events: at least one event is required",
         )
         .with_field("events"));
@@ -162,7 +162,7 @@ pub async fn send_message(
     let op = b.offline_push.unwrap_or_default();
     if op.push_flag > 1 {
         return Err(ApiError::bad_request(
-            "invalid_field",
+            ErrorCode::InvalidField.as_str(),
             format!(
                 "offline_push.push_flag is {}; it must be 0 (push) or 1 (no push)",
                 op.push_flag
@@ -184,13 +184,13 @@ pub async fn send_message(
         nothing_to_show: false,
         detail: b.detail,
     };
-    let (message_id, results) = state.gateway.send(&send)?;
+    let sent = state.gateway.send(&send)?;
     Ok(reply(
         &req,
         StatusCode::OK,
         &MessageReply {
-            message_id,
-            results,
+            message_id: sent.message.id,
+            results: sent.results,
         },
     ))
 }
@@ -206,7 +206,7 @@ pub async fn user_status(
     #[derive(Serialize)]
     struct Out<'a> {
         user: &'a str,
-        status: &'static str,
+        status: UserStatus,
         devices: Vec<crate::gateway::DeviceView>,
     }
     Ok(reply(
@@ -226,6 +226,6 @@ pub async fn diagnosis(
     state: web::Data<AppState>,
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let d = crate::diagnosis::diagnose(&state.gateway, &user);
+    let d = state.gateway.diagnose(&user);
     Ok(reply(&req, StatusCode::OK, &d))
 }

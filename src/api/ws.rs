@@ -10,7 +10,7 @@ use super::AppState;
 use crate::domain::ids::check_id;
 use crate::domain::{now_secs, Platform};
 use crate::gateway::{SessionAction, SessionEvent};
-use crate::session::actor::{notify_webhook, SessionActor, SessionIdentity};
+use crate::session::actor::{SessionActor, SessionIdentity};
 use crate::session::frame::MAX_FRAME_BYTES;
 use crate::session::outbound::OutboundQueue;
 use crate::session::webhook::{StateAction, StateChange};
@@ -124,12 +124,12 @@ pub async fn upgrade(
         .max_continuation_size(MAX_WIRE_FRAME_BYTES);
 
     let capacity = config.sessions.outbound_queue.max(1);
-    let conn = gw.hub.next_conn_id();
+    let conn = gw.hub().next_conn_id();
     let mut ctx: Context<SessionActor> = Context::new();
     // Deliveries beyond this are refused at once and dispatch pushes instead (design.md).
     ctx.set_mailbox_capacity(capacity);
     // In the hub before the login, so a delivery or kick right after it reaches this session.
-    gw.hub.register(conn, ctx.address().recipient());
+    gw.hub().register(conn, ctx.address().recipient());
 
     let login = SessionEvent {
         user: p.identifier.clone(),
@@ -142,14 +142,14 @@ pub async fn upgrade(
     let result = match res {
         Ok(r) => r,
         Err(e) => {
-            gw.hub.unregister(conn);
+            gw.hub().unregister(conn);
             return Err(e.into());
         }
     };
     // The handshake completes only once the login is on disk.
     if let Some(t) = ticket {
         if let Err(e) = t.wait().await {
-            gw.hub.unregister(conn);
+            gw.hub().unregister(conn);
             let undo = SessionEvent {
                 action: SessionAction::Disconnect,
                 ..login
@@ -159,21 +159,18 @@ pub async fn upgrade(
         }
     }
     let client_ip = req.peer_addr().map(|a| a.ip().to_string());
-    notify_webhook(
-        &gw,
-        StateChange::now(
-            p.identifier.clone(),
-            p.platform.as_str(),
-            StateAction::Login {
-                kicked: result
-                    .kicked
-                    .iter()
-                    .map(|k| k.platform.to_owned())
-                    .collect(),
-            },
-            client_ip.clone(),
-        ),
-    );
+    gw.notify_state_change(StateChange::now(
+        p.identifier.clone(),
+        p.platform.as_str(),
+        StateAction::Login {
+            kicked: result
+                .kicked
+                .iter()
+                .map(|k| k.platform.to_owned())
+                .collect(),
+        },
+        client_ip.clone(),
+    ));
 
     let who = SessionIdentity {
         user: p.identifier,

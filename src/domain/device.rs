@@ -115,6 +115,57 @@ pub enum TransitionError {
     NotExpired,
 }
 
+/// TIM's status of a device, or of a user (spec/tim-offline-push.md §5.1). Ordered from the
+/// most reachable: a user's status is the first of its devices'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserStatus {
+    Online,
+    PushOnline,
+    Offline,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Online => "Online",
+            UserStatus::PushOnline => "PushOnline",
+            UserStatus::Offline => "Offline",
+        }
+    }
+
+    pub const ALL: [UserStatus; 3] = [
+        UserStatus::Online,
+        UserStatus::PushOnline,
+        UserStatus::Offline,
+    ];
+
+    /// A user's status: `Online` if any device is, else `PushOnline` if any device is, else
+    /// `Offline` (no device at all included).
+    pub fn of_user(devices: impl IntoIterator<Item = UserStatus>) -> UserStatus {
+        devices.into_iter().min().unwrap_or(UserStatus::Offline)
+    }
+}
+
+impl std::fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with a TIM name, as responses carry it.
+impl PartialEq<&str> for UserStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// As its TIM name, in JSON and MessagePack alike.
+impl serde::Serialize for UserStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl DeviceState {
     pub const NEVER_LOGGED_IN: DeviceState = DeviceState::Offline {
         reason: OfflineReason::LoggedOut,
@@ -122,10 +173,15 @@ impl DeviceState {
 
     /// TIM's name of the state: `Online`, `PushOnline` or `Offline`.
     pub fn tim_name(&self) -> &'static str {
+        self.status().as_str()
+    }
+
+    /// The state as TIM reports it, without its details.
+    pub fn status(&self) -> UserStatus {
         match self {
-            DeviceState::Online { .. } => "Online",
-            DeviceState::PushOnline { .. } => "PushOnline",
-            DeviceState::Offline { .. } => "Offline",
+            DeviceState::Online { .. } => UserStatus::Online,
+            DeviceState::PushOnline { .. } => UserStatus::PushOnline,
+            DeviceState::Offline { .. } => UserStatus::Offline,
         }
     }
 

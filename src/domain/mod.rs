@@ -2,17 +2,18 @@
 //! transitions, token rules, the multi-device policy, the text of a notification.
 
 pub mod certificate;
+pub mod credentials;
 pub mod device;
 pub mod ids;
+pub mod message;
 pub mod policy;
 pub mod push_text;
-pub mod tim_dedupe;
-pub mod tim_msg;
 pub mod token;
 pub mod validate;
 
-pub use certificate::{Certificate, CertificateId, ClickAction, Vendor, VendorFields};
-pub use device::{DeviceEvent, DeviceState, OfflineReason, Platform, TransitionError};
+pub use certificate::{Certificate, CertificateId, ClickAction, Vendor};
+pub use credentials::Credentials;
+pub use device::{DeviceEvent, DeviceState, OfflineReason, Platform, TransitionError, UserStatus};
 pub use policy::MultiDevicePolicy;
 pub use push_text::PushText;
 pub use token::TokenError;

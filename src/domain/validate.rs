@@ -1,6 +1,8 @@
 //! Certificate field rules: what the console and the API refuse, naming the field.
 
-use super::certificate::{Certificate, CertificateId, ClickAction, Vendor, VendorFields};
+use super::certificate::{ClickAction, Vendor};
+use super::credentials::CredentialsInput;
+use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
 /// One field is wrong; `field` is its dotted path in the request body.
@@ -11,74 +13,48 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn bad(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field,
-        message: message.into(),
-    }
-}
+use super::credentials::bad;
 
-/// The certificate fields an operator submits (create, or edit with the secret optional).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The certificate fields an operator submits (create, or edit with secrets optional): the
+/// common part and the vendor part, in one flat body.
+#[derive(Debug, Clone)]
 pub struct CertificateInput {
-    pub vendor: Vendor,
     pub package_name: String,
-    pub app_id: String,
-    #[serde(default)]
-    pub app_secret: Option<String>,
     pub click_action: ClickAction,
-    #[serde(default)]
-    pub channel_id: Option<String>,
     pub qps: u32,
-    /// Honor's OAuth client id.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Honor's OAuth client secret (stored where other vendors keep `app_secret`).
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    /// Huawei `android.category` for the certificate's notifications.
-    #[serde(default)]
-    pub category: Option<String>,
-    /// Honor `importance` for the certificate's notifications.
-    #[serde(default)]
-    pub importance: Option<String>,
+    pub credentials: CredentialsInput,
 }
 
 impl CertificateInput {
-    /// The secret given, under whichever name the vendor uses for it.
-    pub fn secret(&self) -> Option<&String> {
-        self.app_secret.as_ref().or(self.client_secret.as_ref())
+    pub fn vendor(&self) -> Vendor {
+        self.credentials.vendor()
     }
+}
 
-    /// The certificate this input describes; `kept_secret` is the stored secret an edit
-    /// without one keeps. Vendor defaults (Huawei category IM, Honor importance NORMAL) are
-    /// filled in, so what is shown is what is sent.
-    pub fn into_certificate(self, id: CertificateId, kept_secret: Option<&str>) -> Certificate {
-        let app_secret = self
-            .secret()
-            .cloned()
-            .or_else(|| kept_secret.map(str::to_owned))
-            .unwrap_or_default();
-        let fields = crate::providers::fields::with_defaults(
-            self.vendor,
-            VendorFields {
-                client_id: self.client_id,
-                category: self.category,
-                importance: self.importance,
-            },
-        );
-        Certificate {
-            id,
-            vendor: self.vendor,
-            package_name: self.package_name,
-            app_id: self.app_id,
-            app_secret,
-            click_action: self.click_action,
-            channel_id: self.channel_id,
-            qps: self.qps,
-            fields,
+/// The body is flat (`{"vendor":"xiaomi","package_name":…,"app_id":…}`); serde cannot flatten
+/// a tagged enum and refuse unknown fields at once, so the common fields are taken out first
+/// and the rest must be exactly the vendor's (each vendor's input refuses unknown fields).
+impl<'de> Deserialize<'de> for CertificateInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        fn take<T: DeserializeOwned, E: de::Error>(
+            map: &mut serde_json::Map<String, serde_json::Value>,
+            key: &'static str,
+        ) -> Result<T, E> {
+            let v = map.remove(key).ok_or_else(|| E::missing_field(key))?;
+            serde_json::from_value(v).map_err(|e| E::custom(format!("{key}: {e}")))
         }
+        let package_name = take(&mut map, "package_name")?;
+        let click_action = take(&mut map, "click_action")?;
+        let qps = take(&mut map, "qps")?;
+        let credentials = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| de::Error::custom(e.to_string()))?;
+        Ok(CertificateInput {
+            package_name,
+            click_action,
+            qps,
+            credentials,
+        })
     }
 }
 
@@ -149,44 +125,14 @@ pub fn validate_click_action(action: &ClickAction) -> Result<(), FieldError> {
     }
 }
 
-/// Checks every field; `secret_required` is true on create.
-pub fn validate_certificate(
-    input: &CertificateInput,
-    secret_required: bool,
-) -> Result<(), FieldError> {
+/// Checks every field; `creating` is true on create (secrets required).
+pub fn validate_certificate(input: &CertificateInput, creating: bool) -> Result<(), FieldError> {
     validate_package_name(&input.package_name)?;
-    if input.app_id.is_empty() {
-        return Err(bad("app_id", "the AppID is required"));
-    }
-    if input.app_id.len() > 64 || !input.app_id.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad("app_id", "the AppID is a number of at most 64 digits"));
-    }
-    crate::providers::fields::check(input, secret_required)?;
-    match &input.app_secret {
-        None if secret_required && input.client_secret.is_none() => {
-            return Err(bad("app_secret", "the AppSecret is required"))
-        }
-        Some(s) if s.trim().is_empty() => {
-            return Err(bad("app_secret", "the AppSecret is required"))
-        }
-        Some(s) if s.len() > 256 || s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            return Err(bad(
-                "app_secret",
-                "the AppSecret must be at most 256 characters without spaces",
-            ))
-        }
-        _ => {}
-    }
+    input.credentials.validate(creating)?;
     validate_click_action(&input.click_action)?;
-    if let Some(ch) = &input.channel_id {
-        if ch.is_empty() || ch.len() > 64 || ch.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(bad(
-                "channel_id",
-                "the channel id must be 1 to 64 characters without spaces",
-            ));
-        }
-    }
+    input
+        .credentials
+        .validate_click_action(&input.click_action)?;
     if input.qps == 0 || input.qps > MAX_QPS {
         return Err(bad("qps", format!("qps must be between 1 and {MAX_QPS}")));
     }
@@ -197,20 +143,51 @@ pub fn validate_certificate(
 mod tests {
     use super::*;
 
+    use crate::domain::credentials::XiaomiInput;
+
     fn input() -> CertificateInput {
-        CertificateInput {
-            vendor: Vendor::Xiaomi,
-            package_name: "com.example.chat".into(),
-            app_id: "2882303761517".into(),
-            app_secret: Some("c2VjcmV0c2VjcmV0c2VjcmV0==".into()),
-            click_action: ClickAction::OpenApp,
-            channel_id: Some("101556".into()),
-            qps: 500,
-            client_id: None,
-            client_secret: None,
-            category: None,
-            importance: None,
+        serde_json::from_value(serde_json::json!({
+            "vendor": "xiaomi",
+            "package_name": "com.example.chat",
+            "app_id": "2882303761517",
+            "app_secret": "c2VjcmV0c2VjcmV0c2VjcmV0==",
+            "click_action": {"type": "open_app"},
+            "channel_id": "101556",
+            "qps": 500
+        }))
+        .unwrap()
+    }
+
+    fn xi(i: &mut CertificateInput) -> &mut XiaomiInput {
+        match &mut i.credentials {
+            CredentialsInput::Xiaomi(x) => x,
+            other => panic!("not a Xiaomi input: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_flat_body_parses_and_unknown_or_missing_fields_are_named() {
+        let i = input();
+        assert_eq!(i.vendor(), Vendor::Xiaomi);
+        assert_eq!(i.qps, 500);
+        let with = |k: &str, v: serde_json::Value| {
+            let mut body = serde_json::json!({
+                "vendor": "xiaomi", "package_name": "com.example.chat", "app_id": "1",
+                "click_action": {"type": "open_app"}, "qps": 5
+            });
+            body[k] = v;
+            serde_json::from_value::<CertificateInput>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(with("color", "red".into()).contains("color"));
+        assert!(with("vendor", "nokia".into()).contains("nokia"));
+        assert!(with("qps", "fast".into()).contains("qps"));
+        let missing = serde_json::from_value::<CertificateInput>(serde_json::json!({
+            "vendor": "xiaomi", "package_name": "com.example.chat", "app_id": "1", "qps": 5
+        }))
+        .unwrap_err();
+        assert!(missing.to_string().contains("click_action"), "{missing}");
     }
 
     #[test]
@@ -227,9 +204,9 @@ mod tests {
                 Box::new(|i| i.package_name = "com..x".into()),
                 "package_name",
             ),
-            (Box::new(|i| i.app_id = "".into()), "app_id"),
-            (Box::new(|i| i.app_id = "12a".into()), "app_id"),
-            (Box::new(|i| i.app_secret = None), "app_secret"),
+            (Box::new(|i| xi(i).app_id = "".into()), "app_id"),
+            (Box::new(|i| xi(i).app_id = "12a".into()), "app_id"),
+            (Box::new(|i| xi(i).app_secret = None), "app_secret"),
             (
                 Box::new(|i| {
                     i.click_action = ClickAction::OpenUrl {
@@ -256,7 +233,7 @@ mod tests {
             ),
             (Box::new(|i| i.qps = 0), "qps"),
             (
-                Box::new(|i| i.channel_id = Some("a b".into())),
+                Box::new(|i| xi(i).channel_id = Some("a b".into())),
                 "channel_id",
             ),
         ];
@@ -270,7 +247,7 @@ mod tests {
     #[test]
     fn edit_may_omit_the_secret() {
         let mut i = input();
-        i.app_secret = None;
+        xi(&mut i).app_secret = None;
         assert_eq!(validate_certificate(&i, false), Ok(()));
     }
 

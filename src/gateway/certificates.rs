@@ -7,11 +7,16 @@ impl Gateway {
         &self,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, true)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        validate_certificate(&input, true).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
         let id = self.next_cert_id.load(Ordering::Relaxed);
-        let cert = input.into_certificate(id, None);
+        let cert = Certificate {
+            id,
+            package_name: input.package_name,
+            click_action: input.click_action,
+            qps: input.qps,
+            credentials: input.credentials.into_credentials(None),
+        };
         self.store
             .commit(vec![
                 StoreOp::PutCertificate(Box::new(cert.clone())),
@@ -33,12 +38,21 @@ impl Gateway {
         id: CertificateId,
         input: CertificateInput,
     ) -> Result<Arc<CertEntry>, GatewayError> {
-        validate_certificate(&input, false)
-            .map_err(|e| GatewayError::invalid("invalid_field", Some(e.field), e.to_string()))?;
+        validate_certificate(&input, false).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
         let entry = self.certs.get(id).ok_or_else(|| cert_not_found(id))?;
         let old = entry.cert();
-        let cert = input.into_certificate(id, Some(&old.app_secret));
+        if old.vendor() != input.vendor() {
+            // Another vendor's secrets cannot be kept: they must all be given.
+            input.credentials.validate(true).map_err(field_error)?;
+        }
+        let cert = Certificate {
+            id,
+            package_name: input.package_name,
+            click_action: input.click_action,
+            qps: input.qps,
+            credentials: input.credentials.into_credentials(Some(&old.credentials)),
+        };
         self.store
             .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
             .await?;
@@ -62,6 +76,16 @@ impl Gateway {
         self.senders.stop(id);
         tracing::info!(certificate = id, "certificate deleted");
         Ok(())
+    }
+
+    /// Every certificate, in id order.
+    pub fn certificates(&self) -> Vec<Arc<CertEntry>> {
+        self.certs.all()
+    }
+
+    /// Notifications waiting in the sender of certificate `id`.
+    pub fn queued(&self, id: CertificateId) -> usize {
+        self.senders.depth(id)
     }
 
     pub fn certificate(&self, id: CertificateId) -> Result<Arc<CertEntry>, GatewayError> {

@@ -2,24 +2,103 @@
 
 use super::*;
 
+/// The `code` of an error body: what went wrong, in a word a program can match. The strings are
+/// part of the contract (contract.md); `ALL` lists every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A field is missing, malformed or over its limit (`field` names it).
+    InvalidField,
+    /// More recipients than `http.max_recipients`.
+    TooManyRecipients,
+    PlatformMismatch,
+    UnknownDevice,
+    UnknownCertificate,
+    /// A token report or state change that needs a login first.
+    NotLoggedIn,
+    NotConnected,
+    NotExpired,
+    /// An event of a connection that a newer one has replaced.
+    StaleConnection,
+    EmptyToken,
+    TokenTooLong,
+    /// A bounded queue is full (503 with Retry-After).
+    Busy,
+    /// The store failed.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::TooManyRecipients => "too_many_recipients",
+            ErrorCode::PlatformMismatch => "platform_mismatch",
+            ErrorCode::UnknownDevice => "unknown_device",
+            ErrorCode::UnknownCertificate => "unknown_certificate",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::NotConnected => "not_connected",
+            ErrorCode::NotExpired => "not_expired",
+            ErrorCode::StaleConnection => "stale_connection",
+            ErrorCode::EmptyToken => "empty_token",
+            ErrorCode::TokenTooLong => "token_too_long",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::InvalidField,
+        ErrorCode::TooManyRecipients,
+        ErrorCode::PlatformMismatch,
+        ErrorCode::UnknownDevice,
+        ErrorCode::UnknownCertificate,
+        ErrorCode::NotLoggedIn,
+        ErrorCode::NotConnected,
+        ErrorCode::NotExpired,
+        ErrorCode::StaleConnection,
+        ErrorCode::EmptyToken,
+        ErrorCode::TokenTooLong,
+        ErrorCode::Busy,
+        ErrorCode::Internal,
+    ];
+}
+
+/// As its string, in JSON and MessagePack alike.
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl From<&TokenError> for ErrorCode {
+    fn from(t: &TokenError) -> ErrorCode {
+        match t {
+            TokenError::NotLoggedIn => ErrorCode::NotLoggedIn,
+            TokenError::UnknownCertificate(_) => ErrorCode::UnknownCertificate,
+            TokenError::Empty => ErrorCode::EmptyToken,
+            TokenError::TooLong(_) => ErrorCode::TokenTooLong,
+        }
+    }
+}
+
 /// A refused or failed operation, with what the caller should see.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// 400: the input is wrong; `field` names the culprit when there is one.
     #[error("{message}")]
     Invalid {
-        code: &'static str,
+        code: ErrorCode,
         field: Option<&'static str>,
         message: String,
         tim_code: Option<u32>,
     },
     /// 404
     #[error("{message}")]
-    NotFound { code: &'static str, message: String },
+    NotFound { code: ErrorCode, message: String },
     /// 409: the state does not allow it (token before login).
     #[error("{message}")]
     Conflict {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         tim_code: Option<u32>,
     },
@@ -33,7 +112,7 @@ pub enum GatewayError {
 
 impl GatewayError {
     pub fn invalid(
-        code: &'static str,
+        code: ErrorCode,
         field: Option<&'static str>,
         message: impl Into<String>,
     ) -> Self {
@@ -45,13 +124,13 @@ impl GatewayError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             GatewayError::Invalid { code, .. }
             | GatewayError::NotFound { code, .. }
-            | GatewayError::Conflict { code, .. } => code,
-            GatewayError::Busy { .. } => "busy",
-            GatewayError::Internal { .. } => "internal",
+            | GatewayError::Conflict { code, .. } => *code,
+            GatewayError::Busy { .. } => ErrorCode::Busy,
+            GatewayError::Internal { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -82,24 +161,24 @@ impl From<RegistryError> for GatewayError {
         let message = e.to_string();
         match e {
             RegistryError::UnknownDevice { .. } => GatewayError::NotFound {
-                code: "unknown_device",
+                code: ErrorCode::UnknownDevice,
                 message,
             },
             RegistryError::PlatformMismatch { .. } => {
-                GatewayError::invalid("platform_mismatch", Some("platform"), message)
+                GatewayError::invalid(ErrorCode::PlatformMismatch, Some("platform"), message)
             }
             RegistryError::Transition(t) => GatewayError::Conflict {
                 code: match t {
-                    crate::domain::TransitionError::NotLoggedIn => "not_logged_in",
-                    crate::domain::TransitionError::NotConnected => "not_connected",
-                    crate::domain::TransitionError::NotExpired => "not_expired",
+                    crate::domain::TransitionError::NotLoggedIn => ErrorCode::NotLoggedIn,
+                    crate::domain::TransitionError::NotConnected => ErrorCode::NotConnected,
+                    crate::domain::TransitionError::NotExpired => ErrorCode::NotExpired,
                 },
                 message,
                 tim_code: None,
             },
             RegistryError::Token(t) => token_error(t),
             RegistryError::StaleConnection => GatewayError::Conflict {
-                code: "stale_connection",
+                code: ErrorCode::StaleConnection,
                 message,
                 tim_code: None,
             },
@@ -111,12 +190,12 @@ pub(crate) fn token_error(t: TokenError) -> GatewayError {
     let message = t.to_string();
     match t {
         TokenError::NotLoggedIn => GatewayError::Conflict {
-            code: t.code(),
+            code: ErrorCode::from(&t),
             message,
             tim_code: Some(t.tim_code()),
         },
         _ => GatewayError::Invalid {
-            code: t.code(),
+            code: ErrorCode::from(&t),
             field: Some(if matches!(t, TokenError::UnknownCertificate(_)) {
                 "certificate_id"
             } else {
@@ -129,12 +208,39 @@ pub(crate) fn token_error(t: TokenError) -> GatewayError {
 }
 
 pub(crate) fn id_error(e: crate::domain::ids::IdError) -> GatewayError {
-    GatewayError::invalid("invalid_field", Some(e.field), e.to_string())
+    GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
+}
+
+pub(crate) fn field_error(e: crate::domain::validate::FieldError) -> GatewayError {
+    GatewayError::invalid(ErrorCode::InvalidField, Some(e.field), e.to_string())
 }
 
 pub(crate) fn cert_not_found(id: CertificateId) -> GatewayError {
     GatewayError::NotFound {
-        code: "unknown_certificate",
+        code: ErrorCode::UnknownCertificate,
         message: format!("no certificate with id {id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_distinct_snake_case_and_match_token_errors() {
+        let names: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        for t in [
+            TokenError::NotLoggedIn,
+            TokenError::UnknownCertificate(1),
+            TokenError::Empty,
+            TokenError::TooLong(5000),
+        ] {
+            assert_eq!(ErrorCode::from(&t).as_str(), t.code());
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! The one send pipeline: check → build → dispatch, shared by /v1 messages and /v4 sends.
 
 use super::*;
+use crate::domain::message::{
+    MAX_CHANNEL_ID_CHARS, MAX_DESC_CHARS, MAX_EXT_CHARS, MAX_TEXT_BYTES, MAX_TITLE_CHARS,
+};
 
 /// A message to send, in the gateway's own terms (the /v1 body; /v4 translates into it).
 #[derive(Debug, Clone, Default)]
@@ -24,16 +27,55 @@ pub struct SendRequest {
     pub detail: bool,
 }
 
-/// Limits on a message's fields.
-pub const MAX_TEXT_BYTES: usize = 12 * 1024;
-pub const MAX_EXT_CHARS: usize = 1024;
+/// A message through the pipeline: its id and each routed recipient's result, in request order
+/// (recipients the admission hook turned away are not in `results`).
+#[derive(Debug)]
+pub struct Sent {
+    pub message: Arc<Message>,
+    pub results: Vec<RecipientResult>,
+    /// Recipients the admission hook turned away (e.g. /v4 duplicates).
+    pub not_admitted: usize,
+}
 
 impl Gateway {
+    /// The one send pipeline: check → build → dispatch, for every surface. `admit` is asked per
+    /// recipient, once the message is built and before it is routed; `false` leaves that
+    /// recipient out (the /v4 duplicate window is such a hook). `/v1` admits everyone.
+    pub fn send_with(
+        &self,
+        req: &SendRequest,
+        mut admit: impl FnMut(&str, &Arc<Message>) -> bool,
+    ) -> Result<Sent, GatewayError> {
+        self.check_send(req)?;
+        let message = self.build_message(req);
+        let mut d = self.dispatch();
+        d.detail = req.detail;
+        let mut results = Vec::with_capacity(req.to.len());
+        let mut not_admitted = 0;
+        for user in &req.to {
+            if admit(user, &message) {
+                results.push(d.recipient(user, &message));
+            } else {
+                not_admitted += 1;
+            }
+        }
+        Ok(Sent {
+            message,
+            results,
+            not_admitted,
+        })
+    }
+
+    /// The pipeline with every recipient admitted.
+    pub fn send(&self, req: &SendRequest) -> Result<Sent, GatewayError> {
+        self.send_with(req, |_, _| true)
+    }
+
     /// Checks a send request; the error names the field.
-    pub fn check_send(&self, req: &SendRequest) -> Result<(), GatewayError> {
+    fn check_send(&self, req: &SendRequest) -> Result<(), GatewayError> {
         if req.to.is_empty() {
             return Err(GatewayError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 Some("to"),
                 "to: at least one recipient is required",
             ));
@@ -41,7 +83,7 @@ impl Gateway {
         let max = self.config.http.max_recipients;
         if req.to.len() > max {
             return Err(GatewayError::invalid(
-                "too_many_recipients",
+                ErrorCode::TooManyRecipients,
                 Some("to"),
                 format!("to: {} recipients; at most {max} per request", req.to.len()),
             ));
@@ -52,21 +94,25 @@ impl Gateway {
         check_id("from", &req.from).map_err(id_error)?;
         if req.text.len() > MAX_TEXT_BYTES {
             return Err(GatewayError::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 Some("text"),
                 format!("text is {} bytes; at most {MAX_TEXT_BYTES}", req.text.len()),
             ));
         }
         for (field, v, max) in [
-            ("offline_push.title", &req.title, 256usize),
-            ("offline_push.desc", &req.desc, 1024),
+            ("offline_push.title", &req.title, MAX_TITLE_CHARS),
+            ("offline_push.desc", &req.desc, MAX_DESC_CHARS),
             ("offline_push.ext", &req.ext, MAX_EXT_CHARS),
-            ("offline_push.channel_id", &req.channel_id, 64),
+            (
+                "offline_push.channel_id",
+                &req.channel_id,
+                MAX_CHANNEL_ID_CHARS,
+            ),
         ] {
             if let Some(v) = v {
                 if v.chars().count() > max {
                     return Err(GatewayError::invalid(
-                        "invalid_field",
+                        ErrorCode::InvalidField,
                         Some(field),
                         format!("{field} is longer than {max} characters"),
                     ));
@@ -77,7 +123,7 @@ impl Gateway {
     }
 
     /// Builds the shared message (id, notification text) once.
-    pub fn build_message(&self, req: &SendRequest) -> Arc<Message> {
+    fn build_message(&self, req: &SendRequest) -> Arc<Message> {
         let push = if req.push_disabled {
             Err(SkipReason::PushDisabled)
         } else if req.online_only {
@@ -111,23 +157,15 @@ impl Gateway {
         })
     }
 
-    /// Routes a message to each recipient.
-    pub fn send(&self, req: &SendRequest) -> Result<(u64, Vec<RecipientResult>), GatewayError> {
-        self.check_send(req)?;
-        let msg = self.build_message(req);
-        let mut d = self.dispatch();
-        d.detail = req.detail;
-        let results = req.to.iter().map(|u| d.recipient(u, &msg)).collect();
-        Ok((msg.id, results))
-    }
-
-    pub fn dispatch(&self) -> Dispatch<'_> {
+    pub(crate) fn dispatch(&self) -> Dispatch<'_> {
         Dispatch {
             registry: &self.registry,
-            certs: &self.certs,
             hub: &self.hub,
             metrics: &self.metrics,
-            batch: std::cell::RefCell::new(self.senders.batch()),
+            queue: std::cell::RefCell::new(SenderQueue {
+                certs: &self.certs,
+                batch: self.senders.batch(),
+            }),
             detail: false,
         }
     }

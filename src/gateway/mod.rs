@@ -2,6 +2,7 @@
 //! checks its input, changes the registry, and answers once the change is on disk.
 
 mod certificates;
+pub mod diagnosis;
 mod error;
 mod messages;
 mod sessions;
@@ -9,11 +10,11 @@ mod status;
 mod tokens;
 mod upkeep;
 
-pub use error::GatewayError;
-pub(crate) use error::{cert_not_found, id_error, token_error};
-pub use messages::{SendRequest, MAX_EXT_CHARS, MAX_TEXT_BYTES};
+pub(crate) use error::{cert_not_found, field_error, id_error, token_error};
+pub use error::{ErrorCode, GatewayError};
+pub use messages::{SendRequest, Sent};
 pub use sessions::{EventError, EventResult, KickedDevice, SessionAction, SessionEvent};
-pub use status::{user_status, DeviceView};
+pub use status::{user_status, DeviceView, UserStatus};
 
 use crate::certs::{CertBook, CertEntry};
 use crate::config::Config;
@@ -24,11 +25,11 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::providers::Providers;
-use crate::push::dispatch::Dispatch;
+use crate::push::dispatch::{Dispatch, SenderQueue};
 use crate::push::outcomes::Outcomes;
 use crate::push::sender::SenderCtx;
 use crate::push::{DeviceOutcome, Message, Outcome, PushContent, RecipientResult, Senders};
-use crate::registry::{ConnId, Device, Registry, RegistryError, SkipReason};
+use crate::registry::{ConnId, Device, Registry, RegistryError, Route, SkipReason};
 use crate::session::webhook::WebhookSender;
 use crate::session::{Hub, SessionCommand};
 use crate::store::{StoreError, StoreHandle, StoreOp};
@@ -39,26 +40,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The gateway: every component, shared.
+///
+/// Only the settings are public; everything else is reached through a named operation, so each
+/// component can change behind the gateway without touching its callers.
 pub struct Gateway {
+    /// The settings, read by every surface.
     pub config: Config,
-    pub registry: Arc<Registry>,
-    pub certs: Arc<CertBook>,
-    pub senders: Senders,
-    pub hub: Hub,
-    pub store: StoreHandle,
-    pub metrics: Metrics,
-    pub outcomes: Arc<Outcomes>,
+    /// Every device of every user: the hot path of dispatch.
+    registry: Arc<Registry>,
+    /// The certificates and their health, shared with the senders.
+    certs: Arc<CertBook>,
+    /// One `CertSender` per certificate.
+    senders: Senders,
+    /// The live connections held by this gateway.
+    hub: Hub,
+    /// Durable state: an operation answers once its change is on disk.
+    store: StoreHandle,
+    metrics: Metrics,
+    /// The last vendor result per device, for diagnosis.
+    outcomes: Arc<Outcomes>,
     /// Serialises certificate changes so the disk sees them in memory's order.
     cert_lock: tokio::sync::Mutex<()>,
     next_cert_id: AtomicU64,
     /// Called after a certificate is created or edited (the sandbox registers it with the
     /// in-process emulator).
-    pub cert_hook: std::sync::OnceLock<CertHook>,
+    cert_hook: std::sync::OnceLock<CertHook>,
+    /// Ids of accepted messages.
     next_message_id: AtomicU64,
-    /// Recent TIM sends, for /v4 duplicate suppression (bounded; shared by every HTTP worker).
-    pub tim_dedupe: crate::domain::tim_dedupe::DedupeWindow,
     /// `State.StateChange` callbacks of WebSocket sessions (disabled without a webhook URL).
-    pub webhook: WebhookSender,
+    webhook: WebhookSender,
 }
 
 pub type CertHook = Box<dyn Fn(&Certificate) + Send + Sync>;
@@ -122,7 +132,29 @@ impl Gateway {
             next_cert_id: AtomicU64::new(next),
             // Unique across restarts: milliseconds since the epoch, shifted, then counted.
             next_message_id: AtomicU64::new(now_millis() << 12),
-            tim_dedupe: Default::default(),
         }
+    }
+
+    /// The live connections held here (the WebSocket surface registers its sessions).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Registers the hook called after a certificate is created or edited, and calls it for
+    /// every certificate loaded so far. Only the first registration counts.
+    pub fn on_certificate_change(&self, hook: CertHook) {
+        for entry in self.certs.all() {
+            hook(&entry.cert());
+        }
+        let _ = self.cert_hook.set(hook);
+    }
+
+    /// Checks the registry's internal invariants (tests call it after a run).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.registry.check_invariants()
     }
 }

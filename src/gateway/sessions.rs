@@ -33,7 +33,7 @@ pub struct EventResult {
     pub device: String,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<&'static str>,
+    pub state: Option<UserStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kicked: Vec<KickedDevice>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,7 +48,7 @@ pub struct KickedDevice {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -172,7 +172,7 @@ impl Gateway {
                             );
                         }
                     }
-                    (ops, "Online", kicked)
+                    (ops, UserStatus::Online, kicked)
                 }),
             other => {
                 let event = match other {
@@ -185,9 +185,7 @@ impl Gateway {
                 };
                 self.registry
                     .apply(&ev.user, &ev.device, event, conn, now)
-                    .map(|(new, rec)| {
-                        (vec![put(&ev.user, &ev.device, rec)], new.tim_name(), vec![])
-                    })
+                    .map(|(new, rec)| (vec![put(&ev.user, &ev.device, rec)], new.status(), vec![]))
             }
         };
         match outcome {
@@ -254,5 +252,34 @@ impl Gateway {
             t.wait().await?;
         }
         Ok(n)
+    }
+
+    /// Counts every finished webhook request in `pushgate_webhook_requests_total`.
+    pub fn export_webhook_requests(&self) {
+        self.webhook.export_requests(&self.metrics.webhook_requests);
+    }
+
+    /// Queues a `State.StateChange` callback (never waits) and counts it.
+    pub fn notify_state_change(&self, ev: crate::session::webhook::StateChange) {
+        let ok = self.webhook.notify(ev);
+        if self.webhook.is_enabled() {
+            let result = if ok { "queued" } else { "dropped" };
+            self.metrics.webhooks.with_label_values(&[result]).inc();
+        }
+    }
+
+    /// The live connection on this gateway of `user`'s `device`, if it has one.
+    pub fn live_connection(&self, user: &str, device: &str) -> Option<ConnId> {
+        let mut found = None;
+        self.registry.route_with(user, now_secs(), |d, route| {
+            if d.id == device {
+                if let Route::Online { conn: Some(c) }
+                | Route::OnlineAndPush { conn: Some(c), .. } = route
+                {
+                    found = Some(c);
+                }
+            }
+        });
+        found
     }
 }

@@ -1,13 +1,14 @@
 //! What the status API shows of a user's devices.
 
 use super::*;
+pub use crate::domain::UserStatus;
 
 /// One device as the status API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceView {
     pub device: String,
     pub platform: &'static str,
-    pub state: &'static str,
+    pub state: UserStatus,
     pub background: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_reason: Option<crate::domain::OfflineReason>,
@@ -24,14 +25,8 @@ pub struct DeviceView {
 
 /// A user's aggregate state (TIM §5.1): `Online` if any device is, else `PushOnline` if any
 /// device is, else `Offline`.
-pub fn user_status(devices: &[DeviceView]) -> &'static str {
-    if devices.iter().any(|d| d.state == "Online") {
-        "Online"
-    } else if devices.iter().any(|d| d.state == "PushOnline") {
-        "PushOnline"
-    } else {
-        "Offline"
-    }
+pub fn user_status(devices: &[DeviceView]) -> UserStatus {
+    UserStatus::of_user(devices.iter().map(|d| d.state))
 }
 
 impl Gateway {
@@ -40,7 +35,7 @@ impl Gateway {
         DeviceView {
             device: d.id.to_string(),
             platform: d.platform.as_str(),
-            state: state.tim_name(),
+            state: state.status(),
             background: matches!(
                 state,
                 crate::domain::DeviceState::Online { background: true }
@@ -67,9 +62,14 @@ impl Gateway {
             .find(|d| d.id == device)
             .map(|d| self.view(d))
             .ok_or_else(|| GatewayError::NotFound {
-                code: "unknown_device",
+                code: ErrorCode::UnknownDevice,
                 message: format!("unknown device '{device}' of user '{user}'"),
             })
+    }
+
+    /// Whether the registry knows any device of `user` (no allocation).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.registry.has_user(user)
     }
 
     pub fn user_devices(&self, user: &str) -> Vec<DeviceView> {

@@ -27,18 +27,16 @@ impl Gateway {
     pub fn refresh_gauges(&self) {
         let c = self.registry.counts();
         let m = &self.metrics;
-        m.devices
-            .with_label_values(&["online"])
-            .set(c.online.load(Ordering::Relaxed));
-        m.devices
-            .with_label_values(&["background"])
-            .set(c.background.load(Ordering::Relaxed));
-        m.devices
-            .with_label_values(&["push_online"])
-            .set(c.push_online.load(Ordering::Relaxed));
-        m.devices
-            .with_label_values(&["offline"])
-            .set(c.offline.load(Ordering::Relaxed));
+        for (state, count) in [
+            ("online", &c.online),
+            ("background", &c.background),
+            ("push_online", &c.push_online),
+            ("offline", &c.offline),
+        ] {
+            m.devices
+                .with_label_values(&[state])
+                .set(count.load(Ordering::Relaxed));
+        }
         m.tokens_bound.set(c.tokens.load(Ordering::Relaxed));
         m.users.set(self.registry.user_count() as i64);
         m.ws_connections.set(self.hub.len() as i64);

@@ -5,7 +5,6 @@
 //! and the generic sender (`push::sender`) does the rest.
 
 pub mod access;
-pub mod fields;
 pub mod honor;
 pub mod huawei;
 pub mod oauth_emulator;
@@ -151,10 +150,10 @@ pub trait ServiceVisitor {
 pub enum ProvidersError {
     #[error("xiaomi: {0}")]
     Xiaomi(#[from] xiaomi::ClientError),
-    #[error("honor: {0}")]
-    Honor(huawei::ClientError),
     #[error("huawei: {0}")]
     Huawei(huawei::ClientError),
+    #[error("honor: {0}")]
+    Honor(huawei::ClientError),
 }
 
 /// Every push service, built once from the configuration (base URLs, timeouts) and shared by
@@ -162,8 +161,8 @@ pub enum ProvidersError {
 #[derive(Clone)]
 pub struct Providers {
     xiaomi: Arc<xiaomi::Xiaomi>,
-    honor: Arc<honor::service::Honor>,
     huawei: Arc<huawei::service::Huawei>,
+    honor: Arc<honor::service::Honor>,
 }
 
 impl Providers {
@@ -171,10 +170,6 @@ impl Providers {
         let timeout = Duration::from_millis(config.push.vendor_timeout_ms);
         Ok(Providers {
             xiaomi: Arc::new(xiaomi::Xiaomi::new(&config.xiaomi_base_url, timeout)?),
-            honor: Arc::new(
-                honor::service::Honor::new(&config.honor_base_url, &config.honor_auth_url, timeout)
-                    .map_err(ProvidersError::Honor)?,
-            ),
             huawei: Arc::new(
                 huawei::service::Huawei::new(
                     &config.huawei_base_url,
@@ -183,6 +178,10 @@ impl Providers {
                 )
                 .map_err(ProvidersError::Huawei)?,
             ),
+            honor: Arc::new(
+                honor::service::Honor::new(&config.honor_base_url, &config.honor_auth_url, timeout)
+                    .map_err(ProvidersError::Honor)?,
+            ),
         })
     }
 
@@ -190,8 +189,8 @@ impl Providers {
     pub fn with_service<V: ServiceVisitor>(&self, vendor: Vendor, visitor: V) -> V::Output {
         match vendor {
             Vendor::Xiaomi => visitor.visit(self.xiaomi.clone()),
-            Vendor::Honor => visitor.visit(self.honor.clone()),
             Vendor::Huawei => visitor.visit(self.huawei.clone()),
+            Vendor::Honor => visitor.visit(self.honor.clone()),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The routing decision: for each recipient and each of its devices, the live connection, the
 //! push queue of its certificate, or nothing with a reason.
 
-use super::sender::PushBatch;
+use super::sender::{EnqueueError, PushBatch};
 use super::{Message, PushJob};
 use crate::certs::CertBook;
-use crate::domain::now_secs;
+use crate::domain::{now_secs, CertificateId};
 use crate::metrics::Metrics;
 use crate::registry::{ConnId, Device, Registry, Route, SkipReason};
 use crate::session::{Hub, SessionCommand};
@@ -57,22 +57,68 @@ pub struct RecipientResult {
     pub devices: Vec<DeviceOutcome>,
 }
 
-/// What dispatch needs; all shared, nothing awaited. Notifications are handed to their
-/// senders per certificate when the `Dispatch` is dropped (or `flush`ed).
-pub struct Dispatch<'a> {
-    pub registry: &'a Registry,
+/// Where dispatch hands notifications: the certificates' senders in service, a recording
+/// queue in the tests below. Nothing here awaits.
+pub trait PushQueue {
+    /// Why certificate `cert` takes no notification now, if it does not.
+    fn refuses(&self, cert: CertificateId, now: u64) -> Option<SkipReason>;
+    /// Takes one notification; refuses it when its certificate's queue is full.
+    fn add(&mut self, job: PushJob) -> Result<(), EnqueueError>;
+    /// Hands the notifications taken so far on.
+    fn flush(&mut self);
+}
+
+/// The service's queue: certificate health from the book, notifications to the senders' batch.
+pub struct SenderQueue<'a> {
     pub certs: &'a CertBook,
+    pub batch: PushBatch<'a>,
+}
+
+impl PushQueue for SenderQueue<'_> {
+    fn refuses(&self, cert: CertificateId, now: u64) -> Option<SkipReason> {
+        let Some(entry) = self.certs.get(cert) else {
+            return Some(SkipReason::CertificateMissing);
+        };
+        if entry.is_broken() {
+            Some(SkipReason::CertificateBroken)
+        } else if entry.paused_until(now).is_some() {
+            Some(SkipReason::QuotaPaused)
+        } else {
+            None
+        }
+    }
+
+    fn add(&mut self, job: PushJob) -> Result<(), EnqueueError> {
+        let cert = job.cert;
+        self.batch.add(job).inspect_err(|_| {
+            if let Some(entry) = self.certs.get(cert) {
+                entry
+                    .stats
+                    .count(crate::providers::DeliveryClass::QueueFull, 1);
+            }
+        })
+    }
+
+    fn flush(&mut self) {
+        self.batch.flush();
+    }
+}
+
+/// What dispatch needs; all shared, nothing awaited. Notifications are handed to their
+/// senders per certificate when the queue is dropped (or `flush`ed).
+pub struct Dispatch<'a, Q: PushQueue = SenderQueue<'a>> {
+    pub registry: &'a Registry,
     pub hub: &'a Hub,
     pub metrics: &'a Metrics,
-    pub batch: RefCell<PushBatch<'a>>,
+    pub queue: RefCell<Q>,
     /// Also report each device's outcome (costs an allocation per recipient).
     pub detail: bool,
 }
 
-impl Dispatch<'_> {
+impl<Q: PushQueue> Dispatch<'_, Q> {
     /// Hands the notifications collected so far to their senders.
     pub fn flush(&self) {
-        self.batch.borrow_mut().flush();
+        self.queue.borrow_mut().flush();
     }
 
     /// Routes one message to one recipient.
@@ -226,18 +272,8 @@ impl Dispatch<'_> {
         if let Err(r) = &msg.push {
             return (Outcome::Skipped, false, Some(*r));
         }
-        let Some(entry) = self.certs.get(cert) else {
-            return (
-                Outcome::Skipped,
-                false,
-                Some(SkipReason::CertificateMissing),
-            );
-        };
-        if entry.is_broken() {
-            return (Outcome::Skipped, false, Some(SkipReason::CertificateBroken));
-        }
-        if entry.paused_until(now).is_some() {
-            return (Outcome::Skipped, false, Some(SkipReason::QuotaPaused));
+        if let Some(r) = self.queue.borrow().refuses(cert, now) {
+            return (Outcome::Skipped, false, Some(r));
         }
         let job = PushJob {
             cert,
@@ -247,15 +283,311 @@ impl Dispatch<'_> {
             message: msg.clone(),
             attempt: 0,
         };
-        let queued = self.batch.borrow_mut().add(job);
+        let queued = self.queue.borrow_mut().add(job);
         match queued {
             Ok(()) => (Outcome::PushQueued, false, None),
-            Err(_) => {
-                entry
-                    .stats
-                    .count(crate::providers::DeliveryClass::QueueFull, 1);
-                (Outcome::Skipped, false, Some(SkipReason::QueueFull))
+            Err(_) => (Outcome::Skipped, false, Some(SkipReason::QueueFull)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The routing decision per device state and message, over a real registry and a queue that
+    //! records what it is handed (no sender, no certificate, no network).
+    use super::*;
+    use crate::domain::message::PushContent;
+    use crate::domain::{DeviceEvent, MultiDevicePolicy, Platform};
+    use std::time::Instant;
+    use DeviceEvent::Disconnect;
+
+    const CERT: CertificateId = 1001;
+    const RETENTION: u64 = 7 * 86_400;
+
+    /// Takes at most `capacity` notifications; refuses every certificate with `refuse`.
+    struct Recorder {
+        jobs: Vec<PushJob>,
+        capacity: usize,
+        refuse: Option<SkipReason>,
+    }
+
+    impl Recorder {
+        fn open() -> Recorder {
+            Recorder {
+                jobs: Vec::new(),
+                capacity: usize::MAX,
+                refuse: None,
             }
         }
+    }
+
+    impl PushQueue for Recorder {
+        fn refuses(&self, _: CertificateId, _: u64) -> Option<SkipReason> {
+            self.refuse
+        }
+
+        fn add(&mut self, job: PushJob) -> Result<(), EnqueueError> {
+            if self.jobs.len() >= self.capacity {
+                return Err(EnqueueError::Full);
+            }
+            self.jobs.push(job);
+            Ok(())
+        }
+
+        fn flush(&mut self) {}
+    }
+
+    struct World {
+        registry: Registry,
+        hub: Hub,
+        metrics: Metrics,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                registry: Registry::new(MultiDevicePolicy::Multi, RETENTION),
+                hub: Hub::default(),
+                metrics: Metrics::new(),
+            }
+        }
+
+        /// `user`'s device `d1`, logged in now (`conn` None: the IM cluster holds the
+        /// connection), with a token when `token` is set, then through `events`.
+        fn device(&self, user: &str, conn: Option<ConnId>, token: bool, events: &[DeviceEvent]) {
+            let now = now_secs();
+            self.registry
+                .login(user, Platform::Android, "d1", conn, now)
+                .unwrap();
+            if token {
+                self.registry
+                    .set_token(user, "d1", CERT, &format!("regid-{user}"))
+                    .unwrap();
+            }
+            for ev in events {
+                self.registry.apply(user, "d1", *ev, conn, now).unwrap();
+            }
+        }
+
+        fn send(
+            &self,
+            queue: Recorder,
+            user: &str,
+            msg: &Arc<Message>,
+        ) -> (RecipientResult, Recorder) {
+            let d = Dispatch {
+                registry: &self.registry,
+                hub: &self.hub,
+                metrics: &self.metrics,
+                queue: RefCell::new(queue),
+                detail: true,
+            };
+            let r = d.recipient(user, msg);
+            (r, d.queue.into_inner())
+        }
+
+        fn skipped(&self, r: SkipReason) -> u64 {
+            self.metrics.skipped_by_reason[r as usize].get()
+        }
+    }
+
+    fn message(push: Result<(), SkipReason>) -> Arc<Message> {
+        Arc::new(Message {
+            id: 1,
+            from: "carol".into(),
+            text: "hi".into(),
+            title: None,
+            desc: None,
+            ext: None,
+            push: push.map(|()| PushContent {
+                title: "carol".into(),
+                desc: "hi".into(),
+                ext: None,
+                channel_id: None,
+                conversation: "c2c:carol".into(),
+            }),
+            accepted_at: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn online_in_the_foreground_gets_the_connection_only() {
+        let w = World::new();
+        w.device("alice", None, true, &[]);
+        let (r, q) = w.send(Recorder::open(), "alice", &message(Ok(())));
+        assert_eq!(r.outcome, Outcome::Online);
+        assert_eq!(r.reason, None);
+        assert!(!r.devices[0].also_pushed);
+        assert!(
+            q.jobs.is_empty(),
+            "a foreground device gets no notification"
+        );
+    }
+
+    #[test]
+    fn online_in_the_background_gets_the_connection_and_a_notification() {
+        let w = World::new();
+        w.device("alice", None, true, &[DeviceEvent::Background]);
+        let (r, q) = w.send(Recorder::open(), "alice", &message(Ok(())));
+        assert_eq!(r.outcome, Outcome::Online);
+        assert!(r.devices[0].also_pushed);
+        assert_eq!(q.jobs.len(), 1);
+        assert_eq!(&*q.jobs[0].token, "regid-alice");
+        assert_eq!(q.jobs[0].cert, CERT);
+    }
+
+    #[test]
+    fn push_online_with_a_token_gets_a_notification() {
+        let w = World::new();
+        w.device("alice", None, true, &[DeviceEvent::Disconnect]);
+        let (r, q) = w.send(Recorder::open(), "alice", &message(Ok(())));
+        assert_eq!(r.outcome, Outcome::PushQueued);
+        assert_eq!(q.jobs.len(), 1);
+        assert_eq!(
+            (q.jobs[0].user.as_str(), q.jobs[0].device.as_str()),
+            ("alice", "d1")
+        );
+    }
+
+    #[test]
+    fn a_live_connection_that_is_gone_falls_back_to_the_push_path() {
+        let w = World::new();
+        // Connection 7 is routed to but not in the hub (it is closing).
+        w.device("alice", Some(7), true, &[]);
+        let (r, q) = w.send(Recorder::open(), "alice", &message(Ok(())));
+        assert_eq!(r.outcome, Outcome::PushQueued);
+        assert_eq!(q.jobs.len(), 1);
+    }
+
+    /// A user, whether its device has a token, its history, the message's push, the reason.
+    type Case = (
+        &'static str,
+        bool,
+        &'static [DeviceEvent],
+        Result<(), SkipReason>,
+        SkipReason,
+    );
+
+    #[test]
+    fn devices_that_get_nothing_are_skipped_with_their_reason_and_counted() {
+        use DeviceEvent::{Kicked, Logout};
+        let cases: [Case; 6] = [
+            (
+                "no_token",
+                false,
+                &[Disconnect],
+                Ok(()),
+                SkipReason::NoToken,
+            ),
+            ("logged_out", true, &[Logout], Ok(()), SkipReason::LoggedOut),
+            ("kicked", true, &[Kicked], Ok(()), SkipReason::Kicked),
+            (
+                "push_off",
+                true,
+                &[Disconnect],
+                Err(SkipReason::PushDisabled),
+                SkipReason::PushDisabled,
+            ),
+            (
+                "online_only",
+                true,
+                &[Disconnect],
+                Err(SkipReason::OnlineOnly),
+                SkipReason::OnlineOnly,
+            ),
+            (
+                "nothing",
+                true,
+                &[Disconnect],
+                Err(SkipReason::NothingToShow),
+                SkipReason::NothingToShow,
+            ),
+        ];
+        for (user, token, events, push, reason) in cases {
+            let w = World::new();
+            w.device(user, None, token, events);
+            let (r, q) = w.send(Recorder::open(), user, &message(push));
+            assert_eq!(r.outcome, Outcome::Skipped, "{user}");
+            assert_eq!(r.reason, Some(reason.as_str()), "{user}");
+            assert_eq!(r.devices[0].reason, Some(reason.as_str()), "{user}");
+            assert!(q.jobs.is_empty(), "{user}");
+            assert_eq!(w.skipped(reason), 1, "{user}");
+        }
+    }
+
+    #[test]
+    fn push_online_past_the_retention_is_skipped_as_expired() {
+        let w = World::new();
+        let long_ago = now_secs() - RETENTION - 60;
+        w.registry
+            .login("alice", Platform::Android, "d1", None, long_ago)
+            .unwrap();
+        w.registry
+            .set_token("alice", "d1", CERT, "regid-a")
+            .unwrap();
+        w.registry
+            .apply("alice", "d1", DeviceEvent::Disconnect, None, long_ago)
+            .unwrap();
+        let (r, q) = w.send(Recorder::open(), "alice", &message(Ok(())));
+        assert_eq!(r.reason, Some(SkipReason::Expired.as_str()));
+        assert!(q.jobs.is_empty());
+    }
+
+    #[test]
+    fn a_certificate_that_refuses_skips_with_its_reason() {
+        for reason in [
+            SkipReason::CertificateMissing,
+            SkipReason::CertificateBroken,
+            SkipReason::QuotaPaused,
+        ] {
+            let w = World::new();
+            w.device("alice", None, true, &[DeviceEvent::Disconnect]);
+            let queue = Recorder {
+                refuse: Some(reason),
+                ..Recorder::open()
+            };
+            let (r, q) = w.send(queue, "alice", &message(Ok(())));
+            assert_eq!(r.reason, Some(reason.as_str()));
+            assert!(q.jobs.is_empty());
+            assert_eq!(w.skipped(reason), 1);
+        }
+    }
+
+    #[test]
+    fn a_full_queue_skips_the_device_and_counts_it() {
+        let w = World::new();
+        w.device("alice", None, true, &[DeviceEvent::Disconnect]);
+        let full = Recorder {
+            capacity: 0,
+            ..Recorder::open()
+        };
+        let (r, _) = w.send(full, "alice", &message(Ok(())));
+        assert_eq!(r.outcome, Outcome::Skipped);
+        assert_eq!(r.reason, Some(SkipReason::QueueFull.as_str()));
+        assert_eq!(w.skipped(SkipReason::QueueFull), 1);
+        assert_eq!(w.metrics.recipients_by_outcome[2].get(), 1);
+    }
+
+    #[test]
+    fn an_unknown_user_is_skipped_and_counted() {
+        let w = World::new();
+        let (r, _) = w.send(Recorder::open(), "nobody", &message(Ok(())));
+        assert_eq!(r.reason, Some(SkipReason::UnknownUser.as_str()));
+        assert_eq!(w.skipped(SkipReason::UnknownUser), 1);
+    }
+
+    #[test]
+    fn the_best_device_decides_the_recipient_outcome() {
+        let w = World::new();
+        w.device("alice", None, false, &[Disconnect]);
+        w.registry
+            .login("alice", Platform::Web, "w1", None, now_secs())
+            .unwrap();
+        let (r, _) = w.send(Recorder::open(), "alice", &message(Ok(())));
+        assert_eq!(r.outcome, Outcome::Online);
+        assert_eq!(r.reason, None);
+        assert_eq!(r.devices.len(), 2);
+        // The device that got nothing is still counted with its reason.
+        assert_eq!(w.skipped(SkipReason::NoToken), 1);
     }
 }

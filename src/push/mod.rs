@@ -8,42 +8,12 @@ pub mod outcomes;
 pub mod sender;
 
 use crate::domain::CertificateId;
-use crate::registry::SkipReason;
 use compact_str::CompactString;
 use std::sync::Arc;
-use std::time::Instant;
 
+pub use crate::domain::message::{Message, PushContent};
 pub use dispatch::{DeviceOutcome, Outcome, RecipientResult};
 pub use sender::{EnqueueError, Senders};
-
-/// What a notification would show. Built once per message, shared by every recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PushContent {
-    pub title: String,
-    pub desc: String,
-    pub ext: Option<String>,
-    /// Overrides the certificate's channel (TIM `XiaoMiChannelID`).
-    pub channel_id: Option<String>,
-    /// Notifications of one conversation replace each other in the tray.
-    pub conversation: String,
-}
-
-/// One accepted message.
-#[derive(Debug)]
-pub struct Message {
-    /// Gateway-wide message id; the id of `message` frames the client acks.
-    pub id: u64,
-    pub from: String,
-    pub text: String,
-    /// Extra fields for the online frame (title, desc, ext as sent).
-    pub title: Option<String>,
-    pub desc: Option<String>,
-    pub ext: Option<String>,
-    /// The notification for push-eligible devices, or why there is none (push flag off,
-    /// online-only, nothing to show).
-    pub push: Result<PushContent, SkipReason>,
-    pub accepted_at: Instant,
-}
 
 /// One notification for one device, handed to the sender of its certificate.
 #[derive(Debug, Clone)]

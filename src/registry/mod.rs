@@ -452,6 +452,11 @@ impl Registry {
         list.len()
     }
 
+    /// Whether any device of `user` is registered (no allocation, no routing).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|e| !e.value().is_empty())
+    }
+
     /// A copy of the user's devices (for status queries and diagnosis).
     pub fn devices(&self, user: &str) -> Vec<Device> {
         self.users

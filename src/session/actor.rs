@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 
+use crate::domain::message::Message;
 use crate::domain::Platform;
 use crate::gateway::{Gateway, GatewayError, SessionAction, SessionEvent};
-use crate::push::{Message, Outcome};
-use crate::registry::{ConnId, Route};
+use crate::push::Outcome;
+use crate::registry::ConnId;
 use crate::session::frame::{self, ClientFrame, Encoding, ServerFrame};
 use crate::session::outbound::{Outbound, OutboundQueue, QueueError};
 use crate::session::webhook::{StateAction, StateChange};
@@ -97,7 +98,10 @@ pub struct SessionActor {
     /// Answers go in the encoding of the client's last frame (JSON until it sends binary).
     encoding: Encoding,
     /// Last time anything arrived from the client; the heartbeat timeout counts from here.
+    /// Frames only overwrite it: the timer armed in [`Self::arm_heartbeat`] reads it when it
+    /// fires, so activity costs no timer work.
     last_seen: Instant,
+    /// When the last server ping was queued; the next one is due a ping interval later.
     last_ping: Instant,
     /// The client said `background` (and not `foreground` since).
     background: bool,
@@ -133,6 +137,10 @@ impl SessionActor {
         Duration::from_secs(self.gateway.config.sessions.heartbeat_timeout_secs)
     }
 
+    fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.gateway.config.sessions.ping_interval_secs.max(1))
+    }
+
     fn event(&self, action: SessionAction, unread: Option<u32>) -> SessionEvent {
         SessionEvent {
             user: self.who.user.clone(),
@@ -144,15 +152,12 @@ impl SessionActor {
     }
 
     fn webhook(&self, action: StateAction) {
-        notify_webhook(
-            &self.gateway,
-            StateChange::now(
-                self.who.user.clone(),
-                self.who.platform.as_str(),
-                action,
-                self.who.client_ip.clone(),
-            ),
-        );
+        self.gateway.notify_state_change(StateChange::now(
+            self.who.user.clone(),
+            self.who.platform.as_str(),
+            action,
+            self.who.client_ip.clone(),
+        ));
     }
 
     /// Queues a frame; a full queue ends the session (the client does not read).
@@ -164,7 +169,7 @@ impl SessionActor {
         {
             Ok(()) => {
                 self.gateway
-                    .metrics
+                    .metrics()
                     .ws_frames
                     .with_label_values(&["out", name])
                     .inc();
@@ -201,7 +206,7 @@ impl SessionActor {
             } => format!("{e} (TIM error {c})"),
             _ => e.to_string(),
         };
-        self.send_error(e.code(), message, ctx);
+        self.send_error(e.code().as_str(), message, ctx);
     }
 
     /// Waits for a durable write before answering `ok` for `frame`; later frames and commands
@@ -229,7 +234,7 @@ impl SessionActor {
 
     fn on_frame(&mut self, f: ClientFrame, ctx: &mut Context<Self>) {
         self.gateway
-            .metrics
+            .metrics()
             .ws_frames
             .with_label_values(&["in", f.type_name()])
             .inc();
@@ -240,7 +245,7 @@ impl SessionActor {
             ClientFrame::Ack { id } => {
                 if self.pending.remove(&id).is_some() {
                     self.gateway
-                        .metrics
+                        .metrics()
                         .online_deliveries
                         .with_label_values(&["acked"])
                         .inc();
@@ -396,7 +401,7 @@ impl SessionActor {
             "fell_back_to_push"
         } else if let Some(conn) = self.newer_connection() {
             // The same device reconnected meanwhile: its new connection takes the message.
-            match gw.hub.send(conn, SessionCommand::Deliver(msg.clone())) {
+            match gw.hub().send(conn, SessionCommand::Deliver(msg.clone())) {
                 Ok(()) => "redelivered",
                 Err(_) => push_result(
                     gw.push_fallback(&self.who.user, &self.who.device, &msg)
@@ -409,7 +414,7 @@ impl SessionActor {
                     .outcome,
             )
         };
-        gw.metrics
+        gw.metrics()
             .online_deliveries
             .with_label_values(&[result])
             .inc();
@@ -417,19 +422,9 @@ impl SessionActor {
 
     /// The live connection of this device on this gateway, when it is not this one.
     fn newer_connection(&self) -> Option<ConnId> {
-        let mut found = None;
         self.gateway
-            .registry
-            .route_with(&self.who.user, crate::domain::now_secs(), |d, route| {
-                if d.id == self.who.device.as_str() {
-                    if let Route::Online { conn: Some(c) }
-                    | Route::OnlineAndPush { conn: Some(c), .. } = route
-                    {
-                        found = Some(c);
-                    }
-                }
-            });
-        found.filter(|c| *c != self.conn)
+            .live_connection(&self.who.user, &self.who.device)
+            .filter(|c| *c != self.conn)
     }
 
     /// Ends the session once: leaves the hub, applies the state change that `reason` means,
@@ -444,8 +439,8 @@ impl SessionActor {
         }
         self.ended = Some(reason);
         let gw = self.gateway.clone();
-        gw.hub.unregister(self.conn);
-        gw.metrics
+        gw.hub().unregister(self.conn);
+        gw.metrics()
             .ws_disconnects
             .with_label_values(&[reason.as_str()])
             .inc();
@@ -501,31 +496,56 @@ impl SessionActor {
         ctx.run_later(LINGER, |_, ctx| ctx.stop());
     }
 
+    /// Arms the one heartbeat timer of this connection for the next event due: the next ping or
+    /// the timeout, whichever comes first. An idle connection thus wakes once per ping interval
+    /// (120 s by default) instead of on a fixed short tick; frames in between only move
+    /// `last_seen`, and a timer that finds the client was heard from re-arms for the new
+    /// deadline. The timer is an entry in the runtime's own timing wheel, so arming it is
+    /// cheap; what costs is waking the actor, and the ping needs that wake-up anyway.
+    fn arm_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let due = heartbeat_due(
+            self.last_seen,
+            self.heartbeat_timeout(),
+            self.last_ping,
+            self.ping_interval(),
+        );
+        // At least a millisecond: the timer's resolution, so that a deadline a few nanoseconds
+        // away does not spin.
+        let wait = due
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        ctx.run_later(wait, |act, ctx| act.heartbeat(ctx));
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.ended.is_some() {
             return;
         }
-        if self.last_seen.elapsed() >= self.heartbeat_timeout() {
+        let now = Instant::now();
+        if now >= self.last_seen + self.heartbeat_timeout() {
             self.end(EndReason::Timeout, ctx);
             return;
         }
-        let interval = Duration::from_secs(self.gateway.config.sessions.ping_interval_secs.max(1));
-        if self.last_ping.elapsed() >= interval {
-            self.last_ping = Instant::now();
+        if now >= self.last_ping + self.ping_interval() {
+            self.last_ping = now;
             if self.out.push(Outbound::Ping) == Err(QueueError::Full) {
                 self.end(EndReason::SlowReader, ctx);
+                return;
             }
         }
+        self.arm_heartbeat(ctx);
     }
 }
 
-/// Queues a `State.StateChange` callback (never waits) and counts it.
-pub fn notify_webhook(gw: &Gateway, ev: StateChange) {
-    let ok = gw.webhook.notify(ev);
-    if gw.webhook.is_enabled() {
-        let result = if ok { "queued" } else { "dropped" };
-        gw.metrics.webhooks.with_label_values(&[result]).inc();
-    }
+/// When the heartbeat timer must next fire: the timeout (counted from the last frame) or the
+/// next ping, whichever is earlier.
+fn heartbeat_due(
+    last_seen: Instant,
+    timeout: Duration,
+    last_ping: Instant,
+    ping_interval: Duration,
+) -> Instant {
+    (last_seen + timeout).min(last_ping + ping_interval)
 }
 
 fn push_result(o: Outcome) -> &'static str {
@@ -556,11 +576,7 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Check often enough that a timeout is noticed within a quarter of its length, but
-        // not more than twice a second nor less than every 5 s.
-        let check = (self.heartbeat_timeout() / 4)
-            .clamp(Duration::from_millis(250), Duration::from_secs(5));
-        ctx.run_interval(check, |act, ctx| act.heartbeat(ctx));
+        self.arm_heartbeat(ctx);
     }
 
     fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
@@ -599,7 +615,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             Err(e) => {
                 tracing::debug!(error = %e, "websocket protocol error");
                 self.gateway
-                    .metrics
+                    .metrics()
                     .ws_frames
                     .with_label_values(&["in", "invalid"])
                     .inc();
@@ -619,7 +635,7 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for SessionActor {
             Ok(f) => self.on_frame(f, ctx),
             Err(e) => {
                 self.gateway
-                    .metrics
+                    .metrics()
                     .ws_frames
                     .with_label_values(&["in", "invalid"])
                     .inc();

@@ -1,7 +1,7 @@
 //! The live connections of this gateway, by connection id: how dispatch reaches a
 //! `SessionActor`. Sends never wait: a full mailbox is reported to the caller.
 
-use crate::push::Message;
+use crate::domain::message::Message;
 use crate::registry::ConnId;
 use actix::prelude::*;
 use dashmap::DashMap;

@@ -202,22 +202,12 @@ fn run_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Certificate, ClickAction, Vendor};
+    use crate::domain::Certificate;
     use crate::registry::DeviceRecord;
     use crate::store::FjallStore;
 
     fn cert(id: u64) -> Certificate {
-        Certificate {
-            id,
-            vendor: Vendor::Xiaomi,
-            package_name: "com.example.chat".into(),
-            app_id: "1".into(),
-            app_secret: "s".into(),
-            click_action: ClickAction::OpenApp,
-            channel_id: None,
-            qps: 10,
-            fields: Default::default(),
-        }
+        Certificate::xiaomi_for_tests(id, "s", 10)
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
 //! `im_open_login_svc/kick` (spec §1.5): every device of the account goes `Offline` (no more
 //! pushes) and the live connections held here receive `kicked`.
 
+use super::codes::{self as code, TimError};
+use super::message::valid_account;
 use super::{tim_error, Reply};
-use crate::domain::tim_msg::{code, valid_account, TimError};
 use crate::gateway::Gateway;
 use serde_json::{Map, Value};
 
@@ -16,7 +17,7 @@ pub async fn kick(gw: &Gateway, body: &Map<String, Value>) -> Result<Reply, TimE
             ))
         }
     };
-    if gw.registry.devices(user).is_empty() {
+    if !gw.has_user(user) {
         return Err(TimError::new(
             code::ACCOUNT_NOT_FOUND,
             format!("account {user} does not exist"),

@@ -2,23 +2,27 @@
 //! `POST /v4/{service}/{command}?sdkappid=&identifier=&usersig=&random=&contenttype=json`.
 //!
 //! Translation only: the envelope and its admin UserSig here, one command a file, the message
-//! rules in `domain::tim_msg`, the routing in `gateway`. Every outcome is HTTP 200 with
+//! rules in `message`, the codes in `codes`, the duplicate window in `dedupe`, the routing in `gateway`. Every outcome is HTTP 200 with
 //! `ActionStatus`, `ErrorCode`, `ErrorInfo` — malformed JSON and oversized bodies included, which
 //! is why the body is read here as bytes with a limit of our own instead of an extractor's.
 
+pub mod codes;
+pub mod dedupe;
 pub mod kick;
+pub mod message;
 pub mod query;
 pub mod sendmsg;
 
 use super::AppState;
 use crate::config::Config;
 use crate::domain::now_secs;
-use crate::domain::tim_msg::{code, TimError, MAX_MESSAGE_BYTES};
-use crate::gateway::GatewayError;
+use crate::gateway::{ErrorCode, GatewayError};
 use crate::usersig::TicketVerifier;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
+use codes::{self as code, TimError};
 use futures_util::StreamExt;
+use message::MAX_MESSAGE_BYTES;
 use serde_json::{Map, Value};
 
 /// Largest body read for the commands with account lists: 500 accounts of up to 128 bytes,
@@ -129,9 +133,10 @@ fn respond(r: Reply) -> HttpResponse {
 pub fn tim_error(e: GatewayError) -> TimError {
     let info = e.to_string();
     let code = match &e {
-        GatewayError::Invalid { code, .. } if *code == "too_many_recipients" => {
-            code::TOO_MANY_TARGETS
-        }
+        GatewayError::Invalid {
+            code: ErrorCode::TooManyRecipients,
+            ..
+        } => code::TOO_MANY_TARGETS,
         GatewayError::Invalid { .. } => code::BODY_INVALID,
         GatewayError::NotFound { .. } => code::ACCOUNT_NOT_FOUND,
         GatewayError::Conflict { .. } => code::INVALID_PARAMETER,
@@ -280,8 +285,8 @@ async fn handle(
         }
     };
     match cmd {
-        Command::SendMsg => sendmsg::single(gw, &admin, &obj),
-        Command::BatchSendMsg => sendmsg::batch(gw, &admin, &obj, body.len()),
+        Command::SendMsg => sendmsg::single(gw, &state.tim_dedupe, &admin, &obj),
+        Command::BatchSendMsg => sendmsg::batch(gw, &state.tim_dedupe, &admin, &obj, body.len()),
         Command::QueryOnlineStatus => query::query(gw, &obj, query::Field::Status),
         Command::QueryState => query::query(gw, &obj, query::Field::State),
         Command::Kick => kick::kick(gw, &obj).await,

@@ -1,7 +1,8 @@
 //! `openim/query_online_status` and its older name `openim/querystate` (spec §5.2).
 
+use super::codes::{self as code, TimError};
+use super::message::{parse_to_accounts, valid_account};
 use super::Reply;
-use crate::domain::tim_msg::{code, parse_to_accounts, valid_account, TimError};
 use crate::gateway::Gateway;
 use serde_json::{json, Map, Value};
 
@@ -56,11 +57,11 @@ pub fn query(gw: &Gateway, body: &Map<String, Value>, field: Field) -> Result<Re
         let status = crate::gateway::user_status(&devices);
         let mut entry = Map::new();
         entry.insert("To_Account".into(), u.into());
-        entry.insert(field.name().into(), status.into());
+        entry.insert(field.name().into(), status.as_str().into());
         if detail {
             let list: Vec<Value> = devices
                 .iter()
-                .map(|d| json!({"Platform": d.platform, "Status": d.state}))
+                .map(|d| json!({"Platform": d.platform, "Status": d.state.as_str()}))
                 .collect();
             entry.insert("Detail".into(), list.into());
         }

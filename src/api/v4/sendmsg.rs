@@ -1,35 +1,24 @@
 //! `openim/sendmsg` and `openim/batchsendmsg` (spec/tim-offline-push.md §1.2, §1.3): the TIM
 //! body becomes a `SendRequest` and goes down the same dispatch path as `/v1/messages`.
 
-use super::{tim_error, Reply};
-use crate::domain::now_secs;
-use crate::domain::tim_dedupe::FirstSend;
-use crate::domain::tim_msg::{
-    code, parse_to_account, parse_to_accounts, valid_account, TimError, TimMessage,
-    MAX_MESSAGE_BYTES,
+use super::codes::{self as code, TimError};
+use super::dedupe::{DedupeWindow, FirstSend};
+use super::message::{
+    parse_to_account, parse_to_accounts, valid_account, TimMessage, MAX_MESSAGE_BYTES,
 };
+use super::{tim_error, Reply};
+use crate::domain::message::Message;
+use crate::domain::now_secs;
 use crate::gateway::{Gateway, SendRequest};
-use crate::push::Message;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The gateway's request for a TIM message to `to`.
 fn send_request(msg: &TimMessage, from: String, to: Vec<String>) -> SendRequest {
-    let plan = msg.push_plan();
     SendRequest {
         to,
         from,
-        text: plan.text,
-        title: plan.title,
-        desc: plan.desc,
-        ext: plan.ext,
-        channel_id: plan.channel_id,
-        push_disabled: plan.push_disabled,
-        online_only: plan.online_only,
-        conversation: None,
-        nothing_to_show: plan.nothing_to_show,
-        detail: false,
+        ..msg.push_plan()
     }
 }
 
@@ -38,10 +27,9 @@ fn msg_key(random: u32, m: &Message, msg_time: u64) -> String {
     format!("{random}_{}_{msg_time}", m.id)
 }
 
-/// Whether the registry has ever seen `user` (no allocation; same answer as
-/// `registry.devices(user).is_empty()` negated).
+/// Whether the gateway has ever seen `user`.
 fn known(gw: &Gateway, user: &str) -> bool {
-    valid_account(user) && gw.registry.route_with(user, now_secs(), |_, _| {}) > 0
+    valid_account(user) && gw.has_user(user)
 }
 
 fn accepted(first: &FirstSend) -> Reply {
@@ -50,10 +38,67 @@ fn accepted(first: &FirstSend) -> Reply {
         .with("MsgKey", first.msg_key.clone())
 }
 
+/// The /v4 admission hook of the send pipeline: a recipient is routed unless the same message
+/// (sender, recipient, MsgSeq, MsgRandom, content) went to it within the window. Remembers the
+/// first send's answer (`MsgTime`, `MsgKey`) and the last duplicate's.
+struct Dedupe<'a> {
+    window: &'a DedupeWindow,
+    msg: &'a TimMessage,
+    msg_time: u64,
+    now: Instant,
+    first: Option<FirstSend>,
+    prior: Option<FirstSend>,
+}
+
+impl<'a> Dedupe<'a> {
+    fn new(window: &'a DedupeWindow, msg: &'a TimMessage) -> Self {
+        Dedupe {
+            window,
+            msg,
+            msg_time: now_secs(),
+            now: Instant::now(),
+            first: None,
+            prior: None,
+        }
+    }
+
+    /// This send's answer: `{MsgRandom}_{message id}_{MsgTime}`.
+    fn first_send(&self, m: &Message) -> FirstSend {
+        FirstSend {
+            msg_time: self.msg_time,
+            msg_key: msg_key(self.msg.random, m, self.msg_time),
+        }
+    }
+
+    fn admit(&mut self, from: &str, to: &str, m: &Message) -> bool {
+        // One key for the whole send, made when the first recipient is asked about.
+        let first = match self.first.take() {
+            Some(first) => first,
+            None => self.first_send(m),
+        };
+        let verdict = self
+            .window
+            .admit(self.msg.dedupe_key(from, to), self.now, &first);
+        self.first = Some(first);
+        match verdict {
+            Ok(()) => true,
+            Err(prior) => {
+                self.prior = Some(prior);
+                false
+            }
+        }
+    }
+}
+
 /// One-to-one. An account the gateway has never seen answers 90012 ("To_Account not
 /// registered", §1.2); a duplicate within 120 s answers the first send's MsgTime and MsgKey and
 /// is not routed again.
-pub fn single(gw: &Gateway, admin: &str, body: &Map<String, Value>) -> Result<Reply, TimError> {
+pub fn single(
+    gw: &Gateway,
+    window: &DedupeWindow,
+    admin: &str,
+    body: &Map<String, Value>,
+) -> Result<Reply, TimError> {
     let to = parse_to_account(body)?;
     let msg = TimMessage::parse(body)?;
     let from = msg.from.clone().unwrap_or_else(|| admin.to_string());
@@ -64,23 +109,18 @@ pub fn single(gw: &Gateway, admin: &str, body: &Map<String, Value>) -> Result<Re
         ));
     }
     let req = send_request(&msg, from, vec![to]);
-    gw.check_send(&req).map_err(tim_error)?;
-    let m = gw.build_message(&req);
-    let msg_time = now_secs();
-    let first = FirstSend {
-        msg_time,
-        msg_key: msg_key(msg.random, &m, msg_time),
-    };
-    let to = &req.to[0];
-    if let Err(prior) = gw
-        .tim_dedupe
-        .admit(msg.dedupe_key(&req.from, to), Instant::now(), &first)
-    {
-        return Ok(accepted(&prior));
+    let mut dedupe = Dedupe::new(window, &msg);
+    let sent = gw
+        .send_with(&req, |to, m| dedupe.admit(&req.from, to, m))
+        .map_err(tim_error)?;
+    if let Some(r) = sent.results.first() {
+        tracing::debug!(outcome = r.outcome.as_str(), "v4 sendmsg routed");
     }
-    let r = gw.dispatch().recipient(to, &m);
-    tracing::debug!(outcome = r.outcome.as_str(), "v4 sendmsg routed");
-    Ok(accepted(&first))
+    let answer = match dedupe.prior {
+        Some(prior) => prior,
+        None => dedupe.first_send(&sent.message),
+    };
+    Ok(accepted(&answer))
 }
 
 /// What one batch did, for callers that look past the reply (the benchmark).
@@ -96,15 +136,17 @@ pub struct BatchStats {
 /// doc's sample shows `"SomeError"` but its field table only names OK/FAIL (§1.3, §9.5).
 pub fn batch(
     gw: &Gateway,
+    window: &DedupeWindow,
     admin: &str,
     body: &Map<String, Value>,
     body_len: usize,
 ) -> Result<Reply, TimError> {
-    batch_with_stats(gw, admin, body, body_len).map(|(r, _)| r)
+    batch_with_stats(gw, window, admin, body, body_len).map(|(r, _)| r)
 }
 
 pub fn batch_with_stats(
     gw: &Gateway,
+    window: &DedupeWindow,
     admin: &str,
     body: &Map<String, Value>,
     body_len: usize,
@@ -141,28 +183,14 @@ pub fn batch_with_stats(
         return Ok((r, stats));
     }
     let req = send_request(&msg, from, targets);
-    gw.check_send(&req).map_err(tim_error)?;
-    let m: Arc<Message> = gw.build_message(&req);
-    let msg_time = now_secs();
-    let first = FirstSend {
-        msg_time,
-        msg_key: msg_key(msg.random, &m, msg_time),
-    };
-    let d = gw.dispatch();
-    let now = Instant::now();
-    for u in &req.to {
-        // Per recipient: a retried batch reaches only those the first attempt missed.
-        if gw
-            .tim_dedupe
-            .admit(msg.dedupe_key(&req.from, u), now, &first)
-            .is_err()
-        {
-            stats.duplicates += 1;
-            continue;
-        }
-        d.recipient(u, &m);
-        stats.routed += 1;
-    }
+    // Per recipient: a retried batch reaches only those the first attempt missed.
+    let mut dedupe = Dedupe::new(window, &msg);
+    let sent = gw
+        .send_with(&req, |to, m| dedupe.admit(&req.from, to, m))
+        .map_err(tim_error)?;
+    stats.routed = sent.results.len();
+    stats.duplicates = sent.not_admitted;
+    let first = dedupe.first_send(&sent.message);
     let mut r = Reply::ok()
         .with("MsgTime", first.msg_time)
         .with("MsgKey", first.msg_key);

@@ -66,23 +66,28 @@ impl PushService for Honor {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<HonorApp, FieldError> {
-        let client_id = cert.fields.client_id.clone().unwrap_or_default();
-        if client_id.trim().is_empty() {
+        let Some(h) = cert.credentials.honor() else {
+            return Err(FieldError {
+                field: "vendor",
+                message: format!("a {:?} certificate has no Honor credentials", cert.vendor()),
+            });
+        };
+        if h.client_id.trim().is_empty() {
             return Err(FieldError {
                 field: "client_id",
                 message: "the Honor client id is required".into(),
             });
         }
-        if cert.app_secret.trim().is_empty() {
+        if h.client_secret.trim().is_empty() {
             return Err(FieldError {
                 field: "client_secret",
                 message: "the Honor client secret is required".into(),
             });
         }
         Ok(HonorApp {
-            app_id: cert.app_id.clone(),
-            client_id,
-            client_secret: cert.app_secret.clone(),
+            app_id: h.app_id.clone(),
+            client_id: h.client_id.clone(),
+            client_secret: h.client_secret.clone(),
         })
     }
 
@@ -91,9 +96,9 @@ impl PushService for Honor {
             title: content.title.clone(),
             body: content.desc.clone(),
             importance: cert
-                .fields
-                .importance
-                .clone()
+                .credentials
+                .honor()
+                .map(|h| h.importance.clone())
                 .unwrap_or_else(|| DEFAULT_IMPORTANCE.to_owned()),
             package_name: cert.package_name.clone(),
             click: cert.click_action.clone(),

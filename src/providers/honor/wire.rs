@@ -11,7 +11,7 @@ pub const MAX_TOKENS_PER_REQUEST: usize = 1000;
 
 /// `android.notification.importance` for a chat: `NORMAL` = service & communication, not
 /// counted against the marketing cap (spec §3, §6).
-pub const DEFAULT_IMPORTANCE: &str = "NORMAL";
+pub use crate::domain::credentials::HONOR_DEFAULT_IMPORTANCE as DEFAULT_IMPORTANCE;
 
 /// `android.ttl`, Honor's default one day (spec §3).
 const TTL: &str = "86400s";

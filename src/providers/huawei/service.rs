@@ -96,33 +96,38 @@ impl PushService for Huawei {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<HuaweiApp, FieldError> {
-        if cert.app_secret.trim().is_empty() {
+        let Some(h) = cert.credentials.huawei() else {
+            return Err(FieldError {
+                field: "vendor",
+                message: format!(
+                    "a {:?} certificate has no Huawei credentials",
+                    cert.vendor()
+                ),
+            });
+        };
+        if h.app_secret.trim().is_empty() {
             return Err(FieldError {
                 field: "app_secret",
                 message: "the Huawei AppSecret (OAuth client secret) is required".into(),
             });
         }
         Ok(HuaweiApp {
-            app_id: cert.app_id.clone(),
-            client_secret: cert.app_secret.clone(),
+            app_id: h.app_id.clone(),
+            client_secret: h.app_secret.clone(),
             project_id: None,
         })
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> HuaweiMessage {
+        let h = cert.credentials.huawei();
         HuaweiMessage {
             title: content.title.clone(),
             body: content.desc.clone(),
-            category: cert
-                .fields
-                .category
-                .clone()
+            category: h
+                .map(|h| h.category.clone())
                 .unwrap_or_else(|| DEFAULT_CATEGORY.to_owned()),
             importance: DEFAULT_IMPORTANCE.to_owned(),
-            channel_id: content
-                .channel_id
-                .clone()
-                .or_else(|| cert.channel_id.clone()),
+            channel_id: h.and_then(|h| h.channel_id.clone()),
             package_name: cert.package_name.clone(),
             click: cert.click_action.clone(),
             ext: content.ext.clone(),

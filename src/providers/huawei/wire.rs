@@ -16,30 +16,14 @@ pub const MAX_TOKENS_PER_REQUEST: usize = 1000;
 /// The message must be at most 4096 bytes, the token list not counted (spec §3, 80300008).
 pub const MAX_PAYLOAD_BYTES: usize = 4096;
 
-/// `android.category` a chat gets unless the certificate or message says otherwise: `IM` is a
-/// "service & communication" message, not counted against the marketing cap (spec §3, §6).
-pub const DEFAULT_CATEGORY: &str = "IM";
+/// `android.category` a chat gets unless the certificate or message says otherwise (`IM`), and
+/// the categories Huawei accepts: certificates are checked against the same list.
+pub use crate::domain::credentials::{
+    HUAWEI_CATEGORIES as CATEGORIES, HUAWEI_DEFAULT_CATEGORY as DEFAULT_CATEGORY,
+};
 
 /// `android.notification.importance` by default: `NORMAL` (`HIGH` needs a permission, 80300011).
 pub const DEFAULT_IMPORTANCE: &str = "NORMAL";
-
-/// Categories Huawei accepts for self-classification (spec §3).
-pub const CATEGORIES: [&str; 14] = [
-    "IM",
-    "VOIP",
-    "SUBSCRIPTION",
-    "TRAVEL",
-    "HEALTH",
-    "WORK",
-    "ACCOUNT",
-    "EXPRESS",
-    "FINANCE",
-    "DEVICE_REMINDER",
-    "SYSTEM_REMINDER",
-    "MAIL",
-    "PLAY_VOICE",
-    "MARKETING",
-];
 
 /// `android.ttl`: Huawei's default, one day (spec §3).
 const TTL: &str = "86400s";

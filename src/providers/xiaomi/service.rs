@@ -50,7 +50,16 @@ impl PushService for Xiaomi {
     }
 
     fn credentials(&self, cert: &Certificate) -> Result<XiaomiApp, FieldError> {
-        if cert.app_secret.trim().is_empty() {
+        let Some(x) = cert.credentials.xiaomi() else {
+            return Err(FieldError {
+                field: "vendor",
+                message: format!(
+                    "a {:?} certificate has no Xiaomi credentials",
+                    cert.vendor()
+                ),
+            });
+        };
+        if x.app_secret.trim().is_empty() {
             return Err(FieldError {
                 field: "app_secret",
                 message: "the AppSecret is required".into(),
@@ -58,7 +67,7 @@ impl PushService for Xiaomi {
         }
         Ok(XiaomiApp {
             package_name: cert.package_name.clone(),
-            app_secret: cert.app_secret.clone(),
+            app_secret: x.app_secret.clone(),
         })
     }
 
@@ -70,7 +79,7 @@ impl PushService for Xiaomi {
             channel_id: content
                 .channel_id
                 .clone()
-                .or_else(|| cert.channel_id.clone()),
+                .or_else(|| cert.credentials.xiaomi().and_then(|x| x.channel_id.clone())),
             click: cert.click_action.clone(),
             ext: content.ext.clone(),
             payload: None,
@@ -433,17 +442,7 @@ mod tests {
     #[test]
     fn a_blank_secret_is_refused_naming_the_field() {
         let x = Xiaomi::new("http://127.0.0.1:1", Duration::from_secs(1)).expect("client");
-        let cert = Certificate {
-            id: 1,
-            vendor: crate::domain::Vendor::Xiaomi,
-            package_name: "com.example.chat".into(),
-            app_id: "1".into(),
-            app_secret: " ".into(),
-            click_action: ClickAction::OpenApp,
-            channel_id: None,
-            qps: 1,
-            fields: Default::default(),
-        };
+        let cert = Certificate::xiaomi_for_tests(1, " ", 1);
         assert_eq!(
             x.credentials(&cert).map(|_| ()).unwrap_err().field,
             "app_secret"

@@ -145,7 +145,7 @@ impl Senders {
             queued: queued.clone(),
             stop: stop.clone(),
         };
-        let (enqueue, wake, vendor) = self.ctx.providers.with_service(cert.vendor, start);
+        let (enqueue, wake, vendor) = self.ctx.providers.with_service(cert.vendor(), start);
         let handle = SenderHandle {
             enqueue,
             wake,
@@ -193,23 +193,13 @@ pub(crate) mod tests {
     //! Fixtures shared by the role modules' tests.
     use super::*;
     use crate::config::Config;
-    use crate::domain::{Certificate, ClickAction, Platform, Vendor};
+    use crate::domain::{Certificate, Platform};
     use crate::push::Message;
     use crate::store::{FjallStore, StoreMetrics};
     use std::time::Instant;
 
     pub fn cert() -> Certificate {
-        Certificate {
-            id: 1001,
-            vendor: Vendor::Xiaomi,
-            package_name: "com.example.chat".into(),
-            app_id: "1".into(),
-            app_secret: "s".into(),
-            click_action: ClickAction::OpenApp,
-            channel_id: None,
-            qps: 10,
-            fields: Default::default(),
-        }
+        Certificate::xiaomi_for_tests(1001, "s", 10)
     }
 
     /// A sender context on a temporary store, with one certificate in the book.

@@ -3,7 +3,7 @@
 //! device state, and the last notification with the vendor's answer.
 
 use crate::certs::CertHealth;
-use crate::domain::{now_secs, DeviceState, OfflineReason};
+use crate::domain::{now_secs, DeviceState, OfflineReason, UserStatus};
 use crate::gateway::Gateway;
 use crate::providers::DeliveryClass;
 use crate::push::outcomes::LastNotification;
@@ -22,7 +22,7 @@ pub struct Check {
 pub struct DeviceDiagnosis {
     pub device: String,
     pub platform: &'static str,
-    pub state: &'static str,
+    pub state: UserStatus,
     pub background: bool,
     pub token_bound: bool,
     pub certificate_id: Option<u64>,
@@ -170,7 +170,7 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     DeviceDiagnosis {
         device: d.id.to_string(),
         platform: d.platform.as_str(),
-        state: state.tim_name(),
+        state: state.status(),
         background: matches!(state, DeviceState::Online { background: true }),
         token_bound: d.token.is_some(),
         certificate_id: d.token.as_ref().map(|_| d.cert),
@@ -180,8 +180,14 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     }
 }
 
-/// The diagnosis of one user.
-pub fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
+impl Gateway {
+    /// The diagnosis of one user.
+    pub fn diagnose(&self, user: &str) -> Diagnosis {
+        diagnose(self, user)
+    }
+}
+
+fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
     let devices: Vec<DeviceDiagnosis> = g
         .registry
         .devices(user)

@@ -2,64 +2,10 @@
 //! `sendmsg` / `batchsendmsg`, their error codes, and the notification they make. Pure: takes a
 //! parsed JSON document, returns values or a `TimError` with Tencent's code.
 
+use super::codes::{self as code, TimError};
+use crate::gateway::SendRequest;
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};
-
-/// Tencent's error codes used by the /v4 surface (§1.1, §1.2, §1.3, §5.2).
-pub mod code {
-    /// Malformed URL or query, or not a POST.
-    pub const BAD_URL: u32 = 60002;
-    /// The body is not JSON.
-    pub const BODY_NOT_JSON: u32 = 60003;
-    /// `identifier` missing.
-    pub const BAD_ACCOUNT: u32 = 60004;
-    /// `usersig` missing.
-    pub const BAD_SIGNATURE: u32 = 60005;
-    /// `sdkappid` not this application's.
-    pub const BAD_SDKAPPID: u32 = 60006;
-    /// No such command.
-    pub const BAD_RESOURCE: u32 = 60009;
-    /// `identifier` is not an App admin.
-    pub const NEEDS_ADMIN: u32 = 60010;
-    /// `sdkappid` missing.
-    pub const MISSING_SDKAPPID: u32 = 60012;
-    /// The account was never seen by this gateway.
-    pub const ACCOUNT_NOT_FOUND: u32 = 70107;
-    /// Internal timeout (a bounded queue is full; retry).
-    pub const INTERNAL_TIMEOUT: u32 = 70169;
-    /// Invalid parameter (commands without a code of their own).
-    pub const INVALID_PARAMETER: u32 = 70402;
-    /// JSON body is not an object / does not parse as the command's request.
-    pub const JSON_PARSE: u32 = 90001;
-    /// MsgBody missing or an element not per the message format.
-    pub const MSG_BODY_INVALID: u32 = 90002;
-    /// To_Account missing or not a string.
-    pub const TO_ACCOUNT_INVALID: u32 = 90003;
-    /// MsgSeq not a uint32.
-    pub const MSG_SEQ_INVALID: u32 = 90004;
-    /// MsgRandom missing or not a uint32.
-    pub const MSG_RANDOM_INVALID: u32 = 90005;
-    /// MsgBody not an array.
-    pub const MSG_BODY_NOT_ARRAY: u32 = 90007;
-    /// From_Account not a valid account.
-    pub const FROM_ACCOUNT_INVALID: u32 = 90008;
-    /// Some other field not per the message format (OfflinePushInfo, lengths).
-    pub const BODY_INVALID: u32 = 90010;
-    /// More than 500 targets.
-    pub const TOO_MANY_TARGETS: u32 = 90011;
-    /// To_Account not registered.
-    pub const TO_ACCOUNT_NOT_REGISTERED: u32 = 90012;
-    /// MsgLifeTime beyond 7 days.
-    pub const LIFE_TIME_TOO_LONG: u32 = 90026;
-    /// SyncOtherMachine not an int.
-    pub const SYNC_OTHER_MACHINE_INVALID: u32 = 90031;
-    /// MsgLifeTime not an int.
-    pub const LIFE_TIME_NOT_INT: u32 = 90044;
-    /// Internal error.
-    pub const INTERNAL: u32 = 91000;
-    /// The message is larger than 12 KB.
-    pub const BODY_TOO_LARGE: u32 = 93000;
-}
 
 /// Largest message, in bytes (§1.2: 12 KB now; older docs said 8 KB).
 pub const MAX_MESSAGE_BYTES: usize = 12 * 1024;
@@ -67,23 +13,6 @@ pub const MAX_MESSAGE_BYTES: usize = 12 * 1024;
 pub const MAX_TARGETS: usize = 500;
 /// Longest MsgLifeTime, seconds (§1.2: 7 days).
 pub const MAX_LIFE_TIME_SECS: u64 = 604_800;
-
-/// A refusal with Tencent's code and a message for `ErrorInfo`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{info}")]
-pub struct TimError {
-    pub code: u32,
-    pub info: String,
-}
-
-impl TimError {
-    pub fn new(code: u32, info: impl Into<String>) -> TimError {
-        TimError {
-            code,
-            info: info.into(),
-        }
-    }
-}
 
 /// One `MsgBody` element, reduced to what the notification needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,22 +72,6 @@ pub struct TimMessage {
     pub offline_push: Option<OfflinePushInfo>,
     /// Hash of `MsgBody` as sent, for duplicate suppression.
     pub content_hash: u64,
-}
-
-/// What the gateway is asked to send, by Tencent's push rules (§2.1–2.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushPlan {
-    /// The elements' texts joined in order, no separator: the online text and the default
-    /// notification body.
-    pub text: String,
-    pub title: Option<String>,
-    pub desc: Option<String>,
-    pub ext: Option<String>,
-    pub channel_id: Option<String>,
-    pub push_disabled: bool,
-    pub online_only: bool,
-    /// A custom-only message without any Desc: not pushed.
-    pub nothing_to_show: bool,
 }
 
 impl TimMessage {
@@ -230,7 +143,11 @@ impl TimMessage {
     /// The notification by Tencent's rules: Title else the default title (applied later by
     /// `PushText`); Desc else the elements' texts; OfflinePushInfo present ⇒ the custom
     /// element's legacy Ext is ignored (§2.1); custom-only without any Desc ⇒ no push.
-    pub fn push_plan(&self) -> PushPlan {
+    /// What the gateway is asked to send, by Tencent's push rules (§2.1–2.3); the recipients
+    /// and sender are the caller's to fill in. `text` is the elements' texts joined in order, no
+    /// separator (the online text and the default notification body); `nothing_to_show` marks a
+    /// custom-only message without any Desc (not pushed).
+    pub fn push_plan(&self) -> SendRequest {
         let text: String = self.elements.iter().map(Element::push_text).collect();
         let opi = self.offline_push.clone().unwrap_or_default();
         let desc = opi.desc.filter(|d| !d.is_empty());
@@ -248,7 +165,7 @@ impl TimMessage {
                 .iter()
                 .all(|e| matches!(e, Element::Custom { .. }));
         let nothing_to_show = desc.is_none() && custom_only && text.trim().is_empty();
-        PushPlan {
+        SendRequest {
             text,
             title: opi.title.filter(|t| !t.is_empty()),
             desc,
@@ -257,6 +174,7 @@ impl TimMessage {
             push_disabled: opi.push_disabled,
             online_only: self.life_time == Some(0),
             nothing_to_show,
+            ..SendRequest::default()
         }
     }
 

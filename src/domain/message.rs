@@ -1,0 +1,44 @@
+//! An accepted message, what its notification shows, and the limits on its fields.
+
+use crate::registry::SkipReason;
+use std::time::Instant;
+
+/// Longest `text`, in bytes (the TIM body limit, spec/tim-offline-push.md §1.2: 12 KB).
+pub const MAX_TEXT_BYTES: usize = 12 * 1024;
+/// Longest notification title, in characters.
+pub const MAX_TITLE_CHARS: usize = 256;
+/// Longest notification description, in characters.
+pub const MAX_DESC_CHARS: usize = 1024;
+/// Longest `ext` payload handed to the app, in characters.
+pub const MAX_EXT_CHARS: usize = 1024;
+/// Longest vendor channel id, in characters.
+pub const MAX_CHANNEL_ID_CHARS: usize = 64;
+
+/// What a notification would show. Built once per message, shared by every recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PushContent {
+    pub title: String,
+    pub desc: String,
+    pub ext: Option<String>,
+    /// Overrides the certificate's channel (TIM `XiaoMiChannelID`).
+    pub channel_id: Option<String>,
+    /// Notifications of one conversation replace each other in the tray.
+    pub conversation: String,
+}
+
+/// One accepted message.
+#[derive(Debug)]
+pub struct Message {
+    /// Gateway-wide message id; the id of `message` frames the client acks.
+    pub id: u64,
+    pub from: String,
+    pub text: String,
+    /// Extra fields for the online frame (title, desc, ext as sent).
+    pub title: Option<String>,
+    pub desc: Option<String>,
+    pub ext: Option<String>,
+    /// The notification for push-eligible devices, or why there is none (push flag off,
+    /// online-only, nothing to show).
+    pub push: Result<PushContent, SkipReason>,
+    pub accepted_at: Instant,
+}
