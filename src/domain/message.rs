@@ -22,6 +22,8 @@ pub struct PushContent {
     pub ext: Option<String>,
     /// Overrides the certificate's channel (TIM `XiaoMiChannelID`).
     pub channel_id: Option<String>,
+    /// Huawei and Honor classification overrides (TIM `HuaWeiCategory`, `HonorImportance`, …).
+    pub hw: super::hw_push_fields::HwPushFields,
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
 }

@@ -15,6 +15,8 @@ pub struct SendRequest {
     pub desc: Option<String>,
     pub ext: Option<String>,
     pub channel_id: Option<String>,
+    /// Huawei and Honor per-message fields (checked here, empty ones already dropped).
+    pub hw: crate::domain::hw_push_fields::HwPushFields,
     /// 1 = no vendor notification (TIM `PushFlag`).
     pub push_disabled: bool,
     /// Deliver only to live connections (TIM `MsgLifeTime=0`).
@@ -119,6 +121,13 @@ impl Gateway {
                 }
             }
         }
+        req.hw.check().map_err(|e| {
+            GatewayError::invalid(
+                ErrorCode::InvalidField,
+                Some(e.field.v1()),
+                format!("{}: {}", e.field.v1(), e.message),
+            )
+        })?;
         Ok(())
     }
 
@@ -137,6 +146,7 @@ impl Gateway {
                     desc: t.desc,
                     ext: req.ext.clone(),
                     channel_id: req.channel_id.clone(),
+                    hw: req.hw.clone(),
                     conversation: req
                         .conversation
                         .clone()

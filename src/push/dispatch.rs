@@ -404,6 +404,7 @@ mod tests {
                 desc: "hi".into(),
                 ext: None,
                 channel_id: None,
+                hw: Default::default(),
                 conversation: "c2c:carol".into(),
             }),
             accepted_at: Instant::now(),

@@ -58,6 +58,8 @@ pub struct OfflinePushInfo {
     pub ext: Option<String>,
     /// `AndroidInfo.XiaoMiChannelID`; non-empty overrides the certificate's channel.
     pub xiaomi_channel_id: Option<String>,
+    /// `AndroidInfo.{HuaWeiCategory, HuaWeiImportance, HuaWeiChannelID, HonorImportance}`.
+    pub hw: crate::domain::hw_push_fields::HwPushFields,
 }
 
 /// The fields of a send request other than `To_Account`.
@@ -171,6 +173,7 @@ impl TimMessage {
             desc,
             ext,
             channel_id: opi.xiaomi_channel_id.filter(|c| !c.is_empty()),
+            hw: opi.hw,
             push_disabled: opi.push_disabled,
             online_only: self.life_time == Some(0),
             nothing_to_show,
@@ -455,13 +458,17 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
     let title = s(o, "Title", "OfflinePushInfo.Title")?;
     let desc = s(o, "Desc", "OfflinePushInfo.Desc")?;
     let ext = s(o, "Ext", "OfflinePushInfo.Ext")?;
-    let xiaomi_channel_id = match o.get("AndroidInfo") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(a)) => s(
-            a,
-            "XiaoMiChannelID",
-            "OfflinePushInfo.AndroidInfo.XiaoMiChannelID",
-        )?,
+    let (xiaomi_channel_id, hw) = match o.get("AndroidInfo") {
+        None | Some(Value::Null) => (None, Default::default()),
+        Some(Value::Object(a)) => (
+            s(
+                a,
+                "XiaoMiChannelID",
+                "OfflinePushInfo.AndroidInfo.XiaoMiChannelID",
+            )?,
+            crate::domain::hw_push_fields::HwPushFields::from_tim_android_info(a)
+                .map_err(|e| opi_error(format!("{}: {}", e.field.v4(), e.message)))?,
+        ),
         Some(_) => return Err(opi_error("OfflinePushInfo.AndroidInfo must be an object")),
     };
     Ok(Some(OfflinePushInfo {
@@ -470,6 +477,7 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
         desc,
         ext,
         xiaomi_channel_id,
+        hw,
     }))
 }
 

@@ -95,10 +95,12 @@ impl PushService for Honor {
         HonorMessage {
             title: content.title.clone(),
             body: content.desc.clone(),
-            importance: cert
-                .credentials
-                .honor()
-                .map(|h| h.importance.clone())
+            // The message's `HonorImportance` overrides the certificate's.
+            importance: content
+                .hw
+                .honor_importance
+                .clone()
+                .or_else(|| cert.credentials.honor().map(|h| h.importance.clone()))
                 .unwrap_or_else(|| DEFAULT_IMPORTANCE.to_owned()),
             package_name: cert.package_name.clone(),
             click: cert.click_action.clone(),

@@ -119,15 +119,25 @@ impl PushService for Huawei {
     }
 
     fn render(&self, cert: &Certificate, content: &PushContent) -> HuaweiMessage {
+        // The message's TIM fields override the certificate's settings.
         let h = cert.credentials.huawei();
+        let hw = &content.hw;
         HuaweiMessage {
             title: content.title.clone(),
             body: content.desc.clone(),
-            category: h
-                .map(|h| h.category.clone())
+            category: hw
+                .huawei_category
+                .clone()
+                .or_else(|| h.map(|h| h.category.clone()))
                 .unwrap_or_else(|| DEFAULT_CATEGORY.to_owned()),
-            importance: DEFAULT_IMPORTANCE.to_owned(),
-            channel_id: h.and_then(|h| h.channel_id.clone()),
+            importance: hw
+                .huawei_importance
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMPORTANCE.to_owned()),
+            channel_id: hw
+                .huawei_channel_id
+                .clone()
+                .or_else(|| h.and_then(|h| h.channel_id.clone())),
             package_name: cert.package_name.clone(),
             click: cert.click_action.clone(),
             ext: content.ext.clone(),
