@@ -177,9 +177,15 @@ mod tests {
         for (body, field) in [
             (json!({"HuaWeiCategory": "CHAT"}), HwField::HuaweiCategory),
             (json!({"HuaWeiCategory": 1}), HwField::HuaweiCategory),
-            (json!({"HuaWeiImportance": "HIGH"}), HwField::HuaweiImportance),
+            (
+                json!({"HuaWeiImportance": "HIGH"}),
+                HwField::HuaweiImportance,
+            ),
             (json!({"HuaWeiChannelID": "a b"}), HwField::HuaweiChannelId),
-            (json!({"HonorImportance": "normal"}), HwField::HonorImportance),
+            (
+                json!({"HonorImportance": "normal"}),
+                HwField::HonorImportance,
+            ),
         ] {
             assert_eq!(tim(body.clone()).map_err(|e| e.field), Err(field), "{body}");
         }
