@@ -8,30 +8,60 @@ import {
 } from './dom.js';
 import { readable } from './diagnosis.js';
 
-/**
- * Push platforms a certificate can be for; add an entry when the gateway learns a new vendor.
- * `secret` names the write-only credential field (default `app_secret`); `noChannel` hides the
- * channel id (Honor has no channels); form fields marked `data-vendors` show only for the
- * vendors they list.
- */
+/** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
 const PLATFORMS = [
   { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
-  { vendor: 'huawei', label: 'Huawei (Push Kit)', secretLabel: 'AppSecret (OAuth client secret)' },
-  { vendor: 'honor', label: 'Honor (Honor Push)', secret: 'client_secret', secretLabel: 'Client secret', noChannel: true },
+  { vendor: 'huawei', label: 'Huawei (Push Kit)' },
+  { vendor: 'honor', label: 'Honor (Honor Push)' },
+  { vendor: 'oppo', label: 'OPPO (OPUSH)' },
+  { vendor: 'vivo', label: 'vivo Push' },
+  { vendor: 'meizu', label: 'Meizu (Flyme Push)' },
 ];
 
-function platform(vendor) {
-  return PLATFORMS.find((p) => p.vendor === vendor) || { vendor, label: vendor };
+/** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
+function vendorFields(form) {
+  return $$('[data-vendors]', form);
 }
 
-/** Shows the fields of the chosen vendor and names its secret. */
+function fieldFor(form, box) {
+  return form[box.dataset.field];
+}
+
+/** What the gateway sends when a certificate leaves a vendor setting empty (contract.md). */
+const VENDOR_DEFAULTS = {
+  huawei: { category: 'IM' },
+  honor: { importance: 'NORMAL' },
+  oppo: { category: 'IM', notify_level: 2 },
+  vivo: { classification: 1, category: 'IM' },
+  meizu: { notice_msg_type: 1 },
+};
+/** Card rows of write-only secrets, shown only as set / not set. */
+const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret', 'Client secret']);
+const VENDOR_SETTINGS = [
+  ['client_id', 'Client ID'],
+  ['importance', 'Importance'],
+  ['category', 'Category'],
+  ['notify_level', 'Notify level'],
+  ['classification', 'Classification'],
+  ['notice_msg_type', 'Message type'],
+];
+
+/** A vendor setting as the card shows it: the stored value, else the default marked as such. */
+function vendorSetting(cert, key) {
+  if (cert[key] != null) return String(cert[key]);
+  const d = VENDOR_DEFAULTS[cert.vendor]?.[key];
+  return d === undefined ? null : `${d} (default)`;
+}
+
 function syncVendorFields(form) {
-  const p = platform(form.vendor.value);
-  for (const box of $$('[data-vendors]', form)) {
-    box.hidden = !box.dataset.vendors.split(' ').includes(p.vendor);
+  const vendor = form.vendor.value;
+  for (const box of vendorFields(form)) box.hidden = !box.dataset.vendors.split(' ').includes(vendor);
+  // Options of a shared select that only some vendors take (Huawei's and OPPO/vivo's categories).
+  for (const opt of $$('option[data-vendors]', form)) {
+    opt.hidden = !opt.dataset.vendors.split(' ').includes(vendor);
+    opt.disabled = opt.hidden;
+    if (opt.hidden && opt.selected) opt.parentElement.value = 'IM';
   }
-  $('[data-field="channel_id"]', form).hidden = !!p.noChannel;
-  $('#f-secret-label').textContent = p.secretLabel || 'AppSecret';
 }
 
 const CLICK_ACTIONS = {
@@ -168,7 +198,7 @@ function certCard(cert) {
 }
 
 function platformLabel(vendor) {
-  return platform(vendor).label;
+  return PLATFORMS.find((p) => p.vendor === vendor)?.label || vendor;
 }
 
 function clickActionText(ca) {
@@ -199,21 +229,26 @@ function fillCertCard(card, cert) {
   reason.textContent = status.reason ? readable(status.reason) : '';
   reason.className = `cert-reason ${cls}`;
 
+  const oppo = cert.vendor === 'oppo';
   const config = [
     ['Package name', cert.package_name],
-    ['AppID', cert.app_id],
-    ...(cert.client_id ? [['Client ID', cert.client_id]] : []),
-    ['AppSecret', cert.app_secret_set || cert.client_secret_set ? 'set' : 'not set'],
-    ...(cert.category ? [['Category', cert.category]] : []),
-    ...(cert.importance ? [['Importance', cert.importance]] : []),
+    ...(oppo ? [] : [['AppID', cert.app_id]]),
+    ...(cert.app_key ? [['AppKey', cert.app_key]] : []),
+    oppo
+      ? ['MasterSecret', cert.master_secret_set ? 'set' : 'not set']
+      : cert.vendor === 'honor'
+        ? ['Client secret', cert.client_secret_set ? 'set' : 'not set']
+        : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
-    ...(platform(cert.vendor).noChannel ? [] : [['Channel ID', cert.channel_id || '—']]),
+    ...(['xiaomi', 'huawei', 'oppo'].includes(cert.vendor) ? [['Channel ID', cert.channel_id || '—']] : []),
+    ...VENDOR_SETTINGS.filter(([key]) => vendorSetting(cert, key) !== null)
+      .map(([key, label]) => [label, vendorSetting(cert, key)]),
     ['QPS', fmtNumber(cert.qps)],
   ];
   $('.cert-config', card).replaceChildren(
     ...config.flatMap(([k, v]) => [
       h('dt', { text: k }),
-      h('dd', { 'data-key': k, class: k === 'AppSecret' ? (cert.app_secret_set || cert.client_secret_set ? 'secret-set' : 'secret-unset') : null, text: v }),
+      h('dd', { 'data-key': k, class: SECRET_KEYS.has(k) ? (v === 'set' ? 'secret-set' : 'secret-unset') : null, text: v }),
     ]),
   );
 
@@ -369,12 +404,19 @@ function setFormBusy(form, busy) {
   $('#cert-save').disabled = busy;
 }
 
-function fillSecretState(form, isSet) {
-  $('#f-secret-state').hidden = !isSet;
-  form.app_secret.placeholder = isSet ? 'Set — leave empty to keep' : '';
-  $('#f-secret-hint').textContent = isSet
-    ? 'The saved secret is never shown. Type a new one only to replace it.'
-    : 'Write-only: once saved it is never shown again.';
+/** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
+function fillSecretState(form, isSet, masterSet = false, clientSet = false) {
+  for (const [name, set, badge, hint] of [
+    ['app_secret', isSet, '#f-secret-state', '#f-secret-hint'],
+    ['master_secret', masterSet, '#f-master-state', '#f-master-hint'],
+    ['client_secret', clientSet, '#f-client-secret-state', '#f-client-secret-hint'],
+  ]) {
+    $(badge).hidden = !set;
+    form[name].placeholder = set ? 'Set — leave empty to keep' : '';
+    $(hint).textContent = set
+      ? 'The saved secret is never shown. Type a new one only to replace it.'
+      : 'Write-only: once saved it is never shown again.';
+  }
 }
 
 function fillCertForm(form, cert) {
@@ -382,18 +424,22 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!(cert.app_secret_set || cert.client_secret_set));
-  form.client_id.value = cert.client_id || '';
-  form.category.value = cert.category || 'IM';
-  form.importance.value = cert.importance || 'NORMAL';
-  syncVendorFields(form);
+  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set, !!cert.client_secret_set);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
   form.intent_uri.value = ca.intent_uri || '';
   form.channel_id.value = cert.channel_id || '';
   form.qps.value = cert.qps ?? '';
+  form.app_key.value = cert.app_key || '';
+  form.master_secret.value = '';
+  form.client_secret.value = '';
+  for (const [key] of VENDOR_SETTINGS) {
+    const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
+    if (v != null) form[key].value = String(v);
+  }
   syncClickFields(form);
+  syncVendorFields(form);
 }
 
 /** Checks what the browser can know; the gateway checks again and its answer wins. */
@@ -401,9 +447,13 @@ function validate(form, creating) {
   const errors = {};
   const v = (name) => form[name].value.trim();
   if (!v('package_name')) errors.package_name = 'Enter the package name, such as com.example.chat.';
-  if (!v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
-  if (creating && !form.app_secret.value) errors.app_secret = 'Enter the secret from the push service console.';
-  if (form.vendor.value === 'honor' && !v('client_id')) errors.client_id = 'Enter the Client ID from the Honor developer console.';
+  const shown = (name) => !fieldBox(form, name).hidden;
+  if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
+  if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
+  if (creating && shown('app_secret') && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
+  if (shown('client_id') && !v('client_id')) errors.client_id = 'Enter the Client ID from the Honor developer console.';
+  if (creating && shown('client_secret') && !form.client_secret.value) errors.client_secret = 'Enter the Client secret from the Honor developer console.';
   const type = form.click_action_type.value;
   if (type === 'open_url') {
     const url = v('url');
@@ -439,18 +489,22 @@ function formBody(form, creating) {
   const body = {
     vendor: form.vendor.value,
     package_name: form.package_name.value.trim(),
-    app_id: form.app_id.value.trim(),
     click_action: click,
     qps: Number(form.qps.value),
   };
-  const vendor = platform(body.vendor);
-  if (!vendor.noChannel) body.channel_id = form.channel_id.value.trim() || null;
-  if (creating || form.app_secret.value) body[vendor.secret || 'app_secret'] = form.app_secret.value;
-  if (vendor.vendor === 'honor') {
-    body.client_id = form.client_id.value.trim();
-    body.importance = form.importance.value;
+  const numeric = new Set(['notify_level', 'classification', 'notice_msg_type']);
+  for (const box of vendorFields(form)) {
+    if (box.hidden) continue;
+    const name = box.dataset.field;
+    const value = fieldFor(form, box).value.trim();
+    if (name === 'app_secret' || name === 'master_secret' || name === 'client_secret') {
+      if (creating || value) body[name] = fieldFor(form, box).value;
+    } else if (numeric.has(name)) {
+      body[name] = Number(value);
+    } else {
+      body[name] = value || null;
+    }
   }
-  if (vendor.vendor === 'huawei') body.category = form.category.value;
   return body;
 }
 
@@ -471,13 +525,14 @@ async function saveCertificate(form) {
       ? await api.createCertificate(body)
       : await api.updateCertificate(state.editing, body);
     form.app_secret.value = '';
+    form.master_secret.value = '';
+    form.client_secret.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';
   } catch (err) {
     if (ctx.onAuthError(err)) return;
-    const field = err.field === 'click_action' ? 'click_action.type'
-      : err.field === 'client_secret' ? 'app_secret' : err.field;
+    const field = err.field === 'click_action' ? 'click_action.type' : err.field;
     const message = sentence(err.message);
     if (!(field && setFieldError(form, field, message))) {
       const top = $('#cert-form-error');

@@ -8,7 +8,8 @@
 //! (`PushOnline` with a token). The k6 scenarios pick recipients with the same rule.
 //!
 //! `preload --url http://127.0.0.1:PORT --api-token T --certificate-id 1001 --devices 1000000`
-//! prints one JSON line with the phase rates.
+//! prints one JSON line with the phase rates. `--prefix oppo-` names the users `oppo-u{i}` (a
+//! second population bound to another certificate, for the per-vendor drains).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -117,6 +118,7 @@ where
 }
 
 fn events_body(
+    prefix: &str,
     range: std::ops::Range<usize>,
     action: &str,
     pick: impl Fn(usize) -> bool,
@@ -124,7 +126,7 @@ fn events_body(
     let events: Vec<serde_json::Value> = range
         .filter(|i| pick(*i))
         .map(|i| {
-            serde_json::json!({"user": format!("u{i}"), "platform": "Android",
+            serde_json::json!({"user": format!("{prefix}u{i}"), "platform": "Android",
                                "device": format!("a{i}"), "action": action})
         })
         .collect();
@@ -138,6 +140,7 @@ async fn main() {
     let cert: u64 = arg("--certificate-id", 1001u64);
     let devices: usize = arg("--devices", 10_000usize);
     let concurrency: usize = arg("--concurrency", 64usize).max(1);
+    let prefix: Arc<str> = arg("--prefix", String::new()).into();
     let http = match reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(60))
@@ -160,11 +163,11 @@ async fn main() {
     let chunks = devices.div_ceil(EVENTS_PER_REQUEST);
     let chunk = move |k: usize| k * EVENTS_PER_REQUEST..((k + 1) * EVENTS_PER_REQUEST).min(devices);
 
-    let a = api.clone();
+    let (a, p) = (api.clone(), prefix.clone());
     let login_secs = run_phase(chunks, concurrency.min(16), move |k| {
-        let a = a.clone();
+        let (a, p) = (a.clone(), p.clone());
         async move {
-            let body = events_body(chunk(k), "login", |_| true);
+            let body = events_body(&p, chunk(k), "login", |_| true);
             a.call(reqwest::Method::POST, "/v1/sessions/events", body)
                 .await;
         }
@@ -174,13 +177,13 @@ async fn main() {
     let with_token: Vec<usize> = (0..devices).filter(|i| has_token(*i)).collect();
     let reports = with_token.len();
     let with_token = Arc::new(with_token);
-    let a = api.clone();
+    let (a, p) = (api.clone(), prefix.clone());
     let token_secs = run_phase(reports, concurrency, move |k| {
-        let (a, with_token) = (a.clone(), with_token.clone());
+        let (a, p, with_token) = (a.clone(), p.clone(), with_token.clone());
         async move {
             let i = with_token[k];
             let body = serde_json::to_vec(&serde_json::json!({
-                "user": format!("u{i}"), "platform": "Android", "device": format!("a{i}"),
+                "user": format!("{p}u{i}"), "platform": "Android", "device": format!("a{i}"),
                 "certificate_id": cert, "token": regid(i)}))
             .unwrap_or_default();
             a.call(reqwest::Method::PUT, "/v1/push-tokens", body).await;
@@ -188,15 +191,15 @@ async fn main() {
     })
     .await;
 
-    let a = api.clone();
+    let (a, p) = (api.clone(), prefix.clone());
     let leave_secs = run_phase(chunks, concurrency.min(16), move |k| {
-        let a = a.clone();
+        let (a, p) = (a.clone(), p.clone());
         async move {
             let r = chunk(k);
-            let body = events_body(r.clone(), "disconnect", has_token);
+            let body = events_body(&p, r.clone(), "disconnect", has_token);
             a.call(reqwest::Method::POST, "/v1/sessions/events", body)
                 .await;
-            let body = events_body(r, "logout", |i| i % 10 == 1);
+            let body = events_body(&p, r, "logout", |i| i % 10 == 1);
             a.call(reqwest::Method::POST, "/v1/sessions/events", body)
                 .await;
         }

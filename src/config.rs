@@ -80,6 +80,10 @@ pub struct Config {
     pub huawei_base_url: String,
     pub huawei_auth_url: String,
     pub xiaomi_base_url: String,
+    /// OPPO, vivo and Meizu hosts (`PUSHGATE_<VENDOR>_BASE_URL`), the vendors' own by default.
+    pub oppo_base_url: String,
+    pub vivo_base_url: String,
+    pub meizu_base_url: String,
     pub webhook_url: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -167,6 +171,9 @@ impl Default for Config {
             huawei_base_url: crate::providers::huawei::DEFAULT_BASE_URL.into(),
             huawei_auth_url: crate::providers::huawei::DEFAULT_AUTH_URL.into(),
             xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
+            oppo_base_url: crate::providers::oppo::wire::DEFAULT_BASE_URL.into(),
+            vivo_base_url: crate::providers::vivo::wire::DEFAULT_BASE_URL.into(),
+            meizu_base_url: crate::providers::meizu::wire::DEFAULT_BASE_URL.into(),
             webhook_url: None,
             log_format: LogFormat::Human,
             log_level: "info".into(),
@@ -326,6 +333,15 @@ impl Config {
         if let Some(v) = env.var("PUSHGATE_XIAOMI_BASE_URL") {
             cfg.xiaomi_base_url = v;
         }
+        if let Some(v) = env.var("PUSHGATE_OPPO_BASE_URL") {
+            cfg.oppo_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_VIVO_BASE_URL") {
+            cfg.vivo_base_url = v;
+        }
+        if let Some(v) = env.var("PUSHGATE_MEIZU_BASE_URL") {
+            cfg.meizu_base_url = v;
+        }
         if let Some(v) = env.var("PUSHGATE_WEBHOOK_URL") {
             cfg.webhook_url = Some(v);
         }
@@ -372,6 +388,15 @@ impl Config {
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return invalid(key, "must be an http:// or https:// URL");
+            }
+        }
+        for (field, url) in [
+            ("oppo_base_url", &self.oppo_base_url),
+            ("vivo_base_url", &self.vivo_base_url),
+            ("meizu_base_url", &self.meizu_base_url),
+        ] {
+            if crate::providers::vendor_http::base_url(url).is_err() {
+                return invalid(field, "must be an http:// or https:// URL");
             }
         }
         if self.http.max_recipients == 0 {
@@ -486,6 +511,28 @@ mod tests {
         assert_eq!(c.honor_base_url, "http://127.0.0.1:9092");
         let e = Config::load(None, &env(&[("PUSHGATE_HONOR_AUTH_URL", "iam.honor")])).unwrap_err();
         assert!(e.to_string().contains("honor_auth_url"), "{e}");
+    }
+
+    #[test]
+    fn oppo_vivo_meizu_hosts_default_to_the_vendors_and_are_overridden() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.oppo_base_url, "https://api.push.oppomobile.com");
+        assert_eq!(c.vivo_base_url, "https://api-push.vivo.com.cn");
+        assert_eq!(c.meizu_base_url, "https://server-api-push.meizu.com");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PUSHGATE_OPPO_BASE_URL", "http://127.0.0.1:9094"),
+                ("PUSHGATE_VIVO_BASE_URL", "http://127.0.0.1:9095"),
+                ("PUSHGATE_MEIZU_BASE_URL", "http://127.0.0.1:9093"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.oppo_base_url, "http://127.0.0.1:9094");
+        assert_eq!(c.vivo_base_url, "http://127.0.0.1:9095");
+        assert_eq!(c.meizu_base_url, "http://127.0.0.1:9093");
+        let e = Config::load(None, &env(&[("PUSHGATE_VIVO_BASE_URL", "ftp://x")])).unwrap_err();
+        assert!(e.to_string().contains("vivo_base_url"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `pushgate` command: serve, emulator xiaomi|huawei|honor, usersig. Thin: all logic is in the library.
+//! The `pushgate` command: serve, emulator xiaomi|huawei|honor|oppo|vivo|meizu, usersig. Thin: all
+//! logic is in the library.
 #![forbid(unsafe_code)]
 // The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -54,6 +55,14 @@ enum EmulatorVendor {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
     },
+    /// The Huawei Push Kit emulator (token endpoint and send API on one listener).
+    Huawei {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: std::net::SocketAddr,
+        /// Accept any client id with any non-empty secret (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
     /// The Honor Push emulator (token endpoint and send API on one listener).
     Honor {
         #[arg(long, default_value = "127.0.0.1:9092")]
@@ -62,11 +71,27 @@ enum EmulatorVendor {
         #[arg(long)]
         permissive: bool,
     },
-    /// The Huawei Push Kit emulator (token endpoint and send API on one listener).
-    Huawei {
-        #[arg(long, default_value = "127.0.0.1:9091")]
+    /// The Meizu Flyme Push emulator.
+    Meizu {
+        #[arg(long, default_value = "127.0.0.1:9093")]
         listen: std::net::SocketAddr,
-        /// Accept any client id with any non-empty secret (no /_emulator/apps setup).
+        /// Accept any appId without checking signatures (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The OPPO Push emulator (auth and send API on one listener).
+    Oppo {
+        #[arg(long, default_value = "127.0.0.1:9094")]
+        listen: std::net::SocketAddr,
+        /// Accept any app key with any signature (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The vivo Push emulator (auth and send API on one listener).
+    Vivo {
+        #[arg(long, default_value = "127.0.0.1:9095")]
+        listen: std::net::SocketAddr,
+        /// Accept any app id and key with any signature (no /_emulator/apps setup).
         #[arg(long)]
         permissive: bool,
     },
@@ -136,6 +161,17 @@ fn main() -> ExitCode {
             }
         }
         Command::Emulator {
+            vendor: EmulatorVendor::Huawei { listen, permissive },
+        } => {
+            use pushgate::providers::huawei::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
             vendor: EmulatorVendor::Honor { listen, permissive },
         } => {
             use pushgate::providers::honor::emulator::{run_standalone, EmulatorConfig};
@@ -147,9 +183,31 @@ fn main() -> ExitCode {
             run_emulator(run_standalone(listen, config))
         }
         Command::Emulator {
-            vendor: EmulatorVendor::Huawei { listen, permissive },
+            vendor: EmulatorVendor::Oppo { listen, permissive },
         } => {
-            use pushgate::providers::huawei::emulator::{run_standalone, EmulatorConfig};
+            use pushgate::providers::oppo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Vivo { listen, permissive },
+        } => {
+            use pushgate::providers::vivo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Meizu { listen, permissive },
+        } => {
+            use pushgate::providers::meizu::emulator::{run_standalone, EmulatorConfig};
             let config = if permissive {
                 EmulatorConfig::permissive()
             } else {

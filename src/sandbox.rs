@@ -2,6 +2,7 @@
 //! vendor client sends to its emulator, so a newcomer sees the whole flow on one machine without
 //! vendor credentials. Every certificate created is registered with its vendor's emulator as an
 //! app; every device token is valid unless marked invalid over the emulator's control API.
+//! (OPPO, vivo and Meizu: `providers::ovm_sandbox`.)
 
 use crate::config::Config;
 use crate::domain::credentials::Credentials;
@@ -39,6 +40,9 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         "pushgate sandbox: Huawei emulator at {}",
         huawei_emu.base_url()
     );
+    let ovm = Arc::new(crate::providers::ovm_sandbox::OvmSandbox::start(
+        &mut config,
+    )?);
     let e = emu.clone();
     crate::server::run_with(config, move |g| {
         let hook = move |c: &Certificate| match &c.credentials {
@@ -55,6 +59,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
                 h.client_secret.clone(),
                 &[&h.app_id],
             )),
+            _ => ovm.register(c),
         };
         g.on_certificate_change(Box::new(hook));
     })

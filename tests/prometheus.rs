@@ -276,6 +276,8 @@ fn grafana_to_promql(expr: &str) -> String {
         ("$job", ".*"),
         ("${instance}", ".*"),
         ("$instance", ".*"),
+        ("${vendor}", ".*"),
+        ("$vendor", ".*"),
     ] {
         q = q.replace(var, value);
     }

@@ -134,6 +134,17 @@ pub struct OfflinePush {
     huawei_channel_id: Option<String>,
     #[serde(default)]
     honor_importance: Option<String>,
+    /// OPPO, vivo and Meizu overrides (contract.md: TIM's AndroidInfo names in snake_case).
+    #[serde(default)]
+    oppo_channel_id: Option<String>,
+    #[serde(default)]
+    oppo_category: Option<String>,
+    #[serde(default)]
+    vivo_classification: Option<u8>,
+    #[serde(default)]
+    vivo_category: Option<String>,
+    #[serde(default)]
+    meizu_notice_msg_type: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +203,14 @@ pub async fn send_message(
             huawei_importance: op.huawei_importance,
             huawei_channel_id: op.huawei_channel_id,
             honor_importance: op.honor_importance,
+        }
+        .normalized(),
+        ovm: crate::domain::vendor_fields::OvmPushFields {
+            oppo_channel_id: op.oppo_channel_id,
+            oppo_category: op.oppo_category,
+            vivo_classification: op.vivo_classification,
+            vivo_category: op.vivo_category,
+            meizu_notice_msg_type: op.meizu_notice_msg_type,
         }
         .normalized(),
         push_disabled: op.push_flag == 1,

@@ -25,6 +25,9 @@ pub enum Vendor {
     Xiaomi,
     Huawei,
     Honor,
+    Oppo,
+    Vivo,
+    Meizu,
 }
 
 /// A certificate as stored: the common part and the vendor's (credentials and settings),

@@ -26,6 +26,8 @@ pub struct PushContent {
     pub hw: super::hw_push_fields::HwPushFields,
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
+    /// The message's OPPO, vivo and Meizu overrides (TIM `OPPOCategory`, `VIVOClassification`, …).
+    pub ovm: super::vendor_fields::OvmPushFields,
 }
 
 /// One accepted message.

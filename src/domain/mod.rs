@@ -11,6 +11,7 @@ pub mod policy;
 pub mod push_text;
 pub mod token;
 pub mod validate;
+pub mod vendor_fields;
 
 pub use certificate::{Certificate, CertificateId, ClickAction, Vendor};
 pub use credentials::Credentials;

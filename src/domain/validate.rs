@@ -161,7 +161,7 @@ mod tests {
     fn xi(i: &mut CertificateInput) -> &mut XiaomiInput {
         match &mut i.credentials {
             CredentialsInput::Xiaomi(x) => x,
-            other => panic!("not a Xiaomi input: {other:?}"),
+            other => panic!("a Xiaomi input, not {other:?}"),
         }
     }
 

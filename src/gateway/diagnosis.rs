@@ -71,10 +71,12 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
         )),
         (Some(_), Some(e)) => {
             let c = e.cert();
+            // `Vendor`'s Debug is its name (`Oppo`): no per-vendor match to keep here.
+            let vendor = format!("{:?}", c.vendor()).to_lowercase();
             checks.push(check(
                 "certificate_configured",
                 Some(true),
-                format!("certificate {} (xiaomi, {})", c.id, c.package_name),
+                format!("certificate {} ({vendor}, {})", c.id, c.package_name),
             ))
         }
     }

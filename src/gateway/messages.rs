@@ -17,6 +17,8 @@ pub struct SendRequest {
     pub channel_id: Option<String>,
     /// Huawei and Honor per-message fields (checked here, empty ones already dropped).
     pub hw: crate::domain::hw_push_fields::HwPushFields,
+    /// OPPO, vivo and Meizu overrides of the certificate's classification.
+    pub ovm: crate::domain::vendor_fields::OvmPushFields,
     /// 1 = no vendor notification (TIM `PushFlag`).
     pub push_disabled: bool,
     /// Deliver only to live connections (TIM `MsgLifeTime=0`).
@@ -128,6 +130,7 @@ impl Gateway {
                 format!("{}: {}", e.field.v1(), e.message),
             )
         })?;
+        req.ovm.check().map_err(field_error)?;
         Ok(())
     }
 
@@ -151,6 +154,7 @@ impl Gateway {
                         .conversation
                         .clone()
                         .unwrap_or_else(|| format!("c2c:{}", req.from)),
+                    ovm: req.ovm.clone(),
                 }),
                 None => Err(SkipReason::NothingToShow),
             }

@@ -3,12 +3,25 @@
 //! needs one, the HTTP exchange, and the classification of a reply into a [`Verdict`]. Nothing
 //! outside this module matches on the vendor: [`Providers`] gives the service of a certificate,
 //! and the generic sender (`push::sender`) does the rest.
+//!
+//! OPPO, vivo and Meizu share `outcome` (a reply classified once), `text` (cutting to a
+//! vendor's limits), `vendor_http` (one pool and one POST) and `emulator_kit` (their emulators'
+//! common machinery).
 
 pub mod access;
+pub mod emulator_kit;
 pub mod honor;
 pub mod huawei;
+pub mod meizu;
 pub mod oauth_emulator;
+pub mod oppo;
+pub mod outcome;
+pub mod outcome_verdict;
+pub mod ovm_sandbox;
+pub mod text;
+pub mod vendor_http;
 pub mod verdict;
+pub mod vivo;
 pub mod xiaomi;
 
 pub use access::{AccessCache, AccessError, Grant};
@@ -154,6 +167,9 @@ pub enum ProvidersError {
     Huawei(huawei::ClientError),
     #[error("honor: {0}")]
     Honor(huawei::ClientError),
+    /// OPPO, vivo or Meizu (the message names which).
+    #[error("{0}: {1}")]
+    Ovm(&'static str, vendor_http::ClientError),
 }
 
 /// Every push service, built once from the configuration (base URLs, timeouts) and shared by
@@ -163,6 +179,9 @@ pub struct Providers {
     xiaomi: Arc<xiaomi::Xiaomi>,
     huawei: Arc<huawei::service::Huawei>,
     honor: Arc<honor::service::Honor>,
+    oppo: Arc<oppo::service::Oppo>,
+    vivo: Arc<vivo::service::Vivo>,
+    meizu: Arc<meizu::service::Meizu>,
 }
 
 impl Providers {
@@ -182,6 +201,18 @@ impl Providers {
                 honor::service::Honor::new(&config.honor_base_url, &config.honor_auth_url, timeout)
                     .map_err(ProvidersError::Honor)?,
             ),
+            oppo: Arc::new(
+                oppo::service::Oppo::new(&config.oppo_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("oppo", e))?,
+            ),
+            vivo: Arc::new(
+                vivo::service::Vivo::new(&config.vivo_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("vivo", e))?,
+            ),
+            meizu: Arc::new(
+                meizu::service::Meizu::new(&config.meizu_base_url, timeout)
+                    .map_err(|e| ProvidersError::Ovm("meizu", e))?,
+            ),
         })
     }
 
@@ -191,6 +222,9 @@ impl Providers {
             Vendor::Xiaomi => visitor.visit(self.xiaomi.clone()),
             Vendor::Huawei => visitor.visit(self.huawei.clone()),
             Vendor::Honor => visitor.visit(self.honor.clone()),
+            Vendor::Oppo => visitor.visit(self.oppo.clone()),
+            Vendor::Vivo => visitor.visit(self.vivo.clone()),
+            Vendor::Meizu => visitor.visit(self.meizu.clone()),
         }
     }
 }

@@ -405,6 +405,7 @@ mod tests {
                 ext: None,
                 channel_id: None,
                 hw: Default::default(),
+                ovm: Default::default(),
                 conversation: "c2c:carol".into(),
             }),
             accepted_at: Instant::now(),

@@ -61,9 +61,10 @@ wait_http() {
 data_dir="$(mktemp -d -t pushgate-e2e.XXXXXX)"
 server_pid=""
 emulator_pid=""
+vendor_pids=()
 cleanup() {
   local pid
-  for pid in "$server_pid" "$emulator_pid"; do
+  for pid in "$server_pid" "$emulator_pid" "${vendor_pids[@]}"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -90,7 +91,27 @@ if "$bin" emulator xiaomi --help >/dev/null 2>&1; then
   xiaomi_url="http://127.0.0.1:$emulator_port"
 fi
 
+# The other vendors' emulators, each on its own port when the binary has it; the gateway is
+# pointed at them (or at a closed port) and the tests get <VENDOR>_EMULATOR_URL.
+vendor_env=()
+for vendor in oppo vivo meizu; do
+  url="http://127.0.0.1:9"
+  if "$bin" emulator "$vendor" --help >/dev/null 2>&1; then
+    vport="$(free_port)"
+    "$bin" emulator "$vendor" --listen "127.0.0.1:$vport" >"$out/emulator-$vendor.log" 2>&1 &
+    vendor_pids+=("$!")
+    url="http://127.0.0.1:$vport"
+    if ! wait_http "$url/_emulator/stats" "$!" "the $vendor emulator"; then
+      tail -n 30 "$out/emulator-$vendor.log" >&2 || true
+      exit 1
+    fi
+    vendor_env+=("${vendor^^}_EMULATOR_URL=$url")
+  fi
+  vendor_env+=("PUSHGATE_${vendor^^}_BASE_URL=$url")
+done
+
 echo "e2e: starting $bin serve on 127.0.0.1:$port (data in $data_dir)"
+env "${vendor_env[@]}" \
 PUSHGATE_LISTEN="127.0.0.1:$port" \
 PUSHGATE_DATA_DIR="$data_dir" \
 PUSHGATE_ADMIN_TOKEN="$admin_token" \
@@ -120,6 +141,7 @@ status=0
   PUSHGATE_API_TOKEN="$api_token" \
   E2E_OUT="$out" \
   XIAOMI_EMULATOR_URL="${emulator_pid:+$xiaomi_url}" \
+  env "${vendor_env[@]}" \
     node --test --test-concurrency=1 --test-reporter=spec console.spec.mjs
 ) || status=$?
 

@@ -60,6 +60,9 @@ pub struct OfflinePushInfo {
     pub xiaomi_channel_id: Option<String>,
     /// `AndroidInfo.{HuaWeiCategory, HuaWeiImportance, HuaWeiChannelID, HonorImportance}`.
     pub hw: crate::domain::hw_push_fields::HwPushFields,
+    /// `AndroidInfo.{OPPOChannelID, OPPOCategory, VIVOClassification, VIVOCategory,
+    /// MeiZuNoticeMsgType}`.
+    pub ovm: crate::domain::vendor_fields::OvmPushFields,
 }
 
 /// The fields of a send request other than `To_Account`.
@@ -174,6 +177,7 @@ impl TimMessage {
             ext,
             channel_id: opi.xiaomi_channel_id.filter(|c| !c.is_empty()),
             hw: opi.hw,
+            ovm: opi.ovm,
             push_disabled: opi.push_disabled,
             online_only: self.life_time == Some(0),
             nothing_to_show,
@@ -458,8 +462,8 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
     let title = s(o, "Title", "OfflinePushInfo.Title")?;
     let desc = s(o, "Desc", "OfflinePushInfo.Desc")?;
     let ext = s(o, "Ext", "OfflinePushInfo.Ext")?;
-    let (xiaomi_channel_id, hw) = match o.get("AndroidInfo") {
-        None | Some(Value::Null) => (None, Default::default()),
+    let (xiaomi_channel_id, hw, ovm) = match o.get("AndroidInfo") {
+        None | Some(Value::Null) => (None, Default::default(), Default::default()),
         Some(Value::Object(a)) => (
             s(
                 a,
@@ -468,6 +472,8 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
             )?,
             crate::domain::hw_push_fields::HwPushFields::from_tim_android_info(a)
                 .map_err(|e| opi_error(format!("{}: {}", e.field.v4(), e.message)))?,
+            crate::domain::vendor_fields::OvmPushFields::from_tim_android_info(a)
+                .map_err(opi_error)?,
         ),
         Some(_) => return Err(opi_error("OfflinePushInfo.AndroidInfo must be an object")),
     };
@@ -478,6 +484,7 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
         ext,
         xiaomi_channel_id,
         hw,
+        ovm,
     }))
 }
 

@@ -7,6 +7,9 @@
 
 mod honor;
 mod huawei;
+mod meizu;
+mod oppo;
+mod vivo;
 mod xiaomi;
 
 pub use super::validate::FieldError;
@@ -17,6 +20,9 @@ pub use huawei::{
     is_notification_category as is_huawei_category, HuaweiCredentials, HuaweiInput, HuaweiView,
     HUAWEI_CATEGORIES, HUAWEI_DEFAULT_CATEGORY,
 };
+pub use meizu::{MeizuCredentials, MeizuInput, MeizuView};
+pub use oppo::{OppoCredentials, OppoInput, OppoView};
+pub use vivo::{vivo_app_id, VivoCredentials, VivoInput, VivoView, VIVO_DEFAULT_CLASSIFICATION};
 pub use xiaomi::{XiaomiCredentials, XiaomiInput, XiaomiView};
 
 use super::certificate::{ClickAction, Vendor};
@@ -29,6 +35,9 @@ pub enum Credentials {
     Xiaomi(XiaomiCredentials),
     Huawei(HuaweiCredentials),
     Honor(HonorCredentials),
+    Oppo(OppoCredentials),
+    Vivo(VivoCredentials),
+    Meizu(MeizuCredentials),
 }
 
 /// As an operator submits them (create, or edit with secrets optional).
@@ -38,6 +47,9 @@ pub enum CredentialsInput {
     Xiaomi(XiaomiInput),
     Huawei(HuaweiInput),
     Honor(HonorInput),
+    Oppo(OppoInput),
+    Vivo(VivoInput),
+    Meizu(MeizuInput),
 }
 
 /// As the API shows them: no secret, only whether it is set.
@@ -47,6 +59,9 @@ pub enum CredentialsView {
     Xiaomi(XiaomiView),
     Huawei(HuaweiView),
     Honor(HonorView),
+    Oppo(OppoView),
+    Vivo(VivoView),
+    Meizu(MeizuView),
 }
 
 impl Credentials {
@@ -55,6 +70,9 @@ impl Credentials {
             Credentials::Xiaomi(_) => Vendor::Xiaomi,
             Credentials::Huawei(_) => Vendor::Huawei,
             Credentials::Honor(_) => Vendor::Honor,
+            Credentials::Oppo(_) => Vendor::Oppo,
+            Credentials::Vivo(_) => Vendor::Vivo,
+            Credentials::Meizu(_) => Vendor::Meizu,
         }
     }
 
@@ -63,6 +81,9 @@ impl Credentials {
             Credentials::Xiaomi(c) => CredentialsView::Xiaomi(c.into()),
             Credentials::Huawei(c) => CredentialsView::Huawei(c.into()),
             Credentials::Honor(c) => CredentialsView::Honor(c.into()),
+            Credentials::Oppo(c) => CredentialsView::Oppo(c.into()),
+            Credentials::Vivo(c) => CredentialsView::Vivo(c.into()),
+            Credentials::Meizu(c) => CredentialsView::Meizu(c.into()),
         }
     }
 
@@ -89,6 +110,27 @@ impl Credentials {
             _ => None,
         }
     }
+
+    pub fn oppo(&self) -> Option<&OppoCredentials> {
+        match self {
+            Credentials::Oppo(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn vivo(&self) -> Option<&VivoCredentials> {
+        match self {
+            Credentials::Vivo(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn meizu(&self) -> Option<&MeizuCredentials> {
+        match self {
+            Credentials::Meizu(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 impl CredentialsInput {
@@ -97,6 +139,9 @@ impl CredentialsInput {
             CredentialsInput::Xiaomi(_) => Vendor::Xiaomi,
             CredentialsInput::Huawei(_) => Vendor::Huawei,
             CredentialsInput::Honor(_) => Vendor::Honor,
+            CredentialsInput::Oppo(_) => Vendor::Oppo,
+            CredentialsInput::Vivo(_) => Vendor::Vivo,
+            CredentialsInput::Meizu(_) => Vendor::Meizu,
         }
     }
 
@@ -107,6 +152,9 @@ impl CredentialsInput {
             CredentialsInput::Xiaomi(i) => i.validate(creating),
             CredentialsInput::Huawei(i) => i.validate(creating),
             CredentialsInput::Honor(i) => i.validate(creating),
+            CredentialsInput::Oppo(i) => i.validate(creating),
+            CredentialsInput::Vivo(i) => i.validate(creating),
+            CredentialsInput::Meizu(i) => i.validate(creating),
         }
     }
 
@@ -114,9 +162,9 @@ impl CredentialsInput {
     /// (huawei.md §3 `click_action.type` 2; honor.md §3).
     pub fn validate_click_action(&self, click: &ClickAction) -> Result<(), FieldError> {
         let vendor = match self {
-            CredentialsInput::Xiaomi(_) => return Ok(()),
             CredentialsInput::Huawei(_) => "Huawei",
             CredentialsInput::Honor(_) => "Honor",
+            _ => return Ok(()),
         };
         match click {
             ClickAction::OpenUrl { url } if !url.starts_with("https://") => Err(bad(
@@ -139,6 +187,15 @@ impl CredentialsInput {
             }
             CredentialsInput::Honor(i) => {
                 Credentials::Honor(i.into_credentials(old.and_then(Credentials::honor)))
+            }
+            CredentialsInput::Oppo(i) => {
+                Credentials::Oppo(i.into_credentials(old.and_then(Credentials::oppo)))
+            }
+            CredentialsInput::Vivo(i) => {
+                Credentials::Vivo(i.into_credentials(old.and_then(Credentials::vivo)))
+            }
+            CredentialsInput::Meizu(i) => {
+                Credentials::Meizu(i.into_credentials(old.and_then(Credentials::meizu)))
             }
         }
     }
