@@ -15,6 +15,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "proc_stat.rs"]
+#[allow(dead_code)] // vm_rss_kib is ws_hold's
+mod proc_stat;
+use proc_stat::{clock_ticks_per_sec, cpu_seconds};
+
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -141,6 +146,10 @@ async fn main() {
     let devices: usize = arg("--devices", 10_000usize);
     let concurrency: usize = arg("--concurrency", 64usize).max(1);
     let prefix: Arc<str> = arg("--prefix", String::new()).into();
+    // With the gateway's pid, each phase also reports the gateway's CPU-seconds.
+    let pid: u32 = arg("--pid", 0u32);
+    let ticks = clock_ticks_per_sec();
+    let gateway_cpu = move || (pid != 0).then(|| cpu_seconds(pid, ticks)).flatten();
     let http = match reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(60))
@@ -163,6 +172,7 @@ async fn main() {
     let chunks = devices.div_ceil(EVENTS_PER_REQUEST);
     let chunk = move |k: usize| k * EVENTS_PER_REQUEST..((k + 1) * EVENTS_PER_REQUEST).min(devices);
 
+    let cpu0 = gateway_cpu();
     let (a, p) = (api.clone(), prefix.clone());
     let login_secs = run_phase(chunks, concurrency.min(16), move |k| {
         let (a, p) = (a.clone(), p.clone());
@@ -174,6 +184,7 @@ async fn main() {
     })
     .await;
 
+    let cpu1 = gateway_cpu();
     let with_token: Vec<usize> = (0..devices).filter(|i| has_token(*i)).collect();
     let reports = with_token.len();
     let with_token = Arc::new(with_token);
@@ -191,6 +202,7 @@ async fn main() {
     })
     .await;
 
+    let cpu2 = gateway_cpu();
     let (a, p) = (api.clone(), prefix.clone());
     let leave_secs = run_phase(chunks, concurrency.min(16), move |k| {
         let (a, p) = (a.clone(), p.clone());
@@ -206,6 +218,8 @@ async fn main() {
     })
     .await;
 
+    let cpu3 = gateway_cpu();
+    let used = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
     let errors = api.errors.load(Ordering::Relaxed);
     let first_error = api
         .first_error
@@ -228,6 +242,11 @@ async fn main() {
             "leave_events_per_sec": leave_events as f64 / leave_secs,
             "errors": errors,
             "first_error": first_error,
+            "gateway_cpu_seconds": {
+                "login": used(cpu0, cpu1),
+                "token": used(cpu1, cpu2),
+                "leave": used(cpu2, cpu3),
+            },
         })
     );
     if errors > 0 {
