@@ -20,7 +20,7 @@ const PLATFORMS = [
 
 /** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
 function vendorFields(form) {
-  return $$('[data-vendors]', form);
+  return $$('.field[data-vendors]', form);
 }
 
 function fieldFor(form, box) {
