@@ -11,6 +11,8 @@ import { readable } from './diagnosis.js';
 /** Push platforms a certificate can be for; add an entry when the gateway learns a new vendor. */
 const PLATFORMS = [
   { vendor: 'xiaomi', label: 'Xiaomi (MiPush)' },
+  { vendor: 'huawei', label: 'Huawei (Push Kit)' },
+  { vendor: 'honor', label: 'Honor (Honor Push)' },
   { vendor: 'oppo', label: 'OPPO (OPUSH)' },
   { vendor: 'vivo', label: 'vivo Push' },
   { vendor: 'meizu', label: 'Meizu (Flyme Push)' },
@@ -20,7 +22,7 @@ const PLATFORMS = [
 
 /** Vendor-specific fields: a form field with data-vendors is shown and sent only for those. */
 function vendorFields(form) {
-  return $$('[data-vendors]', form);
+  return $$('.field[data-vendors]', form);
 }
 
 function fieldFor(form, box) {
@@ -29,13 +31,17 @@ function fieldFor(form, box) {
 
 /** What the gateway sends when a certificate leaves a vendor setting empty (contract.md). */
 const VENDOR_DEFAULTS = {
+  huawei: { category: 'IM' },
+  honor: { importance: 'NORMAL' },
   oppo: { category: 'IM', notify_level: 2 },
   vivo: { classification: 1, category: 'IM' },
   meizu: { notice_msg_type: 1 },
 };
 /** Card rows of write-only secrets, shown only as set / not set. */
-const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret']);
+const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret', 'Client secret']);
 const VENDOR_SETTINGS = [
+  ['client_id', 'Client ID'],
+  ['importance', 'Importance'],
   ['category', 'Category'],
   ['notify_level', 'Notify level'],
   ['classification', 'Classification'],
@@ -60,6 +66,12 @@ function syncVendorFields(form) {
   $('#f-package-hint').textContent = vendor === 'apns'
     ? "The app's bundle ID (the apns-topic), such as com.example.chat."
     : "The app's main package name as registered with the push service.";
+  // Options of a shared select that only some vendors take (Huawei's and OPPO/vivo's categories).
+  for (const opt of $$('option[data-vendors]', form)) {
+    opt.hidden = !opt.dataset.vendors.split(' ').includes(vendor);
+    opt.disabled = opt.hidden;
+    if (opt.hidden && opt.selected) opt.parentElement.value = 'IM';
+  }
 }
 
 const CLICK_ACTIONS = {
@@ -249,9 +261,11 @@ function fillCertCard(card, cert) {
     ...(cert.app_key ? [['AppKey', cert.app_key]] : []),
     oppo
       ? ['MasterSecret', cert.master_secret_set ? 'set' : 'not set']
-      : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
+      : cert.vendor === 'honor'
+        ? ['Client secret', cert.client_secret_set ? 'set' : 'not set']
+        : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
-    ...(cert.vendor === 'xiaomi' || oppo ? [['Channel ID', cert.channel_id || '—']] : []),
+    ...(['xiaomi', 'huawei', 'oppo'].includes(cert.vendor) ? [['Channel ID', cert.channel_id || '—']] : []),
     ...VENDOR_SETTINGS.filter(([key]) => vendorSetting(cert, key) !== null)
       .map(([key, label]) => [label, vendorSetting(cert, key)]),
     ['QPS', fmtNumber(cert.qps)],
@@ -433,10 +447,11 @@ function fillKeyState(form, cert) {
 }
 
 /** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
-function fillSecretState(form, isSet, masterSet = false) {
+function fillSecretState(form, isSet, masterSet = false, clientSet = false) {
   for (const [name, set, badge, hint] of [
     ['app_secret', isSet, '#f-secret-state', '#f-secret-hint'],
     ['master_secret', masterSet, '#f-master-state', '#f-master-hint'],
+    ['client_secret', clientSet, '#f-client-secret-state', '#f-client-secret-hint'],
   ]) {
     $(badge).hidden = !set;
     form[name].placeholder = set ? 'Set — leave empty to keep' : '';
@@ -451,7 +466,7 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set);
+  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set, !!cert.client_secret_set);
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
@@ -466,6 +481,7 @@ function fillCertForm(form, cert) {
   fillKeyState(form, cert);
   form.app_key.value = cert.app_key || '';
   form.master_secret.value = '';
+  form.client_secret.value = '';
   for (const [key] of VENDOR_SETTINGS) {
     const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
     if (v != null) form[key].value = String(v);
@@ -505,6 +521,8 @@ function validate(form, creating) {
       errors.private_key = 'Paste the whole .p8 file, from -----BEGIN PRIVATE KEY----- to the end.';
     }
   }
+  if (shown('client_id') && !v('client_id')) errors.client_id = 'Enter the Client ID from the Honor developer console.';
+  if (creating && shown('client_secret') && !form.client_secret.value) errors.client_secret = 'Enter the Client secret from the Honor developer console.';
   const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   if (type === 'open_url') {
     const url = v('url');
@@ -555,7 +573,7 @@ function formBody(form, creating) {
       if (value) body.service_account = JSON.parse(value);
     } else if (name === 'private_key') {
       if (value) body.private_key = value;
-    } else if (name === 'app_secret' || name === 'master_secret') {
+    } else if (name === 'app_secret' || name === 'master_secret' || name === 'client_secret') {
       if (creating || value) body[name] = fieldFor(form, box).value;
     } else if (numeric.has(name)) {
       body[name] = Number(value);
@@ -586,6 +604,7 @@ async function saveCertificate(form) {
     form.service_account.value = '';
     form.private_key.value = '';
     form.master_secret.value = '';
+    form.client_secret.value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';

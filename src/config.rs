@@ -73,6 +73,12 @@ pub struct Config {
     pub sdkappid: u64,
     pub secret_key: Option<String>,
     pub tim_admins: Vec<String>,
+    /// Honor's send host and full OAuth token URL (`PUSHGATE_HONOR_BASE_URL` / `_AUTH_URL`).
+    pub honor_base_url: String,
+    pub honor_auth_url: String,
+    /// Huawei's send host and full OAuth token URL (`PUSHGATE_HUAWEI_BASE_URL` / `_AUTH_URL`).
+    pub huawei_base_url: String,
+    pub huawei_auth_url: String,
     pub xiaomi_base_url: String,
     /// OPPO, vivo and Meizu hosts (`PUSHGATE_<VENDOR>_BASE_URL`), the vendors' own by default.
     pub oppo_base_url: String,
@@ -275,6 +281,10 @@ impl Default for Config {
             sdkappid: 0,
             secret_key: None,
             tim_admins: vec!["administrator".into()],
+            honor_base_url: crate::providers::honor::DEFAULT_BASE_URL.into(),
+            honor_auth_url: crate::providers::honor::DEFAULT_AUTH_URL.into(),
+            huawei_base_url: crate::providers::huawei::DEFAULT_BASE_URL.into(),
+            huawei_auth_url: crate::providers::huawei::DEFAULT_AUTH_URL.into(),
             xiaomi_base_url: "https://api.xmpush.xiaomi.com".into(),
             oppo_base_url: crate::providers::oppo::wire::DEFAULT_BASE_URL.into(),
             vivo_base_url: crate::providers::vivo::wire::DEFAULT_BASE_URL.into(),
@@ -457,6 +467,16 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        for (key, field) in [
+            ("PUSHGATE_HONOR_BASE_URL", &mut cfg.honor_base_url),
+            ("PUSHGATE_HONOR_AUTH_URL", &mut cfg.honor_auth_url),
+            ("PUSHGATE_HUAWEI_BASE_URL", &mut cfg.huawei_base_url),
+            ("PUSHGATE_HUAWEI_AUTH_URL", &mut cfg.huawei_auth_url),
+        ] {
+            if let Some(v) = env.var(key) {
+                *field = v;
+            }
+        }
         if let Some(v) = env.var("PUSHGATE_XIAOMI_BASE_URL") {
             cfg.xiaomi_base_url = v;
         }
@@ -554,10 +574,16 @@ impl Config {
                 "requests_per_sec must be at least 1 and max_body_bytes at least 1024",
             );
         }
-        if !(self.xiaomi_base_url.starts_with("http://")
-            || self.xiaomi_base_url.starts_with("https://"))
-        {
-            return invalid("xiaomi_base_url", "must be an http:// or https:// URL");
+        for (key, url) in [
+            ("honor_base_url", &self.honor_base_url),
+            ("honor_auth_url", &self.honor_auth_url),
+            ("huawei_base_url", &self.huawei_base_url),
+            ("huawei_auth_url", &self.huawei_auth_url),
+            ("xiaomi_base_url", &self.xiaomi_base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(key, "must be an http:// or https:// URL");
+            }
         }
         for (field, url) in [
             ("oppo_base_url", &self.oppo_base_url),
@@ -781,6 +807,36 @@ mod tests {
         }
         let ok = Config::load(None, &env(&[("PUSHGATE_SECRET_KEY", &"k".repeat(64))])).unwrap();
         assert_eq!(ok.secret_key.map(|k| k.len()), Some(64));
+    }
+
+    #[test]
+    fn huawei_and_honor_urls_come_from_the_environment() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.huawei_base_url, "https://push-api.cloud.huawei.com");
+        assert_eq!(
+            c.honor_auth_url,
+            "https://iam.developer.honor.com/auth/token"
+        );
+        let c = Config::load(
+            None,
+            &env(&[
+                ("PUSHGATE_HUAWEI_BASE_URL", "http://127.0.0.1:9091"),
+                (
+                    "PUSHGATE_HUAWEI_AUTH_URL",
+                    "http://127.0.0.1:9091/oauth2/v3/token",
+                ),
+                ("PUSHGATE_HONOR_BASE_URL", "http://127.0.0.1:9092"),
+                (
+                    "PUSHGATE_HONOR_AUTH_URL",
+                    "http://127.0.0.1:9092/auth/token",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.huawei_auth_url, "http://127.0.0.1:9091/oauth2/v3/token");
+        assert_eq!(c.honor_base_url, "http://127.0.0.1:9092");
+        let e = Config::load(None, &env(&[("PUSHGATE_HONOR_AUTH_URL", "iam.honor")])).unwrap_err();
+        assert!(e.to_string().contains("honor_auth_url"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `pushgate` command: serve, emulator xiaomi|oppo|vivo|meizu, usersig. Thin: all logic is in the library.
+//! The `pushgate` command: serve, emulator xiaomi|huawei|honor|oppo|vivo|meizu, usersig. Thin: all
+//! logic is in the library.
 #![forbid(unsafe_code)]
 // The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -53,6 +54,22 @@ enum EmulatorVendor {
     Xiaomi {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
+    },
+    /// The Huawei Push Kit emulator (token endpoint and send API on one listener).
+    Huawei {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: std::net::SocketAddr,
+        /// Accept any client id with any non-empty secret (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
+    },
+    /// The Honor Push emulator (token endpoint and send API on one listener).
+    Honor {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: std::net::SocketAddr,
+        /// Accept any client id with any non-empty secret (no /_emulator/apps setup).
+        #[arg(long)]
+        permissive: bool,
     },
     /// The Meizu Flyme Push emulator.
     Meizu {
@@ -155,9 +172,20 @@ fn main() -> ExitCode {
             }
         }
         Command::Emulator {
-            vendor: EmulatorVendor::Meizu { listen, permissive },
+            vendor: EmulatorVendor::Huawei { listen, permissive },
         } => {
-            use pushgate::providers::meizu::emulator::{run_standalone, EmulatorConfig};
+            use pushgate::providers::huawei::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Honor { listen, permissive },
+        } => {
+            use pushgate::providers::honor::emulator::{run_standalone, EmulatorConfig};
             let config = if permissive {
                 EmulatorConfig::permissive()
             } else {
@@ -180,6 +208,17 @@ fn main() -> ExitCode {
             vendor: EmulatorVendor::Vivo { listen, permissive },
         } => {
             use pushgate::providers::vivo::emulator::{run_standalone, EmulatorConfig};
+            let config = if permissive {
+                EmulatorConfig::permissive()
+            } else {
+                EmulatorConfig::default()
+            };
+            run_emulator(run_standalone(listen, config))
+        }
+        Command::Emulator {
+            vendor: EmulatorVendor::Meizu { listen, permissive },
+        } => {
+            use pushgate::providers::meizu::emulator::{run_standalone, EmulatorConfig};
             let config = if permissive {
                 EmulatorConfig::permissive()
             } else {

@@ -125,6 +125,15 @@ pub struct OfflinePush {
     ext: Option<String>,
     #[serde(default)]
     channel_id: Option<String>,
+    /// Huawei / Honor overrides (contract.md: TIM's AndroidInfo names in snake_case).
+    #[serde(default)]
+    huawei_category: Option<String>,
+    #[serde(default)]
+    huawei_importance: Option<String>,
+    #[serde(default)]
+    huawei_channel_id: Option<String>,
+    #[serde(default)]
+    honor_importance: Option<String>,
     /// OPPO, vivo and Meizu overrides (contract.md: TIM's AndroidInfo names in snake_case).
     #[serde(default)]
     oppo_channel_id: Option<String>,
@@ -208,6 +217,13 @@ pub async fn send_message(
         desc: op.desc,
         ext: op.ext,
         channel_id: op.channel_id,
+        hw: crate::domain::hw_push_fields::HwPushFields {
+            huawei_category: op.huawei_category,
+            huawei_importance: op.huawei_importance,
+            huawei_channel_id: op.huawei_channel_id,
+            honor_importance: op.honor_importance,
+        }
+        .normalized(),
         ovm: crate::domain::vendor_fields::OvmPushFields {
             oppo_channel_id: op.oppo_channel_id,
             oppo_category: op.oppo_category,

@@ -274,6 +274,7 @@ mod tests {
                 channel_id: Some("c".into()),
                 conversation: "c2c:bob".into(),
                 global: Default::default(),
+                hw: Default::default(),
                 // A vendor's per-message override must survive the trip to another node.
                 ovm: crate::domain::vendor_fields::OvmPushFields {
                     vivo_classification: Some(1),

@@ -49,6 +49,8 @@ impl From<ClickActionFields> for ClickAction {
 #[serde(rename_all = "snake_case")]
 pub enum Vendor {
     Xiaomi,
+    Huawei,
+    Honor,
     Oppo,
     Vivo,
     Meizu,

@@ -28,6 +28,9 @@ pub struct PushContent {
     /// FCM and APNs fields (TIM `GoogleChannelID`, `Sound`, `ApnsInfo`).
     #[serde(default)]
     pub global: super::global_push_fields::GlobalPushFields,
+    /// Huawei and Honor classification overrides (TIM `HuaWeiCategory`, `HonorImportance`, …).
+    #[serde(default)]
+    pub hw: super::hw_push_fields::HwPushFields,
     /// Notifications of one conversation replace each other in the tray.
     pub conversation: String,
     /// The message's OPPO, vivo and Meizu overrides (TIM `OPPOCategory`, `VIVOClassification`, …).

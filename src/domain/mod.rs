@@ -5,6 +5,7 @@ pub mod certificate;
 pub mod credentials;
 pub mod device;
 pub mod global_push_fields;
+pub mod hw_push_fields;
 pub mod ids;
 pub mod message;
 pub mod policy;

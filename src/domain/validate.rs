@@ -134,6 +134,9 @@ pub fn validate_certificate(input: &CertificateInput, creating: bool) -> Result<
     }
     input.credentials.validate(creating)?;
     validate_click_action(&input.click_action)?;
+    input
+        .credentials
+        .validate_click_action(&input.click_action)?;
     if input.qps == 0 || input.qps > MAX_QPS {
         return Err(bad("qps", format!("qps must be between 1 and {MAX_QPS}")));
     }

@@ -15,6 +15,8 @@ pub struct SendRequest {
     pub desc: Option<String>,
     pub ext: Option<String>,
     pub channel_id: Option<String>,
+    /// Huawei and Honor per-message fields (checked here, empty ones already dropped).
+    pub hw: crate::domain::hw_push_fields::HwPushFields,
     /// OPPO, vivo and Meizu overrides of the certificate's classification.
     pub ovm: crate::domain::vendor_fields::OvmPushFields,
     /// FCM and APNs fields.
@@ -140,6 +142,13 @@ impl Gateway {
                 }
             }
         }
+        req.hw.check().map_err(|e| {
+            GatewayError::invalid(
+                ErrorCode::InvalidField,
+                Some(e.field.v1()),
+                format!("{}: {}", e.field.v1(), e.message),
+            )
+        })?;
         req.ovm.check().map_err(field_error)?;
         req.global.check().map_err(field_error)?;
         Ok(())
@@ -165,6 +174,7 @@ impl Gateway {
                     ext: req.ext.clone(),
                     channel_id: req.channel_id.clone(),
                     global: req.global.clone(),
+                    hw: req.hw.clone(),
                     conversation: req
                         .conversation
                         .clone()

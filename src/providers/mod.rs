@@ -14,8 +14,11 @@ pub mod emulator_kit;
 pub mod fcm;
 pub mod h2_emulator;
 pub mod h2_pool;
+pub mod honor;
+pub mod huawei;
 pub mod jwt;
 pub mod meizu;
+pub mod oauth_emulator;
 pub mod oppo;
 pub mod outcome;
 pub mod outcome_verdict;
@@ -212,6 +215,10 @@ pub trait ServiceVisitor {
 pub enum ProvidersError {
     #[error("xiaomi: {0}")]
     Xiaomi(#[from] xiaomi::ClientError),
+    #[error("huawei: {0}")]
+    Huawei(huawei::ClientError),
+    #[error("honor: {0}")]
+    Honor(huawei::ClientError),
     /// OPPO, vivo or Meizu (the message names which).
     #[error("{0}: {1}")]
     Ovm(&'static str, vendor_http::ClientError),
@@ -226,6 +233,8 @@ pub enum ProvidersError {
 #[derive(Clone)]
 pub struct Providers {
     xiaomi: Arc<xiaomi::Xiaomi>,
+    huawei: Arc<huawei::service::Huawei>,
+    honor: Arc<honor::service::Honor>,
     oppo: Arc<oppo::service::Oppo>,
     vivo: Arc<vivo::service::Vivo>,
     meizu: Arc<meizu::service::Meizu>,
@@ -240,6 +249,18 @@ impl Providers {
             xiaomi: Arc::new(
                 xiaomi::Xiaomi::new(&config.xiaomi_base_url, timeout)?
                     .with_receipts(config.public_url.clone()),
+            ),
+            huawei: Arc::new(
+                huawei::service::Huawei::new(
+                    &config.huawei_base_url,
+                    &config.huawei_auth_url,
+                    timeout,
+                )
+                .map_err(ProvidersError::Huawei)?,
+            ),
+            honor: Arc::new(
+                honor::service::Honor::new(&config.honor_base_url, &config.honor_auth_url, timeout)
+                    .map_err(ProvidersError::Honor)?,
             ),
             oppo: Arc::new(
                 oppo::service::Oppo::new(&config.oppo_base_url, timeout)
@@ -262,6 +283,8 @@ impl Providers {
     pub fn with_service<V: ServiceVisitor>(&self, vendor: Vendor, visitor: V) -> V::Output {
         match vendor {
             Vendor::Xiaomi => visitor.visit(self.xiaomi.clone()),
+            Vendor::Huawei => visitor.visit(self.huawei.clone()),
+            Vendor::Honor => visitor.visit(self.honor.clone()),
             Vendor::Oppo => visitor.visit(self.oppo.clone()),
             Vendor::Vivo => visitor.visit(self.vivo.clone()),
             Vendor::Meizu => visitor.visit(self.meizu.clone()),

@@ -404,6 +404,7 @@ mod tests {
                 desc: "hi".into(),
                 ext: None,
                 channel_id: None,
+                hw: Default::default(),
                 ovm: Default::default(),
                 global: Default::default(),
                 conversation: "c2c:carol".into(),

@@ -593,6 +593,68 @@ test('delete a certificate after confirming', async () => {
   await page.locator(`.cert[data-id="${certId}"]`).waitFor();
 });
 
+test('a Huawei and a Honor certificate: each form shows its own fields, each card its health, no secret', async () => {
+  const huaweiSecret = 'e2e-huawei-Xy7/+=';
+  await page.getByRole('link', { name: 'Add certificate' }).click();
+  await page.getByRole('heading', { name: 'Add certificate' }).waitFor();
+  await page.getByLabel('Push platform').selectOption('huawei');
+  assert.equal(await page.getByLabel('Message category').inputValue(), 'IM', 'chats are not marketing');
+  assert.equal(await page.getByLabel('Client ID').isVisible(), false);
+  assert.equal(await page.getByLabel('Importance').isVisible(), false);
+  await page.getByLabel('Package name').fill('com.example.chat');
+  await page.getByLabel('AppID').fill('10086');
+  await page.getByLabel('AppSecret').fill(huaweiSecret);
+  await page.getByLabel('Channel ID').fill('chats');
+  await page.getByLabel('QPS').fill('200');
+  await shot('15-add-huawei-certificate');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const huaweiId = Number(await textMatching(page.locator('#saved-id'), /^\d+$/));
+  const hw = await gateway('GET', `/v1/certificates/${huaweiId}`, ADMIN_TOKEN);
+  assert.equal(hw.status, 200);
+  assert.equal(hw.body.vendor, 'huawei');
+  assert.equal(hw.body.category, 'IM');
+  assert.equal(hw.body.channel_id, 'chats');
+  assert.equal(hw.body.app_secret_set, true);
+  assert.ok(!JSON.stringify(hw.body).includes(huaweiSecret), 'the secret is never returned');
+
+  const honorSecret = 'e2e-honor-Qw3=';
+  await page.getByRole('link', { name: 'Add certificate' }).click();
+  await page.getByRole('heading', { name: 'Add certificate' }).waitFor();
+  await page.getByLabel('Push platform').selectOption('honor');
+  assert.equal(await page.getByLabel('Channel ID').isVisible(), false, 'Honor has no channels');
+  assert.equal(await page.getByLabel('Message category').isVisible(), false);
+  assert.equal(await page.getByLabel('Importance').inputValue(), 'NORMAL', 'chats are not marketing');
+  await page.getByLabel('Package name').fill('com.example.chat');
+  await page.getByLabel('AppID').fill('104436');
+  await page.getByLabel('Client ID').fill('honor-client-e2e');
+  await page.getByLabel('Client secret').fill(honorSecret);
+  await page.getByLabel('QPS').fill('100');
+  await shot('16-add-honor-certificate');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const honorId = Number(await textMatching(page.locator('#saved-id'), /^\d+$/));
+  const ho = await gateway('GET', `/v1/certificates/${honorId}`, ADMIN_TOKEN);
+  assert.equal(ho.status, 200);
+  assert.equal(ho.body.vendor, 'honor');
+  assert.equal(ho.body.client_id, 'honor-client-e2e');
+  assert.equal(ho.body.importance, 'NORMAL');
+  assert.equal(ho.body.client_secret_set, true);
+  assert.ok(!JSON.stringify(ho.body).includes(honorSecret), 'the secret is never returned');
+
+  const hwCard = page.locator(`.cert[data-id="${huaweiId}"]`);
+  await textMatching(hwCard.locator('dd[data-key="Category"]'), /^IM$/);
+  await textMatching(hwCard.locator('dd[data-key="AppSecret"]'), /^set$/);
+  await textMatching(hwCard.locator('.cert-state'), /^Healthy$/);
+  const hoCard = page.locator(`.cert[data-id="${honorId}"]`);
+  await textMatching(hoCard.locator('dd[data-key="Client ID"]'), /^honor-client-e2e$/);
+  await textMatching(hoCard.locator('dd[data-key="Importance"]'), /^NORMAL$/);
+  await textMatching(hoCard.locator('dd[data-key="Client secret"]'), /^set$/);
+  await textMatching(hoCard.locator('.cert-state'), /^Healthy$/);
+  await shot('17-huawei-and-honor-certificates');
+  const html = await page.content();
+  assert.ok(!html.includes(huaweiSecret) && !html.includes(honorSecret), 'no secret in the page');
+  for (const id of [huaweiId, honorId]) await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
+});
+
 test('sign out forgets the token', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();

@@ -82,7 +82,7 @@ admin_token="e2e-admin-$(random_token)"
 api_token="e2e-api-$(random_token)"
 
 # No vendor traffic may leave this machine: point Xiaomi at the built-in emulator when the
-# binary has one, otherwise at a closed loopback port.
+# binary has one, otherwise at a closed loopback port; the other vendors at that port.
 xiaomi_url="http://127.0.0.1:9"
 emulator_port="$(free_port)"
 if "$bin" emulator xiaomi --help >/dev/null 2>&1; then
@@ -117,6 +117,8 @@ PUSHGATE_DATA_DIR="$data_dir" \
 PUSHGATE_ADMIN_TOKEN="$admin_token" \
 PUSHGATE_API_TOKEN="$api_token" \
 PUSHGATE_XIAOMI_BASE_URL="$xiaomi_url" \
+PUSHGATE_HUAWEI_BASE_URL="http://127.0.0.1:9" PUSHGATE_HUAWEI_AUTH_URL="http://127.0.0.1:9/oauth2/v3/token" \
+PUSHGATE_HONOR_BASE_URL="http://127.0.0.1:9" PUSHGATE_HONOR_AUTH_URL="http://127.0.0.1:9/auth/token" \
   "$bin" serve >"$out/pushgate.log" 2>&1 &
 server_pid=$!
 

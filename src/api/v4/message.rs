@@ -59,6 +59,8 @@ pub struct OfflinePushInfo {
     pub ext: Option<String>,
     /// `AndroidInfo.XiaoMiChannelID`; non-empty overrides the certificate's channel.
     pub xiaomi_channel_id: Option<String>,
+    /// `AndroidInfo.{HuaWeiCategory, HuaWeiImportance, HuaWeiChannelID, HonorImportance}`.
+    pub hw: crate::domain::hw_push_fields::HwPushFields,
     /// `AndroidInfo.{OPPOChannelID, OPPOCategory, VIVOClassification, VIVOCategory,
     /// MeiZuNoticeMsgType}`.
     pub ovm: crate::domain::vendor_fields::OvmPushFields,
@@ -177,6 +179,7 @@ impl TimMessage {
             desc,
             ext,
             channel_id: opi.xiaomi_channel_id.filter(|c| !c.is_empty()),
+            hw: opi.hw,
             ovm: opi.ovm,
             global: opi.global,
             push_disabled: opi.push_disabled,
@@ -463,14 +466,16 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
     let title = s(o, "Title", "OfflinePushInfo.Title")?;
     let desc = s(o, "Desc", "OfflinePushInfo.Desc")?;
     let ext = s(o, "Ext", "OfflinePushInfo.Ext")?;
-    let (xiaomi_channel_id, ovm) = match o.get("AndroidInfo") {
-        None | Some(Value::Null) => (None, Default::default()),
+    let (xiaomi_channel_id, hw, ovm) = match o.get("AndroidInfo") {
+        None | Some(Value::Null) => (None, Default::default(), Default::default()),
         Some(Value::Object(a)) => (
             s(
                 a,
                 "XiaoMiChannelID",
                 "OfflinePushInfo.AndroidInfo.XiaoMiChannelID",
             )?,
+            crate::domain::hw_push_fields::HwPushFields::from_tim_android_info(a)
+                .map_err(|e| opi_error(format!("{}: {}", e.field.v4(), e.message)))?,
             crate::domain::vendor_fields::OvmPushFields::from_tim_android_info(a)
                 .map_err(opi_error)?,
         ),
@@ -483,6 +488,7 @@ pub fn parse_offline_push_info(v: Option<&Value>) -> Result<Option<OfflinePushIn
         desc,
         ext,
         xiaomi_channel_id,
+        hw,
         ovm,
         global,
     }))

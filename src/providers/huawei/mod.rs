@@ -1,0 +1,19 @@
+//! Huawei Push Kit (HMS Core) v1/v2: OAuth client credentials, the notification body, reply
+//! classification and a local emulator. The facts come from `spec/vendors/huawei.md`.
+//!
+//! `auth` builds the token request and reads its answer, `wire` the send body, `client` sends
+//! once, `reply` classifies every code of the spec's table into a [`HuaweiReply`], and
+//! `emulator` is a loopback Huawei for tests and load runs.
+
+pub mod auth;
+pub mod client;
+pub mod emulator;
+pub mod memory;
+pub mod reply;
+pub mod service;
+pub mod wire;
+
+pub use auth::{AccessToken, TokenError};
+pub use client::{ClientError, HuaweiClient, DEFAULT_AUTH_URL, DEFAULT_BASE_URL};
+pub use reply::{classify, HuaweiReply};
+pub use wire::{send_body, HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE};

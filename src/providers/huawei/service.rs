@@ -1,0 +1,392 @@
+//! Huawei behind the [`PushService`] seam: credentials from a certificate, identical content to
+//! up to 1,000 tokens per request (distinct content never shares one), the OAuth token through
+//! the certificate's access cache, and each [`HuaweiReply`] classified into a [`Verdict`].
+//! A refused token is renewed and the request resent once, and 80300007 unbinds only after the
+//! certificate's app id has proved itself (see `memory`).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::client::{ClientError, HuaweiClient};
+use super::memory::{AuthMemory, Refusal};
+use super::reply::HuaweiReply;
+use super::wire::{
+    HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE, MAX_TOKENS_PER_REQUEST,
+};
+use super::TokenError;
+use crate::domain::validate::FieldError;
+use crate::domain::{Certificate, CertificateId};
+use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
+use crate::providers::{
+    AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
+    PushService, RetryBudget, RetryPlan, Verdict,
+};
+use crate::push::PushContent;
+
+/// Tokens are renewed this much earlier than the seam's own margin: 120 s before expiry in
+/// total, as mizhousoft's client does (spec §2.1).
+const EXTRA_RENEW_MARGIN: Duration = Duration::from_secs(60);
+
+/// One exchange and what the certificate's memory says about it.
+#[derive(Debug)]
+pub struct HuaweiExchange {
+    pub reply: HuaweiReply,
+    /// A delivery was accepted for this certificate's app id (now or before).
+    pub app_confirmed: bool,
+    /// For a refused token: first refusal or repeat.
+    pub refusal: Option<Refusal>,
+}
+
+/// Huawei Push Kit, one per process: its client's connection pool serves every certificate.
+pub struct Huawei {
+    client: HuaweiClient,
+    memory: AuthMemory,
+}
+
+impl Huawei {
+    pub fn new(base_url: &str, auth_url: &str, timeout: Duration) -> Result<Huawei, ClientError> {
+        Ok(Huawei {
+            client: HuaweiClient::new(base_url, auth_url, timeout)?,
+            memory: AuthMemory::default(),
+        })
+    }
+}
+
+/// The key an app id is confirmed under: the URL id the sends go to.
+pub fn app_key(app: &HuaweiApp) -> String {
+    match app.project_id.as_deref().filter(|p| !p.trim().is_empty()) {
+        Some(p) => format!("v2/{p}"),
+        None => format!("v1/{}", app.app_id),
+    }
+}
+
+/// A token grant that expires a little before the vendor says, so it is renewed early.
+pub fn grant_for(value: &str, lifetime: Duration) -> Grant<Arc<str>> {
+    let life = lifetime
+        .saturating_sub(EXTRA_RENEW_MARGIN)
+        .max(Duration::from_secs(1));
+    Grant {
+        value: Arc::from(value),
+        expires_at: Some(Instant::now() + life),
+    }
+}
+
+pub fn access_error(e: TokenError) -> AccessError {
+    match e {
+        TokenError::Refused(m) => AccessError::Refused(m),
+        TokenError::Unavailable(m) => AccessError::Unavailable(m),
+    }
+}
+
+/// The certificate of a batch (all its jobs share one).
+pub fn batch_cert<C>(batch: &Batch<C>) -> Option<CertificateId> {
+    batch.jobs().next().map(|j| j.cert)
+}
+
+impl PushService for Huawei {
+    type Credentials = HuaweiApp;
+    type Content = HuaweiMessage;
+    type Access = Arc<str>;
+    type Reply = HuaweiExchange;
+
+    fn name(&self) -> &'static str {
+        "huawei"
+    }
+
+    fn credentials(&self, cert: &Certificate) -> Result<HuaweiApp, FieldError> {
+        let Some(h) = cert.credentials.huawei() else {
+            return Err(FieldError {
+                field: "vendor",
+                message: format!(
+                    "a {:?} certificate has no Huawei credentials",
+                    cert.vendor()
+                ),
+            });
+        };
+        if h.app_secret.trim().is_empty() {
+            return Err(FieldError {
+                field: "app_secret",
+                message: "the Huawei AppSecret (OAuth client secret) is required".into(),
+            });
+        }
+        Ok(HuaweiApp {
+            app_id: h.app_id.clone(),
+            client_secret: h.app_secret.clone(),
+            project_id: None,
+        })
+    }
+
+    fn render(&self, cert: &Certificate, content: &PushContent) -> HuaweiMessage {
+        // The message's TIM fields override the certificate's settings.
+        let h = cert.credentials.huawei();
+        let hw = &content.hw;
+        HuaweiMessage {
+            title: content.title.clone(),
+            body: content.desc.clone(),
+            category: hw
+                .huawei_category
+                .clone()
+                .or_else(|| h.map(|h| h.category.clone()))
+                .unwrap_or_else(|| DEFAULT_CATEGORY.to_owned()),
+            importance: hw
+                .huawei_importance
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMPORTANCE.to_owned()),
+            channel_id: hw
+                .huawei_channel_id
+                .clone()
+                .or_else(|| h.and_then(|h| h.channel_id.clone())),
+            package_name: cert.package_name.clone(),
+            click: cert.click_action.clone(),
+            ext: content.ext.clone(),
+            notify_id: XiaomiMessage::notify_id_for(&content.conversation),
+            sound: None,
+            bi_tag: None,
+        }
+    }
+
+    fn batch_rule(&self) -> BatchRule {
+        BatchRule {
+            same_content: MAX_TOKENS_PER_REQUEST,
+            // Huawei's request carries one message: distinct content never shares a request.
+            mixed_content: 1,
+            same_kind: "token",
+            mixed_kind: "token",
+        }
+    }
+
+    fn acquire_access(
+        &self,
+        app: &HuaweiApp,
+    ) -> impl Future<Output = Result<Grant<Arc<str>>, AccessError>> + Send {
+        let client = self.client.clone();
+        let app = app.clone();
+        async move {
+            let token = client.fetch_token(&app).await.map_err(access_error)?;
+            Ok(grant_for(&token.value, token.lifetime))
+        }
+    }
+
+    async fn exchange(
+        &self,
+        app: &HuaweiApp,
+        access: &Arc<str>,
+        batch: &Batch<HuaweiMessage>,
+    ) -> HuaweiExchange {
+        let reply = match batch.parts.as_slice() {
+            [(msg, jobs)] => {
+                let tokens: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
+                self.client.send(app, access, msg, &tokens).await
+            }
+            _ => HuaweiReply::InvalidRequest {
+                code: -1,
+                msg: "a Huawei request carries one message; the batch mixed several".into(),
+            },
+        };
+        let cert = batch_cert(batch).unwrap_or_default();
+        let key = app_key(app);
+        let mut refusal = None;
+        match &reply {
+            HuaweiReply::Delivered { .. } => self.memory.delivered(cert, &key),
+            HuaweiReply::AccessRefused { .. } => refusal = Some(self.memory.refused(cert, access)),
+            _ => {}
+        }
+        HuaweiExchange {
+            app_confirmed: self.memory.confirmed(cert, &key),
+            reply,
+            refusal,
+        }
+    }
+
+    fn classify(
+        &self,
+        cert: CertificateId,
+        batch: &Batch<HuaweiMessage>,
+        exchange: HuaweiExchange,
+        attempt: u32,
+    ) -> Verdict {
+        classify_exchange(cert, batch, exchange, attempt)
+    }
+}
+
+fn retry(
+    class: &'static str,
+    n: usize,
+    after: Duration,
+    budget: RetryBudget,
+    give_up: JobResult,
+) -> Verdict {
+    Verdict::retry_all(
+        class,
+        n,
+        RetryPlan {
+            after,
+            budget,
+            give_up,
+        },
+    )
+}
+
+/// The verdict of one Huawei exchange (spec §4, §5).
+pub fn classify_exchange(
+    cert: CertificateId,
+    batch: &Batch<HuaweiMessage>,
+    exchange: HuaweiExchange,
+    attempt: u32,
+) -> Verdict {
+    let n = batch.len();
+    let HuaweiExchange {
+        reply,
+        app_confirmed,
+        refusal,
+    } = exchange;
+    let class = reply.class();
+    let trace: Option<Arc<str>> = reply.request_id().map(Arc::from);
+    let verdict = match reply {
+        HuaweiReply::Delivered {
+            request_id,
+            illegal_tokens,
+        } => {
+            let id: Arc<str> = Arc::from(request_id.as_str());
+            let bad: HashSet<&str> = illegal_tokens.iter().map(String::as_str).collect();
+            let jobs = batch
+                .jobs()
+                .map(|j| {
+                    JobVerdict::Done(if bad.contains(&*j.token) {
+                        JobResult::new(
+                            DeliveryClass::BadToken,
+                            "Huawei listed this token in illegal_tokens (80100000); unbound",
+                        )
+                        .code(80100000)
+                        .unbind()
+                    } else {
+                        JobResult::new(DeliveryClass::Delivered, "accepted by Huawei")
+                            .code(80000000)
+                            .msg_id(id.clone())
+                    })
+                })
+                .collect();
+            Verdict {
+                reply_class: class,
+                trace_id: None,
+                jobs,
+                retry: None,
+                certificate: vec![CertAction::SpeedUp],
+            }
+        }
+        HuaweiReply::AllTokensInvalid { msg, .. } if app_confirmed => Verdict::all_done(
+            class,
+            n,
+            JobResult::new(
+                DeliveryClass::NoValidTargets,
+                format!("Huawei answered 80300007 ({msg}); the token was unbound"),
+            )
+            .code(80300007)
+            .unbind(),
+        ),
+        HuaweiReply::AllTokensInvalid { msg, .. } => {
+            tracing::warn!(
+                certificate = cert,
+                "Huawei answered 80300007 before any delivery of this certificate; tokens kept \
+                 (a wrong app id gives the same answer)"
+            );
+            Verdict::all_done(
+                class,
+                n,
+                JobResult::new(
+                    DeliveryClass::NoValidTargets,
+                    format!(
+                        "Huawei answered 80300007 ({msg}); not unbound because this certificate \
+                         has had no delivery yet and a wrong app_id gives the same answer: \
+                         check the certificate's app_id"
+                    ),
+                )
+                .code(80300007),
+            )
+        }
+        HuaweiReply::AccessExpired { code, msg } => retry(
+            class,
+            n,
+            Duration::ZERO,
+            RetryBudget::Transient,
+            JobResult::new(
+                DeliveryClass::Transient,
+                format!("Huawei kept answering the access token expired ({code}: {msg})"),
+            )
+            .code(code),
+        )
+        .act(CertAction::RenewAccess),
+        HuaweiReply::AccessRefused { code, msg } if refusal != Some(Refusal::Repeated) => retry(
+            class,
+            n,
+            Duration::ZERO,
+            RetryBudget::Transient,
+            JobResult::new(
+                DeliveryClass::Misconfigured,
+                format!("Huawei refused the access token ({code}: {msg})"),
+            )
+            .code(code),
+        )
+        .act(CertAction::RenewAccess),
+        HuaweiReply::AccessRefused { code, msg } | HuaweiReply::Misconfigured { code, msg } => {
+            tracing::warn!(
+                certificate = cert,
+                code,
+                "Huawei refused the certificate; broken"
+            );
+            Verdict::all_done(
+                class,
+                n,
+                JobResult::new(
+                    DeliveryClass::Misconfigured,
+                    format!("Huawei refused the certificate ({code}: {msg})"),
+                )
+                .code(code),
+            )
+            .act(CertAction::Broken(format!("Huawei answered {code}: {msg}")))
+        }
+        HuaweiReply::RateLimited { code, msg } => retry(
+            class,
+            n,
+            retry_delay(attempt + 1),
+            RetryBudget::RateLimited,
+            JobResult::new(
+                DeliveryClass::RateLimited,
+                format!("Huawei kept answering flow control ({code}: {msg}); gave up"),
+            )
+            .code(code),
+        )
+        .act(CertAction::SlowDown),
+        HuaweiReply::Transient { reason } => retry(
+            class,
+            n,
+            retry_delay(attempt + 1),
+            RetryBudget::Transient,
+            JobResult::new(
+                DeliveryClass::Transient,
+                format!("Huawei unreachable or busy: {reason}"),
+            ),
+        ),
+        HuaweiReply::InvalidRequest { code, msg } => Verdict::all_done(
+            class,
+            n,
+            JobResult::new(
+                DeliveryClass::InvalidRequest,
+                format!("Huawei refused the request ({code}: {msg})"),
+            )
+            .code(code),
+        ),
+        HuaweiReply::Unknown { code, msg } => Verdict::all_done(
+            class,
+            n,
+            JobResult::new(
+                DeliveryClass::Unknown,
+                format!("Huawei answered {code}: {msg}"),
+            )
+            .code(code),
+        ),
+    };
+    verdict.trace(trace)
+}
