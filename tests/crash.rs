@@ -62,7 +62,7 @@ async fn drive(base: String, i: usize, cert: u64, known: Arc<Mutex<Vec<Known>>>)
                 },
             ),
             ("Online", false) => ("token", Model { token: true, ..now }),
-            _ if n % 2 == 0 => (
+            _ if n.is_multiple_of(2) => (
                 "disconnect",
                 Model {
                     state: "PushOnline",

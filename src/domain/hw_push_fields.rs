@@ -9,8 +9,10 @@ use serde_json::{Map, Value};
 use super::credentials::{is_honor_importance, is_huawei_category};
 use super::message::MAX_CHANNEL_ID_CHARS;
 
-/// The Huawei and Honor fields of one message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// The Huawei and Honor fields of one message (serde: it travels inside `PushContent` to another
+/// node's inbox and to the shutdown outbox).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HwPushFields {
     /// Huawei `android.category` (`IM`, `VOIP`, … `MARKETING`).
     pub huawei_category: Option<String>,

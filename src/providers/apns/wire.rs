@@ -94,7 +94,7 @@ pub fn device_path(token: &str) -> Option<String> {
     let token = token.trim();
     let ok = !token.is_empty()
         && token.len() <= 400
-        && token.len() % 2 == 0
+        && token.len().is_multiple_of(2)
         && token.chars().all(|c| c.is_ascii_hexdigit());
     ok.then(|| format!("/3/device/{}", token.to_ascii_lowercase()))
 }

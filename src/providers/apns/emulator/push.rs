@@ -241,7 +241,8 @@ fn check(
     if device_token.is_empty() {
         return Err(bad("MissingDeviceToken"));
     }
-    if device_token.len() % 2 != 0 || !device_token.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !device_token.len().is_multiple_of(2) || !device_token.chars().all(|c| c.is_ascii_hexdigit())
+    {
         return Err(bad("BadDeviceToken"));
     }
     if body.is_empty() {
