@@ -547,6 +547,20 @@ impl ClusterNode {
         let now = now_secs();
         let reads =
             futures_util::future::join_all(req.to.iter().map(|u| self.cluster.read_user(u))).await;
+        // The view of live nodes is refreshed once a second: a node that joined since is not in
+        // it yet, and routing would take its devices for a dead node's. A location on a node
+        // outside the view refreshes the view first (rare: only after a join or a death).
+        let unseen = reads.iter().flatten().any(|h| {
+            h.devices
+                .iter()
+                .filter_map(|(_, d)| location(d))
+                .any(|at| !self.is_alive(&at.node))
+        });
+        if unseen {
+            if let Err(e) = self.refresh_view().await {
+                tracing::warn!(error = %e, "refreshing the view of live nodes failed");
+            }
+        }
         let alive = |n: &str| self.is_alive(n);
         // Per recipient, per device: the outcome so far; live targets wait for their XADD.
         let mut outcomes: Vec<Vec<DeviceOutcome>> = Vec::with_capacity(req.to.len());
