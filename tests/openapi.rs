@@ -45,7 +45,9 @@ fn registered() -> BTreeSet<(String, String)> {
         .expect("the /v1 scope");
     let scope = &scope[..scope.find(".configure(").expect("end of the /v1 scope")];
     let mut out = BTreeSet::new();
-    for part in scope.split(".route(\"").skip(1) {
+    // rustfmt puts a long route's arguments on their own lines: `.route(\n    "/path",`.
+    for part in scope.split(".route(").skip(1) {
+        let part = part.trim_start().strip_prefix('"').expect("route path");
         let (path, rest) = part.split_once('"').expect("route path");
         let method = rest
             .split_once("web::")
