@@ -121,6 +121,15 @@ fn run_emulator(run: impl std::future::Future<Output = std::io::Result<()>>) -> 
     }
 }
 
+/// An emulator's default (strict) configuration, or its `--permissive` one.
+fn strict_or_permissive<C: Default>(permissive: bool, permissive_config: fn() -> C) -> C {
+    if permissive {
+        permissive_config()
+    } else {
+        C::default()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -151,80 +160,54 @@ fn main() -> ExitCode {
         }
         Command::Emulator {
             vendor: EmulatorVendor::Xiaomi { listen },
-        } => {
-            pushgate::telemetry::init(pushgate::config::LogFormat::Human, "info");
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("pushgate: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(pushgate::providers::xiaomi::emulator::run_standalone(
-                listen,
-                Default::default(),
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("pushgate: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => run_emulator(pushgate::providers::xiaomi::emulator::run_standalone(
+            listen,
+            Default::default(),
+        )),
         Command::Emulator {
             vendor: EmulatorVendor::Huawei { listen, permissive },
         } => {
             use pushgate::providers::huawei::emulator::{run_standalone, EmulatorConfig};
-            let config = if permissive {
-                EmulatorConfig::permissive()
-            } else {
-                EmulatorConfig::default()
-            };
-            run_emulator(run_standalone(listen, config))
+            run_emulator(run_standalone(
+                listen,
+                strict_or_permissive(permissive, EmulatorConfig::permissive),
+            ))
         }
         Command::Emulator {
             vendor: EmulatorVendor::Honor { listen, permissive },
         } => {
             use pushgate::providers::honor::emulator::{run_standalone, EmulatorConfig};
-            let config = if permissive {
-                EmulatorConfig::permissive()
-            } else {
-                EmulatorConfig::default()
-            };
-            run_emulator(run_standalone(listen, config))
+            run_emulator(run_standalone(
+                listen,
+                strict_or_permissive(permissive, EmulatorConfig::permissive),
+            ))
         }
         Command::Emulator {
             vendor: EmulatorVendor::Oppo { listen, permissive },
         } => {
             use pushgate::providers::oppo::emulator::{run_standalone, EmulatorConfig};
-            let config = if permissive {
-                EmulatorConfig::permissive()
-            } else {
-                EmulatorConfig::default()
-            };
-            run_emulator(run_standalone(listen, config))
+            run_emulator(run_standalone(
+                listen,
+                strict_or_permissive(permissive, EmulatorConfig::permissive),
+            ))
         }
         Command::Emulator {
             vendor: EmulatorVendor::Vivo { listen, permissive },
         } => {
             use pushgate::providers::vivo::emulator::{run_standalone, EmulatorConfig};
-            let config = if permissive {
-                EmulatorConfig::permissive()
-            } else {
-                EmulatorConfig::default()
-            };
-            run_emulator(run_standalone(listen, config))
+            run_emulator(run_standalone(
+                listen,
+                strict_or_permissive(permissive, EmulatorConfig::permissive),
+            ))
         }
         Command::Emulator {
             vendor: EmulatorVendor::Meizu { listen, permissive },
         } => {
             use pushgate::providers::meizu::emulator::{run_standalone, EmulatorConfig};
-            let config = if permissive {
-                EmulatorConfig::permissive()
-            } else {
-                EmulatorConfig::default()
-            };
-            run_emulator(run_standalone(listen, config))
+            run_emulator(run_standalone(
+                listen,
+                strict_or_permissive(permissive, EmulatorConfig::permissive),
+            ))
         }
         Command::Emulator {
             vendor: EmulatorVendor::Fcm { listen },
