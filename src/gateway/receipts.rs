@@ -296,17 +296,17 @@ impl Gateway {
 
     /// Whether notifications of `cert` ask its vendor for delivery receipts.
     pub(super) fn asks_for_receipts(&self, cert: &Certificate) -> bool {
-        struct Asks;
-        impl ServiceVisitor for Asks {
+        struct Asks<'a>(&'a Certificate);
+        impl ServiceVisitor for Asks<'_> {
             type Output = bool;
             fn visit<S: PushService>(self, service: Arc<S>) -> bool {
-                service.asks_for_receipts()
+                service.asks_for_receipts(self.0)
             }
         }
         self.senders
             .ctx()
             .providers
-            .with_service(cert.vendor(), Asks)
+            .with_service(cert.vendor(), Asks(cert))
     }
 
     fn vendor_name(&self, cert: &Certificate) -> &'static str {
