@@ -1,7 +1,7 @@
 //! Delivery receipts: what the vendors tell us after they accepted a notification. A receipt
 //! request is bounded (the API caps its size; here a token bucket per certificate caps its
 //! rate), verified by the certificate's push service (Xiaomi: the receipt secret echoed in
-//! `callback.param`), and only then applied: delivered and clicked counts, the device's receipts
+//! `callback.param`; Huawei: the `X-HUAWEI-CALLBACK-ID` HMAC), and only then applied: delivered and clicked counts, the device's receipts
 //! for diagnosis, and an invalid-token receipt unbinds the token the way a synchronous bad-regId
 //! answer does. A refused request changes nothing.
 
