@@ -80,6 +80,48 @@ fn check<'a>(d: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name}: {d}"))
 }
 
+/// The diagnosis of `user` once it shows the vendor's answer to the last notification.
+async fn diagnosis_after_send(h: &Harness, user: &str) -> Value {
+    wait_for(
+        &format!("{user}'s last notification in diagnosis"),
+        || async {
+            let d = diagnosis(h, user).await;
+            (!d["devices"][0]["last_notification"].is_null()).then_some(d)
+        },
+    )
+    .await
+}
+
+/// A notification whose receipt never came (`receipts_lost` is the emulator's count): after
+/// the batch window it is "sent, not confirmed", counted sent, never failed; the token stays.
+async fn assert_sent_not_confirmed(h: &Harness, user: &str, receipts_lost: impl Fn() -> u64) {
+    wait_for("the emulator dropped the receipt", || async {
+        (receipts_lost() >= 1).then_some(())
+    })
+    .await;
+    // Well past the emulators' batch window: a receipt would have come by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let d = diagnosis_after_send(h, user).await;
+    let last = check(&d, "last_notification");
+    assert_eq!(last["ok"], true, "{d}");
+    assert_eq!(
+        d["devices"][0]["last_notification"]["class"], "delivered",
+        "{d}"
+    );
+    let detail = last["detail"].as_str().unwrap_or("");
+    assert!(detail.starts_with("sent, not confirmed"), "{detail}");
+    assert!(!detail.contains("fail"), "{detail}");
+    let stats = cert_stats(h).await;
+    assert_eq!(stats["sent"], 1, "{stats}");
+    assert_eq!(stats["delivered_to_phone"], 0, "{stats}");
+    let failed: u64 = stats["failed"]
+        .as_object()
+        .map(|f| f.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(99);
+    assert_eq!(failed, 0, "{stats}");
+    assert!(token_bound(h, user).await);
+}
+
 async fn cert_stats(h: &Harness) -> Value {
     let (s, v) = h
         .admin(Method::GET, &format!("/v1/certificates/{}", h.cert()), None)
@@ -177,11 +219,7 @@ async fn delivered_and_clicked_receipts_count_and_show_in_diagnosis() {
         "{v}"
     );
     assert_eq!(cert_stats(&h).await["delivered_to_phone"], 1);
-    let d = wait_for("alice's last notification in diagnosis", || async {
-        let d = diagnosis(&h, "alice").await;
-        (!d["devices"][0]["last_notification"].is_null()).then_some(d)
-    })
-    .await;
+    let d = diagnosis_after_send(&h, "alice").await;
     let last = check(&d, "last_notification");
     assert_eq!(last["ok"], true, "{d}");
     let detail = last["detail"].as_str().unwrap_or("");
@@ -388,36 +426,8 @@ async fn a_lost_receipt_leaves_the_notification_sent_not_confirmed_never_failed(
     h.killed("dave", "d1").await;
     send_to(&h, "dave").await;
     one_push(&h, "dave").await;
-    wait_for("the emulator dropped the receipt", || async {
-        (h.emu.receipt_stats().lost >= 1).then_some(())
-    })
-    .await;
-    // Well past the emulator's batch window: a receipt would have come by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_sent_not_confirmed(&h, "dave", || h.emu.receipt_stats().lost).await;
     assert_eq!(h.emu.receipt_stats().posted, 0);
-    let d = wait_for("dave's last notification in diagnosis", || async {
-        let d = diagnosis(&h, "dave").await;
-        (!d["devices"][0]["last_notification"].is_null()).then_some(d)
-    })
-    .await;
-    let last = check(&d, "last_notification");
-    assert_eq!(last["ok"], true, "{d}");
-    assert_eq!(
-        d["devices"][0]["last_notification"]["class"], "delivered",
-        "{d}"
-    );
-    let detail = last["detail"].as_str().unwrap_or("");
-    assert!(detail.starts_with("sent, not confirmed"), "{detail}");
-    assert!(!detail.contains("fail"), "{detail}");
-    let stats = cert_stats(&h).await;
-    assert_eq!(stats["sent"], 1, "{stats}");
-    assert_eq!(stats["delivered_to_phone"], 0, "{stats}");
-    let failed: u64 = stats["failed"]
-        .as_object()
-        .map(|f| f.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(99);
-    assert_eq!(failed, 0, "{stats}");
-    assert!(token_bound(&h, "dave").await);
 }
 
 #[tokio::test]
@@ -432,15 +442,10 @@ async fn without_a_public_url_no_receipts_are_asked_for() {
         push.extras
     );
     // The vendor's answer is recorded just after the emulator stored the notification.
-    let detail = wait_for("erin's last notification in diagnosis", || async {
-        let d = diagnosis(&h, "erin").await;
-        let detail = check(&d, "last_notification")["detail"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        (!detail.starts_with("no notification")).then_some(detail)
-    })
-    .await;
+    let d = diagnosis_after_send(&h, "erin").await;
+    let detail = check(&d, "last_notification")["detail"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         detail.starts_with("delivered: accepted by Xiaomi"),
         "{detail}"
@@ -592,11 +597,7 @@ async fn huawei_receipts_count_show_in_diagnosis_and_unbind_invalid_tokens() {
         push.message
     );
     // Before the receipt: sent, not confirmed.
-    let d = wait_for("alice's last notification in diagnosis", || async {
-        let d = diagnosis(&h, "alice").await;
-        (!d["devices"][0]["last_notification"].is_null()).then_some(d)
-    })
-    .await;
+    let d = diagnosis_after_send(&h, "alice").await;
     let detail = check(&d, "last_notification")["detail"]
         .as_str()
         .unwrap_or("")
@@ -823,34 +824,8 @@ async fn a_lost_huawei_receipt_leaves_the_notification_sent_not_confirmed() {
     h.killed("dave", "d1").await;
     send_to(&h, "dave").await;
     one_huawei_push(&emu, "dave").await;
-    wait_for("the emulator dropped the receipt", || async {
-        (emu.receipt_stats().lost >= 1).then_some(())
-    })
-    .await;
-    // Well past the emulator's batch window: a receipt would have come by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_sent_not_confirmed(&h, "dave", || emu.receipt_stats().lost).await;
     assert_eq!(emu.receipt_stats().posted, 0);
-    let d = wait_for("dave's last notification in diagnosis", || async {
-        let d = diagnosis(&h, "dave").await;
-        (!d["devices"][0]["last_notification"].is_null()).then_some(d)
-    })
-    .await;
-    let last = check(&d, "last_notification");
-    assert_eq!(last["ok"], true, "{d}");
-    let detail = last["detail"].as_str().unwrap_or("");
-    assert!(detail.starts_with("sent, not confirmed"), "{detail}");
-    let stats = cert_stats(&h).await;
-    assert_eq!(
-        (stats["sent"].as_u64(), stats["delivered_to_phone"].as_u64()),
-        (Some(1), Some(0)),
-        "{stats}"
-    );
-    let failed: u64 = stats["failed"]
-        .as_object()
-        .map(|f| f.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(99);
-    assert_eq!(failed, 0, "{stats}");
-    assert!(token_bound(&h, "dave").await);
 }
 
 #[tokio::test]
@@ -864,15 +839,10 @@ async fn a_huawei_certificate_without_a_callback_key_asks_for_no_receipts_and_be
         "{:#}",
         push.message
     );
-    let detail = wait_for("erin's last notification in diagnosis", || async {
-        let d = diagnosis(&h, "erin").await;
-        let detail = check(&d, "last_notification")["detail"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        (!detail.starts_with("no notification")).then_some(detail)
-    })
-    .await;
+    let d = diagnosis_after_send(&h, "erin").await;
+    let detail = check(&d, "last_notification")["detail"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         detail.starts_with("delivered: accepted by Huawei"),
         "{detail}"
