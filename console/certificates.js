@@ -38,7 +38,11 @@ const VENDOR_DEFAULTS = {
   meizu: { notice_msg_type: 1 },
 };
 /** Card rows of write-only secrets, shown only as set / not set. */
-const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret', 'Client secret']);
+const SECRET_KEYS = new Set(['AppSecret', 'MasterSecret', 'Client secret', 'Receipt callback']);
+/** Write-only form fields: sent only when typed (always when creating, for the required ones). */
+const WRITE_ONLY = new Set(['app_secret', 'master_secret', 'client_secret']);
+/** Huawei's receipt callback user name and HMAC key: optional, and sent together or not at all. */
+const CALLBACK_PAIR = ['callback_user_name', 'callback_hmac_key'];
 const VENDOR_SETTINGS = [
   ['client_id', 'Client ID'],
   ['importance', 'Importance'],
@@ -266,6 +270,11 @@ function fillCertCard(card, cert) {
         : ['AppSecret', cert.app_secret_set ? 'set' : 'not set'],
     ['On tap', clickActionText(cert.click_action)],
     ...(['xiaomi', 'huawei', 'oppo'].includes(cert.vendor) ? [['Channel ID', cert.channel_id || '—']] : []),
+    // Receipts are believed only when signed with the callback's user name and HMAC key.
+    ...(cert.vendor === 'huawei' ? [
+      ['Receipt ID', cert.receipt_id || '—'],
+      ['Receipt callback', cert.callback_user_name_set && cert.callback_hmac_key_set ? 'set' : 'not set'],
+    ] : []),
     ...VENDOR_SETTINGS.filter(([key]) => vendorSetting(cert, key) !== null)
       .map(([key, label]) => [label, vendorSetting(cert, key)]),
     ['QPS', fmtNumber(cert.qps)],
@@ -447,11 +456,13 @@ function fillKeyState(form, cert) {
 }
 
 /** The write-only secrets: a "set" badge and a hint; the value is never filled in. */
-function fillSecretState(form, isSet, masterSet = false, clientSet = false) {
+function fillSecretState(form, isSet, masterSet = false, clientSet = false, callbackSet = false) {
   for (const [name, set, badge, hint] of [
     ['app_secret', isSet, '#f-secret-state', '#f-secret-hint'],
     ['master_secret', masterSet, '#f-master-state', '#f-master-hint'],
     ['client_secret', clientSet, '#f-client-secret-state', '#f-client-secret-hint'],
+    ['callback_user_name', callbackSet, '#f-callback-user-state', '#f-callback-user-hint'],
+    ['callback_hmac_key', callbackSet, '#f-callback-key-state', '#f-callback-key-hint'],
   ]) {
     $(badge).hidden = !set;
     form[name].placeholder = set ? 'Set — leave empty to keep' : '';
@@ -466,7 +477,10 @@ function fillCertForm(form, cert) {
   form.package_name.value = cert.package_name || '';
   form.app_id.value = cert.app_id || '';
   form.app_secret.value = '';
-  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set, !!cert.client_secret_set);
+  for (const name of CALLBACK_PAIR) form[name].value = '';
+  form.receipt_id.value = cert.receipt_id || '';
+  fillSecretState(form, !!cert.app_secret_set, !!cert.master_secret_set, !!cert.client_secret_set,
+    !!(cert.callback_user_name_set && cert.callback_hmac_key_set));
   const ca = cert.click_action || { type: 'open_app' };
   form.click_action_type.value = ca.type;
   form.url.value = ca.url || '';
@@ -523,6 +537,10 @@ function validate(form, creating) {
   }
   if (shown('client_id') && !v('client_id')) errors.client_id = 'Enter the Client ID from the Honor developer console.';
   if (creating && shown('client_secret') && !form.client_secret.value) errors.client_secret = 'Enter the Client secret from the Honor developer console.';
+  if (CALLBACK_PAIR.every(shown) && CALLBACK_PAIR.some((name) => form[name].value)) {
+    if (!form.callback_user_name.value) errors.callback_user_name = 'Enter the user name of the receipt configuration too (AppGallery Connect).';
+    if (!form.callback_hmac_key.value) errors.callback_hmac_key = 'Enter the HMAC key of the receipt configuration too (AppGallery Connect).';
+  }
   const type = clickApplies(form) ? form.click_action_type.value : 'open_app';
   if (type === 'open_url') {
     const url = v('url');
@@ -573,8 +591,11 @@ function formBody(form, creating) {
       if (value) body.service_account = JSON.parse(value);
     } else if (name === 'private_key') {
       if (value) body.private_key = value;
-    } else if (name === 'app_secret' || name === 'master_secret' || name === 'client_secret') {
+    } else if (WRITE_ONLY.has(name)) {
       if (creating || value) body[name] = fieldFor(form, box).value;
+    } else if (CALLBACK_PAIR.includes(name)) {
+      // Left out to keep the saved pair.
+      if (value) body[name] = fieldFor(form, box).value;
     } else if (numeric.has(name)) {
       body[name] = Number(value);
     } else {
@@ -605,6 +626,7 @@ async function saveCertificate(form) {
     form.private_key.value = '';
     form.master_secret.value = '';
     form.client_secret.value = '';
+    for (const name of CALLBACK_PAIR) form[name].value = '';
     state.editing = null;
     showSavedBanner(cert, creating);
     location.hash = '#/certificates';

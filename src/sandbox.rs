@@ -8,15 +8,21 @@
 //! trusted by their emulator when the certificate is saved (the emulator derives the public key
 //! from the private one), and each emulator also offers a generated test-only account / key at
 //! `/_emulator/sample-account` / `/_emulator/sample-key`.
+//!
+//! Huawei: with a public URL, a certificate with a receipt callback user name and key also
+//! becomes the emulator's receipt configuration (what an operator sets in AppGallery Connect), so
+//! its notifications' receipts come back to the gateway.
 
 use crate::config::Config;
 use crate::domain::credentials::Credentials;
+use crate::domain::receipt::receipt_url;
 use crate::domain::Certificate;
 use crate::providers::oauth_emulator::OAuthApp;
 use crate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
 use crate::providers::{apns, fcm};
 use crate::providers::{honor, huawei};
 use crate::server::StartError;
+use huawei::emulator::ReceiptConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -76,6 +82,7 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
         apns_emu.base_url()
     );
     let e = emu.clone();
+    let public_url = config.public_url.clone().filter(|u| !u.is_empty());
     crate::server::run_with(config, move |g| {
         let hook = move |c: &Certificate| match &c.credentials {
             Credentials::Xiaomi(x) => e.add_app(EmulatorApp::new(
@@ -84,7 +91,16 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             )),
             // Huawei's OAuth client id is the app id (huawei.md §1).
             Credentials::Huawei(h) => {
-                huawei_emu.add_app(OAuthApp::new(h.app_id.clone(), h.app_secret.clone(), &[]))
+                huawei_emu.add_app(OAuthApp::new(h.app_id.clone(), h.app_secret.clone(), &[]));
+                if let (Some(url), Some((user, key))) = (&public_url, h.callback_auth()) {
+                    huawei_emu.add_receipt_config(ReceiptConfig {
+                        app_id: h.app_id.clone(),
+                        receipt_id: h.receipt_id.clone(),
+                        callback_url: receipt_url(url, "huawei", c.id),
+                        user_name: Some(user.to_owned()),
+                        hmac_key: Some(key.to_owned()),
+                    });
+                }
             }
             Credentials::Honor(h) => honor_emu.add_app(OAuthApp::new(
                 h.client_id.clone(),

@@ -1,7 +1,7 @@
 //! Delivery receipts: what the vendors tell us after they accepted a notification. A receipt
 //! request is bounded (the API caps its size; here a token bucket per certificate caps its
 //! rate), verified by the certificate's push service (Xiaomi: the receipt secret echoed in
-//! `callback.param`), and only then applied: delivered and clicked counts, the device's receipts
+//! `callback.param`; Huawei: the `X-HUAWEI-CALLBACK-ID` HMAC), and only then applied: delivered and clicked counts, the device's receipts
 //! for diagnosis, and an invalid-token receipt unbinds the token the way a synchronous bad-regId
 //! answer does. A refused request changes nothing.
 
@@ -296,17 +296,17 @@ impl Gateway {
 
     /// Whether notifications of `cert` ask its vendor for delivery receipts.
     pub(super) fn asks_for_receipts(&self, cert: &Certificate) -> bool {
-        struct Asks;
-        impl ServiceVisitor for Asks {
+        struct Asks<'a>(&'a Certificate);
+        impl ServiceVisitor for Asks<'_> {
             type Output = bool;
             fn visit<S: PushService>(self, service: Arc<S>) -> bool {
-                service.asks_for_receipts()
+                service.asks_for_receipts(self.0)
             }
         }
         self.senders
             .ctx()
             .providers
-            .with_service(cert.vendor(), Asks)
+            .with_service(cert.vendor(), Asks(cert))
     }
 
     fn vendor_name(&self, cert: &Certificate) -> &'static str {

@@ -23,6 +23,7 @@ pub mod oppo;
 pub mod outcome;
 pub mod outcome_verdict;
 pub mod ovm_sandbox;
+pub mod receipt_poster;
 pub mod text;
 pub mod vendor_http;
 pub mod verdict;
@@ -166,9 +167,11 @@ pub trait PushService: Send + Sync + Sized + 'static {
         attempt: u32,
     ) -> Verdict;
 
-    /// Whether this service asks the vendor for delivery receipts when the gateway has a public
-    /// URL (then a notification without one is "sent, not confirmed").
-    fn asks_for_receipts(&self) -> bool {
+    /// Whether notifications of `cert` ask the vendor for delivery receipts (then a notification
+    /// without one is "sent, not confirmed"): the gateway has a public URL and, where the vendor
+    /// needs it, the certificate carries its receipt settings (Huawei's callback HMAC key).
+    fn asks_for_receipts(&self, cert: &Certificate) -> bool {
+        let _ = cert;
         false
     }
 
@@ -256,7 +259,8 @@ impl Providers {
                     &config.huawei_auth_url,
                     timeout,
                 )
-                .map_err(ProvidersError::Huawei)?,
+                .map_err(ProvidersError::Huawei)?
+                .with_receipts(config.public_url.clone()),
             ),
             honor: Arc::new(
                 honor::service::Honor::new(&config.honor_base_url, &config.honor_auth_url, timeout)

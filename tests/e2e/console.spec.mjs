@@ -595,6 +595,8 @@ test('delete a certificate after confirming', async () => {
 
 test('a Huawei and a Honor certificate: each form shows its own fields, each card its health, no secret', async () => {
   const huaweiSecret = 'e2e-huawei-Xy7/+=';
+  const callbackUser = 'e2e-receipt-user';
+  const callbackKey = 'e2e-receipt-hmac-Zk9=';
   await page.getByRole('link', { name: 'Add certificate' }).click();
   await page.getByRole('heading', { name: 'Add certificate' }).waitFor();
   await page.getByLabel('Push platform').selectOption('huawei');
@@ -605,7 +607,13 @@ test('a Huawei and a Honor certificate: each form shows its own fields, each car
   await page.getByLabel('AppID').fill('10086');
   await page.getByLabel('AppSecret').fill(huaweiSecret);
   await page.getByLabel('Channel ID').fill('chats');
+  await page.getByLabel('Receipt ID').fill('RCP1');
+  // Half of the receipt callback pair is refused before it reaches the gateway.
+  await page.getByLabel('Receipt callback user name').fill(callbackUser);
   await page.getByLabel('QPS').fill('200');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await textMatching(page.locator('#f-callback-key-error'), /HMAC key/);
+  await page.getByLabel('Receipt callback HMAC key').fill(callbackKey);
   await shot('15-add-huawei-certificate');
   await page.getByRole('button', { name: 'Save' }).click();
   const huaweiId = Number(await textMatching(page.locator('#saved-id'), /^\d+$/));
@@ -615,7 +623,12 @@ test('a Huawei and a Honor certificate: each form shows its own fields, each car
   assert.equal(hw.body.category, 'IM');
   assert.equal(hw.body.channel_id, 'chats');
   assert.equal(hw.body.app_secret_set, true);
-  assert.ok(!JSON.stringify(hw.body).includes(huaweiSecret), 'the secret is never returned');
+  assert.equal(hw.body.receipt_id, 'RCP1');
+  assert.equal(hw.body.callback_user_name_set, true);
+  assert.equal(hw.body.callback_hmac_key_set, true);
+  for (const secret of [huaweiSecret, callbackUser, callbackKey]) {
+    assert.ok(!JSON.stringify(hw.body).includes(secret), 'no secret is ever returned');
+  }
 
   const honorSecret = 'e2e-honor-Qw3=';
   await page.getByRole('link', { name: 'Add certificate' }).click();
@@ -623,6 +636,7 @@ test('a Huawei and a Honor certificate: each form shows its own fields, each car
   await page.getByLabel('Push platform').selectOption('honor');
   assert.equal(await page.getByLabel('Channel ID').isVisible(), false, 'Honor has no channels');
   assert.equal(await page.getByLabel('Message category').isVisible(), false);
+  assert.equal(await page.getByLabel('Receipt ID').isVisible(), false, 'Honor receipts are not taken');
   assert.equal(await page.getByLabel('Importance').inputValue(), 'NORMAL', 'chats are not marketing');
   await page.getByLabel('Package name').fill('com.example.chat');
   await page.getByLabel('AppID').fill('104436');
@@ -643,6 +657,8 @@ test('a Huawei and a Honor certificate: each form shows its own fields, each car
   const hwCard = page.locator(`.cert[data-id="${huaweiId}"]`);
   await textMatching(hwCard.locator('dd[data-key="Category"]'), /^IM$/);
   await textMatching(hwCard.locator('dd[data-key="AppSecret"]'), /^set$/);
+  await textMatching(hwCard.locator('dd[data-key="Receipt ID"]'), /^RCP1$/);
+  await textMatching(hwCard.locator('dd[data-key="Receipt callback"]'), /^set$/);
   await textMatching(hwCard.locator('.cert-state'), /^Healthy$/);
   const hoCard = page.locator(`.cert[data-id="${honorId}"]`);
   await textMatching(hoCard.locator('dd[data-key="Client ID"]'), /^honor-client-e2e$/);
@@ -651,7 +667,9 @@ test('a Huawei and a Honor certificate: each form shows its own fields, each car
   await textMatching(hoCard.locator('.cert-state'), /^Healthy$/);
   await shot('17-huawei-and-honor-certificates');
   const html = await page.content();
-  assert.ok(!html.includes(huaweiSecret) && !html.includes(honorSecret), 'no secret in the page');
+  for (const secret of [huaweiSecret, honorSecret, callbackUser, callbackKey]) {
+    assert.ok(!html.includes(secret), 'no secret in the page');
+  }
   for (const id of [huaweiId, honorId]) await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
 });
 

@@ -1,6 +1,8 @@
 //! Huawei Push Kit: the OAuth client id (= the app id of the send URL) and client secret of the
 //! app in AppGallery Connect, the `android.category` chats are sent under and an optional
-//! notification channel (contract.md "More push services"; spec/vendors/huawei.md §1–§3).
+//! notification channel (contract.md "More push services"; spec/vendors/huawei.md §1–§3); and
+//! the receipt settings of AppGallery Connect (§3 `receipt_id`, §6): the callback user name and
+//! HMAC key that sign Huawei's `X-HUAWEI-CALLBACK-ID` header, write-only like the AppSecret.
 
 use super::{bad, check_opt_token, check_secret, FieldError};
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,26 @@ pub struct HuaweiCredentials {
     /// `android.notification.channel_id`.
     #[serde(default)]
     pub channel_id: Option<String>,
+    /// `android.receipt_id`: which receipt configuration of AppGallery Connect Huawei posts
+    /// receipts by; absent, the app's default one.
+    #[serde(default)]
+    pub receipt_id: Option<String>,
+    /// The receipt configuration's callback user name and HMAC key: receipts are believed only
+    /// with an `X-HUAWEI-CALLBACK-ID` made from them. Both or neither.
+    #[serde(default)]
+    pub callback_user_name: Option<String>,
+    #[serde(default)]
+    pub callback_hmac_key: Option<String>,
+}
+
+impl HuaweiCredentials {
+    /// The callback user name and HMAC key, when both are set.
+    pub fn callback_auth(&self) -> Option<(&str, &str)> {
+        match (&self.callback_user_name, &self.callback_hmac_key) {
+            (Some(u), Some(k)) if !u.is_empty() && !k.is_empty() => Some((u, k)),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for HuaweiCredentials {
@@ -59,11 +81,18 @@ impl std::fmt::Debug for HuaweiCredentials {
             .field("app_secret", &"<redacted>")
             .field("category", &self.category)
             .field("channel_id", &self.channel_id)
+            .field("receipt_id", &self.receipt_id)
+            .field("callback_user_name", &redacted(&self.callback_user_name))
+            .field("callback_hmac_key", &redacted(&self.callback_hmac_key))
             .finish()
     }
 }
 
-/// As an operator submits them; the secret may be left out of an edit to keep the stored one.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+/// As an operator submits them; the secrets may be left out of an edit to keep the stored ones.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HuaweiInput {
@@ -74,6 +103,13 @@ pub struct HuaweiInput {
     pub category: Option<String>,
     #[serde(default)]
     pub channel_id: Option<String>,
+    #[serde(default)]
+    pub receipt_id: Option<String>,
+    /// Given together with `callback_hmac_key`, or both left out (kept); both `""` remove them.
+    #[serde(default)]
+    pub callback_user_name: Option<String>,
+    #[serde(default)]
+    pub callback_hmac_key: Option<String>,
 }
 
 /// As the API shows them: whether a secret is set, never the secret.
@@ -83,6 +119,10 @@ pub struct HuaweiView {
     pub app_secret_set: bool,
     pub category: String,
     pub channel_id: Option<String>,
+    pub receipt_id: Option<String>,
+    /// Whether receipts can be verified: the callback user name and HMAC key are both set.
+    pub callback_user_name_set: bool,
+    pub callback_hmac_key_set: bool,
 }
 
 impl HuaweiInput {
@@ -117,11 +157,52 @@ impl HuaweiInput {
                 ));
             }
         }
-        check_opt_token("channel_id", "channel id", self.channel_id.as_deref(), 64)
+        check_opt_token("channel_id", "channel id", self.channel_id.as_deref(), 64)?;
+        check_opt_token("receipt_id", "receipt id", self.receipt_id.as_deref(), 64)?;
+        self.validate_callback_auth()
+    }
+
+    /// The callback user name and HMAC key come as a pair: both set, both `""` (removed) or both
+    /// left out (kept), so a certificate never holds half of what verifies a receipt.
+    fn validate_callback_auth(&self) -> Result<(), FieldError> {
+        let user = self.callback_user_name.as_deref();
+        let key = self.callback_hmac_key.as_deref();
+        match (user, key) {
+            (None, None) | (Some(""), Some("")) => Ok(()),
+            (Some(_), None) | (Some(_), Some("")) => Err(bad(
+                "callback_hmac_key",
+                "give the receipt callback HMAC key together with its user name",
+            )),
+            (None, Some(_)) | (Some(""), Some(_)) => Err(bad(
+                "callback_user_name",
+                "give the receipt callback user name together with its HMAC key",
+            )),
+            (Some(_), Some(_)) => {
+                check_secret(
+                    "callback_user_name",
+                    "receipt callback user name",
+                    user,
+                    false,
+                )?;
+                check_secret("callback_hmac_key", "receipt callback HMAC key", key, false)
+            }
+        }
     }
 
     /// The credentials to store; a secret left out keeps `old`'s, a category left out is `IM`.
     pub fn into_credentials(self, old: Option<&HuaweiCredentials>) -> HuaweiCredentials {
+        // `validate` made the callback pair all-or-nothing: given, it replaces (`""` removes).
+        let (callback_user_name, callback_hmac_key) =
+            match (self.callback_user_name, self.callback_hmac_key) {
+                (Some(u), Some(k)) => (
+                    Some(u).filter(|u| !u.is_empty()),
+                    Some(k).filter(|k| !k.is_empty()),
+                ),
+                _ => (
+                    old.and_then(|o| o.callback_user_name.clone()),
+                    old.and_then(|o| o.callback_hmac_key.clone()),
+                ),
+            };
         HuaweiCredentials {
             app_secret: self
                 .app_secret
@@ -130,6 +211,9 @@ impl HuaweiInput {
             app_id: self.app_id,
             category: self.category.unwrap_or_else(default_category),
             channel_id: self.channel_id,
+            receipt_id: self.receipt_id,
+            callback_user_name,
+            callback_hmac_key,
         }
     }
 }
@@ -141,6 +225,120 @@ impl From<&HuaweiCredentials> for HuaweiView {
             app_secret_set: !c.app_secret.is_empty(),
             category: c.category.clone(),
             channel_id: c.channel_id.clone(),
+            receipt_id: c.receipt_id.clone(),
+            callback_user_name_set: c.callback_user_name.is_some(),
+            callback_hmac_key_set: c.callback_hmac_key.is_some(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> HuaweiInput {
+        HuaweiInput {
+            app_id: "10086".into(),
+            app_secret: Some("s3cret".into()),
+            category: None,
+            channel_id: None,
+            receipt_id: Some("RCP1".into()),
+            callback_user_name: Some("receipt-user".into()),
+            callback_hmac_key: Some("receipt-hmac-key".into()),
+        }
+    }
+
+    #[test]
+    fn the_callback_pair_is_all_or_nothing_and_each_bad_field_is_named() {
+        assert_eq!(input().validate(true), Ok(()));
+        type Mutation = Box<dyn Fn(&mut HuaweiInput)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|i| i.callback_hmac_key = None),
+                "callback_hmac_key",
+            ),
+            (
+                Box::new(|i| i.callback_hmac_key = Some("".into())),
+                "callback_hmac_key",
+            ),
+            (
+                Box::new(|i| i.callback_user_name = None),
+                "callback_user_name",
+            ),
+            (
+                Box::new(|i| i.callback_user_name = Some("".into())),
+                "callback_user_name",
+            ),
+            (
+                Box::new(|i| i.callback_hmac_key = Some("has space".into())),
+                "callback_hmac_key",
+            ),
+            (
+                Box::new(|i| i.callback_user_name = Some("x".repeat(257))),
+                "callback_user_name",
+            ),
+            (
+                Box::new(|i| i.receipt_id = Some("a b".into())),
+                "receipt_id",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut i = input();
+            mutate(&mut i);
+            assert_eq!(i.validate(true).map_err(|e| e.field), Err(field));
+        }
+        let mut neither = input();
+        neither.callback_user_name = None;
+        neither.callback_hmac_key = None;
+        assert_eq!(neither.validate(true), Ok(()));
+        assert_eq!(neither.into_credentials(None).callback_auth(), None);
+    }
+
+    #[test]
+    fn an_edit_keeps_removes_or_replaces_the_callback_pair() {
+        let stored = input().into_credentials(None);
+        assert_eq!(
+            stored.callback_auth(),
+            Some(("receipt-user", "receipt-hmac-key"))
+        );
+        let mut keep = input();
+        keep.app_secret = None;
+        keep.callback_user_name = None;
+        keep.callback_hmac_key = None;
+        assert_eq!(keep.validate(false), Ok(()));
+        assert_eq!(keep.into_credentials(Some(&stored)), stored);
+
+        let mut remove = input();
+        remove.callback_user_name = Some(String::new());
+        remove.callback_hmac_key = Some(String::new());
+        assert_eq!(remove.validate(false), Ok(()));
+        assert_eq!(remove.into_credentials(Some(&stored)).callback_auth(), None);
+
+        let mut replace = input();
+        replace.callback_hmac_key = Some("new-key".into());
+        let replaced = replace.into_credentials(Some(&stored));
+        assert_eq!(replaced.callback_auth(), Some(("receipt-user", "new-key")));
+    }
+
+    #[test]
+    fn the_callback_secrets_are_neither_shown_nor_logged() {
+        let c = input().into_credentials(None);
+        let view = serde_json::to_string(&HuaweiView::from(&c)).expect("view");
+        let debug = format!("{c:?}");
+        for secret in ["receipt-user", "receipt-hmac-key", "s3cret"] {
+            assert!(!view.contains(secret), "{view}");
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(view.contains("\"callback_hmac_key_set\":true"), "{view}");
+        assert!(view.contains("\"receipt_id\":\"RCP1\""), "{view}");
+        // Stored, they read back the same; records from before receipts load without them.
+        let stored = serde_json::to_value(&c).expect("json");
+        assert_eq!(
+            serde_json::from_value::<HuaweiCredentials>(stored).ok(),
+            Some(c)
+        );
+        let older: HuaweiCredentials =
+            serde_json::from_str(r#"{"app_id":"1","app_secret":"s"}"#).expect("older record");
+        assert_eq!(older.callback_auth(), None);
     }
 }

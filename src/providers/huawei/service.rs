@@ -2,7 +2,9 @@
 //! up to 1,000 tokens per request (distinct content never shares one), the OAuth token through
 //! the certificate's access cache, and each [`HuaweiReply`] classified into a [`Verdict`].
 //! A refused token is renewed and the request resent once, and 80300007 unbinds only after the
-//! certificate's app id has proved itself (see `memory`).
+//! certificate's app id has proved itself (see `memory`). With a public URL and the
+//! certificate's receipt callback settings, notifications ask for receipts (`receipt_id`) and
+//! `read_receipts` believes those signed with the certificate's callback HMAC key (§6).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -16,12 +18,14 @@ use super::wire::{
     HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE, MAX_TOKENS_PER_REQUEST,
 };
 use super::TokenError;
+use crate::domain::receipt::{Receipt, ReceiptError};
 use crate::domain::validate::FieldError;
 use crate::domain::{Certificate, CertificateId};
+use crate::providers::huawei_receipt::{parse_statuses, verify_callback_id, CallbackAuth};
 use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
 use crate::providers::{
     AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
-    PushService, RetryBudget, RetryPlan, Verdict,
+    PushService, ReceiptRequest, RetryBudget, RetryPlan, Verdict,
 };
 use crate::push::PushContent;
 
@@ -43,6 +47,10 @@ pub struct HuaweiExchange {
 pub struct Huawei {
     client: HuaweiClient,
     memory: AuthMemory,
+    /// The gateway has a public URL, so Huawei can reach its receipt endpoint (the operator
+    /// enters `<public URL>/v1/receipts/huawei/<id>` in AppGallery Connect: Huawei takes the
+    /// address from there, not from the message).
+    public_url: bool,
 }
 
 impl Huawei {
@@ -50,8 +58,24 @@ impl Huawei {
         Ok(Huawei {
             client: HuaweiClient::new(base_url, auth_url, timeout)?,
             memory: AuthMemory::default(),
+            public_url: false,
         })
     }
+
+    /// Asks for delivery receipts when the gateway has a public URL (none when `None`).
+    pub fn with_receipts(mut self, public_url: Option<String>) -> Huawei {
+        self.public_url = public_url.is_some_and(|u| !u.is_empty());
+        self
+    }
+}
+
+/// What verifies a certificate's receipts: its callback user name and HMAC key.
+fn callback_auth(cert: &Certificate) -> Option<CallbackAuth> {
+    let (user_name, key) = cert.credentials.huawei()?.callback_auth()?;
+    Some(CallbackAuth {
+        user_name: user_name.to_owned(),
+        key: key.to_owned(),
+    })
 }
 
 /// The key an app id is confirmed under: the URL id the sends go to.
@@ -144,6 +168,10 @@ impl PushService for Huawei {
             notify_id: XiaomiMessage::notify_id_for(&content.conversation),
             sound: None,
             bi_tag: None,
+            receipt_id: self
+                .asks_for_receipts(cert)
+                .then(|| h.and_then(|h| h.receipt_id.clone()))
+                .flatten(),
         }
     }
 
@@ -208,6 +236,33 @@ impl PushService for Huawei {
         attempt: u32,
     ) -> Verdict {
         classify_exchange(cert, batch, exchange, attempt)
+    }
+
+    /// Only a certificate whose receipts can be verified asks for them: an unsigned receipt
+    /// could unbind any token.
+    fn asks_for_receipts(&self, cert: &Certificate) -> bool {
+        self.public_url && callback_auth(cert).is_some()
+    }
+
+    fn read_receipts(
+        &self,
+        cert: &Certificate,
+        request: &ReceiptRequest<'_>,
+    ) -> Result<Vec<Receipt>, ReceiptError> {
+        let (Some(h), Some(auth)) = (cert.credentials.huawei(), callback_auth(cert)) else {
+            return Err(ReceiptError::Unverified(
+                "this certificate has no receipt callback user name and HMAC key \
+                 (callback_user_name, callback_hmac_key)"
+                    .into(),
+            ));
+        };
+        // The signature first: a forged request learns nothing about its body's problems.
+        verify_callback_id(
+            request.header(crate::providers::huawei_receipt::CALLBACK_HEADER),
+            &auth,
+            request.now_ms,
+        )?;
+        parse_statuses(request.body, &h.app_id, request.now_ms)
     }
 }
 

@@ -73,6 +73,9 @@ pub struct HuaweiMessage {
     pub sound: Option<String>,
     /// `android.bi_tag`, echoed in Huawei's delivery receipts.
     pub bi_tag: Option<String>,
+    /// `android.receipt_id`: the AppGallery Connect receipt configuration Huawei posts this
+    /// notification's receipts by (spec §3); `None` asks for none beyond the app's default.
+    pub receipt_id: Option<String>,
 }
 
 /// Cuts `text` to at most `max` UTF-16 units, never splitting a char (Huawei's server is Java).
@@ -205,6 +208,8 @@ struct AndroidJson<'a> {
     ttl: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     bi_tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt_id: Option<&'a str>,
     notification: AndroidNotificationJson<'a>,
 }
 
@@ -265,6 +270,7 @@ fn body_json(msg: &HuaweiMessage, title: &str, body: &str, tokens: &[&str]) -> S
                 },
                 ttl: TTL,
                 bi_tag: non_empty(&msg.bi_tag),
+                receipt_id: non_empty(&msg.receipt_id),
                 notification: AndroidNotificationJson {
                     title,
                     body,
@@ -351,6 +357,7 @@ mod tests {
             notify_id: 12345,
             sound: None,
             bi_tag: None,
+            receipt_id: None,
         }
     }
 
@@ -399,10 +406,12 @@ mod tests {
         m.channel_id = Some("chat".into());
         m.sound = Some("ring".into());
         m.bi_tag = Some("msg-1".into());
+        m.receipt_id = Some("RCP1".into());
         let body: Value = serde_json::from_str(&send_body(&m, &["t"])).expect("json");
         let a = &body["message"]["android"];
         assert_eq!(a["category"], "MARKETING");
         assert_eq!(a["bi_tag"], "msg-1");
+        assert_eq!(a["receipt_id"], "RCP1");
         assert_eq!(a["notification"]["importance"], "LOW");
         assert_eq!(a["notification"]["channel_id"], "chat");
         assert_eq!(a["notification"]["sound"], "/raw/ring");

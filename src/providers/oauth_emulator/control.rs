@@ -67,6 +67,9 @@ pub fn patch_knobs(current: &Knobs, patch: &[u8]) -> Result<Knobs, String> {
     if !(0.0..=1.0).contains(&knobs.error_5xx_ratio) {
         return Err("error_5xx_ratio must be between 0 and 1".into());
     }
+    if !(0.0..=1.0).contains(&knobs.receipt_loss_ratio) {
+        return Err("receipt_loss_ratio must be between 0 and 1".into());
+    }
     if !(500..=599).contains(&knobs.error_5xx_status) {
         return Err("error_5xx_status must be a 5xx status".into());
     }
@@ -173,6 +176,7 @@ mod tests {
         assert_eq!(k.qps_limit, Some(5));
         assert_eq!(k.access_token_ttl_secs, 3600);
         assert!(patch_knobs(&k, br#"{"error_5xx_ratio":2}"#).is_err());
+        assert!(patch_knobs(&k, br#"{"receipt_loss_ratio":-0.5}"#).is_err());
         assert!(patch_knobs(&k, br#"{"error_5xx_status":200}"#).is_err());
         assert!(patch_knobs(&k, br#"{"nope":1}"#).is_err());
         assert!(patch_knobs(&k, b"[]").is_err());

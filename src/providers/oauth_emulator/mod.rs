@@ -4,9 +4,8 @@
 //! `/_emulator/*` control surface. Each vendor adds its send endpoint (`huawei::emulator`,
 //! `honor::emulator`) and the shape of its answers.
 //!
-//! A delivery-receipt poster (Huawei spec §6) can grow here: every accepted record keeps the
-//! `request_id`, `bi_tag`, app id and token a receipt names, and [`Shared::received`] with a
-//! `since` cursor gives what to report.
+//! Huawei's emulator posts delivery receipts (spec §6) with `providers::receipt_poster`,
+//! started by [`serve_with`]; the receipt knobs live in [`Knobs`].
 
 pub mod control;
 pub mod state;
@@ -45,6 +44,20 @@ pub fn serve<D: Send + Sync + 'static>(
     workers: usize,
     listen: SocketAddr,
 ) -> io::Result<ServerParts> {
+    serve_with(name, shared, vendor_data, configure, workers, listen, || {})
+}
+
+/// [`serve`], running `on_start` inside the server's `System` first, where it may
+/// `actix_rt::spawn` background tasks (a receipt poster) that end with the server.
+pub fn serve_with<D: Send + Sync + 'static>(
+    name: &'static str,
+    shared: Arc<Shared>,
+    vendor_data: Arc<D>,
+    configure: fn(&mut web::ServiceConfig),
+    workers: usize,
+    listen: SocketAddr,
+    on_start: impl FnOnce() + Send + 'static,
+) -> io::Result<ServerParts> {
     let listener = std::net::TcpListener::bind(listen)?;
     let addr = listener.local_addr()?;
     let (started_tx, started_rx) = std::sync::mpsc::channel::<io::Result<ServerHandle>>();
@@ -53,6 +66,7 @@ pub fn serve<D: Send + Sync + 'static>(
         .spawn(move || {
             let system = actix_rt::System::new();
             system.block_on(async move {
+                on_start();
                 let shared = web::Data::from(shared);
                 let vendor = web::Data::from(vendor_data);
                 let server = HttpServer::new(move || {

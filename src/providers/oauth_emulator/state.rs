@@ -76,6 +76,11 @@ pub struct Knobs {
     pub auth_unavailable: bool,
     /// Access tokens one client may get per 5 minutes (Huawei: 1000, spec §2.1); past it, 503.
     pub token_fetch_limit_per_5min: Option<u32>,
+    /// Milliseconds from accepting a notification to its delivery receipt being due (Huawei;
+    /// Honor's receipt format is UNCONFIRMED, so its emulator posts none).
+    pub receipt_delay_ms: u64,
+    /// Share of receipts (0.0–1.0) never posted, as when Huawei's callback is lost.
+    pub receipt_loss_ratio: f64,
 }
 
 impl Default for Knobs {
@@ -90,6 +95,8 @@ impl Default for Knobs {
             access_token_ttl_secs: 3600,
             auth_unavailable: false,
             token_fetch_limit_per_5min: None,
+            receipt_delay_ms: 0,
+            receipt_loss_ratio: 0.0,
         }
     }
 }

@@ -147,8 +147,8 @@ impl PushService for Xiaomi {
         classify_reply(cert, batch, reply, attempt, now_secs())
     }
 
-    fn asks_for_receipts(&self) -> bool {
-        self.public_url.is_some()
+    fn asks_for_receipts(&self, cert: &Certificate) -> bool {
+        self.callback(cert).is_some()
     }
 
     fn read_receipts(

@@ -377,6 +377,7 @@ mod tests {
             notify_id: 1,
             sound: None,
             bi_tag: None,
+            receipt_id: None,
         };
         let hw: Value = serde_json::from_str(&huawei_body(&hw, &["a"])).expect("json");
         assert!(validate(&hw, &rules).is_err());

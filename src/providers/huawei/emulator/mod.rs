@@ -5,10 +5,12 @@
 //! Bearer` checked against the app of the URL (80200001 / 80200003), the v1 and v2 send URLs,
 //! the body's rules (exactly one target kind, 1–1000 tokens, 4096-byte payload, category,
 //! importance, click_action, ttl, collapse_key, sound), illegal tokens (80100000 with the list
-//! in `msg` as a JSON string, 80300007 when all are), flow control as HTTP 503, and outages.
+//! in `msg` as a JSON string, 80300007 when all are), flow control as HTTP 503, outages, and
+//! message receipts posted to the callback of a receipt configuration (`receipts`, spec §6).
 //! Shared pieces (tokens, knobs, control surface) are in `providers::oauth_emulator`.
 
 mod push;
+mod receipts;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +23,8 @@ use crate::providers::oauth_emulator::{self as core, token, Shared, TokenStyle};
 pub use crate::providers::oauth_emulator::{
     EmulatorStats, Knobs, OAuthApp, ReceivedFilter, ReceivedNotification,
 };
+pub use crate::providers::receipt_poster::ReceiptStats;
+pub use receipts::ReceiptConfig;
 
 /// Fixed choices, where the spec is silent or UNCONFIRMED.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +64,9 @@ pub struct EmulatorConfig {
     pub rules: HuaweiRules,
     /// Any client id with any non-empty secret gets a token and may send for any app id.
     pub accept_any_app: bool,
+    /// AppGallery Connect's receipt configurations at start (more by
+    /// [`EmulatorHandle::add_receipt_config`] or `POST /_emulator/receipt_configs`).
+    pub receipt_configs: Vec<ReceiptConfig>,
 }
 
 impl EmulatorConfig {
@@ -76,11 +83,13 @@ impl EmulatorConfig {
 pub struct EmulatorHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    receipts: Arc<receipts::Receipts>,
     server: ServerHandle,
 }
 
 pub(crate) struct Vendor {
     rules: HuaweiRules,
+    receipts: Arc<receipts::Receipts>,
 }
 
 fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,6 +97,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
         |req, body, shared: web::Data<Shared>| token::handle(TokenStyle::Huawei, req, body, shared),
     )));
     push::configure(cfg);
+    receipts::configure(cfg);
 }
 
 /// Starts an emulator on `listen` (port 0 picks a free port); returns once bound.
@@ -99,20 +109,28 @@ pub fn start(config: EmulatorConfig, listen: SocketAddr) -> io::Result<EmulatorH
         config.accept_any_app,
     ));
     let workers = config.rules.workers;
+    let receipts = Arc::new(receipts::Receipts::new(
+        config.receipt_configs,
+        shared.max_records,
+    ));
     let vendor = Arc::new(Vendor {
         rules: config.rules,
+        receipts: Arc::clone(&receipts),
     });
-    let parts = core::serve(
+    let poster = Arc::clone(&receipts);
+    let parts = core::serve_with(
         "huawei",
         Arc::clone(&shared),
         vendor,
         configure,
         workers,
         listen,
+        move || drop(actix_rt::spawn(receipts::run_poster(poster))),
     )?;
     Ok(EmulatorHandle {
         addr: parts.addr,
         shared,
+        receipts,
         server: parts.server,
     })
 }
@@ -160,6 +178,23 @@ impl EmulatorHandle {
         let valid = tokens.into_iter().map(Into::into).collect();
         self.shared
             .set_tokens(valid, Vec::new(), Vec::new(), Some(app_id));
+    }
+
+    /// Adds a receipt configuration of AppGallery Connect (replacing the app's one with the
+    /// same `receipt_id`).
+    pub fn add_receipt_config(&self, config: ReceiptConfig) {
+        self.receipts.add_config(config);
+    }
+
+    /// Tokens Huawei accepts but later reports with status 2 (app not installed).
+    pub fn add_uninstalled_tokens<I: IntoIterator<Item = S>, S: Into<String>>(&self, tokens: I) {
+        self.receipts
+            .add_uninstalled(tokens.into_iter().map(Into::into).collect());
+    }
+
+    /// Statuses posted, lost and failed since start.
+    pub fn receipt_stats(&self) -> ReceiptStats {
+        self.receipts.queue.stats()
     }
 
     /// Every access token issued so far expires now.

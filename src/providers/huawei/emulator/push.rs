@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::receipts::Accepted;
 use super::{HuaweiRules, Vendor};
 use crate::providers::huawei::wire::CATEGORIES;
 use crate::providers::oauth_emulator::state::{now_ms, request_id};
@@ -71,7 +72,7 @@ async fn handle(
     }
     let now = now_ms();
     let rid = request_id(now);
-    match process(&req, &app_id, body, &shared, &vendor.rules, now, &rid).await {
+    match process(&req, &app_id, body, &shared, &vendor, now, &rid).await {
         Ok((code, msg)) => {
             shared.count_request(&path, code);
             answer(200, code, &msg, &rid)
@@ -101,10 +102,11 @@ async fn process(
     app_id: &str,
     body: web::Payload,
     shared: &Shared,
-    rules: &HuaweiRules,
+    vendor: &Vendor,
     now: u64,
     rid: &str,
 ) -> Result<(&'static str, String), Reject> {
+    let Vendor { rules, receipts } = vendor;
     match shared.check_bearer(bearer(req), app_id, now) {
         BearerCheck::Ok => {}
         BearerCheck::Expired => {
@@ -167,9 +169,11 @@ async fn process(
     }
     let marketing = checked.category == "MARKETING";
     let headers = BTreeMap::new();
-    let records: Vec<ReceivedNotification> = valid
+    let (delivered, capped): (Vec<String>, Vec<String>) = valid.iter().cloned().partition(|t| {
+        !marketing || shared.admit_marketing(app_id, t, knobs.marketing_daily_cap, now)
+    });
+    let records: Vec<ReceivedNotification> = delivered
         .iter()
-        .filter(|t| !marketing || shared.admit_marketing(app_id, t, knobs.marketing_daily_cap, now))
         .map(|token| ReceivedNotification {
             seq: 0,
             endpoint: req.path().to_owned(),
@@ -193,6 +197,18 @@ async fn process(
         })
         .collect();
     shared.record(records);
+    receipts.accepted(
+        &Accepted {
+            app_id,
+            receipt_id: checked.receipt_id.as_deref(),
+            request_id: rid,
+            bi_tag: checked.bi_tag.as_deref(),
+            delivered: &delivered,
+            capped: &capped,
+        },
+        knobs.receipt_delay_ms,
+        knobs.receipt_loss_ratio,
+    );
     if illegal.is_empty() {
         return Ok(("80000000", "Success".into()));
     }
@@ -221,6 +237,8 @@ pub(crate) struct Checked {
     pub channel_id: Option<String>,
     pub notify_id: Option<i64>,
     pub bi_tag: Option<String>,
+    /// `android.receipt_id`: which receipt configuration reports this message.
+    pub receipt_id: Option<String>,
     /// The message without `token`.
     pub message: Value,
 }
@@ -387,6 +405,9 @@ pub(crate) fn validate(body: &Value, rules: &HuaweiRules) -> Result<Checked, Rej
         channel_id: text(n, "channel_id").map(str::to_owned),
         notify_id: n.get("notify_id").and_then(Value::as_i64),
         bi_tag: android.and_then(|a| text(a, "bi_tag")).map(str::to_owned),
+        receipt_id: android
+            .and_then(|a| text(a, "receipt_id"))
+            .map(str::to_owned),
         message: without_tokens,
     })
 }
@@ -410,6 +431,7 @@ mod tests {
             notify_id: 1,
             sound: None,
             bi_tag: None,
+            receipt_id: None,
         }
     }
 

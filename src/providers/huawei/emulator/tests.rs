@@ -27,6 +27,7 @@ fn msg() -> HuaweiMessage {
         notify_id: 7,
         sound: None,
         bi_tag: Some("m-1".into()),
+        receipt_id: None,
     }
 }
 

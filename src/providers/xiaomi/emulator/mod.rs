@@ -24,8 +24,8 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
+pub use crate::providers::receipt_poster::ReceiptStats;
 pub use config::{EmulatorApp, EmulatorConfig, EmulatorRules, Knobs, RegidPolicy};
-pub use receipts::ReceiptStats;
 pub use state::{EmulatorStats, ReceivedFilter, ReceivedNotification};
 
 use state::Shared;

@@ -8,17 +8,18 @@
 //! delivered, except those marked uninstalled (`POST /_emulator/regids {"uninstalled":[…]}`),
 //! which get a target-invalid (16) receipt instead; `receipt_click_ratio` of deliveries are also
 //! clicked. Knobs: `receipt_delay_ms` (before a receipt is due), `receipt_loss_ratio` (receipts
-//! never sent, as when Xiaomi's callback fails).
+//! never sent, as when Xiaomi's callback fails). The queue and the posting loop are shared with
+//! the Huawei emulator (`providers::receipt_poster`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::state::{now_ms, ReceivedNotification, Shared};
+use crate::providers::receipt_poster::{run_poster as post_due, Due, ReceiptPost};
 
 /// Receipt types (spec §5.4).
 const DELIVERED: i64 = 1;
@@ -39,17 +40,10 @@ pub(crate) struct PendingReceipt {
     pub at_ms: u64,
 }
 
-/// What the emulator did with receipts since start.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ReceiptStats {
-    /// Receipts (one per regId and type) in POSTs the callback answered 2xx.
-    pub posted: u64,
-    /// Receipts dropped by `receipt_loss_ratio`.
-    pub lost: u64,
-    /// Receipts in POSTs that failed (connection error, timeout, non-2xx answer).
-    pub failed: u64,
-    /// POST requests made.
-    pub requests: u64,
+impl Due for PendingReceipt {
+    fn due_ms(&self) -> u64 {
+        self.due_ms
+    }
 }
 
 /// Whether `mask` (`extra.callback.type`) asks for receipts of `kind`: a bit mask, where 3 is
@@ -131,52 +125,32 @@ fn data_json(receipts: &[PendingReceipt]) -> Value {
     Value::Object(data)
 }
 
-/// Posts due receipts every `receipt_batch_ms` until the emulator stops.
+/// Posts due receipts every `receipt_batch_ms` until the emulator stops: one POST per
+/// (callback URL, type, param).
 pub(crate) async fn run_poster(shared: Arc<Shared>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "xiaomi emulator: no HTTP client; receipts are not posted");
-            return;
-        }
-    };
-    let window = Duration::from_millis(shared.rules.receipt_batch_ms.max(1));
-    loop {
-        tokio::time::sleep(window).await;
-        let due = shared.take_due_receipts(now_ms());
-        if due.is_empty() {
-            continue;
-        }
-        let mut groups: BTreeMap<(String, i64, Option<String>), Vec<PendingReceipt>> =
-            BTreeMap::new();
-        for r in due {
-            groups
-                .entry((r.url.clone(), r.kind, r.param.clone()))
-                .or_default()
-                .push(r);
-        }
-        for ((url, _, _), receipts) in groups {
-            let body = serde_urlencoded::to_string([("data", data_json(&receipts).to_string())])
-                .unwrap_or_default();
-            let sent = client
-                .post(&url)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded;charset=UTF-8",
-                )
-                .body(body)
-                .send()
-                .await;
-            let ok = matches!(&sent, Ok(r) if r.status().is_success());
-            if !ok {
-                tracing::debug!(%url, "xiaomi emulator: a receipt POST failed");
-            }
-            shared.count_receipt_post(receipts.len() as u64, ok);
-        }
+    let window = Duration::from_millis(shared.rules.receipt_batch_ms);
+    post_due("xiaomi", Arc::clone(&shared.receipts), window, posts).await;
+}
+
+fn posts(due: Vec<PendingReceipt>) -> Vec<ReceiptPost> {
+    let mut groups: BTreeMap<(String, i64, Option<String>), Vec<PendingReceipt>> = BTreeMap::new();
+    for r in due {
+        groups
+            .entry((r.url.clone(), r.kind, r.param.clone()))
+            .or_default()
+            .push(r);
     }
+    groups
+        .into_iter()
+        .map(|((url, _, _), receipts)| ReceiptPost {
+            url,
+            content_type: "application/x-www-form-urlencoded;charset=UTF-8",
+            headers: Vec::new(),
+            body: serde_urlencoded::to_string([("data", data_json(&receipts).to_string())])
+                .unwrap_or_default(),
+            receipts: receipts.len() as u64,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,14 +4,15 @@
 //! a few map operations, so an async lock would only add cost.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::config::{EmulatorApp, EmulatorConfig, EmulatorRules, Knobs, RegidPolicy};
-use super::receipts::{PendingReceipt, ReceiptStats};
+use super::receipts::PendingReceipt;
+use crate::providers::receipt_poster::{ReceiptQueue, ReceiptStats};
 
 /// One (regId, notification) pair the emulator accepted, decoded as the device would see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,13 +105,8 @@ pub(crate) struct Shared {
     received: Mutex<Received>,
     /// RegIds accepted but answered later with a target-invalid receipt (app uninstalled).
     uninstalled: Mutex<HashSet<String>>,
-    receipts: Mutex<Receipts>,
-}
-
-#[derive(Default)]
-struct Receipts {
-    pending: VecDeque<PendingReceipt>,
-    stats: ReceiptStats,
+    /// Receipts waiting for their time, shared with the poster.
+    pub receipts: Arc<ReceiptQueue<PendingReceipt>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,6 +128,7 @@ fn china_day(now_ms: u64) -> u64 {
 
 impl Shared {
     pub fn new(config: EmulatorConfig) -> Self {
+        let receipts = Arc::new(ReceiptQueue::new(config.rules.max_records));
         let knobs = Knobs {
             qps_limit: config.qps_limit,
             daily_quota: config.daily_quota,
@@ -150,7 +147,7 @@ impl Shared {
             counters: Mutex::default(),
             received: Mutex::default(),
             uninstalled: Mutex::default(),
-            receipts: Mutex::default(),
+            receipts,
         }
     }
 
@@ -351,39 +348,11 @@ impl Shared {
 
     /// Queues receipts, dropping `loss_ratio` of them (counted); bounded by `max_records`.
     pub fn queue_receipts(&self, receipts: Vec<PendingReceipt>, loss_ratio: f64) {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        let mut r = lock(&self.receipts);
-        for p in receipts {
-            // `<` with a NaN ratio is false: a bad knob never fires.
-            if rng.random::<f64>() < loss_ratio || r.pending.len() >= self.rules.max_records {
-                r.stats.lost += 1;
-            } else {
-                r.pending.push_back(p);
-            }
-        }
-    }
-
-    /// Removes and returns the receipts due at `now_ms`.
-    pub fn take_due_receipts(&self, now_ms: u64) -> Vec<PendingReceipt> {
-        let mut r = lock(&self.receipts);
-        let (due, later): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|p| p.due_ms <= now_ms);
-        r.pending = later.into();
-        due
-    }
-
-    pub fn count_receipt_post(&self, receipts: u64, ok: bool) {
-        let mut r = lock(&self.receipts);
-        r.stats.requests += 1;
-        if ok {
-            r.stats.posted += receipts;
-        } else {
-            r.stats.failed += receipts;
-        }
+        self.receipts.queue(receipts, loss_ratio);
     }
 
     pub fn receipt_stats(&self) -> ReceiptStats {
-        lock(&self.receipts).stats.clone()
+        self.receipts.stats()
     }
 
     pub fn hang_cap(&self) -> Duration {
