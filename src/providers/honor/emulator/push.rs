@@ -376,6 +376,7 @@ mod tests {
             ext: None,
             notify_id: 1,
             sound: None,
+            ext_carriage: Default::default(),
             bi_tag: None,
         };
         let hw: Value = serde_json::from_str(&huawei_body(&hw, &["a"])).expect("json");
