@@ -122,6 +122,7 @@ impl Direct {
                         &key.bundle_id,
                         &device_token(i),
                         body,
+                        None,
                         Some(&collapse),
                         now_secs(),
                     )
@@ -316,6 +317,7 @@ async fn main() {
                 ext: None,
                 sound: None,
                 package: "com.example.chat".into(),
+                click_action: None,
             };
             let cert = json!({"vendor":"fcm","package_name":"com.example.chat","click_action":{"type":"open_app"},"service_account":sa,"qps":100_000});
             let dummy = apns::ProviderToken {
@@ -364,7 +366,7 @@ async fn main() {
                 subtitle: None,
                 body: "hello".into(),
                 sound: None,
-                badge: None,
+                counts_badge: false,
                 mutable_content: false,
                 thread_id: None,
                 ext: None,

@@ -530,6 +530,68 @@ async fn tim_apns_info_reaches_apple() {
     assert_eq!(n.payload["ext"], "{\"k\":1}");
 }
 
+/// The badge an iPhone shows: the unread count it went to the background with, plus one per
+/// notification since; `BadgeMode` 1 leaves it alone; a login starts the count over.
+#[tokio::test]
+async fn the_badge_counts_up_from_the_background_unread_count() {
+    let rig = Rig::start(EmulatorConfig::default()).await;
+    let ev = |action: &str, unread: Option<u32>| {
+        let mut e = json!({"user":"alice","platform":"iPhone","device":"ip","action":action});
+        if let Some(n) = unread {
+            e["unread"] = n.into();
+        }
+        e
+    };
+    rig.h.events(json!([ev("login", None)])).await;
+    let (s, v) = rig
+        .h
+        .api(
+            Method::PUT,
+            "/v1/push-tokens",
+            Some(json!({"user":"alice","platform":"iPhone","device":"ip",
+                "certificate_id":rig.cert,"token":device_token("alice")})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    rig.h
+        .events(json!([ev("background", Some(3)), ev("disconnect", None)]))
+        .await;
+    let badges = |got: &[ReceivedNotification]| -> Vec<Value> {
+        got.iter()
+            .map(|n| {
+                n.payload["aps"]
+                    .get("badge")
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            })
+            .collect()
+    };
+    for text in ["one", "two"] {
+        rig.h
+            .send(json!({"to":["alice"],"from":"dave","text":text}))
+            .await;
+        let n = if text == "one" { 1 } else { 2 };
+        rig.wait_got("alice", n).await;
+    }
+    rig.h
+        .send(json!({"to":["alice"],"from":"dave","text":"quiet",
+            "offline_push":{"apns":{"badge_mode":1}}}))
+        .await;
+    let got = rig.wait_got("alice", 3).await;
+    assert_eq!(badges(&got), vec![json!(4), json!(5), Value::Null]);
+
+    // In use again, then killed: the count starts over.
+    rig.h
+        .events(json!([ev("login", None), ev("disconnect", None)]))
+        .await;
+    rig.h
+        .send(json!({"to":["alice"],"from":"dave","text":"later"}))
+        .await;
+    let got = rig.wait_got("alice", 4).await;
+    assert_eq!(badges(&got[3..]), vec![json!(1)]);
+    rig.settled(rig.cert, 4).await;
+}
+
 #[tokio::test]
 async fn the_key_survives_a_restart_and_still_signs() {
     let Rig { h, apns, cert } = Rig::start(EmulatorConfig::default()).await;

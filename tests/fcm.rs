@@ -449,6 +449,36 @@ async fn tim_google_channel_and_sound_reach_fcm() {
     assert_eq!(m.data.get("ext").map(String::as_str), Some("{\"k\":1}"));
 }
 
+/// An "open in-app page" certificate opens its activity through FCM's `click_action` (the
+/// intent filter's action from the certificate's intent URI); "open app" sends none.
+#[tokio::test]
+async fn the_certificates_in_app_page_becomes_fcms_click_action() {
+    let rig = Rig::start(EmulatorConfig::default()).await;
+    rig.killed("alice").await;
+    rig.h
+        .send(json!({"to":["alice"],"from":"dave","text":"launcher"}))
+        .await;
+    assert_eq!(rig.wait_got("alice", 1).await[0].click_action, None);
+    let mut edit = cert_body(rig.fcm.sample_account().unwrap());
+    edit["click_action"] = json!({"type":"open_activity",
+        "intent_uri":"intent://chat/detail#Intent;scheme=app;action=com.example.OPEN_CHAT;end"});
+    let (s, v) = rig
+        .h
+        .admin(
+            Method::PUT,
+            &format!("/v1/certificates/{}", rig.cert),
+            Some(edit),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    rig.h
+        .send(json!({"to":["alice"],"from":"dave","text":"page"}))
+        .await;
+    let m = &rig.wait_got("alice", 2).await[1];
+    assert_eq!(m.body.as_deref(), Some("page"));
+    assert_eq!(m.click_action.as_deref(), Some("com.example.OPEN_CHAT"));
+}
+
 #[tokio::test]
 async fn the_service_account_survives_a_restart_and_still_signs() {
     let Rig { h, fcm, cert } = Rig::start(EmulatorConfig::default()).await;

@@ -353,6 +353,87 @@ async fn certificate_and_per_message_classification_reach_the_wire() {
     t.accounted(cert, 4).await;
 }
 
+/// TIM `AndroidInfo.Sound` becomes Huawei's `sound` (with `default_sound` false), and
+/// `ExtAsHuaweiIntentParam` 1 gives each member of `Ext` its own extra of the click intent;
+/// both on /v1 and /v4, a bad flag refused naming the field.
+#[tokio::test]
+async fn sound_and_ext_as_intent_params_reach_the_wire() {
+    let t = start_with(|c| c.tim_admins = vec![TIM_ADMIN.into()], Knobs::default()).await;
+    let cert = t.certificate().await;
+    t.h.push_online("alice", "d1", cert, "hw-s").await;
+
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"ring",
+        "offline_push":{"sound":"shake","ext":"{\"conv\":\"c2c_bob\",\"n\":2}",
+                        "ext_as_huawei_intent_param":1}}))
+        .await;
+    let r = &t.exactly("hw-s", 1).await[0];
+    let n = &r.message["android"]["notification"];
+    assert_eq!(n["sound"], "/raw/shake", "{n}");
+    assert_eq!(n["default_sound"], false, "{n}");
+    let intent = r.intent.as_deref().unwrap_or_default();
+    assert!(intent.ends_with(";S.conv=c2c_bob;S.n=2;end"), "{intent}");
+    assert_eq!(r.ext, None, "no whole-Ext extra: {intent}");
+
+    // The default: no sound field, Ext whole as the extra `ext`.
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"plain",
+        "offline_push":{"ext":"{\"conv\":\"c2c_bob\"}"}}))
+        .await;
+    let r = &t.exactly("hw-s", 2).await[1];
+    let n = &r.message["android"]["notification"];
+    assert!(n.get("sound").is_none(), "{n}");
+    assert_eq!(n["default_sound"], true, "{n}");
+    assert_eq!(r.ext.as_deref(), Some("{\"conv\":\"c2c_bob\"}"));
+
+    let v = t
+        .tim_sendmsg(
+            json!({"From_Account":"bob","To_Account":"alice","MsgRandom":9,
+            "MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"from v4"}}],
+            "OfflinePushInfo":{"Ext":"{\"k\":\"v\"}",
+                "AndroidInfo":{"Sound":"ding","ExtAsHuaweiIntentParam":1}}}),
+        )
+        .await;
+    assert_eq!(v["ErrorCode"], 0, "{v}");
+    let r = &t.exactly("hw-s", 3).await[2];
+    assert_eq!(r.message["android"]["notification"]["sound"], "/raw/ding");
+    assert!(r
+        .intent
+        .as_deref()
+        .unwrap_or_default()
+        .ends_with(";S.k=v;end"));
+
+    let (s, v) =
+        t.h.api(
+            Method::POST,
+            "/v1/messages",
+            Some(json!({"to":["alice"],"from":"bob","text":"x",
+                "offline_push":{"ext_as_huawei_intent_param":2}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        v["error"]["field"], "offline_push.ext_as_huawei_intent_param",
+        "{v}"
+    );
+    let v = t
+        .tim_sendmsg(
+            json!({"From_Account":"bob","To_Account":"alice","MsgRandom":10,
+            "MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}],
+            "OfflinePushInfo":{"AndroidInfo":{"ExtAsHuaweiIntentParam":"yes"}}}),
+        )
+        .await;
+    assert_ne!(v["ErrorCode"], 0, "{v}");
+    assert!(
+        v["ErrorInfo"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ExtAsHuaweiIntentParam"),
+        "{v}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(t.records("hw-s").len(), 3);
+    t.accounted(cert, 3).await;
+}
+
 /// An expired access token is renewed at once and the request resent; concurrent requests of a
 /// certificate share one token fetch.
 #[tokio::test]

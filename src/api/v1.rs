@@ -134,6 +134,9 @@ pub struct OfflinePush {
     huawei_channel_id: Option<String>,
     #[serde(default)]
     honor_importance: Option<String>,
+    /// 1: each member of `ext` its own Huawei intent extra (TIM `ExtAsHuaweiIntentParam`).
+    #[serde(default)]
+    ext_as_huawei_intent_param: Option<u64>,
     /// OPPO, vivo and Meizu overrides (contract.md: TIM's AndroidInfo names in snake_case).
     #[serde(default)]
     oppo_channel_id: Option<String>,
@@ -209,6 +212,18 @@ pub async fn send_message(
         )
         .with_field("to"));
     }
+    let ext_as_huawei_intent_param = op
+        .ext_as_huawei_intent_param
+        .map(crate::domain::hw_push_fields::HwPushFields::intent_param_flag)
+        .transpose()
+        .map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::InvalidField.as_str(),
+                format!("{}: {}", e.field.v1(), e.message),
+            )
+            .with_field(e.field.v1())
+        })?
+        .unwrap_or(false);
     let send = SendRequest {
         to: distinct(b.to),
         from: b.from,
@@ -222,6 +237,7 @@ pub async fn send_message(
             huawei_importance: op.huawei_importance,
             huawei_channel_id: op.huawei_channel_id,
             honor_importance: op.honor_importance,
+            ext_as_huawei_intent_param,
         }
         .normalized(),
         ovm: crate::domain::vendor_fields::OvmPushFields {

@@ -1,8 +1,9 @@
 //! Per-message overrides of a Huawei or Honor certificate's classification: Tencent's
 //! `OfflinePushInfo.AndroidInfo.{HuaWeiCategory, HuaWeiImportance, HuaWeiChannelID,
-//! HonorImportance}` on /v4, and `huawei_category`, `huawei_importance`, `huawei_channel_id`,
-//! `honor_importance` under /v1's `offline_push` (contract.md "More push services").
-//! Absent or empty means "the certificate's setting".
+//! HonorImportance, ExtAsHuaweiIntentParam}` on /v4, and `huawei_category`, `huawei_importance`,
+//! `huawei_channel_id`, `honor_importance`, `ext_as_huawei_intent_param` under /v1's
+//! `offline_push` (contract.md "More push services"). Absent or empty means "the certificate's
+//! setting".
 
 use serde_json::{Map, Value};
 
@@ -22,6 +23,10 @@ pub struct HwPushFields {
     pub huawei_channel_id: Option<String>,
     /// Honor `android.notification.importance` (`LOW` or `NORMAL`).
     pub honor_importance: Option<String>,
+    /// TIM `ExtAsHuaweiIntentParam` 1: each top-level member of `Ext` becomes its own extra of
+    /// Huawei's click intent; 0 (default): `Ext` is the one string extra `ext`
+    /// (`huawei::wire::ExtCarriage`).
+    pub ext_as_huawei_intent_param: bool,
 }
 
 /// One of the fields, to name it in an error on either surface.
@@ -31,6 +36,7 @@ pub enum HwField {
     HuaweiImportance,
     HuaweiChannelId,
     HonorImportance,
+    ExtAsHuaweiIntentParam,
 }
 
 impl HwField {
@@ -41,6 +47,7 @@ impl HwField {
             HwField::HuaweiImportance => "offline_push.huawei_importance",
             HwField::HuaweiChannelId => "offline_push.huawei_channel_id",
             HwField::HonorImportance => "offline_push.honor_importance",
+            HwField::ExtAsHuaweiIntentParam => "offline_push.ext_as_huawei_intent_param",
         }
     }
 
@@ -51,6 +58,7 @@ impl HwField {
             HwField::HuaweiImportance => "OfflinePushInfo.AndroidInfo.HuaWeiImportance",
             HwField::HuaweiChannelId => "OfflinePushInfo.AndroidInfo.HuaWeiChannelID",
             HwField::HonorImportance => "OfflinePushInfo.AndroidInfo.HonorImportance",
+            HwField::ExtAsHuaweiIntentParam => "OfflinePushInfo.AndroidInfo.ExtAsHuaweiIntentParam",
         }
     }
 
@@ -61,6 +69,7 @@ impl HwField {
             HwField::HuaweiImportance => "HuaWeiImportance",
             HwField::HuaweiChannelId => "HuaWeiChannelID",
             HwField::HonorImportance => "HonorImportance",
+            HwField::ExtAsHuaweiIntentParam => "ExtAsHuaweiIntentParam",
         }
     }
 }
@@ -130,7 +139,23 @@ impl HwPushFields {
         Ok(())
     }
 
-    /// The fields of a TIM `AndroidInfo` object (each must be a string when present), checked.
+    /// TIM's 0/1 `ExtAsHuaweiIntentParam` (/v1 `ext_as_huawei_intent_param`) as a flag.
+    pub fn intent_param_flag(value: u64) -> Result<bool, HwFieldError> {
+        match value {
+            0 => Ok(false),
+            1 => Ok(true),
+            n => Err(HwFieldError {
+                field: HwField::ExtAsHuaweiIntentParam,
+                message: format!(
+                    "{n} must be 0 (Ext as the one intent extra `ext`) or 1 (each member of \
+                     Ext its own intent extra)"
+                ),
+            }),
+        }
+    }
+
+    /// The fields of a TIM `AndroidInfo` object (each must be a string when present, but
+    /// `ExtAsHuaweiIntentParam`, a 0/1 number or numeric string), checked.
     pub fn from_tim_android_info(a: &Map<String, Value>) -> Result<HwPushFields, HwFieldError> {
         let get = |field: HwField| match a.get(field.tim_key()) {
             None | Some(Value::Null) => Ok(None),
@@ -145,6 +170,19 @@ impl HwPushFields {
             huawei_importance: get(HwField::HuaweiImportance)?,
             huawei_channel_id: get(HwField::HuaweiChannelId)?,
             honor_importance: get(HwField::HonorImportance)?,
+            ext_as_huawei_intent_param: match a.get(HwField::ExtAsHuaweiIntentParam.tim_key()) {
+                None | Some(Value::Null) => false,
+                Some(Value::String(s)) if s.trim().is_empty() => false,
+                Some(v) => match v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()) {
+                    Some(n) => Self::intent_param_flag(n)?,
+                    None => {
+                        return Err(HwFieldError {
+                            field: HwField::ExtAsHuaweiIntentParam,
+                            message: "must be 0 or 1".into(),
+                        })
+                    }
+                },
+            },
         }
         .normalized();
         f.check()?;
@@ -170,8 +208,15 @@ mod tests {
         assert_eq!(f.huawei_importance.as_deref(), Some("LOW"));
         assert_eq!(f.huawei_channel_id.as_deref(), Some("calls"));
         assert_eq!(f.honor_importance.as_deref(), Some("LOW"));
-        let empty = tim(json!({"HuaWeiCategory": "", "HonorImportance": ""})).expect("fields");
+        assert!(!f.ext_as_huawei_intent_param);
+        let empty = tim(json!({"HuaWeiCategory": "", "HonorImportance": "",
+            "ExtAsHuaweiIntentParam": 0}))
+        .expect("fields");
         assert_eq!(empty, HwPushFields::default());
+        for one in [json!(1), json!("1")] {
+            let f = tim(json!({ "ExtAsHuaweiIntentParam": one })).expect("fields");
+            assert!(f.ext_as_huawei_intent_param);
+        }
     }
 
     #[test]
@@ -187,6 +232,14 @@ mod tests {
             (
                 json!({"HonorImportance": "normal"}),
                 HwField::HonorImportance,
+            ),
+            (
+                json!({"ExtAsHuaweiIntentParam": 2}),
+                HwField::ExtAsHuaweiIntentParam,
+            ),
+            (
+                json!({"ExtAsHuaweiIntentParam": "yes"}),
+                HwField::ExtAsHuaweiIntentParam,
             ),
         ] {
             assert_eq!(tim(body.clone()).map_err(|e| e.field), Err(field), "{body}");

@@ -75,6 +75,8 @@ pub struct Gateway {
     next_message_id: AtomicU64,
     /// `State.StateChange` callbacks of WebSocket sessions (disabled without a webhook URL).
     webhook: WebhookSender,
+    /// Each iOS device's APNs badge count, shared with the APNs service.
+    apns_badges: Arc<crate::providers::apns::Badges>,
     /// The shared registry of cluster mode, set once at start; unset (embedded) the operations
     /// use `registry` and nothing else.
     remote: std::sync::OnceLock<Arc<dyn crate::registry::remote::RemoteDirectory>>,
@@ -100,6 +102,7 @@ impl Gateway {
     ) -> Gateway {
         let certs = Arc::new(CertBook::default());
         let outcomes = Arc::new(Outcomes::default());
+        let apns_badges = providers.apns_badges();
         let senders = Senders::new(SenderCtx {
             registry: registry.clone(),
             certs: certs.clone(),
@@ -130,6 +133,7 @@ impl Gateway {
         };
         Gateway {
             remote: std::sync::OnceLock::new(),
+            apns_badges,
             webhook,
             config,
             registry,

@@ -53,6 +53,29 @@ pub struct EventError {
 }
 
 impl Gateway {
+    /// An iPhone or iPad's APNs badge count: set to the unread count when the app goes to the
+    /// background, started over when it is in use again or the device leaves
+    /// (`providers::apns::badge`).
+    fn note_badge(&self, ev: &SessionEvent) {
+        use crate::providers::apns::BadgeEvent;
+        if !matches!(ev.platform, Platform::IPhone | Platform::IPad) {
+            return;
+        }
+        let event = match ev.action {
+            SessionAction::Background => match ev.unread {
+                Some(unread) => BadgeEvent::Background(unread),
+                None => return,
+            },
+            SessionAction::Login
+            | SessionAction::Foreground
+            | SessionAction::Logout
+            | SessionAction::Kicked => BadgeEvent::Reset,
+            // Killed or offline: the badge keeps counting.
+            SessionAction::Disconnect => return,
+        };
+        self.apns_badges.session(&ev.user, &ev.device, event);
+    }
+
     /// Applies session events in order; each has its own result. Durable changes are on disk
     /// before this returns.
     pub async fn session_events(&self, events: Vec<SessionEvent>) -> Vec<EventResult> {
@@ -127,6 +150,7 @@ impl Gateway {
         if let Err(e) = check_id("user", &ev.user).and_then(|_| check_id("device", &ev.device)) {
             return (Err(id_error(e)), None);
         }
+        self.note_badge(ev);
         if let (Some(remote), Some(conn)) = (self.remote(), conn) {
             // Cluster mode: the change is made in the background; the ticket says when it is
             // acknowledged (the state in the answer is not known before).

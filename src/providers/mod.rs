@@ -283,6 +283,11 @@ impl Providers {
         })
     }
 
+    /// The APNs badge counts, which session events set and reset.
+    pub fn apns_badges(&self) -> Arc<apns::Badges> {
+        self.apns.badges()
+    }
+
     /// Runs `visitor` with the service of `vendor`: the one place a vendor is matched.
     pub fn with_service<V: ServiceVisitor>(&self, vendor: Vendor, visitor: V) -> V::Output {
         match vendor {

@@ -259,6 +259,12 @@ mod tests {
                 "queue_full"
             ]
         );
+        for (i, c) in DeliveryClass::ALL.iter().enumerate() {
+            assert_eq!(
+                *c as usize, i,
+                "ALL is in declaration order (indexes metric children)"
+            );
+        }
         for (i, c) in DeliveryClass::FAILURES.iter().enumerate() {
             assert_eq!(c.failure_index(), Some(i));
         }

@@ -56,6 +56,7 @@ impl ApnsClient {
         topic: &str,
         device_token: &str,
         n: &ApnsNotification,
+        badge: Option<u32>,
         collapse_id: Option<&str>,
         now: u64,
     ) -> ApnsReply {
@@ -63,7 +64,7 @@ impl ApnsClient {
             return ApnsReply::MalformedToken;
         };
         let url = format!("{base_url}{path}");
-        let body = payload(n).to_string();
+        let body = payload(n, badge).to_string();
         let mut avoid = None;
         for attempt in 0..2 {
             let conn = pool.lease(avoid);

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::badge::Badges;
 use super::client::ApnsClient;
 use super::key::{ApnsKey, ProviderToken, TokenMemo, RENEW_AFTER_SECS};
 use super::reply::{classify as classify_reply, ApnsOutcome, ApnsReply};
@@ -23,13 +24,21 @@ use crate::push::PushContent;
 
 pub struct Apns {
     client: ApnsClient,
+    /// Each device's badge count, kept up by the gateway's session events.
+    badges: Arc<Badges>,
 }
 
 impl Apns {
     pub fn new(base_url: Option<&str>, timeout: Duration) -> Result<Apns, super::ClientError> {
         Ok(Apns {
             client: ApnsClient::new(base_url, timeout)?,
+            badges: Arc::default(),
         })
+    }
+
+    /// The badge counts, for the session events that set and reset them.
+    pub fn badges(&self) -> Arc<Badges> {
+        self.badges.clone()
     }
 }
 
@@ -99,8 +108,7 @@ impl PushService for Apns {
             subtitle: apns.sub_title,
             body: content.desc.clone(),
             sound: apns.sound,
-            // The gateway keeps no badge count per device yet: the badge is left as it is.
-            badge: None,
+            counts_badge: apns.badge_mode == 0,
             mutable_content: apns.mutable_content == 1,
             thread_id: Some(content.conversation.clone()).filter(|c| !c.is_empty()),
             ext: content.ext.clone(),
@@ -152,6 +160,14 @@ impl PushService for Apns {
         };
         // The message id as collapse id: a resend of one message replaces itself.
         let collapse = job.message.id.to_string();
+        // Counted once per notification: a retry shows the count without adding to it.
+        let badge = content.counts_badge.then(|| {
+            if job.attempt == 0 {
+                self.badges.next(&job.user, &job.device)
+            } else {
+                self.badges.current(&job.user, &job.device)
+            }
+        });
         let reply = self
             .client
             .send(
@@ -161,6 +177,7 @@ impl PushService for Apns {
                 &creds.key.bundle_id,
                 &job.token,
                 content,
+                badge,
                 Some(&collapse),
                 now_secs(),
             )

@@ -20,8 +20,10 @@ pub struct ApnsNotification {
     pub body: String,
     /// `aps.sound` (TIM `ApnsInfo.Sound`, a file name with suffix); `None`: silent.
     pub sound: Option<String>,
-    /// `aps.badge`; `None` leaves the badge as it is (TIM `BadgeMode` 1).
-    pub badge: Option<u32>,
+    /// Whether this notification adds one to the device's badge (TIM `BadgeMode` 0); when not,
+    /// `aps.badge` is left out and the badge stays as it is. The number is per device
+    /// (`badge::Badges`), given to [`payload`].
+    pub counts_badge: bool,
     /// `aps.mutable-content: 1` runs the app's service extension (TIM `MutableContent`).
     pub mutable_content: bool,
     /// `aps.thread-id`: groups a conversation's notifications.
@@ -32,8 +34,8 @@ pub struct ApnsNotification {
     pub expiration_secs: u64,
 }
 
-/// The JSON payload.
-pub fn payload(n: &ApnsNotification) -> Value {
+/// The JSON payload; `badge` is this device's `aps.badge`, if any.
+pub fn payload(n: &ApnsNotification, badge: Option<u32>) -> Value {
     let mut alert = Map::new();
     if !n.title.is_empty() {
         alert.insert("title".into(), json!(n.title));
@@ -44,7 +46,7 @@ pub fn payload(n: &ApnsNotification) -> Value {
     alert.insert("body".into(), json!(n.body));
     let mut aps = Map::new();
     aps.insert("alert".into(), Value::Object(alert));
-    if let Some(badge) = n.badge {
+    if let Some(badge) = badge {
         aps.insert("badge".into(), json!(badge));
     }
     if let Some(sound) = n.sound.as_ref().filter(|s| !s.is_empty()) {
@@ -109,7 +111,7 @@ mod tests {
             subtitle: Some("Group X".into()),
             body: "hi there".into(),
             sound: Some("default".into()),
-            badge: Some(3),
+            counts_badge: true,
             mutable_content: true,
             thread_id: Some("c2c_alice".into()),
             ext: Some("{\"entity\":1}".into()),
@@ -120,7 +122,7 @@ mod tests {
     #[test]
     fn payload_matches_the_spec_example() {
         assert_eq!(
-            payload(&sample()),
+            payload(&sample(), Some(3)),
             json!({
                 "aps": {
                     "alert": {"title": "Alice", "subtitle": "Group X", "body": "hi there"},
@@ -132,14 +134,14 @@ mod tests {
         let bare = ApnsNotification {
             subtitle: None,
             sound: None,
-            badge: None,
+            counts_badge: false,
             mutable_content: false,
             thread_id: None,
             ext: None,
             ..sample()
         };
         assert_eq!(
-            payload(&bare),
+            payload(&bare, None),
             json!({"aps": {"alert": {"title": "Alice", "body": "hi there"}}})
         );
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::account::ServiceAccount;
 use super::client::FcmClient;
 use super::reply::{classify as classify_reply, FcmOutcome, FcmReply, TokenFailure};
-use super::wire::{send_body, FcmNotification, Priority, DEFAULT_TTL_SECS};
+use super::wire::{click_action_of, send_body, FcmNotification, Priority, DEFAULT_TTL_SECS};
 use crate::domain::validate::FieldError;
 use crate::domain::{now_secs, Certificate, CertificateId};
 use crate::providers::h2_pool::{H2Pool, CONNECTIONS_PER_CERTIFICATE};
@@ -120,6 +120,7 @@ impl PushService for Fcm {
             ext: content.ext.clone(),
             sound: content.global.sound.clone(),
             package: cert.package_name.clone(),
+            click_action: click_action_of(&cert.click_action),
         }
     }
 

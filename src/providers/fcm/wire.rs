@@ -2,6 +2,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::domain::ClickAction;
+
 /// Android delivery priority (`android.priority`). Chat wants `high`: delivered at once, may
 /// wake the device (spec §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -41,6 +43,25 @@ pub struct FcmNotification {
     pub sound: Option<String>,
     /// `android.restricted_package_name`: the certificate's package.
     pub package: String,
+    /// `android.notification.click_action`: the intent-filter action of the activity a tap
+    /// opens; `None` opens the launcher activity (spec §3). From [`click_action_of`].
+    pub click_action: Option<String>,
+}
+
+/// FCM's `click_action` for a certificate's click action. FCM opens an activity by the action
+/// of its intent filter, so an "open in-app page" intent URI gives its `action=`; one without
+/// an action, "open app" and "open URL" (FCM's Android notification has no URL click; the app
+/// gets `ext` in `data` either way) open the launcher activity.
+pub fn click_action_of(click: &ClickAction) -> Option<String> {
+    let ClickAction::OpenActivity { intent_uri } = click else {
+        return None;
+    };
+    let (_, fragment) = intent_uri.split_once("#Intent;")?;
+    fragment
+        .split(';')
+        .find_map(|part| part.strip_prefix("action="))
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
 }
 
 /// `message` for one `token`. `tag` is `android.notification.tag`: a notification with the same
@@ -58,6 +79,9 @@ pub fn send_body(token: &str, n: &FcmNotification, tag: Option<&str>) -> Value {
     }
     if let Some(sound) = &n.sound {
         android_notification.insert("sound".into(), json!(sound));
+    }
+    if let Some(action) = &n.click_action {
+        android_notification.insert("click_action".into(), json!(action));
     }
     let mut android = Map::new();
     android.insert("priority".into(), json!(n.priority.as_str()));
@@ -106,6 +130,38 @@ mod tests {
             ext: Some("{\"entity\":1}".into()),
             sound: None,
             package: "com.example.chat".into(),
+            click_action: None,
+        }
+    }
+
+    #[test]
+    fn click_action_is_the_intent_filter_action_of_an_in_app_page() {
+        let page = ClickAction::OpenActivity {
+            intent_uri: "intent://chat/detail#Intent;scheme=app;action=com.example.OPEN_CHAT;\
+                         component=com.example.chat/.ChatActivity;end"
+                .into(),
+        };
+        assert_eq!(
+            click_action_of(&page).as_deref(),
+            Some("com.example.OPEN_CHAT")
+        );
+        let n = FcmNotification {
+            click_action: click_action_of(&page),
+            ..sample()
+        };
+        let body = send_body("t", &n, None);
+        assert_eq!(
+            body["message"]["android"]["notification"]["click_action"],
+            "com.example.OPEN_CHAT"
+        );
+        let no_action = ClickAction::OpenActivity {
+            intent_uri: "intent://x#Intent;scheme=app;end".into(),
+        };
+        let url = ClickAction::OpenUrl {
+            url: "https://e.x".into(),
+        };
+        for c in [ClickAction::OpenApp, no_action, url] {
+            assert_eq!(click_action_of(&c), None, "{c:?}");
         }
     }
 

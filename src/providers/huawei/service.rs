@@ -15,7 +15,8 @@ use super::client::{ClientError, HuaweiClient};
 use super::memory::{AuthMemory, Refusal};
 use super::reply::HuaweiReply;
 use super::wire::{
-    HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE, MAX_TOKENS_PER_REQUEST,
+    ExtCarriage, HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE,
+    MAX_TOKENS_PER_REQUEST,
 };
 use super::TokenError;
 use crate::domain::receipt::{Receipt, ReceiptError};
@@ -166,7 +167,9 @@ impl PushService for Huawei {
             click: cert.click_action.clone(),
             ext: content.ext.clone(),
             notify_id: XiaomiMessage::notify_id_for(&content.conversation),
-            sound: None,
+            // TIM `AndroidInfo.Sound` (/v1 `offline_push.sound`): a file under `res/raw`.
+            sound: content.global.sound.clone(),
+            ext_carriage: ExtCarriage::from_flag(hw.ext_as_huawei_intent_param),
             bi_tag: None,
             receipt_id: self
                 .asks_for_receipts(cert)

@@ -71,6 +71,8 @@ pub struct HuaweiMessage {
     pub notify_id: i32,
     /// Sound file under `res/raw`, without suffix (TIM `AndroidInfo.Sound`).
     pub sound: Option<String>,
+    /// How `ext` rides in the click intent (TIM `ExtAsHuaweiIntentParam`).
+    pub ext_carriage: ExtCarriage,
     /// `android.bi_tag`, echoed in Huawei's delivery receipts.
     pub bi_tag: Option<String>,
     /// `android.receipt_id`: the AppGallery Connect receipt configuration Huawei posts this
@@ -113,20 +115,65 @@ pub fn intent_encode(value: &str) -> String {
     out
 }
 
+/// How a message's `Ext` rides in the click intent (TIM `ExtAsHuaweiIntentParam`, spec
+/// tim-offline-push.md §2.2; the wire form is our design, Tencent documents only the switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ExtCarriage {
+    /// 0, the default: the whole `Ext` text is the one string extra `ext`, which Tencent's
+    /// client SDK reads (`getIntent().getStringExtra("ext")`, tim-offline-push.md §2.4).
+    #[default]
+    OneExtra,
+    /// 1: each top-level member of an `Ext` JSON object is its own string extra (a string as
+    /// it is, any other value as its JSON text), for apps that read intent parameters by name.
+    /// An `Ext` that is not a JSON object is carried as `OneExtra`.
+    IntentParams,
+}
+
+impl ExtCarriage {
+    pub fn from_flag(intent_params: bool) -> ExtCarriage {
+        if intent_params {
+            ExtCarriage::IntentParams
+        } else {
+            ExtCarriage::OneExtra
+        }
+    }
+
+    /// `S.key=value` extras (each part `;`-led) for `ext`, as `Intent.parseUri` reads them.
+    fn extras(self, ext: &str) -> String {
+        if self == ExtCarriage::IntentParams {
+            if let Ok(serde_json::Value::Object(members)) = serde_json::from_str(ext) {
+                let mut out = String::new();
+                for (key, value) in members.iter().filter(|(k, _)| !k.is_empty()) {
+                    let text = match value {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    out.push_str(";S.");
+                    out.push_str(&intent_encode(key));
+                    out.push('=');
+                    out.push_str(&intent_encode(&text));
+                }
+                return out;
+            }
+        }
+        format!(";S.ext={}", intent_encode(ext))
+    }
+}
+
 /// An intent URI that opens the app's launcher activity and carries `ext` as the string extra
 /// `ext` (`Intent.parseUri` reads `S.ext=`); the app reads `getIntent().getStringExtra("ext")`.
-pub fn launcher_intent(package: &str, ext: &str) -> String {
+pub fn launcher_intent(package: &str, ext: &str, carriage: ExtCarriage) -> String {
     format!(
         "intent:#Intent;action=android.intent.action.MAIN;\
-         category=android.intent.category.LAUNCHER;package={package};S.ext={};end",
-        intent_encode(ext)
+         category=android.intent.category.LAUNCHER;package={package}{};end",
+        carriage.extras(ext)
     )
 }
 
-/// The operator's intent URI with `S.ext=…` added before its closing `end`.
-pub fn intent_with_ext(intent_uri: &str, ext: &str) -> String {
+/// The operator's intent URI with the `ext` extras added before its closing `end`.
+pub fn intent_with_ext(intent_uri: &str, ext: &str, carriage: ExtCarriage) -> String {
     match intent_uri.strip_suffix(";end") {
-        Some(head) => format!("{head};S.ext={};end", intent_encode(ext)),
+        Some(head) => format!("{head}{};end", carriage.extras(ext)),
         // Certificate validation requires `;end`; an odd URI is sent as given, without ext.
         None => intent_uri.to_owned(),
     }
@@ -144,15 +191,27 @@ impl<'a> VendorClick<'a> {
     /// Maps a certificate's click action, carrying `ext` in the intent where there is one:
     /// open-app with ext becomes an intent to the launcher; a URL click cannot carry ext.
     pub fn from_action(click: &'a ClickAction, package: &str, ext: Option<&str>) -> Self {
+        Self::carrying(click, package, ext, ExtCarriage::OneExtra)
+    }
+
+    /// [`VendorClick::from_action`] with `ext` carried as `carriage` says.
+    pub fn carrying(
+        click: &'a ClickAction,
+        package: &str,
+        ext: Option<&str>,
+        carriage: ExtCarriage,
+    ) -> Self {
         let ext = ext.filter(|e| !e.is_empty());
         match (click, ext) {
             (ClickAction::OpenApp, None) => VendorClick::OpenApp,
-            (ClickAction::OpenApp, Some(ext)) => VendorClick::Intent(launcher_intent(package, ext)),
+            (ClickAction::OpenApp, Some(ext)) => {
+                VendorClick::Intent(launcher_intent(package, ext, carriage))
+            }
             (ClickAction::OpenActivity { intent_uri }, None) => {
                 VendorClick::Intent(intent_uri.clone())
             }
             (ClickAction::OpenActivity { intent_uri }, Some(ext)) => {
-                VendorClick::Intent(intent_with_ext(intent_uri, ext))
+                VendorClick::Intent(intent_with_ext(intent_uri, ext, carriage))
             }
             (ClickAction::OpenUrl { url }, _) => VendorClick::Url(url),
         }
@@ -253,7 +312,12 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 }
 
 fn body_json(msg: &HuaweiMessage, title: &str, body: &str, tokens: &[&str]) -> String {
-    let click = VendorClick::from_action(&msg.click, &msg.package_name, msg.ext.as_deref());
+    let click = VendorClick::carrying(
+        &msg.click,
+        &msg.package_name,
+        msg.ext.as_deref(),
+        msg.ext_carriage,
+    );
     let sound = non_empty(&msg.sound).map(|s| format!("/raw/{s}"));
     let json = SendJson {
         validate_only: false,
@@ -356,6 +420,7 @@ mod tests {
             ext: None,
             notify_id: 12345,
             sound: None,
+            ext_carriage: Default::default(),
             bi_tag: None,
             receipt_id: None,
         }
@@ -453,6 +518,37 @@ mod tests {
             VendorClick::from_action(&ClickAction::OpenApp, "com.x", Some("")),
             VendorClick::OpenApp
         );
+    }
+
+    #[test]
+    fn ext_as_intent_params_gives_each_member_its_own_extra() {
+        let activity = ClickAction::OpenActivity {
+            intent_uri: "intent://x/detail#Intent;scheme=s;end".into(),
+        };
+        let ext = r#"{"conv":"c2c;bob","n":3,"o":{"k":1}}"#;
+        let c = VendorClick::carrying(&activity, "com.x", Some(ext), ExtCarriage::IntentParams);
+        assert_eq!(
+            c.intent(),
+            Some(
+                "intent://x/detail#Intent;scheme=s;S.conv=c2c%3Bbob;S.n=3;\
+                 S.o=%7B%22k%22%3A1%7D;end"
+            )
+        );
+        // Not a JSON object: carried whole, as with the default.
+        let c = VendorClick::carrying(&activity, "com.x", Some("[1]"), ExtCarriage::IntentParams);
+        assert_eq!(
+            c.intent(),
+            Some("intent://x/detail#Intent;scheme=s;S.ext=%5B1%5D;end")
+        );
+        let c = VendorClick::carrying(
+            &ClickAction::OpenApp,
+            "com.x",
+            Some(r#"{"k":"v"}"#),
+            ExtCarriage::IntentParams,
+        );
+        assert!(c
+            .intent()
+            .is_some_and(|i| i.ends_with(";package=com.x;S.k=v;end")));
     }
 
     #[test]

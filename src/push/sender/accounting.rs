@@ -10,6 +10,7 @@ use crate::push::outcomes::LastNotification;
 use crate::push::PushJob;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A notification's end as diagnosis shows it.
 pub fn last_result(
@@ -37,6 +38,14 @@ pub struct Accounting {
     queued: Arc<AtomicUsize>,
     /// `pushgate_notifications_total{vendor}` children by class, resolved once.
     counters: Vec<prometheus::IntCounter>,
+    /// The vendor's label, for the per-request metrics below.
+    vendor: &'static str,
+    /// `pushgate_vendor_seconds{vendor}`.
+    vendor_seconds: prometheus::Histogram,
+    /// Per-request children resolved on first use: a label lookup hashes and locks, which for
+    /// one-token-per-request vendors (FCM, APNs) was several per notification.
+    batch_sizes: std::cell::RefCell<Vec<(&'static str, prometheus::Histogram)>>,
+    requests: std::cell::RefCell<Vec<(&'static str, &'static str, prometheus::IntCounter)>>,
 }
 
 impl Accounting {
@@ -55,10 +64,50 @@ impl Accounting {
             })
             .collect();
         Accounting {
+            vendor_seconds: ctx.metrics.vendor_seconds.with_label_values(&[vendor]),
             ctx,
             entry,
             queued,
             counters,
+            vendor,
+            batch_sizes: Default::default(),
+            requests: Default::default(),
+        }
+    }
+
+    /// A request of `kind` carrying `n` notifications is sent.
+    pub fn request_sent(&self, kind: &'static str, n: usize) {
+        let mut sizes = self.batch_sizes.borrow_mut();
+        let i = match sizes.iter().position(|(k, _)| *k == kind) {
+            Some(i) => i,
+            None => {
+                let h = self
+                    .ctx
+                    .metrics
+                    .vendor_batch_size
+                    .with_label_values(&[self.vendor, kind]);
+                sizes.push((kind, h));
+                sizes.len() - 1
+            }
+        };
+        sizes[i].1.observe(n as f64);
+    }
+
+    /// A request of `kind` was answered (`class`: the reply's class) after `took`.
+    pub fn request_answered(&self, kind: &'static str, class: &'static str, took: Duration) {
+        self.vendor_seconds.observe(took.as_secs_f64());
+        let mut requests = self.requests.borrow_mut();
+        match requests.iter().find(|(k, c, _)| *k == kind && *c == class) {
+            Some((_, _, counter)) => counter.inc(),
+            None => {
+                let counter =
+                    self.ctx
+                        .metrics
+                        .vendor_requests
+                        .with_label_values(&[self.vendor, kind, class]);
+                counter.inc();
+                requests.push((kind, class, counter));
+            }
         }
     }
 
@@ -66,8 +115,9 @@ impl Accounting {
     pub fn finish(&self, job: &PushJob, result: JobResult, trace_id: Option<Arc<str>>) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
         self.entry.stats.count(result.class, 1);
-        if let Some(i) = DeliveryClass::ALL.iter().position(|c| *c == result.class) {
-            self.counters[i].inc();
+        // `ALL` lists the classes in declaration order.
+        if let Some(counter) = self.counters.get(result.class as usize) {
+            counter.inc();
         }
         if result.unbind_token {
             self.unbind(&job.token);

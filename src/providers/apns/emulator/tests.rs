@@ -36,7 +36,7 @@ fn note() -> ApnsNotification {
         subtitle: Some("Group".into()),
         body: "hi".into(),
         sound: Some("default".into()),
-        badge: None,
+        counts_badge: false,
         mutable_content: true,
         thread_id: None,
         ext: Some("{\"k\":1}".into()),
@@ -88,6 +88,7 @@ impl Rig {
                     &self.key.bundle_id,
                     device,
                     n,
+                    None,
                     Some("m-1"),
                     now(),
                 )

@@ -306,6 +306,7 @@ fn parse(body: &[u8], project: &str, max_message_bytes: usize) -> Result<Parsed,
         channel_id: None,
         tag: None,
         sound: None,
+        click_action: None,
         name: String::new(),
         http_version: String::new(),
         connection: 0,
@@ -350,6 +351,7 @@ fn parse(body: &[u8], project: &str, max_message_bytes: usize) -> Result<Parsed,
             record.channel_id = opt_string(&n, "channel_id", path)?;
             record.tag = opt_string(&n, "tag", path)?;
             record.sound = opt_string(&n, "sound", path)?;
+            record.click_action = opt_string(&n, "click_action", path)?;
             if let Some(count) = n.get("notification_count") {
                 if !count.is_i64() {
                     return Err(invalid(

@@ -24,6 +24,9 @@ pub struct ReceivedMessage {
     pub channel_id: Option<String>,
     pub tag: Option<String>,
     pub sound: Option<String>,
+    /// `android.notification.click_action`: the activity's intent-filter action.
+    #[serde(default)]
+    pub click_action: Option<String>,
     /// `projects/{p}/messages/{id}`, as answered.
     pub name: String,
     /// `HTTP/2.0` or `HTTP/1.1`.

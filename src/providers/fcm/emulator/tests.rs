@@ -28,6 +28,7 @@ fn notification() -> FcmNotification {
         ext: Some("{\"k\":1}".into()),
         sound: None,
         package: "com.example.chat".into(),
+        click_action: None,
     }
 }
 

@@ -376,6 +376,7 @@ mod tests {
             ext: None,
             notify_id: 1,
             sound: None,
+            ext_carriage: Default::default(),
             bi_tag: None,
             receipt_id: None,
         };

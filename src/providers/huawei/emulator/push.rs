@@ -430,6 +430,7 @@ mod tests {
             ext: Some("{\"c\":1}".into()),
             notify_id: 1,
             sound: None,
+            ext_carriage: Default::default(),
             bi_tag: None,
             receipt_id: None,
         }

@@ -26,6 +26,7 @@ fn msg() -> HuaweiMessage {
         ext: Some(r#"{"conv":"42"}"#.into()),
         notify_id: 7,
         sound: None,
+        ext_carriage: Default::default(),
         bi_tag: Some("m-1".into()),
         receipt_id: None,
     }
