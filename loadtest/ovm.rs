@@ -223,6 +223,7 @@ impl Blaster {
                     sound: None,
                     ext_carriage: Default::default(),
                     bi_tag: None,
+                    receipt_id: None,
                 };
                 Blaster::Huawei(client, app, token.value, n)
             }
