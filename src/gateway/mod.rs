@@ -99,7 +99,7 @@ impl Gateway {
         providers: Providers,
     ) -> Gateway {
         let certs = Arc::new(CertBook::default());
-        let outcomes = Arc::new(Outcomes::default());
+        let outcomes = Arc::new(Outcomes::new(registry.clone()));
         let senders = Senders::new(SenderCtx {
             registry: registry.clone(),
             certs: certs.clone(),
