@@ -9,7 +9,11 @@
 //!
 //! Memory is counted by a global allocator that tracks live heap bytes (the registry alone, not
 //! allocator slack), and cross-checked against the process RSS growth from /proc/self/status.
-//! Targets (issue 2): ≥ 5M routing decisions/s per core; ≤ 256 bytes per device at 10M.
+//! Every push device has had one notification (its last result is in its record), and the
+//! bounded store of recent results' details is counted full, spread over the devices.
+//! `registry_breakdown` splits the heap by part (`Registry::footprint`).
+//! Targets (issues 2 and 13): ≥ 5M routing decisions/s per core; ≤ 256 bytes per device at 10M,
+//! everything the gateway keeps per device included.
 //!
 //! `cargo bench --bench registry`; under `cargo test` it runs each bench once at small sizes.
 
@@ -18,8 +22,11 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use compact_str::CompactString;
 use criterion::{Criterion, Throughput};
 use pushgate::domain::{DeviceEvent, MultiDevicePolicy, Platform};
+use pushgate::providers::DeliveryClass;
+use pushgate::push::outcomes::{LastNotification, Outcomes, RECENT_KEPT};
 use pushgate::registry::{Registry, Route};
 
 /// Counts live heap bytes so the registry's own footprint can be read exactly.
@@ -71,8 +78,9 @@ fn regid(i: usize) -> String {
     format!("lt{i:010}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnop")
 }
 
-/// Registers device `i` as the gateway does: login, then (8 in 10) a token report and a
-/// disconnect, leaving it `PushOnline` with a token; 1 in 10 stays `Online`, 1 in 10 logs out.
+/// Registers device `i` as the gateway does: login, then (8 in 10) a token report, a
+/// disconnect and one notification, leaving it `PushOnline` with a token and a last result;
+/// 1 in 10 stays `Online`, 1 in 10 logs out.
 fn register(r: &Registry, i: usize, now: u64) {
     let (u, d) = (user(i), device(i));
     let _ = r.login(&u, Platform::Android, &d, None, now);
@@ -84,8 +92,37 @@ fn register(r: &Registry, i: usize, now: u64) {
         _ => {
             let _ = r.set_token(&u, &d, CERT, &regid(i));
             let _ = r.apply(&u, &d, DeviceEvent::Disconnect, None, now);
+            r.note_push_result(&u, &d, DeliveryClass::Delivered, now);
         }
     }
+}
+
+/// Heap bytes of the bounded store of recent results' details when full (it does not grow
+/// with the number of devices).
+fn outcome_details_full(now: u64) -> usize {
+    let heap0 = LIVE.load(Ordering::Relaxed);
+    let o = Outcomes::default();
+    let d = CompactString::from("a1234567");
+    let trace: std::sync::Arc<str> = std::sync::Arc::from("trace-0123456789abcdef");
+    for i in 0..2 * RECENT_KEPT {
+        let n = LastNotification {
+            at: now * 1000,
+            message_id: i as u64 + 1,
+            certificate_id: CERT,
+            class: DeliveryClass::Delivered,
+            vendor_code: Some(0),
+            trace_id: Some(trace.clone()),
+            msg_id: Some(std::sync::Arc::from(
+                format!("sdm12345678901234567{i:08}").as_str(),
+            )),
+            detail: std::borrow::Cow::Borrowed("success"),
+        };
+        o.record(&CompactString::from(user(i)), &d, n);
+    }
+    let bytes = LIVE.load(Ordering::Relaxed).saturating_sub(heap0);
+    black_box(o.details_kept());
+    drop(o);
+    bytes
 }
 
 fn build(n: usize, now: u64) -> Registry {
@@ -126,13 +163,18 @@ fn memory_report(sizes: &[usize], now: u64) {
         std::mem::size_of::<std::sync::Arc<str>>(),
         16 + 64,
     );
+    let details = outcome_details_full(now);
+    println!(
+        "outcome_details kept<={RECENT_KEPT} devices heap_bytes_when_full={details} \
+         (fixed: the same at any number of devices)"
+    );
     for &n in sizes {
         let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
         let started = Instant::now();
         let r = build(n, now);
         let took = started.elapsed().as_secs_f64();
         let (heap1, rss1) = (LIVE.load(Ordering::Relaxed), rss_bytes());
-        let heap = heap1.saturating_sub(heap0) as f64 / n as f64;
+        let heap = (heap1.saturating_sub(heap0) + details) as f64 / n as f64;
         let rss = match (rss0, rss1) {
             (Some(a), Some(b)) => format!("{:.0}", b.saturating_sub(a) as f64 / n as f64),
             _ => "n/a".into(),
@@ -143,6 +185,19 @@ fn memory_report(sizes: &[usize], now: u64) {
              inserts_per_sec={:.0} (target <= 256 bytes/device at 10M)",
             r.token_count(),
             n as f64 / took,
+        );
+        let f = r.footprint();
+        let per = |b: usize| b as f64 / n as f64;
+        println!(
+            "registry_breakdown devices={n} bytes_per_device: users_table={:.1} \
+             device_records={:.1} (last result inline) tokens={:.1} token_index={:.1} \
+             outcome_details={:.1} total={:.1}",
+            per(f.users_table),
+            per(f.devices),
+            per(f.tokens),
+            per(f.token_index),
+            per(details),
+            per(f.total() + details),
         );
         drop(r);
     }

@@ -188,7 +188,28 @@ async fn main() {
 
     if args.messages > 0 {
         match &args.api_token {
-            Some(token) => send_messages(&args, token, connected as usize).await,
+            Some(token) => {
+                let ticks = clock_ticks_per_sec();
+                let cpu0 = args.pid.and_then(|pid| cpu_seconds(pid, ticks));
+                let received0 = counters.received.load(Ordering::Relaxed);
+                let sent = send_messages(&args, token, connected as usize).await;
+                // Wait (at most 10 s) for the frames and their acks before reading the CPU.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while counters.received.load(Ordering::Relaxed) - received0 < sent as u64
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let cpu1 = args.pid.and_then(|pid| cpu_seconds(pid, ticks));
+                if let (Some(a), Some(b)) = (cpu0, cpu1) {
+                    println!(
+                        "gateway CPU per message: {:.1} µs ({sent} messages: REST request, \
+                         WebSocket frame and its ack, over {} connections)",
+                        (b - a) * 1e6 / (sent.max(1) as f64),
+                        connected
+                    );
+                }
+            }
             None => eprintln!("--messages needs --api-token"),
         }
     }
@@ -241,7 +262,8 @@ async fn main() {
     );
 }
 
-async fn send_messages(args: &Args, token: &str, connected: usize) {
+/// Sends the messages one after another; returns how many the gateway accepted.
+async fn send_messages(args: &Args, token: &str, connected: usize) -> usize {
     let http_base = args
         .url
         .replacen("ws://", "http://", 1)
@@ -272,4 +294,5 @@ async fn send_messages(args: &Args, token: &str, connected: usize) {
         args.messages,
         started.elapsed().as_secs_f64()
     );
+    ok
 }

@@ -159,7 +159,11 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
     };
     checks.push(check("device_state", Some(state_ok), state_detail));
     // 5. last notification
-    let last = g.outcomes.get(user, &d.id);
+    // The details while kept; afterwards how it ended and when, from the device's record.
+    let last = g
+        .outcomes
+        .get(user, &d.id)
+        .or_else(|| LastNotification::from_device(d));
     checks.push(match &last {
         None => check(
             "last_notification",

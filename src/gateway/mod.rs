@@ -101,7 +101,7 @@ impl Gateway {
         providers: Providers,
     ) -> Gateway {
         let certs = Arc::new(CertBook::default());
-        let outcomes = Arc::new(Outcomes::default());
+        let outcomes = Arc::new(Outcomes::new(registry.clone()));
         let apns_badges = providers.apns_badges();
         let senders = Senders::new(SenderCtx {
             registry: registry.clone(),

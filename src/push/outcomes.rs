@@ -1,18 +1,35 @@
 //! The last notification result per device, for "why did this user get no notification?".
+//!
+//! Kept in two parts so memory stays bounded with millions of devices pushed to:
+//! - how the last notification ended and when, for every device, inline in the device's
+//!   registry record (5 bytes that were padding; `Registry::note_push_result`);
+//! - the details (vendor code, text, message and trace ids) and the receipts seen, for the
+//!   devices pushed to most recently only: at most [`RECENT_KEPT`] devices each, at least half
+//!   that many. Diagnosis of an older result shows its class and time and says the details
+//!   are no longer kept.
 
 use crate::domain::receipt::ReceiptKind;
 use crate::providers::DeliveryClass;
+use crate::registry::{Device, Registry};
 use compact_str::CompactString;
-use dashmap::DashMap;
 use serde::Serialize;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+/// How many devices' result details (and, separately, receipts) are kept at most: a few tens
+/// of megabytes whatever the number of devices.
+pub const RECENT_KEPT: usize = 65_536;
 
 /// What happened to the last notification sent to a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LastNotification {
     /// Unix milliseconds of the vendor's answer.
     pub at: u64,
+    /// Absent when the details are no longer kept (see `detail`).
+    #[serde(skip_serializing_if = "is_zero")]
     pub message_id: u64,
     pub certificate_id: u64,
     /// How it ended: delivered, bad_token, misconfigured, …
@@ -22,6 +39,29 @@ pub struct LastNotification {
     pub trace_id: Option<Arc<str>>,
     pub msg_id: Option<Arc<str>>,
     pub detail: Cow<'static, str>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl LastNotification {
+    /// The result as a device's record keeps it once the details are gone.
+    pub fn from_device(d: &Device) -> Option<LastNotification> {
+        let (class, at_secs) = d.last_push()?;
+        Some(LastNotification {
+            at: at_secs * 1000,
+            message_id: 0,
+            certificate_id: d.cert,
+            class,
+            vendor_code: None,
+            trace_id: None,
+            msg_id: None,
+            detail: Cow::Borrowed(
+                "the vendor's full answer is no longer kept (the gateway keeps it for the devices pushed to most recently)",
+            ),
+        })
+    }
 }
 
 /// What the vendor's receipts said last about a device (see `domain::receipt`).
@@ -37,27 +77,130 @@ pub struct ReceiptsSeen {
     pub invalid_token_at: Option<u64>,
 }
 
-/// Last results keyed by (user, device); one small entry per device that was ever pushed to.
-#[derive(Default)]
+type Key = (CompactString, CompactString);
+
+/// Shards of [`Recent`]: writers are the certificates' senders and the receipt handler.
+const SHARDS: usize = 16;
+
+/// A map that keeps the most recently written keys: writes go to the current generation; a
+/// full current generation becomes the previous one, and the older previous one is dropped.
+/// So between `kept / 2` and `kept` keys, O(1) per write, no per-entry bookkeeping.
+struct Recent<V> {
+    shards: Box<[Mutex<Generations<V>>]>,
+    hasher: RandomState,
+    /// Keys per generation per shard.
+    per_generation: usize,
+}
+
+struct Generations<V> {
+    current: HashMap<Key, V>,
+    previous: HashMap<Key, V>,
+}
+
+impl<V: Clone> Recent<V> {
+    fn new(kept: usize) -> Self {
+        Recent {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Generations {
+                        current: HashMap::new(),
+                        previous: HashMap::new(),
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+            per_generation: (kept / 2 / SHARDS).max(1),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Generations<V>> {
+        let i = self.hasher.hash_one(key) as usize % SHARDS;
+        // A poisoned lock only means a writer panicked; the maps are still usable.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &Key) -> Option<V> {
+        let g = self.shard(key);
+        g.current.get(key).or_else(|| g.previous.get(key)).cloned()
+    }
+
+    /// `f` on the value of `key` (`None` when not kept), storing what it leaves as the newest.
+    fn update<R>(&self, key: Key, f: impl FnOnce(&mut Option<V>) -> R) -> R {
+        let mut g = self.shard(&key);
+        let mut v = g.current.remove(&key).or_else(|| g.previous.remove(&key));
+        let r = f(&mut v);
+        if let Some(v) = v {
+            if g.current.len() >= self.per_generation {
+                g.previous = std::mem::take(&mut g.current);
+            }
+            g.current.insert(key, v);
+        }
+        r
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let g = s.lock().unwrap_or_else(|e| e.into_inner());
+                g.current.len() + g.previous.len()
+            })
+            .sum()
+    }
+}
+
+/// Last results and receipts per (user, device).
 pub struct Outcomes {
-    last: DashMap<(CompactString, CompactString), LastNotification>,
-    receipts: DashMap<(CompactString, CompactString), ReceiptsSeen>,
+    /// Where each device's last class and time are kept for good (its registry record);
+    /// `None` for a sender tested on its own.
+    registry: Option<Arc<Registry>>,
+    last: Recent<LastNotification>,
+    receipts: Recent<ReceiptsSeen>,
+}
+
+impl Default for Outcomes {
+    fn default() -> Self {
+        Outcomes {
+            registry: None,
+            last: Recent::new(RECENT_KEPT),
+            receipts: Recent::new(RECENT_KEPT),
+        }
+    }
 }
 
 impl Outcomes {
-    pub fn record(&self, user: &CompactString, device: &CompactString, n: LastNotification) {
-        self.last.insert((user.clone(), device.clone()), n);
+    /// Outcomes that also note each result in the device's record in `registry`.
+    pub fn new(registry: Arc<Registry>) -> Outcomes {
+        Outcomes {
+            registry: Some(registry),
+            ..Outcomes::default()
+        }
     }
 
+    pub fn record(&self, user: &CompactString, device: &CompactString, n: LastNotification) {
+        if let Some(r) = &self.registry {
+            r.note_push_result(user, device, n.class, n.at / 1000);
+        }
+        self.last
+            .update((user.clone(), device.clone()), |v| *v = Some(n));
+    }
+
+    /// The last result with its details, while they are kept.
     pub fn get(&self, user: &str, device: &str) -> Option<LastNotification> {
         self.last
             .get(&(CompactString::from(user), CompactString::from(device)))
-            .map(|e| e.value().clone())
+    }
+
+    /// How many devices' details are kept now (at most [`RECENT_KEPT`]).
+    pub fn details_kept(&self) -> usize {
+        self.last.len()
     }
 
     /// Notes one receipt for a device; false when the same kind was already noted for the same
     /// message (a vendor resending a receipt), so it is not counted twice. Receipts may arrive
     /// out of order (a click before the delivery it implies); each kind keeps its own time.
+    /// Receipts are kept for recently seen devices only, like the details above: a receipt
+    /// resent after its device's entry was dropped counts again.
     pub fn record_receipt(
         &self,
         user: &CompactString,
@@ -66,36 +209,34 @@ impl Outcomes {
         msg_id: Option<&str>,
         at_ms: u64,
     ) -> bool {
-        let mut e = self
-            .receipts
-            .entry((user.clone(), device.clone()))
-            .or_default();
-        let seen = e.value_mut();
-        if kind == ReceiptKind::InvalidToken {
-            seen.invalid_token_at = Some(at_ms);
-            return true;
-        }
-        if seen.msg_id.as_deref() != msg_id {
-            *seen = ReceiptsSeen {
-                msg_id: msg_id.map(Arc::from),
-                invalid_token_at: seen.invalid_token_at,
-                ..ReceiptsSeen::default()
-            };
-        }
-        let slot = match kind {
-            ReceiptKind::Delivered => &mut seen.delivered_at,
-            ReceiptKind::Clicked => &mut seen.clicked_at,
-            ReceiptKind::InvalidToken | ReceiptKind::Other => return false,
-        };
-        let new = slot.is_none();
-        *slot = Some(at_ms);
-        new
+        self.receipts
+            .update((user.clone(), device.clone()), |slot| {
+                let seen = slot.get_or_insert_with(ReceiptsSeen::default);
+                if kind == ReceiptKind::InvalidToken {
+                    seen.invalid_token_at = Some(at_ms);
+                    return true;
+                }
+                if seen.msg_id.as_deref() != msg_id {
+                    *seen = ReceiptsSeen {
+                        msg_id: msg_id.map(Arc::from),
+                        invalid_token_at: seen.invalid_token_at,
+                        ..ReceiptsSeen::default()
+                    };
+                }
+                let slot = match kind {
+                    ReceiptKind::Delivered => &mut seen.delivered_at,
+                    ReceiptKind::Clicked => &mut seen.clicked_at,
+                    ReceiptKind::InvalidToken | ReceiptKind::Other => return false,
+                };
+                let new = slot.is_none();
+                *slot = Some(at_ms);
+                new
+            })
     }
 
     pub fn receipts(&self, user: &str, device: &str) -> Option<ReceiptsSeen> {
         self.receipts
             .get(&(CompactString::from(user), CompactString::from(device)))
-            .map(|e| e.value().clone())
     }
 }
 
@@ -126,5 +267,51 @@ mod tests {
             (Some(40), None, Some(30))
         );
         assert_eq!(o.receipts("u", "other"), None);
+    }
+
+    fn result(class: DeliveryClass, at: u64) -> LastNotification {
+        LastNotification {
+            at,
+            message_id: 7,
+            certificate_id: 1,
+            class,
+            vendor_code: Some(0),
+            trace_id: None,
+            msg_id: None,
+            detail: Cow::Borrowed("ok"),
+        }
+    }
+
+    #[test]
+    fn details_are_bounded_and_the_device_record_keeps_class_and_time() {
+        use crate::domain::{MultiDevicePolicy, Platform};
+        let registry = Arc::new(Registry::new(MultiDevicePolicy::PerPlatform, 86_400));
+        let (u, d) = (CompactString::from("u"), CompactString::from("d"));
+        registry
+            .login("u", Platform::Android, "d", None, 1)
+            .unwrap();
+        let o = Outcomes::new(registry.clone());
+        o.record(&u, &d, result(DeliveryClass::BadToken, 5_000));
+        assert_eq!(o.get("u", "d").map(|n| n.vendor_code), Some(Some(0)));
+        // Many more devices pushed to since: the details of "u"/"d" leave the store.
+        for i in 0..2 * RECENT_KEPT {
+            let other = CompactString::from(format!("x{i}"));
+            o.record(&other, &d, result(DeliveryClass::Delivered, 6_000));
+        }
+        assert!(o.details_kept() <= RECENT_KEPT);
+        assert!(o.details_kept() >= RECENT_KEPT / 2);
+        assert_eq!(o.get("u", "d"), None);
+        // The device's own record still says how it ended and when.
+        let dev = &registry.devices("u")[0];
+        let kept = LastNotification::from_device(dev).expect("class and time kept");
+        assert_eq!(
+            (kept.class, kept.at, kept.message_id),
+            (DeliveryClass::BadToken, 5_000, 0)
+        );
+        let json = serde_json::to_value(&kept).unwrap();
+        assert!(
+            json.get("message_id").is_none(),
+            "no made-up message id: {json}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! One registered device as the registry keeps it, packed small: there are millions.
 
 use crate::domain::{CertificateId, DeviceState, OfflineReason, Platform};
+use crate::providers::DeliveryClass;
+use crate::registry::table::Keyed;
 use crate::registry::{ConnId, Route, SkipReason};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -19,9 +21,15 @@ pub struct Device {
     pub conn: ConnId,
     /// `PushOnline` since (unix seconds); 0 otherwise.
     since: u32,
+    /// When the last notification to this device ended (unix seconds; 0: none since start).
+    /// With `last_push`, what diagnosis shows once the result's details (vendor code, text,
+    /// ids) have left the bounded `push::outcomes` store. Fits in what was padding.
+    last_push_at: u32,
     pub platform: Platform,
     /// Packed `DeviceState` kind: see `state()`.
     kind: u8,
+    /// How the last notification to this device ended.
+    last_push: Option<DeliveryClass>,
 }
 
 const K_ONLINE: u8 = 0;
@@ -40,9 +48,22 @@ impl Device {
             cert: 0,
             conn: 0,
             since: 0,
+            last_push_at: 0,
             platform,
             kind: K_LOGGED_OUT,
+            last_push: None,
         }
+    }
+
+    /// How the last notification to this device ended and when (unix seconds), if one did
+    /// since the gateway started.
+    pub fn last_push(&self) -> Option<(DeliveryClass, u64)> {
+        self.last_push.map(|c| (c, u64::from(self.last_push_at)))
+    }
+
+    pub(crate) fn set_last_push(&mut self, class: DeliveryClass, at_secs: u64) {
+        self.last_push = Some(class);
+        self.last_push_at = at_secs.min(u64::from(u32::MAX)) as u32;
     }
 
     pub fn state(&self) -> DeviceState {
@@ -193,42 +214,27 @@ pub struct DeviceRecord {
     pub token: Option<(CertificateId, String)>,
 }
 
-/// The devices of one user; almost always one, kept inline without a second allocation.
+/// The devices of one user; almost always one. A boxed slice: 16 bytes in the user's table
+/// slot and one allocation holding the devices (a `Vec` would be 24 bytes; devices are added
+/// rarely, so the exact-size reallocation on each addition costs nothing that matters).
 #[derive(Debug, Clone, Default)]
-pub enum DeviceList {
-    #[default]
-    Empty,
-    One(Box<Device>),
-    Many(Vec<Device>),
-}
+pub struct DeviceList(Box<[Device]>);
 
 impl DeviceList {
     pub fn len(&self) -> usize {
-        match self {
-            DeviceList::Empty => 0,
-            DeviceList::One(_) => 1,
-            DeviceList::Many(v) => v.len(),
-        }
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Device> {
-        match self {
-            DeviceList::Empty => [].iter(),
-            DeviceList::One(d) => std::slice::from_ref(&**d).iter(),
-            DeviceList::Many(v) => v.iter(),
-        }
+        self.0.iter()
     }
 
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Device> {
-        match self {
-            DeviceList::Empty => [].iter_mut(),
-            DeviceList::One(d) => std::slice::from_mut(&mut **d).iter_mut(),
-            DeviceList::Many(v) => v.iter_mut(),
-        }
+        self.0.iter_mut()
     }
 
     pub fn get(&self, id: &str) -> Option<&Device> {
@@ -245,13 +251,41 @@ impl DeviceList {
             *d = dev;
             return;
         }
-        *self = match std::mem::take(self) {
-            DeviceList::Empty => DeviceList::One(Box::new(dev)),
-            DeviceList::One(first) => DeviceList::Many(vec![*first, dev]),
-            DeviceList::Many(mut v) => {
-                v.push(dev);
-                DeviceList::Many(v)
-            }
-        };
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.push(dev);
+        self.0 = v.into_boxed_slice();
+    }
+
+    /// Whether one of these devices holds `token`.
+    pub fn holds(&self, token: &str) -> bool {
+        self.iter().any(|d| d.token.as_deref() == Some(token))
+    }
+}
+
+/// One user in the registry's user table: the name is the key.
+#[derive(Debug, Default)]
+pub struct UserEntry {
+    pub name: CompactString,
+    pub devices: DeviceList,
+}
+
+impl Keyed for UserEntry {
+    fn key(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One bound token in the reverse index. The token is the device's own `Arc` (stored once);
+/// the owner is kept as the hash of its name in the user table, 8 bytes instead of a copy of
+/// the name: the owner is the user with that hash whose devices hold the token.
+#[derive(Debug)]
+pub struct TokenEntry {
+    pub token: Arc<str>,
+    pub user_hash: u64,
+}
+
+impl Keyed for TokenEntry {
+    fn key(&self) -> &str {
+        &self.token
     }
 }

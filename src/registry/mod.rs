@@ -2,11 +2,13 @@
 //!
 //! `users` maps a user id to that user's devices; `tokens` is the reverse index from a vendor
 //! token to the user holding it, so that a token re-reported by another user moves in O(1) and a
-//! vendor's "bad token" unbinds it in O(1).
+//! vendor's "bad token" unbinds it in O(1). Both are [`table::StrTable`]s (sharded hashbrown
+//! tables whose entries carry their key), so the index holds the owner as a hash, not a name.
 //!
-//! Lock discipline: a DashMap guard is never held across an `.await`, and never while taking a
-//! guard on the same map. Token changes take `token_lock` first, so the two maps change together
-//! and a token stays bound to exactly one device.
+//! Lock discipline: a shard lock is never held across an `.await`, and never while taking a
+//! lock on the same table or the other one (each closure given to a table touches only its
+//! entry). Token changes take `token_lock` first, so the two tables change together and a
+//! token stays bound to exactly one device.
 //!
 //! Store order equals memory order: every change of a user's devices is handed to the
 //! [`Journal`] while that user's guard is still held (room reserved before the change, the
@@ -15,15 +17,16 @@
 
 mod device;
 pub mod remote;
+mod table;
 
-pub use device::{Device, DeviceList, DeviceRecord};
+pub use device::{Device, DeviceList, DeviceRecord, TokenEntry, UserEntry};
+use table::StrTable;
 
 use crate::domain::{
     token::check_token_shape, CertificateId, DeviceEvent, DeviceState, MultiDevicePolicy, Platform,
     TokenError, TransitionError,
 };
 use compact_str::CompactString;
-use dashmap::DashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -200,10 +203,12 @@ pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 32;
 /// The device registry.
 pub struct Registry {
     /// user → that user's devices; the hot path of every routing decision.
-    users: DashMap<CompactString, DeviceList>,
-    /// token → the user holding it (the device is found among that user's few devices).
-    tokens: DashMap<Arc<str>, CompactString>,
-    /// Serialises token changes so both maps move together (reports are rare next to routing).
+    users: StrTable<UserEntry>,
+    /// token → the hash of the user holding it (the device is found among that user's few
+    /// devices).
+    tokens: StrTable<TokenEntry>,
+    /// Serialises token changes so both tables move together (reports are rare next to
+    /// routing).
     token_lock: Mutex<()>,
     policy: MultiDevicePolicy,
     /// `PushOnline` lifetime in seconds (7 days by default).
@@ -213,11 +218,30 @@ pub struct Registry {
     counts: StateCounts,
 }
 
+/// Where the registry's memory goes (bytes), for the registry bench and capacity planning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// The user table's slots (name + device list) and control bytes.
+    pub users_table: usize,
+    /// The device lists' allocations (the device records).
+    pub devices: usize,
+    /// The token strings (one `Arc<str>` each, shared by device and index).
+    pub tokens: usize,
+    /// The reverse index's slots and control bytes.
+    pub token_index: usize,
+}
+
+impl Footprint {
+    pub fn total(&self) -> usize {
+        self.users_table + self.devices + self.tokens + self.token_index
+    }
+}
+
 impl Registry {
     pub fn new(policy: MultiDevicePolicy, retention_secs: u64) -> Self {
         Registry {
-            users: DashMap::new(),
-            tokens: DashMap::new(),
+            users: StrTable::new(),
+            tokens: StrTable::new(),
             token_lock: Mutex::new(()),
             policy,
             retention: retention_secs,
@@ -252,6 +276,26 @@ impl Registry {
         self.tokens.len()
     }
 
+    /// The registry's memory by part (allocations as requested, without allocator overhead).
+    /// Walks every user: for benches and occasional reports, not for a hot path.
+    pub fn footprint(&self) -> Footprint {
+        let mut f = Footprint {
+            users_table: self.users.table_bytes(),
+            token_index: self.tokens.table_bytes(),
+            ..Footprint::default()
+        };
+        self.users.for_each(|u| {
+            f.devices += u.devices.len() * std::mem::size_of::<Device>();
+            for d in u.devices.iter() {
+                if let Some(t) = &d.token {
+                    // An `Arc<str>` allocation: two counters, then the bytes.
+                    f.tokens += 2 * std::mem::size_of::<usize>() + t.len();
+                }
+            }
+        });
+        f
+    }
+
     fn count(&self, state: DeviceState, delta: i64) {
         let c = match state {
             DeviceState::Online { background: false } => &self.counts.online,
@@ -269,6 +313,38 @@ impl Registry {
         self.count(new, 1);
     }
 
+    /// Binds `token` to `user` in the reverse index; counts a new binding.
+    fn index_token(&self, token: Arc<str>, user: &str) {
+        let user_hash = self.users.hash(user);
+        if self
+            .tokens
+            .insert(TokenEntry { token, user_hash })
+            .is_none()
+        {
+            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes `token` from the reverse index; counts it.
+    fn unindex_token(&self, token: &str) {
+        if self.tokens.remove(token).is_some() {
+            self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The user the index names as holder of `token`, with the device holding it.
+    fn holder_of(&self, token: &str) -> Option<(CompactString, CompactString)> {
+        let user_hash = self.tokens.read(token, |e| e.user_hash)?;
+        self.users.read_by_hash(
+            user_hash,
+            |u| u.devices.holds(token),
+            |u| {
+                let d = u.devices.iter().find(|d| d.token.as_deref() == Some(token));
+                d.map(|d| (u.name.clone(), d.id.clone()))
+            },
+        )?
+    }
+
     /// Inserts a device as loaded from the store, binding its token. Used at start-up; `now`
     /// is when the devices that were `Online` lost their connection. Returns the device's new
     /// record when it differs from the stored one (a device stored `Online` comes back
@@ -282,7 +358,6 @@ impl Registry {
         now: u64,
     ) -> Option<DeviceRecord> {
         let _t = self.lock_tokens();
-        let user_key = CompactString::from(user);
         let token = rec
             .token
             .as_ref()
@@ -294,11 +369,10 @@ impl Registry {
         if let Some(t) = token {
             // A store written before token moves within a user were persisted can name one
             // token on two devices: count it once.
-            if self.tokens.insert(t, user_key.clone()).is_none() {
-                self.counts.tokens.fetch_add(1, Ordering::Relaxed);
-            }
+            self.index_token(t, user);
         }
-        self.users.entry(user_key).or_default().upsert(dev);
+        self.users
+            .write_or_insert(user, || new_user(user), |u| u.devices.upsert(dev));
         rewrite
     }
 
@@ -329,8 +403,24 @@ impl Registry {
         now: u64,
         journal: &mut dyn Journal,
     ) -> Result<LoginOutcome, RegistryError> {
-        let mut entry = self.users.entry(CompactString::from(user)).or_default();
-        let list = entry.value_mut();
+        self.users.write_or_insert(
+            user,
+            || new_user(user),
+            |entry| self.login_locked(entry, platform, device, conn, now, journal),
+        )
+    }
+
+    fn login_locked(
+        &self,
+        entry: &mut UserEntry,
+        platform: Platform,
+        device: &str,
+        conn: Option<ConnId>,
+        now: u64,
+        journal: &mut dyn Journal,
+    ) -> Result<LoginOutcome, RegistryError> {
+        let user_key = entry.name.clone();
+        let list = &mut entry.devices;
         if let Some(d) = list.get(device) {
             if d.platform != platform {
                 return Err(RegistryError::PlatformMismatch {
@@ -343,7 +433,7 @@ impl Registry {
         // Before any kick: a refused login changes nothing.
         if list.get(device).is_none() && list.len() >= self.max_devices {
             return Err(RegistryError::TooManyDevices {
-                user: user.to_string(),
+                user: user_key.to_string(),
                 max: self.max_devices,
             });
         }
@@ -390,7 +480,6 @@ impl Registry {
                 (rec, None)
             }
         };
-        let user_key = entry.key().clone();
         let mut changes = vec![(
             user_key.clone(),
             CompactString::from(device),
@@ -402,7 +491,6 @@ impl Registry {
                 .map(|k| (user_key.clone(), k.device.clone(), k.record.clone())),
         );
         journal.write(changes);
-        drop(entry);
         Ok(LoginOutcome {
             record,
             kicked,
@@ -438,28 +526,31 @@ impl Registry {
             user: user.to_string(),
             device: device.to_string(),
         };
-        let mut entry = self.users.get_mut(user).ok_or_else(unknown)?;
-        let d = entry.value_mut().get_mut(device).ok_or_else(unknown)?;
-        if let Some(c) = conn {
-            if d.conn != c {
-                return Err(RegistryError::StaleConnection);
-            }
-        }
-        let old = d.state();
-        let new = old.apply(event, d.platform, now, self.retention)?;
-        journal.reserve()?;
-        d.set_state(new);
-        if !new.is_connected() {
-            d.conn = 0;
-        }
-        self.recount(Some(old), new);
-        let record = d.record();
-        journal.write(vec![(
-            entry.key().clone(),
-            CompactString::from(device),
-            record.clone(),
-        )]);
-        Ok((new, record))
+        self.users
+            .write(user, |entry| {
+                let d = entry.devices.get_mut(device).ok_or_else(unknown)?;
+                if let Some(c) = conn {
+                    if d.conn != c {
+                        return Err(RegistryError::StaleConnection);
+                    }
+                }
+                let old = d.state();
+                let new = old.apply(event, d.platform, now, self.retention)?;
+                journal.reserve()?;
+                d.set_state(new);
+                if !new.is_connected() {
+                    d.conn = 0;
+                }
+                self.recount(Some(old), new);
+                let record = d.record();
+                journal.write(vec![(
+                    entry.name.clone(),
+                    CompactString::from(device),
+                    record.clone(),
+                )]);
+                Ok((new, record))
+            })
+            .unwrap_or_else(|| Err(unknown()))
     }
 
     /// Binds `token` of certificate `cert` to the device (TIM rules: after login; not empty; at
@@ -492,87 +583,98 @@ impl Registry {
     ) -> Result<TokenOutcome, RegistryError> {
         check_token_shape(token)?;
         let _t = self.lock_tokens();
-        let token: Arc<str> = Arc::from(token);
-        let logged_in = |u: &str| {
-            self.users
-                .get(u)
-                .and_then(|e| e.value().get(device).map(|d| d.state().is_logged_in()))
-                .unwrap_or(false)
-        };
-        if !logged_in(user) {
+        let logged_in = self
+            .users
+            .read(user, |e| {
+                e.devices
+                    .get(device)
+                    .map(|d| d.state().is_logged_in())
+                    .unwrap_or(false)
+            })
+            .unwrap_or(false);
+        if !logged_in {
             return Err(TokenError::NotLoggedIn.into());
         }
-        let previous = self.tokens.get(&token).map(|u| u.value().clone());
+        // The token's current holder (one allocation of it, kept when it stays bound).
+        let user_hash = self.users.hash(user);
+        let previous = self.tokens.read(token, |e| (e.user_hash, e.token.clone()));
+        let token: Arc<str> = match &previous {
+            Some((_, t)) => t.clone(),
+            None => Arc::from(token),
+        };
         let mut moved_from = None;
-        if let Some(prev_user) = previous.filter(|p| p != user) {
-            if let Some(mut e) = self.users.get_mut(prev_user.as_str()) {
-                let holder = e
-                    .value_mut()
-                    .iter_mut()
-                    .find(|d| d.token.as_deref() == Some(&*token));
-                if let Some(other) = holder {
+        if let Some((prev_hash, _)) = previous {
+            // Held by another user: the user with that hash, other than this one, holding it.
+            let taken = self.users.write_by_hash(
+                prev_hash,
+                |u| u.name != user && u.devices.holds(&token),
+                |u| -> Result<Option<Change>, RegistryError> {
+                    let Some(other) = u
+                        .devices
+                        .iter_mut()
+                        .find(|d| d.token.as_deref() == Some(&*token))
+                    else {
+                        return Ok(None);
+                    };
                     journal.reserve()?;
                     other.token = None;
-                    let change = (prev_user.clone(), other.id.clone(), other.record());
+                    let change = (u.name.clone(), other.id.clone(), other.record());
                     journal.write(vec![change.clone()]);
-                    moved_from = Some(change);
-                }
-            }
-            if self.tokens.remove(&token).is_some() {
-                self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        let (record, replaced, cleared_here) = {
-            let mut entry = self
-                .users
-                .get_mut(user)
-                .ok_or(RegistryError::Token(TokenError::NotLoggedIn))?;
-            let user_key = entry.key().clone();
-            let list = entry.value_mut();
-            let d = list
-                .get_mut(device)
-                .ok_or(RegistryError::Token(TokenError::NotLoggedIn))?;
-            if !d.state().is_logged_in() {
-                return Err(TokenError::NotLoggedIn.into());
-            }
-            journal.reserve()?;
-            let replaced = d.token.replace(token.clone()).filter(|t| **t != *token);
-            d.cert = cert;
-            let record = d.record();
-            // Another device of the same user holding the token loses it.
-            let mut cleared_here = Vec::new();
-            for other in list.iter_mut() {
-                if other.id != device && other.token.as_deref() == Some(&*token) {
-                    // The index entry stays (same user); only the holder changes.
-                    other.token = None;
-                    cleared_here.push((other.id.clone(), other.record()));
-                }
-            }
-            let mut changes = vec![(
-                user_key.clone(),
-                CompactString::from(device),
-                record.clone(),
-            )];
-            changes.extend(
-                cleared_here
-                    .iter()
-                    .map(|(d, r)| (user_key.clone(), d.clone(), r.clone())),
+                    Ok(Some(change))
+                },
             );
-            journal.write(changes);
-            (record, replaced, cleared_here)
-        };
-        if let Some(old) = &replaced {
-            if self.tokens.remove(old).is_some() {
-                self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
+            match taken {
+                Some(change) => {
+                    moved_from = change?;
+                    self.unindex_token(&token);
+                }
+                // The index named a user that no longer holds it (or this user): rebound below.
+                None if prev_hash != user_hash => self.unindex_token(&token),
+                None => {}
             }
         }
-        if self
-            .tokens
-            .insert(token.clone(), CompactString::from(user))
-            .is_none()
-        {
-            self.counts.tokens.fetch_add(1, Ordering::Relaxed);
+        let (record, replaced, cleared_here) = self
+            .users
+            .write(user, |entry| {
+                let user_key = entry.name.clone();
+                let list = &mut entry.devices;
+                let d = list
+                    .get_mut(device)
+                    .ok_or(RegistryError::Token(TokenError::NotLoggedIn))?;
+                if !d.state().is_logged_in() {
+                    return Err(TokenError::NotLoggedIn.into());
+                }
+                journal.reserve()?;
+                let replaced = d.token.replace(token.clone()).filter(|t| **t != *token);
+                d.cert = cert;
+                let record = d.record();
+                // Another device of the same user holding the token loses it.
+                let mut cleared_here = Vec::new();
+                for other in list.iter_mut() {
+                    if other.id != device && other.token.as_deref() == Some(&*token) {
+                        // The index entry stays (same user); only the holder changes.
+                        other.token = None;
+                        cleared_here.push((other.id.clone(), other.record()));
+                    }
+                }
+                let mut changes = vec![(
+                    user_key.clone(),
+                    CompactString::from(device),
+                    record.clone(),
+                )];
+                changes.extend(
+                    cleared_here
+                        .iter()
+                        .map(|(d, r)| (user_key.clone(), d.clone(), r.clone())),
+                );
+                journal.write(changes);
+                Ok((record, replaced, cleared_here))
+            })
+            .unwrap_or(Err(RegistryError::Token(TokenError::NotLoggedIn)))?;
+        if let Some(old) = &replaced {
+            self.unindex_token(old);
         }
+        self.index_token(token, user);
         Ok(TokenOutcome {
             record,
             moved_from,
@@ -598,24 +700,29 @@ impl Registry {
         journal: &mut dyn Journal,
     ) -> Option<(CompactString, CompactString, DeviceRecord)> {
         let _t = self.lock_tokens();
-        let user = self.tokens.get(token)?.value().clone();
-        let mut changed = None;
-        if let Some(mut e) = self.users.get_mut(user.as_str()) {
-            if let Some(d) = e
-                .value_mut()
-                .iter_mut()
-                .find(|d| d.token.as_deref() == Some(token))
-            {
+        let user_hash = self.tokens.read(token, |e| e.user_hash)?;
+        let changed = self.users.write_by_hash(
+            user_hash,
+            |u| u.devices.holds(token),
+            |u| {
+                let d = u
+                    .devices
+                    .iter_mut()
+                    .find(|d| d.token.as_deref() == Some(token))?;
                 journal.reserve().ok()?;
                 d.token = None;
-                let change = (user.clone(), d.id.clone(), d.record());
+                let change = (u.name.clone(), d.id.clone(), d.record());
                 journal.write(vec![change.clone()]);
-                changed = Some(change);
-            }
-        }
-        if self.tokens.remove(token).is_some() {
-            self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
-        }
+                Some(change)
+            },
+        );
+        let changed = match changed {
+            // The journal had no room: nothing changes, the index keeps the token.
+            Some(None) => return None,
+            Some(c) => c,
+            None => None,
+        };
+        self.unindex_token(token);
         changed
     }
 
@@ -634,64 +741,76 @@ impl Registry {
         journal: &mut dyn Journal,
     ) -> Result<Option<DeviceRecord>, RegistryError> {
         let _t = self.lock_tokens();
-        let Some(mut e) = self.users.get_mut(user) else {
+        let cleared = self.users.write(user, |e| -> Result<_, RegistryError> {
+            let user_key = e.name.clone();
+            let Some(d) = e.devices.get_mut(device) else {
+                return Ok(None);
+            };
+            if d.token.is_none() {
+                return Ok(None);
+            }
+            journal.reserve()?;
+            let Some(token) = d.token.take() else {
+                return Ok(None);
+            };
+            let rec = d.record();
+            journal.write(vec![(user_key, d.id.clone(), rec.clone())]);
+            Ok(Some((token, rec)))
+        });
+        let Some((token, rec)) = cleared.transpose()?.flatten() else {
             return Ok(None);
         };
-        let user_key = e.key().clone();
-        let Some(d) = e.value_mut().get_mut(device) else {
-            return Ok(None);
-        };
-        if d.token.is_none() {
-            return Ok(None);
-        }
-        journal.reserve()?;
-        let Some(token) = d.token.take() else {
-            return Ok(None);
-        };
-        let rec = d.record();
-        journal.write(vec![(user_key, d.id.clone(), rec.clone())]);
-        drop(e);
-        if self.tokens.remove(&token).is_some() {
-            self.counts.tokens.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.unindex_token(&token);
         Ok(Some(rec))
+    }
+
+    /// Notes how the last notification to a device ended (kept in the device's record for
+    /// diagnosis; see `push::outcomes` for the details of recent ones). A device that is gone
+    /// is left alone.
+    pub fn note_push_result(
+        &self,
+        user: &str,
+        device: &str,
+        class: crate::providers::DeliveryClass,
+        at_secs: u64,
+    ) {
+        self.users.write(user, |e| {
+            if let Some(d) = e.devices.get_mut(device) {
+                d.set_last_push(class, at_secs);
+            }
+        });
     }
 
     /// Calls `f` with the routing decision of each device of `user`; returns how many devices
     /// the user has (0: unknown user). No allocation on the hot path.
     pub fn route_with(&self, user: &str, now: u64, mut f: impl FnMut(&Device, Route)) -> usize {
-        let Some(entry) = self.users.get(user) else {
-            return 0;
-        };
-        let list = entry.value();
-        for d in list.iter() {
-            f(d, d.route(now, self.retention));
-        }
-        list.len()
+        self.users
+            .read(user, |e| {
+                for d in e.devices.iter() {
+                    f(d, d.route(now, self.retention));
+                }
+                e.devices.len()
+            })
+            .unwrap_or(0)
     }
 
     /// Whether any device of `user` is registered (no allocation, no routing).
     pub fn has_user(&self, user: &str) -> bool {
-        self.users.get(user).is_some_and(|e| !e.value().is_empty())
+        self.users
+            .read(user, |e| !e.devices.is_empty())
+            .unwrap_or(false)
     }
 
     /// A copy of the user's devices (for status queries and diagnosis).
     pub fn devices(&self, user: &str) -> Vec<Device> {
         self.users
-            .get(user)
-            .map(|e| e.value().iter().cloned().collect())
+            .read(user, |e| e.devices.iter().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Who holds `token` now (user, device).
     pub fn token_owner(&self, token: &str) -> Option<(CompactString, CompactString)> {
-        let user = self.tokens.get(token)?.value().clone();
-        let e = self.users.get(user.as_str())?;
-        let d = e
-            .value()
-            .iter()
-            .find(|d| d.token.as_deref() == Some(token))?;
-        Some((user.clone(), d.id.clone()))
+        self.holder_of(token)
     }
 
     /// Moves every `PushOnline` device older than the retention to `Offline`; returns the
@@ -707,22 +826,23 @@ impl Registry {
         now: u64,
         journal: &mut dyn Journal,
     ) -> Vec<(CompactString, CompactString, DeviceRecord)> {
+        use std::ops::ControlFlow;
         let mut changed = Vec::new();
-        for mut e in self.users.iter_mut() {
+        self.users.for_each_mut(|e| {
             let expires = |d: &Device| {
                 d.state()
                     .apply(DeviceEvent::Expire, d.platform, now, self.retention)
                     .is_ok()
             };
-            if !e.value().iter().any(expires) {
-                continue;
+            if !e.devices.iter().any(expires) {
+                return ControlFlow::Continue(());
             }
             if journal.reserve().is_err() {
-                break;
+                return ControlFlow::Break(());
             }
-            let user = e.key().clone();
+            let user = e.name.clone();
             let mut here = Vec::new();
-            for d in e.value_mut().iter_mut() {
+            for d in e.devices.iter_mut() {
                 let old = d.state();
                 if let Ok(new) = old.apply(DeviceEvent::Expire, d.platform, now, self.retention) {
                     d.set_state(new);
@@ -732,7 +852,8 @@ impl Registry {
             }
             journal.write(here.clone());
             changed.extend(here);
-        }
+            ControlFlow::Continue(())
+        });
         changed
     }
 
@@ -740,37 +861,40 @@ impl Registry {
     /// every index entry is held by exactly one device, connection ids only on connected
     /// devices. Used by tests; cheap enough for a debug endpoint.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut bound = 0usize;
-        for e in self.users.iter() {
-            for d in e.value().iter() {
-                if d.conn != 0 && !d.state().is_connected() {
-                    return Err(format!(
+        // Collected first: no lock on `tokens` is taken while one on `users` is held.
+        let mut bound = Vec::new();
+        let mut problem = None;
+        self.users.for_each(|e| {
+            for d in e.devices.iter() {
+                if d.conn != 0 && !d.state().is_connected() && problem.is_none() {
+                    problem = Some(format!(
                         "{}/{} has a connection but is {:?}",
-                        e.key(),
+                        e.name,
                         d.id,
                         d.state()
                     ));
                 }
                 if let Some(t) = &d.token {
-                    bound += 1;
-                    match self.tokens.get(t) {
-                        Some(u) if u.value() == e.key() => {}
-                        other => {
-                            return Err(format!(
-                                "token of {}/{} indexed to {:?}",
-                                e.key(),
-                                d.id,
-                                other.map(|u| u.value().clone())
-                            ))
-                        }
-                    }
+                    bound.push((t.clone(), e.name.clone(), d.id.clone()));
                 }
             }
+        });
+        if let Some(p) = problem {
+            return Err(p);
         }
-        if bound != self.tokens.len() {
+        for (token, user, device) in &bound {
+            let indexed = self.tokens.read(token, |i| i.user_hash);
+            if indexed != Some(self.users.hash(user)) {
+                return Err(format!(
+                    "token of {user}/{device} indexed to user hash {indexed:?}"
+                ));
+            }
+        }
+        let indexed = self.tokens.len();
+        if bound.len() != indexed {
             return Err(format!(
-                "{bound} devices hold tokens but the index has {}",
-                self.tokens.len()
+                "{} devices hold tokens but the index has {indexed}",
+                bound.len()
             ));
         }
         Ok(())
@@ -778,11 +902,18 @@ impl Registry {
 
     /// Every device, for a full snapshot (tests, migration).
     pub fn for_each_device(&self, mut f: impl FnMut(&str, &Device)) {
-        for e in self.users.iter() {
-            for d in e.value().iter() {
-                f(e.key(), d);
+        self.users.for_each(|e| {
+            for d in e.devices.iter() {
+                f(&e.name, d);
             }
-        }
+        });
+    }
+}
+
+fn new_user(name: &str) -> UserEntry {
+    UserEntry {
+        name: CompactString::from(name),
+        devices: DeviceList::default(),
     }
 }
 
