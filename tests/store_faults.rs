@@ -61,7 +61,7 @@ impl Tmpfs {
 
     /// Remounts read-only, retrying while a file is open for writing (the kernel refuses the
     /// remount then); true once it went through.
-    fn remount_read_only(&self, within: Duration) -> bool {
+    async fn remount_read_only(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let ok = Command::new("mount")
@@ -72,7 +72,7 @@ impl Tmpfs {
             if ok {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
     }
@@ -345,7 +345,7 @@ async fn a_full_or_read_only_disk_refuses_durable_changes_with_503_and_recovers_
     let (more_acked, refused) = report_until_refused(&h, cert, &users[150..]).await;
     refused.assert_store_refused("a token report on a full disk, again", "disk is full");
     assert!(
-        fs.remount_read_only(Duration::from_secs(10)),
+        fs.remount_read_only(Duration::from_secs(10)).await,
         "the store kept a file open for writing: the remount read-only never went through"
     );
     let deadline = Instant::now() + Duration::from_secs(5);

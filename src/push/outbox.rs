@@ -221,3 +221,57 @@ pub fn decode_accepted(key: &[u8], value: &[u8]) -> Result<OutboxEntry, String> 
         content: m.content,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(message: &Arc<Message>, user: &str, token: &str) -> PushJob {
+        PushJob {
+            cert: 1001,
+            token: Arc::from(token),
+            user: user.into(),
+            device: "d1".into(),
+            message: message.clone(),
+            attempt: 3,
+        }
+    }
+
+    #[test]
+    fn a_journal_entry_reads_back_as_the_notification_it_was() {
+        let message = Arc::new(Message {
+            id: 0x0123_4567_89ab_cdef,
+            from: "carol".into(),
+            text: "晚上一起吃饭吗？\"🍜\"".into(),
+            title: Some("Carol".into()),
+            desc: None,
+            ext: Some("{\"conv\":42}".into()),
+            push: Ok(PushContent {
+                title: "Carol".into(),
+                desc: "晚上一起吃饭吗？".into(),
+                ext: Some("{\"conv\":42}".into()),
+                channel_id: Some("101556".into()),
+                global: Default::default(),
+                hw: Default::default(),
+                conversation: "carol".into(),
+                ovm: Default::default(),
+            }),
+            accepted_at: Instant::now(),
+        });
+        let mut cache = MessageCache::default();
+        for (user, token) in [("alice", "tok\\en-1"), ("bob", "token-2")] {
+            let j = job(&message, user, token);
+            let (key, value) = cache.encode(&j).expect("a notification");
+            assert_eq!(key, accepted_key(&j));
+            let back = decode_accepted(&key, &value).expect("decodes");
+            assert_eq!(Some(back.clone()), OutboxEntry::of(&j));
+            // Queued again, it is the same notification under the same key (attempts anew).
+            let again = back.into_job();
+            assert_eq!(accepted_key(&again), key);
+            assert_eq!(again.attempt, 0);
+        }
+        assert_eq!(cache.encoded.len(), 1, "the message is encoded once");
+        assert!(decode_accepted(&[1, 2], b"").is_err());
+        assert!(decode_accepted(b"12345678alice\0d1", b"\0\0\0\x09{}").is_err());
+    }
+}

@@ -490,4 +490,113 @@ mod tests {
         drop(h);
         join.join().unwrap();
     }
+
+    /// A store whose disk refuses writes while `full` is set (fjall's behaviour: every write
+    /// after a failed one is refused until a reopen).
+    #[derive(Default)]
+    struct FlakyDisk {
+        full: std::sync::atomic::AtomicBool,
+        poisoned: std::sync::atomic::AtomicBool,
+        reopens: std::sync::atomic::AtomicUsize,
+        written: Mutex<Vec<String>>,
+    }
+
+    impl Store for FlakyDisk {
+        fn load(&self) -> Result<crate::store::Snapshot, StoreError> {
+            Ok(Default::default())
+        }
+        fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+            if self.poisoned.load(Ordering::SeqCst) {
+                return Err(StoreError::Unwritable {
+                    fault: StoreFault::Poisoned,
+                    detail: "poisoned".into(),
+                });
+            }
+            if self.full.load(Ordering::SeqCst) {
+                self.poisoned.store(true, Ordering::SeqCst);
+                return Err(StoreError::Unwritable {
+                    fault: StoreFault::DiskFull,
+                    detail: "No space left on device (os error 28)".into(),
+                });
+            }
+            let mut w = self.written.lock().unwrap();
+            w.extend(ops.iter().map(|op| format!("{op:?}")));
+            Ok(())
+        }
+        fn reopen(&self) -> Result<(), StoreError> {
+            self.reopens.fetch_add(1, Ordering::SeqCst);
+            self.poisoned.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn device(user: &str) -> StoreOp {
+        StoreOp::PutDevice {
+            user: user.into(),
+            device: "d".into(),
+            record: DeviceRecord {
+                platform: crate::domain::Platform::Android,
+                state: "PushOnline".into(),
+                background: false,
+                offline_reason: None,
+                since: 1,
+                token: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_refuses_changes_until_it_has_room_and_remembers_what_it_refused() {
+        let disk = Arc::new(FlakyDisk::default());
+        let metrics = StoreMetrics {
+            write_failures: Some(
+                IntCounterVec::new(prometheus::Opts::new("f", "f"), &["reason"]).unwrap(),
+            ),
+            writable: Some(IntGauge::new("w", "w").unwrap()),
+            ..StoreMetrics::default()
+        };
+        let (h, join) = StoreHandle::start(disk.clone(), 64, 16, metrics.clone()).unwrap();
+        h.commit(vec![device("before")]).await.unwrap();
+        assert_eq!(h.health().fault(), None);
+
+        disk.full.store(true, Ordering::SeqCst);
+        let refused = h.commit(vec![device("refused")]).await.unwrap_err();
+        assert!(matches!(
+            &*refused,
+            StoreError::Unwritable {
+                fault: StoreFault::DiskFull,
+                ..
+            }
+        ));
+        // Within the second after a failure, changes are refused without touching the disk,
+        // and the fault reported is the cause, not fjall's "poisoned".
+        let fast = h.commit(vec![StoreOp::DeleteAccepted(Box::from(&b"k"[..]))]);
+        assert!(fast.await.is_err());
+        assert_eq!(h.health().fault(), Some(StoreFault::DiskFull));
+        let failures = metrics.write_failures.as_ref().unwrap();
+        assert_eq!(failures.with_label_values(&["disk_full"]).get(), 2);
+        assert_eq!(failures.with_label_values(&["poisoned"]).get(), 0);
+        assert_eq!(metrics.writable.as_ref().unwrap().get(), 0);
+
+        // Room again: the idle writer's probe reopens and writes, with no change sent.
+        disk.full.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while h.health().fault().is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(h.health().fault(), None, "writable again without a change");
+        assert!(disk.reopens.load(Ordering::SeqCst) >= 1);
+        assert_eq!(metrics.writable.as_ref().unwrap().get(), 1);
+        h.commit(vec![device("after")]).await.unwrap();
+        let unsynced = h.health().take_unsynced();
+        assert!(unsynced
+            .devices
+            .contains(&("refused".to_string(), "d".to_string())));
+        assert_eq!(unsynced.finished, vec![Box::from(&b"k"[..])]);
+        let written = disk.written.lock().unwrap().join("\n");
+        assert!(written.contains("before") && written.contains("after"));
+        assert!(!written.contains("refused"));
+        drop(h);
+        join.join().unwrap();
+    }
 }
