@@ -29,9 +29,13 @@ pub struct Metrics {
     pub store_queue_depth: IntGauge,
     pub store_queue_capacity: IntGauge,
     pub store_busy: IntCounter,
+    /// Commit groups the disk refused (disk full, read-only, I/O error), by reason.
+    pub store_write_failures: IntCounterVec,
+    /// 1 while the store can write.
+    pub store_writable: IntGauge,
     pub tokens_unbound: IntCounter,
-    /// Notifications a shutdown left unsent (`saved` to the store's outbox) and the next start
-    /// sent again (`resent`).
+    /// Journaled notifications a shutdown left unsent (`saved`), those a start queued again
+    /// (`resent`) and those it could not (`dropped`).
     pub outbox: IntCounterVec,
     pub certificates: IntGaugeVec,
     pub ws_connections: IntGauge,
@@ -243,10 +247,21 @@ impl Metrics {
                 )
                 .expect("valid metric definition"),
             ),
+            store_write_failures: counter_vec(
+                &r,
+                "pushgate_store_write_failures_total",
+                "Commit groups the store's disk refused, by reason (disk_full, read_only, io, poisoned); their changes were answered 503 store_unavailable.",
+                &["reason"],
+            ),
+            store_writable: gauge(
+                &r,
+                "pushgate_store_writable",
+                "1 while the store can write; 0 from a refused write until one succeeds again (/readyz is 503 meanwhile).",
+            ),
             outbox: counter_vec(
                 &r,
                 "pushgate_outbox_total",
-                "Notifications a shutdown saved unsent to the store's outbox (saved), those a start sent again (resent), and those it could not queue (dropped: certificate deleted or queue full).",
+                "Journaled notifications a shutdown left unsent (saved), those a start queued again (resent), and those it could not queue (dropped: certificate deleted or queue full).",
                 &["result"],
             ),
             tokens_unbound: reg(

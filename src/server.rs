@@ -117,6 +117,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     );
     let devices_loaded = snapshot.devices.len();
     let outbox = std::mem::take(&mut snapshot.outbox);
+    let accepted = std::mem::take(&mut snapshot.accepted);
     let now = crate::domain::now_secs();
     let mut rewrites = Vec::new();
     for (user, device, rec) in snapshot.devices {
@@ -140,6 +141,11 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     metrics
         .push_queue_capacity
         .set(config.push.queue_capacity as i64);
+    for fault in crate::store::StoreFault::ALL {
+        metrics
+            .store_write_failures
+            .with_label_values(&[fault.label()]);
+    }
     let (handle, writer) = StoreHandle::start(
         store,
         config.store.queue_capacity,
@@ -149,6 +155,8 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
             group_size: Some(metrics.store_group_size.clone()),
             queue_depth: Some(metrics.store_queue_depth.clone()),
             busy: Some(metrics.store_busy.clone()),
+            write_failures: Some(metrics.store_write_failures.clone()),
+            writable: Some(metrics.store_writable.clone()),
         },
     )?;
     let providers =
@@ -170,7 +178,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     gateway.start_sweeper();
     // What the last shutdown could not send goes out first.
     let g = gateway.clone();
-    actix_rt::spawn(async move { g.resend_outbox(outbox).await });
+    actix_rt::spawn(async move { g.resend_journaled(accepted, outbox).await });
     Ok(Prepared {
         gateway,
         tokens,

@@ -85,7 +85,9 @@ impl From<GatewayError> for ApiError {
             } => (StatusCode::BAD_REQUEST, field, tim_code),
             GatewayError::NotFound { .. } => (StatusCode::NOT_FOUND, None, None),
             GatewayError::Conflict { tim_code, .. } => (StatusCode::CONFLICT, None, tim_code),
-            GatewayError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, None, None),
+            GatewayError::Busy { .. } | GatewayError::StoreUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, None, None)
+            }
             GatewayError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, None, None),
         };
         ApiError {

@@ -96,6 +96,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .content_type("text/plain")
             .body("cluster lease not held\n");
     }
+    // The disk refuses writes: every durable change would be refused, so take no new traffic.
+    if let Some(fault) = state.gateway.store_fault() {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("store unwritable ({}): {fault}\n", fault.label()));
+    }
     if state.ready.load(Ordering::Relaxed) {
         HttpResponse::Ok()
             .content_type("text/plain")

@@ -48,9 +48,46 @@ pub async fn session_events(
     let results = state.gateway.session_events(events).await;
     #[derive(Serialize)]
     struct Out {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<super::error::ErrorDetail>,
         results: Vec<crate::gateway::EventResult>,
     }
-    Ok(reply(&req, StatusCode::OK, &Out { results }))
+    // An event the disk refused was not acknowledged: the whole answer says so (503 with
+    // Retry-After, the error body), with each event's result beside it.
+    let refused = results.iter().find_map(|r| {
+        r.error
+            .as_ref()
+            .filter(|e| e.code == ErrorCode::StoreUnavailable)
+    });
+    let Some(refused) = refused else {
+        return Ok(reply(
+            &req,
+            StatusCode::OK,
+            &Out {
+                error: None,
+                results,
+            },
+        ));
+    };
+    let error = super::error::ErrorDetail {
+        code: ErrorCode::StoreUnavailable.as_str(),
+        message: refused.message.clone(),
+        field: None,
+        tim_code: None,
+    };
+    let mut res = reply(
+        &req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Out {
+            error: Some(error),
+            results,
+        },
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static("1"),
+    );
+    Ok(res)
 }
 
 #[derive(Deserialize)]

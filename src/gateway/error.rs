@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TokenTooLong,
     /// A bounded queue is full (503 with Retry-After).
     Busy,
+    /// The store's disk refuses writes (full, read-only): 503 with Retry-After, nothing done.
+    StoreUnavailable,
     /// The store failed.
     Internal,
 }
@@ -45,11 +47,12 @@ impl ErrorCode {
             ErrorCode::EmptyToken => "empty_token",
             ErrorCode::TokenTooLong => "token_too_long",
             ErrorCode::Busy => "busy",
+            ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
 
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidField,
         ErrorCode::TooManyRecipients,
         ErrorCode::PlatformMismatch,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::EmptyToken,
         ErrorCode::TokenTooLong,
         ErrorCode::Busy,
+        ErrorCode::StoreUnavailable,
         ErrorCode::Internal,
     ];
 }
@@ -109,6 +113,9 @@ pub enum GatewayError {
     /// 503 with Retry-After: a bounded queue is full.
     #[error("{message}")]
     Busy { message: String },
+    /// 503 with Retry-After: the store's disk refuses writes; the change was not acknowledged.
+    #[error("{message}")]
+    StoreUnavailable { message: String },
     /// 500: the store failed.
     #[error("{message}")]
     Internal { message: String },
@@ -134,16 +141,20 @@ impl GatewayError {
             | GatewayError::NotFound { code, .. }
             | GatewayError::Conflict { code, .. } => *code,
             GatewayError::Busy { .. } => ErrorCode::Busy,
+            GatewayError::StoreUnavailable { .. } => ErrorCode::StoreUnavailable,
             GatewayError::Internal { .. } => ErrorCode::Internal,
         }
     }
 }
 
-impl From<StoreError> for GatewayError {
-    fn from(e: StoreError) -> Self {
+impl From<&StoreError> for GatewayError {
+    fn from(e: &StoreError) -> Self {
         match e {
             StoreError::Busy => GatewayError::Busy {
                 message: "the store's write queue is full; retry shortly".into(),
+            },
+            StoreError::Unwritable { .. } => GatewayError::StoreUnavailable {
+                message: format!("the change could not be made durable: {e}; retry later"),
             },
             other => GatewayError::Internal {
                 message: format!("the change could not be made durable: {other}"),
@@ -152,11 +163,15 @@ impl From<StoreError> for GatewayError {
     }
 }
 
+impl From<StoreError> for GatewayError {
+    fn from(e: StoreError) -> Self {
+        GatewayError::from(&e)
+    }
+}
+
 impl From<Arc<StoreError>> for GatewayError {
     fn from(e: Arc<StoreError>) -> Self {
-        GatewayError::Internal {
-            message: format!("the change could not be made durable: {e}"),
-        }
+        GatewayError::from(&*e)
     }
 }
 

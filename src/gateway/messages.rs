@@ -41,6 +41,20 @@ pub struct Sent {
     pub results: Vec<RecipientResult>,
     /// Recipients the admission hook turned away (e.g. /v4 duplicates).
     pub not_admitted: usize,
+    /// Done when the notifications it queued are journaled ([`Sent::durable`]).
+    journaled: crate::store::CommitTicket,
+}
+
+impl Sent {
+    /// Waits until the notifications this message queued are on disk: answer `push_queued`
+    /// only after it. A refusal by the disk is `store_unavailable` (the notifications are
+    /// still sent if the process lives, so a retry may duplicate them).
+    pub async fn durable(&mut self) -> Result<(), GatewayError> {
+        std::mem::replace(&mut self.journaled, crate::store::CommitTicket::done())
+            .wait()
+            .await
+            .map_err(GatewayError::from)
+    }
 }
 
 impl Gateway {
@@ -53,6 +67,13 @@ impl Gateway {
         mut admit: impl FnMut(&str, &Arc<Message>) -> bool,
     ) -> Result<Sent, GatewayError> {
         self.check_send(req)?;
+        // The store refuses writes: no notification could be journaled, so nothing is sent
+        // (a retry once it can write duplicates nothing).
+        if let Some(fault) = self.store_fault() {
+            return Err(GatewayError::StoreUnavailable {
+                message: format!("{fault}: messages are refused until it can write; retry later"),
+            });
+        }
         let message = self.build_message(req);
         let mut d = self.dispatch();
         d.detail = req.detail;
@@ -65,10 +86,12 @@ impl Gateway {
                 not_admitted += 1;
             }
         }
+        let journaled = d.journaled();
         Ok(Sent {
             message,
             results,
             not_admitted,
+            journaled,
         })
     }
 
@@ -76,17 +99,22 @@ impl Gateway {
     /// (where routing reads Redis, so it awaits).
     pub async fn send_any(&self, req: &SendRequest) -> Result<Sent, GatewayError> {
         let Some(remote) = self.remote() else {
-            return self.send(req);
+            let mut sent = self.send(req)?;
+            sent.durable().await?;
+            return Ok(sent);
         };
         self.check_send(req)?;
         let id = remote.next_message_id().await?;
         let message = self.build_message_with_id(req, id);
         let results = remote.send(self, req, message.clone()).await?;
-        Ok(Sent {
+        let mut sent = Sent {
             message,
             results,
             not_admitted: 0,
-        })
+            journaled: crate::store::CommitTicket::done(),
+        };
+        sent.durable().await?;
+        Ok(sent)
     }
 
     /// The pipeline with every recipient admitted.

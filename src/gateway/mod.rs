@@ -179,6 +179,11 @@ impl Gateway {
         &self.metrics
     }
 
+    /// Why the store cannot write, while it cannot (`/readyz` answers 503 meanwhile).
+    pub fn store_fault(&self) -> Option<crate::store::StoreFault> {
+        self.store.health().fault()
+    }
+
     /// Registers the hook called after a certificate is created or edited, and calls it for
     /// every certificate loaded so far. Only the first registration counts.
     pub fn on_certificate_change(&self, hook: CertHook) {

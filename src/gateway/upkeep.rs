@@ -62,57 +62,61 @@ impl Gateway {
     }
 
     /// Graceful shutdown after the listener stopped: the senders send what they hold within
-    /// `push.shutdown_grace_secs`, what is left goes to the store's outbox, the store writer
-    /// commits what is queued and stops.
+    /// `push.shutdown_grace_secs` (what is left stays in the journal of accepted
+    /// notifications, for the next start), the store writer commits what is queued and stops.
     pub async fn shutdown(&self) {
         let grace = Duration::from_secs(self.config.push.shutdown_grace_secs);
         let left = self.senders.drain(grace).await;
-        if !left.is_empty() {
-            let base = self
-                .next_message_id
-                .fetch_add(left.len() as u64, Ordering::Relaxed);
-            let n = left.len();
-            let ops = left
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| StoreOp::PutOutbox(base + i as u64, Box::new(e)))
-                .collect();
-            match self.store.commit(ops).await {
-                Ok(()) => tracing::info!(
-                    notifications = n,
-                    "unsent notifications saved to the outbox for the next start"
-                ),
-                Err(e) => tracing::error!(
-                    error = %e,
-                    notifications = n,
-                    "unsent notifications could not be saved to the outbox: lost"
-                ),
-            }
+        if left > 0 {
+            tracing::info!(
+                notifications = left,
+                "unsent notifications stay journaled for the next start"
+            );
         }
         self.senders.shutdown();
         self.store.shutdown().await;
     }
 
-    /// Sends again what the last shutdown left in the outbox, and takes it out of the store
-    /// once its sender holds it. One whose certificate is gone (or whose queue is full) is
-    /// counted `dropped`.
-    pub async fn resend_outbox(&self, entries: Vec<(u64, crate::push::outbox::OutboxEntry)>) {
-        if entries.is_empty() {
+    /// Queues again the notifications the last process accepted and did not finish (its
+    /// journal), and the outbox an older version's shutdown left. A journaled one keeps its
+    /// entry until it finishes; one whose certificate is gone (or whose queue is full) is
+    /// counted `dropped` and taken out.
+    pub async fn resend_journaled(
+        &self,
+        accepted: Vec<(Box<[u8]>, crate::push::outbox::OutboxEntry)>,
+        outbox: Vec<(u64, crate::push::outbox::OutboxEntry)>,
+    ) {
+        let n = accepted.len() + outbox.len();
+        if n == 0 {
             return;
         }
-        let n = entries.len();
-        let mut keys = Vec::with_capacity(n);
+        let mut removals = Vec::new();
         let mut dropped = 0u64;
-        {
+        let journaled = {
             let mut batch = self.senders.batch();
-            for (key, entry) in entries {
-                keys.push(StoreOp::DeleteOutbox(key));
-                if let Err(e) = batch.add(entry.into_job()) {
-                    dropped += 1;
-                    tracing::warn!(error = %e, "an outbox notification could not be queued");
+            let entries = accepted
+                .into_iter()
+                .map(|(key, e)| (StoreOp::DeleteAccepted(key), e))
+                .chain(
+                    outbox
+                        .into_iter()
+                        .map(|(key, e)| (StoreOp::DeleteOutbox(key), e)),
+                );
+            for (removal, entry) in entries {
+                let legacy = matches!(removal, StoreOp::DeleteOutbox(_));
+                match batch.add(entry.into_job()) {
+                    // Journaled again under the same key when flushed.
+                    Ok(()) if !legacy => {}
+                    Ok(()) => removals.push(removal),
+                    Err(e) => {
+                        dropped += 1;
+                        removals.push(removal);
+                        tracing::warn!(error = %e, "a journaled notification could not be queued");
+                    }
                 }
             }
-        }
+            batch.journaled()
+        };
         // Its certificate was deleted, or its queue is full: counted, never silent.
         self.metrics
             .outbox
@@ -122,14 +126,82 @@ impl Gateway {
             .outbox
             .with_label_values(&["resent"])
             .inc_by(n as u64 - dropped);
-        tracing::info!(notifications = n, "sending the outbox of the last shutdown");
-        if let Err(e) = self.store.commit(keys).await {
-            tracing::error!(error = %e, "clearing the sent outbox failed (it will be sent again)");
+        tracing::info!(
+            notifications = n,
+            "sending what the last process left unsent"
+        );
+        if let Err(e) = journaled.wait().await {
+            tracing::error!(error = %e, "journaling the resent notifications failed");
+        }
+        if let Err(e) = self.store.commit(removals).await {
+            tracing::error!(error = %e, "clearing the resent outbox failed (it will be sent again)");
         }
     }
 
-    /// Starts the periodic retention sweep.
+    /// Writes again what the store refused while it could not write, once it can: the current
+    /// records of the devices whose writes failed (memory kept those changes), and the removal
+    /// of notifications that finished meanwhile. What fails again is remembered again.
+    pub async fn resync_store(&self) {
+        let health = self.store.health().clone();
+        if health.fault().is_some() {
+            return;
+        }
+        let unsynced = health.take_unsynced();
+        if unsynced.is_empty() {
+            return;
+        }
+        let devices: Vec<(String, String)> = if unsynced.all_devices {
+            let mut all = Vec::new();
+            self.registry
+                .for_each_device(|user, d| all.push((user.to_string(), d.id.to_string())));
+            all
+        } else {
+            unsynced.devices.into_iter().collect()
+        };
+        tracing::info!(
+            devices = devices.len(),
+            finished = unsynced.finished.len(),
+            "writing again what the store refused while it could not write"
+        );
+        let mut tickets = Vec::new();
+        for (user, device) in &devices {
+            loop {
+                let mut journal = StoreJournal::new(&self.store);
+                match self.registry.rewrite_journaled(user, device, &mut journal) {
+                    // The queue is full: this is background work, so it waits its turn.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    Ok(_) => {
+                        tickets.extend(journal.ticket());
+                        break;
+                    }
+                }
+            }
+        }
+        let finished = unsynced
+            .finished
+            .into_iter()
+            .map(StoreOp::DeleteAccepted)
+            .collect();
+        let removed = self.store.commit(finished).await;
+        let rewritten = crate::store::CommitTicket::join(tickets).wait().await;
+        if let Err(e) = removed.and(rewritten) {
+            tracing::warn!(error = %e, "writing again what the store refused failed; it is retried");
+        }
+    }
+
+    /// Starts the periodic retention sweep, and the store's resync after a refused write.
     pub fn start_sweeper(self: &Arc<Self>) {
+        let g = Arc::downgrade(self);
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                match g.upgrade() {
+                    Some(g) => g.resync_store().await,
+                    None => break,
+                }
+            }
+        });
         let g = Arc::downgrade(self);
         actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

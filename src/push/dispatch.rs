@@ -66,6 +66,11 @@ pub trait PushQueue {
     fn add(&mut self, job: PushJob) -> Result<(), EnqueueError>;
     /// Hands the notifications taken so far on.
     fn flush(&mut self);
+    /// Hands them on; done when their journal entries are on disk.
+    fn journaled(&mut self) -> crate::store::CommitTicket {
+        self.flush();
+        crate::store::CommitTicket::done()
+    }
 }
 
 /// The service's queue: certificate health from the book, notifications to the senders' batch.
@@ -102,6 +107,10 @@ impl PushQueue for SenderQueue<'_> {
     fn flush(&mut self) {
         self.batch.flush();
     }
+
+    fn journaled(&mut self) -> crate::store::CommitTicket {
+        self.batch.journaled()
+    }
 }
 
 /// What dispatch needs; all shared, nothing awaited. Notifications are handed to their
@@ -119,6 +128,12 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
     /// Hands the notifications collected so far to their senders.
     pub fn flush(&self) {
         self.queue.borrow_mut().flush();
+    }
+
+    /// Hands them to their senders; done when they are journaled (an accepted notification
+    /// is answered `push_queued` only once it is on disk).
+    pub fn journaled(&self) -> crate::store::CommitTicket {
+        self.queue.borrow_mut().journaled()
     }
 
     /// Routes one message to one recipient.

@@ -781,6 +781,28 @@ impl Registry {
         });
     }
 
+    /// Hands the current record of one device to `journal` again (the store refused an
+    /// earlier write of it). Under the user's lock, like every change, so the disk keeps
+    /// memory's order. `false` when the device is unknown; `Busy` when the journal has no room.
+    pub fn rewrite_journaled(
+        &self,
+        user: &str,
+        device: &str,
+        journal: &mut dyn Journal,
+    ) -> Result<bool, RegistryError> {
+        // The write lock, as changes take it: no change of this user can pass this rewrite.
+        self.users
+            .write(user, |e| -> Result<bool, RegistryError> {
+                let Some(d) = e.devices.get(device) else {
+                    return Ok(false);
+                };
+                journal.reserve()?;
+                journal.write(vec![(e.name.clone(), d.id.clone(), d.record())]);
+                Ok(true)
+            })
+            .unwrap_or(Ok(false))
+    }
+
     /// Calls `f` with the routing decision of each device of `user`; returns how many devices
     /// the user has (0: unknown user). No allocation on the hot path.
     pub fn route_with(&self, user: &str, now: u64, mut f: impl FnMut(&Device, Route)) -> usize {

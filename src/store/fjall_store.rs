@@ -1,25 +1,80 @@
 //! The embedded default store: fjall (an LSM tree) under the data dir.
 
+use super::StoreFault;
 use super::{Snapshot, Store, StoreError, StoreOp};
 use crate::domain::Certificate;
 use crate::registry::DeviceRecord;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
-/// Keyspaces: `devices` (user \0 device → record), `certificates` (id BE → certificate), `meta`.
-pub struct FjallStore {
+/// The open engine: fjall and its keyspaces.
+struct Engine {
     db: Database,
+    /// user \0 device → record.
     devices: Keyspace,
+    /// id BE → certificate.
     certificates: Keyspace,
     meta: Keyspace,
-    /// Notifications a shutdown left unsent (key BE → entry).
+    /// Notifications older versions' shutdown left unsent (key BE → entry); read, then emptied.
     outbox: Keyspace,
+    /// Notifications accepted and not finished (message id BE, user \0 device → entry).
+    accepted: Keyspace,
+}
+
+/// The fjall store under one directory. The engine sits behind a lock only so that a failed
+/// write can be followed by a reopen ([`Store::reopen`]); the writer thread is its only user
+/// after the start, so the lock is never contended.
+pub struct FjallStore {
+    dir: PathBuf,
+    engine: RwLock<Option<Engine>>,
 }
 
 const NEXT_CERT_ID: &[u8] = b"next_certificate_id";
+const PROBE: &[u8] = b"writable_probe";
 
+/// A fjall error as the store's: a write the disk refused is `Unwritable` with its fault.
 fn engine(e: fjall::Error) -> StoreError {
+    if matches!(e, fjall::Error::Poisoned) {
+        return StoreError::Unwritable {
+            fault: StoreFault::Poisoned,
+            detail: "an earlier write failed".into(),
+        };
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return StoreError::Unwritable {
+                fault: StoreFault::of_io(io),
+                detail: io.to_string(),
+            };
+        }
+        source = s.source();
+    }
     StoreError::Engine(e.to_string())
+}
+
+impl Engine {
+    fn open(dir: &Path) -> Result<Engine, StoreError> {
+        let db = Database::builder(dir)
+            // Durability comes from our own persist(SyncAll) after each group, not from fjall's
+            // background flusher.
+            .manual_journal_persist(true)
+            .open()
+            .map_err(engine)?;
+        let keyspace = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(engine)
+        };
+        Ok(Engine {
+            devices: keyspace("devices")?,
+            certificates: keyspace("certificates")?,
+            meta: keyspace("meta")?,
+            outbox: keyspace("outbox")?,
+            accepted: keyspace("accepted")?,
+            db,
+        })
+    }
 }
 
 impl FjallStore {
@@ -28,31 +83,26 @@ impl FjallStore {
         // (often 0644), so the directory is what keeps other local users out.
         private_dir(dir)?;
         restrict_files(dir)?;
-        let db = Database::builder(dir)
-            // Durability comes from our own persist(SyncAll) after each group, not from fjall's
-            // background flusher.
-            .manual_journal_persist(true)
-            .open()
-            .map_err(engine)?;
-        let devices = db
-            .keyspace("devices", KeyspaceCreateOptions::default)
-            .map_err(engine)?;
-        let certificates = db
-            .keyspace("certificates", KeyspaceCreateOptions::default)
-            .map_err(engine)?;
-        let meta = db
-            .keyspace("meta", KeyspaceCreateOptions::default)
-            .map_err(engine)?;
-        let outbox = db
-            .keyspace("outbox", KeyspaceCreateOptions::default)
-            .map_err(engine)?;
+        let engine = Engine::open(dir)?;
         Ok(FjallStore {
-            db,
-            devices,
-            certificates,
-            meta,
-            outbox,
+            dir: dir.to_path_buf(),
+            engine: RwLock::new(Some(engine)),
         })
+    }
+
+    fn with_engine<T>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self.engine.read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(e) => f(e),
+            // A reopen failed (the file system is still read-only, say): the next one retries.
+            None => Err(StoreError::Unwritable {
+                fault: StoreFault::Poisoned,
+                detail: "the store is not open".into(),
+            }),
+        }
     }
 }
 
@@ -117,79 +167,119 @@ fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
 
 impl Store for FjallStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let mut snap = Snapshot::default();
-        for g in self.certificates.iter() {
-            let (k, v) = g.into_inner().map_err(engine)?;
-            let cert: Certificate = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
-            snap.certificates.push(cert);
-        }
-        for g in self.devices.iter() {
-            let (k, v) = g.into_inner().map_err(engine)?;
-            let sep = k
-                .iter()
-                .position(|b| *b == 0)
-                .ok_or_else(|| corrupt(&k, "no separator"))?;
-            let user = std::str::from_utf8(&k[..sep]).map_err(|e| corrupt(&k, e))?;
-            let device = std::str::from_utf8(&k[sep + 1..]).map_err(|e| corrupt(&k, e))?;
-            let rec: DeviceRecord = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
-            snap.devices
-                .push((user.to_string(), device.to_string(), rec));
-        }
-        for g in self.outbox.iter() {
-            let (k, v) = g.into_inner().map_err(engine)?;
-            let key: [u8; 8] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| corrupt(&k, "not 8 bytes"))?;
-            let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
-            snap.outbox.push((u64::from_be_bytes(key), entry));
-        }
-        if let Some(v) = self.meta.get(NEXT_CERT_ID).map_err(engine)? {
-            let bytes: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| corrupt(NEXT_CERT_ID, "not 8 bytes"))?;
-            snap.next_certificate_id = Some(u64::from_be_bytes(bytes));
-        }
-        Ok(snap)
+        self.with_engine(load)
     }
 
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        for op in ops {
-            match op {
-                StoreOp::PutDevice {
-                    user,
-                    device,
-                    record,
-                } => {
-                    let v = serde_json::to_vec(record)
-                        .map_err(|e| StoreError::Engine(e.to_string()))?;
-                    batch.insert(&self.devices, device_key(user, device), v);
-                }
-                StoreOp::PutCertificate(c) => {
-                    let v = serde_json::to_vec(c).map_err(|e| StoreError::Engine(e.to_string()))?;
-                    batch.insert(&self.certificates, c.id.to_be_bytes().to_vec(), v);
-                }
-                StoreOp::DeleteCertificate(id) => {
-                    batch.remove(&self.certificates, id.to_be_bytes().to_vec());
-                }
-                StoreOp::NextCertificateId(id) => {
-                    batch.insert(&self.meta, NEXT_CERT_ID.to_vec(), id.to_be_bytes().to_vec());
-                }
-                StoreOp::PutOutbox(key, entry) => {
-                    let v =
-                        serde_json::to_vec(entry).map_err(|e| StoreError::Engine(e.to_string()))?;
-                    batch.insert(&self.outbox, key.to_be_bytes().to_vec(), v);
-                }
-                StoreOp::DeleteOutbox(key) => {
-                    batch.remove(&self.outbox, key.to_be_bytes().to_vec());
+        self.with_engine(|e| apply(e, ops))
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.engine.write().unwrap_or_else(|e| e.into_inner());
+        // The old engine (and its lock on the directory) goes first; fjall replays its journal
+        // on open, dropping a batch the failed write left half-written at its tail.
+        drop(guard.take());
+        *guard = Some(Engine::open(&self.dir)?);
+        Ok(())
+    }
+
+    fn close(&self) {
+        drop(
+            self.engine
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+}
+
+fn load(e: &Engine) -> Result<Snapshot, StoreError> {
+    let mut snap = Snapshot::default();
+    for g in e.certificates.iter() {
+        let (k, v) = g.into_inner().map_err(engine)?;
+        let cert: Certificate = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+        snap.certificates.push(cert);
+    }
+    for g in e.devices.iter() {
+        let (k, v) = g.into_inner().map_err(engine)?;
+        let sep = k
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| corrupt(&k, "no separator"))?;
+        let user = std::str::from_utf8(&k[..sep]).map_err(|e| corrupt(&k, e))?;
+        let device = std::str::from_utf8(&k[sep + 1..]).map_err(|e| corrupt(&k, e))?;
+        let rec: DeviceRecord = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+        snap.devices
+            .push((user.to_string(), device.to_string(), rec));
+    }
+    for g in e.outbox.iter() {
+        let (k, v) = g.into_inner().map_err(engine)?;
+        let key: [u8; 8] = k
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt(&k, "not 8 bytes"))?;
+        let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+        snap.outbox.push((u64::from_be_bytes(key), entry));
+    }
+    for g in e.accepted.iter() {
+        let (k, v) = g.into_inner().map_err(engine)?;
+        let entry = crate::push::outbox::decode_accepted(&k, &v).map_err(|r| corrupt(&k, r))?;
+        snap.accepted.push((Box::from(k.as_ref()), entry));
+    }
+    if let Some(v) = e.meta.get(NEXT_CERT_ID).map_err(engine)? {
+        let bytes: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt(NEXT_CERT_ID, "not 8 bytes"))?;
+        snap.next_certificate_id = Some(u64::from_be_bytes(bytes));
+    }
+    Ok(snap)
+}
+
+fn apply(e: &Engine, ops: &[StoreOp]) -> Result<(), StoreError> {
+    let mut batch = e.db.batch();
+    // A message to many recipients is encoded once per group, not once per notification.
+    let mut messages = crate::push::outbox::MessageCache::default();
+    for op in ops {
+        match op {
+            StoreOp::PutDevice {
+                user,
+                device,
+                record,
+            } => {
+                let v =
+                    serde_json::to_vec(record).map_err(|e| StoreError::Engine(e.to_string()))?;
+                batch.insert(&e.devices, device_key(user, device), v);
+            }
+            StoreOp::PutCertificate(c) => {
+                let v = serde_json::to_vec(c).map_err(|e| StoreError::Engine(e.to_string()))?;
+                batch.insert(&e.certificates, c.id.to_be_bytes().to_vec(), v);
+            }
+            StoreOp::DeleteCertificate(id) => {
+                batch.remove(&e.certificates, id.to_be_bytes().to_vec());
+            }
+            StoreOp::NextCertificateId(id) => {
+                batch.insert(&e.meta, NEXT_CERT_ID.to_vec(), id.to_be_bytes().to_vec());
+            }
+            StoreOp::PutAccepted(job) => {
+                if let Some((k, v)) = messages.encode(job) {
+                    batch.insert(&e.accepted, &*k, v);
                 }
             }
+            StoreOp::DeleteAccepted(key) => {
+                batch.remove(&e.accepted, key.to_vec());
+            }
+            StoreOp::Probe => {
+                let now = crate::domain::now_millis().to_be_bytes().to_vec();
+                batch.insert(&e.meta, PROBE.to_vec(), now);
+            }
+            StoreOp::DeleteOutbox(key) => {
+                batch.remove(&e.outbox, key.to_be_bytes().to_vec());
+            }
         }
-        batch.commit().map_err(engine)?;
-        self.db.persist(PersistMode::SyncAll).map_err(engine)
     }
+    batch.commit().map_err(engine)?;
+    e.db.persist(PersistMode::SyncAll).map_err(engine)
 }
 
 #[cfg(all(test, unix))]

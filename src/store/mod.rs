@@ -10,10 +10,11 @@ mod fjall_store;
 mod writer;
 
 pub use fjall_store::{private_dir, FjallStore};
-pub use writer::{CommitTicket, StoreHandle, StoreMetrics, StorePermit};
+pub use writer::{CommitTicket, StoreHandle, StoreHealth, StoreMetrics, StorePermit};
 
 use crate::domain::{Certificate, CertificateId};
 use crate::push::outbox::OutboxEntry;
+use crate::push::PushJob;
 use crate::registry::DeviceRecord;
 
 /// One durable change.
@@ -28,10 +29,15 @@ pub enum StoreOp {
     DeleteCertificate(CertificateId),
     /// The next certificate id to hand out (ids are never reused).
     NextCertificateId(CertificateId),
-    /// A notification a shutdown left unsent, under its key (the next start sends it).
-    PutOutbox(u64, Box<OutboxEntry>),
-    /// An outbox entry the start has handed to its sender again.
+    /// An accepted notification, journaled until its final outcome (its key is
+    /// [`crate::push::outbox::accepted_key`]); a start sends again what it finds.
+    PutAccepted(PushJob),
+    /// A journaled notification that reached its final outcome.
+    DeleteAccepted(Box<[u8]>),
+    /// An entry of the shutdown outbox of older versions, handed to its sender again.
     DeleteOutbox(u64),
+    /// Writes nothing of use: proves the store can write again after a failure.
+    Probe,
 }
 
 /// Everything the store holds, read once at start-up.
@@ -40,8 +46,68 @@ pub struct Snapshot {
     pub certificates: Vec<Certificate>,
     pub devices: Vec<(String, String, DeviceRecord)>,
     pub next_certificate_id: Option<CertificateId>,
-    /// Notifications the last shutdown left unsent, by key.
+    /// Notifications older versions' shutdown left unsent, by key.
     pub outbox: Vec<(u64, OutboxEntry)>,
+    /// Notifications accepted and not finished when the process stopped, by journal key.
+    pub accepted: Vec<(Box<[u8]>, OutboxEntry)>,
+}
+
+/// Why the store cannot write, as the metric label and the error message say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// ENOSPC or EDQUOT: no room left on the store's file system.
+    DiskFull,
+    /// EROFS: the file system was mounted (or remounted) read-only.
+    ReadOnly,
+    /// Another I/O error.
+    Io,
+    /// An earlier write failed and the engine refuses writes until it is reopened.
+    Poisoned,
+}
+
+impl StoreFault {
+    pub const ALL: [StoreFault; 4] = [
+        StoreFault::DiskFull,
+        StoreFault::ReadOnly,
+        StoreFault::Io,
+        StoreFault::Poisoned,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreFault::DiskFull => "disk_full",
+            StoreFault::ReadOnly => "read_only",
+            StoreFault::Io => "io",
+            StoreFault::Poisoned => "poisoned",
+        }
+    }
+
+    /// The fault of an I/O error, by its OS error code.
+    pub fn of_io(e: &std::io::Error) -> StoreFault {
+        match e.raw_os_error() {
+            Some(libc_codes::ENOSPC) | Some(libc_codes::EDQUOT) => StoreFault::DiskFull,
+            Some(libc_codes::EROFS) => StoreFault::ReadOnly,
+            _ => StoreFault::Io,
+        }
+    }
+}
+
+/// The Linux error numbers the store tells apart (no libc dependency for three constants).
+mod libc_codes {
+    pub const ENOSPC: i32 = 28;
+    pub const EROFS: i32 = 30;
+    pub const EDQUOT: i32 = 122;
+}
+
+impl std::fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreFault::DiskFull => "the store's disk is full",
+            StoreFault::ReadOnly => "the store's file system is read-only",
+            StoreFault::Io => "the store's disk failed a write",
+            StoreFault::Poisoned => "the store is recovering from a failed write",
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +120,9 @@ pub enum StoreError {
     Busy,
     #[error("the store writer has stopped")]
     Stopped,
+    /// The disk refused the write (full, read-only, failing): nothing of it is acknowledged.
+    #[error("{fault}; the change was not made ({detail})")]
+    Unwritable { fault: StoreFault, detail: String },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -62,4 +131,13 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    /// After a failed write: makes the engine able to write again once the cause is gone
+    /// (fjall refuses every write after one failed, until it is reopened).
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// After a failed write: closes the engine's files until the next `reopen` (an engine
+    /// that refuses writes has no use for them, and a file open for writing keeps the
+    /// operator from remounting the file system, read-only or elsewhere).
+    fn close(&self) {}
 }

@@ -140,7 +140,7 @@ pub fn tim_error(e: GatewayError) -> TimError {
         GatewayError::Invalid { .. } => code::BODY_INVALID,
         GatewayError::NotFound { .. } => code::ACCOUNT_NOT_FOUND,
         GatewayError::Conflict { .. } => code::INVALID_PARAMETER,
-        GatewayError::Busy { .. } => code::INTERNAL_TIMEOUT,
+        GatewayError::Busy { .. } | GatewayError::StoreUnavailable { .. } => code::INTERNAL_TIMEOUT,
         GatewayError::Internal { .. } => code::INTERNAL,
     };
     TimError::new(code, info)
@@ -285,8 +285,10 @@ async fn handle(
         }
     };
     match cmd {
-        Command::SendMsg => sendmsg::single(gw, &state.tim_dedupe, &admin, &obj),
-        Command::BatchSendMsg => sendmsg::batch(gw, &state.tim_dedupe, &admin, &obj, body.len()),
+        Command::SendMsg => sendmsg::single(gw, &state.tim_dedupe, &admin, &obj).await,
+        Command::BatchSendMsg => {
+            sendmsg::batch(gw, &state.tim_dedupe, &admin, &obj, body.len()).await
+        }
         Command::QueryOnlineStatus => query::query(gw, &obj, query::Field::Status),
         Command::QueryState => query::query(gw, &obj, query::Field::State),
         Command::Kick => kick::kick(gw, &obj).await,

@@ -93,7 +93,7 @@ impl<'a> Dedupe<'a> {
 /// One-to-one. An account the gateway has never seen answers 90012 ("To_Account not
 /// registered", §1.2); a duplicate within 120 s answers the first send's MsgTime and MsgKey and
 /// is not routed again.
-pub fn single(
+pub async fn single(
     gw: &Gateway,
     window: &DedupeWindow,
     admin: &str,
@@ -110,9 +110,10 @@ pub fn single(
     }
     let req = send_request(&msg, from, vec![to]);
     let mut dedupe = Dedupe::new(window, &msg);
-    let sent = gw
+    let mut sent = gw
         .send_with(&req, |to, m| dedupe.admit(&req.from, to, m))
         .map_err(tim_error)?;
+    sent.durable().await.map_err(tim_error)?;
     if let Some(r) = sent.results.first() {
         tracing::debug!(outcome = r.outcome.as_str(), "v4 sendmsg routed");
     }
@@ -134,16 +135,21 @@ pub struct BatchStats {
 /// Up to 500 recipients; unknown accounts go to `ErrorList` with 70107 and the rest are sent.
 /// All unknown: FAIL 90012 with the list. Partial failure answers `ActionStatus: "OK"` — the
 /// doc's sample shows `"SomeError"` but its field table only names OK/FAIL (§1.3, §9.5).
-pub fn batch(
+pub async fn batch(
     gw: &Gateway,
     window: &DedupeWindow,
     admin: &str,
     body: &Map<String, Value>,
     body_len: usize,
 ) -> Result<Reply, TimError> {
-    batch_with_stats(gw, window, admin, body, body_len).map(|(r, _)| r)
+    let (reply, _, sent) = batch_sent(gw, window, admin, body, body_len)?;
+    if let Some(mut sent) = sent {
+        sent.durable().await.map_err(tim_error)?;
+    }
+    Ok(reply)
 }
 
+/// `batch` without waiting for the notifications' journal (the benchmark).
 pub fn batch_with_stats(
     gw: &Gateway,
     window: &DedupeWindow,
@@ -151,6 +157,17 @@ pub fn batch_with_stats(
     body: &Map<String, Value>,
     body_len: usize,
 ) -> Result<(Reply, BatchStats), TimError> {
+    batch_sent(gw, window, admin, body, body_len).map(|(r, stats, _)| (r, stats))
+}
+
+/// The batch's reply and figures, and what was sent (to wait for its journal), if anything.
+fn batch_sent(
+    gw: &Gateway,
+    window: &DedupeWindow,
+    admin: &str,
+    body: &Map<String, Value>,
+    body_len: usize,
+) -> Result<(Reply, BatchStats, Option<crate::gateway::Sent>), TimError> {
     let to = parse_to_accounts(body, code::TO_ACCOUNT_INVALID)?;
     // The message is the body without its recipients; 12 KB at most (§1.3).
     let list_len = body.get("To_Account").map_or(0, |v| v.to_string().len());
@@ -180,7 +197,7 @@ pub fn batch_with_stats(
             "no To_Account is registered",
         ))
         .with("ErrorList", errors);
-        return Ok((r, stats));
+        return Ok((r, stats, None));
     }
     let req = send_request(&msg, from, targets);
     // Per recipient: a retried batch reaches only those the first attempt missed.
@@ -197,5 +214,5 @@ pub fn batch_with_stats(
     if !errors.is_empty() {
         r = r.with("ErrorList", errors);
     }
-    Ok((r, stats))
+    Ok((r, stats, Some(sent)))
 }

@@ -1,16 +1,63 @@
 //! Finishing a notification: the certificate's figures, `pushgate_notifications_total`, the
-//! device's last result for diagnosis, and the unbinding of a token the vendor named invalid.
+//! device's last result for diagnosis, the unbinding of a token the vendor named invalid, and
+//! the removal of the notification from the store's journal of accepted notifications.
 
 use super::SenderCtx;
 use crate::certs::CertEntry;
 use crate::domain::now_millis;
 use crate::gateway::StoreJournal;
 use crate::providers::{DeliveryClass, JobResult};
+use crate::push::outbox::accepted_key;
 use crate::push::outcomes::LastNotification;
 use crate::push::PushJob;
+use crate::store::StoreOp;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Accounts for notifications whose sender went away before it took them (their certificate
+/// was deleted meanwhile): counted misconfigured, and out of the journal.
+pub fn gone(ctx: &SenderCtx, vendor: &'static str, jobs: Vec<PushJob>) {
+    let n = jobs.len();
+    let class = DeliveryClass::Misconfigured;
+    if let Some(e) = ctx.certs.get(jobs.first().map_or(0, |j| j.cert)) {
+        e.stats.count(class, n as u64);
+    }
+    ctx.metrics
+        .notifications
+        .with_label_values(&[vendor, class.as_str()])
+        .inc_by(n as u64);
+    let result = JobResult::new(
+        class,
+        "the certificate was deleted while the notification was queued",
+    );
+    let mut removals = Vec::with_capacity(n);
+    for j in jobs {
+        removals.push(StoreOp::DeleteAccepted(accepted_key(&j)));
+        ctx.outcomes
+            .record(&j.user, &j.device, last_result(&j, result.clone(), None));
+    }
+    remove(ctx, removals);
+}
+
+/// Queues removals from the journal without waiting: a removal the disk refuses is
+/// remembered by the store and written again once it can (`Gateway::resync_store`).
+fn remove(ctx: &SenderCtx, removals: Vec<StoreOp>) {
+    if removals.is_empty() {
+        return;
+    }
+    match ctx.store.reserve() {
+        Ok(permit) => drop(permit.send(removals)),
+        Err(_) => {
+            let store = ctx.store.clone();
+            actix_rt::spawn(async move {
+                if let Err(e) = store.commit(removals).await {
+                    tracing::warn!(error = %e, "finished notifications stay journaled");
+                }
+            });
+        }
+    }
+}
 
 /// A notification's end as diagnosis shows it.
 pub fn last_result(
@@ -46,6 +93,9 @@ pub struct Accounting {
     /// one-token-per-request vendors (FCM, APNs) was several per notification.
     batch_sizes: std::cell::RefCell<Vec<(&'static str, prometheus::Histogram)>>,
     requests: std::cell::RefCell<Vec<(&'static str, &'static str, prometheus::IntCounter)>>,
+    /// Finished notifications to take out of the journal, sent to the store in one change by
+    /// `flush_removals` (one per vendor reply, not one per notification).
+    removals: Mutex<Vec<StoreOp>>,
 }
 
 impl Accounting {
@@ -72,6 +122,7 @@ impl Accounting {
             vendor,
             batch_sizes: Default::default(),
             requests: Default::default(),
+            removals: Mutex::new(Vec::new()),
         }
     }
 
@@ -125,10 +176,21 @@ impl Accounting {
         self.ctx
             .outcomes
             .record(&job.user, &job.device, last_result(job, result, trace_id));
+        self.removals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(StoreOp::DeleteAccepted(accepted_key(job)));
     }
 
-    /// Gives back the queue room of `n` notifications that leave the sender unfinished (saved
-    /// to the outbox at shutdown).
+    /// Sends the removals of the notifications finished since the last call to the store.
+    pub fn flush_removals(&self) {
+        let removals =
+            std::mem::take(&mut *self.removals.lock().unwrap_or_else(|e| e.into_inner()));
+        remove(&self.ctx, removals);
+    }
+
+    /// Gives back the queue room of `n` notifications that leave the sender unfinished (they
+    /// stay journaled at shutdown, for the next start).
     pub fn release(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::AcqRel);
     }

@@ -14,7 +14,6 @@ use crate::providers::{
     PushService, RetryBudget, RetryPlan, Verdict,
 };
 use crate::push::bucket::TokenBucket;
-use crate::push::outbox::OutboxEntry;
 use crate::push::PushJob;
 use actix::prelude::*;
 use std::collections::VecDeque;
@@ -173,6 +172,13 @@ impl<S: PushService> CertSender<S> {
     /// allow. The request is cut only once its token is granted, so the notifications that
     /// arrive while the bucket is empty still join it.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        self.pump_requests(ctx);
+        // Every path that finishes notifications ends in a pump: their journal removals go to
+        // the store together.
+        self.books.flush_removals();
+    }
+
+    fn pump_requests(&mut self, ctx: &mut Context<Self>) {
         if self.stop.load(Ordering::Relaxed) {
             self.shutdown(ctx);
             return;
@@ -453,8 +459,8 @@ impl<S: PushService> CertSender<S> {
         }
     }
 
-    /// The shutdown's grace is over: everything held goes to the outbox (counted `saved`), to
-    /// be sent by the next start.
+    /// The shutdown's grace is over: everything held stays in the journal (counted `saved`),
+    /// to be sent by the next start.
     fn defer_all_held(&mut self) {
         let mut held: Vec<PushJob> = self.retries.drain(..).flat_map(Batch::into_jobs).collect();
         if !self.pending.is_empty() {
@@ -463,18 +469,18 @@ impl<S: PushService> CertSender<S> {
         if held.is_empty() {
             return;
         }
-        let entries: Vec<_> = held.iter().filter_map(OutboxEntry::of).collect();
         self.ctx
             .metrics
             .outbox
             .with_label_values(&["saved"])
-            .inc_by(entries.len() as u64);
-        self.ctx.drain.hold(entries);
+            .inc_by(held.len() as u64);
+        self.ctx.drain.hold(held.len());
         self.books.release(held.len());
     }
 
     fn shutdown(&mut self, ctx: &mut Context<Self>) {
         self.fail_all_held();
+        self.books.flush_removals();
         if self.in_flight == 0 {
             ctx.stop();
         }

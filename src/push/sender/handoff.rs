@@ -1,14 +1,16 @@
 //! The hand-off from dispatch to the senders: room in a certificate's queue is taken as each
 //! notification is added (so the caller learns at once when a queue is full), and each
-//! certificate's share of one message goes to its sender in one actor message.
+//! certificate's share of one message goes to its sender in one actor message, after its
+//! journal entries are queued for the store (so an entry is always queued before its removal).
 
-use super::accounting::last_result;
 use super::{EnqueueMany, Senders};
 use crate::domain::CertificateId;
-use crate::providers::{DeliveryClass, JobResult};
+
 use crate::push::PushJob;
-use actix::prelude::SendError;
-use std::sync::atomic::Ordering;
+use crate::store::{CommitTicket, StoreOp};
+use actix::prelude::{Recipient, SendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EnqueueError {
@@ -30,6 +32,8 @@ struct Share {
 pub struct PushBatch<'a> {
     senders: &'a Senders,
     shares: Vec<Share>,
+    /// The journal writes of the shares handed over so far.
+    journaled: Vec<CommitTicket>,
 }
 
 impl PushBatch<'_> {
@@ -46,29 +50,75 @@ impl PushBatch<'_> {
         Ok(())
     }
 
-    /// Hands every share to its sender.
+    /// Journals every share and hands it to its sender.
     pub fn flush(&mut self) {
         for share in self.shares.drain(..) {
-            let to = self
-                .senders
-                .senders
-                .get(&share.cert)
-                .map(|h| h.enqueue.clone());
-            match to {
-                // The mailbox holds at most as many messages as the queue bound allows
-                // notifications, so only a stopped sender refuses.
-                Some(to) => {
-                    if let Err(e) = to.try_send(EnqueueMany(share.jobs)) {
-                        let jobs = match e {
-                            SendError::Full(m) | SendError::Closed(m) => m.0,
-                        };
-                        self.senders.sender_gone(share.cert, share.vendor, jobs);
-                    }
+            let to = self.senders.senders.get(&share.cert).map(|h| Handover {
+                enqueue: h.enqueue.clone(),
+                queued: h.queued.clone(),
+            });
+            let Some(to) = to else {
+                self.senders
+                    .sender_gone(share.cert, share.vendor, share.jobs);
+                continue;
+            };
+            let ops = share
+                .jobs
+                .iter()
+                .map(|j| StoreOp::PutAccepted(j.clone()))
+                .collect();
+            let store = &self.senders.ctx.store;
+            match store.reserve() {
+                Ok(permit) => {
+                    self.journaled.push(permit.send(ops));
+                    to.hand(self.senders, share);
                 }
-                None => self
-                    .senders
-                    .sender_gone(share.cert, share.vendor, share.jobs),
+                Err(_) => {
+                    // The store's queue is full: the share waits for room, then goes to its
+                    // sender (its removals must not reach the store before its entries).
+                    let (reply, ticket) = CommitTicket::pending();
+                    self.journaled.push(ticket);
+                    let store = store.clone();
+                    let ctx = self.senders.ctx.clone();
+                    actix_rt::spawn(async move {
+                        let _ = reply.send(store.commit(ops).await);
+                        if let Some(jobs) = to.try_hand(share.jobs) {
+                            to.queued.fetch_sub(jobs.len(), Ordering::AcqRel);
+                            super::accounting::gone(&ctx, share.vendor, jobs);
+                        }
+                    });
+                }
             }
+        }
+    }
+
+    /// Done when the journal entries of every share handed over so far are on disk.
+    pub fn journaled(&mut self) -> CommitTicket {
+        self.flush();
+        CommitTicket::join(self.journaled.drain(..))
+    }
+}
+
+/// Where a share goes: its sender's mailbox and queue bound.
+struct Handover {
+    enqueue: Recipient<EnqueueMany>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Handover {
+    /// The jobs back when the sender is gone.
+    fn try_hand(&self, jobs: Vec<PushJob>) -> Option<Vec<PushJob>> {
+        // The mailbox holds at most as many messages as the queue bound allows notifications,
+        // so only a stopped sender refuses.
+        match self.enqueue.try_send(EnqueueMany(jobs)) {
+            Ok(()) => None,
+            Err(SendError::Full(m) | SendError::Closed(m)) => Some(m.0),
+        }
+    }
+
+    fn hand(&self, senders: &Senders, share: Share) {
+        if let Some(jobs) = self.try_hand(share.jobs) {
+            senders.sender_gone(share.cert, share.vendor, jobs);
         }
     }
 }
@@ -86,6 +136,7 @@ impl Senders {
         PushBatch {
             senders: self,
             shares: Vec::new(),
+            journaled: Vec::new(),
         }
     }
 
@@ -106,23 +157,6 @@ impl Senders {
         if let Some(h) = self.senders.get(&cert) {
             h.queued.fetch_sub(n, Ordering::AcqRel);
         }
-        let class = DeliveryClass::Misconfigured;
-        if let Some(e) = self.ctx.certs.get(cert) {
-            e.stats.count(class, n as u64);
-        }
-        self.ctx
-            .metrics
-            .notifications
-            .with_label_values(&[vendor, class.as_str()])
-            .inc_by(n as u64);
-        let result = JobResult::new(
-            class,
-            "the certificate was deleted while the notification was queued",
-        );
-        for j in jobs {
-            self.ctx
-                .outcomes
-                .record(&j.user, &j.device, last_result(&j, result.clone(), None));
-        }
+        super::accounting::gone(&self.ctx, vendor, jobs);
     }
 }

@@ -168,10 +168,11 @@ impl Senders {
         }
     }
 
-    /// Lets every sender send what it holds until `grace` has passed, then takes what is still
-    /// unsent (for the outbox). Waits for requests in flight at the deadline to finish (each is
-    /// bounded by the vendor timeout), so every notification ends sent, failed or saved.
-    pub async fn drain(&self, grace: std::time::Duration) -> Vec<crate::push::outbox::OutboxEntry> {
+    /// Lets every sender send what it holds until `grace` has passed; what is still unsent
+    /// stays journaled for the next start (returned: how many). Waits for requests in flight at
+    /// the deadline to finish (each is bounded by the vendor timeout), so every notification
+    /// ends sent, failed or left in the journal.
+    pub async fn drain(&self, grace: std::time::Duration) -> usize {
         let deadline = std::time::Instant::now() + grace;
         self.ctx.drain.start(deadline);
         let queued = || -> usize {
@@ -196,7 +197,7 @@ impl Senders {
                 "notifications were still in flight when the senders stopped"
             );
         }
-        self.ctx.drain.take_held()
+        self.ctx.drain.held()
     }
 
     /// Stops the sender arbiter threads (graceful shutdown, after `drain`).
