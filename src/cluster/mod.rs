@@ -9,6 +9,7 @@
 //! everything behind it on the shared multiplexed connection), and one per inbox reader for
 //! `XREAD BLOCK` (`inbox::InboxReader`), with a response timeout longer than the block.
 
+pub mod certsync;
 pub mod codec;
 pub mod directory;
 pub mod inbox;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod limiter;
 pub mod membership;
 pub mod node;
+pub mod owner;
 pub mod reaper;
 pub mod scripts;
 

@@ -166,6 +166,11 @@ impl Gateway {
         }
     }
 
+    /// The last result per device; cluster mode observes it to finish its queue entries.
+    pub(crate) fn outcomes(&self) -> &Arc<Outcomes> {
+        &self.outcomes
+    }
+
     /// The live connections held here (the WebSocket surface registers its sessions).
     pub fn hub(&self) -> &Hub {
         &self.hub

@@ -37,16 +37,29 @@ pub struct ReceiptsSeen {
     pub invalid_token_at: Option<u64>,
 }
 
+/// Told of every notification's final outcome (cluster mode finishes its queue entries).
+pub type OutcomeObserver = Box<dyn Fn(&str, &str, &LastNotification) + Send + Sync>;
+
 /// Last results keyed by (user, device); one small entry per device that was ever pushed to.
 #[derive(Default)]
 pub struct Outcomes {
     last: DashMap<(CompactString, CompactString), LastNotification>,
     receipts: DashMap<(CompactString, CompactString), ReceiptsSeen>,
+    /// Unset in embedded mode.
+    observer: std::sync::OnceLock<OutcomeObserver>,
 }
 
 impl Outcomes {
     pub fn record(&self, user: &CompactString, device: &CompactString, n: LastNotification) {
+        if let Some(o) = self.observer.get() {
+            o(user, device, &n);
+        }
         self.last.insert((user.clone(), device.clone()), n);
+    }
+
+    /// Registers the observer of final outcomes; only the first registration counts.
+    pub fn observe(&self, o: OutcomeObserver) {
+        let _ = self.observer.set(o);
     }
 
     pub fn get(&self, user: &str, device: &str) -> Option<LastNotification> {
