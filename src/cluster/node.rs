@@ -71,6 +71,9 @@ pub struct ClusterNode {
     ownerless: Mutex<HashMap<CertificateId, u32>>,
     /// Queue entries handed to this node's senders and not finished.
     held: Mutex<Held>,
+    /// This node's WebSocket sessions: connection → (user, device, login generation), to
+    /// re-assert them under a new incarnation after a fence (§6).
+    sessions: Mutex<HashMap<ConnId, (String, String, u64)>>,
 }
 
 /// A cluster failure as the API shows it: the caller's mistakes keep their codes, the store's
@@ -120,6 +123,7 @@ impl ClusterNode {
             owned: Mutex::new(HashMap::new()),
             ownerless: Mutex::new(HashMap::new()),
             held: Mutex::new(Held::default()),
+            sessions: Mutex::new(HashMap::new()),
         });
         let _ = node.gateway.set(Arc::downgrade(gw));
         if let Err(e) = node.refresh_view().await {
@@ -594,11 +598,60 @@ impl ClusterNode {
                 // of the old incarnation has turned them PushOnline; their next login or event
                 // puts them right.
                 Ok(LeaseTick::Fenced { was, now }) => {
-                    tracing::warn!(%was, %now, "node lease lost; running under a new incarnation")
+                    tracing::warn!(%was, %now, "node lease lost; running under a new incarnation");
+                    if let Some(gw) = self.gw() {
+                        self.reassert_sessions(&gw, &now).await;
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "node lease renewal failed"),
             }
         }
+    }
+
+    /// After a fence (§6): each live session gets a CAS that puts its device back Online at
+    /// (new incarnation, same connection) if nobody logged the device in since; otherwise the
+    /// session is kicked. Sockets stay open through a Redis outage instead of reconnecting all
+    /// at once; the old incarnation's reaper may have pushed their unacked messages meanwhile
+    /// (at least once).
+    async fn reassert_sessions(&self, gw: &Gateway, now: &str) {
+        let live: HashSet<ConnId> = gw.hub().conn_ids().into_iter().collect();
+        let sessions: Vec<(ConnId, (String, String, u64))> = {
+            let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.retain(|c, _| live.contains(c));
+            s.iter().map(|(c, v)| (*c, v.clone())).collect()
+        };
+        let (mut kept, mut kicked) = (0usize, 0usize);
+        for (conn, (user, device, gen)) in sessions {
+            let to = Location {
+                node: now.to_string(),
+                conn,
+            };
+            if let Err(e) = self.cluster.add_conn(now, &user, &device, conn).await {
+                tracing::warn!(error = %e, "re-asserting a session failed; it stays as it is");
+                continue;
+            }
+            match self.cluster.reassert(&user, &device, gen, &to).await {
+                Ok(true) => kept += 1,
+                Ok(false) => {
+                    kicked += 1;
+                    self.sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&conn);
+                    let _ = gw.hub().send(
+                        conn,
+                        SessionCommand::Kick {
+                            reason: "the device logged in elsewhere while this node was cut off"
+                                .into(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-asserting a session failed; it stays as it is")
+                }
+            }
+        }
+        tracing::info!(kept, kicked, node = %now, "sessions re-asserted after a fence");
     }
 
     async fn view_loop(self: Arc<Self>) {
@@ -902,6 +955,12 @@ impl ClusterNode {
                 .login(&ev.user, ev.platform, &ev.device, at.clone(), now)
                 .await
                 .map_err(gateway_error)?;
+            if let Some(conn) = conn {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(conn, (ev.user.clone(), ev.device.clone(), out.record.gen));
+            }
             let mut kicked = Vec::new();
             for k in &out.kicked {
                 if let Some(l) = &k.at {
@@ -930,6 +989,12 @@ impl ClusterNode {
                 SessionAction::Login => DeviceEvent::Login,
             };
             let ends = matches!(ev.action, SessionAction::Logout | SessionAction::Kicked);
+            if let (Some(conn), true) = (conn, ends || ev.action == SessionAction::Disconnect) {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&conn);
+            }
             // A logout or kick from the IM cluster also closes our own socket of the device,
             // wherever it is.
             let live = if conn.is_none() && ends {
