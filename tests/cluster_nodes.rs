@@ -166,6 +166,17 @@ impl Gateway {
         v
     }
 
+    async fn metrics_text(&self) -> String {
+        http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     async fn user(&self, user: &str) -> Value {
         let (s, v) = self
             .api(reqwest::Method::GET, &format!("/v1/users/{user}"), None)
@@ -298,6 +309,11 @@ fn embedded_stays_embedded() {
         assert!(open.is_empty(), "embedded mode opened sockets: {open:?}");
         let (s, _) = gw.api(reqwest::Method::GET, "/healthz", None).await;
         assert_eq!(s, 200);
+        let metrics = gw.metrics_text().await;
+        assert!(
+            !metrics.contains("pushgate_cluster_") && !metrics.contains("pushgate_cert_owned"),
+            "cluster series in embedded mode"
+        );
     });
 }
 
@@ -822,7 +838,7 @@ fn tokens_move_across_nodes_and_are_never_bound_twice() {
 /// `QPS` (200 in the note), one notification per vendor request, `SENDS` single-recipient sends
 /// (3000 in the note) spread over the three nodes; the emulator answers 10027 above qps + burst.
 /// The certificate's owner is killed with kill -9 mid-run. At the emulator: no 1-s window above
-/// qps + burst, the rate sustained at ≥ 0.97 × qps while a backlog exists (before the kill and
+/// qps + burst (+ the requests in flight, which arrive after their grant), the rate sustained at ≥ 0.97 × qps while a backlog exists (before the kill and
 /// after the takeover), no 10027, and every send delivered (duplicates counted). The
 /// certificate itself was created on node 1 and edited on node 2; its deletion on node 3
 /// reaches the others.
@@ -832,13 +848,15 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
         return;
     };
     // The sends must outpace the certificate to build a backlog (three gateways on the loaded
-    // CI machine accepted 40-60 sends/s: each a read, an XADD and a WAIT), and with one request
-    // in flight the owner must keep up with qps even when a vendor round trip takes 50 ms.
+    // CI machine accepted 20-60 sends/s: each a read, an XADD and a WAIT), and with two
+    // requests in flight the owner keeps up with qps while a vendor round trip stays < 200 ms
+    // (with one in flight and the suite's other tests beside it, 8.1/s of 10 was measured).
     const QPS: u32 = 10;
     // With a burst of 1 a late timer wake-up on the loaded machine loses its token for good
     // (17.4/s of 20 measured); 5 tokens absorb it. The window bound is qps + burst either way.
     const BURST: u32 = 5;
     const SENDS: usize = 300;
+    const IN_FLIGHT: u32 = 2;
     const USERS: usize = 30;
     bounded(240, async {
         let dir = tempfile::tempdir().unwrap();
@@ -846,10 +864,11 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
         let mut knobs = emu.knobs();
         knobs.qps_limit = Some(QPS + BURST);
         emu.set_knobs(knobs);
-        // One request in flight: a request granted before a window and arriving in it is the
-        // one in flight at the window's start, so the emulator sees at most qps + burst + 1.
-        let push =
-            format!("regid_batch = 1\nmulti_batch = 1\nburst = {BURST}\nmax_in_flight = 1\n");
+        // Two requests in flight: a request granted before a window and arriving in it was in
+        // flight at the window's start, so the emulator sees at most qps + burst + 2.
+        let push = format!(
+            "regid_batch = 1\nmulti_batch = 1\nburst = {BURST}\nmax_in_flight = {IN_FLIGHT}\n"
+        );
         let (mut nodes, cert) =
             three_nodes_with(&rc, dir.path(), &emu.base_url(), &push, 1000).await;
         // An edit on node 2 reaches every node (and the owner's bucket).
@@ -944,12 +963,26 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
             .iter()
             .position(|n| n.name == owner)
             .unwrap_or_else(|| panic!("owner {owner:?} is none of the nodes"));
+        // The owner says so in its metrics, with its peers and Redis's state.
+        let owned = format!("pushgate_cert_owned{{certificate=\"{cert}\"}} 1");
+        let m = nodes[victim].metrics_text().await;
+        for want in [
+            owned.as_str(),
+            "pushgate_cluster_nodes{state=\"live\"} 3",
+            "pushgate_cluster_redis{state=\"reachable\"} 1",
+        ] {
+            assert!(
+                m.contains(want),
+                "{} metrics lack {want}",
+                nodes[victim].name
+            );
+        }
         while emu.stats().accepted_notifications < SENDS as u64 / 3 {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "sending stalled"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         nodes[victim].kill9();
         let killed_at = now_ms();
@@ -1024,11 +1057,11 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
         );
         // The gateway starts at most qps + burst requests in any second; the emulator stamps
         // their arrival, later by the loaded machine's stalls (with 8 in flight a stall bunched
-        // 27 arrivals into one second). With one in flight, at most one request granted before
-        // a window arrives in it. The emulator's own per-second limit of qps + burst (10027
-        // above it, asserted zero below) holds strictly.
+        // 27 arrivals into one second at qps 20 + burst 5). At most IN_FLIGHT requests granted
+        // before a window arrive in it. The emulator's own per-second limit of qps + burst
+        // (10027 above it, asserted zero below) holds strictly.
         assert!(
-            fullest as u32 <= QPS + BURST + 1,
+            fullest as u32 <= QPS + BURST + IN_FLIGHT,
             "a 1-s window held {fullest} requests, at (ms after the kill) {in_fullest:?}"
         );
         assert_eq!(too_fast, 0, "the emulator answered 10027");

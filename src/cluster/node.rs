@@ -270,7 +270,14 @@ impl ClusterNode {
                     .contains_key(&id);
                 if mine {
                     match self.cluster.cert_renew(id, &me).await {
-                        Ok(true) => {}
+                        Ok(true) => {
+                            if let Ok(n) = self.cluster.cert_queued(id).await {
+                                gw.metrics()
+                                    .cert_queue_depth
+                                    .with_label_values(&[&id.to_string()])
+                                    .set(n as i64);
+                            }
+                        }
                         Ok(false) => {
                             tracing::warn!(certificate = id, "certificate lease lost");
                             self.lose(id);
@@ -654,13 +661,70 @@ impl ClusterNode {
         tracing::info!(kept, kicked, node = %now, "sessions re-asserted after a fence");
     }
 
+    /// The cluster's gauges and counters (`/metrics`), from this node's view.
+    fn publish_metrics(&self, gw: &Gateway, reachable: bool, dead: usize, seen: &mut [u64; 4]) {
+        let m = gw.metrics();
+        let live = self.alive.read().unwrap_or_else(|e| e.into_inner()).len();
+        m.cluster_nodes
+            .with_label_values(&["live"])
+            .set(live as i64);
+        m.cluster_nodes
+            .with_label_values(&["dead"])
+            .set(dead as i64);
+        m.cluster_redis
+            .with_label_values(&["reachable"])
+            .set(i64::from(reachable));
+        m.cluster_redis
+            .with_label_values(&["unreachable"])
+            .set(i64::from(!reachable));
+        m.cluster_node.reset();
+        m.cluster_node
+            .with_label_values(&[&self.me()])
+            .set(i64::from(self.lease.is_held()));
+        let st = &self.cluster.stats;
+        let now = [
+            (
+                "redis_error",
+                st.errors.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "cas_conflict",
+                st.cas_conflicts.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "reaped_device",
+                st.reaped_devices.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "unreplicated_write",
+                st.unreplicated_writes
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ];
+        for (i, (kind, n)) in now.into_iter().enumerate() {
+            m.cluster_events
+                .with_label_values(&[kind])
+                .inc_by(n.saturating_sub(seen[i]));
+            seen[i] = seen[i].max(n);
+        }
+        m.cert_owned.reset();
+        for id in self.owned.lock().unwrap_or_else(|e| e.into_inner()).keys() {
+            m.cert_owned.with_label_values(&[&id.to_string()]).set(1);
+        }
+    }
+
     async fn view_loop(self: Arc<Self>) {
+        let mut seen = [0u64; 4];
         loop {
             tokio::time::sleep(VIEW_EVERY).await;
             let Some(gw) = self.gw() else { return };
             let dead = match self.refresh_view().await {
-                Ok(d) => d,
+                Ok(d) => {
+                    self.publish_metrics(&gw, true, d.len(), &mut seen);
+                    d
+                }
                 Err(e) => {
+                    self.publish_metrics(&gw, false, 0, &mut seen);
                     tracing::warn!(error = %e, "membership view failed");
                     continue;
                 }
