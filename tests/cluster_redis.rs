@@ -728,7 +728,10 @@ fn a_certificate_queue_is_bounded_and_the_next_owner_claims_what_the_old_one_lef
         );
         assert_eq!(read[1].jobs[2], job("e"));
         let (one, two) = (read[0].id.clone(), read[1].id.clone());
-        assert_eq!(c.cert_done(cert, &[one.clone()]).await.ok(), Some(1));
+        assert_eq!(
+            c.cert_done(cert, std::slice::from_ref(&one)).await.ok(),
+            Some(1)
+        );
         assert_eq!(
             c.cert_done(cert, &[one]).await.ok(),
             Some(0),
