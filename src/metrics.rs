@@ -55,6 +55,19 @@ pub struct Metrics {
     pub recipients_by_outcome: [IntCounter; 3],
     /// `skipped` children by `SkipReason` ordinal.
     pub skipped_by_reason: Vec<IntCounter>,
+    /// Cluster mode only (no series in embedded mode): nodes in this node's view, by state.
+    pub cluster_nodes: IntGaugeVec,
+    /// Cluster mode: 1 for this node's incarnation while its lease is held, else 0.
+    pub cluster_node: IntGaugeVec,
+    /// Cluster mode: 1 on `reachable` or `unreachable`, as the last membership poll found Redis.
+    pub cluster_redis: IntGaugeVec,
+    /// Cluster mode: Redis-side events by kind (redis_error, cas_conflict, reaped_device,
+    /// unreplicated_write).
+    pub cluster_events: IntCounterVec,
+    /// Cluster mode: 1 for each certificate whose queue this node consumes (its owner).
+    pub cert_owned: IntGaugeVec,
+    /// Cluster mode: notifications in a certificate's durable queue, as its owner reads it.
+    pub cert_queue_depth: IntGaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -294,6 +307,42 @@ impl Metrics {
                 "pushgate_ws_disconnects_total",
                 "WebSocket connections ended, by reason.",
                 &["reason"],
+            ),
+            cluster_nodes: gauge_vec(
+                &r,
+                "pushgate_cluster_nodes",
+                "Cluster mode: gateway nodes registered in Redis, by state (live, dead) as this node sees them.",
+                &["state"],
+            ),
+            cluster_node: gauge_vec(
+                &r,
+                "pushgate_cluster_node",
+                "Cluster mode: 1 for this node's current incarnation while its lease is held.",
+                &["node"],
+            ),
+            cluster_redis: gauge_vec(
+                &r,
+                "pushgate_cluster_redis",
+                "Cluster mode: 1 on the state (reachable, unreachable) of Redis Cluster at the last poll.",
+                &["state"],
+            ),
+            cluster_events: counter_vec(
+                &r,
+                "pushgate_cluster_events_total",
+                "Cluster mode: Redis-side events by kind (redis_error, cas_conflict, reaped_device, unreplicated_write).",
+                &["kind"],
+            ),
+            cert_owned: gauge_vec(
+                &r,
+                "pushgate_cert_owned",
+                "Cluster mode: 1 for each certificate whose durable queue this node consumes.",
+                &["certificate"],
+            ),
+            cert_queue_depth: gauge_vec(
+                &r,
+                "pushgate_cert_queue_depth",
+                "Cluster mode: notifications in a certificate's durable queue (set by its owner).",
+                &["certificate"],
             ),
             online_deliveries: counter_vec(
                 &r,

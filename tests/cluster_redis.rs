@@ -9,6 +9,7 @@ use pushgate::cluster::codec::{EntryKind, InboxTarget};
 use pushgate::cluster::directory::Location;
 use pushgate::cluster::inbox::InboxReader;
 use pushgate::cluster::membership::{LeaseTick, NodeLease};
+use pushgate::cluster::owner::QueuedJob;
 use pushgate::cluster::reaper::{ReapPush, ReapSink, ReapedDevice};
 use pushgate::cluster::{keys, Cluster, ClusterError};
 use pushgate::config::{ClusterConfig, ClusterMode, OnUnreplicated};
@@ -680,6 +681,87 @@ fn a_master_killed_under_load_loses_no_acknowledged_login() {
         eprintln!(
             "failover: {} logins acknowledged, {refused} refused with Retry-After, none lost",
             acked.len()
+        );
+    });
+}
+
+/// A certificate's durable queue (§7.6): bounded in notifications, read by its owner's consumer;
+/// a finished entry is acked and deleted once and leaves the bound; the next owner claims what
+/// the old one read and did not finish, and the old owner's lease is no longer renewable.
+#[test]
+fn a_certificate_queue_is_bounded_and_the_next_owner_claims_what_the_old_one_left() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(60, async move {
+        let mut cfg = config(&rc);
+        cfg.cert_queue_capacity = 5;
+        let c = connect(&cfg, MultiDevicePolicy::default()).await;
+        let cert = 4242;
+        let job = |d: &str| QueuedJob {
+            user: "u".into(),
+            device: d.into(),
+            token: format!("t-{d}"),
+        };
+        c.cert_group(cert).await.expect("group");
+        c.cert_group(cert).await.expect("an existing group is fine");
+        let first = c.cert_enqueue(cert, b"m1", &[job("a"), job("b")]).await;
+        let second = c
+            .cert_enqueue(cert, b"m2", &[job("c"), job("d"), job("e")])
+            .await;
+        assert!(matches!((&first, &second), (Ok(Some(_)), Ok(Some(_)))));
+        assert_eq!(
+            c.cert_enqueue(cert, b"m3", &[job("f")]).await.ok(),
+            Some(None),
+            "full at 5 notifications"
+        );
+        assert_eq!(c.cert_queued(cert).await.ok(), Some(5));
+
+        assert_eq!(c.cert_acquire(cert, "gw-1#1").await.ok(), Some(true));
+        assert_eq!(c.cert_acquire(cert, "gw-2#2").await.ok(), Some(false));
+        let (read, bad) = c.cert_read(cert, "gw-1#1", 10).await.expect("read");
+        assert!(bad.is_empty());
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            (read[0].msg.as_slice(), read[0].jobs.len()),
+            (&b"m1"[..], 2)
+        );
+        assert_eq!(read[1].jobs[2], job("e"));
+        let (one, two) = (read[0].id.clone(), read[1].id.clone());
+        assert_eq!(
+            c.cert_done(cert, std::slice::from_ref(&one)).await.ok(),
+            Some(1)
+        );
+        assert_eq!(
+            c.cert_done(cert, &[one]).await.ok(),
+            Some(0),
+            "finished once"
+        );
+        assert_eq!(c.cert_queued(cert).await.ok(), Some(3));
+
+        // gw-1 dies holding the second entry; its lease goes (released here, as expiry would).
+        c.cert_release(cert, "gw-1#1").await.expect("release");
+        assert_eq!(c.cert_acquire(cert, "gw-2#2").await.ok(), Some(true));
+        let (fresh, _) = c.cert_read(cert, "gw-2#2", 10).await.expect("read");
+        assert!(fresh.is_empty(), "nothing unread is left");
+        let (claimed, bad, next) = c.cert_claim(cert, "gw-2#2", 0, "0-0").await.expect("claim");
+        assert!(bad.is_empty());
+        assert_eq!(next, "0-0", "the whole pending list in one go");
+        assert_eq!(
+            claimed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            [two.as_str()]
+        );
+        assert_eq!(c.cert_done(cert, &[two]).await.ok(), Some(1));
+        assert_eq!(c.cert_queued(cert).await.ok(), Some(0));
+        assert!(matches!(
+            c.cert_enqueue(cert, b"m3", &[job("f")]).await,
+            Ok(Some(_))
+        ));
+        assert_eq!(c.cert_renew(cert, "gw-1#1").await.ok(), Some(false));
+        assert_eq!(c.cert_renew(cert, "gw-2#2").await.ok(), Some(true));
+        assert_eq!(
+            c.cert_owner(cert).await.ok().flatten().as_deref(),
+            Some("gw-2#2")
         );
     });
 }

@@ -71,6 +71,29 @@ pub fn cert_gcra(cert: u64) -> String {
     format!("pg:{{c:{cert}}}:gcra")
 }
 
+/// Every certificate: id → certificate JSON, secrets included (Redis must be protected by a
+/// password/ACL, and by TLS off loopback: shared/cluster.md §3).
+pub const CERTS: &str = "pg:certs";
+/// The last certificate id handed out (ids start at 1001).
+pub const CERTS_NEXT: &str = "pg:certs:next";
+/// Certificate changes (`id`, `op` = put|delete) that every node tails.
+pub const CERTS_LOG: &str = "pg:certs:log";
+
+/// The certificate's durable queue of notifications (consumer group `senders`).
+pub fn cert_queue(cert: u64) -> String {
+    format!("pg:{{c:{cert}}}:q")
+}
+
+/// The queue bound's counter (`jobs`, notifications queued) of a certificate.
+pub fn cert_meta(cert: u64) -> String {
+    format!("pg:{{c:{cert}}}:meta")
+}
+
+/// The certificate's owner lease: the incarnation consuming its queue.
+pub fn cert_owner(cert: u64) -> String {
+    format!("pg:{{c:{cert}}}:owner")
+}
+
 /// Who owns a token: `user\0device`.
 pub fn owner_value(user: &str, device: &str) -> String {
     format!("{user}\0{device}")
@@ -99,5 +122,8 @@ mod tests {
         assert_eq!(t, token("regid-123"));
         assert_ne!(t, token("regid-124"));
         assert_eq!(split_owner(&owner_value("a", "d1")), Some(("a", "d1")));
+        assert_eq!(cert_queue(1001), "pg:{c:1001}:q");
+        assert_eq!(cert_meta(1001), "pg:{c:1001}:meta");
+        assert_eq!(cert_owner(1001), "pg:{c:1001}:owner");
     }
 }

@@ -9,6 +9,7 @@
 //! everything behind it on the shared multiplexed connection), and one per inbox reader for
 //! `XREAD BLOCK` (`inbox::InboxReader`), with a response timeout longer than the block.
 
+pub mod certsync;
 pub mod codec;
 pub mod directory;
 pub mod inbox;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod limiter;
 pub mod membership;
 pub mod node;
+pub mod owner;
 pub mod reaper;
 pub mod scripts;
 
@@ -81,8 +83,13 @@ pub struct ClusterStats {
 /// One node's handle on the Redis Cluster.
 pub struct Cluster {
     cfg: ClusterConfig,
-    shared: ClusterConnection,
-    durable: ClusterConnection,
+    client: ClusterClient,
+    /// Replaced when redis-rs has lost every connection (after a whole-cluster outage it did
+    /// not reconnect by itself: "No connections found" for as long as the test waited).
+    shared: std::sync::RwLock<ClusterConnection>,
+    durable: std::sync::RwLock<ClusterConnection>,
+    /// When the connections were last replaced (at most once a second).
+    reconnected: tokio::sync::Mutex<Option<std::time::Instant>>,
     pub stats: ClusterStats,
     /// The session rules the directory applies (the embedded registry's settings).
     policy: crate::domain::MultiDevicePolicy,
@@ -129,8 +136,10 @@ impl Cluster {
         let durable = connect_with_timeout(&client, cfg).await?;
         let c = Cluster {
             cfg: cfg.clone(),
-            shared,
-            durable,
+            client,
+            shared: std::sync::RwLock::new(shared),
+            durable: std::sync::RwLock::new(durable),
+            reconnected: tokio::sync::Mutex::new(None),
             stats: ClusterStats::default(),
             policy,
             retention: retention_secs,
@@ -149,7 +158,7 @@ impl Cluster {
     }
 
     async fn check(&self) -> Result<(), ClusterError> {
-        let mut conn = self.shared.clone();
+        let mut conn = self.conn();
         let info: String = redis::cmd("CLUSTER")
             .arg("INFO")
             .query_async(&mut conn)
@@ -211,7 +220,43 @@ impl Cluster {
 
     /// A clone of the shared connection (multiplexed; clones are cheap).
     pub fn conn(&self) -> ClusterConnection {
-        self.shared.clone()
+        self.shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn durable_conn(&self) -> ClusterConnection {
+        self.durable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces both connections when redis-rs reports it has none left; the failed operation
+    /// still fails (the caller answers 503), the next one uses the new connections.
+    async fn recover(&self, e: &redis::RedisError) {
+        if e.kind() != redis::ErrorKind::ClusterConnectionNotFound {
+            return;
+        }
+        let mut last = self.reconnected.lock().await;
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        match (
+            connect_with_timeout(&self.client, &self.cfg).await,
+            connect_with_timeout(&self.client, &self.cfg).await,
+        ) {
+            (Ok(shared), Ok(durable)) => {
+                *self.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
+                *self.durable.write().unwrap_or_else(|e| e.into_inner()) = durable;
+                tracing::warn!("Redis Cluster connections replaced after losing all of them");
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "Redis Cluster still unreachable")
+            }
+        }
     }
 
     /// A new dedicated connection whose response timeout covers a blocking read of `block`.
@@ -228,17 +273,25 @@ impl Cluster {
     /// Runs one acknowledged write: the command, then `WAIT wait_replicas wait_timeout_ms` on the
     /// same connection (a keyless WAIT in a pipeline goes to the first keyed command's slot).
     pub async fn durable<T: FromRedisValue>(&self, write: Cmd) -> Result<T, ClusterError> {
-        let mut conn = self.durable.clone();
+        let mut conn = self.durable_conn();
         let want = self.cfg.wait_replicas;
         if want == 0 {
-            return self.count_err(write.query_async(&mut conn).await);
+            let r = write.query_async(&mut conn).await;
+            if let Err(e) = &r {
+                self.recover(e).await;
+            }
+            return self.count_err(r);
         }
         let mut p = redis::pipe();
         p.add_command(write)
             .cmd("WAIT")
             .arg(want)
             .arg(self.cfg.wait_timeout_ms);
-        let (out, got): (T, i64) = self.count_err(p.query_async(&mut conn).await)?;
+        let r = p.query_async(&mut conn).await;
+        if let Err(e) = &r {
+            self.recover(e).await;
+        }
+        let (out, got): (T, i64) = self.count_err(r)?;
         if got < i64::from(want) {
             match self.cfg.on_unreplicated {
                 OnUnreplicated::Fail => return Err(ClusterError::Unreplicated { got, want }),
@@ -254,8 +307,12 @@ impl Cluster {
 
     /// Runs a read or an unconfirmed write on the shared connection.
     pub async fn run<T: FromRedisValue>(&self, c: &Cmd) -> Result<T, ClusterError> {
-        let mut conn = self.shared.clone();
-        self.count_err(c.query_async(&mut conn).await)
+        let mut conn = self.conn();
+        let r = c.query_async(&mut conn).await;
+        if let Err(e) = &r {
+            self.recover(e).await;
+        }
+        self.count_err(r)
     }
 
     fn count_err<T>(&self, r: redis::RedisResult<T>) -> Result<T, ClusterError> {

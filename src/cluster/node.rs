@@ -7,13 +7,17 @@
 //! dies is still there for the reaper. An entry is deleted when every target has acked, has been
 //! re-routed (another connection of the device, or push), or has ended with its session.
 
+use super::certsync::CertChange;
 use super::codec::{decode_message, encode_message, EntryKind, InboxTarget, StoredDevice};
 use super::directory::{location, route_hash, Location};
 use super::inbox::{InboxEntry, InboxReader, Outstanding};
 use super::membership::{LeaseTick, NodeLease};
+use super::owner::{preferred, Held, QueueEntry, QueuedJob};
 use super::reaper::{ReapPush, ReapSink, ReapedDevice};
 use super::{eval, keys, scripts, Cluster, ClusterError};
-use crate::domain::{now_millis, now_secs, DeviceEvent, DeviceState, UserStatus};
+use crate::domain::{
+    now_millis, now_secs, Certificate, CertificateId, DeviceEvent, DeviceState, UserStatus,
+};
 use crate::gateway::{
     DeviceView, ErrorCode, EventResult, Gateway, GatewayError, KickedDevice, SendRequest,
     SessionAction, SessionEvent,
@@ -36,6 +40,12 @@ const ID_BLOCK: u64 = 65_536;
 const INBOX_BLOCK: Duration = Duration::from_millis(1_000);
 /// How often the membership view is refreshed and dead nodes are looked for.
 const VIEW_EVERY: Duration = Duration::from_millis(1_000);
+/// How often the certificate change log is read.
+const CERT_LOG_EVERY: Duration = Duration::from_millis(500);
+/// Lease polls a certificate may stay ownerless before any node takes it.
+const OWNERLESS_POLLS: u32 = 3;
+/// Queue entries one read takes at most.
+const READ_COUNT: usize = 64;
 
 /// This node in the cluster.
 pub struct ClusterNode {
@@ -54,6 +64,16 @@ pub struct ClusterNode {
     ids: tokio::sync::Mutex<(u64, u64)>,
     /// Set by a graceful stop: the background loops end (the lease must not be renewed again).
     leaving: std::sync::atomic::AtomicBool,
+    /// Certificates whose queue this node consumes: id → the incarnation that took the lease.
+    owned: Mutex<HashMap<CertificateId, String>>,
+    /// Certificates seen without an owner, by consecutive lease polls (any node takes one
+    /// that stays ownerless, whatever rendezvous prefers).
+    ownerless: Mutex<HashMap<CertificateId, u32>>,
+    /// Queue entries handed to this node's senders and not finished.
+    held: Mutex<Held>,
+    /// This node's WebSocket sessions: connection → (user, device, login generation), to
+    /// re-assert them under a new incarnation after a fence (§6).
+    sessions: Mutex<HashMap<ConnId, (String, String, u64)>>,
 }
 
 /// A cluster failure as the API shows it: the caller's mistakes keep their codes, the store's
@@ -100,17 +120,435 @@ impl ClusterNode {
             outstanding: Mutex::new(Outstanding::default()),
             ids: tokio::sync::Mutex::new((0, 0)),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            owned: Mutex::new(HashMap::new()),
+            ownerless: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held::default()),
+            sessions: Mutex::new(HashMap::new()),
         });
         let _ = node.gateway.set(Arc::downgrade(gw));
         if let Err(e) = node.refresh_view().await {
             tracing::warn!(error = %e, "first membership view failed");
         }
+        let log_at = node.join_certificates(gw).await?;
         gw.attach_remote(node.clone());
+        // A notification the local senders finish finishes its queue entry.
+        let weak = Arc::downgrade(&node);
+        gw.outcomes().observe(Box::new(move |user, device, n| {
+            if let Some(node) = weak.upgrade() {
+                node.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .finished(n.certificate_id, n.message_id, user, device);
+            }
+        }));
         tracing::info!(node = %node.me(), "joined the cluster");
         actix_rt::spawn(node.clone().renew_loop());
         actix_rt::spawn(node.clone().view_loop());
         actix_rt::spawn(node.clone().inbox_loop());
+        actix_rt::spawn(node.clone().certificate_log_loop(log_at));
+        actix_rt::spawn(node.clone().owner_loop());
         Ok(node)
+    }
+
+    /// Makes this node's certificate book Redis's: certificates only this node had (on disk,
+    /// from embedded mode) are written to Redis first, then every certificate Redis has is
+    /// loaded and the ones it lacks are dropped. The change log position to tail from.
+    async fn join_certificates(&self, gw: &Gateway) -> Result<String, ClusterError> {
+        let local: Vec<Certificate> = gw
+            .certificates()
+            .iter()
+            .map(|e| (*e.cert()).clone())
+            .collect();
+        let adopted = self.cluster.adopt_certificates(&local).await?;
+        if !adopted.is_empty() {
+            tracing::info!(certificates = ?adopted, "certificates of this node's store written to the cluster");
+        }
+        let (certs, at) = self.cluster.load_certificates().await?;
+        for e in gw.certificates() {
+            let id = e.cert().id;
+            if !certs.contains_key(&id) {
+                tracing::warn!(certificate = id, "certificate of this node's store not in the cluster (another one has its id): dropped here");
+                gw.certificate_deleted_elsewhere(id);
+            }
+        }
+        let mut certs: Vec<Certificate> = certs.into_values().collect();
+        certs.sort_by_key(|c| c.id);
+        for c in certs {
+            gw.certificate_changed_elsewhere(c);
+        }
+        Ok(at)
+    }
+
+    /// Tails `pg:certs:log`: changes made on any node reach this node's book (§7.8).
+    async fn certificate_log_loop(self: Arc<Self>, mut at: String) {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(CERT_LOG_EVERY).await;
+            let Some(gw) = self.gw() else { return };
+            if failing {
+                // Behind or back from an outage: reload everything rather than trust the log.
+                match self.cluster.load_certificates().await {
+                    Ok((certs, next)) => {
+                        for e in gw.certificates() {
+                            if !certs.contains_key(&e.cert().id) {
+                                gw.certificate_deleted_elsewhere(e.cert().id);
+                            }
+                        }
+                        for c in certs.into_values() {
+                            gw.certificate_changed_elsewhere(c);
+                        }
+                        at = next;
+                        failing = false;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "reloading certificates failed"),
+                }
+                continue;
+            }
+            match self.cluster.certificate_changes(&at).await {
+                Ok((changes, next)) => {
+                    for ch in changes {
+                        match ch {
+                            CertChange::Put(id) => match self.cluster.certificate(id).await {
+                                Ok(Some(c)) => gw.certificate_changed_elsewhere(c),
+                                Ok(None) => gw.certificate_deleted_elsewhere(id),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "reading a changed certificate failed");
+                                    failing = true;
+                                }
+                            },
+                            CertChange::Delete(id) => gw.certificate_deleted_elsewhere(id),
+                        }
+                    }
+                    at = next;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading certificate changes failed");
+                    failing = true;
+                }
+            }
+        }
+    }
+
+    /// Every certificate's lease (§7.6): renewed when held here, tried when rendezvous hashing
+    /// prefers this node among the live ones or when it stayed ownerless for a few polls.
+    async fn owner_loop(self: Arc<Self>) {
+        let every =
+            Duration::from_millis((self.cluster.config().cert_lease_ms / 4).clamp(100, 1_000));
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(gw) = self.gw() else { return };
+            let me = self.me();
+            let ids: Vec<CertificateId> = gw.certificates().iter().map(|e| e.cert().id).collect();
+            let mut nodes: Vec<String> = self
+                .alive
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            if !nodes.contains(&me) {
+                nodes.push(me.clone());
+            }
+            // Deleted certificates and leases of an older incarnation (after a fence) go.
+            let stale: Vec<(CertificateId, String)> = self
+                .owned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(id, inc)| !ids.contains(id) || **inc != me)
+                .map(|(id, inc)| (*id, inc.clone()))
+                .collect();
+            for (id, inc) in stale {
+                self.lose(id);
+                let _ = self.cluster.cert_release(id, &inc).await;
+            }
+            for id in ids {
+                let mine = self
+                    .owned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&id);
+                if mine {
+                    match self.cluster.cert_renew(id, &me).await {
+                        Ok(true) => {
+                            if let Ok(n) = self.cluster.cert_queued(id).await {
+                                gw.metrics()
+                                    .cert_queue_depth
+                                    .with_label_values(&[&id.to_string()])
+                                    .set(n as i64);
+                            }
+                        }
+                        Ok(false) => {
+                            tracing::warn!(certificate = id, "certificate lease lost");
+                            self.lose(id);
+                        }
+                        Err(e) => {
+                            tracing::warn!(certificate = id, error = %e, "certificate lease renewal failed")
+                        }
+                    }
+                    continue;
+                }
+                let first = preferred(id, nodes.iter().map(String::as_str)) == Some(me.as_str());
+                let ownerless = self
+                    .ownerless
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(0);
+                if !first && ownerless < OWNERLESS_POLLS {
+                    let owner = self.cluster.cert_owner(id).await;
+                    let mut o = self.ownerless.lock().unwrap_or_else(|e| e.into_inner());
+                    match owner {
+                        Ok(None) => *o.entry(id).or_default() += 1,
+                        Ok(Some(_)) => {
+                            o.remove(&id);
+                        }
+                        Err(_) => {}
+                    }
+                    continue;
+                }
+                match self.cluster.cert_acquire(id, &me).await {
+                    Ok(true) => {
+                        tracing::info!(certificate = id, "now consuming the certificate's queue");
+                        self.ownerless
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                        self.owned
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, me.clone());
+                        actix_rt::spawn(self.clone().certificate_queue_loop(id, me.clone()));
+                    }
+                    Ok(false) => {
+                        self.ownerless
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                    }
+                    Err(e) => {
+                        tracing::debug!(certificate = id, error = %e, "certificate lease not taken")
+                    }
+                }
+            }
+        }
+    }
+
+    /// This node no longer consumes `cert`'s queue: what it holds stays pending in Redis for
+    /// the next owner (sent again there, at least once).
+    fn lose(&self, cert: CertificateId) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cert);
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(cert);
+    }
+
+    fn owns(&self, cert: CertificateId, me: &str) -> bool {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cert)
+            .is_some_and(|m| m == me)
+    }
+
+    /// Acks the finished entries of `cert`. A failed ack puts them back for the next try.
+    async fn ack_finished(&self, cert: CertificateId) {
+        let done = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_done(cert);
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = self.cluster.cert_done(cert, &done).await {
+            tracing::warn!(certificate = cert, error = %e, "acking finished queue entries failed");
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            for id in done {
+                h.drop_entry(cert, id);
+            }
+        }
+    }
+
+    /// The owner's work on one certificate while it holds the lease: take over what earlier
+    /// owners left pending, then read new entries as the local sender makes room, feed them to
+    /// it, and ack what it finished (§7.6).
+    async fn certificate_queue_loop(self: Arc<Self>, cert: CertificateId, me: String) {
+        let cfg = self.cluster.config().clone();
+        while let Err(e) = self.cluster.cert_group(cert).await {
+            tracing::warn!(certificate = cert, error = %e, "creating the queue's group failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if !self.owns(cert, &me) || self.gw().is_none() {
+                return;
+            }
+        }
+        // Takeover: whatever any earlier owner read and did not finish is ours now (the lease
+        // makes this node the only consumer, so no idle time is needed).
+        let mut claim_from = Some(("0-0".to_string(), 0u64));
+        let mut last_claim = std::time::Instant::now();
+        let mut idle = Duration::ZERO;
+        loop {
+            let Some(gw) = self.gw() else { return };
+            if !self.owns(cert, &me) {
+                return;
+            }
+            self.ack_finished(cert).await;
+            if let Some((cursor, min_idle)) = claim_from.take() {
+                match self.cluster.cert_claim(cert, &me, min_idle, &cursor).await {
+                    Ok((entries, bad, next)) => {
+                        if !entries.is_empty() {
+                            tracing::info!(
+                                certificate = cert,
+                                entries = entries.len(),
+                                "took over pending queue entries"
+                            );
+                        }
+                        self.feed(&gw, cert, entries, bad);
+                        if next != "0-0" {
+                            claim_from = Some((next, min_idle));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(certificate = cert, error = %e, "claiming pending entries failed");
+                        claim_from = Some((cursor, min_idle));
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                continue;
+            }
+            // Now and then, entries read by a consumer that lost the lease mid-read.
+            if last_claim.elapsed() >= Duration::from_millis(cfg.cert_lease_ms) {
+                last_claim = std::time::Instant::now();
+                claim_from = Some(("0-0".to_string(), cfg.cert_lease_ms));
+                continue;
+            }
+            let Some(entry) = gw.certificate(cert).ok() else {
+                return;
+            };
+            // About a second of the certificate's rate held locally; the rest waits in Redis,
+            // where a takeover finds it.
+            let room = (entry.cert().qps as usize)
+                .max(READ_COUNT)
+                .min(gw.config.push.queue_capacity / 2)
+                .saturating_sub(gw.queued(cert));
+            if room == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            match self
+                .cluster
+                .cert_read(cert, &me, room.min(READ_COUNT))
+                .await
+            {
+                Ok((entries, bad)) if entries.is_empty() && bad.is_empty() => {
+                    idle = (idle * 2)
+                        .max(Duration::from_millis(1))
+                        .min(Duration::from_millis(cfg.cert_poll_max_ms.max(1)));
+                    tokio::time::sleep(idle).await;
+                }
+                Ok((entries, bad)) => {
+                    idle = Duration::ZERO;
+                    self.feed(&gw, cert, entries, bad);
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = cert, error = %e, "reading the certificate queue failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Hands queue entries to this node's sender of `cert`. A notification the certificate
+    /// refuses now (deleted, broken, paused) is dropped with its reason counted.
+    fn feed(&self, gw: &Gateway, cert: CertificateId, entries: Vec<QueueEntry>, bad: Vec<String>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !bad.is_empty() {
+            tracing::warn!(
+                certificate = cert,
+                entries = bad.len(),
+                "malformed queue entries dropped"
+            );
+            for id in bad {
+                held.drop_entry(cert, id);
+            }
+        }
+        let d = gw.dispatch();
+        for e in entries {
+            let msg = match decode_message(&e.msg) {
+                Ok(m) => Arc::new(m),
+                Err(err) => {
+                    tracing::warn!(certificate = cert, error = %err, "undecodable queued message dropped");
+                    held.drop_entry(cert, e.id);
+                    continue;
+                }
+            };
+            if !held.add(cert, &e, msg.id) {
+                continue;
+            }
+            for j in &e.jobs {
+                let refused = d.queue.borrow().refuses(cert, now_secs());
+                let r = match refused {
+                    Some(r) => Err(r),
+                    None => d
+                        .queue
+                        .borrow_mut()
+                        .add(PushJob {
+                            cert,
+                            token: Arc::from(j.token.as_str()),
+                            user: CompactString::from(j.user.as_str()),
+                            device: CompactString::from(j.device.as_str()),
+                            message: msg.clone(),
+                            attempt: 0,
+                        })
+                        .map_err(|_| SkipReason::QueueFull),
+                };
+                if let Err(r) = r {
+                    gw.metrics().skip(r);
+                    held.finished(cert, msg.id, &j.user, &j.device);
+                }
+            }
+        }
+        drop(held);
+        d.flush();
+    }
+
+    /// Appends one notification to its certificate's durable queue (what "push_queued" means
+    /// in redis mode), unless the certificate refuses it now.
+    async fn queue_push(
+        &self,
+        gw: &Gateway,
+        user: &str,
+        device: &str,
+        cert: CertificateId,
+        token: &str,
+        msg: &Arc<Message>,
+    ) -> Result<(Outcome, Option<SkipReason>), ClusterError> {
+        if let Some(r) = refuses(gw, cert, msg) {
+            return Ok((Outcome::Skipped, Some(r)));
+        }
+        let job = QueuedJob {
+            user: user.to_string(),
+            device: device.to_string(),
+            token: token.to_string(),
+        };
+        Ok(
+            match self
+                .cluster
+                .cert_enqueue(cert, &encode_message(msg), &[job])
+                .await?
+            {
+                Some(_) => (Outcome::PushQueued, None),
+                None => {
+                    queue_full(gw, cert, 1);
+                    (Outcome::Skipped, Some(SkipReason::QueueFull))
+                }
+            },
+        )
     }
 
     /// This node's current incarnation (`gw-1#17`).
@@ -167,20 +605,126 @@ impl ClusterNode {
                 // of the old incarnation has turned them PushOnline; their next login or event
                 // puts them right.
                 Ok(LeaseTick::Fenced { was, now }) => {
-                    tracing::warn!(%was, %now, "node lease lost; running under a new incarnation")
+                    tracing::warn!(%was, %now, "node lease lost; running under a new incarnation");
+                    if let Some(gw) = self.gw() {
+                        self.reassert_sessions(&gw, &now).await;
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "node lease renewal failed"),
             }
         }
     }
 
+    /// After a fence (§6): each live session gets a CAS that puts its device back Online at
+    /// (new incarnation, same connection) if nobody logged the device in since; otherwise the
+    /// session is kicked. Sockets stay open through a Redis outage instead of reconnecting all
+    /// at once; the old incarnation's reaper may have pushed their unacked messages meanwhile
+    /// (at least once).
+    async fn reassert_sessions(&self, gw: &Gateway, now: &str) {
+        let live: HashSet<ConnId> = gw.hub().conn_ids().into_iter().collect();
+        let sessions: Vec<(ConnId, (String, String, u64))> = {
+            let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.retain(|c, _| live.contains(c));
+            s.iter().map(|(c, v)| (*c, v.clone())).collect()
+        };
+        let (mut kept, mut kicked) = (0usize, 0usize);
+        for (conn, (user, device, gen)) in sessions {
+            let to = Location {
+                node: now.to_string(),
+                conn,
+            };
+            if let Err(e) = self.cluster.add_conn(now, &user, &device, conn).await {
+                tracing::warn!(error = %e, "re-asserting a session failed; it stays as it is");
+                continue;
+            }
+            match self.cluster.reassert(&user, &device, gen, &to).await {
+                Ok(true) => kept += 1,
+                Ok(false) => {
+                    kicked += 1;
+                    self.sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&conn);
+                    let _ = gw.hub().send(
+                        conn,
+                        SessionCommand::Kick {
+                            reason: "the device logged in elsewhere while this node was cut off"
+                                .into(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-asserting a session failed; it stays as it is")
+                }
+            }
+        }
+        tracing::info!(kept, kicked, node = %now, "sessions re-asserted after a fence");
+    }
+
+    /// The cluster's gauges and counters (`/metrics`), from this node's view.
+    fn publish_metrics(&self, gw: &Gateway, reachable: bool, dead: usize, seen: &mut [u64; 4]) {
+        let m = gw.metrics();
+        let live = self.alive.read().unwrap_or_else(|e| e.into_inner()).len();
+        m.cluster_nodes
+            .with_label_values(&["live"])
+            .set(live as i64);
+        m.cluster_nodes
+            .with_label_values(&["dead"])
+            .set(dead as i64);
+        m.cluster_redis
+            .with_label_values(&["reachable"])
+            .set(i64::from(reachable));
+        m.cluster_redis
+            .with_label_values(&["unreachable"])
+            .set(i64::from(!reachable));
+        m.cluster_node.reset();
+        m.cluster_node
+            .with_label_values(&[&self.me()])
+            .set(i64::from(self.lease.is_held()));
+        let st = &self.cluster.stats;
+        let now = [
+            (
+                "redis_error",
+                st.errors.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "cas_conflict",
+                st.cas_conflicts.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "reaped_device",
+                st.reaped_devices.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "unreplicated_write",
+                st.unreplicated_writes
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ];
+        for (i, (kind, n)) in now.into_iter().enumerate() {
+            m.cluster_events
+                .with_label_values(&[kind])
+                .inc_by(n.saturating_sub(seen[i]));
+            seen[i] = seen[i].max(n);
+        }
+        m.cert_owned.reset();
+        for id in self.owned.lock().unwrap_or_else(|e| e.into_inner()).keys() {
+            m.cert_owned.with_label_values(&[&id.to_string()]).set(1);
+        }
+    }
+
     async fn view_loop(self: Arc<Self>) {
+        let mut seen = [0u64; 4];
         loop {
             tokio::time::sleep(VIEW_EVERY).await;
             let Some(gw) = self.gw() else { return };
             let dead = match self.refresh_view().await {
-                Ok(d) => d,
+                Ok(d) => {
+                    self.publish_metrics(&gw, true, d.len(), &mut seen);
+                    d
+                }
                 Err(e) => {
+                    self.publish_metrics(&gw, false, 0, &mut seen);
                     tracing::warn!(error = %e, "membership view failed");
                     continue;
                 }
@@ -189,6 +733,7 @@ impl ClusterNode {
                 let mut sink = GatewaySink {
                     node: &self,
                     gw: &gw,
+                    action: StateAction::DisconnectTimeout,
                 };
                 match self.cluster.reap_node(&node, &self.me(), &mut sink).await {
                     Ok(Some(r)) => tracing::info!(
@@ -392,7 +937,7 @@ impl ClusterNode {
         let dev = d.to_device(device, None);
         let (outcome, reason) = match dev.route(now, self.cluster.retention()) {
             Route::Push { cert, token } | Route::OnlineAndPush { cert, token, .. } => {
-                push_now(gw, user, device, cert, token, msg)
+                self.queue_push(gw, user, device, cert, &token, msg).await?
             }
             Route::Skip(r) => (Outcome::Skipped, Some(r)),
             Route::Online { .. } => (Outcome::Online, None),
@@ -474,6 +1019,12 @@ impl ClusterNode {
                 .login(&ev.user, ev.platform, &ev.device, at.clone(), now)
                 .await
                 .map_err(gateway_error)?;
+            if let Some(conn) = conn {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(conn, (ev.user.clone(), ev.device.clone(), out.record.gen));
+            }
             let mut kicked = Vec::new();
             for k in &out.kicked {
                 if let Some(l) = &k.at {
@@ -502,6 +1053,12 @@ impl ClusterNode {
                 SessionAction::Login => DeviceEvent::Login,
             };
             let ends = matches!(ev.action, SessionAction::Logout | SessionAction::Kicked);
+            if let (Some(conn), true) = (conn, ends || ev.action == SessionAction::Disconnect) {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&conn);
+            }
             // A logout or kick from the IM cluster also closes our own socket of the device,
             // wherever it is.
             let live = if conn.is_none() && ends {
@@ -538,6 +1095,42 @@ impl ClusterNode {
         })
     }
 
+    /// One queue entry per certificate with the message's notifications. A full queue skips
+    /// them (`queue_full`); online devices keep their outcome and are returned (recipient,
+    /// device index, certificate, token), so their inbox entry no longer counts on the push.
+    async fn queue_all(
+        &self,
+        gw: &Gateway,
+        body: &[u8],
+        by_cert: HashMap<CertificateId, Vec<Queued>>,
+        outcomes: &mut [Vec<DeviceOutcome>],
+    ) -> Result<Vec<(usize, usize, CertificateId, String)>, GatewayError> {
+        let mut refused_online = Vec::new();
+        for (cert, jobs) in by_cert {
+            let list: Vec<QueuedJob> = jobs.iter().map(|j| j.2.clone()).collect();
+            let id = self
+                .cluster
+                .cert_enqueue(cert, body, &list)
+                .await
+                .map_err(gateway_error)?;
+            if id.is_some() {
+                continue;
+            }
+            queue_full(gw, cert, list.len() as u64);
+            for (ri, di, job, online) in jobs {
+                let d = &mut outcomes[ri][di];
+                if online {
+                    d.also_pushed = false;
+                    refused_online.push((ri, di, cert, job.token));
+                } else {
+                    d.outcome = Outcome::Skipped;
+                    d.reason = Some(SkipReason::QueueFull.as_str());
+                }
+            }
+        }
+        Ok(refused_online)
+    }
+
     async fn do_send(
         &self,
         gw: &Gateway,
@@ -562,11 +1155,20 @@ impl ClusterNode {
             }
         }
         let alive = |n: &str| self.is_alive(n);
-        // Per recipient, per device: the outcome so far; live targets wait for their XADD.
+        // Per recipient, per device: the outcome so far; live targets wait for their XADD, and
+        // notifications for their certificate queue's.
         let mut outcomes: Vec<Vec<DeviceOutcome>> = Vec::with_capacity(req.to.len());
         // node → (recipient, device index, target, fallback token)
         type Pending = (usize, usize, InboxTarget, Option<(u64, Arc<str>)>);
         let mut by_node: HashMap<String, Vec<Pending>> = HashMap::new();
+        // certificate → (recipient, device index, notification); one queue entry each.
+        let mut by_cert: HashMap<CertificateId, Vec<Queued>> = HashMap::new();
+        let mut refused_now: HashMap<CertificateId, Option<SkipReason>> = HashMap::new();
+        let mut refused = |cert: CertificateId| {
+            *refused_now
+                .entry(cert)
+                .or_insert_with(|| refuses(gw, cert, &msg))
+        };
         for (ri, (user, read)) in req.to.iter().zip(reads).enumerate() {
             let h = read.map_err(gateway_error)?;
             let mut devices = Vec::new();
@@ -583,24 +1185,41 @@ impl ClusterNode {
                         .with_label_values(&["node_down"])
                         .inc();
                 }
-                let (outcome, also_pushed, reason) = match r.route {
-                    Route::Push { cert, token } => {
-                        let (o, why) = push_now(gw, user, &r.device, cert, token, &msg);
-                        (o, false, why)
-                    }
-                    Route::Skip(why) => (Outcome::Skipped, false, Some(why)),
+                let di = devices.len();
+                let job = |token: &Arc<str>| QueuedJob {
+                    user: user.clone(),
+                    device: r.device.clone(),
+                    token: token.to_string(),
+                };
+                let (outcome, also_pushed, reason) = match &r.route {
+                    Route::Push { cert, token } => match refused(*cert) {
+                        Some(why) => (Outcome::Skipped, false, Some(why)),
+                        None => {
+                            by_cert
+                                .entry(*cert)
+                                .or_default()
+                                .push((ri, di, job(token), false));
+                            (Outcome::PushQueued, false, None)
+                        }
+                    },
+                    Route::Skip(why) => (Outcome::Skipped, false, Some(*why)),
                     Route::Online { .. } | Route::OnlineAndPush { .. } => {
-                        let pushed = match r.route {
-                            Route::OnlineAndPush { cert, token, .. } => {
-                                push_now(gw, user, &r.device, cert, token, &msg).0
-                                    == Outcome::PushQueued
+                        let pushed = match &r.route {
+                            Route::OnlineAndPush { cert, token, .. }
+                                if refused(*cert).is_none() =>
+                            {
+                                by_cert
+                                    .entry(*cert)
+                                    .or_default()
+                                    .push((ri, di, job(token), true));
+                                true
                             }
                             _ => false,
                         };
                         if let (Some(at), false) = (&r.at, r.node_down) {
                             by_node.entry(at.node.clone()).or_default().push((
                                 ri,
-                                devices.len(),
+                                di,
                                 InboxTarget {
                                     user: user.clone(),
                                     device: r.device.clone(),
@@ -625,6 +1244,21 @@ impl ClusterNode {
             outcomes.push(devices);
         }
         let body = encode_message(&msg);
+        // Pushes first: an inbox target says whether its device was also pushed.
+        let mut later: HashMap<CertificateId, Vec<Queued>> = HashMap::new();
+        let refused_online = self.queue_all(gw, &body, by_cert, &mut outcomes).await?;
+        if !refused_online.is_empty() {
+            // Online devices whose push a full queue refused: their fallback is push again.
+            for t in by_node.values_mut().flatten() {
+                if let Some((_, _, cert, token)) = refused_online
+                    .iter()
+                    .find(|(ri, di, ..)| (*ri, *di) == (t.0, t.1))
+                {
+                    t.2.also_pushed = false;
+                    t.3 = Some((*cert, Arc::from(token.as_str())));
+                }
+            }
+        }
         for (node, targets) in by_node {
             let list: Vec<InboxTarget> = targets.iter().map(|t| t.2.clone()).collect();
             let id = self
@@ -642,15 +1276,35 @@ impl ClusterNode {
                 .inc();
             for (ri, di, t, fallback) in targets {
                 let d = &mut outcomes[ri][di];
-                let (o, why) = match fallback {
-                    Some((cert, token)) => push_now(gw, &t.user, &t.device, cert, token, &msg),
-                    None if t.also_pushed => (Outcome::PushQueued, None),
-                    None => (Outcome::Skipped, Some(SkipReason::QueueFull)),
-                };
-                d.outcome = o;
-                d.reason = why.map(SkipReason::as_str);
+                match fallback {
+                    Some((cert, token)) => match refused(cert) {
+                        Some(why) => {
+                            d.outcome = Outcome::Skipped;
+                            d.reason = Some(why.as_str());
+                        }
+                        None => {
+                            d.outcome = Outcome::PushQueued;
+                            later.entry(cert).or_default().push((
+                                ri,
+                                di,
+                                QueuedJob {
+                                    user: t.user,
+                                    device: t.device,
+                                    token: token.to_string(),
+                                },
+                                false,
+                            ));
+                        }
+                    },
+                    None if t.also_pushed => d.outcome = Outcome::PushQueued,
+                    None => {
+                        d.outcome = Outcome::Skipped;
+                        d.reason = Some(SkipReason::QueueFull.as_str());
+                    }
+                }
             }
         }
+        self.queue_all(gw, &body, later, &mut outcomes).await?;
         let m = gw.metrics();
         Ok(req
             .to
@@ -701,96 +1355,69 @@ impl ClusterNode {
     }
 }
 
-/// Hands one notification to this node's sender of its certificate.
-fn push_now(
-    gw: &Gateway,
-    user: &str,
-    device: &str,
-    cert: u64,
-    token: Arc<str>,
-    msg: &Arc<Message>,
-) -> (Outcome, Option<SkipReason>) {
+/// A notification waiting for its queue entry: recipient, device index, the notification, and
+/// whether the device is online (pushed as well, not instead).
+type Queued = (usize, usize, QueuedJob, bool);
+
+/// Why `cert` takes no notification of `msg` now, if it does not (as dispatch decides it).
+fn refuses(gw: &Gateway, cert: CertificateId, msg: &Message) -> Option<SkipReason> {
     if let Err(r) = &msg.push {
-        return (Outcome::Skipped, Some(*r));
+        return Some(*r);
     }
-    let d = gw.dispatch();
-    if let Some(r) = d.queue.borrow().refuses(cert, now_secs()) {
-        return (Outcome::Skipped, Some(r));
-    }
-    let job = PushJob {
-        cert,
-        token,
-        user: CompactString::from(user),
-        device: CompactString::from(device),
-        message: msg.clone(),
-        attempt: 0,
-    };
-    let queued = d.queue.borrow_mut().add(job);
-    d.flush();
-    match queued {
-        Ok(()) => (Outcome::PushQueued, None),
-        Err(_) => (Outcome::Skipped, Some(SkipReason::QueueFull)),
+    gw.dispatch().queue.borrow().refuses(cert, now_secs())
+}
+
+/// Counts notifications a full certificate queue refused, where the console reads them.
+fn queue_full(gw: &Gateway, cert: CertificateId, n: u64) {
+    if let Ok(e) = gw.certificate(cert) {
+        e.stats.count(crate::providers::DeliveryClass::QueueFull, n);
     }
 }
 
 /// The reaper's effects on this node: webhooks for the devices it disconnected, notifications
-/// for the unacked messages it drained.
+/// for the unacked messages it drained (appended to their certificates' durable queues before
+/// the reaper deletes the inbox entry).
 struct GatewaySink<'a> {
     node: &'a ClusterNode,
     gw: &'a Gateway,
+    /// `DisconnectTimeout` for a dead node's devices, `DisconnectLinkClose` for a leaving one's.
+    action: StateAction,
 }
 
 impl ReapSink for GatewaySink<'_> {
     fn device(&mut self, d: &ReapedDevice) {
-        let _ = self.node;
         self.gw.notify_state_change(StateChange::now(
             d.user.clone(),
             d.platform.as_str(),
-            StateAction::DisconnectTimeout,
+            self.action.clone(),
             None,
         ));
     }
 
     fn push(&mut self, p: ReapPush) {
-        match decode_message(&p.msg) {
-            Ok(m) => {
-                let (o, why) = push_now(
-                    self.gw,
-                    &p.user,
-                    &p.device,
-                    p.cert,
-                    Arc::from(p.token.as_str()),
-                    &Arc::new(m),
-                );
-                if o != Outcome::PushQueued {
+        // The reaper hands notifications over through `queue`; nothing calls this.
+        tracing::error!(
+            certificate = p.cert,
+            "a reaped notification bypassed its durable queue"
+        );
+    }
+
+    fn queue(&mut self, p: ReapPush) -> BoxFut<'_, Result<(), ClusterError>> {
+        Box::pin(async move {
+            match decode_message(&p.msg) {
+                Ok(m) => {
+                    let (_, why) = self
+                        .node
+                        .queue_push(self.gw, &p.user, &p.device, p.cert, &p.token, &Arc::new(m))
+                        .await?;
                     if let Some(r) = why {
                         self.gw.metrics().skip(r);
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "undecodable message of a dead node dropped"),
             }
-            Err(e) => tracing::warn!(error = %e, "undecodable message of a dead node dropped"),
-        }
-    }
-}
-
-/// A leaving node's sink: webhooks at once, notifications collected for a peer.
-struct HandOff<'a> {
-    gw: &'a Gateway,
-    pushes: Vec<ReapPush>,
-}
-
-impl ReapSink for HandOff<'_> {
-    fn device(&mut self, d: &ReapedDevice) {
-        self.gw.notify_state_change(StateChange::now(
-            d.user.clone(),
-            d.platform.as_str(),
-            StateAction::DisconnectLinkClose,
-            None,
-        ));
-    }
-
-    fn push(&mut self, p: ReapPush) {
-        self.pushes.push(p);
+            Ok(())
+        })
     }
 }
 
@@ -959,6 +1586,36 @@ impl RemoteDirectory for ClusterNode {
         Box::pin(self.do_send(gw, req, message))
     }
 
+    fn next_certificate_id(&self) -> BoxFut<'_, Result<u64, GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .next_certificate_id()
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
+    fn put_certificate<'a>(
+        &'a self,
+        cert: &'a Certificate,
+    ) -> BoxFut<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .put_certificate(cert)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
+    fn delete_certificate(&self, id: u64) -> BoxFut<'_, Result<(), GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .delete_certificate(id)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
     fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()> {
         Box::pin(async move {
             self.leaving
@@ -966,12 +1623,11 @@ impl RemoteDirectory for ClusterNode {
             let me = self.me();
             let _ = self.refresh_view().await;
             // The reaper's work, done by the node itself: devices still here turn PushOnline,
-            // whatever its inbox holds goes to push, its keys go. The notifications are handed
-            // to a live peer (its inbox, connection 0: no session there, so it pushes them):
-            // this process's senders stop with it, possibly before they have sent.
-            let mut sink = HandOff {
+            // whatever its inbox holds goes to its certificates' durable queues, its keys go.
+            let mut sink = GatewaySink {
+                node: self,
                 gw,
-                pushes: Vec::new(),
+                action: StateAction::DisconnectLinkClose,
             };
             match self.cluster.reap_node(&me, &me, &mut sink).await {
                 Ok(Some(r)) => tracing::info!(
@@ -988,43 +1644,29 @@ impl RemoteDirectory for ClusterNode {
             if let Err(e) = self.cluster.leave_node(&me).await {
                 tracing::warn!(error = %e, "removing this node's keys failed");
             }
-            let peers: Vec<String> = self
-                .alive
-                .read()
+            // The queue loops have stopped reading. What this node's senders hold may go out
+            // (bounded); then the finished entries are acked and the leases given up, so the
+            // next owners take over at their next poll instead of after the lease. Whatever is
+            // unfinished stays pending in Redis for them.
+            let owned: Vec<(CertificateId, String)> = self
+                .owned
+                .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .filter(|n| **n != me)
-                .cloned()
+                .map(|(c, m)| (*c, m.clone()))
                 .collect();
-            for (i, p) in sink.pushes.into_iter().enumerate() {
-                let target = InboxTarget {
-                    user: p.user.clone(),
-                    device: p.device.clone(),
-                    conn: 0,
-                    also_pushed: false,
-                };
-                if let Some(peer) = peers.get(i % peers.len().max(1)) {
-                    match self
-                        .cluster
-                        .inbox_push(peer, EntryKind::Redeliver, &p.msg, &[target])
-                        .await
-                    {
-                        Ok(Some(_)) => continue,
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "handing a notification to a peer failed")
-                        }
-                    }
-                }
-                GatewaySink { node: self, gw }.push(p);
-            }
-            // The drained notifications are in this node's senders: let them go out before the
-            // senders stop (bounded).
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
             while std::time::Instant::now() < deadline
-                && gw.certificates().iter().any(|c| gw.queued(c.cert().id) > 0)
+                && owned.iter().any(|(c, _)| gw.queued(*c) > 0)
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for (cert, inc) in owned {
+                self.ack_finished(cert).await;
+                self.lose(cert);
+                if let Err(e) = self.cluster.cert_release(cert, &inc).await {
+                    tracing::warn!(certificate = cert, error = %e, "releasing a certificate lease failed");
+                }
             }
         })
     }

@@ -56,6 +56,16 @@ pub struct ReapReport {
 pub trait ReapSink: Send {
     fn device(&mut self, d: &ReapedDevice);
     fn push(&mut self, p: ReapPush);
+
+    /// Hands `p` to push and answers once it is safe to delete its inbox entry (cluster mode:
+    /// appended to the certificate's durable queue). By default, `push`.
+    fn queue(
+        &mut self,
+        p: ReapPush,
+    ) -> crate::registry::remote::BoxFut<'_, Result<(), ClusterError>> {
+        self.push(p);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl Cluster {
@@ -248,13 +258,14 @@ impl Cluster {
                         .skipped
                         .push((t.user.clone(), t.device.clone(), "already_pushed"));
                 } else {
-                    sink.push(ReapPush {
+                    sink.queue(ReapPush {
                         msg: msg.to_vec(),
                         user: t.user.clone(),
                         device: t.device.clone(),
                         cert,
                         token: token.to_string(),
-                    });
+                    })
+                    .await?;
                     report.pushed += 1;
                 }
             }

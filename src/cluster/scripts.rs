@@ -43,6 +43,28 @@ if n > 0 then redis.call('HINCRBY', KEYS[2], 'jobs', -n) end
 return n
 "#;
 
+/// KEYS[1] certificate queue, KEYS[2] its meta; ARGV = entry ids. Acks them in the `senders`
+/// group, deletes them and lowers `jobs` by the notifications each held (its `n` field), so a
+/// second finish of the same id changes nothing.
+pub const CERTQ_DONE: &str = r#"
+local jobs = 0
+local gone = {}
+for i = 1, #ARGV do
+  local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if #e > 0 then
+    local f = e[1][2]
+    for j = 1, #f, 2 do
+      if f[j] == 'n' then jobs = jobs + tonumber(f[j + 1]) end
+    end
+    gone[#gone + 1] = ARGV[i]
+  end
+end
+redis.call('XACK', KEYS[1], 'senders', unpack(ARGV))
+if #gone > 0 then redis.call('XDEL', KEYS[1], unpack(gone)) end
+if jobs > 0 then redis.call('HINCRBY', KEYS[2], 'jobs', -jobs) end
+return #gone
+"#;
+
 /// Lease renew: KEYS[1] lease; ARGV[1] me, ARGV[2] ttl ms. 1 when still mine.
 pub const LEASE_RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then

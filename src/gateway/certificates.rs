@@ -10,7 +10,10 @@ impl Gateway {
     ) -> Result<Arc<CertEntry>, GatewayError> {
         validate_certificate(&input, true).map_err(field_error)?;
         let _g = self.cert_lock.lock().await;
-        let id = self.next_cert_id.load(Ordering::Relaxed);
+        let id = match self.remote() {
+            Some(r) => r.next_certificate_id().await?,
+            None => self.next_cert_id.load(Ordering::Relaxed),
+        };
         let cert = Certificate {
             id,
             package_name: input.package_name,
@@ -19,13 +22,18 @@ impl Gateway {
             credentials: input.credentials.into_credentials(None),
             receipt_secret: Some(ReceiptSecret::generate()),
         };
-        self.store
-            .commit(vec![
-                StoreOp::PutCertificate(Box::new(cert.clone())),
-                StoreOp::NextCertificateId(id + 1),
-            ])
-            .await?;
-        self.next_cert_id.store(id + 1, Ordering::Relaxed);
+        if let Some(r) = self.remote() {
+            // Cluster mode: Redis holds the certificates; every node tails their changes.
+            r.put_certificate(&cert).await?;
+        } else {
+            self.store
+                .commit(vec![
+                    StoreOp::PutCertificate(Box::new(cert.clone())),
+                    StoreOp::NextCertificateId(id + 1),
+                ])
+                .await?;
+            self.next_cert_id.store(id + 1, Ordering::Relaxed);
+        }
         if let Some(h) = self.cert_hook.get() {
             h(&cert);
         }
@@ -60,9 +68,13 @@ impl Gateway {
                 .clone()
                 .or_else(|| Some(ReceiptSecret::generate())),
         };
-        self.store
-            .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
-            .await?;
+        if let Some(r) = self.remote() {
+            r.put_certificate(&cert).await?;
+        } else {
+            self.store
+                .commit(vec![StoreOp::PutCertificate(Box::new(cert.clone()))])
+                .await?;
+        }
         if let Some(h) = self.cert_hook.get() {
             h(&cert);
         }
@@ -76,14 +88,47 @@ impl Gateway {
         if !self.certs.contains(id) {
             return Err(cert_not_found(id));
         }
-        self.store
-            .commit(vec![StoreOp::DeleteCertificate(id)])
-            .await?;
+        if let Some(r) = self.remote() {
+            r.delete_certificate(id).await?;
+        } else {
+            self.store
+                .commit(vec![StoreOp::DeleteCertificate(id)])
+                .await?;
+        }
         self.certs.remove(id);
         self.senders.stop(id);
         self.receipt_limits.forget(id);
         tracing::info!(certificate = id, "certificate deleted");
         Ok(())
+    }
+
+    /// Cluster mode: a certificate created or edited on another node (or this one, read back
+    /// from the change log). An unchanged one is left alone, so its health marks stay.
+    pub fn certificate_changed_elsewhere(&self, cert: Certificate) {
+        if let Some(h) = self.cert_hook.get() {
+            h(&cert);
+        }
+        match self.certs.get(cert.id) {
+            Some(entry) if *entry.cert() == cert => {}
+            Some(entry) => {
+                tracing::info!(certificate = cert.id, "certificate updated on another node");
+                entry.replace(cert);
+            }
+            None => {
+                tracing::info!(certificate = cert.id, "certificate created on another node");
+                let entry = self.certs.insert(cert);
+                self.senders.start(entry);
+            }
+        }
+    }
+
+    /// Cluster mode: a certificate deleted on another node.
+    pub fn certificate_deleted_elsewhere(&self, id: CertificateId) {
+        if self.certs.remove(id).is_some() {
+            self.senders.stop(id);
+            self.receipt_limits.forget(id);
+            tracing::info!(certificate = id, "certificate deleted on another node");
+        }
     }
 
     /// Every certificate, in id order.

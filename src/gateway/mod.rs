@@ -112,6 +112,7 @@ impl Gateway {
             providers,
             config: config.push.clone(),
             drain: Default::default(),
+            journal_accepted: config.cluster.mode == crate::config::ClusterMode::Embedded,
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);
         let certificates = receipts::with_receipt_secrets(certificates, &store);
@@ -168,6 +169,11 @@ impl Gateway {
         if let Some(r) = self.remote() {
             r.acked(conn, id);
         }
+    }
+
+    /// The last result per device; cluster mode observes it to finish its queue entries.
+    pub(crate) fn outcomes(&self) -> &Arc<Outcomes> {
+        &self.outcomes
     }
 
     /// The live connections held here (the WebSocket surface registers its sessions).

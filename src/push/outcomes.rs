@@ -149,6 +149,9 @@ impl<V: Clone> Recent<V> {
     }
 }
 
+/// Told of every notification's final outcome (cluster mode finishes its queue entries).
+pub type OutcomeObserver = Box<dyn Fn(&str, &str, &LastNotification) + Send + Sync>;
+
 /// Last results and receipts per (user, device).
 pub struct Outcomes {
     /// Where each device's last class and time are kept for good (its registry record);
@@ -156,6 +159,8 @@ pub struct Outcomes {
     registry: Option<Arc<Registry>>,
     last: Recent<LastNotification>,
     receipts: Recent<ReceiptsSeen>,
+    /// Unset in embedded mode.
+    observer: std::sync::OnceLock<OutcomeObserver>,
 }
 
 impl Default for Outcomes {
@@ -164,6 +169,7 @@ impl Default for Outcomes {
             registry: None,
             last: Recent::new(RECENT_KEPT),
             receipts: Recent::new(RECENT_KEPT),
+            observer: std::sync::OnceLock::new(),
         }
     }
 }
@@ -178,11 +184,19 @@ impl Outcomes {
     }
 
     pub fn record(&self, user: &CompactString, device: &CompactString, n: LastNotification) {
+        if let Some(o) = self.observer.get() {
+            o(user, device, &n);
+        }
         if let Some(r) = &self.registry {
             r.note_push_result(user, device, n.class, n.at / 1000);
         }
         self.last
             .update((user.clone(), device.clone()), |v| *v = Some(n));
+    }
+
+    /// Registers the observer of final outcomes; only the first registration counts.
+    pub fn observe(&self, o: OutcomeObserver) {
+        let _ = self.observer.set(o);
     }
 
     /// The last result with its details, while they are kept.

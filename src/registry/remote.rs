@@ -79,6 +79,18 @@ pub trait RemoteDirectory: Send + Sync {
         message: Arc<Message>,
     ) -> BoxFut<'a, Result<Vec<RecipientResult>, GatewayError>>;
 
+    /// A certificate id unique across the nodes.
+    fn next_certificate_id(&self) -> BoxFut<'_, Result<u64, GatewayError>>;
+
+    /// Writes a created or edited certificate where every node reads it (acknowledged).
+    fn put_certificate<'a>(
+        &'a self,
+        cert: &'a crate::domain::Certificate,
+    ) -> BoxFut<'a, Result<(), GatewayError>>;
+
+    /// Deletes a certificate for every node (acknowledged).
+    fn delete_certificate(&self, id: u64) -> BoxFut<'_, Result<(), GatewayError>>;
+
     /// Graceful stop (§7.9): this node's devices turn PushOnline, its unfinished inbox entries
     /// go to push, and it leaves the cluster. The caller has stopped accepting.
     fn leave<'a>(&'a self, gw: &'a Gateway) -> BoxFut<'a, ()>;

@@ -33,7 +33,9 @@ pub fn gone(ctx: &SenderCtx, vendor: &'static str, jobs: Vec<PushJob>) {
     );
     let mut removals = Vec::with_capacity(n);
     for j in jobs {
-        removals.push(StoreOp::DeleteAccepted(accepted_key(&j)));
+        if ctx.journal_accepted {
+            removals.push(StoreOp::DeleteAccepted(accepted_key(&j)));
+        }
         ctx.outcomes
             .record(&j.user, &j.device, last_result(&j, result.clone(), None));
     }
@@ -176,10 +178,12 @@ impl Accounting {
         self.ctx
             .outcomes
             .record(&job.user, &job.device, last_result(job, result, trace_id));
-        self.removals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(StoreOp::DeleteAccepted(accepted_key(job)));
+        if self.ctx.journal_accepted {
+            self.removals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(StoreOp::DeleteAccepted(accepted_key(job)));
+        }
     }
 
     /// Sends the removals of the notifications finished since the last call to the store.

@@ -62,6 +62,10 @@ impl PushBatch<'_> {
                     .sender_gone(share.cert, share.vendor, share.jobs);
                 continue;
             };
+            if !self.senders.ctx.journal_accepted {
+                to.hand(self.senders, share);
+                continue;
+            }
             let ops = share
                 .jobs
                 .iter()

@@ -43,6 +43,11 @@ pub struct SenderCtx {
     pub config: PushConfig,
     /// A shutdown in progress: its deadline and what is left unsent.
     pub drain: crate::push::outbox::Drain,
+    /// Accepted notifications are written to the local store's journal until their final
+    /// outcome (embedded mode). Off in cluster mode: there the certificate's Redis queue is the
+    /// durable record, and a local copy would be sent again by this node's next start after
+    /// another owner had already claimed it.
+    pub journal_accepted: bool,
 }
 
 /// Several notifications of one certificate at once (a message to many recipients).
@@ -256,6 +261,7 @@ pub(crate) mod tests {
             providers: Providers::from_config(&config).expect("providers"),
             config: config.push.clone(),
             drain: Default::default(),
+            journal_accepted: true,
         };
         (Arc::new(ctx), entry, dir)
     }
