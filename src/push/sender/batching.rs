@@ -13,7 +13,9 @@ type GroupId = u64;
 
 struct Group<C> {
     content: C,
-    jobs: Vec<PushJob>,
+    /// A deque: a request takes its jobs from the front, and a backlog of one content can hold
+    /// a million (with a Vec each request moved the whole rest: quadratic in the backlog).
+    jobs: VecDeque<PushJob>,
     /// Messages whose content is this group's (so each message's content is rendered once).
     messages: Vec<u64>,
 }
@@ -77,7 +79,7 @@ impl<C: Clone + Eq + Hash> Pending<C> {
                             gid,
                             Group {
                                 content,
-                                jobs: Vec::new(),
+                                jobs: VecDeque::new(),
                                 messages: Vec::new(),
                             },
                         );
@@ -96,7 +98,7 @@ impl<C: Clone + Eq + Hash> Pending<C> {
             return;
         };
         let before = g.jobs.len();
-        g.jobs.push(job);
+        g.jobs.push_back(job);
         self.jobs += 1;
         self.oldest.get_or_insert(now);
         self.count_change(before, before + 1);
@@ -175,8 +177,7 @@ impl<C: Clone + Eq + Hash> Pending<C> {
         let (before, content, jobs) = match self.groups.get_mut(&gid) {
             Some(g) => {
                 let before = g.jobs.len();
-                let rest = g.jobs.split_off(before.min(limit));
-                let jobs = std::mem::replace(&mut g.jobs, rest);
+                let jobs: Vec<PushJob> = g.jobs.drain(..before.min(limit)).collect();
                 (before, g.content.clone(), jobs)
             }
             None => return self.empty(),
@@ -202,7 +203,7 @@ impl<C: Clone + Eq + Hash> Pending<C> {
                 }
                 self.jobs -= g.jobs.len();
                 self.count_change(g.jobs.len(), 0);
-                parts.push((g.content, g.jobs));
+                parts.push((g.content, Vec::from(g.jobs)));
             }
         }
         Batch {
