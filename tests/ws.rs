@@ -435,22 +435,25 @@ async fn unacked_messages_fall_back_to_push_messagepack() {
     ack_fallback(true).await;
 }
 
-#[tokio::test]
-async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
-    let env = start(|c| c.sessions.outbound_queue = 4).await;
+/// A client `user`/d1 with a push token that, once registered, reads nothing while the test
+/// sends it messages of 12 KB (at most `limit`) until the gateway stops delivering online. Checks
+/// that every message sent reached the phone by push (none acked, none lost) and that the
+/// connection was cut as a slow reader; returns how many messages were sent.
+async fn flood_a_client_that_does_not_read(env: &Harness, user: &str, limit: usize) -> usize {
     // A small receive buffer, so the kernel does not absorb megabytes for the idle reader.
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     let tcp = sock.connect(env.server.addr).await.expect("connect");
     let (mut ws, _) = tokio_tungstenite::client_async(
-        env.ws_url("eve", "Android", "d1"),
+        env.ws_url(user, "Android", "d1"),
         MaybeTlsStream::Plain(tcp),
     )
     .await
     .expect("websocket");
+    let token = format!("regid-{user}");
     send_json(
         &mut ws,
-        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-eve"}),
+        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": token}),
     )
     .await;
     assert_eq!(next(&mut ws).await["type"], "ok");
@@ -458,17 +461,15 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
     // outbound queue; the gateway gives up on the connection.
     let big = "x".repeat(12 * 1024 - 16);
     let mut sent = 0;
-    for i in 0..3000 {
-        let r = env.send_text("eve", &format!("{i:05}{big}")).await;
+    for i in 0..limit {
+        let r = env.send_text(user, &format!("{i:05}{big}")).await;
         sent += 1;
         if r["outcome"] != "online" {
             break;
         }
     }
-    env.wait_state("eve", "d1", "PushOnline").await;
-    assert!(sent < 3000, "the gateway never gave up on the connection");
-    // Every message reached the phone by push: none acked, none lost.
-    let pushed = env.pushed("regid-eve", sent).await;
+    env.wait_state(user, "d1", "PushOnline").await;
+    let pushed = env.pushed(&token, sent).await;
     assert_eq!(pushed.len(), sent, "sent {sent}, pushed {}", pushed.len());
     let disconnects = env
         .server
@@ -479,6 +480,14 @@ async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
         .get();
     assert_eq!(disconnects, 1);
     drop(ws);
+    sent
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_disconnected_and_its_messages_pushed() {
+    let env = start(|c| c.sessions.outbound_queue = 4).await;
+    let sent = flood_a_client_that_does_not_read(&env, "eve", 3000).await;
+    assert!(sent < 3000, "the gateway never gave up on the connection");
 }
 
 /// With a frame bound that never triggers, the byte bound alone cuts a client that does not
@@ -490,43 +499,8 @@ async fn a_slow_reader_is_cut_by_the_bytes_it_holds_not_only_by_frames() {
         c.sessions.max_outbound_bytes = 64 * 1024;
     })
     .await;
-    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.set_recv_buffer_size(4096).expect("rcvbuf");
-    let tcp = sock.connect(env.server.addr).await.expect("connect");
-    let (mut ws, _) = tokio_tungstenite::client_async(
-        env.ws_url("erin", "Android", "d1"),
-        MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .expect("websocket");
-    send_json(
-        &mut ws,
-        json!({"type": "set_push_token", "certificate_id": env.cert(), "token": "regid-erin"}),
-    )
-    .await;
-    assert_eq!(next(&mut ws).await["type"], "ok");
-    let big = "x".repeat(12 * 1024 - 16);
-    let mut sent = 0;
-    for i in 0..1000 {
-        let r = env.send_text("erin", &format!("{i:05}{big}")).await;
-        sent += 1;
-        if r["outcome"] != "online" {
-            break;
-        }
-    }
+    let sent = flood_a_client_that_does_not_read(&env, "erin", 1000).await;
     assert!(sent < 1000, "1,000 messages of 12 KB held for one client");
-    env.wait_state("erin", "d1", "PushOnline").await;
-    let pushed = env.pushed("regid-erin", sent).await;
-    assert_eq!(pushed.len(), sent, "sent {sent}, pushed {}", pushed.len());
-    let slow = env
-        .server
-        .gateway
-        .metrics()
-        .ws_disconnects
-        .with_label_values(&["slow_reader"])
-        .get();
-    assert_eq!(slow, 1);
-    drop(ws);
 }
 
 /// A `disconnect` the IM cluster reports for a device whose socket is live here closes that
