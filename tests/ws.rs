@@ -240,17 +240,47 @@ async fn upgrade_refuses_bad_parameters_and_tickets() {
     // Nothing logged in.
     assert_eq!(env.state("alice", "d1").0, "unknown");
 
-    // A real WebSocket client sees the 401 too.
-    let err = tokio_tungstenite::connect_async(format!(
-        "ws://{}/v1/ws?sdkappid={APP}&identifier=bob&usersig={sig}&platform=Android&device=d1",
-        env.server.addr
-    ))
-    .await
-    .expect_err("refused");
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(res) => assert_eq!(res.status(), 401),
-        other => panic!("{other:?}"),
+    // A real WebSocket client cannot read a 401's body: it is upgraded and gets a close frame,
+    // 1008, whose reason names the case and Tencent's code (spec/usersig-v2.md).
+    let ws_base = format!("ws://{}/v1/ws", env.server.addr);
+    let tickets = [
+        (
+            format!("{ws_base}?sdkappid={APP}&identifier=bob&usersig={sig}&platform=Android&device=d1"),
+            "usersig_identifier_mismatch (TIM error 70013)",
+        ),
+        (
+            format!("{ws_base}?sdkappid=1400000001&identifier=alice&usersig={sig}&platform=Android&device=d1"),
+            "usersig_sdkappid_mismatch (TIM error 70014)",
+        ),
+        (
+            format!(
+                "{ws_base}?sdkappid={APP}&identifier=alice&usersig={}&platform=Android&device=d1",
+                env.usersig_key().generate_at("alice", 60, 1_000_000, None)
+            ),
+            "usersig_expired (TIM error 70001)",
+        ),
+        (
+            format!("{ws_base}?sdkappid={APP}&identifier=alice&usersig=garbage&platform=Android&device=d1"),
+            "usersig_invalid (TIM error 70003)",
+        ),
+    ];
+    for (url, reason) in tickets {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("upgraded");
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a close frame in time");
+        match frame {
+            Some(Ok(WsMessage::Close(Some(close)))) => {
+                assert_eq!(u16::from(close.code), 1008, "{url}");
+                assert_eq!(close.reason.as_str(), reason, "{url}");
+            }
+            other => panic!("{url}: expected a close frame, got {other:?}"),
+        }
     }
+    assert_eq!(env.state("alice", "d1").0, "unknown");
+    assert_eq!(env.state("bob", "d1").0, "unknown");
 }
 
 // ---- transitions ----------------------------------------------------------------------------

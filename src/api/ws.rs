@@ -4,6 +4,7 @@
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason};
 
 use super::error::ApiError;
 use super::AppState;
@@ -100,6 +101,30 @@ fn params(req: &HttpRequest) -> Result<Params, ApiError> {
     })
 }
 
+/// A ticket that does not verify. A WebSocket client cannot read an HTTP error's body (a browser
+/// sees only close 1006), so a real handshake is answered with an upgrade and an immediate close
+/// frame, 1008 (policy violation), whose reason names the case and Tencent's code, as
+/// spec/usersig-v2.md says: `usersig_expired (TIM error 70001)`. Nothing is logged in. Any other
+/// request gets the same case as a 401 with the usual JSON error.
+fn refuse_ticket(
+    req: &HttpRequest,
+    body: web::Payload,
+    e: &UserSigError,
+) -> Result<HttpResponse, ApiError> {
+    let Ok((response, session, _stream)) = actix_ws::handle(req, body) else {
+        return Err(unauthorized(e));
+    };
+    let reason = CloseReason {
+        code: CloseCode::Policy,
+        description: Some(format!("{} (TIM error {})", e.reason(), e.tim_code())),
+    };
+    actix_web::rt::spawn(async move {
+        // Fails only if the client is already gone.
+        let _ = session.close(Some(reason)).await;
+    });
+    Ok(response)
+}
+
 pub async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
@@ -108,13 +133,14 @@ pub async fn upgrade(
     let gw = state.gateway.clone();
     let p = params(&req)?;
     let config = &gw.config;
-    if p.sdkappid != config.sdkappid {
-        return Err(unauthorized(&UserSigError::SdkAppIdMismatch));
+    let verified = if p.sdkappid != config.sdkappid {
+        Err(UserSigError::SdkAppIdMismatch)
+    } else {
+        state.tickets.verify(&p.usersig, &p.identifier, now_secs())
+    };
+    if let Err(e) = verified {
+        return refuse_ticket(&req, body, &e);
     }
-    state
-        .tickets
-        .verify(&p.usersig, &p.identifier, now_secs())
-        .map_err(|e| unauthorized(&e))?;
 
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_request("not_a_websocket", format!("cannot upgrade: {e}")))?;
