@@ -75,3 +75,98 @@ async fn certificates_show_the_contracts_defaults() {
         }
     }
 }
+
+/// contract.md: MessagePack "carries the same structures", errors included; openapi.json:
+/// "every answer asked for as MessagePack (`Accept: application/msgpack`)".
+#[tokio::test]
+async fn errors_come_as_messagepack_when_asked_for() {
+    let h = Harness::start().await;
+    let cert = h.certificate(5).await;
+    let msgpack = |v: Value| rmp_serde::to_vec_named(&v).unwrap();
+    let cases: Vec<(Method, &str, &str, Vec<u8>, u16, &str)> = vec![
+        // Refused by the gateway: a field.
+        (
+            Method::POST,
+            "/v1/messages",
+            API,
+            msgpack(json!({"to": [], "from": "carol", "text": "hi"})),
+            400,
+            "invalid_field",
+        ),
+        // Refused by the gateway: the state of the device.
+        (
+            Method::PUT,
+            "/v1/push-tokens",
+            API,
+            msgpack(
+                json!({"user": "alice", "platform": "Android", "device": "d1",
+                           "certificate_id": cert, "token": "regid-1"}),
+            ),
+            409,
+            "not_logged_in",
+        ),
+        // Refused while decoding the body.
+        (
+            Method::POST,
+            "/v1/messages",
+            API,
+            vec![0xc1, 0x00],
+            400,
+            "malformed_body",
+        ),
+        // Refused by the bearer check.
+        (
+            Method::GET,
+            "/v1/certificates",
+            "not-the-admin-token",
+            Vec::new(),
+            401,
+            "unauthorized",
+        ),
+        (
+            Method::GET,
+            "/v1/certificates/4242",
+            ADMIN,
+            Vec::new(),
+            404,
+            "unknown_certificate",
+        ),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let mut req = h
+            .http
+            .request(method.clone(), h.url(path))
+            .bearer_auth(token)
+            .header("accept", "application/msgpack");
+        if !body.is_empty() {
+            req = req.header("content-type", "application/msgpack").body(body);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/msgpack",
+            "{method} {path}"
+        );
+        let v: Value = rmp_serde::from_slice(&r.bytes().await.unwrap())
+            .unwrap_or_else(|e| panic!("{method} {path}: not MessagePack: {e}"));
+        assert_eq!(v["error"]["code"], code, "{method} {path}: {v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // Without Accept: JSON, as before.
+    let r = h
+        .http
+        .post(h.url("/v1/messages"))
+        .bearer_auth(API)
+        .header("content-type", "application/msgpack")
+        .body(msgpack(json!({"to": [], "from": "carol", "text": "hi"})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["field"], "to");
+}
