@@ -76,6 +76,16 @@ async fn certificates_show_the_contracts_defaults() {
     }
 }
 
+/// A request (method, path, bearer token, MessagePack body) and the status and error code due.
+type Case = (
+    Method,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 /// contract.md: MessagePack "carries the same structures", errors included; openapi.json:
 /// "every answer asked for as MessagePack (`Accept: application/msgpack`)".
 #[tokio::test]
@@ -83,7 +93,7 @@ async fn errors_come_as_messagepack_when_asked_for() {
     let h = Harness::start().await;
     let cert = h.certificate(5).await;
     let msgpack = |v: Value| rmp_serde::to_vec_named(&v).unwrap();
-    let cases: Vec<(Method, &str, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // Refused by the gateway: a field.
         (
             Method::POST,
