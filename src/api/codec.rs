@@ -2,7 +2,10 @@
 //! and by `Accept` for responses.
 
 use super::error::ApiError;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -133,6 +136,46 @@ pub fn reply<T: Serialize>(
     } else {
         HttpResponse::build(status).json(value)
     }
+}
+
+/// Errors are built without the request (`ResponseError`), so they are JSON; this turns the
+/// error answers of a client that asked for MessagePack into MessagePack, the same structure
+/// (`{"error":{"code","message",…}}`) as every other answer it gets.
+pub async fn errors_as_accepted(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let wants = wants_msgpack(req.request());
+    let res = next.call(req).await?;
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(wants && is_json && (res.status().is_client_error() || res.status().is_server_error())) {
+        return Ok(res.map_into_boxed_body());
+    }
+    let (req, res) = res.into_parts();
+    let (mut res, body) = res.into_parts();
+    let json = actix_web::body::to_bytes(body).await.map_err(|e| {
+        let e: Box<dyn std::error::Error> = e.into();
+        actix_web::error::ErrorInternalServerError(format!("reading an error body: {e}"))
+    })?;
+    let packed = serde_json::from_slice::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|v| rmp_serde::to_vec_named(&v).ok());
+    let res = match packed {
+        Some(bytes) => {
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(MSGPACK),
+            );
+            res.set_body(BoxBody::new(bytes))
+        }
+        // Not our error shape after all: leave it as it was.
+        None => res.set_body(BoxBody::new(json)),
+    };
+    Ok(ServiceResponse::new(req, res))
 }
 
 impl From<ApiError> for HttpResponse {

@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .configure(console::configure)
         .service(
             web::scope("/v1")
+                .wrap(actix_web::middleware::from_fn(codec::errors_as_accepted))
                 .route("/certificates", web::post().to(admin::create))
                 .route("/certificates", web::get().to(admin::list))
                 .route("/certificates/{id}", web::get().to(admin::get))

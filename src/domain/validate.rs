@@ -47,8 +47,12 @@ impl<'de> Deserialize<'de> for CertificateInput {
         let package_name = take(&mut map, "package_name")?;
         let click_action = take(&mut map, "click_action")?;
         let qps = take(&mut map, "qps")?;
-        let credentials = serde_json::from_value(serde_json::Value::Object(map))
-            .map_err(|e| de::Error::custom(e.to_string()))?;
+        if let Some(vendor) = map.get("vendor") {
+            serde_json::from_value::<Vendor>(vendor.clone())
+                .map_err(|e| de::Error::custom(format!("vendor: {e}")))?;
+        }
+        let credentials = serde_json::from_value(serde_json::Value::Object(map.clone()))
+            .map_err(|e| de::Error::custom(name_the_member(&map, e)))?;
         Ok(CertificateInput {
             package_name,
             click_action,
@@ -56,6 +60,29 @@ impl<'de> Deserialize<'de> for CertificateInput {
             credentials,
         })
     }
+}
+
+/// A type error inside a vendor's part comes out of serde's internally tagged enum without the
+/// member's name ("invalid type: string \"x\", expected u8"). Unknown and missing members are
+/// already named. The member at fault is the one whose removal changes the error: serde stops at
+/// the first bad member it visits, and without it the error becomes another (or none).
+fn name_the_member(
+    map: &serde_json::Map<String, serde_json::Value>,
+    error: serde_json::Error,
+) -> String {
+    let message = error.to_string();
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        return message;
+    }
+    for key in map.keys().filter(|k| *k != "vendor") {
+        let mut rest = map.clone();
+        rest.remove(key);
+        let without = serde_json::from_value::<CredentialsInput>(serde_json::Value::Object(rest));
+        if without.err().is_none_or(|e| e.to_string() != message) {
+            return format!("{key}: {message}");
+        }
+    }
+    message
 }
 
 /// The largest QPS a certificate may ask for; Xiaomi's own per-app limits are far below it.
@@ -192,6 +219,57 @@ mod tests {
         }))
         .unwrap_err();
         assert!(missing.to_string().contains("click_action"), "{missing}");
+    }
+
+    /// contract.md: "Bad fields → 400 naming the field", including the tag and the members of
+    /// the vendor's part, whose type errors serde reports without a name.
+    #[test]
+    fn a_bad_vendor_or_a_vendor_field_of_the_wrong_type_is_named() {
+        let error = |body: serde_json::Value| {
+            serde_json::from_value::<CertificateInput>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        let common = |vendor: serde_json::Value, rest: serde_json::Value| {
+            let mut body = serde_json::json!({
+                "vendor": vendor, "package_name": "com.example.chat",
+                "click_action": {"type": "open_app"}, "qps": 5
+            });
+            for (k, v) in rest.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            body
+        };
+        for vendor in [serde_json::json!("nokia"), serde_json::json!(5)] {
+            let e = error(common(vendor, serde_json::json!({"app_id": "1"})));
+            assert!(e.starts_with("vendor: "), "{e}");
+        }
+        let cases = [
+            (
+                "oppo",
+                serde_json::json!({"app_key": "k", "master_secret": "m", "notify_level": "x"}),
+                "notify_level",
+            ),
+            (
+                "xiaomi",
+                serde_json::json!({"app_id": 5, "app_secret": "s"}),
+                "app_id",
+            ),
+            (
+                "vivo",
+                serde_json::json!({"app_id": "1", "app_key": "k", "app_secret": "s", "classification": "x"}),
+                "classification",
+            ),
+            (
+                "meizu",
+                serde_json::json!({"app_id": "1", "app_secret": "s", "notice_msg_type": [1]}),
+                "notice_msg_type",
+            ),
+        ];
+        for (vendor, rest, field) in cases {
+            let e = error(common(vendor.into(), rest));
+            assert!(e.starts_with(&format!("{field}: ")), "{vendor}: {e}");
+        }
     }
 
     #[test]

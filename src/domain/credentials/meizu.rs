@@ -6,6 +6,9 @@ use super::{bad, check_secret, FieldError};
 use crate::domain::vendor_fields::check_zero_or_one;
 use serde::{Deserialize, Serialize};
 
+/// Private: what a chat is sent as when neither the certificate nor the message says.
+pub const MEIZU_DEFAULT_NOTICE_MSG_TYPE: u8 = 1;
+
 /// As stored. `app_secret` never leaves the process through an API or a log.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeizuCredentials {
@@ -36,7 +39,8 @@ pub struct MeizuInput {
     pub notice_msg_type: Option<u8>,
 }
 
-/// As the API shows them: whether an AppSecret is set, never the secret.
+/// As the API shows them: whether an AppSecret is set, never the secret; the notice type chats
+/// are sent with, the default when the certificate sets none.
 #[derive(Debug, Clone, Serialize)]
 pub struct MeizuView {
     pub app_id: String,
@@ -82,7 +86,7 @@ impl From<&MeizuCredentials> for MeizuView {
         MeizuView {
             app_id: c.app_id.clone(),
             app_secret_set: !c.app_secret.is_empty(),
-            notice_msg_type: c.notice_msg_type,
+            notice_msg_type: Some(c.notice_msg_type.unwrap_or(MEIZU_DEFAULT_NOTICE_MSG_TYPE)),
         }
     }
 }

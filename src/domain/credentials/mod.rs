@@ -24,9 +24,14 @@ pub use huawei::{
     is_notification_category as is_huawei_category, HuaweiCredentials, HuaweiInput, HuaweiView,
     HUAWEI_CATEGORIES, HUAWEI_DEFAULT_CATEGORY,
 };
-pub use meizu::{MeizuCredentials, MeizuInput, MeizuView};
-pub use oppo::{OppoCredentials, OppoInput, OppoView};
-pub use vivo::{vivo_app_id, VivoCredentials, VivoInput, VivoView, VIVO_DEFAULT_CLASSIFICATION};
+pub use meizu::{MeizuCredentials, MeizuInput, MeizuView, MEIZU_DEFAULT_NOTICE_MSG_TYPE};
+pub use oppo::{
+    OppoCredentials, OppoInput, OppoView, OPPO_DEFAULT_CATEGORY, OPPO_DEFAULT_NOTIFY_LEVEL,
+};
+pub use vivo::{
+    vivo_app_id, VivoCredentials, VivoInput, VivoView, VIVO_DEFAULT_CATEGORY,
+    VIVO_DEFAULT_CLASSIFICATION,
+};
 pub use xiaomi::{XiaomiCredentials, XiaomiInput, XiaomiView};
 
 use super::certificate::{ClickAction, Vendor};

@@ -6,6 +6,10 @@ use super::{bad, check_opt_token, check_secret, FieldError};
 use crate::domain::vendor_fields::{check_one_of, OPPO_CATEGORIES, OPPO_NOTIFY_LEVELS};
 use serde::{Deserialize, Serialize};
 
+/// What a chat is sent as when neither the certificate nor the message says (contract.md).
+pub const OPPO_DEFAULT_CATEGORY: &str = "IM";
+pub const OPPO_DEFAULT_NOTIFY_LEVEL: u8 = 2;
+
 /// As stored. `master_secret` never leaves the process through an API or a log.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OppoCredentials {
@@ -46,7 +50,8 @@ pub struct OppoInput {
     pub notify_level: Option<u8>,
 }
 
-/// As the API shows them: whether a MasterSecret is set, never the secret.
+/// As the API shows them: whether a MasterSecret is set, never the secret; the classification
+/// chats are sent with, the default when the certificate sets none.
 #[derive(Debug, Clone, Serialize)]
 pub struct OppoView {
     pub app_key: String,
@@ -98,8 +103,12 @@ impl From<&OppoCredentials> for OppoView {
             app_key: c.app_key.clone(),
             master_secret_set: !c.master_secret.is_empty(),
             channel_id: c.channel_id.clone(),
-            category: c.category.clone(),
-            notify_level: c.notify_level,
+            category: Some(
+                c.category
+                    .clone()
+                    .unwrap_or_else(|| OPPO_DEFAULT_CATEGORY.to_owned()),
+            ),
+            notify_level: Some(c.notify_level.unwrap_or(OPPO_DEFAULT_NOTIFY_LEVEL)),
         }
     }
 }

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Chats are system messages (vivo's own default is 0, operational; Tencent's is 1).
 pub const VIVO_DEFAULT_CLASSIFICATION: u8 = 1;
+/// The category of a chat when neither the certificate nor the message says, if it belongs to
+/// the classification (an operational classification has no IM).
+pub const VIVO_DEFAULT_CATEGORY: &str = "IM";
 
 /// As stored. `app_secret` never leaves the process through an API or a log.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +52,8 @@ pub struct VivoInput {
     pub category: Option<String>,
 }
 
-/// As the API shows them: whether an AppSecret is set, never the secret.
+/// As the API shows them: whether an AppSecret is set, never the secret; the classification
+/// and category chats are sent with, the defaults when the certificate sets none.
 #[derive(Debug, Clone, Serialize)]
 pub struct VivoView {
     pub app_id: String,
@@ -111,12 +115,16 @@ impl VivoInput {
 
 impl From<&VivoCredentials> for VivoView {
     fn from(c: &VivoCredentials) -> Self {
+        let classification = c.classification.unwrap_or(VIVO_DEFAULT_CLASSIFICATION);
         VivoView {
             app_id: c.app_id.clone(),
             app_key: c.app_key.clone(),
             app_secret_set: !c.app_secret.is_empty(),
-            classification: c.classification,
-            category: c.category.clone(),
+            classification: Some(classification),
+            category: c.category.clone().or_else(|| {
+                vivo_category_fits(classification, VIVO_DEFAULT_CATEGORY)
+                    .then(|| VIVO_DEFAULT_CATEGORY.to_owned())
+            }),
         }
     }
 }

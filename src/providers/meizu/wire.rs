@@ -23,7 +23,7 @@ pub const TITLE_MAX_CHARS: usize = 32;
 /// `noticeBarInfo.content` 1–100 chars (§3).
 pub const CONTENT_MAX_CHARS: usize = 100;
 /// Chats are private messages (私信): `noticeMsgType` 1; 0 (public) is quota-limited (§3).
-pub const DEFAULT_NOTICE_MSG_TYPE: u8 = 1;
+pub const DEFAULT_NOTICE_MSG_TYPE: u8 = crate::domain::credentials::MEIZU_DEFAULT_NOTICE_MSG_TYPE;
 /// Hours a message waits for an offline device (§3: 1–72, default 24).
 const VALID_HOURS: u8 = 24;
 

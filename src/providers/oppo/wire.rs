@@ -25,9 +25,9 @@ pub const CONTENT_MAX_CHARS: usize = 200;
 /// `action_parameters` ≤ 4 KB (§3).
 pub const ACTION_PARAMETERS_MAX_BYTES: usize = 4096;
 /// Chats are service messages: `category` IM (§4), so they are not counted as marketing.
-pub const DEFAULT_CATEGORY: &str = "IM";
+pub const DEFAULT_CATEGORY: &str = crate::domain::credentials::OPPO_DEFAULT_CATEGORY;
 /// Shade + lock screen + ring + vibrate, the default level of service messages (§4).
-pub const DEFAULT_NOTIFY_LEVEL: u8 = 2;
+pub const DEFAULT_NOTIFY_LEVEL: u8 = crate::domain::credentials::OPPO_DEFAULT_NOTIFY_LEVEL;
 /// `target_type` 2: the target is a registration id (§3).
 const TARGET_REGISTRATION_ID: u8 = 2;
 

@@ -28,8 +28,8 @@ pub const CUSTOM_MAP_MAX_CHARS: usize = 1024;
 /// `requestId` ≤ 64 chars (§3).
 pub const REQUEST_ID_MAX_CHARS: usize = 64;
 /// Chats are system messages (§3: 0 operational is vivo's default, Tencent's default is 1).
-pub const DEFAULT_CLASSIFICATION: u8 = 1;
-pub const DEFAULT_CATEGORY: &str = "IM";
+pub const DEFAULT_CLASSIFICATION: u8 = crate::domain::credentials::VIVO_DEFAULT_CLASSIFICATION;
+pub const DEFAULT_CATEGORY: &str = crate::domain::credentials::VIVO_DEFAULT_CATEGORY;
 /// Ring and vibrate (§3 `notifyType` 4).
 const NOTIFY_TYPE_RING_AND_VIBRATE: u8 = 4;
 /// One day, vivo's own default (§3: 60 s to 7 days).
