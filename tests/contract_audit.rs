@@ -180,3 +180,55 @@ async fn errors_come_as_messagepack_when_asked_for() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["field"], "to");
 }
+
+/// The quality bar: a body member of the wrong type or value is a 400 naming it, however deep it
+/// sits (`events[0].unread`), in JSON and in MessagePack; nothing changes.
+#[tokio::test]
+async fn a_body_member_of_the_wrong_type_is_named() {
+    let h = Harness::start().await;
+    let cases = [
+        (
+            "/v1/sessions/events",
+            json!({"events": [{"user": "u", "platform": "Android", "device": "d1",
+                               "action": "background", "unread": -1}]}),
+            "events[0].unread",
+        ),
+        (
+            "/v1/messages",
+            json!({"to": "alice", "from": "carol", "text": "hi"}),
+            "to",
+        ),
+        (
+            "/v1/messages",
+            json!({"to": ["alice"], "from": "carol", "text": "hi",
+                   "offline_push": {"push_flag": "yes"}}),
+            "offline_push.push_flag",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (s, v) = h.api(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(s, 400, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "malformed_body", "{path}: {v}");
+        assert_eq!(v["error"]["field"], field, "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap_or("").contains(field),
+            "{path}: {v}"
+        );
+        let r = h
+            .http
+            .post(h.url(path))
+            .bearer_auth(API)
+            .header("content-type", "application/msgpack")
+            .body(rmp_serde::to_vec_named(&body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} (MessagePack)");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["field"], field, "{path} (MessagePack): {v}");
+    }
+    // Nothing was logged in or sent.
+    let (s, v) = h.api(Method::GET, "/v1/users/u", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["devices"], json!([]), "{v}");
+}

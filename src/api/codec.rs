@@ -80,14 +80,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 decode_msgpack(&bytes)?
             } else {
                 serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::bad_request(
-                        "malformed_body",
+                    let mut de = serde_json::Deserializer::from_slice(&bytes);
+                    named(
                         format!("the JSON body is not valid: {e}"),
+                        serde_path_to_error::deserialize::<_, T>(&mut de)
+                            .err()
+                            .map(|e| e.path().to_string()),
                     )
                 })?
             };
             Ok(Body(value))
         })
+    }
+}
+
+/// A body that does not decode, with the member at fault named in `field` (`events[0].unread`,
+/// `to`) and the message. The path comes from decoding a second time with the path tracked, which
+/// costs nothing on the way that succeeds; an error at the top level (bad syntax, a missing
+/// member) has no path beyond `.` and names no field.
+fn named(message: String, path: Option<String>) -> ApiError {
+    let error = ApiError::bad_request("malformed_body", message);
+    match path.filter(|p| p != ".") {
+        Some(p) => {
+            let message = format!("{} (at `{p}`)", error.detail.message);
+            ApiError::bad_request("malformed_body", message).with_field(p)
+        }
+        None => error,
     }
 }
 
@@ -106,7 +124,14 @@ pub fn decode_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> 
     };
     let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
     de.set_max_depth(MAX_MSGPACK_DEPTH);
-    let value = T::deserialize(&mut de).map_err(|e| malformed(e.to_string()))?;
+    let value = T::deserialize(&mut de).map_err(|e| {
+        let mut again = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+        again.set_max_depth(MAX_MSGPACK_DEPTH);
+        let path = serde_path_to_error::deserialize::<_, T>(&mut again)
+            .err()
+            .map(|e| e.path().to_string());
+        named(format!("the MessagePack body is not valid: {e}"), path)
+    })?;
     let consumed = de.position();
     if consumed != bytes.len() as u64 {
         return Err(malformed(format!(

@@ -4,13 +4,14 @@ use crate::gateway::GatewayError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorDetail {
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
+    pub field: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tim_code: Option<u32>,
 }
@@ -44,8 +45,8 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn with_field(mut self, field: &'static str) -> ApiError {
-        self.detail.field = Some(field);
+    pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> ApiError {
+        self.detail.field = Some(field.into());
         self
     }
 }
@@ -95,7 +96,7 @@ impl From<GatewayError> for ApiError {
             detail: ErrorDetail {
                 code,
                 message,
-                field,
+                field: field.map(Cow::Borrowed),
                 tim_code,
             },
         }
