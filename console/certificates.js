@@ -50,6 +50,7 @@ const VENDOR_SETTINGS = [
   ['notify_level', 'Notify level'],
   ['classification', 'Classification'],
   ['notice_msg_type', 'Message type'],
+  ['private_msg_template_id', 'Private template'],
 ];
 
 /** A vendor setting as the card shows it: the stored value, else the default marked as such. */
@@ -504,6 +505,7 @@ function fillCertForm(form, cert) {
   for (const [key] of VENDOR_SETTINGS) {
     const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
     if (v != null) form[key].value = String(v);
+    else if (form[key].tagName === 'INPUT') form[key].value = '';
   }
   syncClickFields(form);
   syncVendorFields(form);
