@@ -50,6 +50,7 @@ const VENDOR_SETTINGS = [
   ['notify_level', 'Notify level'],
   ['classification', 'Classification'],
   ['notice_msg_type', 'Message type'],
+  ['private_msg_template_id', 'Private template'],
 ];
 
 /** A vendor setting as the card shows it: the stored value, else the default marked as such. */
@@ -70,6 +71,10 @@ function syncVendorFields(form) {
   $('#f-package-hint').textContent = vendor === 'apns'
     ? "The app's bundle ID (the apns-topic), such as com.example.chat."
     : "The app's main package name as registered with the push service.";
+  // Huawei takes the AppSecret (OAuth) or a service-account key file (a signed JWT), not both.
+  $('#f-sa-hint').textContent = vendor === 'huawei'
+    ? 'Optional, instead of the AppSecret: AppGallery Connect → Project settings → Server SDK → Service account key. Upload the JSON file or paste its text. Write-only.'
+    : 'Firebase console → Project settings → Service accounts → Generate new private key. Upload the file or paste its text. Write-only.';
   // Options of a shared select that only some vendors take (Huawei's and OPPO/vivo's categories).
   for (const opt of $$('option[data-vendors]', form)) {
     opt.hidden = !opt.dataset.vendors.split(' ').includes(vendor);
@@ -272,6 +277,7 @@ function fillCertCard(card, cert) {
     ...(['xiaomi', 'huawei', 'oppo'].includes(cert.vendor) ? [['Channel ID', cert.channel_id || '—']] : []),
     // Receipts are believed only when signed with the callback's user name and HMAC key.
     ...(cert.vendor === 'huawei' ? [
+      ['Service account', cert.service_account ? `${cert.service_account.sub_account || '—'} (key ${cert.service_account.key_id || '—'})` : '—'],
       ['Receipt ID', cert.receipt_id || '—'],
       ['Receipt callback', cert.callback_user_name_set && cert.callback_hmac_key_set ? 'set' : 'not set'],
     ] : []),
@@ -499,6 +505,7 @@ function fillCertForm(form, cert) {
   for (const [key] of VENDOR_SETTINGS) {
     const v = cert[key] ?? VENDOR_DEFAULTS[cert.vendor]?.[key];
     if (v != null) form[key].value = String(v);
+    else if (form[key].tagName === 'INPUT') form[key].value = '';
   }
   syncClickFields(form);
   syncVendorFields(form);
@@ -513,12 +520,18 @@ function validate(form, creating) {
   const shown = (name) => !fieldBox(form, name).hidden;
   if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
   if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
-  if (creating && shown('app_secret') && !form.app_secret.value) errors.app_secret = 'Enter the AppSecret from the push service console.';
+  const huaweiKey = vendor === 'huawei' && v('service_account');
+  if (creating && shown('app_secret') && !form.app_secret.value && !huaweiKey) {
+    errors.app_secret = vendor === 'huawei'
+      ? 'Enter the AppSecret, or give a service-account key file below.'
+      : 'Enter the AppSecret from the push service console.';
+  }
+  if (huaweiKey && form.app_secret.value) errors.service_account = 'Give the AppSecret or a service-account key file, not both.';
   if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
-  if (vendor === 'fcm') {
+  if (vendor === 'fcm' || vendor === 'huawei') {
     const text = v('service_account');
-    if (creating && !text) errors.service_account = 'Upload or paste the service-account JSON file.';
-    if (text) {
+    if (creating && !text && vendor === 'fcm') errors.service_account = 'Upload or paste the service-account JSON file.';
+    if (text && !errors.service_account) {
       try {
         const parsed = JSON.parse(text);
         if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
@@ -592,7 +605,9 @@ function formBody(form, creating) {
     } else if (name === 'private_key') {
       if (value) body.private_key = value;
     } else if (WRITE_ONLY.has(name)) {
-      if (creating || value) body[name] = fieldFor(form, box).value;
+      // A Huawei certificate with a key file sends no AppSecret (the two replace each other).
+      const keyInstead = vendor === 'huawei' && name === 'app_secret' && form.service_account.value.trim();
+      if ((creating && !keyInstead) || value) body[name] = fieldFor(form, box).value;
     } else if (CALLBACK_PAIR.includes(name)) {
       // Left out to keep the saved pair.
       if (value) body[name] = fieldFor(form, box).value;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora (fuzz/seeds/<target>/) from the inputs the tests use: the frames of
 tests/ws.rs, the bodies of tests/core_api.rs and tests/v4.rs, the Xiaomi replies of
-src/providers/xiaomi/reply.rs, and UserSig tickets from Tencent's generator when it is installed
+src/providers/xiaomi/reply.rs and the other vendors' reply tests, and UserSig tickets from Tencent's generator when it is installed
 (scripts/test puts it in target/venv-usersig). Re-run after adding cases: python3 fuzz/seeds.py"""
 import hashlib
 import json
@@ -106,6 +106,80 @@ replies = [
 ]
 for status, body in replies:
     write("xiaomi_reply", bytes([status // 4]) + body.encode())
+
+# The other vendors' replies, from their reply.rs / emulator tests; first byte = HTTP status / 4.
+vendor_replies = {
+    "huawei_reply": [
+        (200, '{"code":"80000000","msg":"Success","requestId":"157440955549500001002006"}'),
+        (200, '{"code":"80100000","msg":"{\\"success\\":1,\\"failure\\":2,\\"illegal_tokens\\":[\\"dead1\\",\\"dead2\\"]}","requestId":"r"}'),
+        (200, '{"code":"80300007","msg":"All the tokens are invalid","requestId":"r"}'),
+        (401, '{"code":"80200003","msg":"OAuth token expired","requestId":"r"}'),
+        (401, '{"code":"80200005","msg":"Jwt token expired","requestId":"r"}'),
+        (200, '{"access_token":"CV7x","expires_in":3600,"token_type":"Bearer"}'),
+        (400, '{"error":1101,"sub_error":12304,"error_description":"client secret invalid"}'),
+        (200, '{"statuses":[{"biTag":"m-1","appid":"10086","token":"t1","status":0,"timestamp":1700000000000,"requestId":"r1"}]}'),
+        (200, 'timestamp=1700000000000;nonce=abc;value=ZGVhZGJlZWY='),
+        (503, '<html><body><h1>503</h1></body></html>'),
+    ],
+    "honor_reply": [
+        (200, '{"code":200,"message":"success","data":{"sendResult":true,"requestId":"r1","failTokens":["f1"],"expireTokens":["e1","e2"]}}'),
+        (200, '{"code":"80000000","data":{}}'),
+        (401, '{"code":80200003,"message":"token expired"}'),
+        (200, '{"code":80100017,"message":"too many"}'),
+        (200, '{"code":80300007,"message":"all invalid"}'),
+        (200, "garbage"),
+    ],
+    "oppo_reply": [
+        (200, '{"code":0,"message":"Success","data":[{"messageId":"5ee1-1-1-abc","registrationId":"CN_a"},{"registrationId":"CN_b","errorCode":10000,"errorMessage":"Invalid Registration_id"},{"registrationId":"CN_c","errorCode":-2,"errorMessage":"flow control"}]}'),
+        (200, '{"code":0,"message":"Success","data":{"messageId":"m1"}}'),
+        (200, '{"code":33,"message":"The number of messages exceeds the daily limit"}'),
+        (200, '{"code":0,"message":"Success","data":{"auth_token":"58ad47319e8d725350a5afd5","create_time":1470000000000}}'),
+        (200, '{"code":16,"message":"Invalid Signature"}'),
+        (502, "<html/>"),
+    ],
+    "vivo_reply": [
+        (200, '{"result":0,"desc":"","taskId":"5367","invalidUsers":[{"userid":"v2-a","status":1},{"userid":"v2-b","status":2}]}'),
+        (200, '{"result":0,"taskId":123,"invalidUser":{"userid":"v2-x","status":"2"}}'),
+        (200, '{"result":0,"taskId":"t9"}'),
+        (200, '{"result":10252,"desc":"x"}'),
+        (200, '{"result":0,"desc":"","authToken":"24ojr9ejt","expire":1700086400000}'),
+        (500, "Internet server error!"),
+    ],
+    "meizu_reply": [
+        (200, '{"code":"200","message":"","value":{"110003":["bad"],"110010":["off1","off2"],"520":["folded"]},"redirect":"","msgId":"NS2016"}'),
+        (200, '{"code":"300","redirect":"https://other/push"}'),
+        (200, '{"code":"110010","message":"too fast"}'),
+        (400, "<html/>"),
+    ],
+}
+for target, cases in vendor_replies.items():
+    for status, body in cases:
+        write(target, bytes([status // 4]) + body.encode())
+
+# FCM: status / 4, Retry-After length, Retry-After, body.
+fcm = [
+    (200, "", '{"name":"projects/p/messages/1"}'),
+    (404, "", '{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}'),
+    (429, "7", '{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"QUOTA_EXCEEDED"}]}}'),
+    (503, "Wed, 21 Oct 2015 07:28:00 GMT", "<html>"),
+    (400, "", '{"error":{"code":400,"status":"INVALID_ARGUMENT","message":"Invalid value at \'message.android.ttl\'"}}'),
+    (200, "", '{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}'),
+    (400, "", '{"error":"invalid_grant","error_description":"Invalid JWT Signature."}'),
+]
+for status, retry, body in fcm:
+    write("fcm_reply", bytes([status // 4, len(retry)]) + retry.encode() + body.encode())
+
+# APNs: status / 4, a byte for apns-id (odd) and Retry-After (> 1), body.
+apns = [
+    (200, 1, ""),
+    (410, 1, '{"reason":"Unregistered","timestamp":1700000000000}'),
+    (400, 0, '{"reason":"BadDeviceToken"}'),
+    (429, 61, '{"reason":"TooManyRequests"}'),
+    (403, 0, '{"reason":"ExpiredProviderToken"}'),
+    (500, 0, "<html>"),
+]
+for status, flags, body in apns:
+    write("apns_reply", bytes([status // 4, flags]) + body.encode())
 
 # UserSig: tickets from Tencent's generator for the key the fuzz target verifies with
 py = os.environ.get("PUSHGATE_TLS_SIG_PYTHON") or os.path.join(ROOT, "..", "target", "venv-usersig", "bin", "python")

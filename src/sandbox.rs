@@ -22,7 +22,7 @@ use crate::providers::xiaomi::emulator::{self, EmulatorApp, EmulatorConfig};
 use crate::providers::{apns, fcm};
 use crate::providers::{honor, huawei};
 use crate::server::StartError;
-use huawei::emulator::ReceiptConfig;
+use huawei::emulator::{ReceiptConfig, ServiceAccountKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -92,6 +92,21 @@ pub async fn run(mut config: Config) -> Result<(), StartError> {
             // Huawei's OAuth client id is the app id (huawei.md §1).
             Credentials::Huawei(h) => {
                 huawei_emu.add_app(OAuthApp::new(h.app_id.clone(), h.app_secret.clone(), &[]));
+                // A service-account certificate: its key's public half verifies its JWTs.
+                if let Some(account) = h
+                    .service_account
+                    .as_ref()
+                    .and_then(|f| crate::providers::huawei::ServiceAccount::from_json(f).ok())
+                {
+                    if let Ok(public_key) = account.public_pem() {
+                        huawei_emu.add_service_account(ServiceAccountKey {
+                            key_id: account.key_id.clone(),
+                            sub_account: account.sub_account.clone(),
+                            public_key,
+                            app_ids: vec![h.app_id.clone(), account.project_id.clone()],
+                        });
+                    }
+                }
                 if let (Some(url), Some((user, key))) = (&public_url, h.callback_auth()) {
                     huawei_emu.add_receipt_config(ReceiptConfig {
                         app_id: h.app_id.clone(),

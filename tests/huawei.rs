@@ -778,3 +778,109 @@ async fn identical_content_to_1001_devices_goes_in_requests_of_1000_tokens() {
     assert_eq!(t.request_sizes(), vec![1_000, 1]);
     t.accounted(cert, N as u64).await;
 }
+
+/// A certificate with a service-account key file instead of the AppSecret (spec §2.2): refused
+/// naming the bad field, never shown, and its JWT is the bearer — no OAuth call, one signature
+/// for many sends, and a fresh JWT after Huawei answers 80200005 "Jwt token expired".
+#[tokio::test]
+async fn a_service_account_certificate_sends_with_a_jwt_and_renews_it() {
+    use pushgate::providers::huawei::account::sample_key_file;
+    use pushgate::providers::huawei::emulator::ServiceAccountKey;
+
+    let t = start().await;
+    let (file, public_key) = sample_key_file("736430079244623135", "kid-it").unwrap();
+    t.emu.add_service_account(ServiceAccountKey {
+        key_id: "kid-it".into(),
+        sub_account: file["sub_account"].as_str().unwrap().into(),
+        public_key,
+        app_ids: vec![APP_ID.into()],
+    });
+    let body = |account: Value| {
+        let mut b = cert_body("unused");
+        b.as_object_mut().unwrap().remove("app_secret");
+        b["service_account"] = account;
+        b
+    };
+
+    // Bad key files and a secret together with a key file: refused, naming the field.
+    let mut broken = file.clone();
+    broken["private_key"] = json!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----");
+    let mut both = body(file.clone());
+    both["app_secret"] = json!(CLIENT_SECRET);
+    for (bad, field) in [
+        (body(broken), "service_account.private_key"),
+        (
+            body(json!({"project_id": "1", "private_key": "x"})),
+            "service_account.key_id",
+        ),
+        (both, "service_account"),
+    ] {
+        let (s, v) = t.h.admin(Method::POST, "/v1/certificates", Some(bad)).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+        assert!(!v.to_string().contains("PRIVATE KEY"), "{v}");
+    }
+
+    let (s, v) =
+        t.h.admin(Method::POST, "/v1/certificates", Some(body(file.clone())))
+            .await;
+    assert_eq!(s, 201, "{v}");
+    let cert = v["id"].as_u64().unwrap();
+    assert_eq!(v["app_secret_set"], false, "{v}");
+    assert_eq!(v["service_account"]["key_id"], "kid-it", "{v}");
+    assert_eq!(v["service_account"]["private_key_set"], true, "{v}");
+    let (_, all) = t.h.admin(Method::GET, "/v1/certificates", None).await;
+    assert!(!all.to_string().contains("PRIVATE KEY"), "{all}");
+
+    t.h.push_online("alice", "d1", cert, "hw-jwt-a").await;
+    for i in 0..3 {
+        t.h.send(json!({"to":["alice"],"from":"bob","text":format!("jwt {i}")}))
+            .await;
+    }
+    let got = t.exactly("hw-jwt-a", 3).await;
+    assert!(
+        got.iter()
+            .all(|r| r.headers.get("auth").map(String::as_str) == Some("jwt kid-it")),
+        "{got:#?}"
+    );
+    assert_eq!(t.emu.stats().tokens_issued, 0, "no OAuth token call");
+    assert_eq!(
+        t.emu.stats().requests[&format!("/v1/{APP_ID}/messages:send")]["80000000"],
+        3
+    );
+
+    // Huawei says the JWT expired: one renewal, the same notification resent at once.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    t.emu
+        .expire_jwts_issued_before(pushgate::domain::now_secs());
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"after expiry"}))
+        .await;
+    let got = t.exactly("hw-jwt-a", 4).await;
+    assert_eq!(got[3].body, "after expiry");
+    let stats = t.emu.stats();
+    assert_eq!(
+        stats.requests[&format!("/v1/{APP_ID}/messages:send")]["80200005"],
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(t.last_notification("alice").await["class"], "delivered");
+    t.accounted(cert, 4).await;
+
+    // Back to OAuth by an edit that gives the secret: the key file is cleared.
+    let (s, v) =
+        t.h.admin(
+            Method::PUT,
+            &format!("/v1/certificates/{cert}"),
+            Some(cert_body(CLIENT_SECRET)),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["app_secret_set"].as_bool(),
+            v["service_account"].is_null()
+        ),
+        (Some(true), true),
+        "{v}"
+    );
+}

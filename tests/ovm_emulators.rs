@@ -60,6 +60,7 @@ fn oppo_note(text: &str) -> oppo::OppoNotification {
         click: ClickAction::OpenApp,
         ext: Some(r#"{"conv":"42"}"#.into()),
         notify_id: 9,
+        private_template: None,
     }
 }
 

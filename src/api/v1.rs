@@ -185,6 +185,13 @@ pub struct OfflinePush {
     vivo_category: Option<String>,
     #[serde(default)]
     meizu_notice_msg_type: Option<u8>,
+    /// OPPO private-message template and its placeholders (TIM `OPPOPrivateMsgTemplateId`, …).
+    #[serde(default)]
+    oppo_private_msg_template_id: Option<String>,
+    #[serde(default)]
+    oppo_private_title_parameters: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    oppo_private_content_parameters: Option<std::collections::BTreeMap<String, String>>,
     /// FCM `android.notification.channel_id` (TIM `GoogleChannelID`).
     #[serde(default)]
     google_channel_id: Option<String>,
@@ -283,6 +290,9 @@ pub async fn send_message(
             vivo_classification: op.vivo_classification,
             vivo_category: op.vivo_category,
             meizu_notice_msg_type: op.meizu_notice_msg_type,
+            oppo_private_msg_template_id: op.oppo_private_msg_template_id,
+            oppo_private_title_parameters: op.oppo_private_title_parameters,
+            oppo_private_content_parameters: op.oppo_private_content_parameters,
         },
         global: crate::domain::global_push_fields::GlobalPushFields {
             google_channel_id: op.google_channel_id,

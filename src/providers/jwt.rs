@@ -1,12 +1,13 @@
-//! The JSON Web Token pieces FCM (RS256, spec/vendors/fcm.md §2) and APNs (ES256,
-//! spec/vendors/apns.md §2) need: PEM armour, base64url, compact signing, and the verification
+//! The JSON Web Token pieces FCM (RS256, spec/vendors/fcm.md §2), APNs (ES256,
+//! spec/vendors/apns.md §2) and Huawei's service accounts (PS256, huawei.md §2.2) need: PEM armour, base64url, compact signing, and the verification
 //! their emulators do. Signing goes through aws-lc-rs, already in the tree under rustls.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, KeyPair, RsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
-    ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    EcdsaKeyPair, KeyPair, RsaKeyPair, RsaSignatureEncoding, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_SHA256, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256,
 };
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -83,17 +84,26 @@ impl Rs256Key {
             .map_err(|_| JwtError::BadKey("RSA"))
     }
 
-    /// A compact JWT `header.claims.signature`.
+    /// A compact JWT `header.claims.signature`, signed RS256.
     pub fn sign(&self, header: &Value, claims: &Value) -> Result<String, JwtError> {
+        self.sign_with(&RSA_PKCS1_SHA256, header, claims)
+    }
+
+    /// The same signed PS256 (RSASSA-PSS with SHA-256), as Huawei's service accounts sign.
+    pub fn sign_ps256(&self, header: &Value, claims: &Value) -> Result<String, JwtError> {
+        self.sign_with(&RSA_PSS_SHA256, header, claims)
+    }
+
+    fn sign_with(
+        &self,
+        encoding: &'static RsaSignatureEncoding,
+        header: &Value,
+        claims: &Value,
+    ) -> Result<String, JwtError> {
         let input = signing_input(header, claims);
         let mut sig = vec![0; self.0.public_modulus_len()];
         self.0
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut sig,
-            )
+            .sign(encoding, &SystemRandom::new(), input.as_bytes(), &mut sig)
             .map_err(|_| JwtError::Signing)?;
         Ok(format!("{input}.{}", b64url(&sig)))
     }
@@ -162,6 +172,7 @@ impl Es256Key {
 pub enum Alg {
     Rs256,
     Es256,
+    Ps256,
 }
 
 impl Alg {
@@ -169,6 +180,7 @@ impl Alg {
         match self {
             Alg::Rs256 => "RS256",
             Alg::Es256 => "ES256",
+            Alg::Ps256 => "PS256",
         }
     }
 }
@@ -211,6 +223,8 @@ impl Decoded {
             Alg::Rs256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &der)
                 .verify(self.signing_input.as_bytes(), &self.signature),
             Alg::Es256 => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &der)
+                .verify(self.signing_input.as_bytes(), &self.signature),
+            Alg::Ps256 => UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, &der)
                 .verify(self.signing_input.as_bytes(), &self.signature),
         };
         result.map_err(|_| JwtError::BadSignature)
@@ -261,6 +275,22 @@ mod tests {
             decoded.verify(Alg::Rs256, &stranger.public_pem().unwrap()),
             Err(JwtError::BadSignature)
         );
+    }
+
+    #[test]
+    fn ps256_verifies_only_as_ps256() {
+        let key = Rs256Key::from_pem(&Rs256Key::generate_pem().unwrap()).unwrap();
+        let public = key.public_pem().unwrap();
+        let header = json!({"alg":"PS256","typ":"JWT","kid":"k1"});
+        let token = key.sign_ps256(&header, &json!({"iss":"sub"})).unwrap();
+        let decoded = decode(&token).unwrap();
+        decoded.verify(Alg::Ps256, &public).unwrap();
+        assert_eq!(
+            decoded.verify(Alg::Rs256, &public),
+            Err(JwtError::BadSignature)
+        );
+        let rs = decode(&key.sign(&header, &json!({"iss":"sub"})).unwrap()).unwrap();
+        assert_eq!(rs.verify(Alg::Ps256, &public), Err(JwtError::BadSignature));
     }
 
     #[test]

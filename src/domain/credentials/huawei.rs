@@ -3,9 +3,12 @@
 //! notification channel (contract.md "More push services"; spec/vendors/huawei.md §1–§3); and
 //! the receipt settings of AppGallery Connect (§3 `receipt_id`, §6): the callback user name and
 //! HMAC key that sign Huawei's `X-HUAWEI-CALLBACK-ID` header, write-only like the AppSecret.
+//! Instead of the AppSecret a certificate may hold a service-account key file (§2.2): its key
+//! signs the bearer JWT, and it is write-only too.
 
 use super::{bad, check_opt_token, check_secret, FieldError};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// `android.category` a certificate sends under unless it says otherwise: `IM` is "service &
 /// communication", not counted against the marketing cap (huawei.md §3, §6).
@@ -44,8 +47,12 @@ fn default_category() -> String {
 pub struct HuaweiCredentials {
     /// The OAuth client id, also the `{clientid}` of the v1 send URL.
     pub app_id: String,
-    /// The OAuth client secret.
+    /// The OAuth client secret; empty when the certificate signs with `service_account`.
     pub app_secret: String,
+    /// The service-account key file (JSON object), when the certificate authenticates with a
+    /// JWT instead of OAuth client credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<Value>,
     /// `android.category` of this certificate's notifications.
     #[serde(default = "default_category")]
     pub category: String,
@@ -79,6 +86,10 @@ impl std::fmt::Debug for HuaweiCredentials {
         f.debug_struct("HuaweiCredentials")
             .field("app_id", &self.app_id)
             .field("app_secret", &"<redacted>")
+            .field(
+                "service_account",
+                &self.service_account.as_ref().map(|_| "<redacted>"),
+            )
             .field("category", &self.category)
             .field("channel_id", &self.channel_id)
             .field("receipt_id", &self.receipt_id)
@@ -93,12 +104,16 @@ fn redacted(secret: &Option<String>) -> Option<&'static str> {
 }
 
 /// As an operator submits them; the secrets may be left out of an edit to keep the stored ones.
-#[derive(Debug, Clone, Deserialize)]
+/// `app_secret` and `service_account` replace each other: the one given is kept, the other
+/// cleared.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HuaweiInput {
     pub app_id: String,
     #[serde(default)]
     pub app_secret: Option<String>,
+    #[serde(default)]
+    pub service_account: Option<Value>,
     #[serde(default)]
     pub category: Option<String>,
     #[serde(default)]
@@ -112,17 +127,50 @@ pub struct HuaweiInput {
     pub callback_hmac_key: Option<String>,
 }
 
+impl std::fmt::Debug for HuaweiInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: bool| s.then_some("<redacted>");
+        f.debug_struct("HuaweiInput")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &hidden(self.app_secret.is_some()))
+            .field("service_account", &hidden(self.service_account.is_some()))
+            .field("category", &self.category)
+            .field("channel_id", &self.channel_id)
+            .field("receipt_id", &self.receipt_id)
+            .field(
+                "callback_user_name",
+                &hidden(self.callback_user_name.is_some()),
+            )
+            .field(
+                "callback_hmac_key",
+                &hidden(self.callback_hmac_key.is_some()),
+            )
+            .finish()
+    }
+}
+
 /// As the API shows them: whether a secret is set, never the secret.
 #[derive(Debug, Clone, Serialize)]
 pub struct HuaweiView {
     pub app_id: String,
     pub app_secret_set: bool,
+    /// Which service account signs, when one does: its ids and whether its key is set.
+    pub service_account: Option<HuaweiAccountView>,
     pub category: String,
     pub channel_id: Option<String>,
     pub receipt_id: Option<String>,
     /// Whether receipts can be verified: the callback user name and HMAC key are both set.
     pub callback_user_name_set: bool,
     pub callback_hmac_key_set: bool,
+}
+
+/// A service-account key file as the API shows it: never the key.
+#[derive(Debug, Clone, Serialize)]
+pub struct HuaweiAccountView {
+    pub project_id: Option<String>,
+    pub key_id: Option<String>,
+    pub sub_account: Option<String>,
+    pub private_key_set: bool,
 }
 
 impl HuaweiInput {
@@ -139,12 +187,26 @@ impl HuaweiInput {
                 "the Huawei AppID (OAuth client id) is a number of at most 64 digits",
             ));
         }
-        check_secret(
-            "app_secret",
-            "Huawei AppSecret (OAuth client secret)",
-            self.app_secret.as_deref(),
-            creating,
-        )?;
+        match (&self.app_secret, &self.service_account) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "service_account",
+                    "give either app_secret (OAuth) or service_account (a JWT signed by the \
+                     service account's key), not both",
+                ))
+            }
+            // Parsed by the sender's own parser (the RSA key included), so a key file that
+            // passes here is one the sender can sign with.
+            (None, Some(file)) => {
+                crate::providers::huawei::ServiceAccount::from_json(file)?;
+            }
+            (secret, None) => check_secret(
+                "app_secret",
+                "Huawei AppSecret (OAuth client secret) or a service_account key file",
+                secret.as_deref(),
+                creating,
+            )?,
+        }
         if let Some(category) = &self.category {
             if !is_notification_category(category) {
                 return Err(bad(
@@ -203,11 +265,18 @@ impl HuaweiInput {
                     old.and_then(|o| o.callback_hmac_key.clone()),
                 ),
             };
+        // The one given replaces both; neither keeps both as they were.
+        let (app_secret, service_account) = match (self.app_secret, self.service_account) {
+            (_, Some(file)) => (String::new(), Some(file)),
+            (Some(secret), None) => (secret, None),
+            (None, None) => (
+                old.map(|o| o.app_secret.clone()).unwrap_or_default(),
+                old.and_then(|o| o.service_account.clone()),
+            ),
+        };
         HuaweiCredentials {
-            app_secret: self
-                .app_secret
-                .or_else(|| old.map(|o| o.app_secret.clone()))
-                .unwrap_or_default(),
+            app_secret,
+            service_account,
             app_id: self.app_id,
             category: self.category.unwrap_or_else(default_category),
             channel_id: self.channel_id,
@@ -220,9 +289,17 @@ impl HuaweiInput {
 
 impl From<&HuaweiCredentials> for HuaweiView {
     fn from(c: &HuaweiCredentials) -> Self {
+        let field =
+            |file: &Value, name: &str| file.get(name).and_then(Value::as_str).map(str::to_owned);
         HuaweiView {
             app_id: c.app_id.clone(),
             app_secret_set: !c.app_secret.is_empty(),
+            service_account: c.service_account.as_ref().map(|file| HuaweiAccountView {
+                project_id: field(file, "project_id"),
+                key_id: field(file, "key_id"),
+                sub_account: field(file, "sub_account"),
+                private_key_set: field(file, "private_key").is_some_and(|k| !k.trim().is_empty()),
+            }),
             category: c.category.clone(),
             channel_id: c.channel_id.clone(),
             receipt_id: c.receipt_id.clone(),
@@ -240,6 +317,7 @@ mod tests {
         HuaweiInput {
             app_id: "10086".into(),
             app_secret: Some("s3cret".into()),
+            service_account: None,
             category: None,
             channel_id: None,
             receipt_id: Some("RCP1".into()),
@@ -318,6 +396,56 @@ mod tests {
         replace.callback_hmac_key = Some("new-key".into());
         let replaced = replace.into_credentials(Some(&stored));
         assert_eq!(replaced.callback_auth(), Some(("receipt-user", "new-key")));
+    }
+
+    #[test]
+    fn a_service_account_replaces_the_secret_and_is_never_shown() {
+        let (file, _) =
+            crate::providers::huawei::account::sample_key_file("736430079244623135", "kid-9")
+                .expect("key file");
+        let mut both = input();
+        both.service_account = Some(file.clone());
+        assert_eq!(
+            both.validate(true).map_err(|e| e.field),
+            Err("service_account")
+        );
+        let mut jwt = input();
+        jwt.app_secret = None;
+        jwt.service_account = Some(file.clone());
+        assert_eq!(jwt.validate(true), Ok(()));
+        let mut neither = input();
+        neither.app_secret = None;
+        assert_eq!(
+            neither.validate(true).map_err(|e| e.field),
+            Err("app_secret")
+        );
+        assert_eq!(neither.validate(false), Ok(()));
+        let mut broken = jwt.clone();
+        broken.service_account = Some(serde_json::json!({"project_id": "1", "key_id": "k"}));
+        assert_eq!(
+            broken.validate(true).map_err(|e| e.field),
+            Err("service_account.sub_account")
+        );
+
+        // Switching to the key clears the secret; an edit without either keeps the key.
+        let stored = jwt
+            .clone()
+            .into_credentials(Some(&input().into_credentials(None)));
+        assert_eq!(stored.app_secret, "");
+        assert_eq!(stored.service_account.as_ref(), Some(&file));
+        assert_eq!(neither.clone().into_credentials(Some(&stored)), stored);
+        let back = input().into_credentials(Some(&stored));
+        assert_eq!(
+            (back.app_secret.as_str(), back.service_account),
+            ("s3cret", None)
+        );
+
+        let view = serde_json::to_string(&HuaweiView::from(&stored)).expect("view");
+        assert!(view.contains("\"key_id\":\"kid-9\""), "{view}");
+        assert!(view.contains("\"private_key_set\":true"), "{view}");
+        assert!(!view.contains("PRIVATE KEY"), "{view}");
+        assert!(!format!("{stored:?}").contains("PRIVATE KEY"));
+        assert!(!format!("{jwt:?}").contains("PRIVATE KEY"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! OPPO OPUSH: the AppKey and MasterSecret that sign the auth token (spec/vendors/oppo.md §2),
 //! and the classification chats need since 2024 — `category` (IM when unset) with
-//! `notify_level` (2 when unset) — or an older app's private-message `channel_id` (§4).
+//! `notify_level` (2 when unset) — or an older app's private-message `channel_id` (§4); and the
+//! private-message template notifications use unless a message names its own.
 
 use super::{bad, check_opt_token, check_secret, FieldError};
-use crate::domain::vendor_fields::{check_one_of, OPPO_CATEGORIES, OPPO_NOTIFY_LEVELS};
+use crate::domain::vendor_fields::{
+    check_one_of, check_oppo_template_id, OPPO_CATEGORIES, OPPO_NOTIFY_LEVELS,
+};
 use serde::{Deserialize, Serialize};
 
 /// What a chat is sent as when neither the certificate nor the message says (contract.md).
@@ -21,6 +24,9 @@ pub struct OppoCredentials {
     pub category: Option<String>,
     #[serde(default)]
     pub notify_level: Option<u8>,
+    /// `private_msg_template_id` of every notification (a message's own id wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_msg_template_id: Option<String>,
 }
 
 impl std::fmt::Debug for OppoCredentials {
@@ -31,6 +37,7 @@ impl std::fmt::Debug for OppoCredentials {
             .field("channel_id", &self.channel_id)
             .field("category", &self.category)
             .field("notify_level", &self.notify_level)
+            .field("private_msg_template_id", &self.private_msg_template_id)
             .finish()
     }
 }
@@ -48,6 +55,8 @@ pub struct OppoInput {
     pub category: Option<String>,
     #[serde(default)]
     pub notify_level: Option<u8>,
+    #[serde(default)]
+    pub private_msg_template_id: Option<String>,
 }
 
 /// As the API shows them: whether a MasterSecret is set, never the secret; the classification
@@ -59,6 +68,7 @@ pub struct OppoView {
     pub channel_id: Option<String>,
     pub category: Option<String>,
     pub notify_level: Option<u8>,
+    pub private_msg_template_id: Option<String>,
 }
 
 impl OppoInput {
@@ -73,6 +83,9 @@ impl OppoInput {
         check_opt_token("channel_id", "channel id", self.channel_id.as_deref(), 64)?;
         if let Some(c) = &self.category {
             check_one_of("category", c, OPPO_CATEGORIES)?;
+        }
+        if let Some(id) = &self.private_msg_template_id {
+            check_oppo_template_id("private_msg_template_id", id)?;
         }
         match self.notify_level {
             Some(level) if !OPPO_NOTIFY_LEVELS.contains(&level) => {
@@ -93,6 +106,7 @@ impl OppoInput {
             channel_id: self.channel_id,
             category: self.category,
             notify_level: self.notify_level,
+            private_msg_template_id: self.private_msg_template_id,
         }
     }
 }
@@ -109,6 +123,7 @@ impl From<&OppoCredentials> for OppoView {
                     .unwrap_or_else(|| OPPO_DEFAULT_CATEGORY.to_owned()),
             ),
             notify_level: Some(c.notify_level.unwrap_or(OPPO_DEFAULT_NOTIFY_LEVEL)),
+            private_msg_template_id: c.private_msg_template_id.clone(),
         }
     }
 }
@@ -124,6 +139,7 @@ mod tests {
             channel_id: None,
             category: None,
             notify_level: None,
+            private_msg_template_id: None,
         }
     }
 
@@ -143,6 +159,10 @@ mod tests {
             (
                 Box::new(|f| f.channel_id = Some("a b".into())),
                 "channel_id",
+            ),
+            (
+                Box::new(|f| f.private_msg_template_id = Some("".into())),
+                "private_msg_template_id",
             ),
         ];
         for (mutate, field) in cases {

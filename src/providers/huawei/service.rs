@@ -1,6 +1,6 @@
 //! Huawei behind the [`PushService`] seam: credentials from a certificate, identical content to
-//! up to 1,000 tokens per request (distinct content never shares one), the OAuth token through
-//! the certificate's access cache, and each [`HuaweiReply`] classified into a [`Verdict`].
+//! up to 1,000 tokens per request (distinct content never shares one), the OAuth token — or the
+//! JWT a service-account key signs (§2.2) — through the certificate's access cache, and each [`HuaweiReply`] classified into a [`Verdict`].
 //! A refused token is renewed and the request resent once, and 80300007 unbinds only after the
 //! certificate's app id has proved itself (see `memory`). With a public URL and the
 //! certificate's receipt callback settings, notifications ask for receipts (`receipt_id`) and
@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::account::{ServiceAccount, JWT_LIFETIME_SECS};
 use super::client::{ClientError, HuaweiClient};
 use super::memory::{AuthMemory, Refusal};
 use super::reply::HuaweiReply;
@@ -21,7 +22,7 @@ use super::wire::{
 use super::TokenError;
 use crate::domain::receipt::{Receipt, ReceiptError};
 use crate::domain::validate::FieldError;
-use crate::domain::{Certificate, CertificateId};
+use crate::domain::{now_secs, Certificate, CertificateId};
 use crate::providers::huawei_receipt::{parse_statuses, verify_callback_id, CallbackAuth};
 use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
 use crate::providers::{
@@ -33,6 +34,22 @@ use crate::push::PushContent;
 /// Tokens are renewed this much earlier than the seam's own margin: 120 s before expiry in
 /// total, as mizhousoft's client does (spec §2.1).
 const EXTRA_RENEW_MARGIN: Duration = Duration::from_secs(60);
+
+/// How a certificate proves itself to Huawei (spec §2).
+#[derive(Clone, Debug)]
+pub enum HuaweiAuth {
+    /// OAuth client credentials: the app id and the `HuaweiApp::client_secret` (§2.1).
+    OAuth,
+    /// A service-account key that signs its own bearer JWTs (§2.2).
+    ServiceAccount(Arc<ServiceAccount>),
+}
+
+/// A certificate's credentials as the sender holds them.
+#[derive(Clone, Debug)]
+pub struct HuaweiCert {
+    pub app: HuaweiApp,
+    pub auth: HuaweiAuth,
+}
 
 /// One exchange and what the certificate's memory says about it.
 #[derive(Debug)]
@@ -111,7 +128,7 @@ pub fn batch_cert<C>(batch: &Batch<C>) -> Option<CertificateId> {
 }
 
 impl PushService for Huawei {
-    type Credentials = HuaweiApp;
+    type Credentials = HuaweiCert;
     type Content = HuaweiMessage;
     type Access = Arc<str>;
     type Reply = HuaweiExchange;
@@ -120,7 +137,7 @@ impl PushService for Huawei {
         "huawei"
     }
 
-    fn credentials(&self, cert: &Certificate) -> Result<HuaweiApp, FieldError> {
+    fn credentials(&self, cert: &Certificate) -> Result<HuaweiCert, FieldError> {
         let Some(h) = cert.credentials.huawei() else {
             return Err(FieldError {
                 field: "vendor",
@@ -130,16 +147,25 @@ impl PushService for Huawei {
                 ),
             });
         };
-        if h.app_secret.trim().is_empty() {
-            return Err(FieldError {
-                field: "app_secret",
-                message: "the Huawei AppSecret (OAuth client secret) is required".into(),
-            });
-        }
-        Ok(HuaweiApp {
-            app_id: h.app_id.clone(),
-            client_secret: h.app_secret.clone(),
-            project_id: None,
+        let auth = match &h.service_account {
+            Some(file) => HuaweiAuth::ServiceAccount(Arc::new(ServiceAccount::from_json(file)?)),
+            None if h.app_secret.trim().is_empty() => {
+                return Err(FieldError {
+                    field: "app_secret",
+                    message: "the Huawei AppSecret (OAuth client secret) or a service_account \
+                              key file is required"
+                        .into(),
+                })
+            }
+            None => HuaweiAuth::OAuth,
+        };
+        Ok(HuaweiCert {
+            app: HuaweiApp {
+                app_id: h.app_id.clone(),
+                client_secret: h.app_secret.clone(),
+                project_id: None,
+            },
+            auth,
         })
     }
 
@@ -190,22 +216,37 @@ impl PushService for Huawei {
 
     fn acquire_access(
         &self,
-        app: &HuaweiApp,
+        cert: &HuaweiCert,
     ) -> impl Future<Output = Result<Grant<Arc<str>>, AccessError>> + Send {
         let client = self.client.clone();
-        let app = app.clone();
+        let cert = cert.clone();
         async move {
-            let token = client.fetch_token(&app).await.map_err(access_error)?;
-            Ok(grant_for(&token.value, token.lifetime))
+            match &cert.auth {
+                HuaweiAuth::OAuth => {
+                    let token = client.fetch_token(&cert.app).await.map_err(access_error)?;
+                    Ok(grant_for(&token.value, token.lifetime))
+                }
+                // Signed here, no call: cached and renewed like a token so that a request does
+                // not pay an RSA signature, and a fresh one is made after 80200005.
+                HuaweiAuth::ServiceAccount(account) => {
+                    let jwt = account.jwt(now_secs()).map_err(|e| {
+                        AccessError::Refused(format!(
+                            "the service account's key cannot sign a JWT: {e}"
+                        ))
+                    })?;
+                    Ok(grant_for(&jwt, Duration::from_secs(JWT_LIFETIME_SECS)))
+                }
+            }
         }
     }
 
     async fn exchange(
         &self,
-        app: &HuaweiApp,
+        cert: &HuaweiCert,
         access: &Arc<str>,
         batch: &Batch<HuaweiMessage>,
     ) -> HuaweiExchange {
+        let app = &cert.app;
         let reply = match batch.parts.as_slice() {
             [(msg, jobs)] => {
                 let tokens: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();

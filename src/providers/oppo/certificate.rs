@@ -2,11 +2,16 @@
 //! signing credentials, and the notification of a message with the message's OPPO fields over
 //! the certificate's and `category` IM / `notify_level` 2 when neither sets them.
 
-use super::wire::{OppoApp, OppoNotification, DEFAULT_CATEGORY, DEFAULT_NOTIFY_LEVEL};
+use std::collections::BTreeMap;
+
+use super::wire::{
+    OppoApp, OppoNotification, PrivateTemplate, DEFAULT_CATEGORY, DEFAULT_NOTIFY_LEVEL,
+};
 use crate::domain::credentials::{bad, OppoCredentials};
 use crate::domain::validate::FieldError;
 use crate::domain::vendor_fields::OvmPushFields;
 use crate::domain::{Certificate, ClickAction};
+use crate::providers::text::or_default;
 
 /// The credentials to sign with, or the field that is wrong.
 pub fn app(cert: &Certificate) -> Result<OppoApp, FieldError> {
@@ -60,7 +65,43 @@ pub fn render(
         click: click.clone(),
         ext: ext.map(str::to_owned),
         notify_id,
+        private_template: private_template(c, fields, title, desc),
     }
+}
+
+/// The placeholder a template gets the notification's title in when the message fills none.
+pub const TEMPLATE_TITLE_PARAMETER: &str = "title";
+/// The placeholder a template gets the notification's body in when the message fills none.
+pub const TEMPLATE_CONTENT_PARAMETER: &str = "content";
+
+fn private_template(
+    c: Option<&OppoCredentials>,
+    fields: &OvmPushFields,
+    title: &str,
+    desc: &str,
+) -> Option<PrivateTemplate> {
+    let id = fields
+        .oppo_private_msg_template_id
+        .clone()
+        .or_else(|| c.and_then(|c| c.private_msg_template_id.clone()))?;
+    let or_text = |given: &Option<BTreeMap<String, String>>, key: &str, text: &str| {
+        given
+            .clone()
+            .unwrap_or_else(|| BTreeMap::from([(key.to_owned(), or_default(text).to_owned())]))
+    };
+    Some(PrivateTemplate {
+        id,
+        title_parameters: or_text(
+            &fields.oppo_private_title_parameters,
+            TEMPLATE_TITLE_PARAMETER,
+            title,
+        ),
+        content_parameters: or_text(
+            &fields.oppo_private_content_parameters,
+            TEMPLATE_CONTENT_PARAMETER,
+            desc,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -74,6 +115,7 @@ mod tests {
             channel_id: None,
             category: None,
             notify_level: None,
+            private_msg_template_id: None,
         }
     }
 
@@ -112,6 +154,38 @@ mod tests {
         assert_eq!(n.category.as_deref(), Some("SUBSCRIPTION"));
         assert_eq!(n.channel_id.as_deref(), Some("c2"));
         assert_eq!(n.ext.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn a_template_comes_from_the_message_or_the_certificate() {
+        let r = |c: &OppoCredentials, f: &OvmPushFields| {
+            render(Some(c), &ClickAction::OpenApp, "Bob", "hi", None, f, 1).private_template
+        };
+        assert_eq!(r(&creds(), &OvmPushFields::default()), None);
+        let mut cert = creds();
+        cert.private_msg_template_id = Some("cert-tpl".into());
+        let t = r(&cert, &OvmPushFields::default()).expect("template");
+        assert_eq!(t.id, "cert-tpl");
+        assert_eq!(
+            t.title_parameters,
+            BTreeMap::from([("title".into(), "Bob".into())])
+        );
+        assert_eq!(
+            t.content_parameters,
+            BTreeMap::from([("content".into(), "hi".into())])
+        );
+        let msg = OvmPushFields {
+            oppo_private_msg_template_id: Some("msg-tpl".into()),
+            oppo_private_title_parameters: Some(BTreeMap::from([("who".into(), "B".into())])),
+            ..OvmPushFields::default()
+        };
+        let t = r(&cert, &msg).expect("template");
+        assert_eq!(t.id, "msg-tpl");
+        assert_eq!(
+            t.title_parameters,
+            BTreeMap::from([("who".into(), "B".into())])
+        );
+        assert_eq!(t.content_parameters["content"], "hi");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Every call is a form POST; notifications travel as JSON text inside the form (`message` for
 //! `unicast`, `messages` for `unicast_batch`), with snake_case keys as every SDK sends (§3).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -66,6 +68,19 @@ pub struct OppoNotification {
     pub ext: Option<String>,
     /// Same id ⇒ the notifications replace each other.
     pub notify_id: i32,
+    /// A private-message template the notification is shown with.
+    pub private_template: Option<PrivateTemplate>,
+}
+
+/// OPPO's private-message template: its id and the values of its title and content
+/// placeholders. The wire names (`private_msg_template_id`, `private_title_parameters`,
+/// `private_content_parameters` inside `notification`, the parameters as JSON objects of
+/// strings) are UNCONFIRMED (spec/vendors/README.md): they are what integrators send.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PrivateTemplate {
+    pub id: String,
+    pub title_parameters: BTreeMap<String, String>,
+    pub content_parameters: BTreeMap<String, String>,
 }
 
 /// `sign` of the auth call: lower-case hex SHA-256 of `app_key + timestamp + master_secret` (§2).
@@ -129,6 +144,12 @@ struct NotificationJson<'a> {
     action_parameters: Option<String>,
     off_line: bool,
     notify_id: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_msg_template_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_title_parameters: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_content_parameters: Option<&'a BTreeMap<String, String>>,
 }
 
 fn message_json<'a>(target: &'a str, n: &'a OppoNotification) -> MessageJson<'a> {
@@ -148,6 +169,17 @@ fn message_json<'a>(target: &'a str, n: &'a OppoNotification) -> MessageJson<'a>
             action_parameters: action_parameters(n.ext.as_deref()),
             off_line: true,
             notify_id: n.notify_id,
+            private_msg_template_id: n.private_template.as_ref().map(|t| t.id.as_str()),
+            private_title_parameters: n
+                .private_template
+                .as_ref()
+                .map(|t| &t.title_parameters)
+                .filter(|p| !p.is_empty()),
+            private_content_parameters: n
+                .private_template
+                .as_ref()
+                .map(|t| &t.content_parameters)
+                .filter(|p| !p.is_empty()),
         },
     }
 }
@@ -187,6 +219,7 @@ mod tests {
             },
             ext: Some(r#"{"conv":"42"}"#.into()),
             notify_id: 42,
+            private_template: None,
         }
     }
 
@@ -258,6 +291,26 @@ mod tests {
         assert_eq!(notification["click_action_type"], 2);
         assert_eq!(notification["click_action_url"], "https://e.x/a");
         assert_eq!(msg["target_value"], "CN_a");
+    }
+
+    #[test]
+    fn a_private_template_rides_in_the_notification() {
+        let mut n = note();
+        n.private_template = Some(PrivateTemplate {
+            id: "tpl-1".into(),
+            title_parameters: BTreeMap::from([("title".into(), "Alice".into())]),
+            content_parameters: BTreeMap::new(),
+        });
+        let form: Vec<(String, String)> =
+            serde_urlencoded::from_str(&unicast_form("tok", "CN_a", &n)).expect("form");
+        let msg: serde_json::Value = serde_json::from_str(&form[1].1).expect("json");
+        let notification = &msg["notification"];
+        assert_eq!(notification["private_msg_template_id"], "tpl-1");
+        assert_eq!(
+            notification["private_title_parameters"],
+            serde_json::json!({"title": "Alice"})
+        );
+        assert!(notification.get("private_content_parameters").is_none());
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! the body's rules (exactly one target kind, 1–1000 tokens, 4096-byte payload, category,
 //! importance, click_action, ttl, collapse_key, sound), illegal tokens (80100000 with the list
 //! in `msg` as a JSON string, 80300007 when all are), flow control as HTTP 503, outages, and
-//! message receipts posted to the callback of a receipt configuration (`receipts`, spec §6).
+//! message receipts posted to the callback of a receipt configuration (`receipts`, spec §6),
+//! and service-account JWTs in place of access tokens, checked against each account's public
+//! key (`jwt`, spec §2.2; the choices the spec leaves open are [`HuaweiRules`] fields).
 //! Shared pieces (tokens, knobs, control surface) are in `providers::oauth_emulator`.
 
+mod jwt;
 mod push;
 mod receipts;
 
@@ -24,6 +27,7 @@ pub use crate::providers::oauth_emulator::{
     EmulatorStats, Knobs, OAuthApp, ReceivedFilter, ReceivedNotification,
 };
 pub use crate::providers::receipt_poster::ReceiptStats;
+pub use jwt::ServiceAccountKey;
 pub use receipts::ReceiptConfig;
 
 /// Fixed choices, where the spec is silent or UNCONFIRMED.
@@ -41,6 +45,11 @@ pub struct HuaweiRules {
     pub max_body_bytes: usize,
     /// actix workers; 1 suits tests, more suits load runs.
     pub workers: usize,
+    /// The `aud` a service-account JWT must carry. The spec's only source is the v3 page
+    /// (§2.2): its token URL, which is also the client's default.
+    pub jwt_audience: String,
+    /// Longest `exp − iat` of a JWT; more answers 80300036 "validity > 1 day" (§5).
+    pub jwt_max_validity_secs: u64,
 }
 
 impl Default for HuaweiRules {
@@ -52,6 +61,8 @@ impl Default for HuaweiRules {
             bad_request_status: 400,
             max_body_bytes: 1024 * 1024,
             workers: 1,
+            jwt_audience: crate::providers::huawei::account::JWT_AUDIENCE.to_owned(),
+            jwt_max_validity_secs: 86_400,
         }
     }
 }
@@ -67,6 +78,9 @@ pub struct EmulatorConfig {
     /// AppGallery Connect's receipt configurations at start (more by
     /// [`EmulatorHandle::add_receipt_config`] or `POST /_emulator/receipt_configs`).
     pub receipt_configs: Vec<ReceiptConfig>,
+    /// Service accounts whose JWTs are accepted (more by
+    /// [`EmulatorHandle::add_service_account`] or `POST /_emulator/service_accounts`).
+    pub service_accounts: Vec<ServiceAccountKey>,
 }
 
 impl EmulatorConfig {
@@ -84,12 +98,14 @@ pub struct EmulatorHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     receipts: Arc<receipts::Receipts>,
+    accounts: Arc<jwt::Accounts>,
     server: ServerHandle,
 }
 
 pub(crate) struct Vendor {
     rules: HuaweiRules,
     receipts: Arc<receipts::Receipts>,
+    accounts: Arc<jwt::Accounts>,
 }
 
 fn configure(cfg: &mut web::ServiceConfig) {
@@ -98,6 +114,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
     )));
     push::configure(cfg);
     receipts::configure(cfg);
+    jwt::configure(cfg);
 }
 
 /// Starts an emulator on `listen` (port 0 picks a free port); returns once bound.
@@ -113,9 +130,11 @@ pub fn start(config: EmulatorConfig, listen: SocketAddr) -> io::Result<EmulatorH
         config.receipt_configs,
         shared.max_records,
     ));
+    let accounts = Arc::new(jwt::Accounts::new(config.service_accounts));
     let vendor = Arc::new(Vendor {
         rules: config.rules,
         receipts: Arc::clone(&receipts),
+        accounts: Arc::clone(&accounts),
     });
     let poster = Arc::clone(&receipts);
     let parts = core::serve_with(
@@ -131,6 +150,7 @@ pub fn start(config: EmulatorConfig, listen: SocketAddr) -> io::Result<EmulatorH
         addr: parts.addr,
         shared,
         receipts,
+        accounts,
         server: parts.server,
     })
 }
@@ -195,6 +215,16 @@ impl EmulatorHandle {
     /// Statuses posted, lost and failed since start.
     pub fn receipt_stats(&self) -> ReceiptStats {
         self.receipts.queue.stats()
+    }
+
+    /// Accepts the JWTs of a service account (replacing one with the same `key_id`).
+    pub fn add_service_account(&self, key: ServiceAccountKey) {
+        self.accounts.add(key);
+    }
+
+    /// Every service-account JWT issued before this second answers 80200005 from now on.
+    pub fn expire_jwts_issued_before(&self, unix_secs: u64) {
+        self.accounts.expire_before(unix_secs);
     }
 
     /// Every access token issued so far expires now.

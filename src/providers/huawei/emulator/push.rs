@@ -43,7 +43,7 @@ pub(crate) struct Reject {
 }
 
 impl Reject {
-    fn new(status: u16, code: &'static str, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, code: &'static str, msg: impl Into<String>) -> Self {
         Reject {
             status,
             code,
@@ -106,22 +106,23 @@ async fn process(
     now: u64,
     rid: &str,
 ) -> Result<(&'static str, String), Reject> {
-    let Vendor { rules, receipts } = vendor;
-    match shared.check_bearer(bearer(req), app_id, now) {
-        BearerCheck::Ok => {}
-        BearerCheck::Expired => {
-            return Err(Reject::new(
-                rules.auth_error_status,
-                "80200003",
-                "OAuth token expired",
-            ))
+    let Vendor {
+        rules,
+        receipts,
+        accounts,
+    } = vendor;
+    let mut headers = BTreeMap::new();
+    // A bearer with three dot-separated parts is a service-account JWT (§2.2); anything else
+    // must be an access token this emulator issued.
+    let token = bearer(req);
+    match token.filter(|t| t.split('.').count() == 3) {
+        Some(jwt) => {
+            let kid = accounts.check(jwt, app_id, now / 1000, rules, shared.accept_any_app)?;
+            headers.insert("auth".to_owned(), format!("jwt {kid}"));
         }
-        BearerCheck::Missing | BearerCheck::Unknown | BearerCheck::OtherApp => {
-            return Err(Reject::new(
-                rules.auth_error_status,
-                "80200001",
-                "Oauth authentication error",
-            ))
+        None => {
+            check_access_token(shared, rules, token, app_id, now)?;
+            headers.insert("auth".to_owned(), "oauth".to_owned());
         }
     }
     if !media_type(req).starts_with("application/json") {
@@ -168,7 +169,6 @@ async fn process(
         return Ok(("80000000", "Success".into()));
     }
     let marketing = checked.category == "MARKETING";
-    let headers = BTreeMap::new();
     let (delivered, capped): (Vec<String>, Vec<String>) = valid.iter().cloned().partition(|t| {
         !marketing || shared.admit_marketing(app_id, t, knobs.marketing_daily_cap, now)
     });
@@ -220,6 +220,29 @@ async fn process(
     })
     .to_string();
     Ok(("80100000", msg))
+}
+
+/// An OAuth access token: one this emulator issued, unexpired, to a client owning the app id.
+fn check_access_token(
+    shared: &Shared,
+    rules: &HuaweiRules,
+    token: Option<&str>,
+    app_id: &str,
+    now: u64,
+) -> Result<(), Reject> {
+    match shared.check_bearer(token, app_id, now) {
+        BearerCheck::Ok => Ok(()),
+        BearerCheck::Expired => Err(Reject::new(
+            rules.auth_error_status,
+            "80200003",
+            "OAuth token expired",
+        )),
+        BearerCheck::Missing | BearerCheck::Unknown | BearerCheck::OtherApp => Err(Reject::new(
+            rules.auth_error_status,
+            "80200001",
+            "Oauth authentication error",
+        )),
+    }
 }
 
 /// What the rules let through, decoded.

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::domain::ClickAction;
-use crate::providers::huawei::{HuaweiApp, HuaweiClient, HuaweiMessage, HuaweiReply, TokenError};
+use crate::providers::huawei::account::sample_key_file;
+use crate::providers::huawei::{
+    HuaweiApp, HuaweiClient, HuaweiMessage, HuaweiReply, ServiceAccount, TokenError,
+};
+use serde_json::Value;
 
 fn app() -> HuaweiApp {
     HuaweiApp {
@@ -208,5 +212,101 @@ async fn the_hang_knob_holds_requests_until_cleared() {
     assert_eq!(
         client.send(&app(), &token, &msg(), &["t"]).await.class(),
         "delivered"
+    );
+}
+
+/// A service account known to the emulator for app 10086, and a signer for its JWTs.
+fn jwt_emulator(rules: HuaweiRules) -> (EmulatorHandle, HuaweiClient, ServiceAccount, Value) {
+    let (file, public_key) = sample_key_file("proj-1", "kid-1").expect("key file");
+    let account = ServiceAccount::from_json(&file).expect("account");
+    let config = EmulatorConfig {
+        rules,
+        service_accounts: vec![ServiceAccountKey {
+            key_id: "kid-1".into(),
+            sub_account: account.sub_account.clone(),
+            public_key,
+            app_ids: vec!["10086".into()],
+        }],
+        ..EmulatorConfig::default()
+    };
+    let emu = start(config, "127.0.0.1:0".parse().expect("addr")).expect("start");
+    let client = HuaweiClient::new(&emu.base_url(), &emu.auth_url(), Duration::from_secs(5))
+        .expect("client");
+    (emu, client, account, file)
+}
+
+#[tokio::test]
+async fn a_service_account_jwt_is_a_bearer_and_is_checked() {
+    let (emu, client, account, _) = jwt_emulator(HuaweiRules::default());
+    let now = crate::domain::now_secs();
+    let jwt = account.jwt(now).expect("jwt");
+    let reply = client.send(&app(), &jwt, &msg(), &["t1"]).await;
+    assert_eq!(reply.class(), "delivered", "{reply:?}");
+    let got = emu.received();
+    assert_eq!(
+        got[0].headers.get("auth").map(String::as_str),
+        Some("jwt kid-1")
+    );
+    assert_eq!(emu.stats().tokens_issued, 0, "no OAuth call");
+
+    // Another account's key under the same kid: the signature does not verify.
+    let (other_file, _) = sample_key_file("proj-1", "kid-1").expect("key file");
+    let forged = ServiceAccount::from_json(&other_file)
+        .expect("account")
+        .jwt(now)
+        .expect("jwt");
+    let reply = client.send(&app(), &forged, &msg(), &["t1"]).await;
+    assert!(
+        matches!(reply, HuaweiReply::AccessRefused { code: 80200001, .. }),
+        "{reply:?}"
+    );
+    // An app id the account does not own.
+    let other_app = HuaweiApp {
+        app_id: "999".into(),
+        ..app()
+    };
+    let reply = client.send(&other_app, &jwt, &msg(), &["t1"]).await;
+    assert!(
+        matches!(reply, HuaweiReply::AccessRefused { .. }),
+        "{reply:?}"
+    );
+    // Out of date: 80200005, which the client renews.
+    let stale = account.jwt(now - 7200).expect("jwt");
+    let reply = client.send(&app(), &stale, &msg(), &["t1"]).await;
+    assert!(
+        matches!(reply, HuaweiReply::AccessExpired { code: 80200005, .. }),
+        "{reply:?}"
+    );
+    emu.expire_jwts_issued_before(now + 1);
+    let reply = client.send(&app(), &jwt, &msg(), &["t1"]).await;
+    assert!(
+        matches!(reply, HuaweiReply::AccessExpired { code: 80200005, .. }),
+        "{reply:?}"
+    );
+    assert_eq!(emu.received().len(), 1);
+}
+
+#[tokio::test]
+async fn the_unconfirmed_jwt_choices_are_rules() {
+    // An emulator that wants another audience and at most ten minutes of validity.
+    let (_emu, client, account, _) = jwt_emulator(HuaweiRules {
+        jwt_max_validity_secs: 600,
+        ..HuaweiRules::default()
+    });
+    let jwt = account.jwt(crate::domain::now_secs()).expect("jwt");
+    let reply = client.send(&app(), &jwt, &msg(), &["t1"]).await;
+    assert!(
+        matches!(reply, HuaweiReply::Misconfigured { code: 80300036, .. }),
+        "{reply:?}"
+    );
+    let (_emu, client, account, _) = jwt_emulator(HuaweiRules {
+        jwt_audience: "https://push-api.cloud.huawei.com".into(),
+        ..HuaweiRules::default()
+    });
+    let jwt = account.jwt(crate::domain::now_secs()).expect("jwt");
+    let reply = client.send(&app(), &jwt, &msg(), &["t1"]).await;
+    assert!(
+        matches!(reply, HuaweiReply::AccessRefused { .. }),
+        "{reply:?}"
     );
 }

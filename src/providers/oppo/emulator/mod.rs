@@ -5,7 +5,8 @@
 //! unknown or expired), form encoding, `category` / `notify_level` rules (67), title and content
 //! lengths, click actions, `action_parameters` size, ≤1,000 messages per `unicast_batch`,
 //! per-target `errorCode` 10000, QPS counted in targets, the daily quota (33) and outages (5xx,
-//! latency, hang). Where the spec says UNCONFIRMED the choice is an [`OppoRules`] field.
+//! latency, hang), and the private-message template fields. Where the spec says UNCONFIRMED
+//! the choice is an [`OppoRules`] field.
 //! Shared machinery (knobs, received log, `/_emulator/*`) is `providers::emulator_kit`.
 
 use std::collections::HashMap;
@@ -40,6 +41,13 @@ pub struct OppoRules {
     pub allow_notify_level_16: bool,
     /// Timestamp tolerance of the auth call (§2: ±10 min).
     pub timestamp_skew_ms: u64,
+    /// Service-category notifications (IM, ACCOUNT, …) must name a private-message template,
+    /// refused with 67 otherwise: integrators report OPPO requiring it for IM since 2024, the
+    /// spec does not confirm it. Off by default.
+    pub require_private_template: bool,
+    /// The templates registered in OPPO's console; another `private_msg_template_id` is refused
+    /// (41). Empty: any id is taken.
+    pub private_template_ids: Vec<String>,
 }
 
 impl Default for OppoRules {
@@ -49,6 +57,8 @@ impl Default for OppoRules {
             require_category: true,
             allow_notify_level_16: false,
             timestamp_skew_ms: 10 * 60 * 1000,
+            require_private_template: false,
+            private_template_ids: Vec::new(),
         }
     }
 }
@@ -434,6 +444,7 @@ fn decode(i: usize, message: Value, rules: &OppoRules) -> Result<Decoded, Reject
         Some(5) if has("click_action_url") => {}
         _ => return Err(bad("click_action_type must be 0, 1/4 with click_action_activity, 2 with an http(s) click_action_url, or 5 with click_action_url")),
     }
+    check_private_template(&n, rules, &bad, &category_error)?;
     if let Some(params) = n.get("action_parameters") {
         let ok = params.as_str().is_some_and(|p| {
             p.len() <= ACTION_PARAMETERS_MAX_BYTES
@@ -447,6 +458,63 @@ fn decode(i: usize, message: Value, rules: &OppoRules) -> Result<Decoded, Reject
         target,
         notification: n,
     })
+}
+
+/// Service categories: the "communication & service" class (§4).
+const SERVICE_CATEGORIES: &[&str] = &[
+    "IM",
+    "ACCOUNT",
+    "DEVICE_REMINDER",
+    "ORDER",
+    "TODO",
+    "SUBSCRIPTION",
+];
+
+/// `private_msg_template_id` (a registered template when the rules list them) and its
+/// `private_title_parameters` / `private_content_parameters`, JSON objects of strings that
+/// need the id.
+fn check_private_template(
+    n: &Map<String, Value>,
+    rules: &OppoRules,
+    bad: &dyn Fn(&str) -> Reject,
+    category_error: &dyn Fn(&str) -> Reject,
+) -> Result<(), Reject> {
+    let id = match n.get("private_msg_template_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if !id.trim().is_empty() => Some(id.as_str()),
+        Some(_) => return Err(bad("private_msg_template_id must be a non-empty string")),
+    };
+    let service = n
+        .get("category")
+        .and_then(Value::as_str)
+        .is_some_and(|c| SERVICE_CATEGORIES.contains(&c));
+    match id {
+        None if rules.require_private_template && service => {
+            return Err(category_error(
+                "a service message needs private_msg_template_id",
+            ))
+        }
+        Some(id)
+            if !rules.private_template_ids.is_empty()
+                && !rules.private_template_ids.iter().any(|t| t == id) =>
+        {
+            return Err(bad(&format!(
+                "private_msg_template_id {id} is not registered"
+            )))
+        }
+        _ => {}
+    }
+    for key in ["private_title_parameters", "private_content_parameters"] {
+        match n.get(key) {
+            None | Some(Value::Null) => {}
+            Some(_) if id.is_none() => {
+                return Err(bad(&format!("{key} needs private_msg_template_id")))
+            }
+            Some(Value::Object(params)) if params.values().all(Value::is_string) => {}
+            Some(_) => return Err(bad(&format!("{key} must be a JSON object of strings"))),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -525,5 +593,54 @@ mod tests {
         )
         .is_err());
         assert!(decode(0, json!([]), &rules).is_err());
+    }
+
+    #[test]
+    fn private_template_checks_follow_the_rules() {
+        let rules = OppoRules::default();
+        let with = |extra: Value| {
+            let mut n = ok();
+            if let (Value::Object(n), Value::Object(extra)) = (&mut n, extra) {
+                n.extend(extra);
+            }
+            message(n)
+        };
+        let code = |m: Value, rules: &OppoRules| decode(0, m, rules).err().map(|r| r.code);
+        let full = json!({"private_msg_template_id": "tpl-1",
+            "private_title_parameters": {"title": "Bob"},
+            "private_content_parameters": {"content": "hi"}});
+        assert_eq!(code(with(full.clone()), &rules), None);
+        assert_eq!(code(message(ok()), &rules), None, "not required by default");
+        assert_eq!(
+            code(
+                with(json!({"private_title_parameters": {"t": "x"}})),
+                &rules
+            ),
+            Some(41),
+            "parameters without a template"
+        );
+        assert_eq!(
+            code(
+                with(
+                    json!({"private_msg_template_id": "tpl-1", "private_title_parameters": {"t": 1}})
+                ),
+                &rules
+            ),
+            Some(41)
+        );
+        let strict = OppoRules {
+            require_private_template: true,
+            private_template_ids: vec!["tpl-1".into()],
+            ..OppoRules::default()
+        };
+        assert_eq!(code(message(ok()), &strict), Some(67));
+        assert_eq!(code(with(full), &strict), None);
+        assert_eq!(
+            code(with(json!({"private_msg_template_id": "tpl-2"})), &strict),
+            Some(41)
+        );
+        // Marketing needs no template even then.
+        let marketing = json!({"title": "t", "content": "c", "category": "MARKETING"});
+        assert_eq!(code(message(marketing), &strict), None);
     }
 }
