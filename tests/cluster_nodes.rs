@@ -1540,4 +1540,3 @@ fn an_owner_cut_off_from_redis_stops_sending_before_the_next_owner_starts() {
         }
     });
 }
-
