@@ -48,7 +48,24 @@ pub struct CertEntry {
     broken_reason: RwLock<Option<String>>,
     /// Unix seconds until which the daily quota is exhausted (0 = not paused).
     paused_until: AtomicU64,
+    /// The send fence (cluster mode): the sender starts no vendor request once
+    /// [`lease_clock_ms`] reaches this. `u64::MAX` = no lease needed (embedded mode); 0 = this
+    /// node does not own the certificate. Set by the lease renewer, read before each request.
+    owned_until: AtomicU64,
+    /// Incremented each time the lease is lost: what the sender held under an older value goes
+    /// back to the durable queue (not sent, not counted, not acked) for the next owner.
+    lease_gen: AtomicU64,
     pub stats: CertStats,
+}
+
+/// Milliseconds of a monotonic clock (it keeps counting while the process is stopped), the
+/// clock of the send fence.
+pub fn lease_clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// Whether a certificate sends.
@@ -94,8 +111,33 @@ impl CertEntry {
             broken: AtomicBool::new(false),
             broken_reason: RwLock::new(None),
             paused_until: AtomicU64::new(0),
+            owned_until: AtomicU64::new(u64::MAX),
+            lease_gen: AtomicU64::new(0),
             stats: CertStats::default(),
         }
+    }
+
+    /// This node holds the certificate's lease; its sender may start requests until `until`
+    /// ([`lease_clock_ms`]), a margin before the lease can expire in Redis.
+    pub fn lease_held_until(&self, until: u64) {
+        self.owned_until.store(until, Ordering::Release);
+    }
+
+    /// This node no longer owns the certificate: its sender stops and gives back what it holds.
+    pub fn lease_lost(&self) {
+        self.owned_until.store(0, Ordering::Release);
+        self.lease_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether a vendor request may start now (always, outside cluster mode).
+    pub fn may_send(&self) -> bool {
+        let until = self.owned_until.load(Ordering::Acquire);
+        until == u64::MAX || lease_clock_ms() < until
+    }
+
+    /// The count of leases lost so far (see `lease_gen`).
+    pub fn lease_gen(&self) -> u64 {
+        self.lease_gen.load(Ordering::Acquire)
     }
 
     pub fn cert(&self) -> Arc<Certificate> {
@@ -165,6 +207,9 @@ impl CertEntry {
 #[derive(Default)]
 pub struct CertBook {
     certs: DashMap<CertificateId, Arc<CertEntry>>,
+    /// Cluster mode: a certificate sends only while this node holds its lease, so every entry
+    /// starts fenced.
+    leased: AtomicBool,
 }
 
 impl CertBook {
@@ -175,8 +220,25 @@ impl CertBook {
     pub fn insert(&self, cert: Certificate) -> Arc<CertEntry> {
         let id = cert.id;
         let e = Arc::new(CertEntry::new(cert));
+        if self.leased.load(Ordering::Acquire) {
+            e.owned_until.store(0, Ordering::Release);
+        }
         self.certs.insert(id, e.clone());
         e
+    }
+
+    /// From now on a certificate sends only while its lease is held here (cluster mode): every
+    /// entry, present and future, starts fenced.
+    pub fn require_leases(&self) {
+        self.leased.store(true, Ordering::Release);
+        for e in self.certs.iter() {
+            let _ = e.value().owned_until.compare_exchange(
+                u64::MAX,
+                0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
     }
 
     pub fn remove(&self, id: CertificateId) -> Option<Arc<CertEntry>> {

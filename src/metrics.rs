@@ -329,7 +329,7 @@ impl Metrics {
             cluster_events: counter_vec(
                 &r,
                 "pushgate_cluster_events_total",
-                "Cluster mode: Redis-side events by kind (redis_error, cas_conflict, reaped_device, unreplicated_write).",
+                "Cluster mode: Redis-side events by kind (redis_error, cas_conflict, reaped_device, unreplicated_write, lease_lost_unsent: notifications a node gave back unsent to the next owner of a certificate whose lease it lost).",
                 &["kind"],
             ),
             cert_owned: gauge_vec(

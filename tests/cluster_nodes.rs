@@ -46,6 +46,19 @@ impl Gateway {
         cluster: Option<&[String]>,
         push: &str,
     ) -> Gateway {
+        Gateway::start_opts(dir, name, xiaomi, cluster, push, "", &[])
+    }
+
+    /// `start_with` with more `[cluster]` settings and environment variables.
+    fn start_opts(
+        dir: &Path,
+        name: &str,
+        xiaomi: &str,
+        cluster: Option<&[String]>,
+        push: &str,
+        cluster_conf: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let data = dir.join(name);
         std::fs::create_dir_all(&data).expect("data dir");
         let conf = data.join("pushgate.toml");
@@ -56,7 +69,7 @@ impl Gateway {
                  [push]\nlinger_ms = 2\nvendor_timeout_ms = 2000\n{push}\n[cluster]\n\
                  # A shared 2-core machine: a replica's ack can take longer than 50 ms.\n\
                  wait_timeout_ms = 2000\nnode_lease_ms = {LEASE_MS}\nnode_renew_ms = 1000\n\
-                 cert_lease_ms = {LEASE_MS}\n"
+                 cert_lease_ms = {LEASE_MS}\n{cluster_conf}\n"
             ),
         )
         .expect("config file");
@@ -76,6 +89,7 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        cmd.envs(env.iter().copied());
         if let Some(urls) = cluster {
             cmd.env("PUSHGATE_CLUSTER_MODE", "redis")
                 .env("PUSHGATE_REDIS_URLS", urls.join(","))
@@ -1299,5 +1313,230 @@ fn a_full_redis_outage_answers_503_and_recovers_without_a_restart() {
              the push path work again",
             ready_after.as_secs_f64()
         );
+    });
+}
+
+/// Waits (bounded) until `pg:{c:<cert>}:owner` names an incarnation of node `name`.
+async fn wait_owner(rc: &RedisCluster, cert: u64, name: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let owner = rc.cli(rc.base, &["-c", "GET", &format!("pg:{{c:{cert}}}:owner")]);
+        if owner.trim().starts_with(&format!("{name}#")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} does not own certificate {cert}: {owner:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Turns the Redis user `user` on (with `password`, every key, channel and command) or off on
+/// every server of the cluster; off also closes its connections. ACLs are per server.
+fn redis_user(rc: &RedisCluster, user: &str, password: &str, on: bool) {
+    for p in rc.ports() {
+        let pw = format!(">{password}");
+        let state = if on { "on" } else { "off" };
+        let r = rc.cli(
+            p,
+            &["ACL", "SETUSER", user, state, &pw, "~*", "&*", "+@all"],
+        );
+        assert_eq!(r.trim(), "OK", "ACL SETUSER on {p}: {r}");
+        if !on {
+            rc.cli(p, &["CLIENT", "KILL", "USER", user]);
+        }
+    }
+}
+
+/// The send fence: a certificate's owner holding a backlog in its sender is cut off from Redis
+/// (its Redis user disabled, so it keeps running but can renew no lease). The other node takes
+/// the certificate once the lease expired and sends the rest; the old owner sent nothing from
+/// before the new one's first request on, and what it still held was neither sent nor counted
+/// as failed: once Redis lets it in again it gives it back. Each node has its own emulator, so
+/// every request is attributed.
+#[test]
+fn an_owner_cut_off_from_redis_stops_sending_before_the_next_owner_starts() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    // More than a lease's worth at this rate stays in node a's sender (it reads up to 64
+    // entries at once): without the fence it would still be sending when node b starts.
+    const QPS: u32 = 5;
+    const SENDS: usize = 60;
+    const USERS: usize = 10;
+    const PASSWORD: &str = "fence-test-password";
+    bounded(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let (emu_a, emu_b) = (emulator(), emulator());
+        let urls = rc.urls();
+        let push = "regid_batch = 1\nmulti_batch = 1\nmax_in_flight = 1\n";
+        redis_user(&rc, "gw-a", PASSWORD, true);
+        let a = Gateway::start_opts(
+            dir.path(),
+            "gw-a",
+            &emu_a.base_url(),
+            Some(&urls),
+            push,
+            "redis_username = \"gw-a\"",
+            &[("PUSHGATE_REDIS_PASSWORD", PASSWORD)],
+        );
+        let (s, v) = a
+            .api(
+                reqwest::Method::POST,
+                "/v1/certificates",
+                Some(cert_body(QPS)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let cert = v["id"].as_u64().expect("id");
+        // Alone, node a takes the lease; node b, started after, leaves it there.
+        wait_owner(&rc, cert, "gw-a", Duration::from_secs(10)).await;
+        let b = Gateway::start_with(dir.path(), "gw-b", &emu_b.base_url(), Some(&urls), push);
+        wait_certificate(&b, cert, |c| c["qps"] == QPS).await;
+        for i in 0..USERS {
+            let user = format!("f{i}");
+            let ev = |action: &str| json!({"events":[{"user": user, "platform":"Android","device":"d1","action":action}]});
+            for (method, path, body) in [
+                (reqwest::Method::POST, "/v1/sessions/events", ev("login")),
+                (
+                    reqwest::Method::PUT,
+                    "/v1/push-tokens",
+                    json!({"user": user, "device": "d1", "certificate_id": cert,
+                           "token": regid(&user)}),
+                ),
+                (
+                    reqwest::Method::POST,
+                    "/v1/sessions/events",
+                    ev("disconnect"),
+                ),
+            ] {
+                let (s, v) = b.api(method, path, Some(body)).await;
+                assert_eq!(s, 200, "{path}: {v}");
+            }
+        }
+        // The backlog, sent faster than the certificate's qps.
+        let (url, client) = (b.url("/v1/messages"), http());
+        let sends = (0..SENDS).map(|k| {
+            let (url, client) = (url.clone(), client.clone());
+            async move {
+                let body = json!({"to": [format!("f{}", k % USERS)], "from": "bob",
+                                  "text": format!("n{k}")});
+                let res = client
+                    .post(&url)
+                    .bearer_auth(API)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(res.status().as_u16(), 200);
+                let v: Value = res.json().await.expect("JSON");
+                assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+            }
+        });
+        futures_util::stream::iter(sends)
+            .buffer_unordered(8)
+            .collect::<Vec<()>>()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while emu_a.stats().accepted_notifications < 3 {
+            assert!(Instant::now() < deadline, "node a does not send");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        redis_user(&rc, "gw-a", PASSWORD, false);
+        let cut_at = now_ms();
+        // Node b takes over once the lease (and node a's node lease) expired.
+        let deadline = Instant::now() + Duration::from_millis(LEASE_MS + 15_000);
+        let b_first = loop {
+            if let Some(first) = emu_b.received().iter().map(|n| n.received_at_ms).min() {
+                break first;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node b never took over:\n{}",
+                b.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let distinct: std::collections::HashSet<String> = emu_a
+                .received()
+                .into_iter()
+                .chain(emu_b.received())
+                .map(|n| n.description)
+                .collect();
+            if distinct.len() == SENDS {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {SENDS} delivered:\n{}",
+                distinct.len(),
+                b.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let a_times: Vec<u64> = emu_a.received().iter().map(|n| n.received_at_ms).collect();
+        let a_last = a_times.iter().copied().max().unwrap_or(0);
+        let a_after_cut = a_times.iter().filter(|t| **t >= cut_at).count();
+        assert!(
+            a_last < b_first,
+            "node a sent until {:.1} s after the cut, node b started {:.1} s after it",
+            a_last.saturating_sub(cut_at) as f64 / 1000.0,
+            b_first.saturating_sub(cut_at) as f64 / 1000.0,
+        );
+        // Node a back on Redis: it learns the lease is gone and gives back what it holds.
+        redis_user(&rc, "gw-a", PASSWORD, true);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let given_back = loop {
+            let n = a
+                .metrics_text()
+                .await
+                .lines()
+                .find(|l| {
+                    l.starts_with("pushgate_cluster_events_total{kind=\"lease_lost_unsent\"}")
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if n > 0.0 {
+                break n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node a gave nothing back:\n{}",
+                a.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let a_total = emu_a.received().len();
+        eprintln!(
+            "send fence: node a sent {a_after_cut} after its Redis was cut, the last {:.1} s \
+             after the cut; node b's first request {:.1} s after the cut; node a gave \
+             {given_back} back unsent; {} requests at a, {} at b",
+            a_last.saturating_sub(cut_at) as f64 / 1000.0,
+            (b_first - cut_at) as f64 / 1000.0,
+            a_total,
+            emu_b.received().len()
+        );
+        assert_eq!(
+            a_total,
+            a_times.len(),
+            "node a sent after it was let in again"
+        );
+        // Nothing failed on either node: every finished notification was delivered.
+        for n in [&a, &b] {
+            let m = n.metrics_text().await;
+            let failed: Vec<&str> = m
+                .lines()
+                .filter(|l| {
+                    l.starts_with("pushgate_notifications_total{")
+                        && !l.contains("outcome=\"delivered\"")
+                        && !l.ends_with(" 0")
+                })
+                .collect();
+            assert!(failed.is_empty(), "{}: {failed:?}", n.name);
+        }
     });
 }

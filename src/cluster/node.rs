@@ -15,6 +15,7 @@ use super::membership::{LeaseTick, NodeLease};
 use super::owner::{preferred, Held, QueueEntry, QueuedJob};
 use super::reaper::{ReapPush, ReapSink, ReapedDevice};
 use super::{eval, keys, scripts, Cluster, ClusterError};
+use crate::certs::lease_clock_ms;
 use crate::domain::{
     now_millis, now_secs, Certificate, CertificateId, DeviceEvent, DeviceState, UserStatus,
 };
@@ -269,8 +270,10 @@ impl ClusterNode {
                     .unwrap_or_else(|e| e.into_inner())
                     .contains_key(&id);
                 if mine {
+                    let asked = lease_clock_ms();
                     match self.cluster.cert_renew(id, &me).await {
                         Ok(true) => {
+                            self.fence(&gw, id, asked);
                             if let Ok(n) = self.cluster.cert_queued(id).await {
                                 gw.metrics()
                                     .cert_queue_depth
@@ -308,8 +311,10 @@ impl ClusterNode {
                     }
                     continue;
                 }
+                let asked = lease_clock_ms();
                 match self.cluster.cert_acquire(id, &me).await {
                     Ok(true) => {
+                        self.fence(&gw, id, asked);
                         tracing::info!(certificate = id, "now consuming the certificate's queue");
                         self.ownerless
                             .lock()
@@ -335,9 +340,25 @@ impl ClusterNode {
         }
     }
 
+    /// Moves `cert`'s send fence to the end of a lease granted (or renewed) by a request sent at
+    /// `asked` ([`lease_clock_ms`]), less a margin: Redis started the lease's TTL after that
+    /// instant, so the local sender stops at least `margin` before another node can take the
+    /// lease — whatever delays the renewal (a stalled process, an unreachable Redis). The
+    /// margin covers a vendor request started just before the fence and clock-rate drift.
+    fn fence(&self, gw: &Gateway, cert: CertificateId, asked: u64) {
+        let lease = self.cluster.config().cert_lease_ms;
+        if let Ok(e) = gw.certificate(cert) {
+            e.lease_held_until(asked + lease - lease / 4);
+        }
+    }
+
     /// This node no longer consumes `cert`'s queue: what it holds stays pending in Redis for
-    /// the next owner (sent again there, at least once).
+    /// the next owner (sent again there, at least once), and its sender gives back what it
+    /// holds unsent.
     fn lose(&self, cert: CertificateId) {
+        if let Some(e) = self.gw().and_then(|gw| gw.certificate(cert).ok()) {
+            e.lease_lost();
+        }
         self.owned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -400,6 +421,9 @@ impl ClusterNode {
             self.ack_finished(cert).await;
             if let Some((cursor, min_idle)) = claim_from.take() {
                 match self.cluster.cert_claim(cert, &me, min_idle, &cursor).await {
+                    // The lease may have been lost during the read: nothing is fed then (the
+                    // entries stay pending for the next owner).
+                    Ok(_) if !self.owns(cert, &me) => return,
                     Ok((entries, bad, next)) => {
                         if !entries.is_empty() {
                             tracing::info!(
@@ -445,6 +469,7 @@ impl ClusterNode {
                 .cert_read(cert, &me, room.min(READ_COUNT))
                 .await
             {
+                Ok(_) if !self.owns(cert, &me) => return,
                 Ok((entries, bad)) if entries.is_empty() && bad.is_empty() => {
                     idle = (idle * 2)
                         .max(Duration::from_millis(1))

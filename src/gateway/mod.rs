@@ -116,6 +116,10 @@ impl Gateway {
         });
         let max_id = certificates.iter().map(|c| c.id + 1).max().unwrap_or(0);
         let certificates = receipts::with_receipt_secrets(certificates, &store);
+        // Cluster mode: a certificate sends only while this node holds its lease.
+        if config.cluster.mode != crate::config::ClusterMode::Embedded {
+            certs.require_leases();
+        }
         for c in certificates {
             senders.start(certs.insert(c));
         }

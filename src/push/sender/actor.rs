@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// each time, so this is a bound on a vendor that never recovers, not a normal path).
 const MAX_RATE_LIMITED_ATTEMPTS: u32 = 20;
 
+/// How often a fenced sender (cluster mode: its certificate's lease not renewed in time) looks
+/// again whether it may send.
+const FENCE_RECHECK: Duration = Duration::from_millis(50);
+
 /// What one exchange came to: the vendor's reply, or no access token to send with.
 type Exchanged<S> = Result<<S as PushService>::Reply, AccessError>;
 
@@ -52,6 +56,8 @@ pub struct CertSender<S: PushService> {
     books: Accounting,
     /// Where this sender's vendor requests run.
     io: ArbiterHandle,
+    /// The certificate's lost-lease count the notifications held here were taken under.
+    lease_gen: u64,
 }
 
 impl<S: PushService> Actor for CertSender<S> {
@@ -60,6 +66,7 @@ impl<S: PushService> Actor for CertSender<S> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // A slow tick notices stop flags and publishes the queue depth.
         ctx.run_interval(Duration::from_millis(500), |act, ctx| {
+            act.give_back_if_lease_lost();
             act.ctx
                 .metrics
                 .push_queue_depth
@@ -92,6 +99,7 @@ impl<S: PushService> CertSender<S> {
         let cert = entry.cert();
         let books = Accounting::new(ctx.clone(), entry.clone(), queued, service.name());
         CertSender {
+            lease_gen: entry.lease_gen(),
             id: cert.id,
             bucket: TokenBucket::new(cert.qps, ctx.config.burst, Instant::now()),
             credentials: service.credentials(&cert),
@@ -109,6 +117,40 @@ impl<S: PushService> CertSender<S> {
             books,
             io,
         }
+    }
+
+    /// Cluster mode: the certificate's lease was lost since this sender last looked. What it
+    /// holds was read from the certificate's durable queue under that lease and is still
+    /// pending there: it goes back (neither sent nor counted nor acked), for the next owner.
+    fn give_back_if_lease_lost(&mut self) {
+        let gen = self.entry.lease_gen();
+        if gen == self.lease_gen {
+            return;
+        }
+        self.lease_gen = gen;
+        let mut n: usize = self.retries.drain(..).map(|b| b.len()).sum();
+        if !self.pending.is_empty() {
+            n += self.pending.drain().len();
+        }
+        self.give_back(n);
+    }
+
+    /// `n` notifications go back to the durable queue unsent.
+    fn give_back(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        tracing::info!(
+            certificate = self.id,
+            notifications = n,
+            "certificate lease lost: unsent notifications left to the next owner"
+        );
+        self.ctx
+            .metrics
+            .cluster_events
+            .with_label_values(&["lease_lost_unsent"])
+            .inc_by(n as u64);
+        self.books.release(n);
     }
 
     fn in_retry(&self) -> usize {
@@ -183,6 +225,7 @@ impl<S: PushService> CertSender<S> {
             self.shutdown(ctx);
             return;
         }
+        self.give_back_if_lease_lost();
         // Draining for a shutdown: send at once (no linger) until the deadline, then hand
         // over what is left for the outbox.
         let drain = self.ctx.drain.deadline();
@@ -225,6 +268,13 @@ impl<S: PushService> CertSender<S> {
             }
             if due > now {
                 self.wake_at(due, ctx);
+                return;
+            }
+            // The fence (cluster mode): no request starts once the lease may have expired, so
+            // the next owner never sends beside this node. Held, not dropped: a renewal lifts
+            // the fence, a lost lease gives everything back.
+            if !self.entry.may_send() {
+                self.wake_at(now + FENCE_RECHECK, ctx);
                 return;
             }
             // An edited qps must bind this token already, not only the one after it.
@@ -277,6 +327,7 @@ impl<S: PushService> CertSender<S> {
         local.flush();
         let service = self.service.clone();
         let access = self.access.clone();
+        let lease_gen = self.lease_gen;
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Access, encoding, the HTTP exchange and reply parsing run on an I/O arbiter, so this
         // sender's thread only batches and accounts.
@@ -295,10 +346,10 @@ impl<S: PushService> CertSender<S> {
                 "the vendor I/O thread is gone (shutting down)"
             );
         }
-        ctx.spawn(rx.into_actor(self).map(|done, act, ctx| {
+        ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
             act.in_flight -= 1;
             match done {
-                Ok((batch, reply, took)) => act.on_reply(batch, reply, took, ctx),
+                Ok((batch, reply, took)) => act.on_reply(batch, reply, took, lease_gen, ctx),
                 // Only at shutdown: the I/O arbiter stopped with the request in flight.
                 Err(_) => tracing::debug!("a vendor request was cancelled by shutdown"),
             }
@@ -311,6 +362,7 @@ impl<S: PushService> CertSender<S> {
         batch: Batch<S::Content>,
         reply: Exchanged<S>,
         took: Duration,
+        lease_gen: u64,
         ctx: &mut Context<Self>,
     ) {
         let attempt = batch.attempt();
@@ -320,11 +372,19 @@ impl<S: PushService> CertSender<S> {
         };
         self.books
             .request_answered(batch.kind, verdict.reply_class, took);
-        self.apply(batch, verdict, ctx);
+        self.apply(batch, verdict, lease_gen, ctx);
     }
 
     /// Applies a verdict: the certificate's action, then each notification's end or retry.
-    fn apply(&mut self, batch: Batch<S::Content>, verdict: Verdict, ctx: &mut Context<Self>) {
+    /// `lease_gen`: the lost-lease count when the request was sent (a retry of a request sent
+    /// under a lease lost since goes back to the durable queue instead).
+    fn apply(
+        &mut self,
+        batch: Batch<S::Content>,
+        verdict: Verdict,
+        lease_gen: u64,
+        ctx: &mut Context<Self>,
+    ) {
         let Verdict {
             trace_id,
             jobs,
@@ -379,7 +439,10 @@ impl<S: PushService> CertSender<S> {
                 again.push((content, retried));
             }
         }
-        if !again.is_empty() {
+        if !again.is_empty() && lease_gen != self.entry.lease_gen() {
+            let n = again.iter().map(|(_, jobs)| jobs.len()).sum();
+            self.give_back(n);
+        } else if !again.is_empty() {
             let plan = retry.unwrap_or_else(|| RetryPlan {
                 after: Duration::from_secs(1),
                 budget: RetryBudget::Transient,
@@ -521,6 +584,8 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
     type Result = ();
 
     fn handle(&mut self, msg: EnqueueMany, ctx: &mut Context<Self>) {
+        // Jobs held from before a lost lease go back before these (read under the new one).
+        self.give_back_if_lease_lost();
         for job in msg.0 {
             if self.stop.load(Ordering::Relaxed) {
                 self.books.finish(
