@@ -6,7 +6,7 @@
 
 use crate::gateway::{DeviceView, EventResult, Gateway, GatewayError, SendRequest, SessionEvent};
 use crate::push::{Message, RecipientResult};
-use crate::registry::ConnId;
+use crate::registry::{ConnId, Device};
 use crate::store::CommitTicket;
 use std::future::Future;
 use std::pin::Pin;
@@ -67,6 +67,27 @@ pub trait RemoteDirectory: Send + Sync {
         gw: &'a Gateway,
         user: &'a str,
     ) -> BoxFut<'a, Result<Vec<DeviceView>, GatewayError>>;
+
+    /// The user's devices as the registry's records, each with the node incarnation holding its
+    /// connection (diagnosis: which node a device is connected to).
+    fn user_records<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<Vec<(Device, Option<String>)>, GatewayError>>;
+
+    /// The TIM duplicate window shared by the nodes: each key is recorded with `value` for
+    /// `window_ms` unless it is already there; per key, `None` when it was new, or the value it
+    /// was first recorded with.
+    fn dedupe_admit<'a>(
+        &'a self,
+        keys: &'a [u64],
+        value: &'a str,
+        window_ms: u64,
+    ) -> BoxFut<'a, Result<Vec<Option<String>>, GatewayError>>;
+
+    /// Forgets keys `dedupe_admit` recorded for a send that then failed, so a retry is not
+    /// taken for a duplicate. Best effort.
+    fn dedupe_forget<'a>(&'a self, keys: &'a [u64]) -> BoxFut<'a, ()>;
 
     /// A message id unique across the nodes.
     fn next_message_id(&self) -> BoxFut<'_, Result<u64, GatewayError>>;
