@@ -31,7 +31,9 @@ async fn push_online(node: &Node, user: &str, cert: u64) {
         .api(
             reqwest::Method::PUT,
             "/v1/push-tokens",
-            Some(json!({"user": user, "device": "d1", "certificate_id": cert, "token": regid(user)})),
+            Some(
+                json!({"user": user, "device": "d1", "certificate_id": cert, "token": regid(user)}),
+            ),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -125,7 +127,10 @@ fn v4_queries_kick_and_diagnosis_read_the_shared_directory() {
         assert_eq!(dev["device"], "a1", "{d}");
         assert_eq!(dev["state"], "Online", "{d}");
         let on = dev["connected_on"].as_str().expect("connected_on");
-        assert!(on.starts_with("gw-2#"), "alice is on node 2, diagnosis says {on}");
+        assert!(
+            on.starts_with("gw-2#"),
+            "alice is on node 2, diagnosis says {on}"
+        );
         let state_check = dev["checks"]
             .as_array()
             .expect("checks")
@@ -159,7 +164,10 @@ fn v4_queries_kick_and_diagnosis_read_the_shared_directory() {
             "alice's socket on node 2 was kicked"
         );
         let r = nodes[0]
-            .v4("openim/query_online_status", json!({"To_Account": ["alice"]}))
+            .v4(
+                "openim/query_online_status",
+                json!({"To_Account": ["alice"]}),
+            )
             .await;
         assert_eq!(status_of(&r, "alice")["Status"], "Offline", "{r}");
         let r = nodes[1]

@@ -337,9 +337,8 @@ impl Cluster {
     }
 }
 
-/// Connections for acknowledged writes (see `Cluster::durable`). Four: on the 2-core test
-/// machine, `loadtest/run --cluster`'s token reports went from one WAIT per replica round trip
-/// per master to several.
+/// Connections for acknowledged writes (see `Cluster::durable`): up to four WAITs in flight per
+/// master instead of one. A handful is enough on two cores; more would only add idle sockets.
 const DURABLE_CONNECTIONS: usize = 4;
 
 async fn connect_durable(

@@ -264,7 +264,10 @@ impl Gateway {
 
     /// `diagnose`, from the shared directory in cluster mode (with the node each connected
     /// device is on).
-    pub async fn diagnose_any(&self, user: &str) -> Result<Diagnosis, crate::gateway::GatewayError> {
+    pub async fn diagnose_any(
+        &self,
+        user: &str,
+    ) -> Result<Diagnosis, crate::gateway::GatewayError> {
         let Some(remote) = self.remote() else {
             return Ok(self.diagnose(user));
         };

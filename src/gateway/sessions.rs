@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Users whose events of one `/v1/sessions/events` batch are applied at the same time in
+/// cluster mode.
+const CLUSTER_EVENT_USERS: usize = 32;
+
 /// A session event as the IM cluster reports it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -80,9 +84,10 @@ impl Gateway {
     /// before this returns.
     pub async fn session_events(&self, events: Vec<SessionEvent>) -> Vec<EventResult> {
         if let Some(remote) = self.remote() {
-            // One user's events stay in order; different users' run concurrently (each change
-            // is a CAS on that user's own hash, acknowledged after its own WAIT), so a batch of
-            // 1000 logins costs about as many round trips as its busiest user, not 1000.
+            // One user's events stay in order; different users' run concurrently, up to
+            // `CLUSTER_EVENT_USERS` at a time (each change is a CAS on that user's own hash,
+            // acknowledged after its own WAIT). Unbounded, a batch of 1000 logins was 1000
+            // concurrent CAS per request and ran into the Redis timeouts on the test machine.
             let mut by_user: std::collections::HashMap<&str, Vec<usize>> =
                 std::collections::HashMap::new();
             for (i, ev) in events.iter().enumerate() {
@@ -116,7 +121,10 @@ impl Gateway {
                 }
                 out
             });
-            let mut results: Vec<(usize, EventResult)> = futures_util::future::join_all(runs)
+            use futures_util::StreamExt;
+            let mut results: Vec<(usize, EventResult)> = futures_util::stream::iter(runs)
+                .buffer_unordered(CLUSTER_EVENT_USERS)
+                .collect::<Vec<_>>()
                 .await
                 .into_iter()
                 .flatten()

@@ -111,7 +111,10 @@ async fn send_shared(
     let duplicates = req.to.len() - admitted.len();
     let routed = admitted.len();
     if !admitted.is_empty() {
-        let req = SendRequest { to: admitted, ..req };
+        let req = SendRequest {
+            to: admitted,
+            ..req
+        };
         if let Err(e) = gw.send_remote(&req, id).await {
             remote.dedupe_forget(&admitted_keys).await;
             return Err(tim_error(e));
