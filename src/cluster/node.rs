@@ -1565,7 +1565,7 @@ impl RemoteDirectory for ClusterNode {
     fn user_records<'a>(
         &'a self,
         user: &'a str,
-    ) -> BoxFut<'a, Result<Vec<(crate::registry::Device, Option<String>)>, GatewayError>> {
+    ) -> BoxFut<'a, Result<Vec<crate::registry::remote::LocatedDevice>, GatewayError>> {
         Box::pin(async move {
             let h = self.cluster.read_user(user).await.map_err(gateway_error)?;
             let me = self.me();

@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A device's record and the node incarnation holding its connection, if any.
+pub type LocatedDevice = (Device, Option<String>);
+
 /// The operations that change or read a user's devices, and the delivery bookkeeping of the
 /// connections held here, when the registry is shared by several nodes.
 pub trait RemoteDirectory: Send + Sync {
@@ -73,7 +76,7 @@ pub trait RemoteDirectory: Send + Sync {
     fn user_records<'a>(
         &'a self,
         user: &'a str,
-    ) -> BoxFut<'a, Result<Vec<(Device, Option<String>)>, GatewayError>>;
+    ) -> BoxFut<'a, Result<Vec<LocatedDevice>, GatewayError>>;
 
     /// The TIM duplicate window shared by the nodes: each key is recorded with `value` for
     /// `window_ms` unless it is already there; per key, `None` when it was new, or the value it
