@@ -355,6 +355,6 @@ pub async fn diagnosis(
     state: web::Data<AppState>,
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let d = state.gateway.diagnose(&user);
+    let d = state.gateway.diagnose_any(&user).await?;
     Ok(reply(&req, StatusCode::OK, &d))
 }

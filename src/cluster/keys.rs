@@ -99,6 +99,11 @@ pub fn owner_value(user: &str, device: &str) -> String {
     format!("{user}\0{device}")
 }
 
+/// One key of the TIM duplicate window (`SET … NX PX`): its own slot, nothing else shares it.
+pub fn dedupe(key: u64) -> String {
+    format!("pg:dd:{{{key:016x}}}")
+}
+
 /// Splits an owner value or a conns field back into (user, device).
 pub fn split_owner(v: &str) -> Option<(&str, &str)> {
     v.split_once('\0')
@@ -125,5 +130,6 @@ mod tests {
         assert_eq!(cert_queue(1001), "pg:{c:1001}:q");
         assert_eq!(cert_meta(1001), "pg:{c:1001}:meta");
         assert_eq!(cert_owner(1001), "pg:{c:1001}:owner");
+        assert_eq!(dedupe(0xab), "pg:dd:{00000000000000ab}");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod certsync;
 pub mod codec;
+pub mod dedupe;
 pub mod directory;
 pub mod inbox;
 pub mod keys;
@@ -87,7 +88,11 @@ pub struct Cluster {
     /// Replaced when redis-rs has lost every connection (after a whole-cluster outage it did
     /// not reconnect by itself: "No connections found" for as long as the test waited).
     shared: std::sync::RwLock<ClusterConnection>,
-    durable: std::sync::RwLock<ClusterConnection>,
+    /// `DURABLE_CONNECTIONS` connections for the `…; WAIT` pipelines, taken in turn: Redis
+    /// does not read a client's next command while its WAIT blocks, so one connection would
+    /// allow one acknowledged write per replica round trip per master.
+    durable: std::sync::RwLock<Vec<ClusterConnection>>,
+    next_durable: std::sync::atomic::AtomicUsize,
     /// When the connections were last replaced (at most once a second).
     reconnected: tokio::sync::Mutex<Option<std::time::Instant>>,
     pub stats: ClusterStats,
@@ -133,12 +138,13 @@ impl Cluster {
             .build()
             .map_err(|e| ClusterError::Startup(e.to_string()))?;
         let shared = connect_with_timeout(&client, cfg).await?;
-        let durable = connect_with_timeout(&client, cfg).await?;
+        let durable = connect_durable(&client, cfg).await?;
         let c = Cluster {
             cfg: cfg.clone(),
             client,
             shared: std::sync::RwLock::new(shared),
             durable: std::sync::RwLock::new(durable),
+            next_durable: std::sync::atomic::AtomicUsize::new(0),
             reconnected: tokio::sync::Mutex::new(None),
             stats: ClusterStats::default(),
             policy,
@@ -227,10 +233,13 @@ impl Cluster {
     }
 
     fn durable_conn(&self) -> ClusterConnection {
-        self.durable
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let pool = self.durable.read().unwrap_or_else(|e| e.into_inner());
+        let i = self.next_durable.fetch_add(1, Ordering::Relaxed) % pool.len().max(1);
+        match pool.get(i) {
+            Some(c) => c.clone(),
+            // Never empty (`connect_durable` makes DURABLE_CONNECTIONS ≥ 1).
+            None => self.conn(),
+        }
     }
 
     /// Replaces both connections when redis-rs reports it has none left; the failed operation
@@ -246,7 +255,7 @@ impl Cluster {
         *last = Some(std::time::Instant::now());
         match (
             connect_with_timeout(&self.client, &self.cfg).await,
-            connect_with_timeout(&self.client, &self.cfg).await,
+            connect_durable(&self.client, &self.cfg).await,
         ) {
             (Ok(shared), Ok(durable)) => {
                 *self.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
@@ -326,6 +335,21 @@ impl Cluster {
     pub async fn ping(&self) -> bool {
         self.run::<String>(&redis::cmd("PING")).await.is_ok()
     }
+}
+
+/// Connections for acknowledged writes (see `Cluster::durable`): up to four WAITs in flight per
+/// master instead of one. A handful is enough on two cores; more would only add idle sockets.
+const DURABLE_CONNECTIONS: usize = 4;
+
+async fn connect_durable(
+    client: &ClusterClient,
+    cfg: &ClusterConfig,
+) -> Result<Vec<ClusterConnection>, ClusterError> {
+    let mut pool = Vec::with_capacity(DURABLE_CONNECTIONS);
+    for _ in 0..DURABLE_CONNECTIONS {
+        pool.push(connect_with_timeout(client, cfg).await?);
+    }
+    Ok(pool)
 }
 
 async fn connect_with_timeout(

@@ -1587,6 +1587,42 @@ impl RemoteDirectory for ClusterNode {
         })
     }
 
+    fn user_records<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<Vec<crate::registry::remote::LocatedDevice>, GatewayError>> {
+        Box::pin(async move {
+            let h = self.cluster.read_user(user).await.map_err(gateway_error)?;
+            let me = self.me();
+            Ok(h.devices
+                .iter()
+                .map(|(id, d)| (d.to_device(id, Some(&me)), d.node.clone()))
+                .collect())
+        })
+    }
+
+    fn dedupe_admit<'a>(
+        &'a self,
+        keys: &'a [u64],
+        value: &'a str,
+        window_ms: u64,
+    ) -> BoxFut<'a, Result<Vec<Option<String>>, GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .dedupe_admit(keys, value, window_ms)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
+    fn dedupe_forget<'a>(&'a self, keys: &'a [u64]) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.cluster.dedupe_forget(keys).await {
+                tracing::warn!(error = %e, "forgetting duplicate-window keys of a failed send failed");
+            }
+        })
+    }
+
     fn next_message_id(&self) -> BoxFut<'_, Result<u64, GatewayError>> {
         Box::pin(async move {
             let mut ids = self.ids.lock().await;

@@ -28,6 +28,9 @@ pub struct DeviceDiagnosis {
     pub token_bound: bool,
     pub certificate_id: Option<u64>,
     pub would_push: bool,
+    /// Cluster mode: the node incarnation holding the device's WebSocket (`gw-2#17`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_on: Option<String>,
     pub checks: Vec<Check>,
     pub last_notification: Option<LastNotification>,
     /// What the vendor's delivery receipts said last (when the gateway asks for them).
@@ -53,7 +56,7 @@ fn check(check: &'static str, ok: Option<bool>, detail: impl Into<String>) -> Ch
     }
 }
 
-fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
+fn device_diagnosis(g: &Gateway, user: &str, d: &Device, node: Option<&str>) -> DeviceDiagnosis {
     let now = now_secs();
     let state = d.state().effective(now, g.registry.retention());
     let mut checks = Vec::new();
@@ -157,6 +160,12 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
             .to_string(),
         ),
     };
+    let state_detail = match (node, state) {
+        (Some(n), DeviceState::Online { .. }) => {
+            format!("{state_detail}; its WebSocket is connected to node {n}")
+        }
+        _ => state_detail,
+    };
     checks.push(check("device_state", Some(state_ok), state_detail));
     // 5. last notification
     // The details while kept; afterwards how it ended and when, from the device's record.
@@ -199,6 +208,7 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device) -> DeviceDiagnosis {
         token_bound: d.token.is_some(),
         certificate_id: d.token.as_ref().map(|_| d.cert),
         would_push,
+        connected_on: node.map(str::to_string),
         checks,
         last_notification: last,
         receipts,
@@ -243,17 +253,35 @@ fn last_receipt_sentence(
 impl Gateway {
     /// The diagnosis of one user.
     pub fn diagnose(&self, user: &str) -> Diagnosis {
-        diagnose(self, user)
+        let devices: Vec<DeviceDiagnosis> = self
+            .registry
+            .devices(user)
+            .iter()
+            .map(|d| device_diagnosis(self, user, d, None))
+            .collect();
+        diagnose(user, devices)
+    }
+
+    /// `diagnose`, from the shared directory in cluster mode (with the node each connected
+    /// device is on).
+    pub async fn diagnose_any(
+        &self,
+        user: &str,
+    ) -> Result<Diagnosis, crate::gateway::GatewayError> {
+        let Some(remote) = self.remote() else {
+            return Ok(self.diagnose(user));
+        };
+        let devices = remote
+            .user_records(user)
+            .await?
+            .iter()
+            .map(|(d, node)| device_diagnosis(self, user, d, node.as_deref()))
+            .collect();
+        Ok(diagnose(user, devices))
     }
 }
 
-fn diagnose(g: &Gateway, user: &str) -> Diagnosis {
-    let devices: Vec<DeviceDiagnosis> = g
-        .registry
-        .devices(user)
-        .iter()
-        .map(|d| device_diagnosis(g, user, d))
-        .collect();
+fn diagnose(user: &str, devices: Vec<DeviceDiagnosis>) -> Diagnosis {
     if devices.is_empty() {
         return Diagnosis {
             user: user.to_string(),

@@ -105,6 +105,17 @@ impl Gateway {
         };
         self.check_send(req)?;
         let id = remote.next_message_id().await?;
+        self.send_remote(req, id).await
+    }
+
+    /// Cluster mode: the pipeline for a checked request whose id was reserved beforehand (the
+    /// /v4 duplicate window needs the id before the recipients are admitted).
+    pub async fn send_remote(&self, req: &SendRequest, id: u64) -> Result<Sent, GatewayError> {
+        let Some(remote) = self.remote() else {
+            return Err(GatewayError::Internal {
+                message: "send_remote called without a shared directory".into(),
+            });
+        };
         let message = self.build_message_with_id(req, id);
         let results = remote.send(self, req, message.clone()).await?;
         let mut sent = Sent {
@@ -123,7 +134,7 @@ impl Gateway {
     }
 
     /// Checks a send request; the error names the field.
-    fn check_send(&self, req: &SendRequest) -> Result<(), GatewayError> {
+    pub fn check_send(&self, req: &SendRequest) -> Result<(), GatewayError> {
         if req.to.is_empty() {
             return Err(GatewayError::invalid(
                 ErrorCode::InvalidField,

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Users whose events of one `/v1/sessions/events` batch are applied at the same time in
+/// cluster mode.
+const CLUSTER_EVENT_USERS: usize = 32;
+
 /// A session event as the IM cluster reports it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -80,26 +84,53 @@ impl Gateway {
     /// before this returns.
     pub async fn session_events(&self, events: Vec<SessionEvent>) -> Vec<EventResult> {
         if let Some(remote) = self.remote() {
-            let mut results = Vec::with_capacity(events.len());
-            for ev in events {
-                let r =
-                    match check_id("user", &ev.user).and_then(|_| check_id("device", &ev.device)) {
-                        Ok(()) => remote.session_event(self, &ev, None).await,
+            // One user's events stay in order; different users' run concurrently, up to
+            // `CLUSTER_EVENT_USERS` at a time (each change is a CAS on that user's own hash,
+            // acknowledged after its own WAIT). Unbounded, a batch of 1000 logins was 1000
+            // concurrent CAS per request and ran into the Redis timeouts on the test machine.
+            let mut by_user: std::collections::HashMap<&str, Vec<usize>> =
+                std::collections::HashMap::new();
+            for (i, ev) in events.iter().enumerate() {
+                by_user.entry(ev.user.as_str()).or_default().push(i);
+            }
+            let events = &events;
+            let runs = by_user.into_values().map(|indices| async move {
+                let mut out = Vec::with_capacity(indices.len());
+                for i in indices {
+                    let ev = &events[i];
+                    let r = match check_id("user", &ev.user)
+                        .and_then(|_| check_id("device", &ev.device))
+                    {
+                        Ok(()) => remote.session_event(self, ev, None).await,
                         Err(e) => Err(id_error(e)),
                     };
-                results.push(r.unwrap_or_else(|e| EventResult {
-                    user: ev.user.clone(),
-                    device: ev.device.clone(),
-                    ok: false,
-                    state: None,
-                    kicked: vec![],
-                    error: Some(EventError {
-                        code: e.code(),
-                        message: e.to_string(),
-                    }),
-                }));
-            }
-            return results;
+                    out.push((
+                        i,
+                        r.unwrap_or_else(|e| EventResult {
+                            user: ev.user.clone(),
+                            device: ev.device.clone(),
+                            ok: false,
+                            state: None,
+                            kicked: vec![],
+                            error: Some(EventError {
+                                code: e.code(),
+                                message: e.to_string(),
+                            }),
+                        }),
+                    ));
+                }
+                out
+            });
+            use futures_util::StreamExt;
+            let mut results: Vec<(usize, EventResult)> = futures_util::stream::iter(runs)
+                .buffer_unordered(CLUSTER_EVENT_USERS)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            results.sort_unstable_by_key(|(i, _)| *i);
+            return results.into_iter().map(|(_, r)| r).collect();
         }
         let mut results = Vec::with_capacity(events.len());
         let mut tickets = Vec::new();

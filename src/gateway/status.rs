@@ -84,6 +84,30 @@ impl Gateway {
         }
     }
 
+    /// Whether any node has seen `user`: the shared directory in cluster mode.
+    pub async fn has_user_any(&self, user: &str) -> Result<bool, GatewayError> {
+        match self.remote() {
+            Some(remote) => Ok(!remote.user_devices(self, user).await?.is_empty()),
+            None => Ok(self.has_user(user)),
+        }
+    }
+
+    /// `user_devices_any` for many users; in cluster mode the reads run concurrently.
+    pub async fn users_devices_any(
+        &self,
+        users: &[String],
+    ) -> Result<Vec<Vec<DeviceView>>, GatewayError> {
+        match self.remote() {
+            Some(remote) => {
+                futures_util::future::join_all(users.iter().map(|u| remote.user_devices(self, u)))
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+            None => Ok(users.iter().map(|u| self.user_devices(u)).collect()),
+        }
+    }
+
     pub fn user_devices(&self, user: &str) -> Vec<DeviceView> {
         self.registry
             .devices(user)

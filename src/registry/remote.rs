@@ -6,13 +6,16 @@
 
 use crate::gateway::{DeviceView, EventResult, Gateway, GatewayError, SendRequest, SessionEvent};
 use crate::push::{Message, RecipientResult};
-use crate::registry::ConnId;
+use crate::registry::{ConnId, Device};
 use crate::store::CommitTicket;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A device's record and the node incarnation holding its connection, if any.
+pub type LocatedDevice = (Device, Option<String>);
 
 /// The operations that change or read a user's devices, and the delivery bookkeeping of the
 /// connections held here, when the registry is shared by several nodes.
@@ -67,6 +70,27 @@ pub trait RemoteDirectory: Send + Sync {
         gw: &'a Gateway,
         user: &'a str,
     ) -> BoxFut<'a, Result<Vec<DeviceView>, GatewayError>>;
+
+    /// The user's devices as the registry's records, each with the node incarnation holding its
+    /// connection (diagnosis: which node a device is connected to).
+    fn user_records<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFut<'a, Result<Vec<LocatedDevice>, GatewayError>>;
+
+    /// The TIM duplicate window shared by the nodes: each key is recorded with `value` for
+    /// `window_ms` unless it is already there; per key, `None` when it was new, or the value it
+    /// was first recorded with.
+    fn dedupe_admit<'a>(
+        &'a self,
+        keys: &'a [u64],
+        value: &'a str,
+        window_ms: u64,
+    ) -> BoxFut<'a, Result<Vec<Option<String>>, GatewayError>>;
+
+    /// Forgets keys `dedupe_admit` recorded for a send that then failed, so a retry is not
+    /// taken for a duplicate. Best effort.
+    fn dedupe_forget<'a>(&'a self, keys: &'a [u64]) -> BoxFut<'a, ()>;
 
     /// A message id unique across the nodes.
     fn next_message_id(&self) -> BoxFut<'_, Result<u64, GatewayError>>;

@@ -17,7 +17,7 @@ pub async fn kick(gw: &Gateway, body: &Map<String, Value>) -> Result<Reply, TimE
             ))
         }
     };
-    if !gw.has_user(user) {
+    if !gw.has_user_any(user).await.map_err(tim_error)? {
         return Err(TimError::new(
             code::ACCOUNT_NOT_FOUND,
             format!("account {user} does not exist"),

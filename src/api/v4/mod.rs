@@ -289,8 +289,8 @@ async fn handle(
         Command::BatchSendMsg => {
             sendmsg::batch(gw, &state.tim_dedupe, &admin, &obj, body.len()).await
         }
-        Command::QueryOnlineStatus => query::query(gw, &obj, query::Field::Status),
-        Command::QueryState => query::query(gw, &obj, query::Field::State),
+        Command::QueryOnlineStatus => query::query(gw, &obj, query::Field::Status).await,
+        Command::QueryState => query::query(gw, &obj, query::Field::State).await,
         Command::Kick => kick::kick(gw, &obj).await,
     }
 }

@@ -26,8 +26,13 @@ impl Field {
 /// Each known account's status: `Online` if any device is, else `PushOnline` if any device is,
 /// else `Offline` (§5.1). With `IsNeedDetail: 1`, `Detail` lists every device the gateway knows
 /// of the account — Offline ones included — as `{Platform, Status}`. Unknown accounts go to
-/// `ErrorList` with 70107.
-pub fn query(gw: &Gateway, body: &Map<String, Value>, field: Field) -> Result<Reply, TimError> {
+/// `ErrorList` with 70107. In cluster mode the states come from the shared directory, so every
+/// node answers the same.
+pub async fn query(
+    gw: &Gateway,
+    body: &Map<String, Value>,
+    field: Field,
+) -> Result<Reply, TimError> {
     let to = parse_to_accounts(body, code::JSON_PARSE)?;
     let detail = match body.get("IsNeedDetail") {
         None | Some(Value::Null) => false,
@@ -44,9 +49,15 @@ pub fn query(gw: &Gateway, body: &Map<String, Value>, field: Field) -> Result<Re
     };
     let mut results = Vec::with_capacity(to.len());
     let mut errors = Vec::new();
+    let valid: Vec<String> = to.iter().filter(|u| valid_account(u)).cloned().collect();
+    let mut found = gw
+        .users_devices_any(&valid)
+        .await
+        .map_err(super::tim_error)?
+        .into_iter();
     for u in to {
         let devices = if valid_account(&u) {
-            gw.user_devices(&u)
+            found.next().unwrap_or_default()
         } else {
             Vec::new()
         };

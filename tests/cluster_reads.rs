@@ -1,0 +1,255 @@
+//! Cluster-wide reads in redis mode (issue 15, shared/cluster.md §1): every node answers the /v4
+//! status queries, kick and diagnosis from the shared directory (diagnosis names the node a
+//! device is connected to), and the TIM duplicate window is one Redis key per recipient with
+//! the window as its TTL, so a retry through another node is still a duplicate. Real processes
+//! on loopback over a 3+3 Redis Cluster; each test bounded in time.
+
+mod cluster_node;
+mod common;
+mod redis_cluster;
+
+use cluster_node::{bounded, three_nodes, Node, Ws};
+use common::{emulator, regid};
+use futures_util::StreamExt;
+use redis_cluster::RedisCluster;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Logs `user`'s Android device in through `node`'s session API, reports its token and
+/// disconnects it: PushOnline with a token, held by no node.
+async fn push_online(node: &Node, user: &str, cert: u64) {
+    let (s, v) = node
+        .api(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            Some(json!({"events": [{"user": user, "device": "d1", "platform": "Android", "action": "login"}]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = node
+        .api(
+            reqwest::Method::PUT,
+            "/v1/push-tokens",
+            Some(
+                json!({"user": user, "device": "d1", "certificate_id": cert, "token": regid(user)}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = node
+        .api(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            Some(json!({"events": [{"user": user, "device": "d1", "platform": "Android", "action": "disconnect"}]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Reads frames until `kicked`; whether it came within `within`.
+async fn kicked_within(ws: &mut Ws, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(WsMessage::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON frame");
+                    if v["type"] == "kicked" {
+                        return true;
+                    }
+                }
+                Ok(WsMessage::Close(_)) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn status_of<'a>(reply: &'a Value, user: &str) -> &'a Value {
+    reply["QueryResult"]
+        .as_array()
+        .expect("QueryResult")
+        .iter()
+        .find(|r| r["To_Account"] == user)
+        .unwrap_or_else(|| panic!("{user} not in {reply}"))
+}
+
+/// /v4 status queries, kick and diagnosis answer the same on every node: a WebSocket on node 2
+/// is Online through node 3, its diagnosis through node 1 names node 2, a kick through node 3
+/// closes it on node 2, and an account no node has seen is unknown everywhere.
+#[test]
+fn v4_queries_kick_and_diagnosis_read_the_shared_directory() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(120, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url(), "").await;
+        let mut alice = nodes[1].connect("alice", "a1").await;
+        push_online(&nodes[0], "bob", cert).await;
+
+        for (node, command, field) in [
+            (&nodes[2], "openim/query_online_status", "Status"),
+            (&nodes[0], "openim/querystate", "State"),
+        ] {
+            let r = node
+                .v4(
+                    command,
+                    json!({"To_Account": ["alice", "bob", "carol"], "IsNeedDetail": 1}),
+                )
+                .await;
+            assert_eq!(r["ActionStatus"], "OK", "{r}");
+            assert_eq!(status_of(&r, "alice")[field], "Online", "{r}");
+            assert_eq!(
+                status_of(&r, "alice")["Detail"],
+                json!([{"Platform": "Android", "Status": "Online"}]),
+                "{r}"
+            );
+            assert_eq!(status_of(&r, "bob")[field], "PushOnline", "{r}");
+            assert_eq!(
+                r["ErrorList"],
+                json!([{"To_Account": "carol", "ErrorCode": 70107}]),
+                "through {}: {r}",
+                node.name
+            );
+        }
+
+        // Diagnosis through node 1 says which node holds alice's connection.
+        let (s, d) = nodes[0]
+            .api(reqwest::Method::GET, "/v1/users/alice/diagnosis", None)
+            .await;
+        assert_eq!(s, 200, "{d}");
+        let dev = &d["devices"][0];
+        assert_eq!(dev["device"], "a1", "{d}");
+        assert_eq!(dev["state"], "Online", "{d}");
+        let on = dev["connected_on"].as_str().expect("connected_on");
+        assert!(
+            on.starts_with("gw-2#"),
+            "alice is on node 2, diagnosis says {on}"
+        );
+        let state_check = dev["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == "device_state")
+            .expect("device_state check");
+        assert!(
+            state_check["detail"].as_str().unwrap_or("").contains(on),
+            "{state_check}"
+        );
+        // bob's, through node 3: PushOnline with a token, a notification would reach him.
+        let (s, d) = nodes[2]
+            .api(reqwest::Method::GET, "/v1/users/bob/diagnosis", None)
+            .await;
+        assert_eq!(s, 200, "{d}");
+        assert_eq!(d["would_push"], true, "{d}");
+        assert!(d["devices"][0].get("connected_on").is_none(), "{d}");
+        let (s, d) = nodes[1]
+            .api(reqwest::Method::GET, "/v1/users/carol/diagnosis", None)
+            .await;
+        assert_eq!(s, 200, "{d}");
+        assert_eq!(d["devices"], json!([]), "{d}");
+
+        // Kick through node 3: alice's socket on node 2 gets `kicked`.
+        let r = nodes[2]
+            .v4("im_open_login_svc/kick", json!({"UserID": "alice"}))
+            .await;
+        assert_eq!(r["ActionStatus"], "OK", "{r}");
+        assert!(
+            kicked_within(&mut alice, Duration::from_secs(5)).await,
+            "alice's socket on node 2 was kicked"
+        );
+        let r = nodes[0]
+            .v4(
+                "openim/query_online_status",
+                json!({"To_Account": ["alice"]}),
+            )
+            .await;
+        assert_eq!(status_of(&r, "alice")["Status"], "Offline", "{r}");
+        let r = nodes[1]
+            .v4("im_open_login_svc/kick", json!({"UserID": "carol"}))
+            .await;
+        assert_eq!(r["ErrorCode"], 70107, "{r}");
+    });
+}
+
+/// The TIM duplicate window is shared: the same message (sender, recipient, MsgSeq, MsgRandom,
+/// content) sent through node 1, then node 2, then node 3 is routed once and every node answers
+/// the first send's MsgTime and MsgKey; the window is a Redis key per recipient whose TTL is
+/// the 120 s window. A batch retried through another node reaches nobody twice.
+#[test]
+fn the_tim_duplicate_window_is_cluster_wide() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(120, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url(), "").await;
+        for u in ["bob", "dave"] {
+            push_online(&nodes[0], u, cert).await;
+        }
+        let body = |random: u64| {
+            json!({"From_Account": "erin", "To_Account": "bob", "MsgRandom": random, "MsgSeq": 11,
+                   "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hello bob"}}]})
+        };
+        let first = nodes[0].v4("openim/sendmsg", body(7)).await;
+        assert_eq!(first["ActionStatus"], "OK", "{first}");
+        let key = first["MsgKey"].as_str().expect("MsgKey").to_string();
+        for node in &nodes[1..] {
+            let again = node.v4("openim/sendmsg", body(7)).await;
+            assert_eq!(again["ActionStatus"], "OK", "{again}");
+            assert_eq!(again["MsgKey"], key.as_str(), "through {}", node.name);
+            assert_eq!(again["MsgTime"], first["MsgTime"], "through {}", node.name);
+        }
+        // Another MsgRandom is another message.
+        let other = nodes[2].v4("openim/sendmsg", body(8)).await;
+        assert_eq!(other["ActionStatus"], "OK", "{other}");
+        assert_ne!(other["MsgKey"], key.as_str());
+
+        // A batch, retried through another node: bob and dave once each, carol unknown.
+        let batch = json!({"From_Account": "erin", "To_Account": ["bob", "dave", "carol"],
+                           "MsgRandom": 9, "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "all"}}]});
+        let b1 = nodes[1].v4("openim/batchsendmsg", batch.clone()).await;
+        let b2 = nodes[2].v4("openim/batchsendmsg", batch).await;
+        for b in [&b1, &b2] {
+            assert_eq!(b["ActionStatus"], "OK", "{b}");
+            assert_eq!(
+                b["ErrorList"],
+                json!([{"To_Account": "carol", "ErrorCode": 70107}]),
+                "{b}"
+            );
+        }
+
+        // bob: message 7 once, message 8 once, the batch once; dave: the batch once.
+        let count = |user: &str| {
+            let r = regid(user);
+            emu.received().iter().filter(|n| n.regid == r).count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (count("bob") < 3 || count("dave") < 1) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Anything sent twice would arrive within the same time: wait a little more.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(count("bob"), 3, "bob's notifications");
+        assert_eq!(count("dave"), 1, "dave's notifications");
+
+        // The window lives in Redis: one key per (message, recipient), expiring with the window.
+        let mut keys = Vec::new();
+        for port in rc.masters() {
+            let out = rc.cli(port, &["--scan", "--pattern", "pg:dd:*"]);
+            for k in out.lines().filter(|l| !l.trim().is_empty()) {
+                let ttl: i64 = rc.cli(port, &["pttl", k]).trim().parse().expect("pttl");
+                assert!(ttl > 0 && ttl <= 120_000, "{k} expires in {ttl} ms");
+                keys.push(k.to_string());
+            }
+        }
+        // 7→bob, 8→bob, 9→bob, 9→dave.
+        assert_eq!(keys.len(), 4, "{keys:?}");
+    });
+}
