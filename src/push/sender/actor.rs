@@ -32,74 +32,6 @@ const FENCE_RECHECK: Duration = Duration::from_millis(50);
 /// What one exchange came to: the vendor's reply, or no access token to send with.
 type Exchanged<S> = Result<<S as PushService>::Reply, AccessError>;
 
-/// How one request handed to the I/O thread ended.
-enum Answer<S: PushService> {
-    /// The batch, the vendor's answer, how long it took, and the certificate's lost-lease count
-    /// when it was sent.
-    Replied(Batch<S::Content>, Exchanged<S>, Duration, u64),
-    /// The I/O arbiter stopped (shutdown) before the request finished.
-    Cancelled,
-}
-
-/// Answers the I/O thread has handed back and the sender has not taken yet. The I/O side wakes
-/// the sender only when it adds to an empty list, so a busy sender takes many answers per
-/// wake-up instead of one cross-thread hand-off each.
-struct Answers<S: PushService> {
-    list: std::sync::Mutex<Vec<Answer<S>>>,
-    sender: actix::WeakAddr<CertSender<S>>,
-}
-
-impl<S: PushService> Answers<S> {
-    fn push(&self, answer: Answer<S>) {
-        let was_empty = {
-            let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
-            list.push(answer);
-            list.len() == 1
-        };
-        if was_empty {
-            if let Some(sender) = self.sender.upgrade() {
-                // A wake-up must not be lost to a full mailbox: the list would then wait, with
-                // no other wake-up coming, since only the push onto an empty list sends one. At
-                // most one is outstanding per emptying of the list, so ignoring the mailbox
-                // bound holds nothing unbounded; a stopped sender has nothing left to take.
-                #[allow(clippy::disallowed_methods)]
-                sender.do_send(Answered);
-            }
-        }
-    }
-
-    fn take(&self) -> Vec<Answer<S>> {
-        std::mem::take(&mut *self.list.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// One request's place in [`Answers`]: filled with its reply, or with `Cancelled` when the
-/// request is dropped unanswered (its I/O arbiter stopped), so the in-flight count stays true.
-struct AnswerSlot<S: PushService> {
-    answers: Arc<Answers<S>>,
-    answered: bool,
-}
-
-impl<S: PushService> AnswerSlot<S> {
-    fn answer(&mut self, answer: Answer<S>) {
-        self.answered = true;
-        self.answers.push(answer);
-    }
-}
-
-impl<S: PushService> Drop for AnswerSlot<S> {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.answers.push(Answer::Cancelled);
-        }
-    }
-}
-
-/// The I/O thread has answers waiting in [`Answers`].
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct Answered;
-
 /// The sender of one certificate.
 pub struct CertSender<S: PushService> {
     id: CertificateId,
@@ -126,20 +58,12 @@ pub struct CertSender<S: PushService> {
     io: ArbiterHandle,
     /// The certificate's lost-lease count the notifications held here were taken under.
     lease_gen: u64,
-    /// Requests cut by the current pump, handed to `io` together when it ends.
-    outgoing: Vec<(Batch<S::Content>, S::Credentials, u64)>,
-    /// Where `io` hands the answers back (made when the actor starts: it needs the address).
-    answers: Option<Arc<Answers<S>>>,
 }
 
 impl<S: PushService> Actor for CertSender<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.answers = Some(Arc::new(Answers {
-            list: std::sync::Mutex::new(Vec::new()),
-            sender: ctx.address().downgrade(),
-        }));
         // A slow tick notices stop flags and publishes the queue depth.
         ctx.run_interval(Duration::from_millis(500), |act, ctx| {
             act.give_back_if_lease_lost();
@@ -192,8 +116,6 @@ impl<S: PushService> CertSender<S> {
             wake_at: None,
             books,
             io,
-            outgoing: Vec::new(),
-            answers: None,
         }
     }
 
@@ -293,7 +215,6 @@ impl<S: PushService> CertSender<S> {
     /// arrive while the bucket is empty still join it.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         self.pump_requests(ctx);
-        self.launch();
         // Every path that finishes notifications ends in a pump: their journal removals go to
         // the store together.
         self.books.flush_removals();
@@ -370,11 +291,11 @@ impl<S: PushService> CertSender<S> {
                     None => return,
                 },
             };
-            self.send(batch);
+            self.send(batch, ctx);
         }
     }
 
-    fn send(&mut self, batch: Batch<S::Content>) {
+    fn send(&mut self, batch: Batch<S::Content>, ctx: &mut Context<Self>) {
         let credentials = match &self.credentials {
             Ok(c) => c.clone(),
             Err(e) => {
@@ -404,73 +325,36 @@ impl<S: PushService> CertSender<S> {
             );
         }
         local.flush();
-        self.outgoing.push((batch, credentials, self.lease_gen));
-    }
-
-    /// Hands the requests cut by one pump to the I/O arbiter in one cross-thread message; each
-    /// runs there as its own task (access, encoding, the HTTP exchange, reply parsing), so this
-    /// sender's thread only batches and accounts. With one token per request (FCM, APNs) a
-    /// hand-off per request was a thread wake-up per notification each way.
-    fn launch(&mut self) {
-        if self.outgoing.is_empty() {
-            return;
-        }
-        let Some(answers) = self.answers.clone() else {
-            return;
+        let service = self.service.clone();
+        let access = self.access.clone();
+        let lease_gen = self.lease_gen;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Access, encoding, the HTTP exchange and reply parsing run on an I/O arbiter, so this
+        // sender's thread only batches and accounts.
+        let fut = async move {
+            let started = Instant::now();
+            let granted = access.get(|| service.acquire_access(&credentials)).await;
+            let reply: Exchanged<S> = match granted {
+                Ok(token) => Ok(service.exchange(&credentials, &token, &batch).await),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send((batch, reply, started.elapsed()));
         };
-        let exchanges: Vec<_> = self
-            .outgoing
-            .drain(..)
-            .map(|(batch, credentials, lease_gen)| {
-                // Made here, not on the I/O thread: a request the I/O arbiter never runs (it
-                // stopped) still comes back as cancelled and leaves the in-flight count.
-                let slot = AnswerSlot {
-                    answers: answers.clone(),
-                    answered: false,
-                };
-                let service = self.service.clone();
-                let access = self.access.clone();
-                async move {
-                    let mut slot = slot;
-                    let started = Instant::now();
-                    let granted = access.get(|| service.acquire_access(&credentials)).await;
-                    let reply: Exchanged<S> = match granted {
-                        Ok(token) => Ok(service.exchange(&credentials, &token, &batch).await),
-                        Err(e) => Err(e),
-                    };
-                    slot.answer(Answer::Replied(batch, reply, started.elapsed(), lease_gen));
-                }
-            })
-            .collect();
-        let spawned = self.io.spawn(async move {
-            for exchange in exchanges {
-                actix_rt::spawn(exchange);
-            }
-        });
-        if !spawned {
+        if !self.io.spawn(fut) {
             tracing::warn!(
                 certificate = self.id,
                 "the vendor I/O thread is gone (shutting down)"
             );
         }
-    }
-
-    /// Takes every answer the I/O thread has handed back since the last call.
-    fn take_answers(&mut self, ctx: &mut Context<Self>) {
-        let Some(answers) = self.answers.clone() else {
-            return;
-        };
-        let taken = answers.take();
-        for answer in taken {
-            self.in_flight -= 1;
-            match answer {
-                Answer::Replied(batch, reply, took, lease_gen) => {
-                    self.on_reply(batch, reply, took, lease_gen, ctx)
-                }
+        ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
+            act.in_flight -= 1;
+            match done {
+                Ok((batch, reply, took)) => act.on_reply(batch, reply, took, lease_gen, ctx),
                 // Only at shutdown: the I/O arbiter stopped with the request in flight.
-                Answer::Cancelled => tracing::debug!("a vendor request was cancelled by shutdown"),
+                Err(_) => tracing::debug!("a vendor request was cancelled by shutdown"),
             }
-        }
+            act.pump(ctx);
+        }));
     }
 
     fn on_reply(
@@ -713,15 +597,6 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
                 self.add(job);
             }
         }
-        self.pump(ctx);
-    }
-}
-
-impl<S: PushService> Handler<Answered> for CertSender<S> {
-    type Result = ();
-
-    fn handle(&mut self, _: Answered, ctx: &mut Context<Self>) {
-        self.take_answers(ctx);
         self.pump(ctx);
     }
 }
