@@ -1540,3 +1540,183 @@ fn an_owner_cut_off_from_redis_stops_sending_before_the_next_owner_starts() {
         }
     });
 }
+
+/// §13.2 #6: kill -9 of the Redis master holding a user's hash while two gateways are under
+/// load (sends to that user's open WebSocket through the other node, logins through both). During
+/// the failover every answer is 200 or 503 with Retry-After; every send answered `online` reaches
+/// the socket, every acknowledged login is there afterwards, and the socket is never closed.
+#[test]
+fn a_redis_master_killed_under_load_costs_only_503s_with_retry_after() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(150, async {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = emulator();
+        let urls = rc.urls();
+        let nodes: Vec<Gateway> = ["gw-1", "gw-2"]
+            .iter()
+            .map(|n| Gateway::start(dir.path(), n, &emu.base_url(), Some(&urls)))
+            .collect();
+        let mut ws = nodes[0].connect("alice", "d1").await;
+        let victim = rc.master_of("pg:{u:alice}");
+        // The client acks everything until "last"; None if the socket ended before it.
+        let reader = tokio::spawn(async move {
+            let mut got = std::collections::HashSet::new();
+            loop {
+                let (id, text) = next_message(&mut ws).await?;
+                let ack = json!({"type": "ack", "id": id}).to_string();
+                ws.send(WsMessage::Text(ack.into())).await.ok()?;
+                if text == "last" {
+                    return Some(got);
+                }
+                got.insert(text);
+            }
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // (acknowledged, refused with Retry-After, first and last refusal in ms after the kill)
+        type Tally = (Vec<String>, usize, Option<(u64, u64)>);
+        let killed_at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let mut workers = Vec::new();
+        for w in 0..3usize {
+            let (stop, killed_at) = (stop.clone(), killed_at.clone());
+            // Worker 0 sends to alice through node 2; workers 1 and 2 log users in.
+            let url = nodes[if w == 0 { 1 } else { w - 1 }].url(if w == 0 {
+                "/v1/messages"
+            } else {
+                "/v1/sessions/events"
+            });
+            workers.push(tokio::spawn(async move {
+                let client = http();
+                let mut tally: Tally = (Vec::new(), 0, None);
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    k += 1;
+                    let name = format!("w{w}-{k}");
+                    let body = if w == 0 {
+                        json!({"to": ["alice"], "from": "bob", "text": name})
+                    } else {
+                        json!({"events":[{"user": name, "platform":"Android","device":"d1","action":"login"}]})
+                    };
+                    let res = client
+                        .post(&url)
+                        .bearer_auth(API)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("{name}: no answer: {e}"));
+                    let status = res.status().as_u16();
+                    let retry_after = res.headers().contains_key("retry-after");
+                    let v: Value = res.json().await.unwrap_or(Value::Null);
+                    match status {
+                        200 if w == 0 => {
+                            assert_eq!(v["results"][0]["outcome"], "online", "{name}: {v}");
+                            tally.0.push(name);
+                        }
+                        200 if v["results"][0]["ok"] == true => tally.0.push(name),
+                        // A login the registry refused in the failover is an error result with
+                        // its code, acknowledged as not done.
+                        200 => assert!(
+                            v["results"][0]["error"]["code"].is_string(),
+                            "{name}: {v}"
+                        ),
+                        503 => {
+                            assert!(retry_after, "{name}: 503 without Retry-After: {v}");
+                            tally.1 += 1;
+                            let at = now_ms().saturating_sub(
+                                killed_at.load(std::sync::atomic::Ordering::Relaxed),
+                            );
+                            let span = tally.2.get_or_insert((at, at));
+                            span.1 = at;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => panic!("{name}: {other} {v}"),
+                    }
+                }
+                tally
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        rc.kill9(victim);
+        killed_at.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        let t = Instant::now();
+        // The failover is over once another master serves alice's slot; then 2 s more load.
+        let survivor = rc
+            .ports()
+            .into_iter()
+            .find(|p| *p != victim)
+            .expect("a survivor");
+        loop {
+            if rc
+                .cli(survivor, &["cluster", "info"])
+                .contains("cluster_state:ok")
+                && rc
+                    .master_seen_by(survivor, "pg:{u:alice}")
+                    .is_some_and(|m| m != victim)
+            {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "no failover");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let failover = t.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut tallies = Vec::new();
+        for w in workers {
+            tallies.push(w.await.expect("worker"));
+        }
+        // "last" through the other node, retried while it is refused.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (s, v) = nodes[1]
+                .api(
+                    reqwest::Method::POST,
+                    "/v1/messages",
+                    Some(json!({"to": ["alice"], "from": "bob", "text": "last"})),
+                )
+                .await;
+            if s == 200 {
+                assert_eq!(v["results"][0]["outcome"], "online", "{v}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "last: {s} {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let got = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .expect("alice's socket got \"last\" in time")
+            .expect("reader")
+            .expect("alice's socket stayed open");
+        let lost: Vec<&String> = tallies[0].0.iter().filter(|t| !got.contains(*t)).collect();
+        assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
+        let mut missing = Vec::new();
+        for tally in &tallies[1..] {
+            for user in &tally.0 {
+                let v = nodes[0].user(user).await;
+                if v["devices"][0]["state"] != "Online" {
+                    missing.push(v);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "acknowledged logins lost: {missing:?}");
+        let refused: usize = tallies.iter().map(|t| t.1).sum();
+        let span =
+            tallies
+                .iter()
+                .filter_map(|t| t.2)
+                .fold(None, |a: Option<(u64, u64)>, (lo, hi)| {
+                    Some(a.map_or((lo, hi), |(x, y)| (x.min(lo), y.max(hi))))
+                });
+        eprintln!(
+            "Redis master killed under load: failover {:.1} s; {} sends and {} logins \
+             acknowledged, none lost; {refused} answers 503 with Retry-After (from {:?} ms to \
+             {:?} ms after the kill); alice's socket stayed open",
+            failover.as_secs_f64(),
+            tallies[0].0.len(),
+            tallies[1].0.len() + tallies[2].0.len(),
+            span.map(|s| s.0),
+            span.map(|s| s.1),
+        );
+    });
+}
