@@ -15,8 +15,7 @@ use pushgate::cluster::{keys, Cluster, ClusterError};
 use pushgate::config::{ClusterConfig, ClusterMode, OnUnreplicated};
 use pushgate::domain::{DeviceEvent, DeviceState, MultiDevicePolicy, OfflineReason, Platform};
 use pushgate::registry::RegistryError;
-use redis_cluster::RedisCluster;
-use std::future::Future;
+use redis_cluster::{bounded, RedisCluster};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,20 +39,6 @@ async fn connect(cfg: &ClusterConfig, policy: MultiDevicePolicy) -> Arc<Cluster>
             .await
             .expect("connect to the test cluster"),
     )
-}
-
-/// Runs `f` on a multi-threaded runtime, failing the test after `secs`.
-fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(secs), f)
-            .await
-            .expect("the test ran out of time");
-    });
 }
 
 fn at(node: &str, conn: u64) -> Option<Location> {

@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+/// Runs `f` on a 2-thread runtime, failing the test after `secs` (the cluster tests' bound).
+pub fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), f)
+            .await
+            .expect("the test ran out of time");
+    });
+}
+
 pub struct RedisCluster {
     pub dir: PathBuf,
     pub base: u16,
@@ -217,6 +231,14 @@ impl RedisCluster {
         for t in index.keys() {
             assert!(held_set.contains(t), "index entry {t} without a holder");
         }
+    }
+
+    /// Whether the master on `port` has a replica that finished its sync (strict WAIT can be
+    /// met on its shard again).
+    pub fn has_online_replica(&self, port: u16) -> bool {
+        self.cli(port, &["info", "replication"])
+            .lines()
+            .any(|l| l.starts_with("slave") && l.contains("state=online"))
     }
 
     /// Restarts a killed server (it rejoins as a replica).
