@@ -761,14 +761,9 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
 
 /// Whether `node` shows certificate `id` without its secret.
 async fn c_has_no_secret(node: &Gateway, id: u64) -> bool {
-    let (s, v) = node
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/certificates/{id}"),
-            None,
-        )
-        .await;
-    s == 200 && !v.to_string().contains(common::SECRET)
+    node.certificate(id)
+        .await
+        .is_some_and(|c| !c.to_string().contains(common::SECRET))
 }
 
 /// Unix milliseconds (the emulator's `received_at_ms` clock).
@@ -891,21 +886,9 @@ fn a_full_redis_outage_answers_503_and_recovers_without_a_restart() {
         assert_eq!(v["devices"][0]["token_bound"], true, "{v}");
         assert_eq!(v["devices"][0]["state"], "PushOnline", "{v}");
         // The socket that stayed open is Online again and gets messages.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (s, v) = nodes[2]
-                .api(
-                    reqwest::Method::POST,
-                    "/v1/messages",
-                    Some(json!({"to": ["alice"], "from": "bob", "text": "after"})),
-                )
-                .await;
-            if s == 200 && v["results"][0]["outcome"] == "online" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "alice not online again: {s} {v}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        nodes[2]
+            .send_until_online("alice", "after", Duration::from_secs(20))
+            .await;
         // "before" was never acked: the old incarnation's reaper may hand it to the re-asserted
         // connection again (at least once).
         let got = tokio::time::timeout(Duration::from_secs(10), async {
@@ -1297,28 +1280,9 @@ fn a_redis_master_killed_under_load_costs_only_503s_with_retry_after() {
             tallies.push(w.await.expect("worker"));
         }
         // "last" through the other node, retried while it is refused.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (s, v) = nodes[1]
-                .api(
-                    reqwest::Method::POST,
-                    "/v1/messages",
-                    Some(json!({"to": ["alice"], "from": "bob", "text": "last"})),
-                )
-                .await;
-            if s == 200 {
-                assert_eq!(
-                    v["results"][0]["outcome"],
-                    "online",
-                    "last: {v}\nalice: {}\ngw-1:\n{}",
-                    nodes[0].user("alice").await,
-                    nodes[0].log_tail()
-                );
-                break;
-            }
-            assert!(Instant::now() < deadline, "last: {s} {v}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        nodes[1]
+            .send_until_online("alice", "last", Duration::from_secs(20))
+            .await;
         let (got, _ws) = tokio::time::timeout(Duration::from_secs(30), reader)
             .await
             .expect("alice's socket got \"last\" in time")

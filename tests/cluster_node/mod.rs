@@ -237,6 +237,54 @@ impl Gateway {
         v
     }
 
+    /// Sends `text` from bob to `to` through this node until it is answered 200 `online`,
+    /// retrying (every 300 ms, for up to `within`) while it is refused or `to` is not online.
+    pub async fn send_until_online(&self, to: &str, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (s, v) = self
+                .api(
+                    reqwest::Method::POST,
+                    "/v1/messages",
+                    Some(json!({"to": [to], "from": "bob", "text": text})),
+                )
+                .await;
+            if s == 200 && v["results"][0]["outcome"] == "online" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text} to {to} through {}: {s} {v}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Certificate `id` as this node shows it (None: not found).
+    pub async fn certificate(&self, id: u64) -> Option<Value> {
+        let (s, v) = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/v1/certificates/{id}"),
+                None,
+            )
+            .await;
+        (s == 200).then_some(v)
+    }
+
+    /// A session event for (user, Android `device`) through this node; (status, body).
+    pub async fn session_event(&self, user: &str, device: &str, action: &str) -> (u16, Value) {
+        let event =
+            json!({"user": user, "platform": "Android", "device": device, "action": action});
+        self.api(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            Some(json!({ "events": [event] })),
+        )
+        .await
+    }
+
     pub async fn metrics_text(&self) -> String {
         http()
             .get(self.url("/metrics"))
@@ -340,14 +388,7 @@ pub async fn wait_kicked(ws: &mut Ws, since: Instant, within: Duration) -> Durat
 /// Logs (user, Android `device`) in through `via[0]`, reports its token for `cert` through
 /// `via[1]` and disconnects it through `via[2]`: PushOnline with a token, held by no node.
 pub async fn push_online(via: [&Gateway; 3], user: &str, device: &str, cert: u64) {
-    let event = |action: &str| json!({"events": [{"user": user, "platform": "Android", "device": device, "action": action}]});
-    let (s, v) = via[0]
-        .api(
-            reqwest::Method::POST,
-            "/v1/sessions/events",
-            Some(event("login")),
-        )
-        .await;
+    let (s, v) = via[0].session_event(user, device, "login").await;
     assert_eq!((s, &v["results"][0]["ok"]), (200, &json!(true)), "{v}");
     let token =
         json!({"user": user, "device": device, "certificate_id": cert, "token": regid(user)});
@@ -355,13 +396,7 @@ pub async fn push_online(via: [&Gateway; 3], user: &str, device: &str, cert: u64
         .api(reqwest::Method::PUT, "/v1/push-tokens", Some(token))
         .await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = via[2]
-        .api(
-            reqwest::Method::POST,
-            "/v1/sessions/events",
-            Some(event("disconnect")),
-        )
-        .await;
+    let (s, v) = via[2].session_event(user, device, "disconnect").await;
     assert_eq!(
         (s, &v["results"][0]["state"]),
         (200, &json!("PushOnline")),
@@ -407,14 +442,7 @@ pub async fn three_nodes_with(
 pub async fn wait_certificate(node: &Gateway, id: u64, want: impl Fn(&Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (s, v) = node
-            .api(
-                reqwest::Method::GET,
-                &format!("/v1/certificates/{id}"),
-                None,
-            )
-            .await;
-        let shown = if s == 200 { v } else { Value::Null };
+        let shown = node.certificate(id).await.unwrap_or(Value::Null);
         if want(&shown) {
             return;
         }
