@@ -133,33 +133,6 @@ impl Cluster {
         }
     }
 
-    /// Up to `count` entries no consumer has read yet, now delivered to `me`; and the malformed
-    /// ids met.
-    pub async fn cert_read(
-        &self,
-        cert: CertificateId,
-        me: &str,
-        count: usize,
-    ) -> Result<(Vec<QueueEntry>, Vec<String>), ClusterError> {
-        let r: Option<StreamReadReply> = self
-            .run(
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(me)
-                    .arg("COUNT")
-                    .arg(count.max(1))
-                    .arg("STREAMS")
-                    .arg(keys::cert_queue(cert))
-                    .arg(">"),
-            )
-            .await?;
-        let ids: Vec<StreamId> = r
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
-        Ok(split(&ids))
-    }
-
     /// Takes over entries other consumers read and did not finish, idle for at least
     /// `min_idle_ms`, from `cursor` on; the entries, the malformed ids, and the next cursor
     /// ("0-0" once the whole pending list was scanned).
