@@ -13,25 +13,9 @@ use pushgate::providers::apns::emulator::{
 use pushgate::providers::jwt::Es256Key;
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(8);
-
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// A device token in Apple's shape (lowercase hex) for a user.
 fn device_token(user: &str) -> String {
@@ -103,91 +87,6 @@ impl Rig {
         )
         .await
     }
-
-    /// The certificate's view once `sent` plus every failure adds up to `n` (accounting follows
-    /// the emulator's record by a moment).
-    async fn settled(&self, cert: u64, n: u64) -> Value {
-        wait_for(
-            &format!("{n} notifications accounted for"),
-            WAIT,
-            || async {
-                let (_, v) = self
-                    .h
-                    .admin(Method::GET, &format!("/v1/certificates/{cert}"), None)
-                    .await;
-                let failed: u64 = v["stats"]["failed"]
-                    .as_object()?
-                    .values()
-                    .filter_map(Value::as_u64)
-                    .sum();
-                (v["stats"]["sent"].as_u64()? + failed >= n).then_some(v)
-            },
-        )
-        .await
-    }
-
-    async fn last_class(&self, user: &str) -> String {
-        wait_for(&format!("a last notification for {user}"), WAIT, || async {
-            let (_, d) = self
-                .h
-                .api(Method::GET, &format!("/v1/users/{user}/diagnosis"), None)
-                .await;
-            d["devices"][0]["last_notification"]["class"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .await
-    }
-
-    async fn cert_view(&self) -> Value {
-        let (s, v) = self
-            .h
-            .admin(
-                Method::GET,
-                &format!("/v1/certificates/{}", self.cert),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v
-    }
-
-    async fn token_bound(&self, user: &str) -> bool {
-        let (_, v) = self
-            .h
-            .api(Method::GET, &format!("/v1/users/{user}"), None)
-            .await;
-        v["devices"][0]["token_bound"].as_bool().unwrap()
-    }
-}
-
-/// `openim/sendmsg` on the /v4 surface as the TIM administrator, with `OfflinePushInfo`.
-async fn tim_sendmsg(h: &Harness, from: &str, to: &str, text: &str, opi: Value) -> Value {
-    let sig =
-        pushgate::usersig::UserSigKey::new(SDKAPPID, USERSIG_KEY).generate("administrator", 3600);
-    let q = serde_urlencoded::to_string([
-        ("sdkappid", SDKAPPID.to_string()),
-        ("identifier", "administrator".to_string()),
-        ("usersig", sig),
-        ("random", "1".to_string()),
-        ("contenttype", "json".to_string()),
-    ])
-    .unwrap();
-    let body = json!({"From_Account": from, "To_Account": to, "MsgRandom": 7,
-        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}],
-        "OfflinePushInfo": opi});
-    let v: Value = h
-        .http
-        .post(h.server.url(&format!("/v4/openim/sendmsg?{q}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["ErrorCode"], 0, "{v}");
-    v
 }
 
 #[tokio::test]
@@ -240,7 +139,7 @@ async fn a_notification_carries_apples_headers_and_payload() {
         "a bounded pool: {}",
         rig.apns.connections()
     );
-    let v = rig.settled(rig.cert, 6).await;
+    let v = rig.h.settled(rig.cert, 6, WAIT).await;
     assert_eq!(v["key_id"], emulator::SAMPLE_KEY_ID);
     assert_eq!(v["private_key_set"], true);
     assert!(!v.to_string().contains("PRIVATE KEY"), "{v}");
@@ -272,16 +171,16 @@ async fn invalid_tokens_are_unbound_and_payload_errors_are_not() {
         .send(json!({"to":["big"],"from":"x","text":"y".repeat(400)}))
         .await;
     for u in ["gone", "expired", "bad", "other"] {
-        assert_eq!(rig.last_class(u).await, "bad_token", "{u}");
-        assert!(!rig.token_bound(u).await, "{u}'s token is unbound");
+        assert_eq!(rig.h.last_class(u, WAIT).await, "bad_token", "{u}");
+        assert!(!rig.h.token_bound(u).await, "{u}'s token is unbound");
     }
-    assert_eq!(rig.last_class("big").await, "invalid_request");
+    assert_eq!(rig.h.last_class("big", WAIT).await, "invalid_request");
     assert!(
-        rig.token_bound("big").await,
+        rig.h.token_bound("big").await,
         "a payload error leaves the token bound"
     );
-    assert_eq!(rig.last_class("fine").await, "delivered");
-    let v = rig.settled(rig.cert, 6).await;
+    assert_eq!(rig.h.last_class("fine", WAIT).await, "delivered");
+    let v = rig.h.settled(rig.cert, 6, WAIT).await;
     assert_eq!(v["stats"]["sent"], 1, "{v}");
     assert_eq!(v["stats"]["failed"]["bad_token"], 4, "{v}");
     assert_eq!(v["stats"]["failed"]["invalid_request"], 1, "{v}");
@@ -321,7 +220,7 @@ async fn a_connection_cut_to_one_stream_is_survived() {
         rig.wait_got(u, 2).await;
     }
     assert_eq!(rig.apns.stats().peak_streams_per_connection, 1);
-    let v = rig.settled(rig.cert, 60).await;
+    let v = rig.h.settled(rig.cert, 60, WAIT).await;
     assert_eq!(v["stats"]["sent"], 60, "{v}");
     assert_eq!(v["status"]["state"], "healthy");
 }
@@ -355,7 +254,7 @@ async fn too_many_requests_slows_down_and_5xx_is_retried() {
             .unwrap_or(0)
             >= 1
     );
-    let v = rig.settled(rig.cert, 6).await;
+    let v = rig.h.settled(rig.cert, 6, WAIT).await;
     assert_eq!(v["stats"]["sent"], 6, "{v}");
     assert!(v["stats"]["rate_limited"].as_u64().unwrap() >= 1, "{v}");
 
@@ -384,8 +283,8 @@ async fn too_many_requests_slows_down_and_5xx_is_retried() {
         "retried {:?} after the 503",
         refused_at.elapsed()
     );
-    assert_eq!(rig.last_class("r0").await, "delivered");
-    assert_eq!(rig.settled(rig.cert, 7).await["stats"]["sent"], 7);
+    assert_eq!(rig.h.last_class("r0", WAIT).await, "delivered");
+    assert_eq!(rig.h.settled(rig.cert, 7, WAIT).await["stats"]["sent"], 7);
 }
 
 #[tokio::test]
@@ -411,7 +310,7 @@ async fn an_expired_provider_token_is_not_re_signed_inside_apples_20_minutes() {
         .send(json!({"to":["alice"],"from":"x","text":"second"}))
         .await;
     let v = wait_for("the certificate broken", WAIT, || async {
-        let v = rig.cert_view().await;
+        let v = rig.h.cert_view(rig.cert).await;
         (v["status"]["state"] == "broken").then_some(v)
     })
     .await;
@@ -427,8 +326,8 @@ async fn an_expired_provider_token_is_not_re_signed_inside_apples_20_minutes() {
         "{stats:?}"
     );
     assert_eq!(stats.requests.get("TooManyProviderTokenUpdates"), None);
-    assert_eq!(rig.last_class("alice").await, "misconfigured");
-    let v = rig.settled(rig.cert, 2).await;
+    assert_eq!(rig.h.last_class("alice", WAIT).await, "misconfigured");
+    let v = rig.h.settled(rig.cert, 2, WAIT).await;
     assert_eq!(v["stats"]["sent"], 1, "{v}");
     assert_eq!(v["stats"]["failed"]["misconfigured"], 1, "{v}");
 }
@@ -465,7 +364,7 @@ async fn a_key_apple_refuses_breaks_the_certificate() {
             .contains("InvalidProviderToken"),
         "{v}"
     );
-    assert_eq!(rig.last_class("alice").await, "misconfigured");
+    assert_eq!(rig.h.last_class("alice", WAIT).await, "misconfigured");
     assert!(rig.got("alice").is_empty());
 }
 
@@ -509,16 +408,16 @@ async fn bad_keys_are_field_errors() {
 async fn tim_apns_info_reaches_apple() {
     let rig = Rig::start(EmulatorConfig::default()).await;
     rig.killed("alice").await;
-    tim_sendmsg(
-        &rig.h,
-        "dave",
-        "alice",
-        "hi there",
-        json!({"Title": "Dave", "Ext": "{\"k\":1}",
+    rig.h
+        .tim_sendmsg(
+            "dave",
+            "alice",
+            "hi there",
+            json!({"Title": "Dave", "Ext": "{\"k\":1}",
         "ApnsInfo": {"Title": "Dave (iOS)", "SubTitle": "Group X", "Sound": "ping.caf",
             "BadgeMode": 1, "MutableContent": 1}}),
-    )
-    .await;
+        )
+        .await;
     let n = &rig.wait_got("alice", 1).await[0];
     let aps = &n.payload["aps"];
     assert_eq!(
@@ -589,7 +488,7 @@ async fn the_badge_counts_up_from_the_background_unread_count() {
         .await;
     let got = rig.wait_got("alice", 4).await;
     assert_eq!(badges(&got[3..]), vec![json!(1)]);
-    rig.settled(rig.cert, 4).await;
+    rig.h.settled(rig.cert, 4, WAIT).await;
 }
 
 #[tokio::test]
@@ -597,7 +496,7 @@ async fn the_key_survives_a_restart_and_still_signs() {
     let Rig { h, apns, cert } = Rig::start(EmulatorConfig::default()).await;
     let h = h.restart().await;
     let rig = Rig { h, apns, cert };
-    let v = rig.cert_view().await;
+    let v = rig.h.cert_view(rig.cert).await;
     assert_eq!(v["vendor"], "apns");
     assert_eq!(v["private_key_set"], true, "{v}");
     rig.killed("alice").await;
@@ -605,5 +504,5 @@ async fn the_key_survives_a_restart_and_still_signs() {
         .send(json!({"to":["alice"],"from":"x","text":"after restart"}))
         .await;
     rig.wait_got("alice", 1).await;
-    assert_eq!(rig.last_class("alice").await, "delivered");
+    assert_eq!(rig.h.last_class("alice", WAIT).await, "delivered");
 }

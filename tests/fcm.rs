@@ -13,25 +13,9 @@ use pushgate::providers::fcm::emulator::{
 };
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(8);
-
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 struct Rig {
     h: Harness,
@@ -96,92 +80,6 @@ impl Rig {
         })
         .await
     }
-
-    async fn cert_view(&self) -> Value {
-        let (s, v) = self
-            .h
-            .admin(
-                Method::GET,
-                &format!("/v1/certificates/{}", self.cert),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v
-    }
-
-    /// The certificate's view once `sent` plus every failure adds up to `n` (accounting follows
-    /// the emulator's record by a moment).
-    async fn settled(&self, cert: u64, n: u64) -> Value {
-        wait_for(
-            &format!("{n} notifications accounted for"),
-            WAIT,
-            || async {
-                let (_, v) = self
-                    .h
-                    .admin(Method::GET, &format!("/v1/certificates/{cert}"), None)
-                    .await;
-                let failed: u64 = v["stats"]["failed"]
-                    .as_object()?
-                    .values()
-                    .filter_map(Value::as_u64)
-                    .sum();
-                (v["stats"]["sent"].as_u64()? + failed >= n).then_some(v)
-            },
-        )
-        .await
-    }
-
-    async fn last_class(&self, user: &str) -> String {
-        wait_for(&format!("a last notification for {user}"), WAIT, || async {
-            let (_, d) = self
-                .h
-                .api(Method::GET, &format!("/v1/users/{user}/diagnosis"), None)
-                .await;
-            d["devices"][0]["last_notification"]["class"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .await
-    }
-
-    async fn token_bound(&self, user: &str) -> bool {
-        let (s, v) = self
-            .h
-            .api(Method::GET, &format!("/v1/users/{user}"), None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v["devices"][0]["token_bound"].as_bool().unwrap()
-    }
-}
-
-/// `openim/sendmsg` on the /v4 surface as the TIM administrator, with `OfflinePushInfo`.
-async fn tim_sendmsg(h: &Harness, from: &str, to: &str, text: &str, opi: Value) -> Value {
-    let sig =
-        pushgate::usersig::UserSigKey::new(SDKAPPID, USERSIG_KEY).generate("administrator", 3600);
-    let q = serde_urlencoded::to_string([
-        ("sdkappid", SDKAPPID.to_string()),
-        ("identifier", "administrator".to_string()),
-        ("usersig", sig),
-        ("random", "1".to_string()),
-        ("contenttype", "json".to_string()),
-    ])
-    .unwrap();
-    let body = json!({"From_Account": from, "To_Account": to, "MsgRandom": 7,
-        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}],
-        "OfflinePushInfo": opi});
-    let v: Value = h
-        .http
-        .post(h.server.url(&format!("/v4/openim/sendmsg?{q}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["ErrorCode"], 0, "{v}");
-    v
 }
 
 #[tokio::test]
@@ -219,13 +117,13 @@ async fn a_notification_carries_the_v1_fields_and_one_token_serves_every_send() 
         Some("im_default")
     );
     rig.wait_got("carol", 1).await;
-    assert_eq!(rig.last_class("bob").await, "delivered");
+    assert_eq!(rig.h.last_class("bob", WAIT).await, "delivered");
     assert_eq!(
         rig.fcm.stats().access_tokens_issued,
         1,
         "one access token for every send"
     );
-    let v = rig.settled(rig.cert, 4).await;
+    let v = rig.h.settled(rig.cert, 4, WAIT).await;
     assert_eq!(v["vendor"], "fcm");
     assert_eq!(v["service_account"]["project_id"], "demo-project");
     assert!(!v.to_string().contains("PRIVATE KEY"), "{v}");
@@ -256,7 +154,10 @@ async fn a_refused_access_token_is_renewed_once_for_all_concurrent_sends() {
         stats.access_tokens_issued, 2,
         "one renewal shared by every send: {stats:?}"
     );
-    assert_eq!(rig.cert_view().await["status"]["state"], "healthy");
+    assert_eq!(
+        rig.h.cert_view(rig.cert).await["status"]["state"],
+        "healthy"
+    );
 }
 
 #[tokio::test]
@@ -279,16 +180,16 @@ async fn invalid_tokens_are_unbound_and_payload_errors_are_not() {
         .send(json!({"to":["big"],"from":"x","text":"y".repeat(300)}))
         .await;
     for u in ["gone", "junk", "foreign"] {
-        assert_eq!(rig.last_class(u).await, "bad_token", "{u}");
-        assert!(!rig.token_bound(u).await, "{u}'s token is unbound");
+        assert_eq!(rig.h.last_class(u, WAIT).await, "bad_token", "{u}");
+        assert!(!rig.h.token_bound(u).await, "{u}'s token is unbound");
     }
-    assert_eq!(rig.last_class("big").await, "invalid_request");
+    assert_eq!(rig.h.last_class("big", WAIT).await, "invalid_request");
     assert!(
-        rig.token_bound("big").await,
+        rig.h.token_bound("big").await,
         "a payload error leaves the token bound"
     );
-    assert_eq!(rig.last_class("fine").await, "delivered");
-    let v = rig.settled(rig.cert, 5).await;
+    assert_eq!(rig.h.last_class("fine", WAIT).await, "delivered");
+    let v = rig.h.settled(rig.cert, 5, WAIT).await;
     assert_eq!(v["stats"]["sent"], 1, "{v}");
     assert_eq!(v["stats"]["failed"]["bad_token"], 3, "{v}");
     assert_eq!(v["stats"]["failed"]["invalid_request"], 1, "{v}");
@@ -332,7 +233,7 @@ async fn quota_exceeded_slows_down_and_honours_retry_after() {
         "{:?}",
         t0.elapsed()
     );
-    let v = rig.settled(rig.cert, 6).await;
+    let v = rig.h.settled(rig.cert, 6, WAIT).await;
     assert_eq!(v["stats"]["sent"], 6, "{v}");
     assert!(v["stats"]["rate_limited"].as_u64().unwrap() >= 1, "{v}");
 }
@@ -367,7 +268,7 @@ async fn an_account_google_refuses_breaks_the_certificate() {
             .contains("invalid_grant"),
         "{v}"
     );
-    assert_eq!(rig.last_class("alice").await, "misconfigured");
+    assert_eq!(rig.h.last_class("alice", WAIT).await, "misconfigured");
     assert!(rig.got("alice").is_empty());
 }
 
@@ -398,8 +299,8 @@ async fn unavailable_is_retried_until_fcm_answers() {
     .await;
     rig.fcm.set_knobs(Knobs::default());
     rig.wait_got("alice", 1).await;
-    assert_eq!(rig.last_class("alice").await, "delivered");
-    assert_eq!(rig.settled(rig.cert, 1).await["stats"]["sent"], 1);
+    assert_eq!(rig.h.last_class("alice", WAIT).await, "delivered");
+    assert_eq!(rig.h.settled(rig.cert, 1, WAIT).await["stats"]["sent"], 1);
 }
 
 #[tokio::test]
@@ -432,15 +333,15 @@ async fn bad_service_accounts_are_field_errors() {
 async fn tim_google_channel_and_sound_reach_fcm() {
     let rig = Rig::start(EmulatorConfig::default()).await;
     rig.killed("alice").await;
-    tim_sendmsg(
-        &rig.h,
-        "dave",
-        "alice",
-        "hi there",
-        json!({"Title": "Dave", "Ext": "{\"k\":1}",
+    rig.h
+        .tim_sendmsg(
+            "dave",
+            "alice",
+            "hi there",
+            json!({"Title": "Dave", "Ext": "{\"k\":1}",
         "AndroidInfo": {"GoogleChannelID": "im_chat", "Sound": "ding"}}),
-    )
-    .await;
+        )
+        .await;
     let m = &rig.wait_got("alice", 1).await[0];
     assert_eq!(m.title.as_deref(), Some("Dave"));
     assert_eq!(m.body.as_deref(), Some("hi there"));
@@ -484,12 +385,12 @@ async fn the_service_account_survives_a_restart_and_still_signs() {
     let Rig { h, fcm, cert } = Rig::start(EmulatorConfig::default()).await;
     let h = h.restart().await;
     let rig = Rig { h, fcm, cert };
-    let v = rig.cert_view().await;
+    let v = rig.h.cert_view(rig.cert).await;
     assert_eq!(v["service_account"]["private_key_set"], true, "{v}");
     rig.killed("alice").await;
     rig.h
         .send(json!({"to":["alice"],"from":"x","text":"after restart"}))
         .await;
     rig.wait_got("alice", 1).await;
-    assert_eq!(rig.last_class("alice").await, "delivered");
+    assert_eq!(rig.h.last_class("alice", WAIT).await, "delivered");
 }

@@ -10,25 +10,9 @@ use common::*;
 use pushgate::providers::xiaomi::emulator::{EmulatorConfig, ReceivedNotification};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after `WAIT`.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(t0.elapsed() < WAIT, "timed out after {WAIT:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A loopback port free now, so the gateway's public URL can be known before it starts.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -65,14 +49,6 @@ async fn one_push(h: &Harness, user: &str) -> ReceivedNotification {
     got[0].clone()
 }
 
-async fn diagnosis(h: &Harness, user: &str) -> Value {
-    let (s, v) = h
-        .api(Method::GET, &format!("/v1/users/{user}/diagnosis"), None)
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v
-}
-
 fn check<'a>(d: &'a Value, name: &str) -> &'a Value {
     d["devices"][0]["checks"]
         .as_array()
@@ -84,8 +60,9 @@ fn check<'a>(d: &'a Value, name: &str) -> &'a Value {
 async fn diagnosis_after_send(h: &Harness, user: &str) -> Value {
     wait_for(
         &format!("{user}'s last notification in diagnosis"),
+        WAIT,
         || async {
-            let d = diagnosis(h, user).await;
+            let d = h.diagnosis(user).await;
             (!d["devices"][0]["last_notification"].is_null()).then_some(d)
         },
     )
@@ -95,7 +72,7 @@ async fn diagnosis_after_send(h: &Harness, user: &str) -> Value {
 /// A notification whose receipt never came (`receipts_lost` is the emulator's count): after
 /// the batch window it is "sent, not confirmed", counted sent, never failed; the token stays.
 async fn assert_sent_not_confirmed(h: &Harness, user: &str, receipts_lost: impl Fn() -> u64) {
-    wait_for("the emulator dropped the receipt", || async {
+    wait_for("the emulator dropped the receipt", WAIT, || async {
         (receipts_lost() >= 1).then_some(())
     })
     .await;
@@ -193,12 +170,16 @@ async fn delivered_and_clicked_receipts_count_and_show_in_diagnosis() {
     assert!(!listed.to_string().contains(&param), "{listed}");
 
     let labels = format!("certificate=\"{}\",vendor=\"xiaomi\"", h.cert());
-    wait_for("a delivered and a clicked receipt in /metrics", || async {
-        let m = h.metrics().await;
-        (metric(&m, "pushgate_receipts_delivered_total", &labels) == 1.0
-            && metric(&m, "pushgate_receipts_clicked_total", &labels) == 1.0)
-            .then_some(())
-    })
+    wait_for(
+        "a delivered and a clicked receipt in /metrics",
+        WAIT,
+        || async {
+            let m = h.metrics().await;
+            (metric(&m, "pushgate_receipts_delivered_total", &labels) == 1.0
+                && metric(&m, "pushgate_receipts_clicked_total", &labels) == 1.0)
+                .then_some(())
+        },
+    )
     .await;
     let stats = cert_stats(&h).await;
     assert_eq!(
@@ -246,7 +227,7 @@ async fn an_invalid_target_receipt_unbinds_the_token_like_a_bad_regid_answer() {
     send_to(&h, "bob").await;
     send_to(&h, "alice").await;
     one_push(&h, "bob").await;
-    wait_for("bob's token unbound by the receipt", || async {
+    wait_for("bob's token unbound by the receipt", WAIT, || async {
         (!token_bound(&h, "bob").await).then_some(())
     })
     .await;
@@ -255,14 +236,14 @@ async fn an_invalid_target_receipt_unbinds_the_token_like_a_bad_regid_answer() {
         "only the invalid token goes"
     );
     let labels = format!("certificate=\"{}\",vendor=\"xiaomi\"", h.cert());
-    wait_for("alice's delivered receipt", || async {
+    wait_for("alice's delivered receipt", WAIT, || async {
         let m = h.metrics().await;
         (metric(&m, "pushgate_receipts_delivered_total", &labels) == 1.0).then_some(())
     })
     .await;
     let m = h.metrics().await;
     assert_eq!(metric(&m, "pushgate_tokens_unbound_total", ""), 1.0);
-    let d = diagnosis(&h, "bob").await;
+    let d = h.diagnosis("bob").await;
     let token = check(&d, "token_reported");
     assert_eq!(token["ok"], false, "{d}");
     let detail = token["detail"].as_str().unwrap_or("");
@@ -522,14 +503,18 @@ async fn start_huawei(
 
 async fn one_huawei_push(emu: &HwEmulator, user: &str) -> hw_emulator::ReceivedNotification {
     let token = regid(user);
-    let got = wait_for(&format!("a Huawei notification for {user}"), || async {
-        let got: Vec<_> = emu
-            .received()
-            .into_iter()
-            .filter(|r| r.token == token)
-            .collect();
-        (!got.is_empty()).then_some(got)
-    })
+    let got = wait_for(
+        &format!("a Huawei notification for {user}"),
+        WAIT,
+        || async {
+            let got: Vec<_> = emu
+                .received()
+                .into_iter()
+                .filter(|r| r.token == token)
+                .collect();
+            (!got.is_empty()).then_some(got)
+        },
+    )
     .await;
     assert_eq!(got.len(), 1, "{got:#?}");
     got[0].clone()
@@ -605,12 +590,12 @@ async fn huawei_receipts_count_show_in_diagnosis_and_unbind_invalid_tokens() {
     assert!(detail.starts_with("sent, not confirmed"), "{detail}");
 
     let labels = format!("certificate=\"{}\",vendor=\"huawei\"", h.cert());
-    wait_for("alice's delivered receipt in /metrics", || async {
+    wait_for("alice's delivered receipt in /metrics", WAIT, || async {
         let m = h.metrics().await;
         (metric(&m, "pushgate_receipts_delivered_total", &labels) == 1.0).then_some(())
     })
     .await;
-    wait_for("bob's token unbound by status 2", || async {
+    wait_for("bob's token unbound by status 2", WAIT, || async {
         (!token_bound(&h, "bob").await).then_some(())
     })
     .await;
@@ -623,7 +608,7 @@ async fn huawei_receipts_count_show_in_diagnosis_and_unbind_invalid_tokens() {
     assert_eq!(metric(&m, "pushgate_receipts_clicked_total", &labels), 0.0);
     assert_eq!(cert_stats(&h).await["delivered_to_phone"], 1);
 
-    let d = diagnosis(&h, "alice").await;
+    let d = h.diagnosis("alice").await;
     let detail = check(&d, "last_notification")["detail"]
         .as_str()
         .unwrap_or("")
@@ -634,7 +619,7 @@ async fn huawei_receipts_count_show_in_diagnosis_and_unbind_invalid_tokens() {
         push.request_id.as_str(),
         "{d}"
     );
-    let d = diagnosis(&h, "bob").await;
+    let d = h.diagnosis("bob").await;
     let token = check(&d, "token_reported");
     assert_eq!(token["ok"], false, "{d}");
     assert!(
@@ -780,7 +765,7 @@ async fn forged_oversized_and_malformed_huawei_receipts_are_refused_and_change_n
         ) >= 6.0,
         "{m}"
     );
-    let d = diagnosis(&h, "carol").await;
+    let d = h.diagnosis("carol").await;
     assert_eq!(check(&d, "token_reported")["ok"], true, "{d}");
 
     // And the genuine receipt, small and signed, is taken.

@@ -10,8 +10,7 @@ use pushgate::providers::xiaomi::emulator::{Knobs, ReceivedNotification};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -20,22 +19,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// Polls `check` every 10 ms until it returns `Some`, or panics naming `what` after `within`.
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn records_for(h: &Harness, regid: &str) -> Vec<ReceivedNotification> {
@@ -78,14 +61,6 @@ fn outcome(user: &str, outcome: &str, reason: &str) -> (String, String, String) 
     (user.into(), outcome.into(), reason.into())
 }
 
-async fn cert_view(h: &Harness, id: u64) -> Value {
-    let (s, v) = h
-        .admin(Method::GET, &format!("/v1/certificates/{id}"), None)
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v
-}
-
 /// Edits a certificate: `cert_body(qps)` without the secret, then `patch`'s fields.
 async fn edit_cert(h: &Harness, id: u64, qps: u32, patch: Value) -> Value {
     let mut body = cert_body(qps);
@@ -106,14 +81,6 @@ async fn device(h: &Harness, user: &str) -> Value {
     v["devices"][0].clone()
 }
 
-async fn diagnosis(h: &Harness, user: &str) -> Value {
-    let (s, v) = h
-        .api(Method::GET, &format!("/v1/users/{user}/diagnosis"), None)
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v
-}
-
 fn diag_check<'a>(d: &'a Value, name: &str) -> &'a Value {
     d["checks"]
         .as_array()
@@ -124,16 +91,6 @@ fn diag_check<'a>(d: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Waits until the device's last notification has a class, and returns it.
-async fn last_class(h: &Harness, user: &str) -> String {
-    wait_for(&format!("a last notification for {user}"), WAIT, || async {
-        let d = diagnosis(h, user).await;
-        d["devices"][0]["last_notification"]["class"]
-            .as_str()
-            .map(str::to_string)
-    })
-    .await
-}
-
 /// One time per vendor request: the first receive time of each Xiaomi message id, sorted.
 fn request_times(records: &[ReceivedNotification]) -> Vec<u64> {
     let mut first: BTreeMap<&str, u64> = BTreeMap::new();
@@ -187,7 +144,7 @@ async fn killed_user_gets_one_notification_with_every_field() {
     for absent in ["ext", "intent_uri", "web_uri"] {
         assert!(!r.extras.contains_key(absent), "{absent}: {:?}", r.extras);
     }
-    assert_eq!(last_class(&h, "alice").await, "delivered");
+    assert_eq!(h.last_class("alice", WAIT).await, "delivered");
 
     // Title, desc, ext and channel from the message; long text is cut to Xiaomi's limits by
     // characters (title < 50, description < 128). Same conversation: same notify_id.
@@ -330,8 +287,8 @@ async fn bad_regids_unbind_their_tokens() {
         metric(&h.metrics().await, "pushgate_tokens_unbound_total", ""),
         1.0
     );
-    assert_eq!(last_class(&h, "bad").await, "bad_token");
-    let d = diagnosis(&h, "bad").await;
+    assert_eq!(h.last_class("bad", WAIT).await, "bad_token");
+    let d = h.diagnosis("bad").await;
     let last = diag_check(&d, "last_notification");
     assert_eq!(last["ok"], false, "{d}");
     assert!(
@@ -346,7 +303,7 @@ async fn bad_regids_unbind_their_tokens() {
         results(&v),
         vec![outcome("bad", "skipped", "no_push_token")]
     );
-    assert_eq!(cert_view(&h, cert).await["stats"]["failed"]["bad_token"], 1);
+    assert_eq!(h.cert_view(cert).await["stats"]["failed"]["bad_token"], 1);
 
     // Every target invalid: 20301, and every token of the request is unbound.
     h.push_online("dead1", "d1", cert, "regid-dead-1").await;
@@ -358,7 +315,7 @@ async fn bad_regids_unbind_their_tokens() {
             (device(&h, u).await["token_bound"] == false).then_some(())
         })
         .await;
-        assert_eq!(last_class(&h, u).await, "no_valid_targets");
+        assert_eq!(h.last_class(u, WAIT).await, "no_valid_targets");
     }
     assert_eq!(
         metric(&h.metrics().await, "pushgate_tokens_unbound_total", ""),
@@ -399,7 +356,7 @@ async fn a_5xx_burst_is_retried_and_delivered_once() {
     // The first retry waits 0.5–1.5 s.
     let r = exactly(&h, "regid-alice", 1).await;
     assert_eq!(r[0].description, "through the storm");
-    assert_eq!(last_class(&h, "alice").await, "delivered");
+    assert_eq!(h.last_class("alice", WAIT).await, "delivered");
     let m = h.metrics().await;
     assert!(
         metric(
@@ -409,7 +366,7 @@ async fn a_5xx_burst_is_retried_and_delivered_once() {
         ) >= 1.0,
         "{m}"
     );
-    let v = cert_view(&h, cert).await;
+    let v = h.cert_view(cert).await;
     assert_eq!(v["stats"]["sent"], 1, "{v}");
     assert_eq!(v["stats"]["failed"]["transient"], 0, "{v}");
 }
@@ -446,7 +403,7 @@ async fn rate_limit_answers_slow_the_sender_down() {
     texts.dedup();
     assert_eq!(texts.len(), N, "each message once: {texts:?}");
 
-    let v = cert_view(&h, cert).await;
+    let v = h.cert_view(cert).await;
     let limited = v["stats"]["rate_limited"].as_u64().unwrap();
     assert!(limited > 0, "{v}");
     let refused = h.emu.stats().requests["/v3/message/regid"]
@@ -482,7 +439,7 @@ async fn daily_quota_pauses_the_certificate() {
     h.send(json!({"to":["alice"],"from":"carol","text":"over quota"}))
         .await;
     let v = wait_for("the certificate paused", WAIT, || async {
-        let v = cert_view(&h, cert).await;
+        let v = h.cert_view(cert).await;
         (v["status"]["state"] == "quota_paused").then_some(v)
     })
     .await;
@@ -493,7 +450,7 @@ async fn daily_quota_pauses_the_certificate() {
     assert!(until > now, "{v}");
     assert_eq!(until, next_midnight, "{v}");
     assert_eq!(v["stats"]["failed"]["quota_exceeded"], 1, "{v}");
-    assert_eq!(last_class(&h, "alice").await, "quota_exceeded");
+    assert_eq!(h.last_class("alice", WAIT).await, "quota_exceeded");
 
     let v = h
         .send(json!({"to":["alice","bob"],"from":"carol","text":"later"}))
@@ -505,7 +462,7 @@ async fn daily_quota_pauses_the_certificate() {
             outcome("bob", "skipped", "quota_paused"),
         ]
     );
-    let d = diagnosis(&h, "bob").await;
+    let d = h.diagnosis("bob").await;
     let healthy = diag_check(&d, "certificate_healthy");
     assert_eq!(healthy["ok"], false, "{d}");
     assert!(healthy["detail"].as_str().unwrap().contains("quota"), "{d}");
@@ -538,7 +495,7 @@ async fn a_wrong_app_secret_breaks_the_certificate_until_fixed() {
     h.send(json!({"to":["alice"],"from":"carol","text":"hi"}))
         .await;
     let v = wait_for("the certificate broken", WAIT, || async {
-        let v = cert_view(&h, cert).await;
+        let v = h.cert_view(cert).await;
         (v["status"]["state"] == "broken").then_some(v)
     })
     .await;
@@ -547,7 +504,7 @@ async fn a_wrong_app_secret_breaks_the_certificate_until_fixed() {
         "{v}"
     );
     assert_eq!(v["stats"]["failed"]["misconfigured"], 1, "{v}");
-    assert_eq!(last_class(&h, "alice").await, "misconfigured");
+    assert_eq!(h.last_class("alice", WAIT).await, "misconfigured");
     let v = h
         .send(json!({"to":["alice","bob"],"from":"carol","text":"still?"}))
         .await;
@@ -558,7 +515,7 @@ async fn a_wrong_app_secret_breaks_the_certificate_until_fixed() {
             outcome("bob", "skipped", "certificate_broken"),
         ]
     );
-    let d = diagnosis(&h, "bob").await;
+    let d = h.diagnosis("bob").await;
     let healthy = diag_check(&d, "certificate_healthy");
     assert_eq!(healthy["ok"], false, "{d}");
     assert!(healthy["detail"].as_str().unwrap().contains("21301"), "{d}");
@@ -575,7 +532,7 @@ async fn a_wrong_app_secret_breaks_the_certificate_until_fixed() {
     assert!(results(&v).iter().all(|r| r.1 == "push_queued"), "{v}");
     exactly(&h, "regid-alice", 1).await;
     exactly(&h, "regid-bob", 1).await;
-    assert_eq!(last_class(&h, "alice").await, "delivered");
+    assert_eq!(h.last_class("alice", WAIT).await, "delivered");
     let m = h.metrics().await;
     assert_eq!(metric(&m, "pushgate_certificates", "state=\"broken\""), 0.0);
     assert_eq!(
@@ -614,7 +571,7 @@ async fn a_full_queue_is_reported() {
         .count();
     assert_eq!(queued.len(), CAPACITY, "{v}");
     assert_eq!(full, users.len() - CAPACITY, "{v}");
-    let c = cert_view(&h, cert).await;
+    let c = h.cert_view(cert).await;
     assert_eq!(
         c["stats"]["failed"]["queue_full"],
         (users.len() - CAPACITY) as u64,
@@ -635,7 +592,7 @@ async fn a_full_queue_is_reported() {
     }
     assert_eq!(h.emu.received().len(), CAPACITY);
     let c = wait_for("the queue drained", WAIT, || async {
-        let c = cert_view(&h, cert).await;
+        let c = h.cert_view(cert).await;
         (c["stats"]["queued"] == 0).then_some(c)
     })
     .await;
@@ -785,7 +742,7 @@ async fn batching_by_content_and_the_metrics() {
         metric(&m, "pushgate_certificates", "state=\"quota_paused\""),
         0.0
     );
-    assert_eq!(cert_view(&h, cert).await["stats"]["sent"], 8);
+    assert_eq!(h.cert_view(cert).await["stats"]["sent"], 8);
 }
 
 /// 6b. The multi-message API never answers 200001: it accepts what the quota allows and says
@@ -808,7 +765,7 @@ async fn multi_request_over_quota_pauses_too() {
             .await;
     }
     let v = wait_for("the certificate paused", WAIT, || async {
-        let v = cert_view(&h, cert).await;
+        let v = h.cert_view(cert).await;
         (v["status"]["state"] == "quota_paused").then_some(v)
     })
     .await;
@@ -818,7 +775,7 @@ async fn multi_request_over_quota_pauses_too() {
         .iter()
         .all(|r| r.endpoint == "/v2/multi_messages/regids"));
     let stats = wait_for("all three finished", WAIT, || async {
-        let v = cert_view(&h, cert).await;
+        let v = h.cert_view(cert).await;
         (v["stats"]["queued"] == 0).then_some(v["stats"].clone())
     })
     .await;
@@ -826,7 +783,7 @@ async fn multi_request_over_quota_pauses_too() {
     assert_eq!(stats["failed"]["quota_exceeded"], 1, "{v}");
     let mut classes = Vec::new();
     for u in users {
-        classes.push(last_class(&h, u).await);
+        classes.push(h.last_class(u, WAIT).await);
     }
     classes.sort();
     assert_eq!(classes, ["delivered", "delivered", "quota_exceeded"]);

@@ -40,6 +40,22 @@ pub const USERSIG_KEY: &str = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3
 /// How long the harness waits for something that should happen (a push, a state).
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Polls `check` every 10 ms until it gives a value; fails the test naming `what` after `within`.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The gateway's settings for tests: the tokens and UserSig key above, a 2 ms linger so a test
 /// does not wait for batches, and a vendor timeout short enough for hang tests.
 pub fn config(data_dir: &Path, xiaomi: &str) -> Config {
@@ -287,6 +303,110 @@ impl Harness {
         body: Option<Value>,
     ) -> (u16, Value) {
         self.req(method, path, Some(API), body).await
+    }
+
+    /// `GET /v1/certificates/{id}`, which must answer 200.
+    pub async fn cert_view(&self, id: u64) -> Value {
+        let (s, v) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/certificates/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// The certificate's view once `sent` plus every failure adds up to at least `n`
+    /// (accounting follows the vendor's record by a moment).
+    pub async fn settled(&self, cert: u64, n: u64, within: Duration) -> Value {
+        wait_for(
+            &format!("{n} notifications accounted for"),
+            within,
+            || async {
+                let (_, v) = self
+                    .admin(
+                        reqwest::Method::GET,
+                        &format!("/v1/certificates/{cert}"),
+                        None,
+                    )
+                    .await;
+                let failed: u64 = v["stats"]["failed"]
+                    .as_object()?
+                    .values()
+                    .filter_map(Value::as_u64)
+                    .sum();
+                (v["stats"]["sent"].as_u64()? + failed >= n).then_some(v)
+            },
+        )
+        .await
+    }
+
+    /// `GET /v1/users/{user}/diagnosis`, which must answer 200.
+    pub async fn diagnosis(&self, user: &str) -> Value {
+        let (s, v) = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/v1/users/{user}/diagnosis"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// The class of the first device's last notification, once diagnosis has one.
+    pub async fn last_class(&self, user: &str, within: Duration) -> String {
+        wait_for(
+            &format!("a last notification for {user}"),
+            within,
+            || async {
+                self.diagnosis(user).await["devices"][0]["last_notification"]["class"]
+                    .as_str()
+                    .map(str::to_owned)
+            },
+        )
+        .await
+    }
+
+    /// Whether the user's first device holds a bound push token.
+    pub async fn token_bound(&self, user: &str) -> bool {
+        let (_, v) = self
+            .api(reqwest::Method::GET, &format!("/v1/users/{user}"), None)
+            .await;
+        v["devices"][0]["token_bound"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("no token_bound for {user}: {v}"))
+    }
+
+    /// `openim/sendmsg` on the /v4 surface as the TIM administrator: one text message with
+    /// `OfflinePushInfo`, which must answer ErrorCode 0.
+    pub async fn tim_sendmsg(&self, from: &str, to: &str, text: &str, opi: Value) -> Value {
+        let sig = self.usersig_key().generate("administrator", 3600);
+        let q = serde_urlencoded::to_string([
+            ("sdkappid", self.config.sdkappid.to_string()),
+            ("identifier", "administrator".to_string()),
+            ("usersig", sig),
+            ("random", "1".to_string()),
+            ("contenttype", "json".to_string()),
+        ])
+        .unwrap();
+        let body = json!({"From_Account": from, "To_Account": to, "MsgRandom": 7,
+            "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}],
+            "OfflinePushInfo": opi});
+        let v: Value = self
+            .http
+            .post(self.url(&format!("/v4/openim/sendmsg?{q}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["ErrorCode"], 0, "{v}");
+        v
     }
 
     /// Creates a Xiaomi certificate the emulator knows; returns its id.

@@ -3,13 +3,13 @@
 //! Each `tests/<vendor>.rs` describes its vendor in a [`Vendor`] and runs these scenarios.
 #![allow(dead_code)]
 
+pub use crate::common::wait_for;
 use crate::common::*;
 use pushgate::config::Config;
 use pushgate::providers::emulator_kit::{EmulatorHandle, Knobs, ReceivedNotification, TokenFate};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const WAIT: Duration = Duration::from_secs(8);
 
@@ -52,21 +52,6 @@ pub struct Setup {
 /// The value at a dotted path of a JSON object (`noticeBarInfo.noticeMsgType`).
 pub fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(v, |v, k| &v[k])
-}
-
-pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 impl Vendor {
