@@ -241,7 +241,11 @@ pub struct ClusterConfig {
     pub inbox_capacity: u64,
     /// Notifications queued per certificate (`push.queue_capacity` in redis mode).
     pub cert_queue_capacity: u64,
-    pub cert_poll_max_ms: u64,
+    /// How long the owner's read of an idle certificate queue blocks (`XREADGROUP … BLOCK`, on
+    /// a connection of its own per owned certificate): one Redis request per period while
+    /// idle; a new entry is read as soon as it is appended. Finished entries are acked when the
+    /// read returns, so at most this late while idle.
+    pub cert_queue_block_ms: u64,
     pub verify_token_owner: bool,
 }
 
@@ -265,7 +269,7 @@ impl Default for ClusterConfig {
             cert_lease_ms: 10_000,
             inbox_capacity: 100_000,
             cert_queue_capacity: 100_000,
-            cert_poll_max_ms: 20,
+            cert_queue_block_ms: 1_000,
             verify_token_owner: false,
         }
     }

@@ -3,285 +3,20 @@
 //! the test process, WebSocket clients. Each test is bounded in time; without redis-server
 //! installed the Redis tests print SKIPPED (scripts/test installs it).
 
+mod cluster_node;
 mod common;
 mod redis_cluster;
 
-use common::{cert_body, emulator, http, regid, ADMIN, API, SDKAPPID, USERSIG_KEY};
+use cluster_node::{
+    bounded, next_message, push_online, three_nodes, three_nodes_with, wait_certificate,
+    wait_kicked, Gateway, Setup, LEASE_MS,
+};
+use common::{cert_body, emulator, http, regid, API};
 use futures_util::{SinkExt, StreamExt};
-use pushgate::usersig::UserSigKey;
 use redis_cluster::RedisCluster;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The test config's lease (§13.2 uses 10 s / 2 s; shorter here to keep the kill test short,
-/// still above the ~4 s failover these tests do not provoke).
-const LEASE_MS: u64 = 6_000;
-
-/// One `pushgate serve` process.
-struct Gateway {
-    child: Child,
-    addr: String,
-    name: String,
-    data: std::path::PathBuf,
-}
-
-impl Gateway {
-    /// Starts a gateway; `cluster` = the Redis seed URLs (None: embedded defaults).
-    fn start(dir: &Path, name: &str, xiaomi: &str, cluster: Option<&[String]>) -> Gateway {
-        Gateway::start_with(dir, name, xiaomi, cluster, "")
-    }
-
-    /// `start` with more `[push]` settings.
-    fn start_with(
-        dir: &Path,
-        name: &str,
-        xiaomi: &str,
-        cluster: Option<&[String]>,
-        push: &str,
-    ) -> Gateway {
-        Gateway::start_opts(dir, name, xiaomi, cluster, push, "", &[])
-    }
-
-    /// `start_with` with more `[cluster]` settings and environment variables.
-    fn start_opts(
-        dir: &Path,
-        name: &str,
-        xiaomi: &str,
-        cluster: Option<&[String]>,
-        push: &str,
-        cluster_conf: &str,
-        env: &[(&str, &str)],
-    ) -> Gateway {
-        let data = dir.join(name);
-        std::fs::create_dir_all(&data).expect("data dir");
-        let conf = data.join("pushgate.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "[http]\nshutdown_timeout_secs = 2\n\n\
-                 [push]\nlinger_ms = 2\nvendor_timeout_ms = 2000\n{push}\n[cluster]\n\
-                 # A shared 2-core machine: a replica's ack can take longer than 50 ms.\n\
-                 wait_timeout_ms = 2000\nnode_lease_ms = {LEASE_MS}\nnode_renew_ms = 1000\n\
-                 cert_lease_ms = {LEASE_MS}\n{cluster_conf}\n"
-            ),
-        )
-        .expect("config file");
-        let log = std::fs::File::create(data.join("stderr.log")).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushgate"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&conf)
-            .env_clear()
-            .env("PUSHGATE_LISTEN", "127.0.0.1:0")
-            .env("PUSHGATE_DATA_DIR", &data)
-            .env("PUSHGATE_ADMIN_TOKEN", ADMIN)
-            .env("PUSHGATE_API_TOKEN", API)
-            .env("PUSHGATE_SDKAPPID", SDKAPPID.to_string())
-            .env("PUSHGATE_SECRET_KEY", USERSIG_KEY)
-            .env("PUSHGATE_XIAOMI_BASE_URL", xiaomi)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
-        cmd.envs(env.iter().copied());
-        if let Some(urls) = cluster {
-            cmd.env("PUSHGATE_CLUSTER_MODE", "redis")
-                .env("PUSHGATE_REDIS_URLS", urls.join(","))
-                .env("PUSHGATE_NODE_NAME", name);
-        }
-        let mut child = cmd.spawn().expect("spawn pushgate");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("pushgate listening on ") {
-                    let _ = tx.send(a.trim().to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(data.join("stderr.log")).unwrap_or_default();
-                panic!("{name} did not start:\n{log}");
-            }
-        };
-        Gateway {
-            child,
-            addr,
-            name: name.to_string(),
-            data,
-        }
-    }
-
-    /// The last lines the process logged (for failure messages).
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.data.join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn ws_url(&self, user: &str, platform: &str, device: &str) -> String {
-        let sig = UserSigKey::new(SDKAPPID, USERSIG_KEY).generate(user, 3600);
-        format!(
-            "ws://{}/v1/ws?sdkappid={SDKAPPID}&identifier={user}&usersig={sig}&platform={platform}&device={device}",
-            self.addr
-        )
-    }
-
-    async fn connect(&self, user: &str, device: &str) -> Ws {
-        self.connect_as(user, "Android", device).await
-    }
-
-    async fn connect_as(&self, user: &str, platform: &str, device: &str) -> Ws {
-        let (ws, res) = tokio_tungstenite::connect_async(self.ws_url(user, platform, device))
-            .await
-            .unwrap_or_else(|e| panic!("websocket to {}: {e}", self.name));
-        assert_eq!(res.status(), 101);
-        ws
-    }
-
-    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = http().request(method, self.url(path)).bearer_auth(
-            if path.starts_with("/v1/certificates") {
-                ADMIN
-            } else {
-                API
-            },
-        );
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let res = r.send().await.expect("request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn send(&self, to: &str, from: &str, text: &str) -> Value {
-        let (s, v) = self
-            .api(
-                reqwest::Method::POST,
-                "/v1/messages",
-                Some(json!({"to": [to], "from": from, "text": text})),
-            )
-            .await;
-        assert_eq!(s, 200, "send through {}: {v}", self.name);
-        v
-    }
-
-    async fn metrics_text(&self) -> String {
-        http()
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    }
-
-    async fn user(&self, user: &str) -> Value {
-        let (s, v) = self
-            .api(reqwest::Method::GET, &format!("/v1/users/{user}"), None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit; whether it exited 0.
-    async fn terminate(&mut self, within: Duration) -> bool {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "{} did not exit", self.name);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// kill -9 (Child::kill sends SIGKILL).
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(secs), f)
-            .await
-            .expect("the test ran out of time");
-    });
-}
-
-/// The next `message` frame (id, text), answering nothing; None when the socket ends.
-async fn next_message(ws: &mut Ws) -> Option<(u64, String)> {
-    while let Some(frame) = ws.next().await {
-        let Ok(WsMessage::Text(t)) = frame else {
-            if matches!(frame, Ok(WsMessage::Close(_)) | Err(_)) {
-                return None;
-            }
-            continue;
-        };
-        let v: Value = serde_json::from_str(&t).expect("JSON frame");
-        if v["type"] == "message" {
-            return Some((
-                v["id"].as_u64().expect("id"),
-                v["text"].as_str().unwrap_or_default().to_string(),
-            ));
-        }
-    }
-    None
-}
-
-/// Reads until a `kicked` frame; how long after `since` it arrived.
-async fn wait_kicked(ws: &mut Ws, since: Instant, within: Duration) -> Duration {
-    let kicked = tokio::time::timeout(within, async {
-        while let Some(frame) = ws.next().await {
-            match frame {
-                Ok(WsMessage::Text(t)) => {
-                    let v: Value = serde_json::from_str(&t).expect("JSON frame");
-                    if v["type"] == "kicked" {
-                        return true;
-                    }
-                }
-                Ok(WsMessage::Close(_)) | Err(_) => return false,
-                Ok(_) => {}
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(kicked, Ok(true), "a kicked frame within {within:?}");
-    since.elapsed()
-}
 
 /// Sockets of `pid` that are not listening (ESTABLISHED, SYN_SENT, …), from /proc.
 fn outbound_sockets(pid: u32) -> Vec<String> {
@@ -329,64 +64,6 @@ fn embedded_stays_embedded() {
             "cluster series in embedded mode"
         );
     });
-}
-
-/// Three gateways over one Redis Cluster, and a certificate created on node 1 (certificates
-/// live in Redis: every node sees it).
-async fn three_nodes(rc: &RedisCluster, dir: &Path, xiaomi: &str) -> (Vec<Gateway>, u64) {
-    three_nodes_with(rc, dir, xiaomi, "", 1000).await
-}
-
-/// `three_nodes` with more `[push]` settings and the certificate's qps.
-async fn three_nodes_with(
-    rc: &RedisCluster,
-    dir: &Path,
-    xiaomi: &str,
-    push: &str,
-    qps: u32,
-) -> (Vec<Gateway>, u64) {
-    let urls = rc.urls();
-    let mut nodes = Vec::new();
-    for name in ["gw-1", "gw-2", "gw-3"] {
-        nodes.push(Gateway::start_with(dir, name, xiaomi, Some(&urls), push));
-    }
-    let (s, v) = nodes[0]
-        .api(
-            reqwest::Method::POST,
-            "/v1/certificates",
-            Some(cert_body(qps)),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let id = v["id"].as_u64().expect("id");
-    for n in &nodes {
-        wait_certificate(n, id, |c| c["qps"] == qps).await;
-    }
-    (nodes, id)
-}
-
-/// Waits (bounded) until `node` shows certificate `id` as `want` says (Null: deleted).
-async fn wait_certificate(node: &Gateway, id: u64, want: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (s, v) = node
-            .api(
-                reqwest::Method::GET,
-                &format!("/v1/certificates/{id}"),
-                None,
-            )
-            .await;
-        let shown = if s == 200 { v } else { Value::Null };
-        if want(&shown) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} shows certificate {id} as {shown}",
-            node.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// §13.2 #2: sends through node 1 and node 3 reach a WebSocket on node 2, all `online`, in
@@ -903,34 +580,8 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
             );
         }
         for i in 0..USERS {
-            let (user, n) = (format!("q{i}"), &nodes[i % 3]);
-            let ev = |action: &str| json!({"events":[{"user": user, "platform":"Android","device":"d1","action":action}]});
-            let (s, v) = n
-                .api(
-                    reqwest::Method::POST,
-                    "/v1/sessions/events",
-                    Some(ev("login")),
-                )
-                .await;
-            assert_eq!((s, &v["results"][0]["ok"]), (200, &json!(true)), "{v}");
-            let (s, v) = nodes[(i + 1) % 3]
-                .api(
-                    reqwest::Method::PUT,
-                    "/v1/push-tokens",
-                    Some(json!({"user": user, "device": "d1", "certificate_id": cert,
-                                "token": regid(&user)})),
-                )
-                .await;
-            assert_eq!(s, 200, "{v}");
-            let (s, v) = nodes[(i + 2) % 3]
-                .api(
-                    reqwest::Method::POST,
-                    "/v1/sessions/events",
-                    Some(ev("disconnect")),
-                )
-                .await;
-            assert_eq!(s, 200, "{v}");
-            assert_eq!(v["results"][0]["state"], "PushOnline", "{v}");
+            let via = [&nodes[i % 3], &nodes[(i + 1) % 3], &nodes[(i + 2) % 3]];
+            push_online(via, &format!("q{i}"), "d1", cert).await;
         }
         // Every send is acknowledged as durably queued, through whichever node takes it.
         let started = Instant::now();
@@ -1110,14 +761,9 @@ fn global_frequency_control_across_three_nodes_survives_the_owners_death() {
 
 /// Whether `node` shows certificate `id` without its secret.
 async fn c_has_no_secret(node: &Gateway, id: u64) -> bool {
-    let (s, v) = node
-        .api(
-            reqwest::Method::GET,
-            &format!("/v1/certificates/{id}"),
-            None,
-        )
-        .await;
-    s == 200 && !v.to_string().contains(common::SECRET)
+    node.certificate(id)
+        .await
+        .is_some_and(|c| !c.to_string().contains(common::SECRET))
 }
 
 /// Unix milliseconds (the emulator's `received_at_ms` clock).
@@ -1151,32 +797,9 @@ fn a_full_redis_outage_answers_503_and_recovers_without_a_restart() {
             next_message(&mut ws).await.map(|m| m.1).as_deref(),
             Some("before")
         );
-        let (s, v) = nodes[2]
-            .api(
-                reqwest::Method::POST,
-                "/v1/sessions/events",
-                Some(json!({"events":[{"user":"carol","platform":"Android","device":"c1","action":"login"}]})),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
+        push_online([&nodes[2], &nodes[0], &nodes[1]], "carol", "c1", cert).await;
         let token = json!({"user": "carol", "device": "c1", "certificate_id": cert,
                            "token": regid("carol")});
-        let (s, v) = nodes[0]
-            .api(reqwest::Method::PUT, "/v1/push-tokens", Some(token.clone()))
-            .await;
-        assert_eq!(s, 200, "{v}");
-        let (s, v) = nodes[1]
-            .api(
-                reqwest::Method::POST,
-                "/v1/sessions/events",
-                Some(json!({"events":[{"user":"carol","platform":"Android","device":"c1","action":"disconnect"}]})),
-            )
-            .await;
-        assert_eq!(
-            (s, &v["results"][0]["state"]),
-            (200, &json!("PushOnline")),
-            "{v}"
-        );
 
         let down = Instant::now();
         for p in rc.ports() {
@@ -1263,21 +886,9 @@ fn a_full_redis_outage_answers_503_and_recovers_without_a_restart() {
         assert_eq!(v["devices"][0]["token_bound"], true, "{v}");
         assert_eq!(v["devices"][0]["state"], "PushOnline", "{v}");
         // The socket that stayed open is Online again and gets messages.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (s, v) = nodes[2]
-                .api(
-                    reqwest::Method::POST,
-                    "/v1/messages",
-                    Some(json!({"to": ["alice"], "from": "bob", "text": "after"})),
-                )
-                .await;
-            if s == 200 && v["results"][0]["outcome"] == "online" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "alice not online again: {s} {v}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        nodes[2]
+            .send_until_online("alice", "after", Duration::from_secs(20))
+            .await;
         // "before" was never acked: the old incarnation's reaper may hand it to the re-asserted
         // connection again (at least once).
         let got = tokio::time::timeout(Duration::from_secs(10), async {
@@ -1372,15 +983,13 @@ fn an_owner_cut_off_from_redis_stops_sending_before_the_next_owner_starts() {
         let urls = rc.urls();
         let push = "regid_batch = 1\nmulti_batch = 1\nmax_in_flight = 1\n";
         redis_user(&rc, "gw-a", PASSWORD, true);
-        let a = Gateway::start_opts(
-            dir.path(),
-            "gw-a",
-            &emu_a.base_url(),
-            Some(&urls),
+        let setup = Setup {
             push,
-            "redis_username = \"gw-a\"",
-            &[("PUSHGATE_REDIS_PASSWORD", PASSWORD)],
-        );
+            cluster: "redis_username = \"gw-a\"",
+            env: &[("PUSHGATE_REDIS_PASSWORD", PASSWORD)],
+            ..Setup::default()
+        };
+        let a = Gateway::start_opts(dir.path(), "gw-a", &emu_a.base_url(), Some(&urls), &setup);
         let (s, v) = a
             .api(
                 reqwest::Method::POST,
@@ -1395,25 +1004,7 @@ fn an_owner_cut_off_from_redis_stops_sending_before_the_next_owner_starts() {
         let b = Gateway::start_with(dir.path(), "gw-b", &emu_b.base_url(), Some(&urls), push);
         wait_certificate(&b, cert, |c| c["qps"] == QPS).await;
         for i in 0..USERS {
-            let user = format!("f{i}");
-            let ev = |action: &str| json!({"events":[{"user": user, "platform":"Android","device":"d1","action":action}]});
-            for (method, path, body) in [
-                (reqwest::Method::POST, "/v1/sessions/events", ev("login")),
-                (
-                    reqwest::Method::PUT,
-                    "/v1/push-tokens",
-                    json!({"user": user, "device": "d1", "certificate_id": cert,
-                           "token": regid(&user)}),
-                ),
-                (
-                    reqwest::Method::POST,
-                    "/v1/sessions/events",
-                    ev("disconnect"),
-                ),
-            ] {
-                let (s, v) = b.api(method, path, Some(body)).await;
-                assert_eq!(s, 200, "{path}: {v}");
-            }
+            push_online([&b, &b, &b], &format!("f{i}"), "d1", cert).await;
         }
         // The backlog, sent faster than the certificate's qps.
         let (url, client) = (b.url("/v1/messages"), http());
@@ -1538,5 +1129,205 @@ fn an_owner_cut_off_from_redis_stops_sending_before_the_next_owner_starts() {
                 .collect();
             assert!(failed.is_empty(), "{}: {failed:?}", n.name);
         }
+    });
+}
+
+/// §13.2 #6: kill -9 of the Redis master holding a user's hash while two gateways are under
+/// load (sends to that user's open WebSocket through the other node, logins through both). During
+/// the failover every answer is 200 or 503 with Retry-After; every send answered `online` reaches
+/// the socket, every acknowledged login is there afterwards, and the socket is never closed.
+#[test]
+fn a_redis_master_killed_under_load_costs_only_503s_with_retry_after() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(150, async {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = emulator();
+        let urls = rc.urls();
+        // §13.2's 10 s lease: a node whose lease key is on the killed master must outlast the
+        // failover (about 4 s) and its client's reconnection, or the other node reaps it.
+        let setup = Setup {
+            lease_ms: 10_000,
+            ..Setup::default()
+        };
+        let nodes: Vec<Gateway> = ["gw-1", "gw-2"]
+            .iter()
+            .map(|n| Gateway::start_opts(dir.path(), n, &emu.base_url(), Some(&urls), &setup))
+            .collect();
+        let mut ws = nodes[0].connect("alice", "d1").await;
+        let victim = rc.master_of("pg:{u:alice}");
+        // The client acks everything until "last" and keeps the socket open (a "last" answered
+        // 503 may still have been delivered, and its retry must find alice online); None if
+        // the socket ended before it.
+        let reader = tokio::spawn(async move {
+            let mut got = std::collections::HashSet::new();
+            loop {
+                let (id, text) = next_message(&mut ws).await?;
+                let ack = json!({"type": "ack", "id": id}).to_string();
+                ws.send(WsMessage::Text(ack.into())).await.ok()?;
+                if text == "last" {
+                    return Some((got, ws));
+                }
+                got.insert(text);
+            }
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // (acknowledged, refused with Retry-After, first and last refusal in ms after the kill)
+        type Tally = (Vec<String>, usize, Option<(u64, u64)>);
+        let killed_at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let mut workers = Vec::new();
+        for w in 0..3usize {
+            let (stop, killed_at) = (stop.clone(), killed_at.clone());
+            // Worker 0 sends to alice through node 2; workers 1 and 2 log users in.
+            let url = nodes[if w == 0 { 1 } else { w - 1 }].url(if w == 0 {
+                "/v1/messages"
+            } else {
+                "/v1/sessions/events"
+            });
+            workers.push(tokio::spawn(async move {
+                let client = http();
+                let mut tally: Tally = (Vec::new(), 0, None);
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    k += 1;
+                    let name = format!("w{w}-{k}");
+                    let body = if w == 0 {
+                        json!({"to": ["alice"], "from": "bob", "text": name})
+                    } else {
+                        json!({"events":[{"user": name, "platform":"Android","device":"d1","action":"login"}]})
+                    };
+                    let res = client
+                        .post(&url)
+                        .bearer_auth(API)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("{name}: no answer: {e}"));
+                    let status = res.status().as_u16();
+                    let retry_after = res.headers().contains_key("retry-after");
+                    let v: Value = res.json().await.unwrap_or(Value::Null);
+                    match status {
+                        200 if w == 0 => {
+                            assert_eq!(v["results"][0]["outcome"], "online", "{name}: {v}");
+                            tally.0.push(name);
+                        }
+                        200 if v["results"][0]["ok"] == true => tally.0.push(name),
+                        // A login the registry refused in the failover is an error result with
+                        // its code, acknowledged as not done.
+                        200 => assert!(
+                            v["results"][0]["error"]["code"].is_string(),
+                            "{name}: {v}"
+                        ),
+                        503 => {
+                            assert!(retry_after, "{name}: 503 without Retry-After: {v}");
+                            tally.1 += 1;
+                            let at = now_ms().saturating_sub(
+                                killed_at.load(std::sync::atomic::Ordering::Relaxed),
+                            );
+                            let span = tally.2.get_or_insert((at, at));
+                            span.1 = at;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => panic!("{name}: {other} {v}"),
+                    }
+                }
+                tally
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        rc.kill9(victim);
+        killed_at.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        let t = Instant::now();
+        // The failover is over once another master serves alice's slot. Then the killed server
+        // is restarted, as a supervisor would, and rejoins as that master's replica: until it
+        // has synced, strict WAIT refuses acknowledged writes on that shard (§13.2 #6). Then
+        // 2 s more load, all of it to be acknowledged.
+        let survivor = rc
+            .ports()
+            .into_iter()
+            .find(|p| *p != victim)
+            .expect("a survivor");
+        let new_master = loop {
+            if rc
+                .cli(survivor, &["cluster", "info"])
+                .contains("cluster_state:ok")
+            {
+                if let Some(m) = rc
+                    .master_seen_by(survivor, "pg:{u:alice}")
+                    .filter(|m| *m != victim)
+                {
+                    break m;
+                }
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "no failover");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let failover = t.elapsed();
+        rc.restart(victim);
+        while !rc.has_online_replica(new_master) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the restarted server never replicated {new_master}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let replicated = t.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut tallies = Vec::new();
+        for w in workers {
+            tallies.push(w.await.expect("worker"));
+        }
+        // "last" through the other node, retried while it is refused.
+        nodes[1]
+            .send_until_online("alice", "last", Duration::from_secs(20))
+            .await;
+        let (got, _ws) = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .expect("alice's socket got \"last\" in time")
+            .expect("reader")
+            .expect("alice's socket stayed open");
+        // Still open, and still alice's live connection on node 1 (never taken for closed).
+        let alice = nodes[1].user("alice").await;
+        assert_eq!(alice["devices"][0]["state"], "Online", "{alice}");
+        let metrics = nodes[0].metrics_text().await;
+        let closed: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("pushgate_ws_disconnects_total{") && !l.ends_with(" 0"))
+            .collect();
+        assert!(closed.is_empty(), "sockets closed on gw-1: {closed:?}");
+        let lost: Vec<&String> = tallies[0].0.iter().filter(|t| !got.contains(*t)).collect();
+        assert!(lost.is_empty(), "acknowledged sends lost: {lost:?}");
+        let mut missing = Vec::new();
+        for tally in &tallies[1..] {
+            for user in &tally.0 {
+                let v = nodes[0].user(user).await;
+                if v["devices"][0]["state"] != "Online" {
+                    missing.push(v);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "acknowledged logins lost: {missing:?}");
+        let refused: usize = tallies.iter().map(|t| t.1).sum();
+        let span =
+            tallies
+                .iter()
+                .filter_map(|t| t.2)
+                .fold(None, |a: Option<(u64, u64)>, (lo, hi)| {
+                    Some(a.map_or((lo, hi), |(x, y)| (x.min(lo), y.max(hi))))
+                });
+        eprintln!(
+            "Redis master killed under load: failover {:.1} s, replicated again {:.1} s after \
+             the kill; {} sends and {} logins acknowledged, none lost; {refused} answers 503 \
+             with Retry-After (from {:?} ms to {:?} ms after the kill); alice's socket stayed \
+             open",
+            failover.as_secs_f64(),
+            replicated.as_secs_f64(),
+            tallies[0].0.len(),
+            tallies[1].0.len() + tallies[2].0.len(),
+            span.map(|s| s.0),
+            span.map(|s| s.1),
+        );
     });
 }

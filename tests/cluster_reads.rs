@@ -8,65 +8,11 @@ mod cluster_node;
 mod common;
 mod redis_cluster;
 
-use cluster_node::{bounded, three_nodes, Node, Ws};
+use cluster_node::{bounded, kicked_within, push_online, three_nodes};
 use common::{emulator, regid};
-use futures_util::StreamExt;
 use redis_cluster::RedisCluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// Logs `user`'s Android device in through `node`'s session API, reports its token and
-/// disconnects it: PushOnline with a token, held by no node.
-async fn push_online(node: &Node, user: &str, cert: u64) {
-    let (s, v) = node
-        .api(
-            reqwest::Method::POST,
-            "/v1/sessions/events",
-            Some(json!({"events": [{"user": user, "device": "d1", "platform": "Android", "action": "login"}]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = node
-        .api(
-            reqwest::Method::PUT,
-            "/v1/push-tokens",
-            Some(
-                json!({"user": user, "device": "d1", "certificate_id": cert, "token": regid(user)}),
-            ),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = node
-        .api(
-            reqwest::Method::POST,
-            "/v1/sessions/events",
-            Some(json!({"events": [{"user": user, "device": "d1", "platform": "Android", "action": "disconnect"}]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-}
-
-/// Reads frames until `kicked`; whether it came within `within`.
-async fn kicked_within(ws: &mut Ws, within: Duration) -> bool {
-    tokio::time::timeout(within, async {
-        while let Some(frame) = ws.next().await {
-            match frame {
-                Ok(WsMessage::Text(t)) => {
-                    let v: Value = serde_json::from_str(&t).expect("JSON frame");
-                    if v["type"] == "kicked" {
-                        return true;
-                    }
-                }
-                Ok(WsMessage::Close(_)) | Err(_) => return false,
-                Ok(_) => {}
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false)
-}
 
 fn status_of<'a>(reply: &'a Value, user: &str) -> &'a Value {
     reply["QueryResult"]
@@ -88,9 +34,9 @@ fn v4_queries_kick_and_diagnosis_read_the_shared_directory() {
     bounded(120, async {
         let dir = tempfile::tempdir().expect("tempdir");
         let emu = emulator();
-        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url(), "").await;
+        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
         let mut alice = nodes[1].connect("alice", "a1").await;
-        push_online(&nodes[0], "bob", cert).await;
+        push_online([&nodes[0]; 3], "bob", "d1", cert).await;
 
         for (node, command, field) in [
             (&nodes[2], "openim/query_online_status", "Status"),
@@ -189,9 +135,9 @@ fn the_tim_duplicate_window_is_cluster_wide() {
     bounded(120, async {
         let dir = tempfile::tempdir().expect("tempdir");
         let emu = emulator();
-        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url(), "").await;
+        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
         for u in ["bob", "dave"] {
-            push_online(&nodes[0], u, cert).await;
+            push_online([&nodes[0]; 3], u, "d1", cert).await;
         }
         let body = |random: u64| {
             json!({"From_Account": "erin", "To_Account": "bob", "MsgRandom": random, "MsgSeq": 11,

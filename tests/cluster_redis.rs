@@ -9,14 +9,13 @@ use pushgate::cluster::codec::{EntryKind, InboxTarget};
 use pushgate::cluster::directory::Location;
 use pushgate::cluster::inbox::InboxReader;
 use pushgate::cluster::membership::{LeaseTick, NodeLease};
-use pushgate::cluster::owner::QueuedJob;
+use pushgate::cluster::owner::{QueueReader, QueuedJob};
 use pushgate::cluster::reaper::{ReapPush, ReapSink, ReapedDevice};
 use pushgate::cluster::{keys, Cluster, ClusterError};
 use pushgate::config::{ClusterConfig, ClusterMode, OnUnreplicated};
 use pushgate::domain::{DeviceEvent, DeviceState, MultiDevicePolicy, OfflineReason, Platform};
 use pushgate::registry::RegistryError;
-use redis_cluster::RedisCluster;
-use std::future::Future;
+use redis_cluster::{bounded, RedisCluster};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,20 +39,6 @@ async fn connect(cfg: &ClusterConfig, policy: MultiDevicePolicy) -> Arc<Cluster>
             .await
             .expect("connect to the test cluster"),
     )
-}
-
-/// Runs `f` on a multi-threaded runtime, failing the test after `secs`.
-fn bounded<F: Future<Output = ()>>(secs: u64, f: F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(secs), f)
-            .await
-            .expect("the test ran out of time");
-    });
 }
 
 fn at(node: &str, conn: u64) -> Option<Location> {
@@ -685,9 +670,10 @@ fn a_master_killed_under_load_loses_no_acknowledged_login() {
     });
 }
 
-/// A certificate's durable queue (§7.6): bounded in notifications, read by its owner's consumer;
-/// a finished entry is acked and deleted once and leaves the bound; the next owner claims what
-/// the old one read and did not finish, and the old owner's lease is no longer renewable.
+/// A certificate's durable queue (§7.6): bounded in notifications, read by its owner's consumer
+/// (the owner's blocking reader); a finished entry is acked and deleted once and leaves the
+/// bound; the next owner claims what the old one read and did not finish, and the old owner's
+/// lease is no longer renewable; the renewal answers the queue's depth.
 #[test]
 fn a_certificate_queue_is_bounded_and_the_next_owner_claims_what_the_old_one_left() {
     let Some(rc) = RedisCluster::start() else {
@@ -719,7 +705,9 @@ fn a_certificate_queue_is_bounded_and_the_next_owner_claims_what_the_old_one_lef
 
         assert_eq!(c.cert_acquire(cert, "gw-1#1").await.ok(), Some(true));
         assert_eq!(c.cert_acquire(cert, "gw-2#2").await.ok(), Some(false));
-        let (read, bad) = c.cert_read(cert, "gw-1#1", 10).await.expect("read");
+        let block = Duration::from_millis(200);
+        let mut reader = QueueReader::new(&c, cert, block).await.expect("reader");
+        let (read, bad) = reader.next("gw-1#1", 10).await.expect("read");
         assert!(bad.is_empty());
         assert_eq!(read.len(), 2);
         assert_eq!(
@@ -742,8 +730,8 @@ fn a_certificate_queue_is_bounded_and_the_next_owner_claims_what_the_old_one_lef
         // gw-1 dies holding the second entry; its lease goes (released here, as expiry would).
         c.cert_release(cert, "gw-1#1").await.expect("release");
         assert_eq!(c.cert_acquire(cert, "gw-2#2").await.ok(), Some(true));
-        let (fresh, _) = c.cert_read(cert, "gw-2#2", 10).await.expect("read");
-        assert!(fresh.is_empty(), "nothing unread is left");
+        let (fresh, _) = reader.next("gw-2#2", 10).await.expect("read");
+        assert!(fresh.is_empty(), "nothing unread is left (after the block)");
         let (claimed, bad, next) = c.cert_claim(cert, "gw-2#2", 0, "0-0").await.expect("claim");
         assert!(bad.is_empty());
         assert_eq!(next, "0-0", "the whole pending list in one go");
@@ -753,12 +741,30 @@ fn a_certificate_queue_is_bounded_and_the_next_owner_claims_what_the_old_one_lef
         );
         assert_eq!(c.cert_done(cert, &[two]).await.ok(), Some(1));
         assert_eq!(c.cert_queued(cert).await.ok(), Some(0));
+        // A read blocked on the empty queue returns an entry appended meanwhile (a long block,
+        // so a read that waited it out instead would miss the bounded test time).
+        let mut blocked = QueueReader::new(&c, cert, Duration::from_secs(30))
+            .await
+            .expect("reader");
+        let waiting = tokio::spawn(async move { blocked.next("gw-2#2", 10).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(matches!(
             c.cert_enqueue(cert, b"m3", &[job("f")]).await,
             Ok(Some(_))
         ));
-        assert_eq!(c.cert_renew(cert, "gw-1#1").await.ok(), Some(false));
-        assert_eq!(c.cert_renew(cert, "gw-2#2").await.ok(), Some(true));
+        let (woken, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the blocked read returned with the new entry")
+            .expect("reader task")
+            .expect("read");
+        assert_eq!(woken.len(), 1);
+        assert_eq!(woken[0].msg, b"m3");
+        assert_eq!(c.cert_renew(cert, "gw-1#1").await.ok(), Some(None));
+        assert_eq!(
+            c.cert_renew(cert, "gw-2#2").await.ok(),
+            Some(Some(1)),
+            "renewed, one notification queued"
+        );
         assert_eq!(
             c.cert_owner(cert).await.ok().flatten().as_deref(),
             Some("gw-2#2")

@@ -158,7 +158,7 @@ fn token_reports_acknowledged_across_the_nodes_survive_a_kill_9() {
     bounded(900, async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let emu = emulator();
-        let (mut nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url(), "").await;
+        let (mut nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
         let pool = Arc::new(Pool {
             bases: nodes.iter().map(|n| n.url("")).collect(),
             dead: (0..3).map(|_| AtomicBool::new(false)).collect(),

@@ -12,7 +12,7 @@ use super::codec::{decode_message, encode_message, EntryKind, InboxTarget, Store
 use super::directory::{location, route_hash, Location};
 use super::inbox::{InboxEntry, InboxReader, Outstanding};
 use super::membership::{LeaseTick, NodeLease};
-use super::owner::{preferred, Held, QueueEntry, QueuedJob};
+use super::owner::{preferred, Held, QueueEntry, QueueReader, QueuedJob};
 use super::reaper::{ReapPush, ReapSink, ReapedDevice};
 use super::{eval, keys, scripts, Cluster, ClusterError};
 use crate::certs::lease_clock_ms;
@@ -272,16 +272,14 @@ impl ClusterNode {
                 if mine {
                     let asked = lease_clock_ms();
                     match self.cluster.cert_renew(id, &me).await {
-                        Ok(true) => {
+                        Ok(Some(queued)) => {
                             self.fence(&gw, id, asked);
-                            if let Ok(n) = self.cluster.cert_queued(id).await {
-                                gw.metrics()
-                                    .cert_queue_depth
-                                    .with_label_values(&[&id.to_string()])
-                                    .set(n as i64);
-                            }
+                            gw.metrics()
+                                .cert_queue_depth
+                                .with_label_values(&[&id.to_string()])
+                                .set(queued as i64);
                         }
-                        Ok(false) => {
+                        Ok(None) => {
                             tracing::warn!(certificate = id, "certificate lease lost");
                             self.lose(id);
                         }
@@ -412,7 +410,8 @@ impl ClusterNode {
         // makes this node the only consumer, so no idle time is needed).
         let mut claim_from = Some(("0-0".to_string(), 0u64));
         let mut last_claim = std::time::Instant::now();
-        let mut idle = Duration::ZERO;
+        let block = Duration::from_millis(cfg.cert_queue_block_ms.max(1));
+        let mut reader: Option<QueueReader> = None;
         loop {
             let Some(gw) = self.gw() else { return };
             if !self.owns(cert, &me) {
@@ -464,24 +463,23 @@ impl ClusterNode {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }
-            match self
-                .cluster
-                .cert_read(cert, &me, room.min(READ_COUNT))
-                .await
-            {
+            let r = match reader.as_mut() {
+                Some(r) => r.next(&me, room.min(READ_COUNT)).await,
+                None => match QueueReader::new(&self.cluster, cert, block).await {
+                    Ok(r) => {
+                        reader = Some(r);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match r {
                 Ok(_) if !self.owns(cert, &me) => return,
-                Ok((entries, bad)) if entries.is_empty() && bad.is_empty() => {
-                    idle = (idle * 2)
-                        .max(Duration::from_millis(1))
-                        .min(Duration::from_millis(cfg.cert_poll_max_ms.max(1)));
-                    tokio::time::sleep(idle).await;
-                }
-                Ok((entries, bad)) => {
-                    idle = Duration::ZERO;
-                    self.feed(&gw, cert, entries, bad);
-                }
+                Ok((entries, bad)) => self.feed(&gw, cert, entries, bad),
                 Err(e) => {
                     tracing::warn!(certificate = cert, error = %e, "reading the certificate queue failed");
+                    // A new connection next time (this one may point at a failed master).
+                    reader = None;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

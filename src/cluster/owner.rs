@@ -133,33 +133,6 @@ impl Cluster {
         }
     }
 
-    /// Up to `count` entries no consumer has read yet, now delivered to `me`; and the malformed
-    /// ids met.
-    pub async fn cert_read(
-        &self,
-        cert: CertificateId,
-        me: &str,
-        count: usize,
-    ) -> Result<(Vec<QueueEntry>, Vec<String>), ClusterError> {
-        let r: Option<StreamReadReply> = self
-            .run(
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(me)
-                    .arg("COUNT")
-                    .arg(count.max(1))
-                    .arg("STREAMS")
-                    .arg(keys::cert_queue(cert))
-                    .arg(">"),
-            )
-            .await?;
-        let ids: Vec<StreamId> = r
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
-        Ok(split(&ids))
-    }
-
     /// Takes over entries other consumers read and did not finish, idle for at least
     /// `min_idle_ms`, from `cursor` on; the entries, the malformed ids, and the next cursor
     /// ("0-0" once the whole pending list was scanned).
@@ -229,12 +202,20 @@ impl Cluster {
         Ok(r.is_some())
     }
 
-    /// Extends `me`'s lease; false when it is no longer `me`'s.
-    pub async fn cert_renew(&self, cert: CertificateId, me: &str) -> Result<bool, ClusterError> {
-        let mut c = eval(scripts::LEASE_RENEW, &[&keys::cert_owner(cert)]);
+    /// Extends `me`'s lease: the notifications queued (one request for both), or None when
+    /// the lease is no longer `me`'s.
+    pub async fn cert_renew(
+        &self,
+        cert: CertificateId,
+        me: &str,
+    ) -> Result<Option<u64>, ClusterError> {
+        let mut c = eval(
+            scripts::CERT_RENEW,
+            &[&keys::cert_owner(cert), &keys::cert_meta(cert)],
+        );
         c.arg(me).arg(self.cfg.cert_lease_ms);
         let r: i64 = self.run(&c).await?;
-        Ok(r == 1)
+        Ok((r >= 0).then_some(r as u64))
     }
 
     /// Gives the lease up (graceful stop), so another node takes over at its next poll.
@@ -249,6 +230,56 @@ impl Cluster {
     pub async fn cert_owner(&self, cert: CertificateId) -> Result<Option<String>, ClusterError> {
         self.run(redis::cmd("GET").arg(keys::cert_owner(cert)))
             .await
+    }
+}
+
+/// Reads one certificate's queue for its owner with `XREADGROUP … BLOCK` on a connection of
+/// its own (a blocking read would hold up every command behind it on the shared one): an idle
+/// owned certificate costs one request per block period, and an entry appended meanwhile is
+/// read at once.
+pub struct QueueReader {
+    conn: redis::cluster_async::ClusterConnection,
+    stream: String,
+    block_ms: u64,
+}
+
+impl QueueReader {
+    pub async fn new(
+        cluster: &Cluster,
+        cert: CertificateId,
+        block: std::time::Duration,
+    ) -> Result<QueueReader, ClusterError> {
+        Ok(QueueReader {
+            conn: cluster.blocking_connection(block).await?,
+            stream: keys::cert_queue(cert),
+            block_ms: block.as_millis().max(1) as u64,
+        })
+    }
+
+    /// Up to `count` entries no consumer has read yet, now delivered to `me` (empty after the
+    /// block period with nothing new); and the malformed ids met.
+    pub async fn next(
+        &mut self,
+        me: &str,
+        count: usize,
+    ) -> Result<(Vec<QueueEntry>, Vec<String>), ClusterError> {
+        let r: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(me)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(self.block_ms)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut self.conn)
+            .await?;
+        let ids: Vec<StreamId> = r
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        Ok(split(&ids))
     }
 }
 

@@ -73,6 +73,17 @@ end
 return 0
 "#;
 
+/// Certificate lease renewal: KEYS[1] `pg:{c:<id>}:owner`, KEYS[2] `pg:{c:<id>}:meta` (same tag);
+/// ARGV[1] me, ARGV[2] ttl ms. The notifications queued (the depth metric, in the same request)
+/// when the lease was mine, else -1.
+pub const CERT_RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('HGET', KEYS[2], 'jobs') or '0')
+end
+return -1
+"#;
+
 /// Lease release: KEYS[1] lease; ARGV[1] me. 1 when it was mine.
 pub const LEASE_RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end

@@ -1,16 +1,21 @@
-//! A gateway node as a `pushgate serve` process in redis mode (so kill -9 is real), for the
-//! cluster test files that came after tests/cluster_nodes.rs (which has its own copy).
+//! A gateway node as a `pushgate serve` process (so kill -9 is real), in redis mode over a test
+//! Redis Cluster or on embedded defaults, and the WebSocket and API helpers the cluster test
+//! files share (tests/cluster_nodes.rs, cluster_reads.rs, cluster_reports.rs).
 
 #![allow(dead_code)]
 
-use crate::common::{cert_body, http, ADMIN, API, SDKAPPID, USERSIG_KEY};
+use crate::common::{cert_body, http, regid, ADMIN, API, SDKAPPID, USERSIG_KEY};
 use crate::redis_cluster::RedisCluster;
+use futures_util::StreamExt;
 use pushgate::usersig::UserSigKey;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub use crate::redis_cluster::bounded;
 
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -18,33 +23,88 @@ pub type Ws =
 /// The TIM administrator the nodes accept (the config's default `tim_admins`).
 pub const TIM_ADMIN: &str = "administrator";
 
-pub struct Node {
+/// The test config's node and certificate lease (§13.2 uses 10 s / 2 s; shorter here to keep
+/// the gateway kill tests short, still above the ~4 s failover those tests do not provoke).
+pub const LEASE_MS: u64 = 6_000;
+
+/// What a node's config and environment add to the defaults of `Gateway::start`.
+pub struct Setup<'a> {
+    /// More `[push]` settings.
+    pub push: &'a str,
+    /// More `[cluster]` settings.
+    pub cluster: &'a str,
+    /// More environment variables.
+    pub env: &'a [(&'a str, &'a str)],
+    /// `node_lease_ms` and `cert_lease_ms` (renewed every second).
+    pub lease_ms: u64,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            push: "",
+            cluster: "",
+            env: &[],
+            lease_ms: LEASE_MS,
+        }
+    }
+}
+
+/// One `pushgate serve` process.
+pub struct Gateway {
     pub child: Child,
     pub addr: String,
     pub name: String,
     pub data: PathBuf,
 }
 
-impl Node {
-    /// Starts node `name` over the cluster at `urls`; `extra` is appended to the config file.
-    pub fn start(dir: &Path, name: &str, xiaomi: &str, urls: &[String], extra: &str) -> Node {
+impl Gateway {
+    /// Starts a gateway; `cluster` = the Redis seed URLs (None: embedded defaults).
+    pub fn start(dir: &Path, name: &str, xiaomi: &str, cluster: Option<&[String]>) -> Gateway {
+        Gateway::start_opts(dir, name, xiaomi, cluster, &Setup::default())
+    }
+
+    /// `start` with more `[push]` settings.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        xiaomi: &str,
+        cluster: Option<&[String]>,
+        push: &str,
+    ) -> Gateway {
+        let setup = Setup {
+            push,
+            ..Setup::default()
+        };
+        Gateway::start_opts(dir, name, xiaomi, cluster, &setup)
+    }
+
+    /// `start` with the config and environment `setup` says.
+    pub fn start_opts(
+        dir: &Path,
+        name: &str,
+        xiaomi: &str,
+        cluster: Option<&[String]>,
+        setup: &Setup,
+    ) -> Gateway {
         let data = dir.join(name);
         std::fs::create_dir_all(&data).expect("data dir");
         let conf = data.join("pushgate.toml");
+        let (push, cluster_conf, lease) = (setup.push, setup.cluster, setup.lease_ms);
         std::fs::write(
             &conf,
             format!(
                 "[http]\nshutdown_timeout_secs = 2\n\n\
-                 [push]\nlinger_ms = 2\nvendor_timeout_ms = 2000\n\n[cluster]\n\
+                 [push]\nlinger_ms = 2\nvendor_timeout_ms = 2000\n{push}\n[cluster]\n\
                  # A shared 2-core machine: a replica's ack can take longer than 50 ms.\n\
-                 wait_timeout_ms = 2000\nnode_lease_ms = 6000\nnode_renew_ms = 1000\n\
-                 cert_lease_ms = 6000\n{extra}\n"
+                 wait_timeout_ms = 2000\nnode_lease_ms = {lease}\nnode_renew_ms = 1000\n\
+                 cert_lease_ms = {lease}\n{cluster_conf}\n"
             ),
         )
         .expect("config file");
         let log = std::fs::File::create(data.join("stderr.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushgate"));
+        cmd.arg("serve")
             .arg("--config")
             .arg(&conf)
             .env_clear()
@@ -55,14 +115,16 @@ impl Node {
             .env("PUSHGATE_SDKAPPID", SDKAPPID.to_string())
             .env("PUSHGATE_SECRET_KEY", USERSIG_KEY)
             .env("PUSHGATE_XIAOMI_BASE_URL", xiaomi)
-            .env("PUSHGATE_CLUSTER_MODE", "redis")
-            .env("PUSHGATE_REDIS_URLS", urls.join(","))
-            .env("PUSHGATE_NODE_NAME", name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn pushgate");
+            .stderr(Stdio::from(log));
+        cmd.envs(setup.env.iter().copied());
+        if let Some(urls) = cluster {
+            cmd.env("PUSHGATE_CLUSTER_MODE", "redis")
+                .env("PUSHGATE_REDIS_URLS", urls.join(","))
+                .env("PUSHGATE_NODE_NAME", name);
+        }
+        let mut child = cmd.spawn().expect("spawn pushgate");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -80,7 +142,7 @@ impl Node {
                 panic!("{name} did not start:\n{log}");
             }
         };
-        Node {
+        Gateway {
             child,
             addr,
             name: name.to_string(),
@@ -88,18 +150,32 @@ impl Node {
         }
     }
 
+    /// The last lines the process logged (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data.join("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// A WebSocket login of (user, device) on this node.
-    pub async fn connect(&self, user: &str, device: &str) -> Ws {
+    pub fn ws_url(&self, user: &str, platform: &str, device: &str) -> String {
         let sig = UserSigKey::new(SDKAPPID, USERSIG_KEY).generate(user, 3600);
-        let url = format!(
-            "ws://{}/v1/ws?sdkappid={SDKAPPID}&identifier={user}&usersig={sig}&platform=Android&device={device}",
+        format!(
+            "ws://{}/v1/ws?sdkappid={SDKAPPID}&identifier={user}&usersig={sig}&platform={platform}&device={device}",
             self.addr
-        );
-        let (ws, res) = tokio_tungstenite::connect_async(url)
+        )
+    }
+
+    /// A WebSocket login of (user, Android device) on this node.
+    pub async fn connect(&self, user: &str, device: &str) -> Ws {
+        self.connect_as(user, "Android", device).await
+    }
+
+    pub async fn connect_as(&self, user: &str, platform: &str, device: &str) -> Ws {
+        let (ws, res) = tokio_tungstenite::connect_async(self.ws_url(user, platform, device))
             .await
             .unwrap_or_else(|e| panic!("websocket to {}: {e}", self.name));
         assert_eq!(res.status(), 101);
@@ -149,11 +225,99 @@ impl Node {
         res.json().await.expect("v4 JSON")
     }
 
-    /// The last lines the process logged (for failure messages).
-    pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.data.join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+    pub async fn send(&self, to: &str, from: &str, text: &str) -> Value {
+        let (s, v) = self
+            .api(
+                reqwest::Method::POST,
+                "/v1/messages",
+                Some(json!({"to": [to], "from": from, "text": text})),
+            )
+            .await;
+        assert_eq!(s, 200, "send through {}: {v}", self.name);
+        v
+    }
+
+    /// Sends `text` from bob to `to` through this node until it is answered 200 `online`,
+    /// retrying (every 300 ms, for up to `within`) while it is refused or `to` is not online.
+    pub async fn send_until_online(&self, to: &str, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (s, v) = self
+                .api(
+                    reqwest::Method::POST,
+                    "/v1/messages",
+                    Some(json!({"to": [to], "from": "bob", "text": text})),
+                )
+                .await;
+            if s == 200 && v["results"][0]["outcome"] == "online" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text} to {to} through {}: {s} {v}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Certificate `id` as this node shows it (None: not found).
+    pub async fn certificate(&self, id: u64) -> Option<Value> {
+        let (s, v) = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/v1/certificates/{id}"),
+                None,
+            )
+            .await;
+        (s == 200).then_some(v)
+    }
+
+    /// A session event for (user, Android `device`) through this node; (status, body).
+    pub async fn session_event(&self, user: &str, device: &str, action: &str) -> (u16, Value) {
+        let event =
+            json!({"user": user, "platform": "Android", "device": device, "action": action});
+        self.api(
+            reqwest::Method::POST,
+            "/v1/sessions/events",
+            Some(json!({ "events": [event] })),
+        )
+        .await
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    pub async fn user(&self, user: &str) -> Value {
+        let (s, v) = self
+            .api(reqwest::Method::GET, &format!("/v1/users/{user}"), None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; whether it exited 0.
+    pub async fn terminate(&mut self, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// kill -9 (Child::kill sends SIGKILL).
@@ -163,67 +327,130 @@ impl Node {
     }
 }
 
-impl Drop for Node {
+impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill9();
     }
 }
 
-/// Runs `f` on a 2-thread runtime, failing the test after `secs`.
-pub fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(secs), f)
-            .await
-            .expect("the test ran out of time");
-    });
+/// The next `message` frame (id, text), answering nothing; None when the socket ends.
+pub async fn next_message(ws: &mut Ws) -> Option<(u64, String)> {
+    while let Some(frame) = ws.next().await {
+        let Ok(WsMessage::Text(t)) = frame else {
+            if matches!(frame, Ok(WsMessage::Close(_)) | Err(_)) {
+                return None;
+            }
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).expect("JSON frame");
+        if v["type"] == "message" {
+            return Some((
+                v["id"].as_u64().expect("id"),
+                v["text"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    None
 }
 
-/// Three nodes over one Redis Cluster and a certificate created on node 1, known to all three.
-pub async fn three_nodes(
+/// Reads frames until a `kicked` one: whether it came within `within` (false: the socket
+/// ended first, or nothing came).
+pub async fn kicked_within(ws: &mut Ws, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(WsMessage::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON frame");
+                    if v["type"] == "kicked" {
+                        return true;
+                    }
+                }
+                Ok(WsMessage::Close(_)) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Reads until a `kicked` frame, which must come within `within`; how long after `since` it
+/// arrived.
+pub async fn wait_kicked(ws: &mut Ws, since: Instant, within: Duration) -> Duration {
+    assert!(
+        kicked_within(ws, within).await,
+        "a kicked frame within {within:?}"
+    );
+    since.elapsed()
+}
+
+/// Logs (user, Android `device`) in through `via[0]`, reports its token for `cert` through
+/// `via[1]` and disconnects it through `via[2]`: PushOnline with a token, held by no node.
+pub async fn push_online(via: [&Gateway; 3], user: &str, device: &str, cert: u64) {
+    let (s, v) = via[0].session_event(user, device, "login").await;
+    assert_eq!((s, &v["results"][0]["ok"]), (200, &json!(true)), "{v}");
+    let token =
+        json!({"user": user, "device": device, "certificate_id": cert, "token": regid(user)});
+    let (s, v) = via[1]
+        .api(reqwest::Method::PUT, "/v1/push-tokens", Some(token))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = via[2].session_event(user, device, "disconnect").await;
+    assert_eq!(
+        (s, &v["results"][0]["state"]),
+        (200, &json!("PushOnline")),
+        "{v}"
+    );
+}
+
+/// Three gateways over one Redis Cluster, and a certificate created on node 1 (certificates
+/// live in Redis: every node sees it).
+pub async fn three_nodes(rc: &RedisCluster, dir: &Path, xiaomi: &str) -> (Vec<Gateway>, u64) {
+    three_nodes_with(rc, dir, xiaomi, "", 1000).await
+}
+
+/// `three_nodes` with more `[push]` settings and the certificate's qps.
+pub async fn three_nodes_with(
     rc: &RedisCluster,
     dir: &Path,
     xiaomi: &str,
-    extra: &str,
-) -> (Vec<Node>, u64) {
+    push: &str,
+    qps: u32,
+) -> (Vec<Gateway>, u64) {
     let urls = rc.urls();
-    let nodes: Vec<Node> = ["gw-1", "gw-2", "gw-3"]
-        .iter()
-        .map(|n| Node::start(dir, n, xiaomi, &urls, extra))
-        .collect();
+    let mut nodes = Vec::new();
+    for name in ["gw-1", "gw-2", "gw-3"] {
+        nodes.push(Gateway::start_with(dir, name, xiaomi, Some(&urls), push));
+    }
     let (s, v) = nodes[0]
         .api(
             reqwest::Method::POST,
             "/v1/certificates",
-            Some(cert_body(1000)),
+            Some(cert_body(qps)),
         )
         .await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_u64().expect("id");
     for n in &nodes {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (s, _) = n
-                .api(
-                    reqwest::Method::GET,
-                    &format!("/v1/certificates/{id}"),
-                    None,
-                )
-                .await;
-            if s == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never saw certificate {id}",
-                n.name
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_certificate(n, id, |c| c["qps"] == qps).await;
     }
     (nodes, id)
+}
+
+/// Waits (bounded) until `node` shows certificate `id` as `want` says (Null: deleted).
+pub async fn wait_certificate(node: &Gateway, id: u64, want: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = node.certificate(id).await.unwrap_or(Value::Null);
+        if want(&shown) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} shows certificate {id} as {shown}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

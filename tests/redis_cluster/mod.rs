@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+/// Runs `f` on a 2-thread runtime, failing the test after `secs` (the cluster tests' bound).
+pub fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), f)
+            .await
+            .expect("the test ran out of time");
+    });
+}
+
 pub struct RedisCluster {
     pub dir: PathBuf,
     pub base: u16,
@@ -108,12 +122,20 @@ impl RedisCluster {
 
     /// The master that serves `key`.
     pub fn master_of(&self, key: &str) -> u16 {
+        self.master_seen_by(self.base, key)
+            .unwrap_or_else(|| panic!("no master serves {key}"))
+    }
+
+    /// The master that serves `key` as the server on `port` sees the cluster (None: none, or
+    /// `port` does not answer).
+    #[allow(dead_code)]
+    pub fn master_seen_by(&self, port: u16, key: &str) -> Option<u16> {
         let slot: u16 = self
-            .cli(self.base, &["cluster", "keyslot", key])
+            .cli(port, &["cluster", "keyslot", key])
             .trim()
             .parse()
-            .expect("keyslot");
-        let nodes = self.cli(self.base, &["cluster", "nodes"]);
+            .ok()?;
+        let nodes = self.cli(port, &["cluster", "nodes"]);
         for line in nodes.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
@@ -125,12 +147,11 @@ impl RedisCluster {
                     None => (range.parse().unwrap_or(1), range.parse().unwrap_or(0)),
                 };
                 if (lo..=hi).contains(&slot) {
-                    let port = f[1].split(['@', ':']).nth(1).expect("port");
-                    return port.parse().expect("port");
+                    return f[1].split(['@', ':']).nth(1)?.parse().ok();
                 }
             }
         }
-        panic!("no master serves slot {slot}");
+        None
     }
 
     pub fn pid(&self, port: u16) -> u32 {
@@ -210,6 +231,14 @@ impl RedisCluster {
         for t in index.keys() {
             assert!(held_set.contains(t), "index entry {t} without a holder");
         }
+    }
+
+    /// Whether the master on `port` has a replica that finished its sync (strict WAIT can be
+    /// met on its shard again).
+    pub fn has_online_replica(&self, port: u16) -> bool {
+        self.cli(port, &["info", "replication"])
+            .lines()
+            .any(|l| l.starts_with("slave") && l.contains("state=online"))
     }
 
     /// Restarts a killed server (it rejoins as a replica).
