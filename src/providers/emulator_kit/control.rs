@@ -59,25 +59,15 @@ async fn get_knobs(shared: web::Data<Shared>) -> HttpResponse {
 
 /// `PUT /_emulator/knobs`: the fields given replace the current ones; others stay.
 async fn put_knobs(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
-    let patch = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(patch)) => patch,
-        Ok(_) => return bad_request("knobs must be a JSON object"),
-        Err(err) => return bad_request(format!("bad JSON: {err}")),
-    };
-    let mut merged = match serde_json::to_value(shared.knobs()) {
-        Ok(Value::Object(current)) => current,
-        _ => return bad_request("current knobs could not be read"),
-    };
-    merged.extend(patch);
-    let knobs: Knobs = match serde_json::from_value(Value::Object(merged)) {
-        Ok(knobs) => knobs,
-        Err(err) => return bad_request(format!("bad knobs: {err}")),
-    };
-    if !(0.0..=1.0).contains(&knobs.error_5xx_ratio) {
-        return bad_request("error_5xx_ratio must be between 0 and 1");
+    match super::patch_knobs(&shared.knobs(), &body, |k: &Knobs| {
+        vec![("error_5xx_ratio", k.error_5xx_ratio)]
+    }) {
+        Ok(knobs) => {
+            shared.set_knobs(knobs.clone());
+            HttpResponse::Ok().json(knobs)
+        }
+        Err(err) => bad_request(err),
     }
-    shared.set_knobs(knobs.clone());
-    HttpResponse::Ok().json(knobs)
 }
 
 #[derive(Deserialize)]

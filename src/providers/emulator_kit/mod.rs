@@ -4,6 +4,7 @@
 //! and its rules (`providers/<vendor>/emulator`), modelled on the Xiaomi emulator.
 
 mod control;
+mod knobs_patch;
 mod state;
 
 use std::io;
@@ -17,6 +18,7 @@ use futures_util::StreamExt;
 use rand::Rng;
 
 pub(crate) use control::json_response;
+pub use knobs_patch::patch_knobs;
 pub use state::{
     now_ms, random_hex, EmulatorApp, EmulatorStats, KitRules, Knobs, OverQuota, ReceivedFilter,
     ReceivedNotification, Shared, TokenCheck, TokenFate,

@@ -5,9 +5,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::state::{Knobs, OAuthApp, ReceivedFilter, Shared};
+use crate::providers::emulator_kit;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -52,24 +53,12 @@ async fn get_knobs(shared: web::Data<Shared>) -> HttpResponse {
 
 /// Merges a JSON patch into the current knobs; fields not given stay.
 pub fn patch_knobs(current: &Knobs, patch: &[u8]) -> Result<Knobs, String> {
-    let patch = match serde_json::from_slice::<Value>(patch) {
-        Ok(Value::Object(patch)) => patch,
-        Ok(_) => return Err("knobs must be a JSON object".into()),
-        Err(err) => return Err(format!("bad JSON: {err}")),
-    };
-    let mut merged = match serde_json::to_value(current) {
-        Ok(Value::Object(current)) => current,
-        _ => return Err("current knobs could not be read".into()),
-    };
-    merged.extend(patch);
-    let knobs: Knobs =
-        serde_json::from_value(Value::Object(merged)).map_err(|e| format!("bad knobs: {e}"))?;
-    if !(0.0..=1.0).contains(&knobs.error_5xx_ratio) {
-        return Err("error_5xx_ratio must be between 0 and 1".into());
-    }
-    if !(0.0..=1.0).contains(&knobs.receipt_loss_ratio) {
-        return Err("receipt_loss_ratio must be between 0 and 1".into());
-    }
+    let knobs = emulator_kit::patch_knobs(current, patch, |k: &Knobs| {
+        vec![
+            ("error_5xx_ratio", k.error_5xx_ratio),
+            ("receipt_loss_ratio", k.receipt_loss_ratio),
+        ]
+    })?;
     if !(500..=599).contains(&knobs.error_5xx_status) {
         return Err("error_5xx_status must be a 5xx status".into());
     }

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 pub use config::{EmulatorAccount, EmulatorConfig, Knobs};
 pub use state::{EmulatorStats, ReceivedFilter, ReceivedMessage, TokenState};
 
+use crate::providers::emulator_kit;
 use crate::providers::h2_emulator::{self as h2, json as json_reply, text, Connection, Reply};
 use crate::providers::jwt::Rs256Key;
 use state::Shared;
@@ -293,20 +294,13 @@ fn control(
         ("DELETE", "received") => json_reply(StatusCode::OK, &json!({ "cleared": shared.clear() })),
         ("GET", "knobs") => json_reply(StatusCode::OK, &json!(shared.knobs())),
         ("PUT", "knobs") => {
-            let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(body) else {
-                return bad_control("knobs must be a JSON object");
-            };
-            let Ok(Value::Object(mut merged)) = serde_json::to_value(shared.knobs()) else {
-                return bad_control("current knobs could not be read");
-            };
-            merged.extend(patch);
-            match serde_json::from_value::<Knobs>(Value::Object(merged)) {
-                Ok(k) if (0.0..=1.0).contains(&k.error_5xx_ratio) => {
+            let ratios = |k: &Knobs| vec![("error_5xx_ratio", k.error_5xx_ratio)];
+            match emulator_kit::patch_knobs(&shared.knobs(), body, ratios) {
+                Ok(k) => {
                     shared.set_knobs(k.clone());
                     json_reply(StatusCode::OK, &json!(k))
                 }
-                Ok(_) => bad_control("error_5xx_ratio must be between 0 and 1"),
-                Err(e) => bad_control(format!("bad knobs: {e}")),
+                Err(e) => bad_control(e),
             }
         }
         ("GET", "accounts") => json_reply(StatusCode::OK, &json!({ "accounts": shared.account_emails() })),

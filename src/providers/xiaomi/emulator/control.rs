@@ -6,7 +6,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
+
+use crate::providers::emulator_kit::patch_knobs;
 
 use super::config::{EmulatorApp, Knobs};
 use super::envelope::json_response;
@@ -56,33 +58,20 @@ async fn get_knobs(shared: web::Data<Shared>) -> HttpResponse {
 
 /// `PUT /_emulator/knobs`: the fields given replace the current ones; others stay.
 async fn put_knobs(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
-    let patch: Value = match serde_json::from_slice(&body) {
-        Ok(Value::Object(patch)) => Value::Object(patch),
-        Ok(_) => return bad_request("knobs must be a JSON object"),
-        Err(err) => return bad_request(format!("bad JSON: {err}")),
+    let ratios = |k: &Knobs| {
+        vec![
+            ("error_5xx_ratio", k.error_5xx_ratio),
+            ("receipt_loss_ratio", k.receipt_loss_ratio),
+            ("receipt_click_ratio", k.receipt_click_ratio),
+        ]
     };
-    let mut merged = match serde_json::to_value(shared.knobs()) {
-        Ok(Value::Object(current)) => current,
-        _ => return bad_request("current knobs could not be read"),
-    };
-    if let Value::Object(patch) = patch {
-        merged.extend(patch);
-    }
-    let knobs: Knobs = match serde_json::from_value(Value::Object(merged)) {
-        Ok(knobs) => knobs,
-        Err(err) => return bad_request(format!("bad knobs: {err}")),
-    };
-    for (name, ratio) in [
-        ("error_5xx_ratio", knobs.error_5xx_ratio),
-        ("receipt_loss_ratio", knobs.receipt_loss_ratio),
-        ("receipt_click_ratio", knobs.receipt_click_ratio),
-    ] {
-        if !(0.0..=1.0).contains(&ratio) {
-            return bad_request(format!("{name} must be between 0 and 1"));
+    match patch_knobs(&shared.knobs(), &body, ratios) {
+        Ok(knobs) => {
+            shared.set_knobs(knobs.clone());
+            HttpResponse::Ok().json(knobs)
         }
+        Err(err) => bad_request(err),
     }
-    shared.set_knobs(knobs.clone());
-    HttpResponse::Ok().json(knobs)
 }
 
 #[derive(Deserialize)]
