@@ -246,6 +246,10 @@ pub struct ClusterConfig {
     /// idle; a new entry is read as soon as it is appended. Finished entries are acked when the
     /// read returns, so at most this late while idle.
     pub cert_queue_block_ms: u64,
+    /// The cluster note's (§7.6, §11) adaptive-polling ceiling. Accepted so that a config
+    /// written from the note loads; the owner now blocks on its read instead of polling
+    /// (`cert_queue_block_ms`), so the value has no effect and a start logs a warning.
+    pub cert_poll_max_ms: Option<u64>,
     pub verify_token_owner: bool,
 }
 
@@ -270,6 +274,7 @@ impl Default for ClusterConfig {
             inbox_capacity: 100_000,
             cert_queue_capacity: 100_000,
             cert_queue_block_ms: 1_000,
+            cert_poll_max_ms: None,
             verify_token_owner: false,
         }
     }
@@ -863,6 +868,34 @@ mod tests {
         assert_eq!(c.meizu_base_url, "http://127.0.0.1:9093");
         let e = Config::load(None, &env(&[("PUSHGATE_VIVO_BASE_URL", "ftp://x")])).unwrap_err();
         assert!(e.to_string().contains("vivo_base_url"), "{e}");
+    }
+
+    #[test]
+    fn the_cluster_notes_example_section_parses() {
+        // shared/cluster.md §11 as written there, `cert_poll_max_ms` included (accepted, no
+        // effect: the owner blocks on its read instead of polling).
+        let text = r#"
+[cluster]
+mode = "embedded"
+redis_nodes = []
+redis_tls = false
+response_timeout_ms = 1000
+overall_timeout_ms = 3000
+retries = 5
+wait_replicas = 1
+wait_timeout_ms = 50
+on_unreplicated = "fail"
+node_lease_ms = 10000
+node_renew_ms = 2000
+cert_lease_ms = 10000
+inbox_capacity = 100000
+cert_queue_capacity = 100000
+cert_poll_max_ms = 20
+verify_token_owner = false
+"#;
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.cluster.cert_poll_max_ms, Some(20));
+        assert_eq!(c.cluster.cert_queue_block_ms, 1_000);
     }
 
     #[test]

@@ -143,6 +143,13 @@ impl ClusterNode {
             }
         }));
         tracing::info!(node = %node.me(), "joined the cluster");
+        if let Some(ms) = cfg.cert_poll_max_ms {
+            tracing::warn!(
+                cert_poll_max_ms = ms,
+                "cluster.cert_poll_max_ms has no effect: idle certificate queues are read with a \
+                 blocking read (cluster.cert_queue_block_ms)"
+            );
+        }
         actix_rt::spawn(node.clone().renew_loop());
         actix_rt::spawn(node.clone().view_loop());
         actix_rt::spawn(node.clone().inbox_loop());
