@@ -175,21 +175,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// v1's sample with the members v3 does not send set, to show they stay out.
     fn msg() -> HuaweiMessage {
         HuaweiMessage {
-            title: "Alice".into(),
-            body: "hi there".into(),
-            category: "IM".into(),
-            importance: "NORMAL".into(),
             channel_id: Some("chat".into()),
-            package_name: "com.example.chat".into(),
-            click: ClickAction::OpenApp,
-            ext: None,
-            notify_id: 12345,
             sound: Some("ring".into()),
-            ext_carriage: Default::default(),
-            bi_tag: None,
             receipt_id: Some("RCP1".into()),
+            ..crate::providers::huawei::wire::tests::msg()
         }
     }
 

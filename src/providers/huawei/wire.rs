@@ -418,10 +418,11 @@ pub fn send_body(msg: &HuaweiMessage, tokens: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
+    /// A chat notification the tests of every Huawei body start from.
     pub(crate) fn msg() -> HuaweiMessage {
         HuaweiMessage {
             title: "Alice".into(),

@@ -369,26 +369,14 @@ pub(crate) fn validate_v3(body: &Value, rules: &HuaweiRules) -> Result<CheckedV3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ClickAction;
     use crate::providers::huawei::harmony::harmony_body;
-    use crate::providers::huawei::wire::{send_body, ExtCarriage, HuaweiMessage};
+    use crate::providers::huawei::wire::{send_body, HuaweiMessage};
     use serde_json::json;
 
     fn msg() -> HuaweiMessage {
         HuaweiMessage {
-            title: "Alice".into(),
-            body: "hi".into(),
-            category: "IM".into(),
-            importance: "NORMAL".into(),
-            channel_id: None,
-            package_name: "com.x".into(),
-            click: ClickAction::OpenApp,
             ext: Some("{\"c\":1}".into()),
-            notify_id: 1,
-            sound: None,
-            ext_carriage: ExtCarriage::OneExtra,
-            bi_tag: None,
-            receipt_id: None,
+            ..crate::providers::huawei::wire::tests::msg()
         }
     }
 
