@@ -31,7 +31,7 @@ function fieldFor(form, box) {
 
 /** What the gateway sends when a certificate leaves a vendor setting empty (contract.md). */
 const VENDOR_DEFAULTS = {
-  huawei: { category: 'IM' },
+  huawei: { category: 'IM', api_version: 'v1' },
   honor: { importance: 'NORMAL' },
   oppo: { category: 'IM', notify_level: 2 },
   vivo: { classification: 1, category: 'IM' },
@@ -45,6 +45,7 @@ const WRITE_ONLY = new Set(['app_secret', 'master_secret', 'client_secret']);
 const CALLBACK_PAIR = ['callback_user_name', 'callback_hmac_key'];
 const VENDOR_SETTINGS = [
   ['client_id', 'Client ID'],
+  ['api_version', 'Send API'],
   ['importance', 'Importance'],
   ['category', 'Category'],
   ['notify_level', 'Notify level'],
@@ -521,12 +522,18 @@ function validate(form, creating) {
   if (shown('app_id') && !v('app_id')) errors.app_id = 'Enter the AppID from the push service console.';
   if (shown('app_key') && !v('app_key')) errors.app_key = 'Enter the AppKey from the push service console.';
   const huaweiKey = vendor === 'huawei' && v('service_account');
-  if (creating && shown('app_secret') && !form.app_secret.value && !huaweiKey) {
+  const harmonyNext = vendor === 'huawei' && form.api_version.value === 'v3';
+  if (creating && shown('app_secret') && !form.app_secret.value && !huaweiKey && !harmonyNext) {
     errors.app_secret = vendor === 'huawei'
       ? 'Enter the AppSecret, or give a service-account key file below.'
       : 'Enter the AppSecret from the push service console.';
   }
   if (huaweiKey && form.app_secret.value) errors.service_account = 'Give the AppSecret or a service-account key file, not both.';
+  // HarmonyOS NEXT (v3) takes only the service-account JWT (huawei.md §1).
+  if (harmonyNext) {
+    if (form.app_secret.value) errors.app_secret = 'HarmonyOS NEXT (v3) takes no AppSecret: give the service-account key file instead.';
+    else if (creating && !huaweiKey) errors.service_account = 'HarmonyOS NEXT (v3) needs the service-account key file.';
+  }
   if (creating && shown('master_secret') && !form.master_secret.value) errors.master_secret = 'Enter the MasterSecret from the OPPO console.';
   if (vendor === 'fcm' || vendor === 'huawei') {
     const text = v('service_account');

@@ -2,7 +2,8 @@
 //! what a user would check — the notification the device gets (auth, classification, title,
 //! body, ext, click action), the cached and renewed access token, batching, invalid tokens
 //! unbound (and kept when 80300007 could mean a wrong app id), flow control, a refused secret
-//! shown as a broken certificate, 5xx retried, and every notification accounted for.
+//! shown as a broken certificate, 5xx retried, and every notification accounted for; and the
+//! v3 request of HarmonyOS NEXT certificates (`api_version` v3).
 
 mod common;
 
@@ -883,4 +884,235 @@ async fn a_service_account_certificate_sends_with_a_jwt_and_renews_it() {
         (Some(true), true),
         "{v}"
     );
+}
+
+const PROJECT_ID: &str = "736430079244623135";
+
+/// A HarmonyOS NEXT certificate: `api_version` v3 with a service-account key file registered
+/// in the emulator for `owns` (the ids its account may send for).
+async fn harmony_cert(t: &Hw, kid: &str, owns: &[&str]) -> (u64, Value) {
+    use pushgate::providers::huawei::account::sample_key_file;
+    use pushgate::providers::huawei::emulator::ServiceAccountKey;
+
+    let (file, public_key) = sample_key_file(PROJECT_ID, kid).unwrap();
+    t.emu.add_service_account(ServiceAccountKey {
+        key_id: kid.into(),
+        sub_account: file["sub_account"].as_str().unwrap().into(),
+        public_key,
+        app_ids: owns.iter().map(|s| s.to_string()).collect(),
+    });
+    let mut body = cert_body("unused");
+    body.as_object_mut().unwrap().remove("app_secret");
+    body["service_account"] = file.clone();
+    body["api_version"] = json!("v3");
+    let (s, v) =
+        t.h.admin(Method::POST, "/v1/certificates", Some(body))
+            .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["api_version"], "v3", "{v}");
+    (v["id"].as_u64().unwrap(), file)
+}
+
+/// HarmonyOS NEXT (huawei.md §1 "Send, v3"): the v3 URL of the account's project, `push-type:
+/// 0`, the JWT, and the v3 body — category, title, body, Ext in `clickAction.data`, the intent's
+/// action as actionType 1 — with illegal tokens unbound and every notification accounted for.
+#[tokio::test]
+async fn a_harmony_next_certificate_sends_the_v3_request() {
+    let t = start().await;
+
+    // v3 takes only a service account; the API version is one of two; each refusal names it.
+    let (file, _) =
+        pushgate::providers::huawei::account::sample_key_file(PROJECT_ID, "k0").unwrap();
+    let mut secret_v3 = cert_body(CLIENT_SECRET);
+    secret_v3["api_version"] = json!("v3");
+    let mut v2 = cert_body("unused");
+    v2.as_object_mut().unwrap().remove("app_secret");
+    v2["service_account"] = file;
+    v2["api_version"] = json!("v2");
+    let mut both = v2.clone();
+    both["api_version"] = json!("v3");
+    both["app_secret"] = json!(CLIENT_SECRET);
+    for (bad, field) in [
+        (secret_v3, "app_secret"),
+        (v2, "api_version"),
+        (both, "app_secret"),
+    ] {
+        let (s, v) = t.h.admin(Method::POST, "/v1/certificates", Some(bad)).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    // An OAuth certificate edited to v3 without a key file: refused, and left as it was.
+    let oauth = t.certificate().await;
+    let mut to_v3 = cert_body(CLIENT_SECRET);
+    to_v3.as_object_mut().unwrap().remove("app_secret");
+    to_v3["api_version"] = json!("v3");
+    let (s, v) =
+        t.h.admin(
+            Method::PUT,
+            &format!("/v1/certificates/{oauth}"),
+            Some(to_v3),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("service_account")),
+        "{v}"
+    );
+    assert_eq!(t.cert_view(oauth).await["api_version"], "v1");
+
+    let (cert, _) = harmony_cert(&t, "kid-next", &[PROJECT_ID]).await;
+    t.h.push_online("alice", "d1", cert, "next-tok-a").await;
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"hi on NEXT",
+        "offline_push":{"title":"Bob","ext":"{\"conv\":\"c2c_bob\"}"}}))
+        .await;
+    let r = &t.exactly("next-tok-a", 1).await[0];
+    assert_eq!(r.endpoint, format!("/v3/{PROJECT_ID}/messages:send"));
+    assert_eq!(r.headers.get("push-type").map(String::as_str), Some("0"));
+    assert_eq!(
+        r.headers.get("auth").map(String::as_str),
+        Some("jwt kid-next")
+    );
+    assert_eq!((r.title.as_str(), r.body.as_str()), ("Bob", "hi on NEXT"));
+    assert_eq!(r.category, "IM");
+    assert_eq!(r.click_type, 0, "open the app");
+    assert_eq!(r.ext.as_deref(), Some("{\"conv\":\"c2c_bob\"}"));
+    let n = &r.message["payload"]["notification"];
+    assert_eq!(
+        n["clickAction"]["data"]["ext"], "{\"conv\":\"c2c_bob\"}",
+        "{r:#?}"
+    );
+    assert!(
+        n.get("importance").is_none() && r.message.get("message").is_none(),
+        "{r:#?}"
+    );
+    assert_eq!(r.message["pushOptions"]["ttl"], 86400, "{r:#?}");
+    assert_eq!(t.emu.stats().tokens_issued, 0, "no OAuth token call");
+
+    // The message's classification overrides the certificate's; blank texts get the default.
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"promo",
+        "offline_push":{"huawei_category":"MARKETING"}}))
+        .await;
+    let r = &t.exactly("next-tok-a", 2).await[1];
+    assert_eq!(
+        (r.category.as_str(), r.title.as_str(), r.body.as_str()),
+        ("MARKETING", "a new message", "promo")
+    );
+
+    // An in-app page: the intent's action names the ability (actionType 1). The edit keeps
+    // the stored key file.
+    let mut edit = cert_body("unused");
+    edit.as_object_mut().unwrap().remove("app_secret");
+    edit["api_version"] = json!("v3");
+    edit["click_action"] = json!({"type": "open_activity",
+        "intent_uri": "intent://chat#Intent;action=com.example.OPEN_CHAT;scheme=app;end"});
+    let (s, v) =
+        t.h.admin(Method::PUT, &format!("/v1/certificates/{cert}"), Some(edit))
+            .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["service_account"]["private_key_set"], true, "{v}");
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"open the chat"}))
+        .await;
+    let r = &t.exactly("next-tok-a", 3).await[2];
+    assert_eq!(r.click_type, 1);
+    assert_eq!(r.intent.as_deref(), Some("com.example.OPEN_CHAT"));
+
+    // A refused token in a shared request (80100000): unbound, the other delivered.
+    t.emu.add_invalid_tokens(["next-dead"]);
+    t.h.push_online("dead", "d1", cert, "next-dead").await;
+    t.h.push_online("live", "d1", cert, "next-live").await;
+    t.h.send(json!({"to":["dead","live"],"from":"bob","text":"partial"}))
+        .await;
+    t.exactly("next-live", 1).await;
+    wait_for("the illegal token unbound", WAIT, || async {
+        (t.device("dead").await["token_bound"] == false).then_some(())
+    })
+    .await;
+    assert_eq!(t.device("live").await["token_bound"], true);
+    assert_eq!(t.last_notification("live").await["class"], "delivered");
+    t.accounted(cert, 5).await;
+}
+
+/// The emulator's v3 endpoint is strict over the socket: an OAuth bearer or a request without
+/// `push-type` is refused; and a certificate whose service account does not own the project
+/// (80200001 even after a fresh JWT) is shown as broken with Huawei's answer.
+#[tokio::test]
+async fn a_harmony_next_certificate_refused_by_huawei_is_broken() {
+    let t = start().await;
+    let url = format!("{}/v3/{PROJECT_ID}/messages:send", t.emu.base_url());
+    let body = json!({"payload":{"notification":{"category":"IM","title":"t","body":"b",
+        "clickAction":{"actionType":0}}},"target":{"token":["x"]}});
+    let answer = |res: reqwest::Response| async move {
+        (
+            res.status().as_u16(),
+            res.json::<Value>().await.unwrap()["code"].clone(),
+        )
+    };
+    let res =
+        t.h.http
+            .post(&url)
+            .bearer_auth("an-oauth-token")
+            .header("push-type", "0")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(answer(res).await, (401, json!("80200001")));
+
+    // Its account owns only the v1 app id, not the project of the v3 URL.
+    let (cert, file) = harmony_cert(&t, "kid-elsewhere", &[APP_ID]).await;
+    let account = pushgate::providers::huawei::ServiceAccount::from_json(&file).unwrap();
+    let jwt = account.jwt(pushgate::domain::now_secs()).unwrap();
+    let res =
+        t.h.http
+            .post(&url)
+            .bearer_auth(&jwt)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        answer(res).await,
+        (401, json!("80200001")),
+        "refused before push-type"
+    );
+
+    t.h.push_online("alice", "d1", cert, "next-tok-a").await;
+    t.h.send(json!({"to":["alice"],"from":"bob","text":"x"}))
+        .await;
+    let v = wait_for("the certificate broken", WAIT, || async {
+        let v = t.cert_view(cert).await;
+        (v["status"]["state"] == "broken").then_some(v)
+    })
+    .await;
+    assert!(
+        v["status"].to_string().contains("80200001"),
+        "Huawei's answer shown: {v}"
+    );
+    assert!(!v.to_string().contains("PRIVATE KEY"), "{v}");
+    let stats = t.emu.stats();
+    assert_eq!(
+        stats.requests[&format!("/v3/{PROJECT_ID}/messages:send")]["80200001"],
+        4,
+        "the two probes, the send, and its one resend with a fresh JWT: {stats:?}"
+    );
+    t.accounted(cert, 1).await;
+    assert!(t.records("next-tok-a").is_empty());
+
+    // With an account that owns the project, the same request without push-type is refused.
+    t.emu
+        .add_service_account(pushgate::providers::huawei::emulator::ServiceAccountKey {
+            key_id: "kid-elsewhere".into(),
+            sub_account: account.sub_account.clone(),
+            public_key: account.public_pem().unwrap(),
+            app_ids: vec![PROJECT_ID.into()],
+        });
+    let res =
+        t.h.http
+            .post(&url)
+            .bearer_auth(&jwt)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(answer(res).await, (400, json!("80100001")));
 }

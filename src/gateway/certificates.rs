@@ -68,6 +68,7 @@ impl Gateway {
                 .clone()
                 .or_else(|| Some(ReceiptSecret::generate())),
         };
+        cert.credentials.check().map_err(field_error)?;
         if let Some(r) = self.remote() {
             r.put_certificate(&cert).await?;
         } else {

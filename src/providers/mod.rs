@@ -17,6 +17,7 @@ pub mod h2_pool;
 pub mod honor;
 pub mod huawei;
 pub mod jwt;
+pub mod key_file;
 pub mod meizu;
 pub mod oauth_emulator;
 pub mod oppo;

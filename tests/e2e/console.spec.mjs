@@ -673,6 +673,51 @@ test('a Huawei and a Honor certificate: each form shows its own fields, each car
   for (const id of [huaweiId, honorId]) await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
 });
 
+test('a HarmonyOS NEXT certificate: the v3 API takes the key file, not the AppSecret', async () => {
+  const rsaPem = testRsaPem();
+  const keyFile = {
+    project_id: '736430079244623135',
+    key_id: 'e2e-kid-next',
+    private_key: rsaPem,
+    sub_account: '736430079244623135-sub',
+    token_uri: 'https://oauth-login.cloud.huawei.com/oauth2/v3/token',
+  };
+  await page.getByRole('link', { name: 'Add certificate' }).click();
+  await page.getByRole('heading', { name: 'Add certificate' }).waitFor();
+  await page.getByLabel('Push platform').selectOption('huawei');
+  assert.equal(await page.getByLabel('Devices').inputValue(), 'v1', 'v1 unless asked');
+  await page.getByLabel('Devices').selectOption('v3');
+  await page.getByLabel('Package name').fill('com.example.chat.next');
+  await page.getByLabel('AppID').fill('10087');
+  await page.getByLabel('QPS').fill('100');
+  // Without the key file: refused beside the key field before it reaches the gateway.
+  await page.getByRole('button', { name: 'Save' }).click();
+  await textMatching(page.locator('#f-sa-error'), /HarmonyOS NEXT/);
+  await page.getByLabel('AppSecret').fill('e2e-next-secret');
+  await page.locator('#f-sa-file').setInputFiles({
+    name: 'agc-key.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(keyFile)),
+  });
+  await page.waitForFunction(() => document.querySelector('#f-sa').value.includes('e2e-kid-next'));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await textMatching(page.locator('#f-sa-error'), /not both/);
+  await page.getByLabel('AppSecret').fill('');
+  await shot('18-add-harmony-next-certificate');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const id = Number(await textMatching(page.locator('#saved-id'), /^\d+$/));
+  const fetched = await gateway('GET', `/v1/certificates/${id}`, ADMIN_TOKEN);
+  assert.equal(fetched.status, 200);
+  assert.equal(fetched.body.api_version, 'v3');
+  assert.equal(fetched.body.app_secret_set, false);
+  assert.equal(fetched.body.service_account.key_id, 'e2e-kid-next');
+  assert.equal(fetched.body.service_account.private_key_set, true);
+  assert.ok(!JSON.stringify(fetched.body).includes('PRIVATE KEY'));
+  const card = page.locator(`.cert[data-id="${id}"]`);
+  await textMatching(card.locator('dd[data-key="Send API"]'), /^v3$/);
+  await textMatching(card.locator('dd[data-key="Service account"]'), /e2e-kid-next/);
+  assert.ok(!(await pageHoldsKey(rsaPem)), 'the key must never appear in the page');
+  await gateway('DELETE', `/v1/certificates/${id}`, ADMIN_TOKEN);
+});
+
 test('sign out forgets the token', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();

@@ -75,12 +75,7 @@ impl FcmInput {
             // Parsed by the sender's own parser (the RSA key included), so an account that
             // passes here is one the sender can sign with.
             Some(account) => {
-                crate::providers::fcm::ServiceAccount::from_json(account).map_err(|e| {
-                    FieldError {
-                        field: e.field,
-                        message: e.message,
-                    }
-                })?;
+                crate::providers::fcm::ServiceAccount::from_json(account)?;
             }
         }
         check_opt_token("channel_id", "channel id", self.channel_id.as_deref(), 64)

@@ -4,7 +4,9 @@
 //! the receipt settings of AppGallery Connect (§3 `receipt_id`, §6): the callback user name and
 //! HMAC key that sign Huawei's `X-HUAWEI-CALLBACK-ID` header, write-only like the AppSecret.
 //! Instead of the AppSecret a certificate may hold a service-account key file (§2.2): its key
-//! signs the bearer JWT, and it is write-only too.
+//! signs the bearer JWT, and it is write-only too. `api_version` picks the send API: `v1`
+//! (Android and HarmonyOS up to 4) or `v3` (HarmonyOS NEXT, 5 and later), which takes only the
+//! service-account JWT (§1).
 
 use super::{bad, check_opt_token, check_secret, FieldError};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,38 @@ pub fn is_notification_category(category: &str) -> bool {
     category != "PLAY_VOICE" && HUAWEI_CATEGORIES.contains(&category)
 }
 
+/// Which send API a certificate's notifications go through (huawei.md §1): v1/v2 reach only
+/// Android (EMUI) and HarmonyOS up to 4, v3 only HarmonyOS NEXT (5 and later), with its own
+/// body and JWT authentication only. A HarmonyOS NEXT app has tokens of its own, so the choice
+/// is the certificate's: one certificate per app, as Tencent IM has one per platform.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HuaweiApi {
+    #[default]
+    V1,
+    V3,
+}
+
+impl HuaweiApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HuaweiApi::V1 => "v1",
+            HuaweiApi::V3 => "v3",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<HuaweiApi> {
+        match text {
+            "v1" => Some(HuaweiApi::V1),
+            "v3" => Some(HuaweiApi::V3),
+            _ => None,
+        }
+    }
+}
+
+const V3_NEEDS_ACCOUNT: &str = "the v3 API (HarmonyOS NEXT) authenticates only with a \
+                                service-account JWT: give the service_account key file";
+
 fn default_category() -> String {
     HUAWEI_DEFAULT_CATEGORY.to_owned()
 }
@@ -53,6 +87,9 @@ pub struct HuaweiCredentials {
     /// JWT instead of OAuth client credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<Value>,
+    /// The send API; records from before v3 read as v1.
+    #[serde(default)]
+    pub api_version: HuaweiApi,
     /// `android.category` of this certificate's notifications.
     #[serde(default = "default_category")]
     pub category: String,
@@ -72,6 +109,15 @@ pub struct HuaweiCredentials {
 }
 
 impl HuaweiCredentials {
+    /// What only the merged record can tell: an edit that leaves the secrets out keeps the
+    /// stored ones, so v3 without a service account shows only here.
+    pub fn check(&self) -> Result<(), FieldError> {
+        if self.api_version == HuaweiApi::V3 && self.service_account.is_none() {
+            return Err(bad("service_account", V3_NEEDS_ACCOUNT));
+        }
+        Ok(())
+    }
+
     /// The callback user name and HMAC key, when both are set.
     pub fn callback_auth(&self) -> Option<(&str, &str)> {
         match (&self.callback_user_name, &self.callback_hmac_key) {
@@ -90,6 +136,7 @@ impl std::fmt::Debug for HuaweiCredentials {
                 "service_account",
                 &self.service_account.as_ref().map(|_| "<redacted>"),
             )
+            .field("api_version", &self.api_version)
             .field("category", &self.category)
             .field("channel_id", &self.channel_id)
             .field("receipt_id", &self.receipt_id)
@@ -114,6 +161,9 @@ pub struct HuaweiInput {
     pub app_secret: Option<String>,
     #[serde(default)]
     pub service_account: Option<Value>,
+    /// `"v1"` (left out) or `"v3"`.
+    #[serde(default)]
+    pub api_version: Option<String>,
     #[serde(default)]
     pub category: Option<String>,
     #[serde(default)]
@@ -134,6 +184,7 @@ impl std::fmt::Debug for HuaweiInput {
             .field("app_id", &self.app_id)
             .field("app_secret", &hidden(self.app_secret.is_some()))
             .field("service_account", &hidden(self.service_account.is_some()))
+            .field("api_version", &self.api_version)
             .field("category", &self.category)
             .field("channel_id", &self.channel_id)
             .field("receipt_id", &self.receipt_id)
@@ -156,6 +207,7 @@ pub struct HuaweiView {
     pub app_secret_set: bool,
     /// Which service account signs, when one does: its ids and whether its key is set.
     pub service_account: Option<HuaweiAccountView>,
+    pub api_version: HuaweiApi,
     pub category: String,
     pub channel_id: Option<String>,
     pub receipt_id: Option<String>,
@@ -186,6 +238,14 @@ impl HuaweiInput {
                 "app_id",
                 "the Huawei AppID (OAuth client id) is a number of at most 64 digits",
             ));
+        }
+        if self.api()? == HuaweiApi::V3 {
+            if self.app_secret.is_some() {
+                return Err(bad("app_secret", V3_NEEDS_ACCOUNT));
+            }
+            if creating && self.service_account.is_none() {
+                return Err(bad("service_account", V3_NEEDS_ACCOUNT));
+            }
         }
         match (&self.app_secret, &self.service_account) {
             (Some(_), Some(_)) => {
@@ -224,6 +284,20 @@ impl HuaweiInput {
         self.validate_callback_auth()
     }
 
+    /// The send API asked for; left out, v1.
+    fn api(&self) -> Result<HuaweiApi, FieldError> {
+        match self.api_version.as_deref() {
+            None => Ok(HuaweiApi::V1),
+            Some(text) => HuaweiApi::parse(text).ok_or_else(|| {
+                bad(
+                    "api_version",
+                    "must be \"v1\" (Android and HarmonyOS up to 4) or \"v3\" (HarmonyOS \
+                     NEXT, 5 and later)",
+                )
+            }),
+        }
+    }
+
     /// The callback user name and HMAC key come as a pair: both set, both `""` (removed) or both
     /// left out (kept), so a certificate never holds half of what verifies a receipt.
     fn validate_callback_auth(&self) -> Result<(), FieldError> {
@@ -253,6 +327,8 @@ impl HuaweiInput {
 
     /// The credentials to store; a secret left out keeps `old`'s, a category left out is `IM`.
     pub fn into_credentials(self, old: Option<&HuaweiCredentials>) -> HuaweiCredentials {
+        // `validate` refused any other value.
+        let api_version = self.api().unwrap_or_default();
         // `validate` made the callback pair all-or-nothing: given, it replaces (`""` removes).
         let (callback_user_name, callback_hmac_key) =
             match (self.callback_user_name, self.callback_hmac_key) {
@@ -275,6 +351,7 @@ impl HuaweiInput {
             ),
         };
         HuaweiCredentials {
+            api_version,
             app_secret,
             service_account,
             app_id: self.app_id,
@@ -300,6 +377,7 @@ impl From<&HuaweiCredentials> for HuaweiView {
                 sub_account: field(file, "sub_account"),
                 private_key_set: field(file, "private_key").is_some_and(|k| !k.trim().is_empty()),
             }),
+            api_version: c.api_version,
             category: c.category.clone(),
             channel_id: c.channel_id.clone(),
             receipt_id: c.receipt_id.clone(),
@@ -318,6 +396,7 @@ mod tests {
             app_id: "10086".into(),
             app_secret: Some("s3cret".into()),
             service_account: None,
+            api_version: None,
             category: None,
             channel_id: None,
             receipt_id: Some("RCP1".into()),
@@ -446,6 +525,55 @@ mod tests {
         assert!(!view.contains("PRIVATE KEY"), "{view}");
         assert!(!format!("{stored:?}").contains("PRIVATE KEY"));
         assert!(!format!("{jwt:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn v3_takes_only_a_service_account_and_is_shown() {
+        let (file, _) =
+            crate::providers::huawei::account::sample_key_file("736430079244623135", "kid-3")
+                .expect("key file");
+        let mut v3 = input();
+        v3.api_version = Some("v3".into());
+        assert_eq!(v3.validate(true).map_err(|e| e.field), Err("app_secret"));
+        v3.app_secret = None;
+        assert_eq!(
+            v3.validate(true).map_err(|e| e.field),
+            Err("service_account")
+        );
+        v3.service_account = Some(file);
+        assert_eq!(v3.validate(true), Ok(()));
+        let mut odd = input();
+        odd.api_version = Some("v2".into());
+        assert_eq!(odd.validate(true).map_err(|e| e.field), Err("api_version"));
+
+        let stored = v3.clone().into_credentials(None);
+        assert_eq!(stored.api_version, HuaweiApi::V3);
+        assert_eq!(stored.check(), Ok(()));
+        let view = serde_json::to_value(HuaweiView::from(&stored)).expect("view");
+        assert_eq!(view["api_version"], "v3");
+        // An edit to v3 that keeps an OAuth certificate's secret passes the input check but
+        // not the merged one.
+        let oauth = input().into_credentials(None);
+        assert_eq!(oauth.api_version, HuaweiApi::V1);
+        let mut to_v3 = input();
+        to_v3.app_secret = None;
+        to_v3.api_version = Some("v3".into());
+        assert_eq!(to_v3.validate(false), Ok(()));
+        assert_eq!(
+            to_v3
+                .into_credentials(Some(&oauth))
+                .check()
+                .map_err(|e| e.field),
+            Err("service_account")
+        );
+        // Left out in an edit: back to v1.
+        let mut edit = v3;
+        edit.service_account = None;
+        edit.api_version = None;
+        assert_eq!(
+            edit.into_credentials(Some(&stored)).api_version,
+            HuaweiApi::V1
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub use honor::{
     is_honor_importance, HonorCredentials, HonorInput, HonorView, HONOR_DEFAULT_IMPORTANCE,
 };
 pub use huawei::{
-    is_notification_category as is_huawei_category, HuaweiCredentials, HuaweiInput, HuaweiView,
-    HUAWEI_CATEGORIES, HUAWEI_DEFAULT_CATEGORY,
+    is_notification_category as is_huawei_category, HuaweiApi, HuaweiCredentials, HuaweiInput,
+    HuaweiView, HUAWEI_CATEGORIES, HUAWEI_DEFAULT_CATEGORY,
 };
 pub use meizu::{MeizuCredentials, MeizuInput, MeizuView, MEIZU_DEFAULT_NOTICE_MSG_TYPE};
 pub use oppo::{
@@ -111,6 +111,14 @@ impl Credentials {
         match self {
             Credentials::Xiaomi(c) => Some(c),
             _ => None,
+        }
+    }
+
+    /// The checks only a merged record allows (an edit keeps the secrets it leaves out).
+    pub fn check(&self) -> Result<(), FieldError> {
+        match self {
+            Credentials::Huawei(c) => c.check(),
+            _ => Ok(()),
         }
     }
 

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::domain::validate::FieldError;
 use crate::providers::jwt::Rs256Key;
+use crate::providers::key_file::KeyFile;
 
 /// The OAuth scope FCM sends need (spec §2 step 2).
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -14,16 +16,12 @@ pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// Assertions live one hour, Google's maximum (spec §2 step 2).
 pub const ASSERTION_LIFETIME_SECS: u64 = 3600;
 
-/// A field of the service account that is missing or wrong. `field` is the path an operator
+/// A field of the service account that is missing or wrong: `field` is the path an operator
 /// sees (`service_account.private_key`); the message never quotes a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountError {
-    pub field: &'static str,
-    pub message: String,
-}
+pub type AccountError = FieldError;
 
-fn err(field: &'static str, message: impl Into<String>) -> AccountError {
-    AccountError {
+fn err(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
         field,
         message: message.into(),
     }
@@ -50,18 +48,6 @@ impl std::fmt::Debug for ServiceAccount {
     }
 }
 
-fn string<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-    field: &'static str,
-) -> Result<&'a str, AccountError> {
-    match obj.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(err(field, "is required")),
-        Some(_) => Err(err(field, "must be a string")),
-    }
-}
-
 /// A project id goes into the send URL's path: letters, digits and `-` (Google's rule), plus
 /// `.` and `:` for domain-scoped projects (`example.com:my-app`).
 fn valid_project_id(s: &str) -> bool {
@@ -73,13 +59,8 @@ fn valid_project_id(s: &str) -> bool {
 impl ServiceAccount {
     /// From the JSON object Google issues (the console's "Generate new private key").
     pub fn from_json(value: &Value) -> Result<ServiceAccount, AccountError> {
-        let Value::Object(obj) = value else {
-            return Err(err(
-                "service_account",
-                "must be the service-account JSON object",
-            ));
-        };
-        if let Some(kind) = obj.get("type") {
+        let file = KeyFile::open(value, "service_account", "the service-account JSON object")?;
+        if let Some(kind) = file.get("type") {
             if kind.as_str() != Some("service_account") {
                 return Err(err(
                     "service_account.type",
@@ -87,35 +68,28 @@ impl ServiceAccount {
                 ));
             }
         }
-        let project_id = string(obj, "project_id", "service_account.project_id")?;
+        let project_id = file.string("project_id", "service_account.project_id")?;
         if !valid_project_id(project_id) {
             return Err(err(
                 "service_account.project_id",
                 "must be the project id (letters, digits, '-'), not a name",
             ));
         }
-        let client_email = string(obj, "client_email", "service_account.client_email")?;
+        let client_email = file.string("client_email", "service_account.client_email")?;
         if !client_email.contains('@') {
             return Err(err(
                 "service_account.client_email",
                 "must be an e-mail address",
             ));
         }
-        let token_uri = match obj.get("token_uri") {
-            None | Some(Value::Null) => GOOGLE_TOKEN_URI,
-            Some(_) => string(obj, "token_uri", "service_account.token_uri")?,
-        };
+        let token_uri = file
+            .optional("token_uri", "service_account.token_uri")?
+            .unwrap_or(GOOGLE_TOKEN_URI);
         if !(token_uri.starts_with("https://") || token_uri.starts_with("http://")) {
             return Err(err("service_account.token_uri", "must be an http(s) URL"));
         }
-        let pem = string(obj, "private_key", "service_account.private_key")?;
-        let key = Rs256Key::from_pem(pem).map_err(|e| {
-            err(
-                "service_account.private_key",
-                format!("must be the account's RSA key in PKCS#8 PEM ({e})"),
-            )
-        })?;
-        let private_key_id = obj
+        let key = file.rsa_key("service_account.private_key")?;
+        let private_key_id = file
             .get("private_key_id")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())

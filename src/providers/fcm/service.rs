@@ -75,10 +75,7 @@ pub fn account_of(cert: &Certificate) -> Result<ServiceAccount, FieldError> {
             message: "not an FCM certificate".into(),
         });
     };
-    ServiceAccount::from_json(&c.service_account).map_err(|e| FieldError {
-        field: e.field,
-        message: e.message,
-    })
+    ServiceAccount::from_json(&c.service_account)
 }
 
 impl PushService for Fcm {

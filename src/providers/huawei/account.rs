@@ -10,22 +10,16 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::domain::validate::FieldError;
 use crate::providers::jwt::{JwtError, Rs256Key};
+use crate::providers::key_file::KeyFile;
 
 /// `aud` of the JWT: the OAuth token URL, as the v3 page gives it (spec §2.2).
 pub const JWT_AUDIENCE: &str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token";
 /// `exp − iat`: one hour as the spec's example; Huawei refuses more than a day (80300036).
 pub const JWT_LIFETIME_SECS: u64 = 3600;
-
-fn err(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field,
-        message: message.into(),
-    }
-}
 
 /// A parsed key file. The key is parsed once; `Debug` never prints it.
 #[derive(Clone)]
@@ -49,25 +43,13 @@ impl std::fmt::Debug for ServiceAccount {
     }
 }
 
-fn string<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-    field: &'static str,
-) -> Result<&'a str, FieldError> {
-    match obj.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(err(field, "is required")),
-        Some(_) => Err(err(field, "must be a string")),
-    }
-}
-
 /// An id that goes into a header or a URL: 1–128 visible ASCII characters without spaces.
 fn check_id(value: &str, field: &'static str) -> Result<(), FieldError> {
     if value.len() > 128 || !value.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(err(
+        return Err(FieldError {
             field,
-            "must be at most 128 visible ASCII characters without spaces",
-        ));
+            message: "must be at most 128 visible ASCII characters without spaces".into(),
+        });
     }
     Ok(())
 }
@@ -76,25 +58,18 @@ impl ServiceAccount {
     /// From the key file's JSON object. Errors name the field (`service_account.private_key`)
     /// and never quote the key.
     pub fn from_json(value: &Value) -> Result<ServiceAccount, FieldError> {
-        let Value::Object(obj) = value else {
-            return Err(err(
-                "service_account",
-                "must be the service-account key file's JSON object",
-            ));
-        };
-        let project_id = string(obj, "project_id", "service_account.project_id")?;
+        let file = KeyFile::open(
+            value,
+            "service_account",
+            "the service-account key file's JSON object",
+        )?;
+        let project_id = file.string("project_id", "service_account.project_id")?;
         check_id(project_id, "service_account.project_id")?;
-        let key_id = string(obj, "key_id", "service_account.key_id")?;
+        let key_id = file.string("key_id", "service_account.key_id")?;
         check_id(key_id, "service_account.key_id")?;
-        let sub_account = string(obj, "sub_account", "service_account.sub_account")?;
+        let sub_account = file.string("sub_account", "service_account.sub_account")?;
         check_id(sub_account, "service_account.sub_account")?;
-        let pem = string(obj, "private_key", "service_account.private_key")?;
-        let key = Rs256Key::from_pem(pem).map_err(|e| {
-            err(
-                "service_account.private_key",
-                format!("must be the account's RSA key in PKCS#8 PEM ({e})"),
-            )
-        })?;
+        let key = file.rsa_key("service_account.private_key")?;
         Ok(ServiceAccount {
             project_id: project_id.to_owned(),
             key_id: key_id.to_owned(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::auth::{parse_token_reply, token_form, AccessToken, TokenError, FORM_CONTENT_TYPE};
+use super::harmony::{harmony_body, PUSH_TYPE_HEADER, PUSH_TYPE_NOTIFICATION};
 use super::reply::{classify, HuaweiReply};
 use super::wire::{send_body, HuaweiApp, HuaweiMessage, MAX_TOKENS_PER_REQUEST};
 
@@ -131,7 +132,12 @@ impl HuaweiClient {
         fetch_token(&self.http, &self.auth_url, &app.app_id, &app.client_secret).await
     }
 
-    /// One message to 1–1000 tokens.
+    /// `{base}/v3/{project_id}/messages:send`, HarmonyOS NEXT's URL (spec §1).
+    pub fn harmony_url(&self, project_id: &str) -> String {
+        format!("{}/v3/{}/messages:send", self.base, project_id.trim())
+    }
+
+    /// One message to 1–1000 tokens through v1 (or v2).
     pub async fn send(
         &self,
         app: &HuaweiApp,
@@ -139,12 +145,62 @@ impl HuaweiClient {
         msg: &HuaweiMessage,
         tokens: &[&str],
     ) -> HuaweiReply {
-        if tokens.is_empty() || tokens.len() > MAX_TOKENS_PER_REQUEST {
+        let reply = self
+            .post(self.send_url(app), None, access_token, tokens.len(), || {
+                send_body(msg, tokens)
+            })
+            .await;
+        tracing::debug!(
+            app_id = %app.app_id,
+            class = reply.class(),
+            request_id = reply.request_id().unwrap_or(""),
+            "huawei send"
+        );
+        reply
+    }
+
+    /// One notification to 1–1000 HarmonyOS NEXT tokens through v3: the project's URL, the
+    /// service account's JWT, `push-type: 0` and the v3 body (see `harmony`).
+    pub async fn send_harmony(
+        &self,
+        project_id: &str,
+        jwt: &str,
+        msg: &HuaweiMessage,
+        tokens: &[&str],
+    ) -> HuaweiReply {
+        let reply = self
+            .post(
+                self.harmony_url(project_id),
+                Some(PUSH_TYPE_NOTIFICATION),
+                jwt,
+                tokens.len(),
+                || harmony_body(msg, tokens),
+            )
+            .await;
+        tracing::debug!(
+            project_id,
+            class = reply.class(),
+            request_id = reply.request_id().unwrap_or(""),
+            "huawei v3 send"
+        );
+        reply
+    }
+
+    /// POSTs a send body and classifies the answer; the token count is checked first.
+    async fn post(
+        &self,
+        url: String,
+        push_type: Option<&'static str>,
+        access_token: &str,
+        token_count: usize,
+        body: impl FnOnce() -> String,
+    ) -> HuaweiReply {
+        if token_count == 0 || token_count > MAX_TOKENS_PER_REQUEST {
             return HuaweiReply::InvalidRequest {
                 code: 80300010,
                 msg: format!(
-                    "{} tokens in one request; Huawei takes 1 to {MAX_TOKENS_PER_REQUEST}",
-                    tokens.len()
+                    "{token_count} tokens in one request; Huawei takes 1 to \
+                     {MAX_TOKENS_PER_REQUEST}"
                 ),
             };
         }
@@ -154,15 +210,15 @@ impl HuaweiClient {
                 msg: "the access token holds characters not allowed in a header".into(),
             };
         };
-        let sent = self
+        let mut request = self
             .http
-            .post(self.send_url(app))
+            .post(url)
             .header(AUTHORIZATION, auth)
-            .header(CONTENT_TYPE, JSON_CONTENT_TYPE)
-            .body(send_body(msg, tokens))
-            .send()
-            .await;
-        let reply = match sent {
+            .header(CONTENT_TYPE, JSON_CONTENT_TYPE);
+        if let Some(push_type) = push_type {
+            request = request.header(PUSH_TYPE_HEADER, push_type);
+        }
+        match request.body(body()).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 match response.bytes().await {
@@ -178,14 +234,7 @@ impl HuaweiClient {
             Err(err) => HuaweiReply::Transient {
                 reason: transport(&err),
             },
-        };
-        tracing::debug!(
-            app_id = %app.app_id,
-            class = reply.class(),
-            request_id = reply.request_id().unwrap_or(""),
-            "huawei send"
-        );
-        reply
+        }
     }
 }
 
@@ -214,6 +263,10 @@ mod tests {
         assert_eq!(
             c.send_url(&app),
             "http://127.0.0.1:1/v2/736430079244623135/messages:send"
+        );
+        assert_eq!(
+            c.harmony_url("736430079244623135"),
+            "http://127.0.0.1:1/v3/736430079244623135/messages:send"
         );
         for bad in ["", "push-api.cloud.huawei.com", "ftp://x", "http://"] {
             assert!(HuaweiClient::new(bad, DEFAULT_AUTH_URL, Duration::from_secs(1)).is_err());

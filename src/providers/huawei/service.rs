@@ -1,6 +1,9 @@
 //! Huawei behind the [`PushService`] seam: credentials from a certificate, identical content to
 //! up to 1,000 tokens per request (distinct content never shares one), the OAuth token — or the
-//! JWT a service-account key signs (§2.2) — through the certificate's access cache, and each [`HuaweiReply`] classified into a [`Verdict`].
+//! JWT a service-account key signs (§2.2) — through the certificate's access cache, and each
+//! [`HuaweiReply`] classified into a [`Verdict`]. A certificate with `api_version` v3 sends
+//! HarmonyOS NEXT's v3 request (`harmony`) to its service account's project; replies are
+//! classified alike.
 //! A refused token is renewed and the request resent once, and 80300007 unbinds only after the
 //! certificate's app id has proved itself (see `memory`). With a public URL and the
 //! certificate's receipt callback settings, notifications ask for receipts (`receipt_id`) and
@@ -20,6 +23,7 @@ use super::wire::{
     MAX_TOKENS_PER_REQUEST,
 };
 use super::TokenError;
+use crate::domain::credentials::HuaweiApi;
 use crate::domain::receipt::{Receipt, ReceiptError};
 use crate::domain::validate::FieldError;
 use crate::domain::{now_secs, Certificate, CertificateId};
@@ -49,6 +53,26 @@ pub enum HuaweiAuth {
 pub struct HuaweiCert {
     pub app: HuaweiApp,
     pub auth: HuaweiAuth,
+    /// v1, or v3 for HarmonyOS NEXT (then `auth` is a service account: its project is the URL's).
+    pub api: HuaweiApi,
+}
+
+impl HuaweiCert {
+    /// The v3 project id, when this certificate sends through v3.
+    fn harmony_project(&self) -> Option<&str> {
+        match (&self.api, &self.auth) {
+            (HuaweiApi::V3, HuaweiAuth::ServiceAccount(account)) => Some(&account.project_id),
+            _ => None,
+        }
+    }
+
+    /// The key an app id is confirmed under: the URL id the sends go to.
+    pub fn app_key(&self) -> String {
+        match self.harmony_project() {
+            Some(project) => format!("v3/{project}"),
+            None => app_key(&self.app),
+        }
+    }
 }
 
 /// One exchange and what the certificate's memory says about it.
@@ -147,6 +171,14 @@ impl PushService for Huawei {
                 ),
             });
         };
+        if h.api_version == HuaweiApi::V3 && h.service_account.is_none() {
+            return Err(FieldError {
+                field: "service_account",
+                message: "the v3 API (HarmonyOS NEXT) authenticates only with a service-account \
+                          JWT: give the service_account key file"
+                    .into(),
+            });
+        }
         let auth = match &h.service_account {
             Some(file) => HuaweiAuth::ServiceAccount(Arc::new(ServiceAccount::from_json(file)?)),
             None if h.app_secret.trim().is_empty() => {
@@ -166,6 +198,7 @@ impl PushService for Huawei {
                 project_id: None,
             },
             auth,
+            api: h.api_version,
         })
     }
 
@@ -246,19 +279,25 @@ impl PushService for Huawei {
         access: &Arc<str>,
         batch: &Batch<HuaweiMessage>,
     ) -> HuaweiExchange {
-        let app = &cert.app;
         let reply = match batch.parts.as_slice() {
             [(msg, jobs)] => {
                 let tokens: Vec<&str> = jobs.iter().map(|j| &*j.token).collect();
-                self.client.send(app, access, msg, &tokens).await
+                match cert.harmony_project() {
+                    Some(project) => {
+                        self.client
+                            .send_harmony(project, access, msg, &tokens)
+                            .await
+                    }
+                    None => self.client.send(&cert.app, access, msg, &tokens).await,
+                }
             }
             _ => HuaweiReply::InvalidRequest {
                 code: -1,
                 msg: "a Huawei request carries one message; the batch mixed several".into(),
             },
         };
+        let key = cert.app_key();
         let cert = batch_cert(batch).unwrap_or_default();
-        let key = app_key(app);
         let mut refusal = None;
         match &reply {
             HuaweiReply::Delivered { .. } => self.memory.delivered(cert, &key),
@@ -284,8 +323,13 @@ impl PushService for Huawei {
 
     /// Only a certificate whose receipts can be verified asks for them: an unsigned receipt
     /// could unbind any token.
+    /// A v3 certificate asks for none: the v3 body has no `receipt_id` we could confirm.
     fn asks_for_receipts(&self, cert: &Certificate) -> bool {
-        self.public_url && callback_auth(cert).is_some()
+        let v3 = cert
+            .credentials
+            .huawei()
+            .is_some_and(|h| h.api_version == HuaweiApi::V3);
+        self.public_url && !v3 && callback_auth(cert).is_some()
     }
 
     fn read_receipts(

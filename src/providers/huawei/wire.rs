@@ -307,7 +307,7 @@ impl<'a> ClickJson<'a> {
     }
 }
 
-fn non_empty(value: &Option<String>) -> Option<&str> {
+pub(crate) fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.trim().is_empty())
 }
 
@@ -367,24 +367,38 @@ fn payload_bytes(msg: &HuaweiMessage, title: &str, body: &str) -> usize {
 /// cut so the payload stays within [`MAX_PAYLOAD_BYTES`] (Huawei documents no text limits of its
 /// own, only the payload size).
 pub fn wire_texts(msg: &HuaweiMessage) -> (&str, &str) {
-    let title = or_default(&msg.title);
-    let body = or_default(&msg.body);
-    if payload_bytes(msg, title, body) <= MAX_PAYLOAD_BYTES {
-        return (title, body);
-    }
-    let fixed = payload_bytes(msg, title, "");
-    let body = fit(body, MAX_PAYLOAD_BYTES.saturating_sub(fixed));
-    if payload_bytes(msg, title, body) <= MAX_PAYLOAD_BYTES {
-        return (title, body);
-    }
-    let fixed = payload_bytes(msg, "", body);
-    (fit(title, MAX_PAYLOAD_BYTES.saturating_sub(fixed)), body)
+    fit_texts(or_default(&msg.title), or_default(&msg.body), 2, |t, b| {
+        payload_bytes(msg, t, b)
+    })
 }
 
-/// The longest prefix of `text` whose JSON string encoding is at most `budget` bytes (twice: the
-/// text appears in `notification` and `android.notification`).
-fn fit(text: &str, budget: usize) -> &str {
-    let per_copy = budget / 2;
+/// `title` and `body` cut (the body first) until `measure(title, body)`, the payload's bytes,
+/// is within [`MAX_PAYLOAD_BYTES`]; each text stands `copies` times in the payload.
+pub(crate) fn fit_texts<'a>(
+    title: &'a str,
+    body: &'a str,
+    copies: usize,
+    measure: impl Fn(&str, &str) -> usize,
+) -> (&'a str, &'a str) {
+    if measure(title, body) <= MAX_PAYLOAD_BYTES {
+        return (title, body);
+    }
+    let fixed = measure(title, "");
+    let body = fit(body, MAX_PAYLOAD_BYTES.saturating_sub(fixed), copies);
+    if measure(title, body) <= MAX_PAYLOAD_BYTES {
+        return (title, body);
+    }
+    let fixed = measure("", body);
+    (
+        fit(title, MAX_PAYLOAD_BYTES.saturating_sub(fixed), copies),
+        body,
+    )
+}
+
+/// The longest prefix of `text` whose JSON string encoding, `copies` times, is at most
+/// `budget` bytes.
+fn fit(text: &str, budget: usize, copies: usize) -> &str {
+    let per_copy = budget / copies.max(1);
     let mut used = 0;
     for (at, c) in text.char_indices() {
         let mut buf = [0u8; 4];
@@ -404,10 +418,11 @@ pub fn send_body(msg: &HuaweiMessage, tokens: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{json, Value};
 
+    /// A chat notification the tests of every Huawei body start from.
     pub(crate) fn msg() -> HuaweiMessage {
         HuaweiMessage {
             title: "Alice".into(),

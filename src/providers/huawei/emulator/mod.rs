@@ -8,9 +8,11 @@
 //! in `msg` as a JSON string, 80300007 when all are), flow control as HTTP 503, outages, and
 //! message receipts posted to the callback of a receipt configuration (`receipts`, spec §6),
 //! and service-account JWTs in place of access tokens, checked against each account's public
-//! key (`jwt`, spec §2.2; the choices the spec leaves open are [`HuaweiRules`] fields).
+//! key (`jwt`, spec §2.2; the choices the spec leaves open are [`HuaweiRules`] fields), and
+//! HarmonyOS NEXT's v3 send URL with its own body, JWT-only (`harmony`, spec §1).
 //! Shared pieces (tokens, knobs, control surface) are in `providers::oauth_emulator`.
 
+mod harmony;
 mod jwt;
 mod push;
 mod receipts;
@@ -50,6 +52,12 @@ pub struct HuaweiRules {
     pub jwt_audience: String,
     /// Longest `exp − iat` of a JWT; more answers 80300036 "validity > 1 day" (§5).
     pub jwt_max_validity_secs: u64,
+    /// Whether a v3 `clickAction` may carry `data`, where our client puts `Ext` (UNCONFIRMED:
+    /// the spec's v3 sample has no `data`); off, such a request answers 80100003.
+    pub v3_click_data: bool,
+    /// Tokens a v3 test message (`pushOptions.testMessage`) may carry; more answers 80300030.
+    /// The spec names the code only; 10 is the v3 page's figure.
+    pub test_message_max_tokens: usize,
 }
 
 impl Default for HuaweiRules {
@@ -63,6 +71,8 @@ impl Default for HuaweiRules {
             workers: 1,
             jwt_audience: crate::providers::huawei::account::JWT_AUDIENCE.to_owned(),
             jwt_max_validity_secs: 86_400,
+            v3_click_data: true,
+            test_message_max_tokens: 10,
         }
     }
 }
@@ -113,6 +123,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
         |req, body, shared: web::Data<Shared>| token::handle(TokenStyle::Huawei, req, body, shared),
     )));
     push::configure(cfg);
+    harmony::configure(cfg);
     receipts::configure(cfg);
     jwt::configure(cfg);
 }

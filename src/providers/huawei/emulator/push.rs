@@ -66,13 +66,27 @@ async fn handle(
     shared: web::Data<Shared>,
     vendor: web::Data<Vendor>,
 ) -> HttpResponse {
+    let (r, s, v) = (&req, &**shared, &**vendor);
+    respond(r, s, move |now, rid| async move {
+        process(r, &app_id, body, s, v, now, &rid).await
+    })
+    .await
+}
+
+/// Runs the outage knobs, then `process` (given now and a request id), and answers with
+/// Huawei's envelope — or a bare status for flow control — counting the outcome.
+pub(super) async fn respond<F, Fut>(req: &HttpRequest, shared: &Shared, process: F) -> HttpResponse
+where
+    F: FnOnce(u64, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(&'static str, String), Reject>>,
+{
     let path = req.path().to_owned();
-    if let Some(outage) = outage(&shared, &path).await {
+    if let Some(outage) = outage(shared, &path).await {
         return outage;
     }
     let now = now_ms();
     let rid = request_id(now);
-    match process(&req, &app_id, body, &shared, &vendor, now, &rid).await {
+    match process(now, rid.clone()).await {
         Ok((code, msg)) => {
             shared.count_request(&path, code);
             answer(200, code, &msg, &rid)
@@ -94,6 +108,41 @@ async fn handle(
             answer(reject.status, reject.code, &reject.msg, &rid)
         }
     }
+}
+
+/// Splits tokens into those Huawei takes and the illegal ones; none taken is 80300007.
+pub(super) fn sort_tokens(
+    shared: &Shared,
+    app_id: &str,
+    tokens: &[String],
+) -> Result<(Vec<String>, Vec<String>), Reject> {
+    let mut valid = Vec::new();
+    let mut illegal = Vec::new();
+    for token in tokens {
+        match shared.check_token(app_id, token) {
+            DeviceToken::Valid | DeviceToken::Failing => valid.push(token.clone()),
+            DeviceToken::Invalid => illegal.push(token.clone()),
+        }
+    }
+    if valid.is_empty() {
+        return Err(Reject::new(200, "80300007", "All the tokens are invalid"));
+    }
+    Ok((valid, illegal))
+}
+
+/// The answer to an accepted request: 80000000, or 80100000 with `msg` itself JSON text
+/// listing the illegal tokens (spec §4).
+pub(super) fn accepted(valid: usize, illegal: Vec<String>) -> (&'static str, String) {
+    if illegal.is_empty() {
+        return ("80000000", "Success".into());
+    }
+    let msg = json!({
+        "success": valid,
+        "failure": illegal.len(),
+        "illegal_tokens": illegal,
+    })
+    .to_string();
+    ("80100000", msg)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -154,17 +203,7 @@ async fn process(
         }
     }
     let checked = validate(&parsed, rules)?;
-    let mut valid = Vec::new();
-    let mut illegal = Vec::new();
-    for token in &checked.tokens {
-        match shared.check_token(app_id, token) {
-            DeviceToken::Valid | DeviceToken::Failing => valid.push(token.clone()),
-            DeviceToken::Invalid => illegal.push(token.clone()),
-        }
-    }
-    if valid.is_empty() {
-        return Err(Reject::new(200, "80300007", "All the tokens are invalid"));
-    }
+    let (valid, illegal) = sort_tokens(shared, app_id, &checked.tokens)?;
     if checked.validate_only {
         return Ok(("80000000", "Success".into()));
     }
@@ -209,17 +248,7 @@ async fn process(
         knobs.receipt_delay_ms,
         knobs.receipt_loss_ratio,
     );
-    if illegal.is_empty() {
-        return Ok(("80000000", "Success".into()));
-    }
-    // Partial success: `msg` is itself JSON text (spec §4).
-    let msg = json!({
-        "success": valid.len(),
-        "failure": illegal.len(),
-        "illegal_tokens": illegal,
-    })
-    .to_string();
-    Ok(("80100000", msg))
+    Ok(accepted(valid.len(), illegal))
 }
 
 /// An OAuth access token: one this emulator issued, unexpired, to a client owning the app id.
