@@ -40,12 +40,13 @@ struct ShareBook {
     /// index in it.
     live: HashMap<Box<[u8]>, (u64, u32)>,
     shares: HashMap<u64, ShareState>,
-    /// Keys of notifications in the older one-record-each keyspace, read at start: journaled
-    /// again as a share, they leave it in the same write.
+    /// Keys of notifications in the older one-record-each keyspace: journaled again as a
+    /// share, they leave it in the same write.
     legacy: std::collections::HashSet<Box<[u8]>>,
     /// The next share id (one past the highest on disk at start).
     next_id: u64,
-    /// A write failed after the book changed: rebuilt from the disk before the next one.
+    /// The book may differ from the disk (not read yet, or a write failed after the book
+    /// changed): rebuilt from the disk before the next write.
     stale: bool,
 }
 
@@ -54,6 +55,9 @@ struct ShareState {
     left: u32,
     /// Bit i set: notification i finished.
     done: Vec<u64>,
+    /// Whether the share record is on disk (false while it waits in its first group: a share
+    /// finished in the group it was created in is never written).
+    on_disk: bool,
     /// Whether a progress record exists on disk (removed with the share).
     progress_on_disk: bool,
 }
@@ -63,6 +67,7 @@ impl ShareState {
         ShareState {
             left: len,
             done: vec![0; (len as usize).div_ceil(64)],
+            on_disk: false,
             progress_on_disk: false,
         }
     }
@@ -158,7 +163,11 @@ impl FjallStore {
         Ok(FjallStore {
             dir: dir.to_path_buf(),
             engine: RwLock::new(Some(engine)),
-            book: Mutex::new(ShareBook::default()),
+            // Read from the disk by `load`, or by the first write if it comes first.
+            book: Mutex::new(ShareBook {
+                stale: true,
+                ..ShareBook::default()
+            }),
         })
     }
 
@@ -247,9 +256,7 @@ impl Store for FjallStore {
         let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         self.with_engine(|e| {
             if book.stale {
-                let legacy = std::mem::take(&mut book.legacy);
-                *book = read_shares(e)?.0;
-                book.legacy = legacy;
+                *book = read_book(e)?;
             }
             apply(e, ops, &mut book).inspect_err(|_| book.stale = true)
         })
@@ -309,6 +316,7 @@ fn read_shares(
             crate::push::outbox::decode_share(&v).map_err(|r| corrupt(&share_key(id), r))?;
         let len = u32::try_from(entries.len()).map_err(|_| corrupt(&share_key(id), "too long"))?;
         let mut state = ShareState::new(len);
+        state.on_disk = true;
         if let Some(bits) = progress.get(&id) {
             for (w, chunk) in state.done.iter_mut().zip(bits.chunks(8)) {
                 let mut b = [0u8; 8];
@@ -329,6 +337,16 @@ fn read_shares(
         book.next_id = book.next_id.max(id + 1);
     }
     Ok((book, unfinished))
+}
+
+/// The book as the disk has it: the live shares, and the keys of older one-record-each entries.
+fn read_book(e: &Engine) -> Result<ShareBook, StoreError> {
+    let mut book = read_shares(e)?.0;
+    for g in e.accepted.iter() {
+        book.legacy
+            .insert(Box::from(g.key().map_err(engine)?.as_ref()));
+    }
+    Ok(book)
 }
 
 fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
@@ -359,6 +377,7 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
         let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
         snap.outbox.push((u64::from_be_bytes(key), entry));
     }
+    book.legacy.clear();
     for g in e.accepted.iter() {
         let (k, v) = g.into_inner().map_err(engine)?;
         let entry = crate::push::outbox::decode_accepted(&k, &v).map_err(|r| corrupt(&k, r))?;
@@ -366,10 +385,8 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
         snap.accepted.push((Box::from(k.as_ref()), entry));
     }
     let (shares, unfinished) = read_shares(e)?;
-    book.live = shares.live;
-    book.shares = shares.shares;
-    book.next_id = shares.next_id;
-    book.stale = false;
+    let legacy = std::mem::take(&mut book.legacy);
+    *book = ShareBook { legacy, ..shares };
     snap.accepted.extend(unfinished);
     if let Some(v) = e.meta.get(NEXT_CERT_ID).map_err(engine)? {
         let bytes: [u8; 8] = v
@@ -382,13 +399,14 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
 }
 
 /// Journals a run of accepted notifications of one message and certificate as one share (the
-/// ones already live — queued again at start — keep their place).
+/// ones already live — queued again at start — keep their place): the share's id and record,
+/// written at the end of the group unless the share finished within it.
 fn put_share(
     e: &Engine,
     batch: &mut fjall::OwnedWriteBatch,
     jobs: &[&PushJob],
     book: &mut ShareBook,
-) {
+) -> Option<(u64, Vec<u8>)> {
     let id = book.next_id;
     let mut fresh: Vec<&PushJob> = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -406,22 +424,25 @@ fn put_share(
         fresh.push(job);
     }
     if fresh.is_empty() {
-        return;
+        return None;
     }
     let Some(record) = crate::push::outbox::encode_share(&fresh) else {
         // No notification in the message (never queued by dispatch): nothing to journal.
         for job in fresh {
             book.live.remove(&crate::push::outbox::accepted_key(job));
         }
-        return;
+        return None;
     };
-    batch.insert(&e.shares, share_key(id), record);
     book.next_id += 1;
     book.shares.insert(id, ShareState::new(fresh.len() as u32));
+    Some((id, record))
 }
 
 fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreError> {
     let mut batch = e.db.batch();
+    // Shares created in this group, written at its end if they are still live then (a key is
+    // never inserted and removed in one batch).
+    let mut created: Vec<(u64, Vec<u8>)> = Vec::new();
     // Shares with a notification finished in this group: their progress is written once.
     let mut progressed: Vec<u64> = Vec::new();
     let mut i = 0;
@@ -439,7 +460,7 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
                 jobs.push(next);
                 i += 1;
             }
-            put_share(e, &mut batch, &jobs, book);
+            created.extend(put_share(e, &mut batch, &jobs, book));
             continue;
         }
         match op {
@@ -476,7 +497,9 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
                     }
                     share.left = share.left.saturating_sub(1);
                     if share.left == 0 {
-                        batch.remove(&e.shares, share_key(id));
+                        if share.on_disk {
+                            batch.remove(&e.shares, share_key(id));
+                        }
                         if share.progress_on_disk {
                             batch.remove(&e.shares, progress_key(id));
                         }
@@ -485,10 +508,12 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
                         progressed.push(id);
                     }
                 }
-                // One journaled by an older version (or never journaled).
+                // One journaled by an older version, or never journaled (its journal write
+                // failed, or it was not journaled at all).
                 None => {
-                    book.legacy.remove(key);
-                    batch.remove(&e.accepted, key.to_vec());
+                    if book.legacy.remove(key) {
+                        batch.remove(&e.accepted, key.to_vec());
+                    }
                 }
             },
             StoreOp::Probe => {
@@ -498,6 +523,12 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
             StoreOp::DeleteOutbox(key) => {
                 batch.remove(&e.outbox, key.to_be_bytes().to_vec());
             }
+        }
+    }
+    for (id, record) in created {
+        if let Some(share) = book.shares.get_mut(&id) {
+            batch.insert(&e.shares, share_key(id), record);
+            share.on_disk = true;
         }
     }
     progressed.sort_unstable();
@@ -696,6 +727,53 @@ mod share_tests {
             );
         }
         assert!(unfinished(&dir).is_empty());
+    }
+
+    fn share_records(store: &FjallStore) -> usize {
+        let e = store.engine.read().expect("engine");
+        e.as_ref().expect("open").shares.iter().count()
+    }
+
+    #[test]
+    fn a_share_finished_in_the_group_that_journals_it_is_never_written() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let (a, b) = (message(1), message(2));
+        let (a1, b1) = (jobs(&a, 1001, 0..4), jobs(&b, 1001, 10..14));
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.load().expect("load");
+            // a1 is journaled and finished in one group (a fast vendor); b1 half of it.
+            let mut ops = put(&a1);
+            ops.extend(put(&b1));
+            ops.extend(delete(&a1));
+            ops.extend(delete(&b1[..2]));
+            store.apply(&ops).expect("one group");
+            assert_eq!(share_records(&store), 2, "b1's share and its progress only");
+        }
+        assert_eq!(unfinished(&dir), names(12..14));
+    }
+
+    #[test]
+    fn a_write_before_any_load_continues_the_shares_on_disk() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let (a, b) = (message(1), message(2));
+        let (a1, b1) = (jobs(&a, 1001, 0..3), jobs(&b, 1001, 10..12));
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.apply(&put(&a1)).expect("put");
+        }
+        {
+            // No load: the share ids on disk must still not be reused, nor a1 forgotten.
+            let store = FjallStore::open(&dir).expect("open");
+            store.apply(&put(&b1)).expect("put");
+            store.apply(&delete(&a1[..1])).expect("finished");
+        }
+        let mut want = names(1..3);
+        want.extend(names(10..12));
+        want.sort();
+        assert_eq!(unfinished(&dir), want);
     }
 
     #[test]
