@@ -233,8 +233,11 @@ pub fn encode_share(jobs: &[&PushJob]) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// A journaled notification: its journal key and the notification.
+pub type Journaled = (Box<[u8]>, OutboxEntry);
+
 /// A share record read back: its notifications in index order, each with its journal key.
-pub fn decode_share(value: &[u8]) -> Result<Vec<(Box<[u8]>, OutboxEntry)>, String> {
+pub fn decode_share(value: &[u8]) -> Result<Vec<Journaled>, String> {
     struct Reader<'a>(&'a [u8]);
     impl<'a> Reader<'a> {
         fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {

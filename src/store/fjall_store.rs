@@ -282,16 +282,7 @@ impl Store for FjallStore {
 }
 
 /// The live shares on disk: the book, and each unfinished notification with its journal key.
-#[allow(clippy::type_complexity)]
-fn read_shares(
-    e: &Engine,
-) -> Result<
-    (
-        ShareBook,
-        Vec<(Box<[u8]>, crate::push::outbox::OutboxEntry)>,
-    ),
-    StoreError,
-> {
+fn read_shares(e: &Engine) -> Result<(ShareBook, Vec<crate::push::outbox::Journaled>), StoreError> {
     let mut records = Vec::new();
     let mut progress: HashMap<u64, Vec<u8>> = HashMap::new();
     for g in e.shares.iter() {
