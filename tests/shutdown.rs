@@ -13,9 +13,23 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const ONE_PER_REQUEST: &str = "[push]\nregid_batch = 1\nmulti_batch = 1\nshutdown_grace_secs = 2\n";
 
-/// `n` killed devices u0.. on a certificate of `qps` (its id), each sent one message whose
-/// answer is `push_queued`.
-async fn accept_on_slow_certificate(gw: &common::process::Process, qps: u32, n: usize) -> u64 {
+/// How the notifications of [`accept_on_slow_certificate`] are sent.
+#[derive(Clone, Copy, PartialEq)]
+enum Messages {
+    /// One message per user: each is a journal share of its own.
+    OneEach,
+    /// One message to all the users: one journal share, finished a notification at a time.
+    OneToAll,
+}
+
+/// `n` killed devices u0.. on a certificate of `qps` (its id), sent messages whose answer is
+/// `push_queued`.
+async fn accept_on_slow_certificate(
+    gw: &common::process::Process,
+    qps: u32,
+    n: usize,
+    messages: Messages,
+) -> u64 {
     let cert = gw
         .call(
             reqwest::Method::POST,
@@ -53,6 +67,21 @@ async fn accept_on_slow_certificate(gw: &common::process::Process, qps: u32, n: 
             json!({"events": [{"user": u, "platform": "Android", "device": "d1", "action": "disconnect"}]}),
         )
         .await;
+    }
+    if messages == Messages::OneToAll {
+        let to: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+        let v = gw
+            .call(
+                reqwest::Method::POST,
+                "/v1/messages",
+                API,
+                json!({"to": to, "from": "carol", "text": "to all"}),
+            )
+            .await;
+        for i in 0..n {
+            assert_eq!(v["results"][i]["outcome"], "push_queued", "{v}");
+        }
+        return cert;
     }
     for i in 0..n {
         let v = gw
@@ -93,7 +122,7 @@ async fn sigterm_sends_what_it_can_and_the_next_start_sends_the_rest() {
     let emu = common::emulator();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut gw = spawn(dir.path(), &emu.base_url(), ONE_PER_REQUEST);
-    accept_on_slow_certificate(&gw, 4, 20).await;
+    accept_on_slow_certificate(&gw, 4, 20, Messages::OneEach).await;
     gw.terminate().await;
     let first = emu.received().len();
     assert!(
@@ -120,17 +149,28 @@ async fn sigterm_sends_what_it_can_and_the_next_start_sends_the_rest() {
 /// second, at most one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_accepted_notification() {
+    kill_9_while_sending(Messages::OneEach).await;
+}
+
+/// The same with one message to all ten: the journal holds it as one share whose finished
+/// notifications are marked in its progress record; the kill falls between two of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_one_message_to_many_loses_none_of_its_notifications() {
+    kill_9_while_sending(Messages::OneToAll).await;
+}
+
+async fn kill_9_while_sending(messages: Messages) {
     const N: usize = 10;
     let emu = common::emulator();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut gw = spawn(dir.path(), &emu.base_url(), ONE_PER_REQUEST);
-    accept_on_slow_certificate(&gw, 1, N).await;
+    accept_on_slow_certificate(&gw, 1, N, messages).await;
     tokio::time::sleep(Duration::from_millis(2300)).await;
     gw.kill9();
     let first = emu.received().len();
     assert!(
-        first < N,
-        "all {N} went out before the kill: the test proves nothing"
+        first < N && (messages == Messages::OneEach || first > 0),
+        "{first} of {N} went out before the kill: the test proves nothing"
     );
     drop(gw);
 
@@ -215,4 +255,67 @@ async fn sigterm_closes_websockets_with_1001_and_pushes_their_unacked_messages()
     );
     let pushed: Vec<_> = emu.received().into_iter().map(|r| r.regid).collect();
     assert_eq!(pushed, vec!["regid-wendy".to_string()]);
+}
+
+/// An upgrade over a journal an older version wrote, one record per accepted notification
+/// (`accepted` keyspace, key: message id BE, user, NUL, device; value: the length of the job
+/// part as u32 BE, the job part and the message part as JSON): the new version sends each of
+/// them once, and takes them out of the journal (a third start sends nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_an_older_version_journaled_one_record_each_are_sent_after_an_upgrade() {
+    const N: usize = 3;
+    let emu = common::emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut gw = spawn(dir.path(), &emu.base_url(), ONE_PER_REQUEST);
+    let cert = gw
+        .call(
+            reqwest::Method::POST,
+            "/v1/certificates",
+            ADMIN,
+            cert_body(100),
+        )
+        .await["id"]
+        .as_u64()
+        .expect("id");
+    gw.terminate().await;
+    drop(gw);
+    {
+        // The records exactly as the older version wrote them.
+        let db = fjall::Database::builder(dir.path().join("data").join("store"))
+            .open()
+            .expect("the store opens");
+        let accepted = db
+            .keyspace("accepted", fjall::KeyspaceCreateOptions::default)
+            .expect("accepted keyspace");
+        let message = r#"{"from":"carol","text":"from before","title":null,"desc":null,"ext":null,"content":{"title":"carol","desc":"from before","ext":null,"channel_id":null,"conversation":"c2c:carol"}}"#;
+        for i in 0..N {
+            let user = format!("u{i}");
+            let mut key = 0x00f0_0000_0000_0007u64.to_be_bytes().to_vec();
+            key.extend_from_slice(user.as_bytes());
+            key.push(0);
+            key.extend_from_slice(b"d1");
+            let part = json!({"cert": cert, "token": regid(&user)}).to_string();
+            let mut value = (part.len() as u32).to_be_bytes().to_vec();
+            value.extend_from_slice(part.as_bytes());
+            value.extend_from_slice(message.as_bytes());
+            accepted.insert(key, value).expect("insert");
+        }
+        db.persist(fjall::PersistMode::SyncAll).expect("persist");
+    }
+
+    let mut gw = spawn(dir.path(), &emu.base_url(), ONE_PER_REQUEST);
+    let got = received_after_restart(&emu, N).await;
+    let mut want: Vec<String> = (0..N).map(|i| regid(&format!("u{i}"))).collect();
+    want.sort();
+    assert_eq!(got, want, "each of the older version's notifications once");
+    gw.terminate().await;
+    drop(gw);
+
+    let _gw = spawn(dir.path(), &emu.base_url(), ONE_PER_REQUEST);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        emu.received().len(),
+        N,
+        "sent again by a third start: the upgrade left them in the journal"
+    );
 }

@@ -320,8 +320,18 @@ pub async fn send_message(
 /// The recipients without repeats, first mention first: a user named twice gets one delivery,
 /// one result and one count (500 × "alice" would otherwise send 500 notifications).
 fn distinct(to: Vec<String>) -> Vec<String> {
-    let mut seen = std::collections::HashSet::with_capacity(to.len());
-    to.into_iter().filter(|u| seen.insert(u.clone())).collect()
+    // Borrowed names: no copy of the list when it has no repeats (the usual case).
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(to.len());
+        to.iter().map(|u| seen.insert(u.as_str())).collect()
+    };
+    if keep.iter().all(|k| *k) {
+        return to;
+    }
+    to.into_iter()
+        .zip(keep)
+        .filter_map(|(u, k)| k.then_some(u))
+        .collect()
 }
 
 pub async fn user_status(

@@ -103,12 +103,7 @@ impl Drain {
 /// reaches a device once (recipients are de-duplicated), so the key is unique, and it stays
 /// the same when a start queues the notification again.
 pub fn accepted_key(job: &PushJob) -> Box<[u8]> {
-    let mut k = Vec::with_capacity(8 + job.user.len() + 1 + job.device.len());
-    k.extend_from_slice(&job.message.id.to_be_bytes());
-    k.extend_from_slice(job.user.as_bytes());
-    k.push(0);
-    k.extend_from_slice(job.device.as_bytes());
-    k.into_boxed_slice()
+    accepted_key_of(job.message.id, &job.user, &job.device)
 }
 
 /// The per-notification part of a journal entry (user and device are in the key).
@@ -145,9 +140,10 @@ struct MessagePartOwned {
     content: PushContent,
 }
 
-/// Encodes journal entries, each message once per commit group however many recipients it
-/// has: an entry is the length of its job part (u32 BE), the job part, the message part
-/// (both JSON).
+/// Encodes journal entries in the one-record-each format of earlier versions, each message
+/// once per commit group however many recipients it has: an entry is the length of its job part
+/// (u32 BE), the job part, the message part (both JSON). The store now writes shares
+/// ([`encode_share`]); it still reads and removes these.
 #[derive(Default)]
 pub struct MessageCache {
     /// Encoded message parts by the address of their message (alive for the whole group).
@@ -184,6 +180,130 @@ impl MessageCache {
         v.extend_from_slice(message);
         Some((accepted_key(job), v))
     }
+}
+
+/// The journal key of the notification of message `id` to `user`'s `device` (as [`accepted_key`]).
+pub fn accepted_key_of(id: u64, user: &str, device: &str) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(8 + user.len() + 1 + device.len());
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(user.as_bytes());
+    k.push(0);
+    k.extend_from_slice(device.as_bytes());
+    k.into_boxed_slice()
+}
+
+/// The format version of a share record (its first byte).
+const SHARE_V1: u8 = 1;
+
+/// Encodes the notifications of one message to one certificate as one journal record (a
+/// share): version, message id, certificate, the message part once (JSON, length-prefixed),
+/// then each notification's user, device and token (each u32 BE length + bytes), in index
+/// order. `None` when the message has no notification (never queued by dispatch) or `jobs`
+/// is empty. Every job must carry the same message and certificate.
+pub fn encode_share(jobs: &[&PushJob]) -> Option<Vec<u8>> {
+    let first = jobs.first()?;
+    let m = &first.message;
+    let content = m.push.as_ref().ok()?;
+    let message = serde_json::to_vec(&MessagePart {
+        from: &m.from,
+        text: &m.text,
+        title: &m.title,
+        desc: &m.desc,
+        ext: &m.ext,
+        content,
+    })
+    .ok()?;
+    let per_job: usize = jobs
+        .iter()
+        .map(|j| 12 + j.user.len() + j.device.len() + j.token.len())
+        .sum();
+    let mut v = Vec::with_capacity(1 + 8 + 8 + 4 + message.len() + 4 + per_job);
+    v.push(SHARE_V1);
+    v.extend_from_slice(&m.id.to_be_bytes());
+    v.extend_from_slice(&first.cert.to_be_bytes());
+    v.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    v.extend_from_slice(&message);
+    v.extend_from_slice(&(jobs.len() as u32).to_be_bytes());
+    for j in jobs {
+        for part in [j.user.as_bytes(), j.device.as_bytes(), j.token.as_bytes()] {
+            v.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            v.extend_from_slice(part);
+        }
+    }
+    Some(v)
+}
+
+/// A journaled notification: its journal key and the notification.
+pub type Journaled = (Box<[u8]>, OutboxEntry);
+
+/// A share record read back: its notifications in index order, each with its journal key.
+pub fn decode_share(value: &[u8]) -> Result<Vec<Journaled>, String> {
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+            if self.0.len() < n {
+                return Err(format!("the record is cut short in {what}"));
+            }
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            Ok(a)
+        }
+        fn u32(&mut self, what: &str) -> Result<usize, String> {
+            let b = self.take(4, what)?;
+            Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        }
+        fn u64(&mut self, what: &str) -> Result<u64, String> {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(self.take(8, what)?);
+            Ok(u64::from_be_bytes(a))
+        }
+        fn text(&mut self, what: &str) -> Result<&'a str, String> {
+            let n = self.u32(what)?;
+            std::str::from_utf8(self.take(n, what)?).map_err(|e| format!("{what}: {e}"))
+        }
+    }
+    let mut r = Reader(value);
+    let version = r.take(1, "the version")?[0];
+    if version != SHARE_V1 {
+        return Err(format!("unknown share record version {version}"));
+    }
+    let message_id = r.u64("the message id")?;
+    let cert = r.u64("the certificate")?;
+    let n = r.u32("the message part")?;
+    let m: MessagePartOwned =
+        serde_json::from_slice(r.take(n, "the message part")?).map_err(|e| e.to_string())?;
+    let count = r.u32("the count")?;
+    // Each notification takes at least 12 bytes: a count beyond that is corrupt, not a reason
+    // to reserve memory.
+    if count > r.0.len() / 12 {
+        return Err(format!("{count} notifications in {} bytes", r.0.len()));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let user = r.text("a user")?;
+        let device = r.text("a device")?;
+        let token = r.text("a token")?;
+        out.push((
+            accepted_key_of(message_id, user, device),
+            OutboxEntry {
+                cert,
+                token: token.to_string(),
+                user: user.to_string(),
+                device: device.to_string(),
+                message_id,
+                from: m.from.clone(),
+                text: m.text.clone(),
+                title: m.title.clone(),
+                desc: m.desc.clone(),
+                ext: m.ext.clone(),
+                content: m.content.clone(),
+            },
+        ));
+    }
+    if !r.0.is_empty() {
+        return Err(format!("{} trailing bytes", r.0.len()));
+    }
+    Ok(out)
 }
 
 /// A journal entry back as the notification it was; the error says what is wrong with it.
@@ -271,6 +391,23 @@ mod tests {
             assert_eq!(again.attempt, 0);
         }
         assert_eq!(cache.encoded.len(), 1, "the message is encoded once");
+
+        // The same notifications as one share record read back the same, in order.
+        let jobs = [
+            job(&message, "alice", "tok\\en-1"),
+            job(&message, "bob", "token-2"),
+        ];
+        let refs: Vec<&PushJob> = jobs.iter().collect();
+        let record = encode_share(&refs).expect("a notification");
+        let back = decode_share(&record).expect("decodes");
+        assert_eq!(back.len(), 2);
+        for ((key, entry), j) in back.iter().zip(&jobs) {
+            assert_eq!(*key, accepted_key(j));
+            assert_eq!(Some(entry.clone()), OutboxEntry::of(j));
+        }
+        for cut in [0, 1, 20, record.len() - 1] {
+            assert!(decode_share(&record[..cut]).is_err(), "cut at {cut}");
+        }
         assert!(decode_accepted(&[1, 2], b"").is_err());
         assert!(decode_accepted(b"12345678alice\0d1", b"\0\0\0\x09{}").is_err());
     }

@@ -3,10 +3,12 @@
 use super::StoreFault;
 use super::{Snapshot, Store, StoreError, StoreOp};
 use crate::domain::Certificate;
+use crate::push::PushJob;
 use crate::registry::DeviceRecord;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The open engine: fjall and its keyspaces.
 struct Engine {
@@ -18,8 +20,80 @@ struct Engine {
     meta: Keyspace,
     /// Notifications older versions' shutdown left unsent (key BE → entry); read, then emptied.
     outbox: Keyspace,
-    /// Notifications accepted and not finished (message id BE, user \0 device → entry).
+    /// Notifications accepted and not finished, one record each (message id BE, user \0
+    /// device → entry): written by earlier versions; read, and emptied as they finish.
     accepted: Keyspace,
+    /// Notifications accepted and not finished, a share at a time ([`ShareBook`]).
+    shares: Keyspace,
+}
+
+/// The accepted notifications of one message to one certificate are journaled as one record
+/// (a share), not one record each: a 500-recipient send is one write instead of 500, and its
+/// removals one write per vendor reply instead of one per notification. The exact
+/// per-notification journal stays: which notifications of a share finished is kept in a
+/// progress record beside it (a bitmap, rewritten in the group of each removal), so a start
+/// sends again exactly the unfinished ones. The book is the writer's memory of the live shares,
+/// built from the disk at start; only the writer thread uses it.
+#[derive(Default)]
+struct ShareBook {
+    /// Journal key of a notification ([`crate::push::outbox::accepted_key`]) → its share and
+    /// index in it.
+    live: HashMap<Box<[u8]>, (u64, u32)>,
+    shares: HashMap<u64, ShareState>,
+    /// Keys of notifications in the older one-record-each keyspace: journaled again as a
+    /// share, they leave it in the same write.
+    legacy: std::collections::HashSet<Box<[u8]>>,
+    /// The next share id (one past the highest on disk at start).
+    next_id: u64,
+    /// The book may differ from the disk (not read yet, or a write failed after the book
+    /// changed): rebuilt from the disk before the next write.
+    stale: bool,
+}
+
+struct ShareState {
+    /// Notifications not finished.
+    left: u32,
+    /// Bit i set: notification i finished.
+    done: Vec<u64>,
+    /// Whether the share record is on disk (false while it waits in its first group: a share
+    /// finished in the group it was created in is never written).
+    on_disk: bool,
+    /// Whether a progress record exists on disk (removed with the share).
+    progress_on_disk: bool,
+}
+
+impl ShareState {
+    fn new(len: u32) -> ShareState {
+        ShareState {
+            left: len,
+            done: vec![0; (len as usize).div_ceil(64)],
+            on_disk: false,
+            progress_on_disk: false,
+        }
+    }
+
+    fn is_done(&self, i: u32) -> bool {
+        self.done
+            .get(i as usize / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn progress(&self) -> Vec<u8> {
+        self.done.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+}
+
+/// A share record's key: its id, big-endian.
+fn share_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// Its progress record's key: the id and one more byte (so it sorts right after the share).
+fn progress_key(id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8] = b'p';
+    k
 }
 
 /// The fjall store under one directory. The engine sits behind a lock only so that a failed
@@ -28,6 +102,7 @@ struct Engine {
 pub struct FjallStore {
     dir: PathBuf,
     engine: RwLock<Option<Engine>>,
+    book: Mutex<ShareBook>,
 }
 
 const NEXT_CERT_ID: &[u8] = b"next_certificate_id";
@@ -72,6 +147,7 @@ impl Engine {
             meta: keyspace("meta")?,
             outbox: keyspace("outbox")?,
             accepted: keyspace("accepted")?,
+            shares: keyspace("shares")?,
             db,
         })
     }
@@ -87,6 +163,11 @@ impl FjallStore {
         Ok(FjallStore {
             dir: dir.to_path_buf(),
             engine: RwLock::new(Some(engine)),
+            // Read from the disk by `load`, or by the first write if it comes first.
+            book: Mutex::new(ShareBook {
+                stale: true,
+                ..ShareBook::default()
+            }),
         })
     }
 
@@ -167,11 +248,18 @@ fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
 
 impl Store for FjallStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
-        self.with_engine(load)
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        self.with_engine(|e| load(e, &mut book))
     }
 
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        self.with_engine(|e| apply(e, ops))
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        self.with_engine(|e| {
+            if book.stale {
+                *book = read_book(e)?;
+            }
+            apply(e, ops, &mut book).inspect_err(|_| book.stale = true)
+        })
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
@@ -193,7 +281,66 @@ impl Store for FjallStore {
     }
 }
 
-fn load(e: &Engine) -> Result<Snapshot, StoreError> {
+/// The live shares on disk: the book, and each unfinished notification with its journal key.
+fn read_shares(e: &Engine) -> Result<(ShareBook, Vec<crate::push::outbox::Journaled>), StoreError> {
+    let mut records = Vec::new();
+    let mut progress: HashMap<u64, Vec<u8>> = HashMap::new();
+    for g in e.shares.iter() {
+        let (k, v) = g.into_inner().map_err(engine)?;
+        let id = k
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| corrupt(&k, "shorter than a share id"))?;
+        match k.len() {
+            8 => records.push((id, v)),
+            9 => {
+                progress.insert(id, v.to_vec());
+            }
+            _ => return Err(corrupt(&k, "not a share or progress key")),
+        }
+    }
+    let mut book = ShareBook::default();
+    let mut unfinished = Vec::new();
+    for (id, v) in records {
+        let entries =
+            crate::push::outbox::decode_share(&v).map_err(|r| corrupt(&share_key(id), r))?;
+        let len = u32::try_from(entries.len()).map_err(|_| corrupt(&share_key(id), "too long"))?;
+        let mut state = ShareState::new(len);
+        state.on_disk = true;
+        if let Some(bits) = progress.get(&id) {
+            for (w, chunk) in state.done.iter_mut().zip(bits.chunks(8)) {
+                let mut b = [0u8; 8];
+                b[..chunk.len()].copy_from_slice(chunk);
+                *w = u64::from_le_bytes(b);
+            }
+            state.progress_on_disk = true;
+        }
+        for (i, (key, entry)) in (0u32..).zip(entries) {
+            if state.is_done(i) {
+                state.left -= 1;
+            } else {
+                book.live.insert(key.clone(), (id, i));
+                unfinished.push((key, entry));
+            }
+        }
+        book.shares.insert(id, state);
+        book.next_id = book.next_id.max(id + 1);
+    }
+    Ok((book, unfinished))
+}
+
+/// The book as the disk has it: the live shares, and the keys of older one-record-each entries.
+fn read_book(e: &Engine) -> Result<ShareBook, StoreError> {
+    let mut book = read_shares(e)?.0;
+    for g in e.accepted.iter() {
+        book.legacy
+            .insert(Box::from(g.key().map_err(engine)?.as_ref()));
+    }
+    Ok(book)
+}
+
+fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
     let mut snap = Snapshot::default();
     for g in e.certificates.iter() {
         let (k, v) = g.into_inner().map_err(engine)?;
@@ -221,11 +368,17 @@ fn load(e: &Engine) -> Result<Snapshot, StoreError> {
         let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
         snap.outbox.push((u64::from_be_bytes(key), entry));
     }
+    book.legacy.clear();
     for g in e.accepted.iter() {
         let (k, v) = g.into_inner().map_err(engine)?;
         let entry = crate::push::outbox::decode_accepted(&k, &v).map_err(|r| corrupt(&k, r))?;
+        book.legacy.insert(Box::from(k.as_ref()));
         snap.accepted.push((Box::from(k.as_ref()), entry));
     }
+    let (shares, unfinished) = read_shares(e)?;
+    let legacy = std::mem::take(&mut book.legacy);
+    *book = ShareBook { legacy, ..shares };
+    snap.accepted.extend(unfinished);
     if let Some(v) = e.meta.get(NEXT_CERT_ID).map_err(engine)? {
         let bytes: [u8; 8] = v
             .as_ref()
@@ -236,11 +389,71 @@ fn load(e: &Engine) -> Result<Snapshot, StoreError> {
     Ok(snap)
 }
 
-fn apply(e: &Engine, ops: &[StoreOp]) -> Result<(), StoreError> {
+/// Journals a run of accepted notifications of one message and certificate as one share (the
+/// ones already live — queued again at start — keep their place): the share's id and record,
+/// written at the end of the group unless the share finished within it.
+fn put_share(
+    e: &Engine,
+    batch: &mut fjall::OwnedWriteBatch,
+    jobs: &[&PushJob],
+    book: &mut ShareBook,
+) -> Option<(u64, Vec<u8>)> {
+    let id = book.next_id;
+    let mut fresh: Vec<&PushJob> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let key = crate::push::outbox::accepted_key(job);
+        if book.live.contains_key(&key) {
+            continue;
+        }
+        if book.legacy.remove(&key) {
+            batch.remove(&e.accepted, key.to_vec());
+        }
+        let Ok(i) = u32::try_from(fresh.len()) else {
+            break;
+        };
+        book.live.insert(key, (id, i));
+        fresh.push(job);
+    }
+    if fresh.is_empty() {
+        return None;
+    }
+    let Some(record) = crate::push::outbox::encode_share(&fresh) else {
+        // No notification in the message (never queued by dispatch): nothing to journal.
+        for job in fresh {
+            book.live.remove(&crate::push::outbox::accepted_key(job));
+        }
+        return None;
+    };
+    book.next_id += 1;
+    book.shares.insert(id, ShareState::new(fresh.len() as u32));
+    Some((id, record))
+}
+
+fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreError> {
     let mut batch = e.db.batch();
-    // A message to many recipients is encoded once per group, not once per notification.
-    let mut messages = crate::push::outbox::MessageCache::default();
-    for op in ops {
+    // Shares created in this group, written at its end if they are still live then (a key is
+    // never inserted and removed in one batch).
+    let mut created: Vec<(u64, Vec<u8>)> = Vec::new();
+    // Shares with a notification finished in this group: their progress is written once.
+    let mut progressed: Vec<u64> = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        let op = &ops[i];
+        i += 1;
+        if let StoreOp::PutAccepted(first) = op {
+            // The run of notifications of the same message to the same certificate (one
+            // dispatch's share, handed over in one change).
+            let mut jobs = vec![first];
+            while let Some(StoreOp::PutAccepted(next)) = ops.get(i) {
+                if next.cert != first.cert || !Arc::ptr_eq(&next.message, &first.message) {
+                    break;
+                }
+                jobs.push(next);
+                i += 1;
+            }
+            created.extend(put_share(e, &mut batch, &jobs, book));
+            continue;
+        }
         match op {
             StoreOp::PutDevice {
                 user,
@@ -261,14 +474,39 @@ fn apply(e: &Engine, ops: &[StoreOp]) -> Result<(), StoreError> {
             StoreOp::NextCertificateId(id) => {
                 batch.insert(&e.meta, NEXT_CERT_ID.to_vec(), id.to_be_bytes().to_vec());
             }
-            StoreOp::PutAccepted(job) => {
-                if let Some((k, v)) = messages.encode(job) {
-                    batch.insert(&e.accepted, &*k, v);
+            StoreOp::PutAccepted(_) => {}
+            StoreOp::DeleteAccepted(key) => match book.live.remove(key) {
+                Some((id, n)) => {
+                    let Some(share) = book.shares.get_mut(&id) else {
+                        continue;
+                    };
+                    if share.is_done(n) {
+                        continue;
+                    }
+                    if let Some(w) = share.done.get_mut(n as usize / 64) {
+                        *w |= 1 << (n % 64);
+                    }
+                    share.left = share.left.saturating_sub(1);
+                    if share.left == 0 {
+                        if share.on_disk {
+                            batch.remove(&e.shares, share_key(id));
+                        }
+                        if share.progress_on_disk {
+                            batch.remove(&e.shares, progress_key(id));
+                        }
+                        book.shares.remove(&id);
+                    } else {
+                        progressed.push(id);
+                    }
                 }
-            }
-            StoreOp::DeleteAccepted(key) => {
-                batch.remove(&e.accepted, key.to_vec());
-            }
+                // One journaled by an older version, or never journaled (its journal write
+                // failed, or it was not journaled at all).
+                None => {
+                    if book.legacy.remove(key) {
+                        batch.remove(&e.accepted, key.to_vec());
+                    }
+                }
+            },
             StoreOp::Probe => {
                 let now = crate::domain::now_millis().to_be_bytes().to_vec();
                 batch.insert(&e.meta, PROBE.to_vec(), now);
@@ -276,6 +514,20 @@ fn apply(e: &Engine, ops: &[StoreOp]) -> Result<(), StoreError> {
             StoreOp::DeleteOutbox(key) => {
                 batch.remove(&e.outbox, key.to_be_bytes().to_vec());
             }
+        }
+    }
+    for (id, record) in created {
+        if let Some(share) = book.shares.get_mut(&id) {
+            batch.insert(&e.shares, share_key(id), record);
+            share.on_disk = true;
+        }
+    }
+    progressed.sort_unstable();
+    progressed.dedup();
+    for id in progressed {
+        if let Some(share) = book.shares.get_mut(&id) {
+            batch.insert(&e.shares, progress_key(id), share.progress());
+            share.progress_on_disk = true;
         }
     }
     batch.commit().map_err(engine)?;
@@ -336,5 +588,220 @@ mod tests {
             }
         }
         assert_eq!(store.load().expect("load").next_certificate_id, Some(7));
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    //! The journal of accepted notifications, a share at a time: what a start reads back is
+    //! exactly what was accepted and not finished, whatever the order of the removals.
+    use super::*;
+    use crate::domain::message::{Message, PushContent};
+    use crate::push::outbox::accepted_key;
+    use std::time::Instant;
+
+    fn message(id: u64) -> Arc<Message> {
+        Arc::new(Message {
+            id,
+            from: "carol".into(),
+            text: "hi".into(),
+            title: None,
+            desc: None,
+            ext: None,
+            push: Ok(PushContent {
+                title: "carol".into(),
+                desc: "hi".into(),
+                ext: None,
+                channel_id: None,
+                global: Default::default(),
+                hw: Default::default(),
+                conversation: "c2c:carol".into(),
+                ovm: Default::default(),
+            }),
+            accepted_at: Instant::now(),
+        })
+    }
+
+    fn jobs(m: &Arc<Message>, cert: u64, users: std::ops::Range<usize>) -> Vec<PushJob> {
+        users
+            .map(|i| PushJob {
+                cert,
+                token: Arc::from(format!("token-{i}").as_str()),
+                user: format!("u{i}").into(),
+                device: "d1".into(),
+                message: m.clone(),
+                attempt: 0,
+            })
+            .collect()
+    }
+
+    fn put(j: &[PushJob]) -> Vec<StoreOp> {
+        j.iter().cloned().map(StoreOp::PutAccepted).collect()
+    }
+
+    fn delete(j: &[PushJob]) -> Vec<StoreOp> {
+        j.iter()
+            .map(|j| StoreOp::DeleteAccepted(accepted_key(j)))
+            .collect()
+    }
+
+    /// The users of the notifications a fresh start of the store at `dir` reads back, sorted.
+    fn unfinished(dir: &Path) -> Vec<String> {
+        let store = FjallStore::open(dir).expect("open");
+        let mut users: Vec<String> = store
+            .load()
+            .expect("load")
+            .accepted
+            .into_iter()
+            .map(|(key, e)| {
+                assert_eq!(
+                    key,
+                    crate::push::outbox::accepted_key_of(e.message_id, &e.user, &e.device)
+                );
+                e.user
+            })
+            .collect();
+        users.sort();
+        users
+    }
+
+    fn names(r: std::ops::Range<usize>) -> Vec<String> {
+        let mut v: Vec<String> = r.map(|i| format!("u{i}")).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_start_reads_back_exactly_the_unfinished_notifications_of_each_share() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let (a, b) = (message(1), message(2));
+        // Two messages, one of them to two certificates: three shares in one group.
+        let (a1, a2, b1) = (
+            jobs(&a, 1001, 0..100),
+            jobs(&a, 1002, 100..110),
+            jobs(&b, 1001, 200..203),
+        );
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.load().expect("load");
+            let mut ops = put(&a1);
+            ops.extend(put(&a2));
+            ops.extend(put(&b1));
+            store.apply(&ops).expect("put");
+            // Finished in two vendor replies (two groups), out of order; b1 entirely.
+            store.apply(&delete(&a1[70..])).expect("first reply");
+            let mut ops = delete(&a1[..5]);
+            ops.extend(delete(&b1));
+            ops.extend(delete(&a2[..1]));
+            store.apply(&ops).expect("second reply");
+        }
+        let mut want = names(5..70);
+        want.extend(names(101..110));
+        want.sort();
+        assert_eq!(unfinished(&dir), want);
+
+        // Queued again at start (same keys): they keep their place; finishing them empties
+        // the journal, progress records included.
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.load().expect("load");
+            store.apply(&put(&a1[5..70])).expect("queued again");
+            store.apply(&delete(&a1[5..70])).expect("finished");
+            store.apply(&delete(&a2[1..])).expect("finished");
+            let e = store.engine.read().expect("engine");
+            let e = e.as_ref().expect("open");
+            assert_eq!(
+                e.shares.iter().count(),
+                0,
+                "no share or progress record left"
+            );
+        }
+        assert!(unfinished(&dir).is_empty());
+    }
+
+    fn share_records(store: &FjallStore) -> usize {
+        let e = store.engine.read().expect("engine");
+        e.as_ref().expect("open").shares.iter().count()
+    }
+
+    #[test]
+    fn a_share_finished_in_the_group_that_journals_it_is_never_written() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let (a, b) = (message(1), message(2));
+        let (a1, b1) = (jobs(&a, 1001, 0..4), jobs(&b, 1001, 10..14));
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.load().expect("load");
+            // a1 is journaled and finished in one group (a fast vendor); b1 half of it.
+            let mut ops = put(&a1);
+            ops.extend(put(&b1));
+            ops.extend(delete(&a1));
+            ops.extend(delete(&b1[..2]));
+            store.apply(&ops).expect("one group");
+            assert_eq!(share_records(&store), 2, "b1's share and its progress only");
+        }
+        assert_eq!(unfinished(&dir), names(12..14));
+    }
+
+    #[test]
+    fn a_write_before_any_load_continues_the_shares_on_disk() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let (a, b) = (message(1), message(2));
+        let (a1, b1) = (jobs(&a, 1001, 0..3), jobs(&b, 1001, 10..12));
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.apply(&put(&a1)).expect("put");
+        }
+        {
+            // No load: the share ids on disk must still not be reused, nor a1 forgotten.
+            let store = FjallStore::open(&dir).expect("open");
+            store.apply(&put(&b1)).expect("put");
+            store.apply(&delete(&a1[..1])).expect("finished");
+        }
+        let mut want = names(1..3);
+        want.extend(names(10..12));
+        want.sort();
+        assert_eq!(unfinished(&dir), want);
+    }
+
+    #[test]
+    fn a_notification_journaled_one_record_each_by_an_older_version_is_still_sent_and_removed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let m = message(7);
+        let old = jobs(&m, 1001, 0..3);
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            let e = store.engine.read().expect("engine");
+            let e = e.as_ref().expect("open");
+            let mut cache = crate::push::outbox::MessageCache::default();
+            for j in &old {
+                let (k, v) = cache.encode(j).expect("encodes");
+                e.accepted.insert(&*k, v).expect("insert");
+            }
+        }
+        assert_eq!(unfinished(&dir), names(0..3));
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.load().expect("load");
+            // Queued again at start: journaled as a share, the old records go in the same write.
+            store.apply(&put(&old)).expect("queued again");
+            let e = store.engine.read().expect("engine");
+            assert_eq!(e.as_ref().expect("open").accepted.iter().count(), 0);
+        }
+        assert_eq!(
+            unfinished(&dir),
+            names(0..3),
+            "read back once, from the share"
+        );
+        {
+            let store = FjallStore::open(&dir).expect("open");
+            store.load().expect("load");
+            store.apply(&delete(&old)).expect("finished");
+        }
+        assert!(unfinished(&dir).is_empty());
     }
 }
