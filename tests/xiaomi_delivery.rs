@@ -438,10 +438,16 @@ async fn daily_quota_pauses_the_certificate() {
     exactly(&h, "regid-alice", 1).await;
     h.send(json!({"to":["alice"],"from":"carol","text":"over quota"}))
         .await;
-    let v = wait_for("the certificate paused", WAIT, || async {
-        let v = h.cert_view(cert).await;
-        (v["status"]["state"] == "quota_paused").then_some(v)
-    })
+    // The pause and the failure's count are two updates; a loaded machine can show one first.
+    let v = wait_for(
+        "the certificate paused, one quota failure",
+        WAIT,
+        || async {
+            let v = h.cert_view(cert).await;
+            (v["status"]["state"] == "quota_paused" && v["stats"]["failed"]["quota_exceeded"] == 1)
+                .then_some(v)
+        },
+    )
     .await;
     let now = now_ms() / 1000;
     let china_day = (now + 8 * 3600) / 86_400;
