@@ -1,6 +1,7 @@
 //! Access tokens shared by every request of one certificate (OAuth for Huawei/Honor, a signed
 //! JWT for FCM/APNs). Xiaomi signs each request with its AppSecret and acquires nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,12 +41,17 @@ const RENEW_MARGIN: Duration = Duration::from_secs(60);
 /// async lock is held across it on purpose: a second caller must not acquire a second token).
 pub struct AccessCache<A> {
     current: tokio::sync::Mutex<Option<Grant<A>>>,
+    /// Set (without waiting for the lock) when the vendor refused the token; the next `get`
+    /// acquires a new one. Synchronous so that a retry queued right after the refusal cannot
+    /// take the refused token from the cache first.
+    refused: AtomicBool,
 }
 
 impl<A: Clone> Default for AccessCache<A> {
     fn default() -> Self {
         AccessCache {
             current: tokio::sync::Mutex::new(None),
+            refused: AtomicBool::new(false),
         }
     }
 }
@@ -62,6 +68,9 @@ impl<A: Clone> AccessCache<A> {
         Fut: std::future::Future<Output = Result<Grant<A>, AccessError>>,
     {
         let mut current = self.current.lock().await;
+        if self.refused.swap(false, Ordering::AcqRel) {
+            *current = None;
+        }
         if let Some(g) = current.as_ref() {
             let fresh = g
                 .expires_at
@@ -76,16 +85,17 @@ impl<A: Clone> AccessCache<A> {
         Ok(value)
     }
 
-    /// Forgets the token (the vendor refused it); the next request acquires a new one.
-    pub async fn invalidate(&self) {
-        *self.current.lock().await = None;
+    /// Forgets the token (the vendor refused it); the next request acquires a new one. Takes
+    /// effect at once, before any later `get`, without waiting for a fetch in progress.
+    pub fn invalidate(&self) {
+        self.refused.store(true, Ordering::Release);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     #[tokio::test]
     async fn a_token_is_acquired_once_until_it_expires_or_is_refused() {
@@ -103,7 +113,7 @@ mod tests {
         let hour = Duration::from_secs(3600);
         assert_eq!(cache.get(|| acquire(hour)).await, Ok(1));
         assert_eq!(cache.get(|| acquire(hour)).await, Ok(1));
-        cache.invalidate().await;
+        cache.invalidate();
         // Expires within the renewal margin: renewed on the next use.
         assert_eq!(cache.get(|| acquire(Duration::from_secs(5))).await, Ok(2));
         assert_eq!(cache.get(|| acquire(hour)).await, Ok(3));

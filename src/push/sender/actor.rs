@@ -411,10 +411,8 @@ impl<S: PushService> CertSender<S> {
                     self.entry.pause_until(until);
                     stopped = true;
                 }
-                CertAction::RenewAccess => {
-                    let access = self.access.clone();
-                    actix::spawn(async move { access.invalidate().await });
-                }
+                // Before the retries below are queued, so none of them takes the refused token.
+                CertAction::RenewAccess => self.access.invalidate(),
             }
         }
         let attempt = batch.attempt();
