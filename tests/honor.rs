@@ -13,29 +13,13 @@ use pushgate::providers::honor::emulator::{
 use pushgate::usersig::UserSigKey;
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
 const APP_ID: &str = "104436";
 const CLIENT_ID: &str = "honor-client-1";
 const CLIENT_SECRET: &str = "honor/secret=";
 const TIM_ADMIN: &str = "administrator";
-
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 struct Ho {
     h: Harness,
