@@ -15,15 +15,13 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest};
 use serde_json::Value;
 
-use super::push::{accepted, respond, sort_tokens, Reject};
+use super::push::{accepted, json_within_limits, respond, sort_tokens, text, Reject};
 use super::{HuaweiRules, Vendor};
 use crate::providers::huawei::harmony::{
     EXT_DATA_KEY, MAX_TTL_SECS, PUSH_TYPE_HEADER, PUSH_TYPE_NOTIFICATION,
 };
 use crate::providers::huawei::wire::CATEGORIES;
-use crate::providers::oauth_emulator::{
-    bearer, media_type, read_body, ReceivedNotification, Shared,
-};
+use crate::providers::oauth_emulator::{bearer, ReceivedNotification, Shared};
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -118,33 +116,16 @@ async fn process(
             ))
         }
     }
-    if !media_type(req).starts_with("application/json") {
-        return Err(Reject::new(
-            rules.bad_request_status,
-            "80100001",
-            "Content-Type must be application/json",
-        ));
-    }
-    let raw = read_body(body, rules.max_body_bytes).await.ok_or_else(|| {
-        Reject::new(
-            rules.bad_request_status,
-            "80300008",
-            "Push message size is too long.",
-        )
-    })?;
-    let parsed: Value = serde_json::from_slice(&raw).map_err(|_| {
-        Reject::new(
-            rules.bad_request_status,
-            "80100003",
-            "Illegal payload, the body is not JSON",
-        )
-    })?;
-    let knobs = shared.knobs();
-    if let Some(limit) = knobs.qps_limit {
-        if !shared.admit_qps(project_id, limit, now) {
-            return Err(Reject::new(503, "", "Traffic control"));
-        }
-    }
+    let (parsed, knobs) = json_within_limits(
+        req,
+        body,
+        shared,
+        rules,
+        project_id,
+        now,
+        "Push message size is too long.",
+    )
+    .await?;
     let checked = validate_v3(&parsed, rules)?;
     let (valid, illegal) = sort_tokens(shared, project_id, &checked.tokens)?;
     let marketing = checked.category == "MARKETING";
@@ -188,10 +169,6 @@ async fn process(
             .collect(),
     );
     Ok(accepted(valid.len(), illegal))
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
 }
 
 /// Checks a v3 body (module docs).

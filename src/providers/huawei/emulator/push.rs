@@ -14,7 +14,7 @@ use super::{HuaweiRules, Vendor};
 use crate::providers::huawei::wire::CATEGORIES;
 use crate::providers::oauth_emulator::state::{now_ms, request_id};
 use crate::providers::oauth_emulator::{
-    bearer, intent_ext, media_type, outage, read_body, BearerCheck, DeviceToken,
+    bearer, intent_ext, media_type, outage, read_body, BearerCheck, DeviceToken, Knobs,
     ReceivedNotification, Shared,
 };
 
@@ -174,34 +174,16 @@ async fn process(
             headers.insert("auth".to_owned(), "oauth".to_owned());
         }
     }
-    if !media_type(req).starts_with("application/json") {
-        return Err(Reject::new(
-            rules.bad_request_status,
-            "80100001",
-            "Content-Type must be application/json",
-        ));
-    }
-    let raw = read_body(body, rules.max_body_bytes).await.ok_or_else(|| {
-        Reject::new(
-            rules.bad_request_status,
-            "80300008",
-            "message body too long",
-        )
-    })?;
-    let parsed: Value = serde_json::from_slice(&raw).map_err(|_| {
-        Reject::new(
-            rules.bad_request_status,
-            "80100003",
-            "Illegal payload, the body is not JSON",
-        )
-    })?;
-    let knobs = shared.knobs();
-    if let Some(limit) = knobs.qps_limit {
-        if !shared.admit_qps(app_id, limit, now) {
-            // Flow control is an HTTP 503 without Huawei's envelope (spec §4, §6).
-            return Err(Reject::new(503, "", "Traffic control"));
-        }
-    }
+    let (parsed, knobs) = json_within_limits(
+        req,
+        body,
+        shared,
+        rules,
+        app_id,
+        now,
+        "message body too long",
+    )
+    .await?;
     let checked = validate(&parsed, rules)?;
     let (valid, illegal) = sort_tokens(shared, app_id, &checked.tokens)?;
     if checked.validate_only {
@@ -252,6 +234,45 @@ async fn process(
 }
 
 /// An OAuth access token: one this emulator issued, unexpired, to a client owning the app id.
+/// What the v1 and v3 sends check alike before their bodies differ: a JSON content type, the
+/// size (80300008, with the wording of each API's documentation in `too_long`), the body being
+/// JSON, and the QPS knob counted under `key` (flow control is an HTTP 503 without Huawei's
+/// envelope, spec §4, §6). Returns the body and the knobs read for this request.
+pub(super) async fn json_within_limits(
+    req: &HttpRequest,
+    body: web::Payload,
+    shared: &Shared,
+    rules: &HuaweiRules,
+    key: &str,
+    now: u64,
+    too_long: &str,
+) -> Result<(Value, Knobs), Reject> {
+    if !media_type(req).starts_with("application/json") {
+        return Err(Reject::new(
+            rules.bad_request_status,
+            "80100001",
+            "Content-Type must be application/json",
+        ));
+    }
+    let raw = read_body(body, rules.max_body_bytes)
+        .await
+        .ok_or_else(|| Reject::new(rules.bad_request_status, "80300008", too_long))?;
+    let parsed: Value = serde_json::from_slice(&raw).map_err(|_| {
+        Reject::new(
+            rules.bad_request_status,
+            "80100003",
+            "Illegal payload, the body is not JSON",
+        )
+    })?;
+    let knobs = shared.knobs();
+    if let Some(limit) = knobs.qps_limit {
+        if !shared.admit_qps(key, limit, now) {
+            return Err(Reject::new(503, "", "Traffic control"));
+        }
+    }
+    Ok((parsed, knobs))
+}
+
 fn check_access_token(
     shared: &Shared,
     rules: &HuaweiRules,
@@ -295,7 +316,7 @@ pub(crate) struct Checked {
     pub message: Value,
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
