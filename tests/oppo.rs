@@ -187,19 +187,15 @@ async fn private_message_templates_reach_the_wire() {
             "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "from v4"}}],
             "OfflinePushInfo": {"AndroidInfo": android}})
     };
-    let res: Value =
-        s.h.http
-            .post(s.h.url(&q))
-            .json(&tim(json!({"OPPOPrivateMsgTemplateId": "msg-tpl",
+    s.h.tim_sendmsg(
+        "bob",
+        "alice",
+        "from v4",
+        json!({"AndroidInfo": {"OPPOPrivateMsgTemplateId": "msg-tpl",
             "OPPOPrivateTitleParameters": {"sender": "Bob"},
-            "OPPOPrivateContentParameters": "{\"preview\":\"v4\"}"})))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    assert_eq!(res["ErrorCode"], 0, "{res}");
+            "OPPOPrivateContentParameters": "{\"preview\":\"v4\"}"}}),
+    )
+    .await;
     let r = s.exactly(&target, 3).await.remove(2);
     assert_eq!(
         r.message["private_content_parameters"],
