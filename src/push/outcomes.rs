@@ -220,6 +220,9 @@ pub struct Outcomes {
     receipts: Recent<ReceiptsSeen>,
     /// Unset in embedded mode.
     observer: std::sync::OnceLock<OutcomeObserver>,
+    /// Cluster mode: told of each token a vendor named invalid (unbound in the shared
+    /// directory); unset in embedded mode.
+    invalid_tokens: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
 }
 
 impl Default for Outcomes {
@@ -229,6 +232,7 @@ impl Default for Outcomes {
             last: Recent::new(RECENT_KEPT),
             receipts: Recent::new(RECENT_KEPT),
             observer: std::sync::OnceLock::new(),
+            invalid_tokens: std::sync::OnceLock::new(),
         }
     }
 }
@@ -251,6 +255,19 @@ impl Outcomes {
         }
         self.last
             .update((user.clone(), device.clone()), |v| *v = Some(n));
+    }
+
+    /// Registers who unbinds the tokens vendors name invalid outside this process (cluster
+    /// mode); only the first registration counts.
+    pub fn on_invalid_token(&self, f: Box<dyn Fn(&str) + Send + Sync>) {
+        let _ = self.invalid_tokens.set(f);
+    }
+
+    /// A vendor named `token` invalid: tells the registered hook, if any.
+    pub fn token_invalid(&self, token: &str) {
+        if let Some(f) = self.invalid_tokens.get() {
+            f(token);
+        }
     }
 
     /// Registers the observer of final outcomes; only the first registration counts.
