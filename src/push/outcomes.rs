@@ -211,6 +211,9 @@ impl<V: Clone> Recent<V> {
 /// Told of every notification's final outcome (cluster mode finishes its queue entries).
 pub type OutcomeObserver = Box<dyn Fn(&str, &str, &LastNotification) + Send + Sync>;
 
+/// Told of each token a vendor named invalid (cluster mode unbinds it in Redis).
+pub type InvalidTokenHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Last results and receipts per (user, device).
 pub struct Outcomes {
     /// Where each device's last class and time are kept for good (its registry record);
@@ -222,7 +225,7 @@ pub struct Outcomes {
     observer: std::sync::OnceLock<OutcomeObserver>,
     /// Cluster mode: told of each token a vendor named invalid (unbound in the shared
     /// directory); unset in embedded mode.
-    invalid_tokens: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
+    invalid_tokens: std::sync::OnceLock<InvalidTokenHook>,
 }
 
 impl Default for Outcomes {
@@ -259,7 +262,7 @@ impl Outcomes {
 
     /// Registers who unbinds the tokens vendors name invalid outside this process (cluster
     /// mode); only the first registration counts.
-    pub fn on_invalid_token(&self, f: Box<dyn Fn(&str) + Send + Sync>) {
+    pub fn on_invalid_token(&self, f: InvalidTokenHook) {
         let _ = self.invalid_tokens.set(f);
     }
 
