@@ -135,13 +135,24 @@ impl CertStats {
         }
     }
 
-    /// The figures the API and console show: the cluster's once read from Redis (cluster
-    /// mode), else this node's.
+    /// The figures the API and console show: in cluster mode, once read from Redis, the
+    /// cluster's totals and what this node counted since it last added its own; else this
+    /// node's.
     pub fn shown(&self) -> CertFigures {
-        match &*self.cluster.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(c) => c.clone(),
+        let cluster = self
+            .cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match cluster {
+            Some(c) => c.plus(&self.unflushed()),
             None => self.local(),
         }
+    }
+
+    /// Cluster mode: Redis's totals as just read (this node's unflushed figures not in them).
+    pub fn read_cluster(&self, cluster: CertFigures) {
+        *self.cluster.write().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
     }
 
     /// Cluster mode: this node's figures not yet added to Redis's.
@@ -477,6 +488,11 @@ mod tests {
         assert_eq!(stats.shown(), cluster, "the cluster's figures once read");
         stats.count(DeliveryClass::Delivered, 1);
         assert_eq!(stats.unflushed().sent, 1, "only what is new goes to Redis");
+        assert_eq!(stats.shown().sent, 14, "shown at once, with the cluster's");
+        let mut read = cluster.clone();
+        read.sent = 20;
+        stats.read_cluster(read);
+        assert_eq!(stats.shown().sent, 21);
     }
 
     #[test]

@@ -50,6 +50,8 @@ const OWNERLESS_POLLS: u32 = 3;
 const READ_COUNT: usize = 64;
 /// How often health changes, figures and last outcomes are shared.
 const SHARED_EVERY: Duration = Duration::from_millis(500);
+/// How long a certificate view waits for the cluster's figures.
+const FIGURES_WAIT: Duration = Duration::from_millis(1_000);
 /// Devices whose last outcome may wait for Redis (about 300 bytes each).
 const OUTCOMES_QUEUED: usize = 65_536;
 /// Users whose last outcomes are written concurrently.
@@ -1830,7 +1832,26 @@ impl RemoteDirectory for ClusterNode {
         &'a self,
         entries: &'a [Arc<crate::certs::CertEntry>],
     ) -> BoxFut<'a, ()> {
-        Box::pin(self.flush_figures(entries))
+        Box::pin(async move {
+            // Only reads: cut short (Redis slow or down), it changes nothing, and the view
+            // shows the totals read last.
+            let read = async {
+                let _one = self.figures.lock().await;
+                let runs = entries.iter().map(|e| async move {
+                    let id = e.cert().id;
+                    match self.cluster.cert_figures(id, &Default::default()).await {
+                        Ok(totals) => e.stats.read_cluster(totals),
+                        Err(err) => {
+                            tracing::debug!(certificate = id, error = %err, "certificate figures unread")
+                        }
+                    }
+                });
+                futures_util::future::join_all(runs).await;
+            };
+            if tokio::time::timeout(FIGURES_WAIT, read).await.is_err() {
+                tracing::debug!("certificate figures not read in time; the last ones shown");
+            }
+        })
     }
 
     fn dedupe_admit<'a>(
