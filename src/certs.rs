@@ -20,9 +20,155 @@ pub struct CertStats {
     pub receipts_delivered: AtomicU64,
     /// Notifications the vendor's receipts say the user tapped.
     pub receipts_clicked: AtomicU64,
+    /// Cluster mode: the figures of every node together, as last read from Redis (shown
+    /// instead of this node's own).
+    cluster: RwLock<Option<CertFigures>>,
+    /// Cluster mode: how much of this node's own figures is already added to Redis's.
+    flushed: std::sync::Mutex<CertFigures>,
+}
+
+/// The delivery figures of one certificate as plain numbers: one node's, or the cluster's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertFigures {
+    pub sent: u64,
+    pub rate_limited: u64,
+    /// Indexed by [`DeliveryClass::failure_index`].
+    pub failed: [u64; DeliveryClass::FAILURES.len()],
+    pub receipts_delivered: u64,
+    pub receipts_clicked: u64,
+}
+
+impl CertFigures {
+    /// Each figure with its name as Redis's certificate meta hash keeps it (`failed:<class>`).
+    pub fn fields(&self) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("sent".to_string(), self.sent),
+            ("rate_limited".to_string(), self.rate_limited),
+            ("receipts_delivered".to_string(), self.receipts_delivered),
+            ("receipts_clicked".to_string(), self.receipts_clicked),
+        ];
+        for (c, n) in DeliveryClass::FAILURES.iter().zip(self.failed.iter()) {
+            v.push((format!("failed:{}", c.as_str()), *n));
+        }
+        v
+    }
+
+    /// The figures named in `fields` (other names are ignored, a missing one is 0).
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, u64)>) -> CertFigures {
+        let mut f = CertFigures::default();
+        for (name, n) in fields {
+            match name {
+                "sent" => f.sent = n,
+                "rate_limited" => f.rate_limited = n,
+                "receipts_delivered" => f.receipts_delivered = n,
+                "receipts_clicked" => f.receipts_clicked = n,
+                _ => {
+                    let Some(class) = name.strip_prefix("failed:") else {
+                        continue;
+                    };
+                    if let Some(i) = DeliveryClass::FAILURES
+                        .iter()
+                        .position(|c| c.as_str() == class)
+                    {
+                        f.failed[i] = n;
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    fn minus(&self, o: &CertFigures) -> CertFigures {
+        let mut failed = self.failed;
+        for (a, b) in failed.iter_mut().zip(o.failed.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        CertFigures {
+            sent: self.sent.saturating_sub(o.sent),
+            rate_limited: self.rate_limited.saturating_sub(o.rate_limited),
+            failed,
+            receipts_delivered: self.receipts_delivered.saturating_sub(o.receipts_delivered),
+            receipts_clicked: self.receipts_clicked.saturating_sub(o.receipts_clicked),
+        }
+    }
+
+    fn plus(&self, o: &CertFigures) -> CertFigures {
+        let mut failed = self.failed;
+        for (a, b) in failed.iter_mut().zip(o.failed.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        CertFigures {
+            sent: self.sent.saturating_add(o.sent),
+            rate_limited: self.rate_limited.saturating_add(o.rate_limited),
+            failed,
+            receipts_delivered: self.receipts_delivered.saturating_add(o.receipts_delivered),
+            receipts_clicked: self.receipts_clicked.saturating_add(o.receipts_clicked),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == CertFigures::default()
+    }
+
+    /// Failures by class, in [`DeliveryClass::FAILURES`] order.
+    pub fn failures(&self) -> impl Iterator<Item = (DeliveryClass, u64)> + '_ {
+        DeliveryClass::FAILURES
+            .iter()
+            .zip(self.failed.iter())
+            .map(|(c, n)| (*c, *n))
+    }
 }
 
 impl CertStats {
+    /// This node's own figures.
+    pub fn local(&self) -> CertFigures {
+        let mut failed = [0; DeliveryClass::FAILURES.len()];
+        for (f, a) in failed.iter_mut().zip(self.failed.iter()) {
+            *f = a.load(Ordering::Relaxed);
+        }
+        CertFigures {
+            sent: self.sent.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            failed,
+            receipts_delivered: self.receipts_delivered.load(Ordering::Relaxed),
+            receipts_clicked: self.receipts_clicked.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The figures the API and console show: in cluster mode, once read from Redis, the
+    /// cluster's totals and what this node counted since it last added its own; else this
+    /// node's.
+    pub fn shown(&self) -> CertFigures {
+        let cluster = self
+            .cluster
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match cluster {
+            Some(c) => c.plus(&self.unflushed()),
+            None => self.local(),
+        }
+    }
+
+    /// Cluster mode: Redis's totals as just read (this node's unflushed figures not in them).
+    pub fn read_cluster(&self, cluster: CertFigures) {
+        *self.cluster.write().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+    }
+
+    /// Cluster mode: this node's figures not yet added to Redis's.
+    pub fn unflushed(&self) -> CertFigures {
+        let flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
+        self.local().minus(&flushed)
+    }
+
+    /// Cluster mode: `added` (from [`CertStats::unflushed`]) is now in Redis, whose totals are
+    /// `cluster`.
+    pub fn flushed(&self, added: &CertFigures, cluster: CertFigures) {
+        let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
+        *flushed = flushed.plus(added);
+        *self.cluster.write().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+    }
+
     /// Counts `n` notifications that ended in `class`.
     pub fn count(&self, class: DeliveryClass, n: u64) {
         match class.failure_index() {
@@ -48,6 +194,9 @@ pub struct CertEntry {
     broken_reason: RwLock<Option<String>>,
     /// Unix seconds until which the daily quota is exhausted (0 = not paused).
     paused_until: AtomicU64,
+    /// Counts this node's own health changes (broken, paused): cluster mode publishes the
+    /// health when it moved, so every node shows what the certificate's owner learned.
+    health_gen: AtomicU64,
     /// The send fence (cluster mode): the sender starts no vendor request once
     /// [`lease_clock_ms`] reaches this. `u64::MAX` = no lease needed (embedded mode); 0 = this
     /// node does not own the certificate. Set by the lease renewer, read before each request.
@@ -111,6 +260,7 @@ impl CertEntry {
             broken: AtomicBool::new(false),
             broken_reason: RwLock::new(None),
             paused_until: AtomicU64::new(0),
+            health_gen: AtomicU64::new(0),
             owned_until: AtomicU64::new(u64::MAX),
             lease_gen: AtomicU64::new(0),
             stats: CertStats::default(),
@@ -161,6 +311,36 @@ impl CertEntry {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(reason);
         self.broken.store(true, Ordering::Relaxed);
+        self.health_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The count of this node's own health changes (see `health_gen`).
+    pub fn health_gen(&self) -> u64 {
+        self.health_gen.load(Ordering::Acquire)
+    }
+
+    /// Cluster mode: the health another node (the owner) published — `broken` with its reason,
+    /// and the pause's end (0: none). Not counted as a change of this node's own.
+    pub fn set_shared_health(&self, broken: Option<String>, paused_until: u64) {
+        let is_broken = broken.is_some();
+        *self
+            .broken_reason
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = broken;
+        self.broken.store(is_broken, Ordering::Relaxed);
+        self.paused_until.store(paused_until, Ordering::Relaxed);
+    }
+
+    /// The broken reason (if broken) and the pause's end (0: none), as published.
+    pub fn health_marks(&self) -> (Option<String>, u64) {
+        let broken = self.is_broken().then(|| {
+            self.broken_reason
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default()
+        });
+        (broken, self.paused_until.load(Ordering::Relaxed))
     }
 
     pub fn is_broken(&self) -> bool {
@@ -169,6 +349,7 @@ impl CertEntry {
 
     pub fn pause_until(&self, unix_secs: u64) {
         self.paused_until.store(unix_secs, Ordering::Relaxed);
+        self.health_gen.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn paused_until(&self, now: u64) -> Option<u64> {
@@ -280,6 +461,51 @@ mod tests {
         assert_eq!(failed.len(), 9);
         assert_eq!(failed[0], ("bad_token", 2));
         assert_eq!(failed[8], ("queue_full", 10));
+    }
+
+    #[test]
+    fn figures_round_trip_through_their_field_names_and_flush_by_difference() {
+        let stats = CertStats::default();
+        stats.count(DeliveryClass::Delivered, 3);
+        stats.count(DeliveryClass::Misconfigured, 2);
+        let f = stats.local();
+        let names: Vec<(String, u64)> = f.fields().into_iter().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            names,
+            [
+                ("sent".to_string(), 3),
+                ("failed:misconfigured".to_string(), 2)
+            ]
+        );
+        let back = CertFigures::from_fields(names.iter().map(|(k, n)| (k.as_str(), *n)));
+        assert_eq!(back, f);
+        let d = stats.unflushed();
+        assert_eq!(d, f);
+        let mut cluster = f.clone();
+        cluster.sent += 10;
+        stats.flushed(&d, cluster.clone());
+        assert!(stats.unflushed().is_zero());
+        assert_eq!(stats.shown(), cluster, "the cluster's figures once read");
+        stats.count(DeliveryClass::Delivered, 1);
+        assert_eq!(stats.unflushed().sent, 1, "only what is new goes to Redis");
+        assert_eq!(stats.shown().sent, 14, "shown at once, with the cluster's");
+        let mut read = cluster.clone();
+        read.sent = 20;
+        stats.read_cluster(read);
+        assert_eq!(stats.shown().sent, 21);
+    }
+
+    #[test]
+    fn shared_health_is_shown_without_counting_as_a_change_here() {
+        let e = CertEntry::new(Certificate::xiaomi_for_tests(1001, "s", 10));
+        e.set_shared_health(Some("21301 bad secret".into()), 0);
+        assert_eq!(e.status(1).state, CertHealth::Broken);
+        assert_eq!(e.health_gen(), 0);
+        e.set_shared_health(None, 50);
+        assert_eq!(e.status(1).state, CertHealth::QuotaPaused);
+        e.mark_broken("x".into());
+        assert_eq!(e.health_gen(), 1);
+        assert_eq!(e.health_marks(), (Some("x".to_string()), 50));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 /// A certificate as the API shows it: never the secret, only whether one is set.
 #[derive(Debug, Serialize)]
@@ -42,7 +41,9 @@ pub struct StatsView {
 
 pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
     let c = e.cert();
-    let failed = e.stats.failures().map(|(c, n)| (c.as_str(), n)).collect();
+    // Cluster mode: every node's figures together (`Gateway::refresh_certificate_figures`).
+    let figures = e.stats.shown();
+    let failed = figures.failures().map(|(c, n)| (c.as_str(), n)).collect();
     CertificateView {
         id: c.id,
         package_name: c.package_name.clone(),
@@ -51,12 +52,12 @@ pub fn view(state: &AppState, e: &CertEntry) -> CertificateView {
         credentials: c.credentials.view(),
         status: e.status(now_secs()),
         stats: StatsView {
-            sent: e.stats.sent.load(Ordering::Relaxed),
+            sent: figures.sent,
             queued: state.gateway.queued(c.id) as u64,
-            rate_limited: e.stats.rate_limited.load(Ordering::Relaxed),
+            rate_limited: figures.rate_limited,
             failed,
-            delivered_to_phone: e.stats.receipts_delivered.load(Ordering::Relaxed),
-            clicked: e.stats.receipts_clicked.load(Ordering::Relaxed),
+            delivered_to_phone: figures.receipts_delivered,
+            clicked: figures.receipts_clicked,
         },
     }
 }
@@ -90,12 +91,9 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let certificates = state
-        .gateway
-        .certificates()
-        .iter()
-        .map(|e| view(&state, e))
-        .collect();
+    let entries = state.gateway.certificates();
+    state.gateway.refresh_certificate_figures(&entries).await;
+    let certificates = entries.iter().map(|e| view(&state, e)).collect();
     Ok(reply(
         &req,
         StatusCode::OK,
@@ -110,6 +108,10 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let e = state.gateway.certificate(parse_id(&id)?)?;
+    state
+        .gateway
+        .refresh_certificate_figures(std::slice::from_ref(&e))
+        .await;
     Ok(reply(&req, StatusCode::OK, &view(&state, &e)))
 }
 

@@ -19,6 +19,8 @@ pub enum CertChange {
     /// Created or edited: read it again from `pg:certs`.
     Put(CertificateId),
     Delete(CertificateId),
+    /// Its owner published a change of health: read it from `pg:{c:<id>}:meta`.
+    Health(CertificateId),
 }
 
 fn text(e: &StreamId, name: &str) -> Option<String> {
@@ -59,6 +61,16 @@ impl Cluster {
                     .clone(),
             )
             .await?;
+        // An edit clears the broken mark on every node (as `CertEntry::replace` does on each),
+        // so a fixed secret is tried again: the owner marks it again if it is still wrong.
+        let _: i64 = self
+            .run(
+                redis::cmd("HDEL")
+                    .arg(keys::cert_meta(cert.id))
+                    .arg("broken")
+                    .arg("broken_reason"),
+            )
+            .await?;
         self.log_certificate(cert.id, "put").await
     }
 
@@ -79,7 +91,11 @@ impl Cluster {
         Ok(())
     }
 
-    async fn log_certificate(&self, id: CertificateId, op: &str) -> Result<(), ClusterError> {
+    pub(crate) async fn log_certificate(
+        &self,
+        id: CertificateId,
+        op: &str,
+    ) -> Result<(), ClusterError> {
         let _: String = self
             .durable(
                 redis::cmd("XADD")
@@ -167,6 +183,7 @@ impl Cluster {
                 match text(e, "op")?.as_str() {
                     "put" => Some(CertChange::Put(id)),
                     "delete" => Some(CertChange::Delete(id)),
+                    "health" => Some(CertChange::Health(id)),
                     _ => None,
                 }
             })

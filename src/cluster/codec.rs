@@ -1,8 +1,11 @@
-//! The msgpack forms kept in Redis: device records (with their location) and inbox entries.
+//! The msgpack forms kept in Redis: device records (with their location), inbox entries and
+//! last outcomes.
 //! Named fields (`to_vec_named`), so a field added later reads as its default on old records.
 
 use crate::domain::message::{Message, PushContent};
 use crate::domain::{CertificateId, DeviceState, OfflineReason, Platform};
+use crate::providers::DeliveryClass;
+use crate::push::outcomes::LastNotification;
 use crate::registry::{ConnId, Device, SkipReason};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -221,6 +224,59 @@ pub fn decode_message(b: &[u8]) -> Result<Message, rmp_serde::decode::Error> {
     })
 }
 
+/// A device's last notification in `pg:{u:<user>}:last` (diagnosis from any node).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredOutcome {
+    at: u64,
+    #[serde(default)]
+    message_id: u64,
+    certificate_id: CertificateId,
+    /// `DeliveryClass::as_str`.
+    class: String,
+    #[serde(default)]
+    vendor_code: Option<i64>,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    msg_id: Option<String>,
+    #[serde(default)]
+    detail: String,
+}
+
+pub fn encode_outcome(n: &LastNotification) -> Vec<u8> {
+    let s = StoredOutcome {
+        at: n.at,
+        message_id: n.message_id,
+        certificate_id: n.certificate_id,
+        class: n.class.as_str().to_string(),
+        vendor_code: n.vendor_code,
+        trace_id: n.trace_id.as_deref().map(str::to_string),
+        msg_id: n.msg_id.as_deref().map(str::to_string),
+        detail: n.detail.to_string(),
+    };
+    // Plain data of known types: encoding cannot fail.
+    rmp_serde::to_vec_named(&s).unwrap_or_default()
+}
+
+/// The outcome, or None when it is unreadable or names a class this build does not know.
+pub fn decode_outcome(b: &[u8]) -> Option<LastNotification> {
+    let s: StoredOutcome = rmp_serde::from_slice(b).ok()?;
+    let class = DeliveryClass::ALL
+        .iter()
+        .copied()
+        .find(|c| c.as_str() == s.class)?;
+    Some(LastNotification {
+        at: s.at,
+        message_id: s.message_id,
+        certificate_id: s.certificate_id,
+        class,
+        vendor_code: s.vendor_code,
+        trace_id: s.trace_id.map(Arc::from),
+        msg_id: s.msg_id.map(Arc::from),
+        detail: std::borrow::Cow::Owned(s.detail),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +312,26 @@ mod tests {
             "no location once disconnected"
         );
         assert!(StoredDevice::decode(b"\xc1garbage").is_err());
+    }
+
+    #[test]
+    fn outcomes_round_trip_and_unknown_classes_are_dropped() {
+        let n = LastNotification {
+            at: 1_700_000_000_123,
+            message_id: 42,
+            certificate_id: 1001,
+            class: DeliveryClass::BadToken,
+            vendor_code: Some(20301),
+            trace_id: Some(Arc::from("t-1")),
+            msg_id: None,
+            detail: std::borrow::Cow::Borrowed("Xiaomi listed this regId in bad_regids"),
+        };
+        assert_eq!(decode_outcome(&encode_outcome(&n)), Some(n.clone()));
+        let mut other: StoredOutcome = rmp_serde::from_slice(&encode_outcome(&n)).expect("decodes");
+        other.class = "from_a_newer_build".into();
+        let b = rmp_serde::to_vec_named(&other).expect("encodes");
+        assert_eq!(decode_outcome(&b), None);
+        assert_eq!(decode_outcome(b"not msgpack"), None);
     }
 
     #[test]

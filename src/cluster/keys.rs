@@ -18,6 +18,11 @@ pub fn user_last(user: &str) -> String {
     format!("pg:{{u:{user}}}:last")
 }
 
+/// The user's APNs badge count per iOS device (same tag as the user's hash).
+pub fn user_badge(user: &str) -> String {
+    format!("pg:{{u:{user}}}:badge")
+}
+
 /// The token's ownership entry: `o` = `user\0device`, `c` = certificate, `k` = the token.
 /// The tag is the first 16 hex characters of SHA-256(token): tokens spread over all slots and
 /// never appear in a key.
@@ -76,7 +81,7 @@ pub fn cert_gcra(cert: u64) -> String {
 pub const CERTS: &str = "pg:certs";
 /// The last certificate id handed out (ids start at 1001).
 pub const CERTS_NEXT: &str = "pg:certs:next";
-/// Certificate changes (`id`, `op` = put|delete) that every node tails.
+/// Certificate changes (`id`, `op` = put|delete|health) that every node tails.
 pub const CERTS_LOG: &str = "pg:certs:log";
 
 /// The certificate's durable queue of notifications (consumer group `senders`).
@@ -84,7 +89,9 @@ pub fn cert_queue(cert: u64) -> String {
     format!("pg:{{c:{cert}}}:q")
 }
 
-/// The queue bound's counter (`jobs`, notifications queued) of a certificate.
+/// A certificate's queue bound's counter (`jobs`, notifications queued), its health as its
+/// owner last saw it (`broken`, `broken_reason`, `paused_until`) and its figures of every node
+/// together (`sent`, `rate_limited`, `failed:<class>`, `receipts_delivered`, `receipts_clicked`).
 pub fn cert_meta(cert: u64) -> String {
     format!("pg:{{c:{cert}}}:meta")
 }
@@ -117,6 +124,7 @@ mod tests {
     fn keys_of_one_user_or_node_share_a_hash_tag() {
         assert_eq!(user("alice"), "pg:{u:alice}");
         assert_eq!(user_last("alice"), "pg:{u:alice}:last");
+        assert_eq!(user_badge("alice"), "pg:{u:alice}:badge");
         assert_eq!(node_inbox("gw-2#7"), "pg:{n:gw-2#7}:in");
         assert_eq!(node_meta("gw-2#7"), "pg:{n:gw-2#7}:meta");
         let t = token("regid-123");

@@ -21,6 +21,7 @@ pub mod node;
 pub mod owner;
 pub mod reaper;
 pub mod scripts;
+pub mod shared;
 
 use crate::config::{ClusterConfig, OnUnreplicated};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -312,6 +313,20 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+
+    /// Runs a pipeline of reads or unconfirmed writes on the shared connection; every command
+    /// must touch the same hash tag (cluster pipelines are single-slot).
+    pub async fn run_pipe<T: FromRedisValue>(
+        &self,
+        p: &redis::Pipeline,
+    ) -> Result<T, ClusterError> {
+        let mut conn = self.conn();
+        let r = p.query_async(&mut conn).await;
+        if let Err(e) = &r {
+            self.recover(e).await;
+        }
+        self.count_err(r)
     }
 
     /// Runs a read or an unconfirmed write on the shared connection.

@@ -24,6 +24,7 @@ use crate::gateway::{
     SessionAction, SessionEvent,
 };
 use crate::push::dispatch::PushQueue;
+use crate::push::outcomes::LastNotification;
 use crate::push::{DeviceOutcome, Message, Outcome, PushJob, RecipientResult};
 use crate::registry::remote::{BoxFut, RemoteDirectory};
 use crate::registry::{ConnId, Route, SkipReason};
@@ -47,6 +48,18 @@ const CERT_LOG_EVERY: Duration = Duration::from_millis(500);
 const OWNERLESS_POLLS: u32 = 3;
 /// Queue entries one read takes at most.
 const READ_COUNT: usize = 64;
+/// How often health changes, figures and last outcomes are shared.
+const SHARED_EVERY: Duration = Duration::from_millis(500);
+/// How long a certificate view waits for the cluster's figures.
+const FIGURES_WAIT: Duration = Duration::from_millis(1_000);
+/// Devices whose last outcome may wait for Redis (about 300 bytes each).
+const OUTCOMES_QUEUED: usize = 65_536;
+/// Users whose last outcomes are written concurrently.
+const OUTCOME_WRITES: usize = 64;
+/// Invalid tokens waiting to be unbound.
+const INVALID_TOKENS_QUEUED: usize = 65_536;
+/// Attempts after the first to unbind one invalid token (Redis failing over).
+const UNBIND_TRIES: u32 = 10;
 
 /// This node in the cluster.
 pub struct ClusterNode {
@@ -75,6 +88,16 @@ pub struct ClusterNode {
     /// This node's WebSocket sessions: connection → (user, device, login generation), to
     /// re-assert them under a new incarnation after a fence (§6).
     sessions: Mutex<HashMap<ConnId, (String, String, u64)>>,
+    /// Last outcomes of this node's senders not yet written to `pg:{u:<user>}:last`, the latest
+    /// per device.
+    outcomes_out: Mutex<HashMap<(String, String), LastNotification>>,
+    /// Tokens a vendor named invalid, to unbind in the shared directory.
+    invalid_tokens: tokio::sync::mpsc::Sender<String>,
+    /// The health change count (`CertEntry::health_gen`) last published per certificate.
+    health_published: Mutex<HashMap<CertificateId, u64>>,
+    /// One flush of this node's certificate figures at a time (a figure added twice would be
+    /// counted twice).
+    figures: tokio::sync::Mutex<()>,
 }
 
 /// A cluster failure as the API shows it: the caller's mistakes keep their codes, the store's
@@ -111,6 +134,7 @@ impl ClusterNode {
         );
         let name = cfg.node_name.clone().unwrap_or_else(host_name);
         let lease = NodeLease::register(&cluster, &name).await?;
+        let (invalid_tokens, invalid_rx) = tokio::sync::mpsc::channel(INVALID_TOKENS_QUEUED);
         let node = Arc::new_cyclic(|this| ClusterNode {
             this: this.clone(),
             cluster,
@@ -125,6 +149,10 @@ impl ClusterNode {
             ownerless: Mutex::new(HashMap::new()),
             held: Mutex::new(Held::default()),
             sessions: Mutex::new(HashMap::new()),
+            outcomes_out: Mutex::new(HashMap::new()),
+            invalid_tokens,
+            health_published: Mutex::new(HashMap::new()),
+            figures: tokio::sync::Mutex::new(()),
         });
         let _ = node.gateway.set(Arc::downgrade(gw));
         if let Err(e) = node.refresh_view().await {
@@ -134,14 +162,38 @@ impl ClusterNode {
         gw.attach_remote(node.clone());
         // A notification the local senders finish finishes its queue entry.
         let weak = Arc::downgrade(&node);
+        // Its outcome goes to Redis for diagnosis on any node.
         gw.outcomes().observe(Box::new(move |user, device, n| {
             if let Some(node) = weak.upgrade() {
                 node.held
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .finished(n.certificate_id, n.message_id, user, device);
+                let mut out = node.outcomes_out.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded while Redis does not answer: a device already waiting keeps only its
+                // latest; beyond the bound a new device's outcome is not shared (counted).
+                if out.len() < OUTCOMES_QUEUED || out.contains_key(&(user.into(), device.into())) {
+                    out.insert((user.to_string(), device.to_string()), n.clone());
+                } else {
+                    node.cluster
+                        .stats
+                        .errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }));
+        let weak = Arc::downgrade(&node);
+        gw.outcomes().on_invalid_token(Box::new(move |token| {
+            if let Some(node) = weak.upgrade() {
+                if node.invalid_tokens.try_send(token.to_string()).is_err() {
+                    tracing::warn!(
+                        "too many invalid tokens waiting to be unbound; one is left bound"
+                    );
+                }
+            }
+        }));
+        gw.apns_badges()
+            .share(Arc::new(super::shared::RedisBadges(node.cluster.clone())));
         tracing::info!(node = %node.me(), "joined the cluster");
         if let Some(ms) = cfg.cert_poll_max_ms {
             tracing::warn!(
@@ -155,6 +207,8 @@ impl ClusterNode {
         actix_rt::spawn(node.clone().inbox_loop());
         actix_rt::spawn(node.clone().certificate_log_loop(log_at));
         actix_rt::spawn(node.clone().owner_loop());
+        actix_rt::spawn(node.clone().shared_state_loop());
+        actix_rt::spawn(node.clone().unbind_loop(invalid_rx));
         Ok(node)
     }
 
@@ -181,10 +235,23 @@ impl ClusterNode {
         }
         let mut certs: Vec<Certificate> = certs.into_values().collect();
         certs.sort_by_key(|c| c.id);
+        let ids: Vec<CertificateId> = certs.iter().map(|c| c.id).collect();
         for c in certs {
             gw.certificate_changed_elsewhere(c);
         }
+        self.read_health(gw, &ids).await?;
         Ok(at)
+    }
+
+    /// Shows the health the owners of `ids` published.
+    async fn read_health(&self, gw: &Gateway, ids: &[CertificateId]) -> Result<(), ClusterError> {
+        for id in ids {
+            let h = self.cluster.cert_health(*id).await?;
+            if let Ok(e) = gw.certificate(*id) {
+                e.set_shared_health(h.broken, h.paused_until);
+            }
+        }
+        Ok(())
     }
 
     /// Tails `pg:certs:log`: changes made on any node reach this node's book (§7.8).
@@ -202,8 +269,13 @@ impl ClusterNode {
                                 gw.certificate_deleted_elsewhere(e.cert().id);
                             }
                         }
+                        let ids: Vec<CertificateId> = certs.keys().copied().collect();
                         for c in certs.into_values() {
                             gw.certificate_changed_elsewhere(c);
+                        }
+                        if let Err(e) = self.read_health(&gw, &ids).await {
+                            tracing::debug!(error = %e, "reading certificate health failed");
+                            continue;
                         }
                         at = next;
                         failing = false;
@@ -225,6 +297,12 @@ impl ClusterNode {
                                 }
                             },
                             CertChange::Delete(id) => gw.certificate_deleted_elsewhere(id),
+                            CertChange::Health(id) => {
+                                if let Err(e) = self.read_health(&gw, &[id]).await {
+                                    tracing::warn!(error = %e, "reading a certificate's health failed");
+                                    failing = true;
+                                }
+                            }
                         }
                     }
                     at = next;
@@ -232,6 +310,138 @@ impl ClusterNode {
                 Err(e) => {
                     tracing::warn!(error = %e, "reading certificate changes failed");
                     failing = true;
+                }
+            }
+        }
+    }
+
+    /// What this node learned and every node shows (`cluster::shared`), every
+    /// [`SHARED_EVERY`]: health changes of its certificates published, its new figures added to
+    /// the totals, its senders' last outcomes written.
+    async fn shared_state_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SHARED_EVERY).await;
+            let Some(gw) = self.gw() else { return };
+            for e in gw.certificates() {
+                let id = e.cert().id;
+                let gen = e.health_gen();
+                let published = *self
+                    .health_published
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(id)
+                    .or_insert(0);
+                if gen == published {
+                    continue;
+                }
+                let (broken, paused_until) = e.health_marks();
+                let health = super::shared::SharedHealth {
+                    broken,
+                    paused_until,
+                };
+                match self.cluster.publish_health(id, &health).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            certificate = id,
+                            broken = health.broken.is_some(),
+                            paused_until,
+                            "certificate health published"
+                        );
+                        self.health_published
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, gen);
+                    }
+                    Err(e) => {
+                        tracing::warn!(certificate = id, error = %e, "publishing certificate health failed")
+                    }
+                }
+            }
+            let pending: Vec<_> = gw
+                .certificates()
+                .into_iter()
+                .filter(|e| !e.stats.unflushed().is_zero())
+                .collect();
+            if !pending.is_empty() {
+                self.flush_figures(&pending).await;
+            }
+            self.write_outcomes().await;
+        }
+    }
+
+    /// Adds this node's new figures of `entries` to Redis's totals and reads them back.
+    async fn flush_figures(&self, entries: &[Arc<crate::certs::CertEntry>]) {
+        let _one = self.figures.lock().await;
+        let runs = entries.iter().map(|e| async move {
+            let id = e.cert().id;
+            let added = e.stats.unflushed();
+            match self.cluster.cert_figures(id, &added).await {
+                Ok(totals) => e.stats.flushed(&added, totals),
+                Err(err) => {
+                    tracing::debug!(certificate = id, error = %err, "certificate figures not flushed")
+                }
+            }
+        });
+        futures_util::future::join_all(runs).await;
+    }
+
+    /// Writes the outcomes waiting in `outcomes_out`, one request per user; those that fail
+    /// wait for the next round unless a newer one came meanwhile.
+    async fn write_outcomes(&self) {
+        let waiting =
+            std::mem::take(&mut *self.outcomes_out.lock().unwrap_or_else(|e| e.into_inner()));
+        if waiting.is_empty() {
+            return;
+        }
+        let mut by_user: HashMap<String, Vec<(String, LastNotification)>> = HashMap::new();
+        for ((user, device), n) in waiting {
+            by_user.entry(user).or_default().push((device, n));
+        }
+        use futures_util::StreamExt;
+        let failed: Vec<(String, Vec<(String, LastNotification)>)> =
+            futures_util::stream::iter(by_user.into_iter().map(|(user, outcomes)| async move {
+                match self.cluster.record_outcomes(&user, &outcomes).await {
+                    Ok(()) => None,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "last outcomes not written; retried");
+                        Some((user, outcomes))
+                    }
+                }
+            }))
+            .buffer_unordered(OUTCOME_WRITES)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        let mut out = self.outcomes_out.lock().unwrap_or_else(|e| e.into_inner());
+        for (user, outcomes) in failed {
+            for (device, n) in outcomes {
+                out.entry((user.clone(), device)).or_insert(n);
+            }
+        }
+    }
+
+    /// Unbinds, in the shared directory, the tokens this node's senders learned are invalid
+    /// (§7.7): the holder's record first, then the index entry if its owner is unchanged.
+    async fn unbind_loop(self: Arc<Self>, mut tokens: tokio::sync::mpsc::Receiver<String>) {
+        while let Some(token) = tokens.recv().await {
+            let Some(gw) = self.gw() else { return };
+            let mut tries = 0;
+            loop {
+                match self.cluster.unbind_token(&token).await {
+                    Ok(Some(_)) => {
+                        gw.metrics().tokens_unbound.inc();
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) if tries < UNBIND_TRIES => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "unbinding an invalid token failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an invalid token could not be unbound; it stays bound until the next bad answer");
+                        break;
+                    }
                 }
             }
         }
@@ -1603,6 +1813,44 @@ impl RemoteDirectory for ClusterNode {
                 .iter()
                 .map(|(id, d)| (d.to_device(id, Some(&me)), d.node.clone()))
                 .collect())
+        })
+    }
+
+    fn last_notifications<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFut<'a, HashMap<String, LastNotification>> {
+        Box::pin(async move {
+            self.cluster.last_outcomes(user).await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "last outcomes unreadable for diagnosis");
+                HashMap::new()
+            })
+        })
+    }
+
+    fn refresh_certificate_figures<'a>(
+        &'a self,
+        entries: &'a [Arc<crate::certs::CertEntry>],
+    ) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            // Only reads: cut short (Redis slow or down), it changes nothing, and the view
+            // shows the totals read last.
+            let read = async {
+                let _one = self.figures.lock().await;
+                let runs = entries.iter().map(|e| async move {
+                    let id = e.cert().id;
+                    match self.cluster.cert_figures(id, &Default::default()).await {
+                        Ok(totals) => e.stats.read_cluster(totals),
+                        Err(err) => {
+                            tracing::debug!(certificate = id, error = %err, "certificate figures unread")
+                        }
+                    }
+                });
+                futures_util::future::join_all(runs).await;
+            };
+            if tokio::time::timeout(FIGURES_WAIT, read).await.is_err() {
+                tracing::debug!("certificate figures not read in time; the last ones shown");
+            }
         })
     }
 

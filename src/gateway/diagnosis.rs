@@ -56,7 +56,15 @@ fn check(check: &'static str, ok: Option<bool>, detail: impl Into<String>) -> Ch
     }
 }
 
-fn device_diagnosis(g: &Gateway, user: &str, d: &Device, node: Option<&str>) -> DeviceDiagnosis {
+/// `shared_last`: cluster mode, the device's last notification as its certificate's owner
+/// recorded it in Redis (the owner may be another node).
+fn device_diagnosis(
+    g: &Gateway,
+    user: &str,
+    d: &Device,
+    node: Option<&str>,
+    shared_last: Option<&LastNotification>,
+) -> DeviceDiagnosis {
     let now = now_secs();
     let state = d.state().effective(now, g.registry.retention());
     let mut checks = Vec::new();
@@ -169,10 +177,15 @@ fn device_diagnosis(g: &Gateway, user: &str, d: &Device, node: Option<&str>) -> 
     checks.push(check("device_state", Some(state_ok), state_detail));
     // 5. last notification
     // The details while kept; afterwards how it ended and when, from the device's record.
-    let last = g
-        .outcomes
-        .get(user, &d.id)
-        .or_else(|| LastNotification::from_device(d));
+    // In cluster mode this node's own record may be older than the owner's (the certificate
+    // moved): the later one counts.
+    let local = g.outcomes.get(user, &d.id);
+    let last = match (local, shared_last) {
+        (Some(l), Some(s)) if s.at > l.at => Some(s.clone()),
+        (Some(l), _) => Some(l),
+        (None, Some(s)) => Some(s.clone()),
+        (None, None) => LastNotification::from_device(d),
+    };
     checks.push(match &last {
         None => check(
             "last_notification",
@@ -257,7 +270,7 @@ impl Gateway {
             .registry
             .devices(user)
             .iter()
-            .map(|d| device_diagnosis(self, user, d, None))
+            .map(|d| device_diagnosis(self, user, d, None, None))
             .collect();
         diagnose(user, devices)
     }
@@ -271,11 +284,11 @@ impl Gateway {
         let Some(remote) = self.remote() else {
             return Ok(self.diagnose(user));
         };
-        let devices = remote
-            .user_records(user)
-            .await?
+        let (records, last) =
+            futures_util::join!(remote.user_records(user), remote.last_notifications(user));
+        let devices = records?
             .iter()
-            .map(|(d, node)| device_diagnosis(self, user, d, node.as_deref()))
+            .map(|(d, node)| device_diagnosis(self, user, d, node.as_deref(), last.get(&*d.id)))
             .collect();
         Ok(diagnose(user, devices))
     }

@@ -175,6 +175,19 @@ impl Gateway {
         }
     }
 
+    /// Cluster mode: the certificates' figures of every node together, read now (the console
+    /// shows them); nothing to do in embedded mode.
+    pub async fn refresh_certificate_figures(&self, entries: &[Arc<crate::certs::CertEntry>]) {
+        if let Some(r) = self.remote() {
+            r.refresh_certificate_figures(entries).await;
+        }
+    }
+
+    /// Each iOS device's APNs badge count (cluster mode keeps it in Redis).
+    pub(crate) fn apns_badges(&self) -> &Arc<crate::providers::apns::Badges> {
+        &self.apns_badges
+    }
+
     /// The last result per device; cluster mode observes it to finish its queue entries.
     pub(crate) fn outcomes(&self) -> &Arc<Outcomes> {
         &self.outcomes

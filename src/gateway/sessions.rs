@@ -60,24 +60,28 @@ impl Gateway {
     /// An iPhone or iPad's APNs badge count: set to the unread count when the app goes to the
     /// background, started over when it is in use again or the device leaves
     /// (`providers::apns::badge`).
-    fn note_badge(&self, ev: &SessionEvent) {
+    /// In cluster mode the count is in Redis: the write to await comes back.
+    fn note_badge(
+        &self,
+        ev: &SessionEvent,
+    ) -> Option<crate::registry::remote::BoxFut<'static, ()>> {
         use crate::providers::apns::BadgeEvent;
         if !matches!(ev.platform, Platform::IPhone | Platform::IPad) {
-            return;
+            return None;
         }
         let event = match ev.action {
             SessionAction::Background => match ev.unread {
                 Some(unread) => BadgeEvent::Background(unread),
-                None => return,
+                None => return None,
             },
             SessionAction::Login
             | SessionAction::Foreground
             | SessionAction::Logout
             | SessionAction::Kicked => BadgeEvent::Reset,
             // Killed or offline: the badge keeps counting.
-            SessionAction::Disconnect => return,
+            SessionAction::Disconnect => return None,
         };
-        self.apns_badges.session(&ev.user, &ev.device, event);
+        self.apns_badges.session_shared(&ev.user, &ev.device, event)
     }
 
     /// Applies session events in order; each has its own result. Durable changes are on disk
@@ -101,7 +105,12 @@ impl Gateway {
                     let r = match check_id("user", &ev.user)
                         .and_then(|_| check_id("device", &ev.device))
                     {
-                        Ok(()) => remote.session_event(self, ev, None).await,
+                        Ok(()) => {
+                            if let Some(badge) = self.note_badge(ev) {
+                                badge.await;
+                            }
+                            remote.session_event(self, ev, None).await
+                        }
                         Err(e) => Err(id_error(e)),
                     };
                     out.push((
@@ -181,7 +190,10 @@ impl Gateway {
         if let Err(e) = check_id("user", &ev.user).and_then(|_| check_id("device", &ev.device)) {
             return (Err(id_error(e)), None);
         }
-        self.note_badge(ev);
+        if let Some(badge) = self.note_badge(ev) {
+            // Cluster mode, a WebSocket session's event: written in the background.
+            actix_rt::spawn(badge);
+        }
         if let (Some(remote), Some(conn)) = (self.remote(), conn) {
             // Cluster mode: the change is made in the background; the ticket says when it is
             // acknowledged (the state in the answer is not known before).

@@ -211,6 +211,9 @@ impl<V: Clone> Recent<V> {
 /// Told of every notification's final outcome (cluster mode finishes its queue entries).
 pub type OutcomeObserver = Box<dyn Fn(&str, &str, &LastNotification) + Send + Sync>;
 
+/// Told of each token a vendor named invalid (cluster mode unbinds it in Redis).
+pub type InvalidTokenHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Last results and receipts per (user, device).
 pub struct Outcomes {
     /// Where each device's last class and time are kept for good (its registry record);
@@ -220,6 +223,9 @@ pub struct Outcomes {
     receipts: Recent<ReceiptsSeen>,
     /// Unset in embedded mode.
     observer: std::sync::OnceLock<OutcomeObserver>,
+    /// Cluster mode: told of each token a vendor named invalid (unbound in the shared
+    /// directory); unset in embedded mode.
+    invalid_tokens: std::sync::OnceLock<InvalidTokenHook>,
 }
 
 impl Default for Outcomes {
@@ -229,6 +235,7 @@ impl Default for Outcomes {
             last: Recent::new(RECENT_KEPT),
             receipts: Recent::new(RECENT_KEPT),
             observer: std::sync::OnceLock::new(),
+            invalid_tokens: std::sync::OnceLock::new(),
         }
     }
 }
@@ -251,6 +258,19 @@ impl Outcomes {
         }
         self.last
             .update((user.clone(), device.clone()), |v| *v = Some(n));
+    }
+
+    /// Registers who unbinds the tokens vendors name invalid outside this process (cluster
+    /// mode); only the first registration counts.
+    pub fn on_invalid_token(&self, f: InvalidTokenHook) {
+        let _ = self.invalid_tokens.set(f);
+    }
+
+    /// A vendor named `token` invalid: tells the registered hook, if any.
+    pub fn token_invalid(&self, token: &str) {
+        if let Some(f) = self.invalid_tokens.get() {
+            f(token);
+        }
     }
 
     /// Registers the observer of final outcomes; only the first registration counts.

@@ -136,4 +136,24 @@ pub trait RemoteDirectory: Send + Sync {
         msg: Arc<Message>,
         already_pushed: bool,
     );
+
+    /// The last notification of each of `user`'s devices as its certificate's owner recorded
+    /// it, whichever node that was (diagnosis). Best effort: empty when it cannot be read.
+    fn last_notifications<'a>(
+        &'a self,
+        _user: &'a str,
+    ) -> BoxFut<'a, std::collections::HashMap<String, crate::push::outcomes::LastNotification>>
+    {
+        Box::pin(async { std::collections::HashMap::new() })
+    }
+
+    /// Brings the certificates' figures up to every node's together (the console's view):
+    /// this node's new ones added, the totals read. Best effort: on failure the last totals
+    /// read stay shown.
+    fn refresh_certificate_figures<'a>(
+        &'a self,
+        _entries: &'a [Arc<crate::certs::CertEntry>],
+    ) -> BoxFut<'a, ()> {
+        Box::pin(async {})
+    }
 }

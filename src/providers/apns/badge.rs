@@ -5,18 +5,41 @@
 //! the app last went to the background, the base forgotten when the app is in use again (login,
 //! foreground) or the device leaves (logout, kick), so the next push after that counts from 0.
 //!
-//! The count is this node's: in cluster mode a device whose session events reach another node
-//! counts from its last background event seen here (a badge is cosmetic; the app sets its own
-//! when opened).
+//! In cluster mode the count lives in Redis ([`SharedBadges`], `pg:{u:<user>}:badge`): session
+//! events reach any node and the certificate's owner may change, and the count goes on from
+//! where it was. If Redis cannot answer, this node's own count is used for that notification (a
+//! badge is cosmetic; the app sets its own when opened).
 
 use compact_str::CompactString;
 use dashmap::DashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Badge counts kept outside this process (cluster mode), one per (user, device).
+pub trait SharedBadges: Send + Sync {
+    /// Sets the count (`Some`) or forgets it (`None`: the next push counts from 0).
+    fn set<'a>(
+        &'a self,
+        user: &'a str,
+        device: &'a str,
+        count: Option<u32>,
+    ) -> BoxFut<'a, Result<(), String>>;
+    /// Adds one and returns the new count.
+    fn next<'a>(&'a self, user: &'a str, device: &'a str) -> BoxFut<'a, Result<u32, String>>;
+    /// The count so far, at least 1 (see [`Badges::current`]).
+    fn current<'a>(&'a self, user: &'a str, device: &'a str) -> BoxFut<'a, Result<u32, String>>;
+}
 
 /// Badge counts keyed by (user, device); an entry only for an iOS device that went to the
 /// background or was pushed to since it was last in use.
 #[derive(Default)]
 pub struct Badges {
     counts: DashMap<(CompactString, CompactString), u32>,
+    /// Cluster mode: where the counts really are.
+    shared: OnceLock<Arc<dyn SharedBadges>>,
 }
 
 /// What a session event does to a device's badge count.
@@ -29,6 +52,60 @@ pub enum BadgeEvent {
 }
 
 impl Badges {
+    /// Keeps the counts in `shared` from now on (cluster mode, at start). Only the first call
+    /// counts.
+    pub fn share(&self, shared: Arc<dyn SharedBadges>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// `session`, and in cluster mode the write of the shared count to await (this node's
+    /// count is changed at once either way).
+    pub fn session_shared(
+        &self,
+        user: &str,
+        device: &str,
+        event: BadgeEvent,
+    ) -> Option<BoxFut<'static, ()>> {
+        self.session(user, device, event);
+        let shared = self.shared.get()?.clone();
+        let (user, device) = (user.to_string(), device.to_string());
+        let count = match event {
+            BadgeEvent::Background(n) => Some(n),
+            BadgeEvent::Reset => None,
+        };
+        Some(Box::pin(async move {
+            if let Err(e) = shared.set(&user, &device, count).await {
+                tracing::debug!(error = %e, "the shared badge count was not written");
+            }
+        }))
+    }
+
+    /// [`Badges::next`] in the shared count when there is one.
+    pub async fn next_counted(&self, user: &CompactString, device: &CompactString) -> u32 {
+        if let Some(shared) = self.shared.get() {
+            match shared.next(user, device).await {
+                Ok(n) => return n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared badge count unreadable; this node's used")
+                }
+            }
+        }
+        self.next(user, device)
+    }
+
+    /// [`Badges::current`] in the shared count when there is one.
+    pub async fn current_counted(&self, user: &CompactString, device: &CompactString) -> u32 {
+        if let Some(shared) = self.shared.get() {
+            match shared.current(user, device).await {
+                Ok(n) => return n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared badge count unreadable; this node's used")
+                }
+            }
+        }
+        self.current(user, device)
+    }
+
     pub fn session(&self, user: &str, device: &str, event: BadgeEvent) {
         let key = (CompactString::from(user), CompactString::from(device));
         match event {

@@ -161,13 +161,13 @@ impl PushService for Apns {
         // The message id as collapse id: a resend of one message replaces itself.
         let collapse = job.message.id.to_string();
         // Counted once per notification: a retry shows the count without adding to it.
-        let badge = content.counts_badge.then(|| {
-            if job.attempt == 0 {
-                self.badges.next(&job.user, &job.device)
-            } else {
-                self.badges.current(&job.user, &job.device)
-            }
-        });
+        let badge = if !content.counts_badge {
+            None
+        } else if job.attempt == 0 {
+            Some(self.badges.next_counted(&job.user, &job.device).await)
+        } else {
+            Some(self.badges.current_counted(&job.user, &job.device).await)
+        };
         let reply = self
             .client
             .send(

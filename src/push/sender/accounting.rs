@@ -201,6 +201,8 @@ impl Accounting {
 
     /// Unbinds a token the vendor named invalid; the device keeps its state, without a token.
     fn unbind(&self, token: &str) {
+        // Cluster mode: the shared directory holds the token, not this node's registry.
+        self.ctx.outcomes.token_invalid(token);
         let mut journal = StoreJournal::new(&self.ctx.store);
         if self
             .ctx
