@@ -142,7 +142,10 @@ pub async fn upgrade(
         return refuse_ticket(&req, body, &e);
     }
 
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    // actix-ws answers the handshake and reads the client's frames; its `Session` is not used:
+    // frames go out through our own response body (`OutboundBody`), which holds nothing while
+    // the connection is idle.
+    let (response, _session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_request("not_a_websocket", format!("cannot upgrade: {e}")))?;
     let stream = stream
         .max_frame_size(MAX_WIRE_FRAME_BYTES)
@@ -204,7 +207,11 @@ pub async fn upgrade(
         device: p.device,
         client_ip,
     };
-    let out = OutboundQueue::start(session, capacity, config.sessions.max_outbound_bytes);
+    let (out, out_body) = OutboundQueue::new(capacity, config.sessions.max_outbound_bytes);
+    let (response, ws_body) = response.into_parts();
+    let response = response
+        .set_body(out_body.keeping(ws_body))
+        .map_into_boxed_body();
     ctx.add_stream(stream);
     ctx.run(SessionActor::new(gw, conn, who, out));
     Ok(response)
