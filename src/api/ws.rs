@@ -142,11 +142,12 @@ pub async fn upgrade(
         return refuse_ticket(&req, body, &e);
     }
 
-    // actix-ws answers the handshake and reads the client's frames; its `Session` is not used:
-    // frames go out through our own response body (`OutboundBody`), which holds nothing while
-    // the connection is idle.
-    let (response, _session, stream) = actix_ws::handle(&req, body)
+    // actix-http answers the handshake and actix-ws reads the client's frames; frames go out
+    // through our own response body (`OutboundBody`), which holds nothing while the connection
+    // is idle, instead of actix-ws's `Session` and its channel.
+    let mut handshake = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::bad_request("not_a_websocket", format!("cannot upgrade: {e}")))?;
+    let stream = actix_ws::MessageStream::new(body.into_inner());
     let stream = stream
         .max_frame_size(MAX_WIRE_FRAME_BYTES)
         .aggregate_continuations()
@@ -208,10 +209,7 @@ pub async fn upgrade(
         client_ip,
     };
     let (out, out_body) = OutboundQueue::new(capacity, config.sessions.max_outbound_bytes);
-    let (response, ws_body) = response.into_parts();
-    let response = response
-        .set_body(out_body.keeping(ws_body))
-        .map_into_boxed_body();
+    let response = HttpResponse::from(handshake.body(out_body)).map_into_boxed_body();
     ctx.add_stream(stream);
     ctx.run(SessionActor::new(gw, conn, who, out));
     Ok(response)

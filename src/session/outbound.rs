@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 
 use actix_codec::Encoder;
 use actix_http::ws::{Codec, Message};
-use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::body::{BodySize, MessageBody};
 use actix_ws::CloseReason;
 use bytes::{Bytes, BytesMut};
 
@@ -153,7 +153,6 @@ impl OutboundQueue {
         let body = OutboundBody {
             shared: shared.clone(),
             codec: Codec::new(),
-            keep: None,
         };
         let queue = OutboundQueue {
             shared,
@@ -219,17 +218,6 @@ impl OutboundQueue {
 pub struct OutboundBody {
     shared: Arc<Shared>,
     codec: Codec,
-    /// actix-ws's own response body, never polled: dropping it is what tells actix-ws's
-    /// `MessageStream` that the connection is gone, so it lives exactly as long as this body.
-    keep: Option<BoxBody>,
-}
-
-impl OutboundBody {
-    /// Holds `body` until this body is dropped.
-    pub fn keeping(mut self, body: BoxBody) -> Self {
-        self.keep = Some(body);
-        self
-    }
 }
 
 impl MessageBody for OutboundBody {
