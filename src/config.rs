@@ -131,8 +131,8 @@ pub struct SessionConfig {
     /// Frames queued for one connection before a slow reader is disconnected.
     pub outbound_queue: usize,
     /// Bytes of frames queued for one connection before a slow reader is disconnected (the
-    /// frame count alone lets 256 large messages hold megabytes). The kernel's socket buffers
-    /// and actix-ws's 32-message channel come on top.
+    /// frame count alone lets 256 large messages hold megabytes). The connection's 32 KiB write
+    /// buffer and the kernel's socket buffers come on top.
     pub max_outbound_bytes: usize,
     /// State-change webhooks queued before new ones are dropped (and counted).
     pub webhook_queue: usize,

@@ -17,6 +17,9 @@ import encoding from 'k6/encoding';
 import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 
+// The runner reads the scenario's figures from the summary file this writes (SUMMARY_OUT).
+export { handleSummary } from './lib.js';
+
 const BASE = __ENV.BASE || 'http://127.0.0.1:8080';
 const WS_BASE = BASE.replace(/^http/, 'ws');
 const SDKAPPID = __ENV.SDKAPPID || '1400000000';

@@ -142,8 +142,12 @@ pub async fn upgrade(
         return refuse_ticket(&req, body, &e);
     }
 
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    // actix-http answers the handshake and actix-ws reads the client's frames; frames go out
+    // through our own response body (`OutboundBody`), which holds nothing while the connection
+    // is idle, instead of actix-ws's `Session` and its channel.
+    let mut handshake = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::bad_request("not_a_websocket", format!("cannot upgrade: {e}")))?;
+    let stream = actix_ws::MessageStream::new(body.into_inner());
     let stream = stream
         .max_frame_size(MAX_WIRE_FRAME_BYTES)
         .aggregate_continuations()
@@ -204,7 +208,8 @@ pub async fn upgrade(
         device: p.device,
         client_ip,
     };
-    let out = OutboundQueue::start(session, capacity, config.sessions.max_outbound_bytes);
+    let (out, out_body) = OutboundQueue::new(capacity, config.sessions.max_outbound_bytes);
+    let response = HttpResponse::from(handshake.body(out_body)).map_into_boxed_body();
     ctx.add_stream(stream);
     ctx.run(SessionActor::new(gw, conn, who, out));
     Ok(response)

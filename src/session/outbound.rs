@@ -1,18 +1,39 @@
-//! The writing half of a WebSocket session: a task that owns a clone of the actix-ws `Session`
-//! and writes what the `SessionActor` queues, so that the actor never waits on a socket.
+//! The writing half of a WebSocket session: a queue the `SessionActor` fills without waiting,
+//! and the response body ([`OutboundBody`]) that actix-http's dispatcher polls for the bytes to
+//! write. The body encodes the queued frames with actix-http's WebSocket codec when the
+//! dispatcher asks for more, so there is no writer task and no channel: an idle connection
+//! holds an empty `VecDeque` (which owns no allocation) behind one small shared lock, and the
+//! dispatcher's waker (loadtest/README.md, "Memory per live WebSocket connection").
 //!
 //! The queue is bounded twice: by items (`sessions.outbound_queue`) and by bytes
-//! (`sessions.max_outbound_bytes`, the frames queued and not yet handed to actix-ws). When
+//! (`sessions.max_outbound_bytes`, the frames queued and not yet encoded into the body). When
 //! either is full the client is not reading and the actor ends the session
-//! (`OutboundQueue::push` tells it so at once). On top of the bytes counted here, a connection
-//! holds at most actix-ws's own 32-message channel and the kernel's socket buffers.
+//! (`OutboundQueue::push` tells it so at once). The dispatcher asks the body for more only while
+//! its write buffer holds less than 32 KiB, so on top of the bytes counted here a connection
+//! holds at most that buffer, one poll's worth of encoded frames ([`MAX_BYTES_PER_POLL`]) and
+//! the kernel's socket buffers.
 
-use actix_ws::{CloseReason, Session};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use actix_codec::Encoder;
+use actix_http::ws::{Codec, Message};
+use actix_web::body::{BodySize, MessageBody};
+use actix_ws::CloseReason;
+use bytes::{Bytes, BytesMut};
 
 use super::frame::Encoded;
+
+/// Control frames carry at most 125 bytes of payload (RFC 6455 §5.5); a close frame's reason
+/// comes after its 2-byte code.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
+
+/// Encoded bytes handed to the dispatcher per poll of the body, about its write buffer's size:
+/// a long queue is written in pieces instead of being copied out of the byte bound at once.
+pub const MAX_BYTES_PER_POLL: usize = 32 * 1024;
 
 /// One thing to write.
 #[derive(Debug)]
@@ -21,8 +42,8 @@ pub enum Outbound {
     /// A WebSocket ping (heartbeat).
     Ping,
     /// A WebSocket pong answering the client's ping.
-    Pong(bytes::Bytes),
-    /// The last item: a close frame, after which the writer stops.
+    Pong(Bytes),
+    /// The last item: a close frame, after which the body ends.
     Close(Option<CloseReason>),
 }
 
@@ -31,20 +52,8 @@ pub enum Outbound {
 pub enum QueueError {
     /// The client is not reading fast enough.
     Full,
-    /// The writer has stopped (the socket is gone).
+    /// The body has ended (closed, aborted) or the connection is gone.
     Gone,
-}
-
-/// The actor's end of the writer.
-pub struct OutboundQueue {
-    tx: mpsc::Sender<Outbound>,
-    /// Stops the writer at once, even mid-write (a client that does not read would otherwise
-    /// keep it waiting on the socket forever).
-    abort: Arc<Notify>,
-    /// Bytes of frames queued and not yet written, shared with the writer.
-    queued_bytes: Arc<AtomicUsize>,
-    /// The most bytes `queued_bytes` may reach (a frame larger than this still goes alone).
-    max_bytes: usize,
 }
 
 impl Outbound {
@@ -57,105 +66,349 @@ impl Outbound {
             Outbound::Ping | Outbound::Close(_) => 0,
         }
     }
+
+    fn into_message(self) -> Message {
+        match self {
+            Outbound::Frame(Encoded::Text(s)) => Message::Text(s.into()),
+            Outbound::Frame(Encoded::Binary(b)) => Message::Binary(b.into()),
+            Outbound::Ping => Message::Ping(Bytes::new()),
+            Outbound::Pong(mut p) => {
+                p.truncate(MAX_CONTROL_PAYLOAD);
+                Message::Pong(p)
+            }
+            Outbound::Close(mut reason) => {
+                if let Some(d) = reason.as_mut().and_then(|r| r.description.as_mut()) {
+                    truncate_at_char(d, MAX_CLOSE_REASON);
+                }
+                Message::Close(reason)
+            }
+        }
+    }
+}
+
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// What the actor and the body share.
+#[derive(Default)]
+struct State {
+    items: VecDeque<Outbound>,
+    /// Bytes of `items`.
+    bytes: usize,
+    /// The dispatcher waiting for the next item.
+    waker: Option<Waker>,
+    /// No more items: the close frame was queued, the writer was aborted, or the body is gone.
+    ended: bool,
+    /// Drop what is queued and end the body at its next poll.
+    aborted: bool,
+}
+
+impl State {
+    /// Gives back the queue's allocation once it is empty, so that an idle connection holds
+    /// none (the next push allocates again).
+    fn release_if_empty(&mut self) {
+        if self.items.is_empty() && self.items.capacity() > 0 {
+            self.items = VecDeque::new();
+        }
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared(Mutex<State>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; a poisoned one still holds a consistent queue.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The actor's end of the queue.
+pub struct OutboundQueue {
+    shared: Arc<Shared>,
+    /// The most items queued at once.
+    max_items: usize,
+    /// The most bytes queued at once (a frame larger than this still goes alone).
+    max_bytes: usize,
 }
 
 impl OutboundQueue {
-    /// Starts the writer task on the current arbiter, with room for `capacity` items and
-    /// `max_bytes` bytes.
-    pub fn start(session: Session, capacity: usize, max_bytes: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let abort = Arc::new(Notify::new());
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
-        actix_rt::spawn(write(session, rx, abort.clone(), queued_bytes.clone()));
-        OutboundQueue {
-            tx,
-            abort,
-            queued_bytes,
+    /// A queue of at most `max_items` items and `max_bytes` bytes, and the response body that
+    /// writes it.
+    pub fn new(max_items: usize, max_bytes: usize) -> (OutboundQueue, OutboundBody) {
+        let shared = Arc::new(Shared::default());
+        let body = OutboundBody {
+            shared: shared.clone(),
+            codec: Codec::new(),
+        };
+        let queue = OutboundQueue {
+            shared,
+            max_items: max_items.max(1),
             max_bytes,
-        }
+        };
+        (queue, body)
     }
 
     /// Queues `item` without waiting; `Full` when either the items or the bytes would go over
     /// their bound.
     pub fn push(&self, item: Outbound) -> Result<(), QueueError> {
+        let mut st = self.shared.lock();
+        if st.ended {
+            return Err(QueueError::Gone);
+        }
         let size = item.size();
-        // Only the actor pushes, so the check and the add cannot race with another push; the
-        // writer only subtracts.
-        let queued = self.queued_bytes.load(Ordering::Acquire);
-        if size > 0 && queued > 0 && queued + size > self.max_bytes {
+        if st.items.len() >= self.max_items
+            || (size > 0 && st.bytes > 0 && st.bytes + size > self.max_bytes)
+        {
             return Err(QueueError::Full);
         }
-        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        self.tx.try_send(item).map_err(|e| {
-            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-            match e {
-                mpsc::error::TrySendError::Full(_) => QueueError::Full,
-                mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
-            }
-        })
+        if matches!(item, Outbound::Close(_)) {
+            st.ended = true;
+        }
+        st.bytes += size;
+        st.items.push_back(item);
+        st.wake();
+        Ok(())
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet handed to the connection.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Acquire)
+        self.shared.lock().bytes
     }
 
-    /// Queues a close frame; when the queue is full (or the writer stuck), gives up on an orderly
-    /// close and stops the writer, which drops its handle on the socket.
+    /// Items the queue has room for without allocating: 0 while nothing waits to be written.
+    pub fn allocated_items(&self) -> usize {
+        self.shared.lock().items.capacity()
+    }
+
+    /// Queues a close frame, after which the body ends; when the queue is full, gives up on an
+    /// orderly close and aborts.
     pub fn close(&self, reason: Option<CloseReason>) {
-        if self.push(Outbound::Close(reason)).is_err() {
+        if self.push(Outbound::Close(reason)) == Err(QueueError::Full) {
             self.abort();
         }
     }
 
-    /// Stops the writer now; queued items are dropped.
+    /// Drops what is queued and ends the body (which closes the connection) at its next poll.
     pub fn abort(&self) {
-        // A stored permit: the writer sees it even if it is not waiting right now.
-        self.abort.notify_one();
+        let mut st = self.shared.lock();
+        st.ended = true;
+        st.aborted = true;
+        st.items.clear();
+        st.bytes = 0;
+        st.release_if_empty();
+        st.wake();
     }
 }
 
-async fn write(
-    mut session: Session,
-    mut rx: mpsc::Receiver<Outbound>,
-    abort: Arc<Notify>,
-    queued_bytes: Arc<AtomicUsize>,
-) {
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = abort.notified() => return,
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => return,
-            },
-        };
-        let size = item.size();
-        let written = match item {
-            Outbound::Frame(Encoded::Text(s)) => write_or_abort(session.text(s), &abort).await,
-            Outbound::Frame(Encoded::Binary(b)) => write_or_abort(session.binary(b), &abort).await,
-            Outbound::Ping => write_or_abort(session.ping(b""), &abort).await,
-            Outbound::Pong(p) => write_or_abort(session.pong(&p), &abort).await,
-            Outbound::Close(reason) => {
-                let _ = write_or_abort(session.close(reason), &abort).await;
-                return;
+/// The WebSocket response body: the queued frames, encoded when the dispatcher asks.
+pub struct OutboundBody {
+    shared: Arc<Shared>,
+    codec: Codec,
+}
+
+impl MessageBody for OutboundBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let mut st = this.shared.lock();
+        if st.aborted {
+            return Poll::Ready(None);
+        }
+        if st.items.is_empty() {
+            if st.ended {
+                return Poll::Ready(None);
             }
+            if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        let mut buf = BytesMut::new();
+        while buf.len() < MAX_BYTES_PER_POLL {
+            let Some(item) = st.items.pop_front() else {
+                break;
+            };
+            st.bytes -= item.size();
+            // Encoding a server frame fails only for a close reason over the control-frame
+            // limit, which `into_message` has cut; should it fail anyway, the frame is dropped
+            // (its message stays unacked and goes to push when the session ends).
+            if let Err(e) = this.codec.encode(item.into_message(), &mut buf) {
+                tracing::warn!(error = %e, "websocket frame not encoded");
+            }
+        }
+        st.release_if_empty();
+        Poll::Ready(Some(Ok(buf.freeze())))
+    }
+}
+
+impl Drop for OutboundBody {
+    fn drop(&mut self) {
+        // The connection is gone: nothing queued can be written any more.
+        let mut st = self.shared.lock();
+        st.ended = true;
+        st.items.clear();
+        st.bytes = 0;
+        st.release_if_empty();
+        st.waker = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_codec::Decoder;
+    use actix_http::ws::Frame;
+
+    fn poll(body: &mut OutboundBody) -> Poll<Option<Bytes>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(body)
+            .poll_next(&mut cx)
+            .map(|o| o.map(|r| r.unwrap_or_else(|e| match e {})))
+    }
+
+    fn frames(mut bytes: BytesMut) -> Vec<Frame> {
+        let mut codec = Codec::new().client_mode();
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut bytes).expect("valid frame") {
+            out.push(f);
+        }
+        assert!(bytes.is_empty());
+        out
+    }
+
+    fn text(s: &str) -> Outbound {
+        Outbound::Frame(Encoded::Text(s.to_owned()))
+    }
+
+    #[test]
+    fn an_idle_queue_holds_no_buffer_before_or_after_writing() {
+        let (q, mut body) = OutboundQueue::new(16, 1 << 20);
+        assert_eq!(q.allocated_items(), 0);
+        assert!(poll(&mut body).is_pending());
+        q.push(text("a")).unwrap();
+        q.push(text("b")).unwrap();
+        assert!(q.allocated_items() >= 2);
+        let Poll::Ready(Some(bytes)) = poll(&mut body) else {
+            panic!("frames expected")
         };
-        queued_bytes.fetch_sub(size, Ordering::AcqRel);
-        if !written {
-            return;
+        let got = frames(BytesMut::from(&bytes[..]));
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0], Frame::Text(t) if &t[..] == b"a"));
+        assert!(matches!(&got[1], Frame::Text(t) if &t[..] == b"b"));
+        assert_eq!(
+            q.allocated_items(),
+            0,
+            "drained: the allocation is given back"
+        );
+        assert_eq!(q.queued_bytes(), 0);
+        assert!(poll(&mut body).is_pending());
+    }
+
+    #[test]
+    fn the_byte_bound_refuses_a_frame_that_would_exceed_it_but_a_big_one_goes_alone() {
+        let (q, mut body) = OutboundQueue::new(100, 10);
+        q.push(text(&"x".repeat(30))).unwrap();
+        assert_eq!(q.push(text("y")), Err(QueueError::Full));
+        assert_eq!(q.queued_bytes(), 30);
+        // Control frames without payload still go.
+        q.push(Outbound::Ping).unwrap();
+        let _ = poll(&mut body);
+        assert_eq!(q.queued_bytes(), 0);
+        q.push(text("y")).unwrap();
+    }
+
+    #[test]
+    fn the_item_bound_refuses_the_item_over_it() {
+        let (q, _body) = OutboundQueue::new(2, 1 << 20);
+        q.push(Outbound::Ping).unwrap();
+        q.push(Outbound::Ping).unwrap();
+        assert_eq!(q.push(Outbound::Ping), Err(QueueError::Full));
+    }
+
+    #[test]
+    fn a_long_queue_is_written_in_pieces_in_order() {
+        let (q, mut body) = OutboundQueue::new(1000, 1 << 20);
+        for i in 0..100 {
+            q.push(text(&format!("{i:04}{}", "x".repeat(1000))))
+                .unwrap();
+        }
+        let mut all = BytesMut::new();
+        let mut polls = 0;
+        while let Poll::Ready(Some(b)) = poll(&mut body) {
+            assert!(b.len() < MAX_BYTES_PER_POLL + 1100);
+            all.extend_from_slice(&b);
+            polls += 1;
+        }
+        assert!(polls > 1);
+        let got = frames(all);
+        assert_eq!(got.len(), 100);
+        for (i, f) in got.iter().enumerate() {
+            let Frame::Text(t) = f else { panic!("text") };
+            assert!(t.starts_with(format!("{i:04}").as_bytes()));
         }
     }
-}
 
-/// Runs one write unless the writer is aborted first; true when it succeeded.
-async fn write_or_abort<F>(write: F, abort: &Notify) -> bool
-where
-    F: std::future::Future<Output = Result<(), actix_ws::Closed>>,
-{
-    tokio::select! {
-        biased;
-        _ = abort.notified() => false,
-        r = write => r.is_ok(),
+    #[test]
+    fn close_is_the_last_frame_and_ends_the_body() {
+        let (q, mut body) = OutboundQueue::new(16, 1 << 20);
+        q.push(text("bye")).unwrap();
+        q.close(Some(CloseReason {
+            code: actix_ws::CloseCode::Away,
+            description: Some("é".repeat(100)),
+        }));
+        assert_eq!(q.push(text("late")), Err(QueueError::Gone));
+        let Poll::Ready(Some(bytes)) = poll(&mut body) else {
+            panic!("frames expected")
+        };
+        let got = frames(BytesMut::from(&bytes[..]));
+        assert_eq!(got.len(), 2);
+        let Frame::Close(Some(reason)) = &got[1] else {
+            panic!("close frame expected")
+        };
+        assert_eq!(reason.code, actix_ws::CloseCode::Away);
+        assert_eq!(reason.description.as_deref(), Some("é".repeat(61).as_str()));
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn abort_drops_the_queue_and_ends_the_body_at_once() {
+        let (q, mut body) = OutboundQueue::new(16, 1 << 20);
+        q.push(text("never written")).unwrap();
+        q.abort();
+        assert_eq!(q.queued_bytes(), 0);
+        assert_eq!(q.allocated_items(), 0);
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+        assert_eq!(q.push(text("late")), Err(QueueError::Gone));
+    }
+
+    #[test]
+    fn a_dropped_body_makes_the_queue_gone() {
+        let (q, body) = OutboundQueue::new(16, 1 << 20);
+        q.push(text("queued")).unwrap();
+        drop(body);
+        assert_eq!(q.push(text("late")), Err(QueueError::Gone));
+        assert_eq!(q.allocated_items(), 0);
     }
 }
