@@ -196,10 +196,7 @@ impl Accounting {
         let total: u64 = finished.iter().sum();
         if total > 0 {
             self.queued.fetch_sub(total as usize, Ordering::AcqRel);
-            for ((class, n), counter) in DeliveryClass::ALL
-                .iter()
-                .zip(finished)
-                .zip(&self.counters)
+            for ((class, n), counter) in DeliveryClass::ALL.iter().zip(finished).zip(&self.counters)
             {
                 if n > 0 {
                     self.entry.stats.count(*class, n);
