@@ -744,6 +744,7 @@ impl ClusterNode {
                             device: CompactString::from(j.device.as_str()),
                             message: msg.clone(),
                             attempt: 0,
+                            journal: None,
                         })
                         .map_err(|_| SkipReason::QueueFull),
                 };

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::certs::CertHealth;
+use crate::store::JournalPlace;
 
 impl Gateway {
     /// Moves expired `PushOnline` devices to `Offline` and persists them.
@@ -78,12 +79,14 @@ impl Gateway {
     }
 
     /// Queues again the notifications the last process accepted and did not finish (its
-    /// journal), and the outbox an older version's shutdown left. A journaled one keeps its
-    /// entry until it finishes; one whose certificate is gone (or whose queue is full) is
-    /// counted `dropped` and taken out.
+    /// journal), and the outbox an older version's shutdown left. One journaled in a share
+    /// keeps its place until it finishes; one an older version journaled one record each, or
+    /// left in its outbox, is journaled again as a share and its old record removed once that
+    /// is on disk. One whose certificate is gone (or whose queue is full) is counted `dropped`
+    /// and taken out.
     pub async fn resend_journaled(
         &self,
-        accepted: Vec<(Box<[u8]>, crate::push::outbox::OutboxEntry)>,
+        accepted: Vec<crate::push::outbox::Journaled>,
         outbox: Vec<(u64, crate::push::outbox::OutboxEntry)>,
     ) {
         let n = accepted.len() + outbox.len();
@@ -91,32 +94,44 @@ impl Gateway {
             return;
         }
         let mut removals = Vec::new();
+        let mut dropped_slots = Vec::new();
         let mut dropped = 0u64;
         let journaled = {
             let mut batch = self.senders.batch();
             let entries = accepted
                 .into_iter()
-                .map(|(key, e)| (StoreOp::DeleteAccepted(key), e))
+                .map(|(place, e)| match place {
+                    JournalPlace::Share(slot) => (Err(slot), e),
+                    JournalPlace::Legacy(key) => (Ok(StoreOp::DeleteAccepted(key)), e),
+                })
                 .chain(
                     outbox
                         .into_iter()
-                        .map(|(key, e)| (StoreOp::DeleteOutbox(key), e)),
+                        .map(|(key, e)| (Ok(StoreOp::DeleteOutbox(key)), e)),
                 );
-            for (removal, entry) in entries {
-                let legacy = matches!(removal, StoreOp::DeleteOutbox(_));
-                match batch.add(entry.into_job()) {
-                    // Journaled again under the same key when flushed.
-                    Ok(()) if !legacy => {}
-                    Ok(()) => removals.push(removal),
-                    Err(e) => {
+            // `Ok`: an old record, removed once the notification is journaled again;
+            // `Err`: a slot in a share, kept.
+            for (old, entry) in entries {
+                let mut job = entry.into_job();
+                job.journal = old.as_ref().err().copied();
+                match (batch.add(job), old) {
+                    (Ok(()), Err(_)) => {}
+                    (Ok(()), Ok(removal)) => removals.push(removal),
+                    (Err(e), old) => {
                         dropped += 1;
-                        removals.push(removal);
+                        match old {
+                            Ok(removal) => removals.push(removal),
+                            Err(slot) => dropped_slots.push(slot),
+                        }
                         tracing::warn!(error = %e, "a journaled notification could not be queued");
                     }
                 }
             }
             batch.journaled()
         };
+        if !dropped_slots.is_empty() {
+            removals.push(StoreOp::Finished(dropped_slots));
+        }
         // Its certificate was deleted, or its queue is full: counted, never silent.
         self.metrics
             .outbox
@@ -131,7 +146,9 @@ impl Gateway {
             "sending what the last process left unsent"
         );
         if let Err(e) = journaled.wait().await {
+            // Their old records stay, so the next start sends them again.
             tracing::error!(error = %e, "journaling the resent notifications failed");
+            return;
         }
         if let Err(e) = self.store.commit(removals).await {
             tracing::error!(error = %e, "clearing the resent outbox failed (it will be sent again)");
@@ -160,7 +177,7 @@ impl Gateway {
         };
         tracing::info!(
             devices = devices.len(),
-            finished = unsynced.finished.len(),
+            finished = unsynced.finished.len() + unsynced.finished_slots.len(),
             "writing again what the store refused while it could not write"
         );
         let mut tickets = Vec::new();
@@ -177,11 +194,14 @@ impl Gateway {
                 }
             }
         }
-        let finished = unsynced
+        let mut finished: Vec<StoreOp> = unsynced
             .finished
             .into_iter()
             .map(StoreOp::DeleteAccepted)
             .collect();
+        if !unsynced.finished_slots.is_empty() {
+            finished.push(StoreOp::Finished(unsynced.finished_slots));
+        }
         let removed = self.store.commit(finished).await;
         let rewritten = crate::store::CommitTicket::join(tickets).wait().await;
         if let Err(e) = removed.and(rewritten) {

@@ -297,6 +297,7 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
             device: device.clone(),
             message: msg.clone(),
             attempt: 0,
+            journal: None,
         };
         let queued = self.queue.borrow_mut().add(job);
         match queued {

@@ -26,4 +26,7 @@ pub struct PushJob {
     pub message: Arc<Message>,
     /// Attempts already made (transient failures retry).
     pub attempt: u32,
+    /// Where the notification is journaled until its final outcome (embedded mode; set when
+    /// it is handed to its sender).
+    pub journal: Option<crate::store::JournalSlot>,
 }

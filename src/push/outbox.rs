@@ -66,6 +66,7 @@ impl OutboxEntry {
                 accepted_at: Instant::now(),
             }),
             attempt: 0,
+            journal: None,
         }
     }
 }
@@ -200,7 +201,7 @@ const SHARE_V1: u8 = 1;
 /// then each notification's user, device and token (each u32 BE length + bytes), in index
 /// order. `None` when the message has no notification (never queued by dispatch) or `jobs`
 /// is empty. Every job must carry the same message and certificate.
-pub fn encode_share(jobs: &[&PushJob]) -> Option<Vec<u8>> {
+pub fn encode_share(jobs: &[PushJob]) -> Option<Vec<u8>> {
     let first = jobs.first()?;
     let m = &first.message;
     let content = m.push.as_ref().ok()?;
@@ -233,11 +234,11 @@ pub fn encode_share(jobs: &[&PushJob]) -> Option<Vec<u8>> {
     Some(v)
 }
 
-/// A journaled notification: its journal key and the notification.
-pub type Journaled = (Box<[u8]>, OutboxEntry);
+/// A journaled notification: where it is journaled, and the notification.
+pub type Journaled = (crate::store::JournalPlace, OutboxEntry);
 
-/// A share record read back: its notifications in index order, each with its journal key.
-pub fn decode_share(value: &[u8]) -> Result<Vec<Journaled>, String> {
+/// A share record read back: its notifications in index order.
+pub fn decode_share(value: &[u8]) -> Result<Vec<OutboxEntry>, String> {
     struct Reader<'a>(&'a [u8]);
     impl<'a> Reader<'a> {
         fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
@@ -283,22 +284,19 @@ pub fn decode_share(value: &[u8]) -> Result<Vec<Journaled>, String> {
         let user = r.text("a user")?;
         let device = r.text("a device")?;
         let token = r.text("a token")?;
-        out.push((
-            accepted_key_of(message_id, user, device),
-            OutboxEntry {
-                cert,
-                token: token.to_string(),
-                user: user.to_string(),
-                device: device.to_string(),
-                message_id,
-                from: m.from.clone(),
-                text: m.text.clone(),
-                title: m.title.clone(),
-                desc: m.desc.clone(),
-                ext: m.ext.clone(),
-                content: m.content.clone(),
-            },
-        ));
+        out.push(OutboxEntry {
+            cert,
+            token: token.to_string(),
+            user: user.to_string(),
+            device: device.to_string(),
+            message_id,
+            from: m.from.clone(),
+            text: m.text.clone(),
+            title: m.title.clone(),
+            desc: m.desc.clone(),
+            ext: m.ext.clone(),
+            content: m.content.clone(),
+        });
     }
     if !r.0.is_empty() {
         return Err(format!("{} trailing bytes", r.0.len()));
@@ -354,6 +352,7 @@ mod tests {
             device: "d1".into(),
             message: message.clone(),
             attempt: 3,
+            journal: None,
         }
     }
 
@@ -397,12 +396,10 @@ mod tests {
             job(&message, "alice", "tok\\en-1"),
             job(&message, "bob", "token-2"),
         ];
-        let refs: Vec<&PushJob> = jobs.iter().collect();
-        let record = encode_share(&refs).expect("a notification");
+        let record = encode_share(&jobs).expect("a notification");
         let back = decode_share(&record).expect("decodes");
         assert_eq!(back.len(), 2);
-        for ((key, entry), j) in back.iter().zip(&jobs) {
-            assert_eq!(*key, accepted_key(j));
+        for (entry, j) in back.iter().zip(&jobs) {
             assert_eq!(Some(entry.clone()), OutboxEntry::of(j));
         }
         for cut in [0, 1, 20, record.len() - 1] {

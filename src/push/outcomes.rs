@@ -12,11 +12,11 @@ use crate::domain::receipt::ReceiptKind;
 use crate::providers::DeliveryClass;
 use crate::registry::{Device, Registry};
 use compact_str::CompactString;
+use hashbrown::HashTable;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 /// How many devices' result details (and, separately, receipts) are kept at most: a few tens
@@ -77,60 +77,27 @@ pub struct ReceiptsSeen {
     pub invalid_token_at: Option<u64>,
 }
 
-type Key = (CompactString, CompactString);
-
-/// A key with its hash, computed once per write with the shards' keyed `RandomState` (so the
-/// maps are as safe from chosen user names as a std map): choosing the shard, looking in both
-/// generations and inserting do not hash the two strings again (four hashes per notification
-/// were most of the cost of a write, measured in the vendor drain's profile).
-struct Hashed {
+/// One device's value in [`Recent`], with its key and the key's hash (computed once per write
+/// with the map's keyed `RandomState`, so the map is as safe from chosen user names as a std
+/// map; choosing the shard, looking in both generations and inserting do not hash the two
+/// strings again).
+struct Slot<V> {
     hash: u64,
-    key: Key,
+    user: CompactString,
+    device: CompactString,
+    /// `None` only while an update runs.
+    value: Option<V>,
 }
 
-impl PartialEq for Hashed {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.key == other.key
-    }
-}
-
-impl Eq for Hashed {}
-
-impl Hash for Hashed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes a [`Hashed`] key's hash through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `Hashed`; anything else still gets a usable hash.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Generation<V> = HashMap<Hashed, V, BuildHasherDefault<PassThrough>>;
+type Generation<V> = HashTable<Slot<V>>;
 
 /// Shards of [`Recent`]: writers are the certificates' senders and the receipt handler.
 const SHARDS: usize = 16;
 
 /// A map that keeps the most recently written keys: writes go to the current generation; a
-/// full current generation becomes the previous one, and the older previous one is dropped.
-/// So between `kept / 2` and `kept` keys, O(1) per write, no per-entry bookkeeping.
+/// full current generation becomes the previous one, and the older previous one is dropped
+/// (handed to the map's `evicted` first). So between `kept / 2` and `kept` keys, O(1) per
+/// write, no per-entry bookkeeping.
 struct Recent<V> {
     shards: Box<[Mutex<Generations<V>>]>,
     hasher: RandomState,
@@ -143,14 +110,14 @@ struct Generations<V> {
     previous: Generation<V>,
 }
 
-impl<V: Clone> Recent<V> {
+impl<V> Recent<V> {
     fn new(kept: usize) -> Self {
         Recent {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Generations {
-                        current: Generation::default(),
-                        previous: Generation::default(),
+                        current: Generation::new(),
+                        previous: Generation::new(),
                     })
                 })
                 .collect(),
@@ -159,40 +126,71 @@ impl<V: Clone> Recent<V> {
         }
     }
 
-    fn hashed(&self, key: Key) -> Hashed {
-        Hashed {
-            hash: self.hasher.hash_one(&key),
-            key,
-        }
+    fn hash(&self, user: &str, device: &str) -> u64 {
+        self.hasher.hash_one((user, device))
     }
 
-    fn shard(&self, key: &Hashed) -> std::sync::MutexGuard<'_, Generations<V>> {
-        // Bits the maps inside do not use for their buckets (low) nor their tags (top 7).
-        let i = (key.hash >> 32) as usize % SHARDS;
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Generations<V>> {
+        // Bits the tables inside do not use for their buckets (low) nor their tags (top 7).
+        let i = (hash >> 32) as usize % SHARDS;
         // A poisoned lock only means a writer panicked; the maps are still usable.
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, key: &Key) -> Option<V> {
-        let key = self.hashed(key.clone());
-        let g = self.shard(&key);
+    fn get<R>(&self, user: &str, device: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
+        let hash = self.hash(user, device);
+        let g = self.shard(hash);
+        let is = |s: &Slot<V>| s.user == user && s.device == device;
         g.current
-            .get(&key)
-            .or_else(|| g.previous.get(&key))
-            .cloned()
+            .find(hash, is)
+            .or_else(|| g.previous.find(hash, is))
+            .and_then(|s| s.value.as_ref())
+            .map(f)
     }
 
-    /// `f` on the value of `key` (`None` when not kept), storing what it leaves as the newest.
-    fn update<R>(&self, key: Key, f: impl FnOnce(&mut Option<V>) -> R) -> R {
-        let key = self.hashed(key);
-        let mut g = self.shard(&key);
-        let mut v = g.current.remove(&key).or_else(|| g.previous.remove(&key));
-        let r = f(&mut v);
-        if let Some(v) = v {
-            if g.current.len() >= self.per_generation {
-                g.previous = std::mem::take(&mut g.current);
+    /// `f` on the value of `user`'s `device` (`None` when not kept), storing what it leaves
+    /// as the newest. A generation dropped to make room goes to `evicted` first, under the
+    /// shard's lock (so a reader never finds a key in neither place).
+    fn update<R>(
+        &self,
+        user: &CompactString,
+        device: &CompactString,
+        f: impl FnOnce(&mut Option<V>) -> R,
+        evicted: impl FnOnce(Generation<V>),
+    ) -> R {
+        let hash = self.hash(user, device);
+        let mut g = self.shard(hash);
+        let is = |s: &Slot<V>| s.user == *user && s.device == *device;
+        // Written again while in the current generation (a device pushed to often): in place.
+        if let Some(s) = g.current.find_mut(hash, is) {
+            let r = f(&mut s.value);
+            if s.value.is_none() {
+                if let Ok(e) = g.current.find_entry(hash, is) {
+                    e.remove();
+                }
             }
-            g.current.insert(key, v);
+            return r;
+        }
+        let mut value = match g.previous.find_entry(hash, is) {
+            Ok(e) => e.remove().0.value,
+            Err(_) => None,
+        };
+        let r = f(&mut value);
+        if value.is_some() {
+            if g.current.len() >= self.per_generation {
+                let full = std::mem::take(&mut g.current);
+                evicted(std::mem::replace(&mut g.previous, full));
+            }
+            g.current.insert_unique(
+                hash,
+                Slot {
+                    hash,
+                    user: user.clone(),
+                    device: device.clone(),
+                    value,
+                },
+                |s| s.hash,
+            );
         }
         r
     }
@@ -249,15 +247,28 @@ impl Outcomes {
         }
     }
 
+    /// Notes the last result of `user`'s `device`. The device's registry record gets the
+    /// result's class and time only when the details leave the recent map (diagnosis reads
+    /// the details while they are kept): a write of the user table per notification was a
+    /// tenth of a vendor drain's CPU, and a device pushed to again meanwhile is written once.
     pub fn record(&self, user: &CompactString, device: &CompactString, n: LastNotification) {
         if let Some(o) = self.observer.get() {
             o(user, device, &n);
         }
-        if let Some(r) = &self.registry {
-            r.note_push_result(user, device, n.class, n.at / 1000);
-        }
-        self.last
-            .update((user.clone(), device.clone()), |v| *v = Some(n));
+        self.last.update(
+            user,
+            device,
+            |v| *v = Some(n),
+            |gone| {
+                if let Some(r) = &self.registry {
+                    for s in gone {
+                        if let Some(n) = &s.value {
+                            r.note_push_result(&s.user, &s.device, n.class, n.at / 1000);
+                        }
+                    }
+                }
+            },
+        );
     }
 
     /// Registers who unbinds the tokens vendors name invalid outside this process (cluster
@@ -280,8 +291,7 @@ impl Outcomes {
 
     /// The last result with its details, while they are kept.
     pub fn get(&self, user: &str, device: &str) -> Option<LastNotification> {
-        self.last
-            .get(&(CompactString::from(user), CompactString::from(device)))
+        self.last.get(user, device, LastNotification::clone)
     }
 
     /// How many devices' details are kept now (at most [`RECENT_KEPT`]).
@@ -302,8 +312,10 @@ impl Outcomes {
         msg_id: Option<&str>,
         at_ms: u64,
     ) -> bool {
-        self.receipts
-            .update((user.clone(), device.clone()), |slot| {
+        self.receipts.update(
+            user,
+            device,
+            |slot| {
                 let seen = slot.get_or_insert_with(ReceiptsSeen::default);
                 if kind == ReceiptKind::InvalidToken {
                     seen.invalid_token_at = Some(at_ms);
@@ -324,12 +336,13 @@ impl Outcomes {
                 let new = slot.is_none();
                 *slot = Some(at_ms);
                 new
-            })
+            },
+            drop,
+        )
     }
 
     pub fn receipts(&self, user: &str, device: &str) -> Option<ReceiptsSeen> {
-        self.receipts
-            .get(&(CompactString::from(user), CompactString::from(device)))
+        self.receipts.get(user, device, ReceiptsSeen::clone)
     }
 }
 

@@ -1,14 +1,13 @@
 //! The embedded default store: fjall (an LSM tree) under the data dir.
 
 use super::StoreFault;
-use super::{Snapshot, Store, StoreError, StoreOp};
+use super::{JournalPlace, JournalSlot, Snapshot, Store, StoreError, StoreOp};
 use crate::domain::Certificate;
-use crate::push::PushJob;
 use crate::registry::DeviceRecord;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 /// The open engine: fjall and its keyspaces.
 struct Engine {
@@ -21,7 +20,7 @@ struct Engine {
     /// Notifications older versions' shutdown left unsent (key BE → entry); read, then emptied.
     outbox: Keyspace,
     /// Notifications accepted and not finished, one record each (message id BE, user \0
-    /// device → entry): written by earlier versions; read, and emptied as they finish.
+    /// device → entry): written by earlier versions; read, journaled again as shares, emptied.
     accepted: Keyspace,
     /// Notifications accepted and not finished, a share at a time ([`ShareBook`]).
     shares: Keyspace,
@@ -32,19 +31,13 @@ struct Engine {
 /// removals one write per vendor reply instead of one per notification. The exact
 /// per-notification journal stays: which notifications of a share finished is kept in a
 /// progress record beside it (a bitmap, rewritten in the group of each removal), so a start
-/// sends again exactly the unfinished ones. The book is the writer's memory of the live shares,
-/// built from the disk at start; only the writer thread uses it.
+/// sends again exactly the unfinished ones. Each notification carries its share id and index
+/// ([`crate::store::JournalSlot`]), so a removal is a bit set, found without a key. The book is
+/// the writer's memory of the live shares, built from the disk at start; only the writer
+/// thread uses it.
 #[derive(Default)]
 struct ShareBook {
-    /// Journal key of a notification ([`crate::push::outbox::accepted_key`]) → its share and
-    /// index in it.
-    live: HashMap<Box<[u8]>, (u64, u32)>,
     shares: HashMap<u64, ShareState>,
-    /// Keys of notifications in the older one-record-each keyspace: journaled again as a
-    /// share, they leave it in the same write.
-    legacy: std::collections::HashSet<Box<[u8]>>,
-    /// The next share id (one past the highest on disk at start).
-    next_id: u64,
     /// The book may differ from the disk (not read yet, or a write failed after the book
     /// changed): rebuilt from the disk before the next write.
     stale: bool,
@@ -271,6 +264,28 @@ impl Store for FjallStore {
         Ok(())
     }
 
+    fn first_free_share_id(&self) -> u64 {
+        let last = self.with_engine(|e| match e.shares.last_key_value() {
+            None => Ok(0),
+            Some(g) => {
+                let k = g.key().map_err(engine)?;
+                k.get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| corrupt(&k, "shorter than a share id"))
+            }
+        });
+        match last {
+            Ok(id) => id + 1,
+            Err(e) => {
+                // Unreadable: ids from the clock are far above any counted from 1, so none on
+                // disk is reused.
+                tracing::error!(error = %e, "the last share id could not be read");
+                crate::domain::now_millis() << 20
+            }
+        }
+    }
+
     fn close(&self) {
         drop(
             self.engine
@@ -281,7 +296,7 @@ impl Store for FjallStore {
     }
 }
 
-/// The live shares on disk: the book, and each unfinished notification with its journal key.
+/// The live shares on disk: the book, and each unfinished notification with its place.
 fn read_shares(e: &Engine) -> Result<(ShareBook, Vec<crate::push::outbox::Journaled>), StoreError> {
     let mut records = Vec::new();
     let mut progress: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -316,28 +331,21 @@ fn read_shares(e: &Engine) -> Result<(ShareBook, Vec<crate::push::outbox::Journa
             }
             state.progress_on_disk = true;
         }
-        for (i, (key, entry)) in (0u32..).zip(entries) {
-            if state.is_done(i) {
+        for (index, entry) in (0u32..).zip(entries) {
+            if state.is_done(index) {
                 state.left -= 1;
             } else {
-                book.live.insert(key.clone(), (id, i));
-                unfinished.push((key, entry));
+                unfinished.push((JournalPlace::Share(JournalSlot { share: id, index }), entry));
             }
         }
         book.shares.insert(id, state);
-        book.next_id = book.next_id.max(id + 1);
     }
     Ok((book, unfinished))
 }
 
-/// The book as the disk has it: the live shares, and the keys of older one-record-each entries.
+/// The book as the disk has it: the live shares.
 fn read_book(e: &Engine) -> Result<ShareBook, StoreError> {
-    let mut book = read_shares(e)?.0;
-    for g in e.accepted.iter() {
-        book.legacy
-            .insert(Box::from(g.key().map_err(engine)?.as_ref()));
-    }
-    Ok(book)
+    Ok(read_shares(e)?.0)
 }
 
 fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
@@ -368,16 +376,14 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
         let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
         snap.outbox.push((u64::from_be_bytes(key), entry));
     }
-    book.legacy.clear();
     for g in e.accepted.iter() {
         let (k, v) = g.into_inner().map_err(engine)?;
         let entry = crate::push::outbox::decode_accepted(&k, &v).map_err(|r| corrupt(&k, r))?;
-        book.legacy.insert(Box::from(k.as_ref()));
-        snap.accepted.push((Box::from(k.as_ref()), entry));
+        snap.accepted
+            .push((JournalPlace::Legacy(Box::from(k.as_ref())), entry));
     }
     let (shares, unfinished) = read_shares(e)?;
-    let legacy = std::mem::take(&mut book.legacy);
-    *book = ShareBook { legacy, ..shares };
+    *book = shares;
     snap.accepted.extend(unfinished);
     if let Some(v) = e.meta.get(NEXT_CERT_ID).map_err(engine)? {
         let bytes: [u8; 8] = v
@@ -389,71 +395,63 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
     Ok(snap)
 }
 
-/// Journals a run of accepted notifications of one message and certificate as one share (the
-/// ones already live — queued again at start — keep their place): the share's id and record,
-/// written at the end of the group unless the share finished within it.
-fn put_share(
+/// Sets the bits of finished notifications in their shares' progress: a share whose last
+/// notification finished leaves the disk (or never reaches it, when it was created in this
+/// group); the others are noted in `progressed`, their progress written once per group.
+fn finish(
     e: &Engine,
     batch: &mut fjall::OwnedWriteBatch,
-    jobs: &[&PushJob],
+    slots: &[JournalSlot],
     book: &mut ShareBook,
-) -> Option<(u64, Vec<u8>)> {
-    let id = book.next_id;
-    let mut fresh: Vec<&PushJob> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let key = crate::push::outbox::accepted_key(job);
-        if book.live.contains_key(&key) {
+    progressed: &mut Vec<u64>,
+) {
+    // A reply's notifications are mostly of one share: it is looked up once per run.
+    let mut i = 0;
+    while i < slots.len() {
+        let id = slots[i].share;
+        let run = slots[i..]
+            .iter()
+            .position(|s| s.share != id)
+            .unwrap_or(slots.len() - i);
+        let indexes = &slots[i..i + run];
+        i += run;
+        // Not live: never journaled, or its write failed (the book was read again since).
+        let Some(share) = book.shares.get_mut(&id) else {
             continue;
-        }
-        if book.legacy.remove(&key) {
-            batch.remove(&e.accepted, key.to_vec());
-        }
-        let Ok(i) = u32::try_from(fresh.len()) else {
-            break;
         };
-        book.live.insert(key, (id, i));
-        fresh.push(job);
-    }
-    if fresh.is_empty() {
-        return None;
-    }
-    let Some(record) = crate::push::outbox::encode_share(&fresh) else {
-        // No notification in the message (never queued by dispatch): nothing to journal.
-        for job in fresh {
-            book.live.remove(&crate::push::outbox::accepted_key(job));
+        for slot in indexes {
+            let n = slot.index;
+            if share.is_done(n) {
+                continue;
+            }
+            let Some(w) = share.done.get_mut(n as usize / 64) else {
+                continue;
+            };
+            *w |= 1 << (n % 64);
+            share.left = share.left.saturating_sub(1);
         }
-        return None;
-    };
-    book.next_id += 1;
-    book.shares.insert(id, ShareState::new(fresh.len() as u32));
-    Some((id, record))
+        if share.left == 0 {
+            if share.on_disk {
+                batch.remove(&e.shares, share_key(id));
+            }
+            if share.progress_on_disk {
+                batch.remove(&e.shares, progress_key(id));
+            }
+            book.shares.remove(&id);
+        } else {
+            progressed.push(id);
+        }
+    }
 }
 
 fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreError> {
     let mut batch = e.db.batch();
     // Shares created in this group, written at its end if they are still live then (a key is
     // never inserted and removed in one batch).
-    let mut created: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut created: Vec<(u64, &[u8])> = Vec::new();
     // Shares with a notification finished in this group: their progress is written once.
     let mut progressed: Vec<u64> = Vec::new();
-    let mut i = 0;
-    while i < ops.len() {
-        let op = &ops[i];
-        i += 1;
-        if let StoreOp::PutAccepted(first) = op {
-            // The run of notifications of the same message to the same certificate (one
-            // dispatch's share, handed over in one change).
-            let mut jobs = vec![first];
-            while let Some(StoreOp::PutAccepted(next)) = ops.get(i) {
-                if next.cert != first.cert || !Arc::ptr_eq(&next.message, &first.message) {
-                    break;
-                }
-                jobs.push(next);
-                i += 1;
-            }
-            created.extend(put_share(e, &mut batch, &jobs, book));
-            continue;
-        }
+    for op in ops {
         match op {
             StoreOp::PutDevice {
                 user,
@@ -474,39 +472,16 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
             StoreOp::NextCertificateId(id) => {
                 batch.insert(&e.meta, NEXT_CERT_ID.to_vec(), id.to_be_bytes().to_vec());
             }
-            StoreOp::PutAccepted(_) => {}
-            StoreOp::DeleteAccepted(key) => match book.live.remove(key) {
-                Some((id, n)) => {
-                    let Some(share) = book.shares.get_mut(&id) else {
-                        continue;
-                    };
-                    if share.is_done(n) {
-                        continue;
-                    }
-                    if let Some(w) = share.done.get_mut(n as usize / 64) {
-                        *w |= 1 << (n % 64);
-                    }
-                    share.left = share.left.saturating_sub(1);
-                    if share.left == 0 {
-                        if share.on_disk {
-                            batch.remove(&e.shares, share_key(id));
-                        }
-                        if share.progress_on_disk {
-                            batch.remove(&e.shares, progress_key(id));
-                        }
-                        book.shares.remove(&id);
-                    } else {
-                        progressed.push(id);
-                    }
+            StoreOp::PutShare { id, len, record } => {
+                if *len > 0 {
+                    book.shares.insert(*id, ShareState::new(*len));
+                    created.push((*id, record));
                 }
-                // One journaled by an older version, or never journaled (its journal write
-                // failed, or it was not journaled at all).
-                None => {
-                    if book.legacy.remove(key) {
-                        batch.remove(&e.accepted, key.to_vec());
-                    }
-                }
-            },
+            }
+            StoreOp::Finished(slots) => finish(e, &mut batch, slots, book, &mut progressed),
+            StoreOp::DeleteAccepted(key) => {
+                batch.remove(&e.accepted, key.to_vec());
+            }
             StoreOp::Probe => {
                 let now = crate::domain::now_millis().to_be_bytes().to_vec();
                 batch.insert(&e.meta, PROBE.to_vec(), now);
@@ -597,7 +572,8 @@ mod share_tests {
     //! exactly what was accepted and not finished, whatever the order of the removals.
     use super::*;
     use crate::domain::message::{Message, PushContent};
-    use crate::push::outbox::accepted_key;
+    use crate::push::PushJob;
+    use std::sync::Arc;
     use std::time::Instant;
 
     fn message(id: u64) -> Arc<Message> {
@@ -631,38 +607,45 @@ mod share_tests {
                 device: "d1".into(),
                 message: m.clone(),
                 attempt: 0,
+                journal: None,
             })
             .collect()
     }
 
-    fn put(j: &[PushJob]) -> Vec<StoreOp> {
-        j.iter().cloned().map(StoreOp::PutAccepted).collect()
+    /// Journals `jobs` as share `id` (as the hand-off to the senders does), noting each
+    /// notification's slot.
+    fn put(jobs: &mut [PushJob], id: u64) -> StoreOp {
+        for (index, j) in (0u32..).zip(jobs.iter_mut()) {
+            j.journal = Some(JournalSlot { share: id, index });
+        }
+        StoreOp::PutShare {
+            id,
+            len: jobs.len() as u32,
+            record: crate::push::outbox::encode_share(jobs).expect("a notification"),
+        }
     }
 
-    fn delete(j: &[PushJob]) -> Vec<StoreOp> {
-        j.iter()
-            .map(|j| StoreOp::DeleteAccepted(accepted_key(j)))
-            .collect()
+    fn finished(j: &[PushJob]) -> StoreOp {
+        StoreOp::Finished(j.iter().filter_map(|j| j.journal).collect())
     }
 
-    /// The users of the notifications a fresh start of the store at `dir` reads back, sorted.
-    fn unfinished(dir: &Path) -> Vec<String> {
+    /// The users of the notifications a fresh start of the store at `dir` reads back with
+    /// their places, sorted by user.
+    fn read_back(dir: &Path) -> Vec<(String, JournalPlace)> {
         let store = FjallStore::open(dir).expect("open");
-        let mut users: Vec<String> = store
+        let mut users: Vec<(String, JournalPlace)> = store
             .load()
             .expect("load")
             .accepted
             .into_iter()
-            .map(|(key, e)| {
-                assert_eq!(
-                    key,
-                    crate::push::outbox::accepted_key_of(e.message_id, &e.user, &e.device)
-                );
-                e.user
-            })
+            .map(|(place, e)| (e.user, place))
             .collect();
-        users.sort();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
         users
+    }
+
+    fn unfinished(dir: &Path) -> Vec<String> {
+        read_back(dir).into_iter().map(|(u, _)| u).collect()
     }
 
     fn names(r: std::ops::Range<usize>) -> Vec<String> {
@@ -677,7 +660,7 @@ mod share_tests {
         let dir = root.path().join("store");
         let (a, b) = (message(1), message(2));
         // Two messages, one of them to two certificates: three shares in one group.
-        let (a1, a2, b1) = (
+        let (mut a1, mut a2, mut b1) = (
             jobs(&a, 1001, 0..100),
             jobs(&a, 1002, 100..110),
             jobs(&b, 1001, 200..203),
@@ -685,37 +668,48 @@ mod share_tests {
         {
             let store = FjallStore::open(&dir).expect("open");
             store.load().expect("load");
-            let mut ops = put(&a1);
-            ops.extend(put(&a2));
-            ops.extend(put(&b1));
+            let first = store.first_free_share_id();
+            let ops = [
+                put(&mut a1, first),
+                put(&mut a2, first + 1),
+                put(&mut b1, first + 2),
+            ];
             store.apply(&ops).expect("put");
             // Finished in two vendor replies (two groups), out of order; b1 entirely.
-            store.apply(&delete(&a1[70..])).expect("first reply");
-            let mut ops = delete(&a1[..5]);
-            ops.extend(delete(&b1));
-            ops.extend(delete(&a2[..1]));
-            store.apply(&ops).expect("second reply");
+            store.apply(&[finished(&a1[70..])]).expect("first reply");
+            let mut mixed: Vec<PushJob> = a1[..5].to_vec();
+            mixed.extend(b1.iter().cloned());
+            mixed.extend(a2[..1].iter().cloned());
+            store.apply(&[finished(&mixed)]).expect("second reply");
         }
         let mut want = names(5..70);
         want.extend(names(101..110));
         want.sort();
         assert_eq!(unfinished(&dir), want);
+        // Each one read back in the slot it was journaled in.
+        let mut slots: Vec<JournalPlace> = read_back(&dir).into_iter().map(|(_, p)| p).collect();
+        let mut journaled: Vec<JournalPlace> = a1[5..70]
+            .iter()
+            .chain(&a2[1..])
+            .filter_map(|j| j.journal.map(JournalPlace::Share))
+            .collect();
+        let order = |p: &JournalPlace| match p {
+            JournalPlace::Share(s) => (s.share, s.index),
+            JournalPlace::Legacy(_) => (0, 0),
+        };
+        slots.sort_by_key(order);
+        journaled.sort_by_key(order);
+        assert_eq!(slots, journaled);
 
-        // Queued again at start (same keys): they keep their place; finishing them empties
-        // the journal, progress records included.
+        // Queued again at start, they keep their slots: finishing them empties the journal,
+        // progress records included; the next share id is above every one used.
         {
             let store = FjallStore::open(&dir).expect("open");
             store.load().expect("load");
-            store.apply(&put(&a1[5..70])).expect("queued again");
-            store.apply(&delete(&a1[5..70])).expect("finished");
-            store.apply(&delete(&a2[1..])).expect("finished");
-            let e = store.engine.read().expect("engine");
-            let e = e.as_ref().expect("open");
-            assert_eq!(
-                e.shares.iter().count(),
-                0,
-                "no share or progress record left"
-            );
+            assert!(store.first_free_share_id() > a2[0].journal.expect("slot").share);
+            store.apply(&[finished(&a1[5..70])]).expect("finished");
+            store.apply(&[finished(&a2[1..])]).expect("finished");
+            assert_eq!(share_records(&store), 0, "no share or progress record left");
         }
         assert!(unfinished(&dir).is_empty());
     }
@@ -730,15 +724,17 @@ mod share_tests {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("store");
         let (a, b) = (message(1), message(2));
-        let (a1, b1) = (jobs(&a, 1001, 0..4), jobs(&b, 1001, 10..14));
+        let (mut a1, mut b1) = (jobs(&a, 1001, 0..4), jobs(&b, 1001, 10..14));
         {
             let store = FjallStore::open(&dir).expect("open");
             store.load().expect("load");
             // a1 is journaled and finished in one group (a fast vendor); b1 half of it.
-            let mut ops = put(&a1);
-            ops.extend(put(&b1));
-            ops.extend(delete(&a1));
-            ops.extend(delete(&b1[..2]));
+            let ops = [
+                put(&mut a1, 1),
+                put(&mut b1, 2),
+                finished(&a1),
+                finished(&b1[..2]),
+            ];
             store.apply(&ops).expect("one group");
             assert_eq!(share_records(&store), 2, "b1's share and its progress only");
         }
@@ -750,16 +746,18 @@ mod share_tests {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("store");
         let (a, b) = (message(1), message(2));
-        let (a1, b1) = (jobs(&a, 1001, 0..3), jobs(&b, 1001, 10..12));
+        let (mut a1, mut b1) = (jobs(&a, 1001, 0..3), jobs(&b, 1001, 10..12));
         {
             let store = FjallStore::open(&dir).expect("open");
-            store.apply(&put(&a1)).expect("put");
+            store.apply(&[put(&mut a1, 1)]).expect("put");
         }
         {
             // No load: the share ids on disk must still not be reused, nor a1 forgotten.
             let store = FjallStore::open(&dir).expect("open");
-            store.apply(&put(&b1)).expect("put");
-            store.apply(&delete(&a1[..1])).expect("finished");
+            let id = store.first_free_share_id();
+            assert_eq!(id, 2);
+            store.apply(&[put(&mut b1, id)]).expect("put");
+            store.apply(&[finished(&a1[..1])]).expect("finished");
         }
         let mut want = names(1..3);
         want.extend(names(10..12));
@@ -768,11 +766,29 @@ mod share_tests {
     }
 
     #[test]
+    fn a_removal_for_a_share_whose_write_failed_finishes_nothing_else() {
+        // A share id is never reused, so a removal that arrives after its share's write failed
+        // (the book is read again from the disk) cannot finish a notification of another share.
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("store");
+        let (a, b) = (message(1), message(2));
+        let (mut a1, mut b1) = (jobs(&a, 1001, 0..3), jobs(&b, 1001, 10..13));
+        let store = FjallStore::open(&dir).expect("open");
+        store.load().expect("load");
+        let lost = put(&mut a1, 5);
+        drop(lost); // never reaches the disk
+        store.apply(&[put(&mut b1, 6)]).expect("put");
+        store.apply(&[finished(&a1)]).expect("finishes nothing");
+        drop(store);
+        assert_eq!(unfinished(&dir), names(10..13));
+    }
+
+    #[test]
     fn a_notification_journaled_one_record_each_by_an_older_version_is_still_sent_and_removed() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("store");
         let m = message(7);
-        let old = jobs(&m, 1001, 0..3);
+        let mut old = jobs(&m, 1001, 0..3);
         {
             let store = FjallStore::open(&dir).expect("open");
             let e = store.engine.read().expect("engine");
@@ -783,12 +799,29 @@ mod share_tests {
                 e.accepted.insert(&*k, v).expect("insert");
             }
         }
-        assert_eq!(unfinished(&dir), names(0..3));
+        let back = read_back(&dir);
+        assert_eq!(back.len(), 3);
+        for ((user, place), j) in back.iter().zip(&old) {
+            assert_eq!(user, &j.user.to_string());
+            assert_eq!(
+                place,
+                &JournalPlace::Legacy(crate::push::outbox::accepted_key(j))
+            );
+        }
         {
             let store = FjallStore::open(&dir).expect("open");
             store.load().expect("load");
-            // Queued again at start: journaled as a share, the old records go in the same write.
-            store.apply(&put(&old)).expect("queued again");
+            // Queued again at start: journaled as a share, then the old records removed.
+            let id = store.first_free_share_id();
+            store.apply(&[put(&mut old, id)]).expect("queued again");
+            let removals: Vec<StoreOp> = back
+                .into_iter()
+                .filter_map(|(_, p)| match p {
+                    JournalPlace::Legacy(k) => Some(StoreOp::DeleteAccepted(k)),
+                    JournalPlace::Share(_) => None,
+                })
+                .collect();
+            store.apply(&removals).expect("old records removed");
             let e = store.engine.read().expect("engine");
             assert_eq!(e.as_ref().expect("open").accepted.iter().count(), 0);
         }
@@ -800,7 +833,7 @@ mod share_tests {
         {
             let store = FjallStore::open(&dir).expect("open");
             store.load().expect("load");
-            store.apply(&delete(&old)).expect("finished");
+            store.apply(&[finished(&old)]).expect("finished");
         }
         assert!(unfinished(&dir).is_empty());
     }

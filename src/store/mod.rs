@@ -14,8 +14,26 @@ pub use writer::{CommitTicket, StoreHandle, StoreHealth, StoreMetrics, StorePerm
 
 use crate::domain::{Certificate, CertificateId};
 use crate::push::outbox::OutboxEntry;
-use crate::push::PushJob;
 use crate::registry::DeviceRecord;
+
+/// Where an accepted notification is journaled: its share and its index in it. Carried with
+/// the notification to its final outcome, so finishing it is a bit set in its share's
+/// progress, with no lookup by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JournalSlot {
+    pub share: u64,
+    pub index: u32,
+}
+
+/// Where a notification read back at start is journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalPlace {
+    /// In a share: finished with [`StoreOp::Finished`].
+    Share(JournalSlot),
+    /// One record each (older versions), under this key: journaled again as a share by the
+    /// start, then removed with [`StoreOp::DeleteAccepted`].
+    Legacy(Box<[u8]>),
+}
 
 /// One durable change.
 #[derive(Debug, Clone)]
@@ -29,10 +47,19 @@ pub enum StoreOp {
     DeleteCertificate(CertificateId),
     /// The next certificate id to hand out (ids are never reused).
     NextCertificateId(CertificateId),
-    /// An accepted notification, journaled until its final outcome (its key is
-    /// [`crate::push::outbox::accepted_key`]); a start sends again what it finds.
-    PutAccepted(PushJob),
-    /// A journaled notification that reached its final outcome.
+    /// The accepted notifications of one message to one certificate, journaled as one record
+    /// (a share, [`crate::push::outbox::encode_share`]) until each reaches its final outcome;
+    /// a start sends again the unfinished ones. `id` comes from [`StoreHandle::new_share_id`];
+    /// each notification carries its [`JournalSlot`].
+    PutShare {
+        id: u64,
+        len: u32,
+        record: Vec<u8>,
+    },
+    /// Journaled notifications that reached their final outcome.
+    Finished(Vec<JournalSlot>),
+    /// A notification journaled one record each by an older version (key:
+    /// [`crate::push::outbox::accepted_key`]), finished or journaled again as a share.
     DeleteAccepted(Box<[u8]>),
     /// An entry of the shutdown outbox of older versions, handed to its sender again.
     DeleteOutbox(u64),
@@ -48,8 +75,8 @@ pub struct Snapshot {
     pub next_certificate_id: Option<CertificateId>,
     /// Notifications older versions' shutdown left unsent, by key.
     pub outbox: Vec<(u64, OutboxEntry)>,
-    /// Notifications accepted and not finished when the process stopped, by journal key.
-    pub accepted: Vec<(Box<[u8]>, OutboxEntry)>,
+    /// Notifications accepted and not finished when the process stopped, with their place.
+    pub accepted: Vec<(JournalPlace, OutboxEntry)>,
 }
 
 /// Why the store cannot write, as the metric label and the error message say it.
@@ -140,4 +167,9 @@ pub trait Store: Send + Sync + 'static {
     /// that refuses writes has no use for them, and a file open for writing keeps the
     /// operator from remounting the file system, read-only or elsewhere).
     fn close(&self) {}
+    /// The first share id not used on disk (share ids are never reused: a late removal must
+    /// not finish a notification of another share).
+    fn first_free_share_id(&self) -> u64 {
+        1
+    }
 }

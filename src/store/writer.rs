@@ -1,9 +1,9 @@
 //! The single writer thread with group commit.
 
-use super::{Store, StoreError, StoreFault, StoreOp};
+use super::{JournalSlot, Store, StoreError, StoreFault, StoreOp};
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -59,13 +59,19 @@ pub struct Unsynced {
     pub devices: HashSet<(String, String)>,
     /// Too many to list: every device is to be written again.
     pub all_devices: bool,
-    /// Journal keys of notifications that finished but are still on disk.
+    /// Journal keys (older versions' one-record-each entries) of notifications that finished
+    /// but are still on disk.
     pub finished: Vec<Box<[u8]>>,
+    /// Journal slots of notifications that finished but are still unfinished on disk.
+    pub finished_slots: Vec<JournalSlot>,
 }
 
 impl Unsynced {
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty() && !self.all_devices && self.finished.is_empty()
+        self.devices.is_empty()
+            && !self.all_devices
+            && self.finished.is_empty()
+            && self.finished_slots.is_empty()
     }
 }
 
@@ -103,11 +109,23 @@ impl StoreHealth {
                     }
                 }
                 StoreOp::DeleteAccepted(key) => {
-                    if u.finished.len() < MAX_UNSYNCED_FINISHED {
+                    if u.finished.len() + u.finished_slots.len() < MAX_UNSYNCED_FINISHED {
                         u.finished.push(key.clone());
                     } else {
                         tracing::error!(
                             "a finished notification stays journaled: the next start sends it again"
+                        );
+                    }
+                }
+                StoreOp::Finished(slots) => {
+                    let room = MAX_UNSYNCED_FINISHED
+                        .saturating_sub(u.finished.len() + u.finished_slots.len());
+                    u.finished_slots
+                        .extend_from_slice(&slots[..slots.len().min(room)]);
+                    if slots.len() > room {
+                        tracing::error!(
+                            notifications = slots.len() - room,
+                            "finished notifications stay journaled: the next start sends them again"
                         );
                     }
                 }
@@ -124,6 +142,8 @@ pub struct StoreHandle {
     queue_depth: Option<IntGauge>,
     busy: Option<IntCounter>,
     health: Arc<StoreHealth>,
+    /// The next share id ([`StoreHandle::new_share_id`]).
+    share_ids: Arc<AtomicU64>,
 }
 
 /// A reserved place in the writer's queue. Take it before changing the registry, send while the
@@ -191,6 +211,7 @@ impl StoreHandle {
             queue_depth: metrics.queue_depth.clone(),
             busy: metrics.busy.clone(),
             health: health.clone(),
+            share_ids: Arc::new(AtomicU64::new(store.first_free_share_id())),
         };
         if let Some(g) = &metrics.writable {
             g.set(1);
@@ -199,6 +220,12 @@ impl StoreHandle {
             .name("store-writer".into())
             .spawn(move || run_writer(store, rx, max_group.max(1), metrics, health))?;
         Ok((handle, join))
+    }
+
+    /// A share id never used before (on disk or in this process): the caller journals a
+    /// share under it with [`StoreOp::PutShare`].
+    pub fn new_share_id(&self) -> u64 {
+        self.share_ids.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether the store can write, and what it refused.

@@ -401,6 +401,7 @@ mod tests {
                 accepted_at: Instant::now(),
             }),
             attempt: 0,
+            journal: None,
         }
     }
 

@@ -7,12 +7,11 @@ use crate::certs::CertEntry;
 use crate::domain::now_millis;
 use crate::gateway::StoreJournal;
 use crate::providers::{DeliveryClass, JobResult};
-use crate::push::outbox::accepted_key;
 use crate::push::outcomes::LastNotification;
 use crate::push::PushJob;
-use crate::store::StoreOp;
+use crate::store::{JournalSlot, StoreOp};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Accounts for notifications whose sender went away before it took them (their certificate
@@ -31,23 +30,24 @@ pub fn gone(ctx: &SenderCtx, vendor: &'static str, jobs: Vec<PushJob>) {
         class,
         "the certificate was deleted while the notification was queued",
     );
-    let mut removals = Vec::with_capacity(n);
+    let mut finished = Vec::with_capacity(n);
     for j in jobs {
         if ctx.journal_accepted {
-            removals.push(StoreOp::DeleteAccepted(accepted_key(&j)));
+            finished.extend(j.journal);
         }
         ctx.outcomes
             .record(&j.user, &j.device, last_result(&j, result.clone(), None));
     }
-    remove(ctx, removals);
+    remove(ctx, finished);
 }
 
 /// Queues removals from the journal without waiting: a removal the disk refuses is
 /// remembered by the store and written again once it can (`Gateway::resync_store`).
-fn remove(ctx: &SenderCtx, removals: Vec<StoreOp>) {
-    if removals.is_empty() {
+fn remove(ctx: &SenderCtx, finished: Vec<JournalSlot>) {
+    if finished.is_empty() {
         return;
     }
+    let removals = vec![StoreOp::Finished(finished)];
     match ctx.store.reserve() {
         Ok(permit) => drop(permit.send(removals)),
         Err(_) => {
@@ -96,8 +96,12 @@ pub struct Accounting {
     batch_sizes: std::cell::RefCell<Vec<(&'static str, prometheus::Histogram)>>,
     requests: std::cell::RefCell<Vec<(&'static str, &'static str, prometheus::IntCounter)>>,
     /// Finished notifications to take out of the journal, sent to the store in one change by
-    /// `flush_removals` (one per vendor reply, not one per notification).
-    removals: Mutex<Vec<StoreOp>>,
+    /// `settle` (one per vendor reply, not one per notification).
+    removals: std::cell::RefCell<Vec<JournalSlot>>,
+    /// Notifications finished since the last `settle`, by class in `DeliveryClass::ALL`
+    /// order: the shared counters (queue bound, certificate figures, metric) are touched once
+    /// per class per pump, not once per notification.
+    finished: std::cell::Cell<[u64; DeliveryClass::ALL.len()]>,
 }
 
 impl Accounting {
@@ -124,7 +128,8 @@ impl Accounting {
             vendor,
             batch_sizes: Default::default(),
             requests: Default::default(),
-            removals: Mutex::new(Vec::new()),
+            removals: Default::default(),
+            finished: Default::default(),
         }
     }
 
@@ -164,32 +169,42 @@ impl Accounting {
         }
     }
 
-    /// Accounts for one finished notification.
+    /// Accounts for one finished notification (the counters once `settle` runs: every path
+    /// that finishes notifications ends in one).
     pub fn finish(&self, job: &PushJob, result: JobResult, trace_id: Option<Arc<str>>) {
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        self.entry.stats.count(result.class, 1);
+        let mut finished = self.finished.get();
         // `ALL` lists the classes in declaration order.
-        if let Some(counter) = self.counters.get(result.class as usize) {
-            counter.inc();
+        if let Some(n) = finished.get_mut(result.class as usize) {
+            *n += 1;
         }
+        self.finished.set(finished);
         if result.unbind_token {
             self.unbind(&job.token);
         }
         self.ctx
             .outcomes
             .record(&job.user, &job.device, last_result(job, result, trace_id));
-        if self.ctx.journal_accepted {
-            self.removals
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(StoreOp::DeleteAccepted(accepted_key(job)));
+        if let (true, Some(slot)) = (self.ctx.journal_accepted, job.journal) {
+            self.removals.borrow_mut().push(slot);
         }
     }
 
-    /// Sends the removals of the notifications finished since the last call to the store.
-    pub fn flush_removals(&self) {
-        let removals =
-            std::mem::take(&mut *self.removals.lock().unwrap_or_else(|e| e.into_inner()));
+    /// Counts the notifications finished since the last call (queue bound, certificate
+    /// figures, `pushgate_notifications_total`) and sends their removals to the store.
+    pub fn settle(&self) {
+        let finished = self.finished.take();
+        let total: u64 = finished.iter().sum();
+        if total > 0 {
+            self.queued.fetch_sub(total as usize, Ordering::AcqRel);
+            for ((class, n), counter) in DeliveryClass::ALL.iter().zip(finished).zip(&self.counters)
+            {
+                if n > 0 {
+                    self.entry.stats.count(*class, n);
+                    counter.inc_by(n);
+                }
+            }
+        }
+        let removals = self.removals.take();
         remove(&self.ctx, removals);
     }
 
@@ -241,6 +256,8 @@ mod tests {
         );
         books.finish(&jobs[1], JobResult::new(Transient, "gave up"), None);
         books.finish(&jobs[2], JobResult::new(Transient, "gave up"), None);
+        assert_eq!(queued.load(Ordering::Relaxed), 3, "counted when settled");
+        books.settle();
         assert_eq!(
             queued.load(Ordering::Relaxed),
             0,

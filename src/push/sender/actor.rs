@@ -215,9 +215,9 @@ impl<S: PushService> CertSender<S> {
     /// arrive while the bucket is empty still join it.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         self.pump_requests(ctx);
-        // Every path that finishes notifications ends in a pump: their journal removals go to
-        // the store together.
-        self.books.flush_removals();
+        // Every path that finishes notifications ends in a pump: they are counted and their
+        // journal removals go to the store together.
+        self.books.settle();
     }
 
     fn pump_requests(&mut self, ctx: &mut Context<Self>) {
@@ -541,7 +541,7 @@ impl<S: PushService> CertSender<S> {
 
     fn shutdown(&mut self, ctx: &mut Context<Self>) {
         self.fail_all_held();
-        self.books.flush_removals();
+        self.books.settle();
         if self.in_flight == 0 {
             ctx.stop();
         }

@@ -302,6 +302,7 @@ mod tests {
             device: "d".into(),
             message: m.clone(),
             attempt: 0,
+            journal: None,
         }
     }
 

@@ -7,7 +7,7 @@ use super::{EnqueueMany, Senders};
 use crate::domain::CertificateId;
 
 use crate::push::PushJob;
-use crate::store::{CommitTicket, StoreOp};
+use crate::store::{CommitTicket, JournalSlot, StoreHandle, StoreOp};
 use actix::prelude::{Recipient, SendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -66,12 +66,14 @@ impl PushBatch<'_> {
                 to.hand(self.senders, share);
                 continue;
             }
-            let ops = share
-                .jobs
-                .iter()
-                .map(|j| StoreOp::PutAccepted(j.clone()))
-                .collect();
             let store = &self.senders.ctx.store;
+            let mut share = share;
+            let ops = journal(store, &mut share.jobs);
+            if ops.is_empty() {
+                // Each of them journaled already (queued again at start).
+                to.hand(self.senders, share);
+                continue;
+            }
             match store.reserve() {
                 Ok(permit) => {
                     self.journaled.push(permit.send(ops));
@@ -101,6 +103,41 @@ impl PushBatch<'_> {
         self.flush();
         CommitTicket::join(self.journaled.drain(..))
     }
+}
+
+/// The journal writes of `jobs` (one certificate's): each run of notifications of one message
+/// not journaled yet becomes a share, encoded here rather than on the store's writer thread,
+/// and each notification learns its slot in it. Notifications already journaled (queued again
+/// at start) keep theirs.
+fn journal(store: &StoreHandle, jobs: &mut [PushJob]) -> Vec<StoreOp> {
+    let mut ops = Vec::new();
+    let mut start = 0;
+    while start < jobs.len() {
+        if jobs[start].journal.is_some() {
+            start += 1;
+            continue;
+        }
+        let message = &jobs[start].message;
+        let end = start
+            + jobs[start..]
+                .iter()
+                .position(|j| j.journal.is_some() || !Arc::ptr_eq(&j.message, message))
+                .unwrap_or(jobs.len() - start);
+        let run = &mut jobs[start..end];
+        start = end;
+        // No notification in the message (never queued by dispatch): nothing to journal.
+        let Some(record) = crate::push::outbox::encode_share(run) else {
+            continue;
+        };
+        let (Ok(len), id) = (u32::try_from(run.len()), store.new_share_id()) else {
+            continue;
+        };
+        for (index, job) in (0u32..).zip(run.iter_mut()) {
+            job.journal = Some(JournalSlot { share: id, index });
+        }
+        ops.push(StoreOp::PutShare { id, len, record });
+    }
+    ops
 }
 
 /// Where a share goes: its sender's mailbox and queue bound.

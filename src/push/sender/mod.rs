@@ -286,6 +286,7 @@ pub(crate) mod tests {
                 device: "d".into(),
                 message: message.clone(),
                 attempt: 0,
+                journal: None,
             })
             .collect()
     }
