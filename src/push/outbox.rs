@@ -8,7 +8,6 @@ use crate::domain::message::{Message, PushContent};
 use crate::domain::CertificateId;
 use crate::push::PushJob;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -107,7 +106,9 @@ pub fn accepted_key(job: &PushJob) -> Box<[u8]> {
     accepted_key_of(job.message.id, &job.user, &job.device)
 }
 
-/// The per-notification part of a journal entry (user and device are in the key).
+/// The per-notification part of an older version's journal entry (user and device are in the
+/// key); only the tests write one now.
+#[cfg(test)]
 #[derive(Serialize)]
 struct JobPart<'a> {
     cert: CertificateId,
@@ -141,16 +142,32 @@ struct MessagePartOwned {
     content: PushContent,
 }
 
+/// A message's part of a journal record (JSON), the same in a share and in an older version's
+/// one-record-each entry.
+fn message_part(m: &Message, content: &PushContent) -> Option<Vec<u8>> {
+    serde_json::to_vec(&MessagePart {
+        from: &m.from,
+        text: &m.text,
+        title: &m.title,
+        desc: &m.desc,
+        ext: &m.ext,
+        content,
+    })
+    .ok()
+}
+
 /// Encodes journal entries in the one-record-each format of earlier versions, each message
 /// once per commit group however many recipients it has: an entry is the length of its job part
 /// (u32 BE), the job part, the message part (both JSON). The store now writes shares
-/// ([`encode_share`]); it still reads and removes these.
+/// ([`encode_share`]); it still reads and removes these, and the tests write them with this.
+#[cfg(test)]
 #[derive(Default)]
 pub struct MessageCache {
     /// Encoded message parts by the address of their message (alive for the whole group).
-    encoded: HashMap<*const Message, Vec<u8>>,
+    encoded: std::collections::HashMap<*const Message, Vec<u8>>,
 }
 
+#[cfg(test)]
 impl MessageCache {
     /// The job's key and value; `None` for a job without a notification (never queued).
     pub fn encode(&mut self, job: &PushJob) -> Option<(Box<[u8]>, Vec<u8>)> {
@@ -158,17 +175,7 @@ impl MessageCache {
         let content = m.push.as_ref().ok()?;
         let message = match self.encoded.entry(Arc::as_ptr(m)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                serde_json::to_vec(&MessagePart {
-                    from: &m.from,
-                    text: &m.text,
-                    title: &m.title,
-                    desc: &m.desc,
-                    ext: &m.ext,
-                    content,
-                })
-                .ok()?,
-            ),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(message_part(m, content)?),
         };
         let part = serde_json::to_vec(&JobPart {
             cert: job.cert,
@@ -204,16 +211,7 @@ const SHARE_V1: u8 = 1;
 pub fn encode_share(jobs: &[PushJob]) -> Option<Vec<u8>> {
     let first = jobs.first()?;
     let m = &first.message;
-    let content = m.push.as_ref().ok()?;
-    let message = serde_json::to_vec(&MessagePart {
-        from: &m.from,
-        text: &m.text,
-        title: &m.title,
-        desc: &m.desc,
-        ext: &m.ext,
-        content,
-    })
-    .ok()?;
+    let message = message_part(m, m.push.as_ref().ok()?)?;
     let per_job: usize = jobs
         .iter()
         .map(|j| 12 + j.user.len() + j.device.len() + j.token.len())
