@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::spawn;
-use common::{cert_body, ADMIN, API};
+use common::API;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -124,16 +124,7 @@ async fn every_acknowledged_change_survives_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = "[store]\nmax_group = 64\n";
     let mut gw = spawn(dir.path(), &emu.base_url(), toml);
-    let cert = gw
-        .call(
-            reqwest::Method::POST,
-            "/v1/certificates",
-            ADMIN,
-            cert_body(100),
-        )
-        .await["id"]
-        .as_u64()
-        .expect("id");
+    let cert = gw.add_certificate(100).await;
     let known = Arc::new(Mutex::new(vec![
         Known {
             acked: Model {

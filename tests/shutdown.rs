@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::{next, spawn};
-use common::{cert_body, regid, ADMIN, API, SDKAPPID, USERSIG_KEY};
+use common::{regid, API, SDKAPPID, USERSIG_KEY};
 use pushgate::usersig::UserSigKey;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -30,16 +30,7 @@ async fn accept_on_slow_certificate(
     n: usize,
     messages: Messages,
 ) -> u64 {
-    let cert = gw
-        .call(
-            reqwest::Method::POST,
-            "/v1/certificates",
-            ADMIN,
-            cert_body(qps),
-        )
-        .await["id"]
-        .as_u64()
-        .expect("id");
+    let cert = gw.add_certificate(qps).await;
     let mut events = vec![];
     for i in 0..n {
         events.push(json!({"user": format!("u{i}"), "platform": "Android", "device": "d1", "action": "login"}));
@@ -204,16 +195,7 @@ async fn sigterm_closes_websockets_with_1001_and_pushes_their_unacked_messages()
         &emu.base_url(),
         "[http]\nshutdown_timeout_secs = 30\n[push]\nshutdown_grace_secs = 5\n",
     );
-    let cert = gw
-        .call(
-            reqwest::Method::POST,
-            "/v1/certificates",
-            ADMIN,
-            cert_body(100),
-        )
-        .await["id"]
-        .as_u64()
-        .expect("id");
+    let cert = gw.add_certificate(100).await;
     let key = UserSigKey::new(SDKAPPID, USERSIG_KEY);
     let url = format!(
         "ws://{}/v1/ws?sdkappid={SDKAPPID}&identifier=wendy&usersig={}&platform=Android&device=d1",
@@ -269,16 +251,7 @@ async fn notifications_an_older_version_journaled_one_record_each_are_sent_after
     let emu = common::emulator();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut gw = spawn(dir.path(), &emu.base_url(), ONE_PER_REQUEST);
-    let cert = gw
-        .call(
-            reqwest::Method::POST,
-            "/v1/certificates",
-            ADMIN,
-            cert_body(100),
-        )
-        .await["id"]
-        .as_u64()
-        .expect("id");
+    let cert = gw.add_certificate(100).await;
     gw.terminate().await;
     drop(gw);
     {

@@ -74,6 +74,19 @@ impl Process {
         v
     }
 
+    /// Adds the tests' Xiaomi certificate (`cert_body`) at `qps`; its id.
+    pub async fn add_certificate(&self, qps: u32) -> u64 {
+        self.call(
+            reqwest::Method::POST,
+            "/v1/certificates",
+            ADMIN,
+            super::cert_body(qps),
+        )
+        .await["id"]
+            .as_u64()
+            .expect("certificate id")
+    }
+
     /// SIGTERM, then waits (bounded) for the exit; returns how long it took.
     pub async fn terminate(&mut self) -> Duration {
         let t0 = Instant::now();
