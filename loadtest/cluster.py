@@ -5,7 +5,7 @@ In one run, on this machine's loopback:
      batches to PushOnline users with tokens) for --duration seconds;
   2. redis: a 3+3 Redis Cluster (scripts/redis-cluster) and 3 gateway nodes in
      `cluster.mode = "redis"`, the same population preloaded through node 1, k6
-     `send_batch_cluster.js` spreading the same batches over the 3 nodes.
+     `send_batch.js` with BASES spreading the same batches over the 3 nodes.
 Both phases send to the same Xiaomi emulator. Each reports recipients routed per second and the
 gateway's CPU per recipient (user+system from /proc, summed over the 3 nodes in redis mode), both
 over the k6 phase alone and up to the end of the drain to the emulator (the owner node sends a
@@ -275,7 +275,7 @@ def main(run, args):
         report["redis_preload"] = preload(run, ctx, bases[0], [n.p.pid for n in nodes], "redis mode")
         run.log("redis mode: send_batch over 3 nodes")
         report["redis"] = measure(
-            run, ctx, "cluster_send_batch", "send_batch_cluster.js", bases,
+            run, ctx, "cluster_send_batch", "send_batch.js", bases,
             {n.name: n for n in nodes}, {"BASES": ",".join(bases)},
             redis=Pids(run, redis_pids))
     finally:

@@ -1,13 +1,18 @@
 // 500-recipient batch sends to PushOnline users with tokens: the routing figure (recipients/s)
 // and the load on the vendor path (every recipient becomes a notification to the emulator).
+// Over several gateway nodes (loadtest/run --cluster), BASES is a comma list of node base URLs and
+// each VU keeps to one node (VU n → node n mod count), as clients behind a load balancer with
+// sticky connections would; without it every VU sends to BASE.
+import http from 'k6/http';
 import { SharedArray } from 'k6/data';
 import { Counter } from 'k6/metrics';
-import { messageBody, ok, options as base, post, pushUser } from './lib.js';
+import { BASE, messageBody, ok, options as base, PARAMS, pushUser } from './lib.js';
 
 export { handleSummary } from './lib.js';
 export const options = base();
 const BATCH = parseInt(__ENV.BATCH || '500', 10);
 const recipients = new Counter('recipients');
+const BASES = (__ENV.BASES || BASE).split(',');
 
 // Bodies are built once and shared: building 500 names per request would load k6, not us.
 const bodies = new SharedArray('batch bodies', () => {
@@ -22,6 +27,7 @@ const bodies = new SharedArray('batch bodies', () => {
 
 export default function () {
   const body = bodies[Math.floor(Math.random() * bodies.length)];
-  const res = post('/v1/messages', body, { name: 'send_batch' });
+  const node = BASES[__VU % BASES.length];
+  const res = http.post(`${node}/v1/messages`, body, Object.assign({ tags: { name: 'send_batch' } }, PARAMS));
   if (ok(res)) recipients.add(BATCH);
 }
