@@ -21,10 +21,11 @@ use crate::domain::{Certificate, CertificateId};
 use crate::providers::huawei::client::ClientError;
 use crate::providers::huawei::memory::{AuthMemory, Refusal};
 use crate::providers::huawei::service::{access_error, batch_cert, grant_for};
-use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
+use crate::providers::huawei::verdicts::Replies;
+use crate::providers::xiaomi::XiaomiMessage;
 use crate::providers::{
     AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
-    PushService, RetryBudget, RetryPlan, Verdict,
+    PushService, Verdict,
 };
 use crate::push::PushContent;
 
@@ -182,24 +183,6 @@ impl PushService for Honor {
     }
 }
 
-fn retry(
-    class: &'static str,
-    n: usize,
-    after: Duration,
-    budget: RetryBudget,
-    give_up: JobResult,
-) -> Verdict {
-    Verdict::retry_all(
-        class,
-        n,
-        RetryPlan {
-            after,
-            budget,
-            give_up,
-        },
-    )
-}
-
 /// The verdict of one Honor exchange (spec §4, §5).
 pub fn classify_exchange(
     cert: CertificateId,
@@ -216,6 +199,11 @@ pub fn classify_exchange(
     } = exchange;
     let class = reply.class();
     let trace: Option<Arc<str>> = reply.request_id().map(Arc::from);
+    let replies = Replies {
+        vendor: "Honor",
+        class,
+        n,
+    };
     let verdict = match reply {
         HonorReply::Delivered {
             request_id,
@@ -275,87 +263,19 @@ pub fn classify_exchange(
             .code(code);
             Verdict::all_done(class, n, if app_confirmed { r.unbind() } else { r })
         }
-        HonorReply::AccessExpired { code, msg } => retry(
-            class,
-            n,
-            Duration::ZERO,
-            RetryBudget::Transient,
-            JobResult::new(
-                DeliveryClass::Transient,
-                format!("Honor kept answering the access token expired ({code}: {msg})"),
-            )
-            .code(code),
-        )
-        .act(CertAction::RenewAccess),
-        HonorReply::AccessRefused { code, msg } if refusal != Some(Refusal::Repeated) => retry(
-            class,
-            n,
-            Duration::ZERO,
-            RetryBudget::Transient,
-            JobResult::new(
-                DeliveryClass::Misconfigured,
-                format!("Honor refused the access token ({code}: {msg})"),
-            )
-            .code(code),
-        )
-        .act(CertAction::RenewAccess),
-        HonorReply::AccessRefused { code, msg } | HonorReply::Misconfigured { code, msg } => {
-            tracing::warn!(
-                certificate = cert,
-                code,
-                "Honor refused the certificate; broken"
-            );
-            Verdict::all_done(
-                class,
-                n,
-                JobResult::new(
-                    DeliveryClass::Misconfigured,
-                    format!("Honor refused the certificate ({code}: {msg})"),
-                )
-                .code(code),
-            )
-            .act(CertAction::Broken(format!("Honor answered {code}: {msg}")))
+        HonorReply::AccessExpired { code, msg } => replies.access_expired(code, &msg),
+        HonorReply::AccessRefused { code, msg } if refusal != Some(Refusal::Repeated) => {
+            replies.access_refused_once(code, &msg)
         }
-        HonorReply::RateLimited { code, msg } => retry(
-            class,
-            n,
-            retry_delay(attempt + 1),
-            RetryBudget::RateLimited,
-            JobResult::new(
-                DeliveryClass::RateLimited,
-                format!("Honor kept answering rate limited ({code}: {msg}); gave up"),
-            )
-            .code(code),
-        )
-        .act(CertAction::SlowDown),
-        HonorReply::Transient { reason } => retry(
-            class,
-            n,
-            retry_delay(attempt + 1),
-            RetryBudget::Transient,
-            JobResult::new(
-                DeliveryClass::Transient,
-                format!("Honor unreachable or busy: {reason}"),
-            ),
-        ),
-        HonorReply::InvalidRequest { code, msg } => Verdict::all_done(
-            class,
-            n,
-            JobResult::new(
-                DeliveryClass::InvalidRequest,
-                format!("Honor refused the request ({code}: {msg})"),
-            )
-            .code(code),
-        ),
-        HonorReply::Unknown { code, msg } => Verdict::all_done(
-            class,
-            n,
-            JobResult::new(
-                DeliveryClass::Unknown,
-                format!("Honor answered {code}: {msg}"),
-            )
-            .code(code),
-        ),
+        HonorReply::AccessRefused { code, msg } | HonorReply::Misconfigured { code, msg } => {
+            replies.certificate_refused(cert, code, &msg)
+        }
+        HonorReply::RateLimited { code, msg } => {
+            replies.rate_limited(attempt, "rate limited", code, &msg)
+        }
+        HonorReply::Transient { reason } => replies.transient(attempt, &reason),
+        HonorReply::InvalidRequest { code, msg } => replies.invalid_request(code, &msg),
+        HonorReply::Unknown { code, msg } => replies.unknown(code, &msg),
     };
     verdict.trace(trace)
 }

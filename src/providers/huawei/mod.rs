@@ -16,6 +16,7 @@ pub mod harmony;
 pub mod memory;
 pub mod reply;
 pub mod service;
+pub mod verdicts;
 pub mod wire;
 
 pub use account::ServiceAccount;

@@ -18,6 +18,7 @@ use super::account::{ServiceAccount, JWT_LIFETIME_SECS};
 use super::client::{ClientError, HuaweiClient};
 use super::memory::{AuthMemory, Refusal};
 use super::reply::HuaweiReply;
+use super::verdicts::Replies;
 use super::wire::{
     ExtCarriage, HuaweiApp, HuaweiMessage, DEFAULT_CATEGORY, DEFAULT_IMPORTANCE,
     MAX_TOKENS_PER_REQUEST,
@@ -28,10 +29,10 @@ use crate::domain::receipt::{Receipt, ReceiptError};
 use crate::domain::validate::FieldError;
 use crate::domain::{now_secs, Certificate, CertificateId};
 use crate::providers::huawei_receipt::{parse_statuses, verify_callback_id, CallbackAuth};
-use crate::providers::xiaomi::{retry_delay, XiaomiMessage};
+use crate::providers::xiaomi::XiaomiMessage;
 use crate::providers::{
     AccessError, Batch, BatchRule, CertAction, DeliveryClass, Grant, JobResult, JobVerdict,
-    PushService, ReceiptRequest, RetryBudget, RetryPlan, Verdict,
+    PushService, ReceiptRequest, Verdict,
 };
 use crate::push::PushContent;
 
@@ -354,24 +355,6 @@ impl PushService for Huawei {
     }
 }
 
-fn retry(
-    class: &'static str,
-    n: usize,
-    after: Duration,
-    budget: RetryBudget,
-    give_up: JobResult,
-) -> Verdict {
-    Verdict::retry_all(
-        class,
-        n,
-        RetryPlan {
-            after,
-            budget,
-            give_up,
-        },
-    )
-}
-
 /// The verdict of one Huawei exchange (spec §4, §5).
 pub fn classify_exchange(
     cert: CertificateId,
@@ -387,6 +370,11 @@ pub fn classify_exchange(
     } = exchange;
     let class = reply.class();
     let trace: Option<Arc<str>> = reply.request_id().map(Arc::from);
+    let replies = Replies {
+        vendor: "Huawei",
+        class,
+        n,
+    };
     let verdict = match reply {
         HuaweiReply::Delivered {
             request_id,
@@ -449,87 +437,19 @@ pub fn classify_exchange(
                 .code(80300007),
             )
         }
-        HuaweiReply::AccessExpired { code, msg } => retry(
-            class,
-            n,
-            Duration::ZERO,
-            RetryBudget::Transient,
-            JobResult::new(
-                DeliveryClass::Transient,
-                format!("Huawei kept answering the access token expired ({code}: {msg})"),
-            )
-            .code(code),
-        )
-        .act(CertAction::RenewAccess),
-        HuaweiReply::AccessRefused { code, msg } if refusal != Some(Refusal::Repeated) => retry(
-            class,
-            n,
-            Duration::ZERO,
-            RetryBudget::Transient,
-            JobResult::new(
-                DeliveryClass::Misconfigured,
-                format!("Huawei refused the access token ({code}: {msg})"),
-            )
-            .code(code),
-        )
-        .act(CertAction::RenewAccess),
-        HuaweiReply::AccessRefused { code, msg } | HuaweiReply::Misconfigured { code, msg } => {
-            tracing::warn!(
-                certificate = cert,
-                code,
-                "Huawei refused the certificate; broken"
-            );
-            Verdict::all_done(
-                class,
-                n,
-                JobResult::new(
-                    DeliveryClass::Misconfigured,
-                    format!("Huawei refused the certificate ({code}: {msg})"),
-                )
-                .code(code),
-            )
-            .act(CertAction::Broken(format!("Huawei answered {code}: {msg}")))
+        HuaweiReply::AccessExpired { code, msg } => replies.access_expired(code, &msg),
+        HuaweiReply::AccessRefused { code, msg } if refusal != Some(Refusal::Repeated) => {
+            replies.access_refused_once(code, &msg)
         }
-        HuaweiReply::RateLimited { code, msg } => retry(
-            class,
-            n,
-            retry_delay(attempt + 1),
-            RetryBudget::RateLimited,
-            JobResult::new(
-                DeliveryClass::RateLimited,
-                format!("Huawei kept answering flow control ({code}: {msg}); gave up"),
-            )
-            .code(code),
-        )
-        .act(CertAction::SlowDown),
-        HuaweiReply::Transient { reason } => retry(
-            class,
-            n,
-            retry_delay(attempt + 1),
-            RetryBudget::Transient,
-            JobResult::new(
-                DeliveryClass::Transient,
-                format!("Huawei unreachable or busy: {reason}"),
-            ),
-        ),
-        HuaweiReply::InvalidRequest { code, msg } => Verdict::all_done(
-            class,
-            n,
-            JobResult::new(
-                DeliveryClass::InvalidRequest,
-                format!("Huawei refused the request ({code}: {msg})"),
-            )
-            .code(code),
-        ),
-        HuaweiReply::Unknown { code, msg } => Verdict::all_done(
-            class,
-            n,
-            JobResult::new(
-                DeliveryClass::Unknown,
-                format!("Huawei answered {code}: {msg}"),
-            )
-            .code(code),
-        ),
+        HuaweiReply::AccessRefused { code, msg } | HuaweiReply::Misconfigured { code, msg } => {
+            replies.certificate_refused(cert, code, &msg)
+        }
+        HuaweiReply::RateLimited { code, msg } => {
+            replies.rate_limited(attempt, "flow control", code, &msg)
+        }
+        HuaweiReply::Transient { reason } => replies.transient(attempt, &reason),
+        HuaweiReply::InvalidRequest { code, msg } => replies.invalid_request(code, &msg),
+        HuaweiReply::Unknown { code, msg } => replies.unknown(code, &msg),
     };
     verdict.trace(trace)
 }
