@@ -204,6 +204,15 @@ pub struct CertEntry {
     /// Incremented each time the lease is lost: what the sender held under an older value goes
     /// back to the durable queue (not sent, not counted, not acked) for the next owner.
     lease_gen: AtomicU64,
+    /// The share of its qps this node's sender allows itself now (`f64` bits): 1, or less
+    /// while it backs off after "too fast" answers (10027). Written by the sender when it
+    /// changes; cluster mode shares it with the next owner.
+    rate_factor: AtomicU64,
+    /// Cluster mode: the back-off the certificate's previous owner had reached (`f64` bits),
+    /// set when this node takes the lease, and how many were set (the sender starts from each
+    /// once).
+    adopted_factor: AtomicU64,
+    adopted_gen: AtomicU64,
     pub stats: CertStats,
 }
 
@@ -263,8 +272,39 @@ impl CertEntry {
             health_gen: AtomicU64::new(0),
             owned_until: AtomicU64::new(u64::MAX),
             lease_gen: AtomicU64::new(0),
+            rate_factor: AtomicU64::new(1f64.to_bits()),
+            adopted_factor: AtomicU64::new(1f64.to_bits()),
+            adopted_gen: AtomicU64::new(0),
             stats: CertStats::default(),
         }
+    }
+
+    /// The share of its qps the sender allows itself now (see `rate_factor`).
+    pub fn rate_factor(&self) -> f64 {
+        f64::from_bits(self.rate_factor.load(Ordering::Relaxed))
+    }
+
+    /// The sender's rate changed (a back-off, a recovery, an edited qps).
+    pub fn set_rate_factor(&self, factor: f64) {
+        self.rate_factor.store(factor.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Cluster mode: this node takes the lease; its sender starts from `factor`, the back-off
+    /// the previous owner published.
+    pub fn adopt_rate_factor(&self, factor: f64) {
+        self.adopted_factor
+            .store(factor.to_bits(), Ordering::Relaxed);
+        self.rate_factor.store(factor.to_bits(), Ordering::Relaxed);
+        self.adopted_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The last back-off adopted (see `adopt_rate_factor`) and how many were adopted so far.
+    pub fn adopted_rate_factor(&self) -> (f64, u64) {
+        let gen = self.adopted_gen.load(Ordering::Acquire);
+        (
+            f64::from_bits(self.adopted_factor.load(Ordering::Relaxed)),
+            gen,
+        )
     }
 
     /// This node holds the certificate's lease; its sender may start requests until `until`

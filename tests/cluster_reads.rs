@@ -8,11 +8,49 @@ mod cluster_node;
 mod common;
 mod redis_cluster;
 
-use cluster_node::{bounded, kicked_within, push_online, three_nodes};
+use cluster_node::{bounded, kicked_within, push_online, three_nodes, Gateway};
 use common::{emulator, regid};
+use pushgate::providers::xiaomi::emulator::EmulatorHandle;
 use redis_cluster::RedisCluster;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+
+/// What each node counted on the way of a notification (recipients routed, queued to push,
+/// sent to the vendor, finished by class, skipped), what the emulator received and each node's
+/// log tail: printed when a notification is missing, to tell lost from late.
+async fn accounts(nodes: &[Gateway], emu: &EmulatorHandle) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        out.push_str(&format!("--- {} metrics\n", n.name));
+        let m = n.metrics_text().await;
+        for l in m.lines().filter(|l| {
+            !l.starts_with('#')
+                && [
+                    "pushgate_recipients_total",
+                    "pushgate_skipped_total",
+                    "pushgate_notifications_total",
+                    "pushgate_vendor_requests_total",
+                    "pushgate_cert_owned",
+                    "pushgate_cert_queue_depth",
+                    "pushgate_push_queue_depth",
+                    "pushgate_cluster_events_total",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+        }) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str(&format!("--- {} log\n{}\n", n.name, n.log_tail()));
+    }
+    let got: Vec<(String, String)> = emu
+        .received()
+        .iter()
+        .map(|r| (r.regid.clone(), r.description.clone()))
+        .collect();
+    out.push_str(&format!("--- the emulator received {got:?}\n"));
+    out
+}
 
 fn status_of<'a>(reply: &'a Value, user: &str) -> &'a Value {
     reply["QueryResult"]
@@ -182,6 +220,9 @@ fn the_tim_duplicate_window_is_cluster_wide() {
         }
         // Anything sent twice would arrive within the same time: wait a little more.
         tokio::time::sleep(Duration::from_millis(1500)).await;
+        if count("bob") != 3 || count("dave") != 1 {
+            eprintln!("{}", accounts(&nodes, &emu).await);
+        }
         assert_eq!(count("bob"), 3, "bob's notifications");
         assert_eq!(count("dave"), 1, "dave's notifications");
 

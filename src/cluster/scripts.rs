@@ -133,3 +133,30 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return redis.call('INCRBY', KEYS[1], ARGV[2])
 "#;
+
+/// A node's new certificate figures, added exactly once: KEYS[1] `pg:{c:<id>}:meta`; ARGV[1] the
+/// adding process's field (`add:<node>`), ARGV[2] the addition's sequence number (milliseconds,
+/// increasing per process), ARGV[3] how long a process's last number is kept (ms), ARGV[4..]
+/// figure/amount pairs. An addition whose number is not above the process's last one is a
+/// retry of one already applied (its reply timed out): nothing is added again. Numbers of
+/// processes silent for longer than ARGV[3] are dropped, so the hash does not grow with every
+/// restart. Returns the hash (the totals).
+pub const FIGURES_ADD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+local last = tonumber(v and string.match(v, '^(%d+)') or '0') or 0
+if tonumber(ARGV[2]) > last then
+  for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %.0f', math.max(last, tonumber(ARGV[2])), now))
+local all = redis.call('HGETALL', KEYS[1])
+local keep = now - tonumber(ARGV[3])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 4) == 'add:' then
+    local seen = tonumber(string.match(all[i + 1], ' (%d+)$') or '0') or 0
+    if seen < keep then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+end
+return all
+"#;

@@ -58,6 +58,9 @@ pub struct CertSender<S: PushService> {
     io: ArbiterHandle,
     /// The certificate's lost-lease count the notifications held here were taken under.
     lease_gen: u64,
+    /// How many back-offs taken over from a previous owner this sender has applied (cluster
+    /// mode, `CertEntry::adopt_rate_factor`).
+    adopted_gen: u64,
 }
 
 impl<S: PushService> Actor for CertSender<S> {
@@ -98,10 +101,16 @@ impl<S: PushService> CertSender<S> {
     ) -> CertSender<S> {
         let cert = entry.cert();
         let books = Accounting::new(ctx.clone(), entry.clone(), queued, service.name());
+        let mut bucket = TokenBucket::new(cert.qps, ctx.config.burst, Instant::now());
+        let (factor, adopted_gen) = entry.adopted_rate_factor();
+        if adopted_gen > 0 {
+            bucket.set_factor(factor, Instant::now());
+        }
         CertSender {
             lease_gen: entry.lease_gen(),
+            adopted_gen,
             id: cert.id,
-            bucket: TokenBucket::new(cert.qps, ctx.config.burst, Instant::now()),
+            bucket,
             credentials: service.credentials(&cert),
             pending: Pending::new(rule_of(&*service, &ctx)),
             access: AccessCache::new(),
@@ -160,10 +169,19 @@ impl<S: PushService> CertSender<S> {
     /// Picks up an edited certificate: new qps at once, new credentials and click action for
     /// the requests built from now on (a new access token too).
     fn refresh_cert(&mut self) {
+        let (factor, adopted) = self.entry.adopted_rate_factor();
+        if adopted != self.adopted_gen {
+            // This node just took the certificate over: start from the previous owner's
+            // back-off rather than at full qps into the vendor's frequency control.
+            self.adopted_gen = adopted;
+            self.bucket.set_factor(factor, Instant::now());
+            self.entry.set_rate_factor(self.bucket.factor());
+        }
         let cert = self.entry.cert();
         if !Arc::ptr_eq(&cert, &self.cert) {
             if cert.qps != self.cert.qps {
                 self.bucket.set_qps(cert.qps, Instant::now());
+                self.entry.set_rate_factor(self.bucket.factor());
             }
             self.credentials = self.service.credentials(&cert);
             self.access = AccessCache::new();
@@ -393,6 +411,7 @@ impl<S: PushService> CertSender<S> {
             ..
         } = verdict;
         let mut stopped = false;
+        let rate = self.bucket.rate();
         for action in certificate {
             match action {
                 CertAction::SpeedUp => self.bucket.recover(),
@@ -414,6 +433,9 @@ impl<S: PushService> CertSender<S> {
                 // Before the retries below are queued, so none of them takes the refused token.
                 CertAction::RenewAccess => self.access.invalidate(),
             }
+        }
+        if self.bucket.rate() != rate {
+            self.entry.set_rate_factor(self.bucket.factor());
         }
         let attempt = batch.attempt();
         let mut verdicts = jobs.into_iter();
