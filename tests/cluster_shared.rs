@@ -582,3 +582,91 @@ fn figures_sent_again_after_a_timeout_are_counted_once() {
         assert_eq!(cluster.cert_figures(CERT).await.expect("totals").sent, 9);
     });
 }
+
+/// The owner's "broken" never overwrites a fixing edit made meanwhile: a request sent with the
+/// wrong AppSecret is held by Xiaomi while the secret is fixed through another node, then
+/// answered 21301. That answer is about the old secret: the certificate stays healthy on every
+/// node and the next notification goes out with the new one.
+#[test]
+fn a_broken_answer_about_the_old_secret_does_not_undo_the_fix() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(120, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let (nodes, _) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        let mut body = cert_body(100);
+        body["app_secret"] = json!(WRONG_SECRET);
+        let (s, v) = nodes[0]
+            .api(reqwest::Method::POST, "/v1/certificates", Some(body))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let cert = v["id"].as_u64().expect("id");
+        for n in &nodes {
+            wait_certificate(n, cert, |c| c["id"] == cert).await;
+        }
+        push_online([&nodes[0], &nodes[1], &nodes[2]], "bob", "d1", cert).await;
+        let owner = owner_of(&nodes, cert).await;
+        let editor = &nodes[(owner + 1) % 3];
+
+        // Xiaomi holds the request sent with the wrong secret.
+        let mut knobs = emu.knobs();
+        knobs.hang = true;
+        emu.set_knobs(knobs.clone());
+        let v = editor.send("bob", "carol", "with the old secret").await;
+        assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = nodes[owner].metrics_text().await;
+            let sent = m
+                .lines()
+                .filter(|l| l.starts_with("pushgate_vendor_batch_size_count{"))
+                .any(|l| l.rsplit_once(' ').is_some_and(|(_, n)| n != "0"));
+            if sent {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no request sent by the owner");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Fixed through another node while it is held; then Xiaomi answers 21301.
+        let mut fixed = cert_body(100);
+        fixed["app_secret"] = json!(common::SECRET);
+        let (s, v) = editor
+            .api(
+                reqwest::Method::PUT,
+                &format!("/v1/certificates/{cert}"),
+                Some(fixed),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        knobs.hang = false;
+        emu.set_knobs(knobs);
+        for n in &nodes {
+            until("the old secret's notification failed", n, || async {
+                let c = n.certificate(cert).await.unwrap_or(Value::Null);
+                (c["stats"]["failed"]["misconfigured"] == 1, c)
+            })
+            .await;
+        }
+        // Time for the owner to publish and every node to read it (0.5 s periods).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for n in &nodes {
+            let c = n.certificate(cert).await.unwrap_or(Value::Null);
+            assert_eq!(c["status"]["state"], "healthy", "through {}: {c}", n.name);
+        }
+        let v = nodes[owner]
+            .send("bob", "carol", "with the new secret")
+            .await;
+        assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !emu
+            .received()
+            .iter()
+            .any(|r| r.regid == regid("bob") && r.description == "with the new secret")
+        {
+            assert!(Instant::now() < deadline, "bob's notification never sent");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}

@@ -341,19 +341,33 @@ impl ClusterNode {
                 if gen == published {
                     continue;
                 }
-                let (broken, paused_until) = e.health_marks();
+                // The broken mark with the version it is about, read together: an edit landing
+                // after this read makes Redis refuse the mark, not the fix.
+                let (broken, about, paused_until) = e.health_to_publish();
+                let about = about.map(|c| super::certsync::fingerprint(&c));
                 let health = super::shared::SharedHealth {
                     broken,
                     paused_until,
                 };
-                match self.cluster.publish_health(id, &health).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            certificate = id,
-                            broken = health.broken.is_some(),
-                            paused_until,
-                            "certificate health published"
-                        );
+                match self
+                    .cluster
+                    .publish_health(id, &health, about.as_deref())
+                    .await
+                {
+                    Ok(published) => {
+                        if published == super::shared::Published::StaleBroken {
+                            tracing::info!(
+                                certificate = id,
+                                "a refusal of the certificate's credentials before its last edit not published"
+                            );
+                        } else {
+                            tracing::info!(
+                                certificate = id,
+                                broken = health.broken.is_some(),
+                                paused_until,
+                                "certificate health published"
+                            );
+                        }
                         self.health_published
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

@@ -65,6 +65,31 @@ if jobs > 0 then redis.call('HINCRBY', KEYS[2], 'jobs', -jobs) end
 return #gone
 "#;
 
+/// A certificate edited: KEYS[1] `pg:{c:<id>}:meta`; ARGV[1] the new version's fingerprint.
+/// Clears the broken mark (the edited credentials get their try) and records which version is
+/// current, so that a broken mark about an older one is refused (`PUBLISH_HEALTH`).
+pub const CERT_EDITED: &str = r#"
+redis.call('HSET', KEYS[1], 'cert_fp', ARGV[1])
+return redis.call('HDEL', KEYS[1], 'broken', 'broken_reason')
+"#;
+
+/// The owner's health of a certificate: KEYS[1] `pg:{c:<id>}:meta`; ARGV[1] the fingerprint of
+/// the version the vendor refused ("" = unknown), ARGV[2] "1" broken / "0" not, ARGV[3] the
+/// reason, ARGV[4] paused_until. A broken mark about a version other than the current one (an
+/// edit landed meanwhile) is not written. Returns 0 when it was refused so, else 1.
+pub const PUBLISH_HEALTH: &str = r#"
+local fresh = 1
+if ARGV[2] == '1' then
+  local fp = redis.call('HGET', KEYS[1], 'cert_fp')
+  if fp and ARGV[1] ~= '' and fp ~= ARGV[1] then fresh = 0
+  else redis.call('HSET', KEYS[1], 'broken', '1', 'broken_reason', ARGV[3]) end
+else
+  redis.call('HDEL', KEYS[1], 'broken', 'broken_reason')
+end
+redis.call('HSET', KEYS[1], 'paused_until', ARGV[4])
+return fresh
+"#;
+
 /// Lease renew: KEYS[1] lease; ARGV[1] me, ARGV[2] ttl ms. 1 when still mine.
 pub const LEASE_RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -43,39 +43,39 @@ pub struct SharedHealth {
     pub paused_until: u64,
 }
 
+/// Whether a published health was written whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Written,
+    /// The broken mark was about a version of the certificate edited since: not written (the
+    /// pause was).
+    StaleBroken,
+}
+
 impl Cluster {
     /// Publishes a certificate's health as this node (its owner) knows it: the meta hash, then
-    /// the log entry that tells the other nodes to read it.
+    /// the log entry that tells the other nodes to read it. `about`: the version of the
+    /// certificate a broken mark is about (`certsync::fingerprint`; None: unknown). A broken
+    /// mark about a version an edit has replaced meanwhile is not written: a stale refusal never
+    /// undoes a fix.
     pub async fn publish_health(
         &self,
         cert: CertificateId,
         health: &SharedHealth,
-    ) -> Result<(), ClusterError> {
-        let meta = keys::cert_meta(cert);
-        let mut p = redis::pipe();
-        match &health.broken {
-            Some(reason) => p
-                .cmd("HSET")
-                .arg(&meta)
-                .arg("broken")
-                .arg(1)
-                .arg("broken_reason")
-                .arg(reason)
-                .ignore(),
-            None => p
-                .cmd("HDEL")
-                .arg(&meta)
-                .arg("broken")
-                .arg("broken_reason")
-                .ignore(),
-        };
-        p.cmd("HSET")
-            .arg(&meta)
-            .arg("paused_until")
-            .arg(health.paused_until)
-            .ignore();
-        let () = self.run_pipe(&p).await?;
-        self.log_certificate(cert, "health").await
+        about: Option<&str>,
+    ) -> Result<Published, ClusterError> {
+        let mut c = eval(scripts::PUBLISH_HEALTH, &[&keys::cert_meta(cert)]);
+        c.arg(about.unwrap_or(""))
+            .arg(if health.broken.is_some() { "1" } else { "0" })
+            .arg(health.broken.as_deref().unwrap_or(""))
+            .arg(health.paused_until);
+        let fresh: i64 = self.run(&c).await?;
+        self.log_certificate(cert, "health").await?;
+        Ok(if fresh == 1 {
+            Published::Written
+        } else {
+            Published::StaleBroken
+        })
     }
 
     /// Publishes the owner's 10027 back-off (`factor`: the share of the qps its sender allows
