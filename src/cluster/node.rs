@@ -746,7 +746,9 @@ impl ClusterNode {
                     }
                     Err(e) => {
                         tracing::warn!(certificate = cert, error = %e, "claiming pending entries failed");
-                        claim_from = Some((cursor, min_idle));
+                        // Its reply may be what was lost, the entries claimed all the same (and
+                        // no longer idle): start over with every pending entry.
+                        claim_from = Some(("0-0".to_string(), 0));
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -788,6 +790,12 @@ impl ClusterNode {
                     tracing::warn!(certificate = cert, error = %e, "reading the certificate queue failed");
                     // A new connection next time (this one may point at a failed master).
                     reader = None;
+                    // A read whose reply timed out (this process stalled, or Redis was slow)
+                    // may have been served: its entries are pending under this node's name and
+                    // would wait for the periodic takeover of idle ones (up to two lease
+                    // periods). Take every pending entry back now; those this node is sending
+                    // already are skipped (`Held::add`).
+                    claim_from = Some(("0-0".to_string(), 0));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
