@@ -94,7 +94,8 @@ impl Cluster {
                 redis::cmd("HSET")
                     .arg(meta)
                     .arg("factor")
-                    .arg(format!("{factor:.4}")),
+                    // In full: a large qps backs off to tiny shares (1/s at least).
+                    .arg(factor.to_string()),
             )
             .await?
         };
