@@ -191,7 +191,9 @@ pub struct CertEntry {
     cert: RwLock<Arc<Certificate>>,
     /// Set by an auth or package error from the vendor; cleared when the certificate is edited.
     broken: AtomicBool,
-    broken_reason: RwLock<Option<String>>,
+    /// Why, and which version of the certificate the vendor refused (None: as another node
+    /// published it). Its write lock also orders an edit against a concurrent mark.
+    broken_reason: RwLock<Option<BrokenMark>>,
     /// Unix seconds until which the daily quota is exhausted (0 = not paused).
     paused_until: AtomicU64,
     /// Counts this node's own health changes (broken, paused): cluster mode publishes the
@@ -204,7 +206,23 @@ pub struct CertEntry {
     /// Incremented each time the lease is lost: what the sender held under an older value goes
     /// back to the durable queue (not sent, not counted, not acked) for the next owner.
     lease_gen: AtomicU64,
+    /// The share of its qps this node's sender allows itself now (`f64` bits): 1, or less
+    /// while it backs off after "too fast" answers (10027). Written by the sender when it
+    /// changes; cluster mode shares it with the next owner.
+    rate_factor: AtomicU64,
+    /// Cluster mode: the back-off the certificate's previous owner had reached (`f64` bits),
+    /// set when this node takes the lease, and how many were set (the sender starts from each
+    /// once).
+    adopted_factor: AtomicU64,
+    adopted_gen: AtomicU64,
     pub stats: CertStats,
+}
+
+/// Why a certificate is broken, and the version of it the vendor refused.
+#[derive(Debug, Clone)]
+struct BrokenMark {
+    reason: String,
+    about: Option<Arc<Certificate>>,
 }
 
 /// Milliseconds of a monotonic clock (it keeps counting while the process is stopped), the
@@ -263,8 +281,39 @@ impl CertEntry {
             health_gen: AtomicU64::new(0),
             owned_until: AtomicU64::new(u64::MAX),
             lease_gen: AtomicU64::new(0),
+            rate_factor: AtomicU64::new(1f64.to_bits()),
+            adopted_factor: AtomicU64::new(1f64.to_bits()),
+            adopted_gen: AtomicU64::new(0),
             stats: CertStats::default(),
         }
+    }
+
+    /// The share of its qps the sender allows itself now (see `rate_factor`).
+    pub fn rate_factor(&self) -> f64 {
+        f64::from_bits(self.rate_factor.load(Ordering::Relaxed))
+    }
+
+    /// The sender's rate changed (a back-off, a recovery, an edited qps).
+    pub fn set_rate_factor(&self, factor: f64) {
+        self.rate_factor.store(factor.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Cluster mode: this node takes the lease; its sender starts from `factor`, the back-off
+    /// the previous owner published.
+    pub fn adopt_rate_factor(&self, factor: f64) {
+        self.adopted_factor
+            .store(factor.to_bits(), Ordering::Relaxed);
+        self.rate_factor.store(factor.to_bits(), Ordering::Relaxed);
+        self.adopted_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The last back-off adopted (see `adopt_rate_factor`) and how many were adopted so far.
+    pub fn adopted_rate_factor(&self) -> (f64, u64) {
+        let gen = self.adopted_gen.load(Ordering::Acquire);
+        (
+            f64::from_bits(self.adopted_factor.load(Ordering::Relaxed)),
+            gen,
+        )
     }
 
     /// This node holds the certificate's lease; its sender may start requests until `until`
@@ -297,21 +346,33 @@ impl CertEntry {
     /// Replaces the certificate (an edit); an edit clears the broken mark so a fixed secret is
     /// tried again.
     pub fn replace(&self, cert: Certificate) {
+        let mut mark = self
+            .broken_reason
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         *self.cert.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cert);
         self.broken.store(false, Ordering::Relaxed);
-        *self
-            .broken_reason
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        *mark = None;
     }
 
-    pub fn mark_broken(&self, reason: String) {
-        *self
+    /// The vendor refused the certificate's credentials as they were in `about` (the version a
+    /// request was sent with). False, and nothing marked, when the certificate was edited since:
+    /// the refusal is about credentials no longer in use, and the edited ones get their try.
+    pub fn mark_broken(&self, reason: String, about: &Arc<Certificate>) -> bool {
+        let mut mark = self
             .broken_reason
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+            .unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&self.cert(), about) {
+            return false;
+        }
+        *mark = Some(BrokenMark {
+            reason,
+            about: Some(about.clone()),
+        });
         self.broken.store(true, Ordering::Relaxed);
         self.health_gen.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
     /// The count of this node's own health changes (see `health_gen`).
@@ -326,21 +387,34 @@ impl CertEntry {
         *self
             .broken_reason
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = broken;
+            .unwrap_or_else(|e| e.into_inner()) = broken.map(|reason| BrokenMark {
+            reason,
+            about: None,
+        });
         self.broken.store(is_broken, Ordering::Relaxed);
         self.paused_until.store(paused_until, Ordering::Relaxed);
     }
 
     /// The broken reason (if broken) and the pause's end (0: none), as published.
     pub fn health_marks(&self) -> (Option<String>, u64) {
-        let broken = self.is_broken().then(|| {
-            self.broken_reason
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or_default()
-        });
-        (broken, self.paused_until.load(Ordering::Relaxed))
+        let (broken, _, paused) = self.health_to_publish();
+        (broken, paused)
+    }
+
+    /// `health_marks`, with the version of the certificate the broken mark is about (None: not
+    /// broken, or not marked by this node), read together.
+    pub fn health_to_publish(&self) -> (Option<String>, Option<Arc<Certificate>>, u64) {
+        let mark = self
+            .broken_reason
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|_| self.is_broken());
+        let paused = self.paused_until.load(Ordering::Relaxed);
+        match mark {
+            Some(m) => (Some(m.reason), m.about, paused),
+            None => (None, None, paused),
+        }
     }
 
     pub fn is_broken(&self) -> bool {
@@ -365,7 +439,8 @@ impl CertEntry {
                     .broken_reason
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
+                    .as_ref()
+                    .map(|m| m.reason.clone()),
                 paused_until: None,
             };
         }
@@ -503,9 +578,21 @@ mod tests {
         assert_eq!(e.health_gen(), 0);
         e.set_shared_health(None, 50);
         assert_eq!(e.status(1).state, CertHealth::QuotaPaused);
-        e.mark_broken("x".into());
+        assert!(e.mark_broken("x".into(), &e.cert()));
         assert_eq!(e.health_gen(), 1);
         assert_eq!(e.health_marks(), (Some("x".to_string()), 50));
+        let (_, about, _) = e.health_to_publish();
+        assert!(about.is_some_and(|c| Arc::ptr_eq(&c, &e.cert())));
+    }
+
+    #[test]
+    fn a_refusal_of_credentials_edited_since_marks_nothing() {
+        let e = CertEntry::new(Certificate::xiaomi_for_tests(1001, "old", 10));
+        let sent_with = e.cert();
+        e.replace(Certificate::xiaomi_for_tests(1001, "new", 10));
+        assert!(!e.mark_broken("21301".into(), &sent_with));
+        assert_eq!(e.status(1).state, CertHealth::Healthy);
+        assert_eq!(e.health_gen(), 0, "nothing to publish");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! an operator-chosen, bounded label.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -68,6 +68,9 @@ pub struct Metrics {
     pub cert_owned: IntGaugeVec,
     /// Cluster mode: notifications in a certificate's durable queue, as its owner reads it.
     pub cert_queue_depth: IntGaugeVec,
+    /// Cluster mode: the share of its qps a certificate's owner sends at now (below 1 while
+    /// backing off after "too fast" answers).
+    pub cert_rate_factor: GaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -343,6 +346,17 @@ impl Metrics {
                 "pushgate_cert_queue_depth",
                 "Cluster mode: notifications in a certificate's durable queue (set by its owner).",
                 &["certificate"],
+            ),
+            cert_rate_factor: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "pushgate_cert_rate_factor",
+                        "Cluster mode, on a certificate's owner: the share of its qps it sends at now (1, or less while backing off after the vendor's \"too fast\"; a new owner starts from the previous one's).",
+                    ),
+                    &["certificate"],
+                )
+                .expect("valid metric definition"),
             ),
             online_deliveries: counter_vec(
                 &r,

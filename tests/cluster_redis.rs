@@ -232,7 +232,7 @@ fn tokens_move_between_users_and_are_never_bound_twice() {
         rc.check_token_invariant();
 
         // A vendor's "bad token" unbinds it everywhere; a cleared token leaves the index.
-        let (u, d, rec) = nodes[2].unbind_token("tok-0").await.unwrap().unwrap();
+        let (u, d, rec) = nodes[2].unbind_token("tok-0", None).await.unwrap().unwrap();
         assert_eq!((u.as_str(), d.as_str(), rec.tok), ("u50", "d1", None));
         assert_eq!(nodes[0].token_owner("tok-0").await.unwrap(), None);
         // tok-1 moved from u1 to u51 above.

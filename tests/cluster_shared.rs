@@ -291,3 +291,382 @@ fn the_apns_badge_counts_on_when_the_certificates_owner_changes() {
         );
     });
 }
+
+/// Posts a Xiaomi receipt callback (form field `data`) to `node`; (status, body).
+async fn post_receipt(node: &Gateway, cert: u64, data: &Value) -> (u16, Value) {
+    let body = serde_urlencoded::to_string([("data", data.to_string())]).expect("form");
+    let r = common::http()
+        .post(node.url(&format!("/v1/receipts/xiaomi/{cert}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("receipt request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The certificate's receipt secret as the nodes keep it in Redis (what Xiaomi echoes back in
+/// `param`).
+fn receipt_secret(rc: &RedisCluster, cert: u64) -> String {
+    let json = rc.cli(
+        rc.master_of("pg:certs"),
+        &["hget", "pg:certs", &cert.to_string()],
+    );
+    let c: Value = serde_json::from_str(json.trim()).expect("certificate JSON in Redis");
+    c["receipt_secret"]
+        .as_str()
+        .expect("receipt secret")
+        .to_string()
+}
+
+async fn token_bound(node: &Gateway, user: &str) -> bool {
+    node.user(user).await["devices"][0]["token_bound"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("{user} through {}: no token_bound", node.name))
+}
+
+/// Xiaomi's receipt callback saying a token is invalid (type 16), posted to a node that is not
+/// the certificate's owner, unbinds it in the shared directory: every node shows it unbound, the
+/// next message to it is skipped, the receipt's answer counts it, and it is counted once. A
+/// receipt for a token bound under another certificate, or bound nowhere, changes nothing.
+#[test]
+fn an_invalid_token_receipt_unbinds_the_token_on_every_node() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(120, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        let (s, v) = nodes[0]
+            .api(
+                reqwest::Method::POST,
+                "/v1/certificates",
+                Some(cert_body(100)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let other = v["id"].as_u64().expect("id");
+        for n in &nodes {
+            wait_certificate(n, other, |c| c["id"] == other).await;
+        }
+        push_online([&nodes[0], &nodes[1], &nodes[2]], "bob", "d1", cert).await;
+        push_online([&nodes[1], &nodes[2], &nodes[0]], "dave", "d1", other).await;
+        let owner = owner_of(&nodes, cert).await;
+        let via = &nodes[(owner + 1) % 3];
+        let secret = receipt_secret(&rc, cert);
+        let receipt = |user: &str| {
+            json!({ format!("m-{user}"): {"type": 16, "targets": regid(user), "timestamp": 1,
+                                          "param": secret} })
+        };
+
+        // dave's token is bound under the other certificate: this certificate's receipt does
+        // not speak for it. A token bound nowhere: nothing to unbind.
+        for data in [receipt("dave"), receipt("nobody")] {
+            let (s, v) = post_receipt(via, cert, &data).await;
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(
+                (&v["tokens_unbound"], &v["ignored"]),
+                (&json!(0), &json!(1)),
+                "{v}"
+            );
+        }
+        for n in &nodes {
+            assert!(
+                token_bound(n, "dave").await,
+                "dave's token through {}",
+                n.name
+            );
+        }
+
+        let (s, v) = post_receipt(via, cert, &receipt("bob")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["tokens_unbound"], 1, "{v}");
+        // Acknowledged: every node reads it unbound at once.
+        for n in &nodes {
+            assert!(
+                !token_bound(n, "bob").await,
+                "bob's token through {}",
+                n.name
+            );
+            assert!(
+                token_bound(n, "dave").await,
+                "dave's token through {}",
+                n.name
+            );
+        }
+        let v = nodes[owner].send("bob", "carol", "still there?").await;
+        assert_eq!(v["results"][0]["outcome"], "skipped", "{v}");
+        // The vendor resending the receipt changes nothing more.
+        let (s, v) = post_receipt(&nodes[owner], cert, &receipt("bob")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (&v["tokens_unbound"], &v["ignored"]),
+            (&json!(0), &json!(1)),
+            "{v}"
+        );
+        let mut unbound = 0.0;
+        for n in &nodes {
+            unbound += metric(&n.metrics_text().await, "pushgate_tokens_unbound_total", "");
+        }
+        assert_eq!(unbound, 1.0, "one token unbound, counted once");
+        rc.check_token_invariant();
+    });
+}
+
+/// The certificate's 10027 back-off as its owner last published it in `pg:{c:<id>}:meta`
+/// (1 when none).
+fn shared_factor(rc: &RedisCluster, cert: u64) -> f64 {
+    let meta = format!("pg:{{c:{cert}}}:meta");
+    let f = rc.cli(rc.master_of(&meta), &["hget", &meta, "factor"]);
+    f.trim().parse().unwrap_or(1.0)
+}
+
+/// The 10027 back-off belongs to the certificate, not to its owner: an owner that Xiaomi told
+/// "too fast" publishes how far it slowed down, and when it stops, the node taking the
+/// certificate over starts from there instead of at full qps into the same frequency control.
+#[test]
+fn a_new_owner_starts_from_the_previous_owners_back_off() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(150, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let mut knobs = emu.knobs();
+        // The certificate may send 50 requests/s; Xiaomi takes 2/s from this app.
+        knobs.qps_limit = Some(2);
+        emu.set_knobs(knobs);
+        let (mut nodes, cert) = cluster_node::three_nodes_with(
+            &rc,
+            dir.path(),
+            &emu.base_url(),
+            "multi_batch = 1\n",
+            50,
+        )
+        .await;
+        push_online([&nodes[0], &nodes[1], &nodes[2]], "bob", "d1", cert).await;
+        const SENDS: usize = 8;
+        for i in 0..SENDS {
+            let v = nodes[i % 3].send("bob", "carol", &format!("m{i}")).await;
+            assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        }
+        let owner = owner_of(&nodes, cert).await;
+        let got = emu_wait(&emu, &regid("bob"), SENDS).await;
+        assert_eq!(got, SENDS, "every notification sent, after the back-offs");
+        // The owner slowed down and says so, in its metrics and in Redis.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut seen, mut shared) = (1.0, 1.0);
+        while Instant::now() < deadline {
+            let m = nodes[owner].metrics_text().await;
+            seen = metric(
+                &m,
+                "pushgate_cert_rate_factor",
+                &format!("certificate=\"{cert}\""),
+            );
+            shared = shared_factor(&rc, cert);
+            if seen < 1.0 && (shared - seen).abs() < 1e-3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(seen < 1.0, "the owner backs off after 10027: {seen}");
+        assert!(
+            (shared - seen).abs() < 1e-3,
+            "published: {shared} in Redis, {seen} on the owner"
+        );
+        let mut old = nodes.remove(owner);
+        assert!(
+            old.terminate(Duration::from_secs(15)).await,
+            "graceful stop"
+        );
+
+        // The next owner starts from that back-off, before it sends anything.
+        let next = owner_of(&nodes, cert).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut now = 1.0;
+        while Instant::now() < deadline {
+            let m = nodes[next].metrics_text().await;
+            now = metric(
+                &m,
+                "pushgate_cert_rate_factor",
+                &format!("certificate=\"{cert}\""),
+            );
+            if now < 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            (now - shared).abs() < 1e-3,
+            "{} took over at {now} of the qps, the previous owner had {shared}",
+            nodes[next].name
+        );
+        // And recovers from there with traffic, as the previous owner would have.
+        let v = nodes[0].send("bob", "carol", "after").await;
+        assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        assert_eq!(emu_wait(&emu, &regid("bob"), SENDS + 1).await, SENDS + 1);
+    });
+}
+
+/// Waits (bounded) until the emulator received `n` notifications for `token`; how many it got.
+async fn emu_wait(
+    emu: &pushgate::providers::xiaomi::emulator::EmulatorHandle,
+    token: &str,
+    n: usize,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = emu.received().iter().filter(|r| r.regid == token).count();
+        if got >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A certificate's figures are added to the cluster's totals once each, even when Redis applies
+/// an addition whose reply the node never got (a timeout) and the node sends it again: the
+/// master is paused for writes so that the addition times out and is applied on resume.
+#[test]
+fn figures_sent_again_after_a_timeout_are_counted_once() {
+    use pushgate::certs::CertStats;
+    use pushgate::cluster::shared::FigureAdder;
+    use pushgate::providers::DeliveryClass;
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(60, async {
+        let cfg = ClusterConfig {
+            response_timeout_ms: 300,
+            overall_timeout_ms: 600,
+            ..config(&rc)
+        };
+        let cluster = Cluster::connect(&cfg, MultiDevicePolicy::PerPlatform, 7 * 86_400)
+            .await
+            .expect("connect to the test cluster");
+        const CERT: u64 = 4242;
+        let meta = format!("pg:{{c:{CERT}}}:meta");
+        let stats = CertStats::default();
+        stats.count(DeliveryClass::Delivered, 5);
+        stats.count(DeliveryClass::BadToken, 2);
+        let adder = FigureAdder::new("gw-1#1");
+        let master = rc.master_of(&meta);
+        rc.cli(master, &["client", "pause", "1500", "write"]);
+        let r = adder.flush(&cluster, CERT, &stats).await;
+        assert!(r.is_err(), "the addition's reply timed out: {r:?}");
+        // Applied on resume, without the node knowing.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        let sent = rc.cli(master, &["hget", &meta, "sent"]);
+        assert_eq!(sent.trim(), "5", "applied once on resume");
+        stats.count(DeliveryClass::Delivered, 1);
+        for _ in 0..3 {
+            adder.flush(&cluster, CERT, &stats).await.expect("flushed");
+        }
+        let totals = cluster.cert_figures(CERT).await.expect("totals");
+        assert_eq!(totals.sent, 6, "{totals:?}");
+        assert_eq!(
+            totals.failures().map(|(_, n)| n).sum::<u64>(),
+            2,
+            "{totals:?}"
+        );
+        assert_eq!(stats.shown().sent, 6, "what the API shows");
+        // Another node's figures add to them.
+        let other = CertStats::default();
+        other.count(DeliveryClass::Delivered, 3);
+        FigureAdder::new("gw-2#2")
+            .flush(&cluster, CERT, &other)
+            .await
+            .expect("flushed");
+        assert_eq!(cluster.cert_figures(CERT).await.expect("totals").sent, 9);
+    });
+}
+
+/// The owner's "broken" never overwrites a fixing edit made meanwhile: a request sent with the
+/// wrong AppSecret is held by Xiaomi while the secret is fixed through another node, then
+/// answered 21301. That answer is about the old secret: the certificate stays healthy on every
+/// node and the next notification goes out with the new one.
+#[test]
+fn a_broken_answer_about_the_old_secret_does_not_undo_the_fix() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(120, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let (nodes, _) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        let mut body = cert_body(100);
+        body["app_secret"] = json!(WRONG_SECRET);
+        let (s, v) = nodes[0]
+            .api(reqwest::Method::POST, "/v1/certificates", Some(body))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let cert = v["id"].as_u64().expect("id");
+        for n in &nodes {
+            wait_certificate(n, cert, |c| c["id"] == cert).await;
+        }
+        push_online([&nodes[0], &nodes[1], &nodes[2]], "bob", "d1", cert).await;
+        let owner = owner_of(&nodes, cert).await;
+        let editor = &nodes[(owner + 1) % 3];
+
+        // Xiaomi holds the request sent with the wrong secret.
+        let mut knobs = emu.knobs();
+        knobs.hang = true;
+        emu.set_knobs(knobs.clone());
+        let v = editor.send("bob", "carol", "with the old secret").await;
+        assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = nodes[owner].metrics_text().await;
+            let sent = m
+                .lines()
+                .filter(|l| l.starts_with("pushgate_vendor_batch_size_count{"))
+                .any(|l| l.rsplit_once(' ').is_some_and(|(_, n)| n != "0"));
+            if sent {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no request sent by the owner");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Fixed through another node while it is held; then Xiaomi answers 21301.
+        let mut fixed = cert_body(100);
+        fixed["app_secret"] = json!(common::SECRET);
+        let (s, v) = editor
+            .api(
+                reqwest::Method::PUT,
+                &format!("/v1/certificates/{cert}"),
+                Some(fixed),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        knobs.hang = false;
+        emu.set_knobs(knobs);
+        for n in &nodes {
+            until("the old secret's notification failed", n, || async {
+                let c = n.certificate(cert).await.unwrap_or(Value::Null);
+                (c["stats"]["failed"]["misconfigured"] == 1, c)
+            })
+            .await;
+        }
+        // Time for the owner to publish and every node to read it (0.5 s periods).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for n in &nodes {
+            let c = n.certificate(cert).await.unwrap_or(Value::Null);
+            assert_eq!(c["status"]["state"], "healthy", "through {}: {c}", n.name);
+        }
+        let v = nodes[owner]
+            .send("bob", "carol", "with the new secret")
+            .await;
+        assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !emu
+            .received()
+            .iter()
+            .any(|r| r.regid == regid("bob") && r.description == "with the new secret")
+        {
+            assert!(Instant::now() < deadline, "bob's notification never sent");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}

@@ -23,6 +23,17 @@ pub enum CertChange {
     Health(CertificateId),
 }
 
+/// A version of a certificate, as written to `pg:certs` (the first 16 hex characters of the
+/// SHA-256 of its JSON; every node encodes the same certificate to the same JSON).
+pub fn fingerprint(cert: &Certificate) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(cert).unwrap_or_default();
+    Sha256::digest(&json)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn text(e: &StreamId, name: &str) -> Option<String> {
     e.map
         .get(name)
@@ -62,15 +73,12 @@ impl Cluster {
             )
             .await?;
         // An edit clears the broken mark on every node (as `CertEntry::replace` does on each),
-        // so a fixed secret is tried again: the owner marks it again if it is still wrong.
-        let _: i64 = self
-            .run(
-                redis::cmd("HDEL")
-                    .arg(keys::cert_meta(cert.id))
-                    .arg("broken")
-                    .arg("broken_reason"),
-            )
-            .await?;
+        // so a fixed secret is tried again: the owner marks it again if it is still wrong. The
+        // new version's fingerprint goes with it: a refusal of the old one that the owner
+        // publishes after this is not written (`PUBLISH_HEALTH`).
+        let mut c = eval(scripts::CERT_EDITED, &[&keys::cert_meta(cert.id)]);
+        c.arg(fingerprint(cert));
+        let _: i64 = self.durable(c).await?;
         self.log_certificate(cert.id, "put").await
     }
 

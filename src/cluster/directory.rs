@@ -440,10 +440,13 @@ impl Cluster {
     }
 
     /// Unbinds a token wherever it is (a vendor said it is invalid): the holder first, then the
-    /// index entry if its owner is unchanged. Returns the user, device and new record.
+    /// index entry if its owner is unchanged. With `cert`, only a token bound under that
+    /// certificate (a receipt speaks for its own certificate; the same token bound under another
+    /// one stays). Returns the user, device and new record.
     pub async fn unbind_token(
         &self,
         token: &str,
+        cert: Option<CertificateId>,
     ) -> Result<Option<(String, String, StoredDevice)>, ClusterError> {
         let tkey = keys::token(token);
         let Some(o) = self
@@ -455,10 +458,16 @@ impl Cluster {
         let Some((u, d)) = keys::split_owner(&o) else {
             return Ok(None);
         };
+        let mut other_cert = false;
         let record = self
             .update_user(u, true, |h| {
+                other_cert = false;
                 Ok(match h.get_mut(d) {
                     Some(rec) if rec.token() == Some(token) => {
+                        if cert.is_some_and(|c| rec.tok.as_ref().map(|t| t.0) != Some(c)) {
+                            other_cert = true;
+                            return Ok(None);
+                        }
                         rec.tok = None;
                         Some(rec.clone())
                     }
@@ -466,6 +475,9 @@ impl Cluster {
                 })
             })
             .await?;
+        if other_cert {
+            return Ok(None);
+        }
         self.cas_owner(token, &o, "", 0).await?;
         Ok(record.map(|r| (u.to_string(), d.to_string(), r)))
     }

@@ -90,8 +90,10 @@ pub fn cert_queue(cert: u64) -> String {
 }
 
 /// A certificate's queue bound's counter (`jobs`, notifications queued), its health as its
-/// owner last saw it (`broken`, `broken_reason`, `paused_until`) and its figures of every node
-/// together (`sent`, `rate_limited`, `failed:<class>`, `receipts_delivered`, `receipts_clicked`).
+/// owner last saw it (`broken`, `broken_reason`, `paused_until`), the version of it last written
+/// (`cert_fp`), the owner's 10027 back-off (`factor`), its figures of every node together
+/// (`sent`, `rate_limited`, `failed:<class>`, `receipts_delivered`, `receipts_clicked`) and each
+/// adding process's last addition number (`add:<node>`).
 pub fn cert_meta(cert: u64) -> String {
     format!("pg:{{c:{cert}}}:meta")
 }

@@ -95,9 +95,14 @@ pub struct ClusterNode {
     invalid_tokens: tokio::sync::mpsc::Sender<String>,
     /// The health change count (`CertEntry::health_gen`) last published per certificate.
     health_published: Mutex<HashMap<CertificateId, u64>>,
+    /// The 10027 back-off (`CertEntry::rate_factor`, as bits) last published per certificate
+    /// this node owns.
+    factor_published: Mutex<HashMap<CertificateId, u64>>,
     /// One flush of this node's certificate figures at a time (a figure added twice would be
     /// counted twice).
     figures: tokio::sync::Mutex<()>,
+    /// Adds this process's figures to the cluster's totals, each addition once.
+    figure_adder: super::shared::FigureAdder,
 }
 
 /// A cluster failure as the API shows it: the caller's mistakes keep their codes, the store's
@@ -138,7 +143,6 @@ impl ClusterNode {
         let node = Arc::new_cyclic(|this| ClusterNode {
             this: this.clone(),
             cluster,
-            lease,
             gateway: OnceLock::new(),
             alive: RwLock::new(HashSet::new()),
             delivered: Mutex::new(HashMap::new()),
@@ -152,7 +156,10 @@ impl ClusterNode {
             outcomes_out: Mutex::new(HashMap::new()),
             invalid_tokens,
             health_published: Mutex::new(HashMap::new()),
+            factor_published: Mutex::new(HashMap::new()),
             figures: tokio::sync::Mutex::new(()),
+            figure_adder: super::shared::FigureAdder::new(&lease.incarnation()),
+            lease,
         });
         let _ = node.gateway.set(Arc::downgrade(gw));
         if let Err(e) = node.refresh_view().await {
@@ -334,19 +341,33 @@ impl ClusterNode {
                 if gen == published {
                     continue;
                 }
-                let (broken, paused_until) = e.health_marks();
+                // The broken mark with the version it is about, read together: an edit landing
+                // after this read makes Redis refuse the mark, not the fix.
+                let (broken, about, paused_until) = e.health_to_publish();
+                let about = about.map(|c| super::certsync::fingerprint(&c));
                 let health = super::shared::SharedHealth {
                     broken,
                     paused_until,
                 };
-                match self.cluster.publish_health(id, &health).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            certificate = id,
-                            broken = health.broken.is_some(),
-                            paused_until,
-                            "certificate health published"
-                        );
+                match self
+                    .cluster
+                    .publish_health(id, &health, about.as_deref())
+                    .await
+                {
+                    Ok(published) => {
+                        if published == super::shared::Published::StaleBroken {
+                            tracing::info!(
+                                certificate = id,
+                                "a refusal of the certificate's credentials before its last edit not published"
+                            );
+                        } else {
+                            tracing::info!(
+                                certificate = id,
+                                broken = health.broken.is_some(),
+                                paused_until,
+                                "certificate health published"
+                            );
+                        }
                         self.health_published
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -357,6 +378,7 @@ impl ClusterNode {
                     }
                 }
             }
+            self.publish_rate_factors(&gw).await;
             let pending: Vec<_> = gw
                 .certificates()
                 .into_iter()
@@ -369,17 +391,48 @@ impl ClusterNode {
         }
     }
 
+    /// Publishes the 10027 back-off of the certificates this node sends for, where it moved.
+    async fn publish_rate_factors(&self, gw: &Gateway) {
+        let owned: Vec<CertificateId> = self
+            .owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for id in owned {
+            let Ok(e) = gw.certificate(id) else { continue };
+            let factor = e.rate_factor();
+            let published = self
+                .factor_published
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .copied();
+            if published == Some(factor.to_bits()) {
+                continue;
+            }
+            match self.cluster.publish_rate_factor(id, factor).await {
+                Ok(()) => {
+                    self.factor_published
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, factor.to_bits());
+                }
+                Err(err) => {
+                    tracing::debug!(certificate = id, error = %err, "publishing the back-off failed")
+                }
+            }
+        }
+    }
+
     /// Adds this node's new figures of `entries` to Redis's totals and reads them back.
     async fn flush_figures(&self, entries: &[Arc<crate::certs::CertEntry>]) {
         let _one = self.figures.lock().await;
         let runs = entries.iter().map(|e| async move {
             let id = e.cert().id;
-            let added = e.stats.unflushed();
-            match self.cluster.cert_figures(id, &added).await {
-                Ok(totals) => e.stats.flushed(&added, totals),
-                Err(err) => {
-                    tracing::debug!(certificate = id, error = %err, "certificate figures not flushed")
-                }
+            if let Err(err) = self.figure_adder.flush(&self.cluster, id, &e.stats).await {
+                tracing::debug!(certificate = id, error = %err, "certificate figures not flushed; sent again")
             }
         });
         futures_util::future::join_all(runs).await;
@@ -420,19 +473,32 @@ impl ClusterNode {
         }
     }
 
-    /// Unbinds, in the shared directory, the tokens this node's senders learned are invalid
-    /// (§7.7): the holder's record first, then the index entry if its owner is unchanged.
+    /// A vendor named `token` invalid — in its answer to this node's sender, or in a delivery
+    /// receipt posted to any node: unbinds it in the shared directory (§7.7), the holder's
+    /// record first, then the index entry if its owner is unchanged, both acknowledged, and
+    /// counts it. With `cert`, only where it is bound under that certificate. The (user,
+    /// device) it was bound to.
+    async fn unbind_invalid_token(
+        &self,
+        gw: &Gateway,
+        token: &str,
+        cert: Option<CertificateId>,
+    ) -> Result<Option<(String, String)>, ClusterError> {
+        let unbound = self.cluster.unbind_token(token, cert).await?;
+        if unbound.is_some() {
+            gw.metrics().tokens_unbound.inc();
+        }
+        Ok(unbound.map(|(user, device, _)| (user, device)))
+    }
+
+    /// Unbinds the tokens this node's senders learned are invalid, retrying while Redis fails.
     async fn unbind_loop(self: Arc<Self>, mut tokens: tokio::sync::mpsc::Receiver<String>) {
         while let Some(token) = tokens.recv().await {
             let Some(gw) = self.gw() else { return };
             let mut tries = 0;
             loop {
-                match self.cluster.unbind_token(&token).await {
-                    Ok(Some(_)) => {
-                        gw.metrics().tokens_unbound.inc();
-                        break;
-                    }
-                    Ok(None) => break,
+                match self.unbind_invalid_token(&gw, &token, None).await {
+                    Ok(_) => break,
                     Err(e) if tries < UNBIND_TRIES => {
                         tries += 1;
                         tracing::debug!(error = %e, "unbinding an invalid token failed; retrying");
@@ -623,6 +689,31 @@ impl ClusterNode {
                 return;
             }
         }
+        // The sender starts from the back-off the previous owner published (nothing is fed to
+        // it before this). Unreadable: it starts at full qps, as a single node after a restart.
+        match self.cluster.cert_rate_factor(cert).await {
+            Ok(factor) => {
+                if let Some(gw) = self.gw() {
+                    if let Ok(e) = gw.certificate(cert) {
+                        e.adopt_rate_factor(factor);
+                    }
+                }
+                self.factor_published
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(cert, factor.to_bits());
+                if factor < 1.0 {
+                    tracing::info!(
+                        certificate = cert,
+                        factor,
+                        "starting from the previous owner's back-off"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(certificate = cert, error = %e, "reading the previous owner's back-off failed")
+            }
+        }
         // Takeover: whatever any earlier owner read and did not finish is ours now (the lease
         // makes this node the only consumer, so no idle time is needed).
         let mut claim_from = Some(("0-0".to_string(), 0u64));
@@ -655,7 +746,9 @@ impl ClusterNode {
                     }
                     Err(e) => {
                         tracing::warn!(certificate = cert, error = %e, "claiming pending entries failed");
-                        claim_from = Some((cursor, min_idle));
+                        // Its reply may be what was lost, the entries claimed all the same (and
+                        // no longer idle): start over with every pending entry.
+                        claim_from = Some(("0-0".to_string(), 0));
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -697,6 +790,12 @@ impl ClusterNode {
                     tracing::warn!(certificate = cert, error = %e, "reading the certificate queue failed");
                     // A new connection next time (this one may point at a failed master).
                     reader = None;
+                    // A read whose reply timed out (this process stalled, or Redis was slow)
+                    // may have been served: its entries are pending under this node's name and
+                    // would wait for the periodic takeover of idle ones (up to two lease
+                    // periods). Take every pending entry back now; those this node is sending
+                    // already are skipped (`Held::add`).
+                    claim_from = Some(("0-0".to_string(), 0));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -949,8 +1048,15 @@ impl ClusterNode {
             seen[i] = seen[i].max(n);
         }
         m.cert_owned.reset();
+        m.cert_rate_factor.reset();
         for id in self.owned.lock().unwrap_or_else(|e| e.into_inner()).keys() {
-            m.cert_owned.with_label_values(&[&id.to_string()]).set(1);
+            let label = id.to_string();
+            m.cert_owned.with_label_values(&[&label]).set(1);
+            if let Ok(e) = gw.certificate(*id) {
+                m.cert_rate_factor
+                    .with_label_values(&[&label])
+                    .set(e.rate_factor());
+            }
         }
     }
 
@@ -1758,6 +1864,19 @@ impl RemoteDirectory for ClusterNode {
         })
     }
 
+    fn unbind_invalid_token<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        cert: CertificateId,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<Option<(String, String)>, GatewayError>> {
+        Box::pin(async move {
+            ClusterNode::unbind_invalid_token(self, gw, token, Some(cert))
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
     fn kick_user<'a>(
         &'a self,
         gw: &'a Gateway,
@@ -1840,7 +1959,7 @@ impl RemoteDirectory for ClusterNode {
                 let _one = self.figures.lock().await;
                 let runs = entries.iter().map(|e| async move {
                     let id = e.cert().id;
-                    match self.cluster.cert_figures(id, &Default::default()).await {
+                    match self.cluster.cert_figures(id).await {
                         Ok(totals) => e.stats.read_cluster(totals),
                         Err(err) => {
                             tracing::debug!(certificate = id, error = %err, "certificate figures unread")

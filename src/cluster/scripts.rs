@@ -65,6 +65,31 @@ if jobs > 0 then redis.call('HINCRBY', KEYS[2], 'jobs', -jobs) end
 return #gone
 "#;
 
+/// A certificate edited: KEYS[1] `pg:{c:<id>}:meta`; ARGV[1] the new version's fingerprint.
+/// Clears the broken mark (the edited credentials get their try) and records which version is
+/// current, so that a broken mark about an older one is refused (`PUBLISH_HEALTH`).
+pub const CERT_EDITED: &str = r#"
+redis.call('HSET', KEYS[1], 'cert_fp', ARGV[1])
+return redis.call('HDEL', KEYS[1], 'broken', 'broken_reason')
+"#;
+
+/// The owner's health of a certificate: KEYS[1] `pg:{c:<id>}:meta`; ARGV[1] the fingerprint of
+/// the version the vendor refused ("" = unknown), ARGV[2] "1" broken / "0" not, ARGV[3] the
+/// reason, ARGV[4] paused_until. A broken mark about a version other than the current one (an
+/// edit landed meanwhile) is not written. Returns 0 when it was refused so, else 1.
+pub const PUBLISH_HEALTH: &str = r#"
+local fresh = 1
+if ARGV[2] == '1' then
+  local fp = redis.call('HGET', KEYS[1], 'cert_fp')
+  if fp and ARGV[1] ~= '' and fp ~= ARGV[1] then fresh = 0
+  else redis.call('HSET', KEYS[1], 'broken', '1', 'broken_reason', ARGV[3]) end
+else
+  redis.call('HDEL', KEYS[1], 'broken', 'broken_reason')
+end
+redis.call('HSET', KEYS[1], 'paused_until', ARGV[4])
+return fresh
+"#;
+
 /// Lease renew: KEYS[1] lease; ARGV[1] me, ARGV[2] ttl ms. 1 when still mine.
 pub const LEASE_RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -132,4 +157,31 @@ pub const MSG_ID_BLOCK: &str = r#"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return redis.call('INCRBY', KEYS[1], ARGV[2])
+"#;
+
+/// A node's new certificate figures, added exactly once: KEYS[1] `pg:{c:<id>}:meta`; ARGV[1] the
+/// adding process's field (`add:<node>`), ARGV[2] the addition's sequence number (milliseconds,
+/// increasing per process), ARGV[3] how long a process's last number is kept (ms), ARGV[4..]
+/// figure/amount pairs. An addition whose number is not above the process's last one is a
+/// retry of one already applied (its reply timed out): nothing is added again. Numbers of
+/// processes silent for longer than ARGV[3] are dropped, so the hash does not grow with every
+/// restart. Returns the hash (the totals).
+pub const FIGURES_ADD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+local last = tonumber(v and string.match(v, '^(%d+)') or '0') or 0
+if tonumber(ARGV[2]) > last then
+  for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %.0f', math.max(last, tonumber(ARGV[2])), now))
+local all = redis.call('HGETALL', KEYS[1])
+local keep = now - tonumber(ARGV[3])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 4) == 'add:' then
+    local seen = tonumber(string.match(all[i + 1], ' (%d+)$') or '0') or 0
+    if seen < keep then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+end
+return all
 "#;

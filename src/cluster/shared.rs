@@ -6,16 +6,24 @@
 //!   `pg:certs:log`; every node tails the log and shows the same health in the API, the console,
 //!   diagnosis and `/metrics`.
 //! - Figures (sent, failed by class, …) are counted where they happen (the owner's sender, a
-//!   node refusing a full queue, the node a receipt reached) and added to the meta hash with
-//!   `HINCRBY`; a node shows the totals it last read.
+//!   node refusing a full queue, the node a receipt reached) and added to the meta hash by a
+//!   script that applies each numbered addition of a process once ([`FigureAdder`]): an
+//!   addition retried after a timeout is not counted twice. A node shows the totals it last
+//!   read; the API reads the same totals as before.
+//! - The 10027 back-off (`factor`, the share of the qps the owner's sender allows itself) is
+//!   published by the owner when it changes and read by a node taking the lease over, whose
+//!   sender starts from it. It decays as the owner's does, with traffic only: each request
+//!   answered without "too fast" gives back 5% of the qps (full speed after at most 20), and the
+//!   owner publishes the recovering value, removing it at 1. An idle certificate keeps its
+//!   back-off, in Redis as in a single node's sender, until requests go through again.
 //! - Last notifications go to `pg:{u:<user>}:last` (device → outcome, 7-day TTL), written by the
 //!   owner in batches, unconfirmed (losing one in a failover costs a line of diagnosis).
 //! - Badge counts live in `pg:{u:<user>}:badge` (device → count), so the next owner of an APNs
 //!   certificate counts on from where the previous one stopped.
 
 use super::codec::{decode_outcome, encode_outcome};
-use super::{keys, Cluster, ClusterError};
-use crate::certs::CertFigures;
+use super::{eval, keys, scripts, Cluster, ClusterError};
+use crate::certs::{CertFigures, CertStats};
 use crate::domain::CertificateId;
 use crate::providers::apns::badge::SharedBadges;
 use crate::push::outcomes::LastNotification;
@@ -35,39 +43,73 @@ pub struct SharedHealth {
     pub paused_until: u64,
 }
 
+/// Whether a published health was written whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Written,
+    /// The broken mark was about a version of the certificate edited since: not written (the
+    /// pause was).
+    StaleBroken,
+}
+
 impl Cluster {
     /// Publishes a certificate's health as this node (its owner) knows it: the meta hash, then
-    /// the log entry that tells the other nodes to read it.
+    /// the log entry that tells the other nodes to read it. `about`: the version of the
+    /// certificate a broken mark is about (`certsync::fingerprint`; None: unknown). A broken
+    /// mark about a version an edit has replaced meanwhile is not written: a stale refusal never
+    /// undoes a fix.
     pub async fn publish_health(
         &self,
         cert: CertificateId,
         health: &SharedHealth,
+        about: Option<&str>,
+    ) -> Result<Published, ClusterError> {
+        let mut c = eval(scripts::PUBLISH_HEALTH, &[&keys::cert_meta(cert)]);
+        c.arg(about.unwrap_or(""))
+            .arg(if health.broken.is_some() { "1" } else { "0" })
+            .arg(health.broken.as_deref().unwrap_or(""))
+            .arg(health.paused_until);
+        let fresh: i64 = self.run(&c).await?;
+        self.log_certificate(cert, "health").await?;
+        Ok(if fresh == 1 {
+            Published::Written
+        } else {
+            Published::StaleBroken
+        })
+    }
+
+    /// Publishes the owner's 10027 back-off (`factor`: the share of the qps its sender allows
+    /// itself now), so that a next owner starts from it rather than at full qps; 1 removes it.
+    /// Unconfirmed: a value lost in a failover costs a new owner one back-off more.
+    pub async fn publish_rate_factor(
+        &self,
+        cert: CertificateId,
+        factor: f64,
     ) -> Result<(), ClusterError> {
         let meta = keys::cert_meta(cert);
-        let mut p = redis::pipe();
-        match &health.broken {
-            Some(reason) => p
-                .cmd("HSET")
-                .arg(&meta)
-                .arg("broken")
-                .arg(1)
-                .arg("broken_reason")
-                .arg(reason)
-                .ignore(),
-            None => p
-                .cmd("HDEL")
-                .arg(&meta)
-                .arg("broken")
-                .arg("broken_reason")
-                .ignore(),
+        let _: i64 = if factor >= 1.0 || !factor.is_finite() {
+            self.run(redis::cmd("HDEL").arg(meta).arg("factor")).await?
+        } else {
+            self.run(
+                redis::cmd("HSET")
+                    .arg(meta)
+                    .arg("factor")
+                    // In full: a large qps backs off to tiny shares (1/s at least).
+                    .arg(factor.to_string()),
+            )
+            .await?
         };
-        p.cmd("HSET")
-            .arg(&meta)
-            .arg("paused_until")
-            .arg(health.paused_until)
-            .ignore();
-        let () = self.run_pipe(&p).await?;
-        self.log_certificate(cert, "health").await
+        Ok(())
+    }
+
+    /// The back-off the certificate's owner last published (1: none, or unreadable).
+    pub async fn cert_rate_factor(&self, cert: CertificateId) -> Result<f64, ClusterError> {
+        let f: Option<String> = self
+            .run(redis::cmd("HGET").arg(keys::cert_meta(cert)).arg("factor"))
+            .await?;
+        Ok(f.and_then(|f| f.parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .map_or(1.0, |f| f.min(1.0)))
     }
 
     /// A certificate's health as its owner last published it.
@@ -87,28 +129,33 @@ impl Cluster {
         })
     }
 
-    /// Adds `added` (this node's new figures) to the certificate's totals and reads the totals
+    /// Adds `added`, this process's figures numbered `seq` (see [`FigureAdder`]), to the
+    /// certificate's totals unless that addition was applied already, and reads the totals
     /// back, in one request.
-    pub async fn cert_figures(
+    pub async fn cert_figures_add(
         &self,
         cert: CertificateId,
+        adder: &str,
+        seq: u64,
         added: &CertFigures,
     ) -> Result<CertFigures, ClusterError> {
-        let meta = keys::cert_meta(cert);
-        let mut p = redis::pipe();
+        let mut c = eval(scripts::FIGURES_ADD, &[&keys::cert_meta(cert)]);
+        c.arg(adder).arg(seq).arg(ADDERS_KEPT_MS);
         for (field, n) in added.fields() {
             if n > 0 {
-                p.cmd("HINCRBY").arg(&meta).arg(field).arg(n).ignore();
+                c.arg(field).arg(n);
             }
         }
-        p.cmd("HGETALL").arg(&meta);
-        let (all,): (HashMap<String, redis::Value>,) = self.run_pipe(&p).await?;
-        // `jobs`, `broken_reason` and the like are not figures; a figure that is not a number
-        // (never written so) reads as 0.
-        Ok(CertFigures::from_fields(all.iter().map(|(k, v)| {
-            let n = redis::from_redis_value_ref::<u64>(v).unwrap_or(0);
-            (k.as_str(), n)
-        })))
+        let all: HashMap<String, redis::Value> = self.run(&c).await?;
+        Ok(figures_of(&all))
+    }
+
+    /// The certificate's totals, every node's figures together.
+    pub async fn cert_figures(&self, cert: CertificateId) -> Result<CertFigures, ClusterError> {
+        let all: HashMap<String, redis::Value> = self
+            .run(redis::cmd("HGETALL").arg(keys::cert_meta(cert)))
+            .await?;
+        Ok(figures_of(&all))
     }
 
     /// Records last outcomes of one user's devices (unconfirmed).
@@ -144,6 +191,89 @@ impl Cluster {
             .into_iter()
             .filter_map(|(d, b)| decode_outcome(&b).map(|n| (d, n)))
             .collect())
+    }
+}
+
+/// How long the last addition number of a process that stopped adding figures is kept: far
+/// longer than any retry of one of its additions can come late.
+const ADDERS_KEPT_MS: u64 = 86_400 * 1000;
+
+/// The figures in a certificate's meta hash. `jobs`, `broken_reason`, the `add:` numbers and the
+/// like are not figures; a figure that is not a number (never written so) reads as 0.
+fn figures_of(all: &HashMap<String, redis::Value>) -> CertFigures {
+    CertFigures::from_fields(all.iter().map(|(k, v)| {
+        let n = redis::from_redis_value_ref::<u64>(v).unwrap_or(0);
+        (k.as_str(), n)
+    }))
+}
+
+/// Adds one process's certificate figures to the cluster's totals exactly once. Each addition
+/// gets a number (milliseconds, increasing) under the process's own field `add:<node>`; one
+/// whose reply was lost — a timeout, a failover — is sent again with the same number and the
+/// same amounts until an answer comes, and Redis applies a number once. New figures wait for
+/// that answer: they join the next addition.
+pub struct FigureAdder {
+    /// `add:<the process's first incarnation>`: kept across a fence, which changes the
+    /// incarnation but not the process's counts.
+    field: String,
+    last_seq: std::sync::Mutex<u64>,
+    /// Per certificate, the addition sent and not answered yet.
+    unanswered: std::sync::Mutex<HashMap<CertificateId, (u64, CertFigures)>>,
+}
+
+impl FigureAdder {
+    pub fn new(process: &str) -> FigureAdder {
+        FigureAdder {
+            field: format!("add:{process}"),
+            last_seq: std::sync::Mutex::new(0),
+            unanswered: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        let mut last = self.last_seq.lock().unwrap_or_else(|e| e.into_inner());
+        *last = (*last + 1).max(crate::domain::now_millis());
+        *last
+    }
+
+    /// Adds what `stats` counted since its last addition (or sends the unanswered one again)
+    /// and shows the cluster's totals in it.
+    pub async fn flush(
+        &self,
+        cluster: &Cluster,
+        cert: CertificateId,
+        stats: &CertStats,
+    ) -> Result<(), ClusterError> {
+        let waiting = self
+            .unanswered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cert)
+            .cloned();
+        let (seq, added) = match waiting {
+            Some(w) => w,
+            None => {
+                let added = stats.unflushed();
+                if added.is_zero() {
+                    return Ok(());
+                }
+                let w = (self.next_seq(), added);
+                self.unanswered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(cert, w.clone());
+                w
+            }
+        };
+        let totals = cluster
+            .cert_figures_add(cert, &self.field, seq, &added)
+            .await?;
+        self.unanswered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cert);
+        stats.flushed(&added, totals);
+        Ok(())
     }
 }
 

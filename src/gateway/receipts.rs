@@ -192,9 +192,11 @@ impl Gateway {
             ..ReceiptSummary::default()
         };
         let cert_label = cert.id.to_string();
+        // Cluster mode: the shared directory holds the tokens, not this node's registry.
+        let remote = self.remote();
         // Reserved before anything changes: a full store refuses the request whole.
         let unbinds = receipts.iter().any(|r| r.kind == ReceiptKind::InvalidToken);
-        let permit = if unbinds {
+        let permit = if unbinds && remote.is_none() {
             Some(self.store.reserve().map_err(GatewayError::from)?)
         } else {
             None
@@ -247,15 +249,32 @@ impl Gateway {
                     }
                 }
                 ReceiptKind::InvalidToken => {
-                    let Some((user, device, record)) = owner
-                        .as_ref()
-                        .and_then(|_| self.registry.unbind_token(&r.token))
-                    else {
+                    let unbound = match remote {
+                        // Acknowledged there, and counted, by the path that unbinds the tokens
+                        // the vendors' answers name invalid. A failure answers 503: the vendor
+                        // posts again, and what was already unbound is then ignored.
+                        Some(remote) => remote
+                            .unbind_invalid_token(self, cert.id, &r.token)
+                            .await?
+                            .map(|(u, d)| (CompactString::from(u), CompactString::from(d))),
+                        None => owner
+                            .as_ref()
+                            .and_then(|_| self.registry.unbind_token(&r.token))
+                            .map(|(user, device, record)| {
+                                self.metrics.tokens_unbound.inc();
+                                ops.push(StoreOp::PutDevice {
+                                    user: user.to_string(),
+                                    device: device.to_string(),
+                                    record,
+                                });
+                                (user, device)
+                            }),
+                    };
+                    let Some((user, device)) = unbound else {
                         summary.ignored += 1;
                         continue;
                     };
                     summary.tokens_unbound += 1;
-                    self.metrics.tokens_unbound.inc();
                     self.outcomes.record_receipt(
                         &user,
                         &device,
@@ -263,11 +282,6 @@ impl Gateway {
                         r.msg_id.as_deref(),
                         r.at_ms,
                     );
-                    ops.push(StoreOp::PutDevice {
-                        user: user.to_string(),
-                        device: device.to_string(),
-                        record,
-                    });
                 }
                 ReceiptKind::Other => summary.ignored += 1,
             }

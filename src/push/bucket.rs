@@ -77,6 +77,23 @@ impl TokenBucket {
     pub fn rate(&self) -> f64 {
         self.rate
     }
+
+    /// The share of the configured qps allowed now: 1, or less while backing off from 10027.
+    pub fn factor(&self) -> f64 {
+        self.rate / self.target
+    }
+
+    /// Starts from a back-off another sender of the same certificate reached (cluster mode: its
+    /// previous owner): `factor` × qps, at least 1/s, never above the qps. It recovers from
+    /// there as after a `slow_down` here.
+    pub fn set_factor(&mut self, factor: f64, now: Instant) {
+        self.refill(now);
+        if factor.is_finite() {
+            self.rate = (self.target * factor.clamp(0.0, 1.0))
+                .max(1.0)
+                .min(self.target);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +136,21 @@ mod tests {
         b.set_qps(10, t0);
         assert_eq!(b.rate(), 10.0);
         assert!(b.wait_time(t0) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_back_off_taken_over_recovers_like_one_reached_here() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100, 1, t0);
+        b.set_factor(0.25, t0);
+        assert_eq!((b.rate(), b.factor()), (25.0, 0.25));
+        b.recover();
+        assert_eq!(b.factor(), 0.3);
+        b.set_factor(0.0, t0);
+        assert_eq!(b.rate(), 1.0, "at least 1/s");
+        b.set_factor(7.0, t0);
+        assert_eq!(b.rate(), 100.0, "never above the qps");
+        b.set_factor(f64::NAN, t0);
+        assert_eq!(b.rate(), 100.0, "an unreadable factor changes nothing");
     }
 }

@@ -58,6 +58,17 @@ pub trait RemoteDirectory: Send + Sync {
         device: &'a str,
     ) -> BoxFut<'a, Result<DeviceView, GatewayError>>;
 
+    /// A vendor's delivery receipt says `token` is no longer valid: unbinds it if it is bound
+    /// under `cert` (counted in `pushgate_tokens_unbound_total`), the same way as the owner's
+    /// unbinding of a token a vendor's answer named invalid. The (user, device) it was bound
+    /// to; answers once the change is acknowledged.
+    fn unbind_invalid_token<'a>(
+        &'a self,
+        gw: &'a Gateway,
+        cert: crate::domain::CertificateId,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<Option<(String, String)>, GatewayError>>;
+
     /// Kicks every logged-in device of `user`; how many.
     fn kick_user<'a>(
         &'a self,

@@ -42,6 +42,9 @@ pub struct CertSender<S: PushService> {
     bucket: TokenBucket,
     /// The certificate as last read, to notice edits (qps, credentials, click action).
     cert: Arc<Certificate>,
+    /// How many edits `cert` has been through here: a request carries the count it was sent
+    /// under, so a refusal of credentials edited since marks nothing broken.
+    cert_rev: u64,
     credentials: Result<S::Credentials, FieldError>,
     /// The certificate's access token, shared by all its requests.
     access: Arc<AccessCache<S::Access>>,
@@ -58,6 +61,9 @@ pub struct CertSender<S: PushService> {
     io: ArbiterHandle,
     /// The certificate's lost-lease count the notifications held here were taken under.
     lease_gen: u64,
+    /// How many back-offs taken over from a previous owner this sender has applied (cluster
+    /// mode, `CertEntry::adopt_rate_factor`).
+    adopted_gen: u64,
 }
 
 impl<S: PushService> Actor for CertSender<S> {
@@ -98,10 +104,17 @@ impl<S: PushService> CertSender<S> {
     ) -> CertSender<S> {
         let cert = entry.cert();
         let books = Accounting::new(ctx.clone(), entry.clone(), queued, service.name());
+        let mut bucket = TokenBucket::new(cert.qps, ctx.config.burst, Instant::now());
+        let (factor, adopted_gen) = entry.adopted_rate_factor();
+        if adopted_gen > 0 {
+            bucket.set_factor(factor, Instant::now());
+        }
         CertSender {
             lease_gen: entry.lease_gen(),
+            adopted_gen,
+            cert_rev: 0,
             id: cert.id,
-            bucket: TokenBucket::new(cert.qps, ctx.config.burst, Instant::now()),
+            bucket,
             credentials: service.credentials(&cert),
             pending: Pending::new(rule_of(&*service, &ctx)),
             access: AccessCache::new(),
@@ -160,14 +173,24 @@ impl<S: PushService> CertSender<S> {
     /// Picks up an edited certificate: new qps at once, new credentials and click action for
     /// the requests built from now on (a new access token too).
     fn refresh_cert(&mut self) {
+        let (factor, adopted) = self.entry.adopted_rate_factor();
+        if adopted != self.adopted_gen {
+            // This node just took the certificate over: start from the previous owner's
+            // back-off rather than at full qps into the vendor's frequency control.
+            self.adopted_gen = adopted;
+            self.bucket.set_factor(factor, Instant::now());
+            self.entry.set_rate_factor(self.bucket.factor());
+        }
         let cert = self.entry.cert();
         if !Arc::ptr_eq(&cert, &self.cert) {
             if cert.qps != self.cert.qps {
                 self.bucket.set_qps(cert.qps, Instant::now());
+                self.entry.set_rate_factor(self.bucket.factor());
             }
             self.credentials = self.service.credentials(&cert);
             self.access = AccessCache::new();
             self.cert = cert;
+            self.cert_rev += 1;
         }
     }
 
@@ -300,7 +323,7 @@ impl<S: PushService> CertSender<S> {
             Ok(c) => c.clone(),
             Err(e) => {
                 let reason = format!("the certificate's {} is not usable: {}", e.field, e.message);
-                self.entry.mark_broken(reason.clone());
+                self.entry.mark_broken(reason.clone(), &self.cert);
                 for j in batch.into_jobs() {
                     self.books.finish(
                         &j,
@@ -328,6 +351,7 @@ impl<S: PushService> CertSender<S> {
         let service = self.service.clone();
         let access = self.access.clone();
         let lease_gen = self.lease_gen;
+        let cert_rev = self.cert_rev;
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Access, encoding, the HTTP exchange and reply parsing run on an I/O arbiter, so this
         // sender's thread only batches and accounts.
@@ -349,7 +373,9 @@ impl<S: PushService> CertSender<S> {
         ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
             act.in_flight -= 1;
             match done {
-                Ok((batch, reply, took)) => act.on_reply(batch, reply, took, lease_gen, ctx),
+                Ok((batch, reply, took)) => {
+                    act.on_reply(batch, reply, took, (lease_gen, cert_rev), ctx)
+                }
                 // Only at shutdown: the I/O arbiter stopped with the request in flight.
                 Err(_) => tracing::debug!("a vendor request was cancelled by shutdown"),
             }
@@ -362,7 +388,7 @@ impl<S: PushService> CertSender<S> {
         batch: Batch<S::Content>,
         reply: Exchanged<S>,
         took: Duration,
-        lease_gen: u64,
+        sent_under: (u64, u64),
         ctx: &mut Context<Self>,
     ) {
         let attempt = batch.attempt();
@@ -372,17 +398,18 @@ impl<S: PushService> CertSender<S> {
         };
         self.books
             .request_answered(batch.kind, verdict.reply_class, took);
-        self.apply(batch, verdict, lease_gen, ctx);
+        self.apply(batch, verdict, sent_under, ctx);
     }
 
     /// Applies a verdict: the certificate's action, then each notification's end or retry.
-    /// `lease_gen`: the lost-lease count when the request was sent (a retry of a request sent
-    /// under a lease lost since goes back to the durable queue instead).
+    /// `sent_under`: the lost-lease count when the request was sent (a retry of a request sent
+    /// under a lease lost since goes back to the durable queue instead) and the edit count of
+    /// the certificate it was sent with (a refusal of credentials edited since breaks nothing).
     fn apply(
         &mut self,
         batch: Batch<S::Content>,
         verdict: Verdict,
-        lease_gen: u64,
+        (lease_gen, cert_rev): (u64, u64),
         ctx: &mut Context<Self>,
     ) {
         let Verdict {
@@ -393,6 +420,7 @@ impl<S: PushService> CertSender<S> {
             ..
         } = verdict;
         let mut stopped = false;
+        let rate = self.bucket.rate();
         for action in certificate {
             match action {
                 CertAction::SpeedUp => self.bucket.recover(),
@@ -404,8 +432,16 @@ impl<S: PushService> CertSender<S> {
                     self.bucket.slow_down(Instant::now());
                 }
                 CertAction::Broken(reason) => {
-                    self.entry.mark_broken(reason);
-                    stopped = true;
+                    // About the credentials the request was sent with: edited since (here, or
+                    // in the book and not picked up yet), the new ones get their try.
+                    if cert_rev == self.cert_rev && self.entry.mark_broken(reason, &self.cert) {
+                        stopped = true;
+                    } else {
+                        tracing::info!(
+                            certificate = self.id,
+                            "refused credentials were edited since the request; not marked broken"
+                        );
+                    }
                 }
                 CertAction::PausedUntil(until) => {
                     self.entry.pause_until(until);
@@ -414,6 +450,9 @@ impl<S: PushService> CertSender<S> {
                 // Before the retries below are queued, so none of them takes the refused token.
                 CertAction::RenewAccess => self.access.invalidate(),
             }
+        }
+        if self.bucket.rate() != rate {
+            self.entry.set_rate_factor(self.bucket.factor());
         }
         let attempt = batch.attempt();
         let mut verdicts = jobs.into_iter();
