@@ -120,6 +120,19 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let accepted = std::mem::take(&mut snapshot.accepted);
     let now = crate::domain::now_secs();
     let mut rewrites = Vec::new();
+    // The store lists devices in key order (user, NUL, device): a user's devices are adjacent.
+    let users = snapshot
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(i, (user, ..))| *i == 0 || snapshot.devices[i - 1].0 != *user)
+        .count();
+    let tokens = snapshot
+        .devices
+        .iter()
+        .filter(|(.., rec)| rec.token.is_some())
+        .count();
+    registry.reserve(users, tokens);
     for (user, device, rec) in snapshot.devices {
         if let Some(record) = registry.restore(&user, &device, rec, now) {
             rewrites.push(StoreOp::PutDevice {

@@ -345,6 +345,13 @@ impl Registry {
         )?
     }
 
+    /// Makes room for `users` more users and `tokens` more tokens before a start-up's
+    /// [`Registry::restore`]s.
+    pub fn reserve(&self, users: usize, tokens: usize) {
+        self.users.reserve(users);
+        self.tokens.reserve(tokens);
+    }
+
     /// Inserts a device as loaded from the store, binding its token. Used at start-up; `now`
     /// is when the devices that were `Online` lost their connection. Returns the device's new
     /// record when it differs from the stored one (a device stored `Online` comes back

@@ -108,6 +108,18 @@ impl<T: Keyed> StrTable<T> {
         self.read_shard(hash).find(hash, pred).map(f)
     }
 
+    /// Makes room for `n` more entries spread over the shards (an eighth more per shard for
+    /// the spread's unevenness), so that a start-up loading millions grows no table on the way:
+    /// each growth would hash every entry again.
+    pub fn reserve(&self, n: usize) {
+        let per_shard = n.div_ceil(self.shards.len());
+        let room = per_shard + per_shard / 8;
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+            shard.reserve(room, |t| self.hash(t.key()));
+        }
+    }
+
     /// Inserts `t`, replacing the entry with the same key; returns the one replaced.
     pub fn insert(&self, t: T) -> Option<T> {
         let h = self.hash(t.key());
