@@ -4,9 +4,13 @@
 //!
 //! `h2_vendors --vendor fcm|apns [--users 2000] [--rounds 5]` prints one JSON line. Each round
 //! sends `--users` notifications both ways, one right after the other:
-//! - direct: the blaster, one token per request, `STREAMS_IN_FLIGHT` at a time;
+//! - direct: the blaster, one token per request, `STREAMS_IN_FLIGHT` at a time; its first
+//!   `STREAMS_IN_FLIGHT` requests are sent while the emulator hangs and the clock starts when
+//!   the emulator lets go, as the gateway's drain below (the same head start both ways);
 //! - gateway: a queue of `--users` notifications filled while the emulator hangs, then drained
 //!   through the gateway (registry → sender → pool), timed from the emulator's accepted count;
+//! - `cpu_us_per_notification`: CPU time of the blaster's and of the gateway's threads (and the
+//!   emulator's) per notification while the clock runs, from `/proc/self/task/*/sched`;
 //! - `ratio` = gateway / direct of the median round (the target is ≥ 0.8), every round's in
 //!   `ratios_per_round`; the per-second figures are the medians of the rounds;
 //! - `accept_to_vendor_p99_ms`: the gateway's accept→vendor p99 while sending at a steady pace
@@ -134,14 +138,25 @@ impl Direct {
 }
 
 /// Sends `count` notifications straight through the provider's client and a fresh pool,
-/// `STREAMS_IN_FLIGHT` at a time; notifications per second and errors.
-async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u64) -> (f64, u64) {
+/// `STREAMS_IN_FLIGHT` at a time; notifications per second, errors, and the CPU reading when
+/// the clock started.
+///
+/// Timed as the gateway's drain is: the emulator hangs while the first requests go out (and
+/// the pool connects), and the clock starts when it lets go. Without this the gateway's drain
+/// would start with `STREAMS_IN_FLIGHT` requests already at the emulator and the blaster with
+/// none.
+async fn direct_blast(
+    direct: Arc<Direct>,
+    token: apns::ProviderToken,
+    count: u64,
+    emu: &Emulator,
+) -> (f64, u64, std::collections::HashMap<Role, f64>) {
     let pool =
         Arc::new(H2Pool::new(CONNECTIONS_PER_CERTIFICATE, Duration::from_secs(10)).expect("pool"));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
-    let t0 = Instant::now();
+    emu.hang(true);
     let workers: Vec<_> = (0..STREAMS_IN_FLIGHT)
         .map(|_| {
             let (direct, pool, ok, errors, next, token) = (
@@ -167,6 +182,11 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u6
             })
         })
         .collect();
+    // The gateway's drain waits as long after its fill before the emulator lets go.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_at_start = cpu_by_role();
+    let t0 = Instant::now();
+    emu.hang(false);
     for w in workers {
         let _ = w.await;
     }
@@ -174,6 +194,7 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u6
     (
         ok.load(Ordering::Relaxed) as f64 / secs,
         errors.load(Ordering::Relaxed),
+        cpu_at_start,
     )
 }
 
@@ -540,8 +561,8 @@ async fn main() {
         (Default::default(), Default::default(), Default::default());
     for round in 0..rounds {
         eprintln!("h2_vendors {vendor}: round {round}: direct, then gateway drain of {users}");
-        let c0 = cpu_by_role();
-        let (direct_nps, errors) = direct_blast(direct.clone(), token.clone(), users as u64).await;
+        let (direct_nps, errors, c0) =
+            direct_blast(direct.clone(), token.clone(), users as u64, &emu).await;
         let c1 = cpu_by_role();
         add_cpu(&mut cpu_direct, &c0, &c1);
         direct_errors += errors;
