@@ -4,9 +4,13 @@
 //!
 //! `h2_vendors --vendor fcm|apns [--users 2000] [--rounds 5]` prints one JSON line. Each round
 //! sends `--users` notifications both ways, one right after the other:
-//! - direct: the blaster, one token per request, `STREAMS_IN_FLIGHT` at a time;
+//! - direct: the blaster, one token per request, `STREAMS_IN_FLIGHT` at a time; its first
+//!   `STREAMS_IN_FLIGHT` requests are sent while the emulator hangs and the clock starts when
+//!   the emulator lets go, as the gateway's drain below (the same head start both ways);
 //! - gateway: a queue of `--users` notifications filled while the emulator hangs, then drained
 //!   through the gateway (registry → sender → pool), timed from the emulator's accepted count;
+//! - `cpu_us_per_notification`: CPU time of the blaster's and of the gateway's threads (and the
+//!   emulator's) per notification while the clock runs, from `/proc/self/task/*/sched`;
 //! - `ratio` = gateway / direct of the median round (the target is ≥ 0.8), every round's in
 //!   `ratios_per_round`; the per-second figures are the medians of the rounds;
 //! - `accept_to_vendor_p99_ms`: the gateway's accept→vendor p99 while sending at a steady pace
@@ -134,14 +138,25 @@ impl Direct {
 }
 
 /// Sends `count` notifications straight through the provider's client and a fresh pool,
-/// `STREAMS_IN_FLIGHT` at a time; notifications per second and errors.
-async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u64) -> (f64, u64) {
+/// `STREAMS_IN_FLIGHT` at a time; notifications per second, errors, and the CPU reading when
+/// the clock started.
+///
+/// Timed as the gateway's drain is: the emulator hangs while the first requests go out (and
+/// the pool connects), and the clock starts when it lets go. Without this the gateway's drain
+/// would start with `STREAMS_IN_FLIGHT` requests already at the emulator and the blaster with
+/// none.
+async fn direct_blast(
+    direct: Arc<Direct>,
+    token: apns::ProviderToken,
+    count: u64,
+    emu: &Emulator,
+) -> (f64, u64, std::collections::HashMap<Role, f64>) {
     let pool =
         Arc::new(H2Pool::new(CONNECTIONS_PER_CERTIFICATE, Duration::from_secs(10)).expect("pool"));
     let ok = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
-    let t0 = Instant::now();
+    emu.hang(true);
     let workers: Vec<_> = (0..STREAMS_IN_FLIGHT)
         .map(|_| {
             let (direct, pool, ok, errors, next, token) = (
@@ -167,6 +182,11 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u6
             })
         })
         .collect();
+    // The gateway's drain waits as long after its fill before the emulator lets go.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_at_start = cpu_by_role();
+    let t0 = Instant::now();
+    emu.hang(false);
     for w in workers {
         let _ = w.await;
     }
@@ -174,7 +194,76 @@ async fn direct_blast(direct: Arc<Direct>, token: apns::ProviderToken, count: u6
     (
         ok.load(Ordering::Relaxed) as f64 / secs,
         errors.load(Ordering::Relaxed),
+        cpu_at_start,
     )
+}
+
+/// Who a thread of this process works for, by its name: the emulator's runtime, the gateway
+/// (actix arbiters, the store writer, the server thread), or this tool's own runtime (the
+/// direct blaster's workers and the main thread that drives the rounds).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Role {
+    Emulator,
+    Gateway,
+    Driver,
+}
+
+fn role_of(thread_name: &str) -> Role {
+    if thread_name.contains("-emulator") {
+        Role::Emulator
+    } else if thread_name.starts_with("actix")
+        || thread_name.starts_with("store-writer")
+        || thread_name.starts_with("pushgate")
+    {
+        Role::Gateway
+    } else {
+        Role::Driver
+    }
+}
+
+/// CPU time used so far by each role's threads, in microseconds (`se.sum_exec_runtime` of
+/// `/proc/self/task/*/sched`, nanosecond precision; clock ticks of `stat` when it is missing).
+fn cpu_by_role() -> std::collections::HashMap<Role, f64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let us = std::fs::read_to_string(dir.join("sched"))
+            .ok()
+            .and_then(|sched| {
+                sched
+                    .lines()
+                    .find(|l| l.starts_with("se.sum_exec_runtime"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .map(|ms| ms * 1000.0)
+            })
+            .or_else(|| {
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let mut f = rest.split(' ').skip(11);
+                let user: f64 = f.next()?.parse().ok()?;
+                let system: f64 = f.next()?.parse().ok()?;
+                Some((user + system) * 10_000.0)
+            })
+            .unwrap_or(0.0);
+        *out.entry(role_of(name.trim())).or_insert(0.0) += us;
+    }
+    out
+}
+
+/// CPU-µs per role between two readings, summed into `total`.
+fn add_cpu(
+    total: &mut std::collections::HashMap<Role, f64>,
+    before: &std::collections::HashMap<Role, f64>,
+    after: &std::collections::HashMap<Role, f64>,
+) {
+    for (role, us) in after {
+        *total.entry(*role).or_insert(0.0) += us - before.get(role).copied().unwrap_or(0.0);
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -467,9 +556,15 @@ async fn main() {
     // measurements taken seconds apart, and the median round is reported.
     let (mut direct_runs, mut gateway_runs, mut ratios) = (vec![], vec![], vec![]);
     let (mut direct_errors, mut drained_total) = (0u64, 0u64);
+    // CPU-µs by role during the direct blasts, the gateway's fills and its drains.
+    let (mut cpu_direct, mut cpu_fill, mut cpu_drain) =
+        (Default::default(), Default::default(), Default::default());
     for round in 0..rounds {
         eprintln!("h2_vendors {vendor}: round {round}: direct, then gateway drain of {users}");
-        let (direct_nps, errors) = direct_blast(direct.clone(), token.clone(), users as u64).await;
+        let (direct_nps, errors, c0) =
+            direct_blast(direct.clone(), token.clone(), users as u64, &emu).await;
+        let c1 = cpu_by_role();
+        add_cpu(&mut cpu_direct, &c0, &c1);
         direct_errors += errors;
         emu.hang(true);
         for chunk in names.chunks(500) {
@@ -482,13 +577,17 @@ async fn main() {
             .await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let c2 = cpu_by_role();
+        add_cpu(&mut cpu_fill, &c1, &c2);
         let a0 = emu.accepted();
         let t0 = Instant::now();
         emu.hang(false);
         let (mut last_a, mut last_t) = (a0, t0);
         let deadline = t0 + Duration::from_secs(300);
         while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // A fine poll: the drain's end is read up to one poll late, and a drain of 1,000
+            // notifications takes well under 100 ms (the blast is timed to the microsecond).
+            tokio::time::sleep(Duration::from_millis(1)).await;
             let a = emu.accepted();
             if a - a0 >= users as u64 {
                 (last_a, last_t) = (a, Instant::now());
@@ -502,6 +601,7 @@ async fn main() {
         }
         let drained = last_a - a0;
         drained_total += drained;
+        add_cpu(&mut cpu_drain, &c2, &cpu_by_role());
         let drain_secs = (last_t - t0).as_secs_f64();
         let gateway_nps = if drain_secs > 0.0 {
             drained as f64 / drain_secs
@@ -534,6 +634,20 @@ async fn main() {
     let after = gw.metrics().await;
     let p99 = quantile_between(&before, &after, "pushgate_accept_to_vendor_seconds", 0.99);
     server.stop().await;
+    // CPU-microseconds per notification, by role and phase (the target's own threads are only
+    // the driver's in a direct blast and only the gateway's in a drain).
+    let per = |cpu: &std::collections::HashMap<Role, f64>, role: Role, n: u64| -> f64 {
+        round1(cpu.get(&role).copied().unwrap_or(0.0) / n.max(1) as f64)
+    };
+    let sent_direct = (users * rounds) as u64;
+    let cpu_us = json!({
+        "direct_blaster": per(&cpu_direct, Role::Driver, sent_direct),
+        "direct_emulator": per(&cpu_direct, Role::Emulator, sent_direct),
+        "drain_gateway": per(&cpu_drain, Role::Gateway, drained_total),
+        "drain_emulator": per(&cpu_drain, Role::Emulator, drained_total),
+        "drain_driver": per(&cpu_drain, Role::Driver, drained_total),
+        "fill_gateway": per(&cpu_fill, Role::Gateway, sent_direct),
+    });
 
     println!(
         "{}",
@@ -550,6 +664,7 @@ async fn main() {
             "ratio": (median(&ratios) * 1000.0).round() / 1000.0,
             "ratios_per_round": ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             "accept_to_vendor_p99_ms": p99.map(|s| (s * 1000.0 * 100.0).round() / 100.0),
+            "cpu_us_per_notification": cpu_us,
         })
     );
 }

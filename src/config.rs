@@ -159,7 +159,8 @@ pub struct PushConfig {
     /// Attempts for a transient failure before the notification is dropped as failed.
     pub max_attempts: u32,
     pub vendor_timeout_ms: u64,
-    /// Token-bucket burst, in requests (at least 1).
+    /// Token-bucket burst, in requests (at least 1, and at least 1 ms of the certificate's
+    /// qps: `push::bucket::TICK`).
     pub burst: u32,
     /// Sender arbiters (threads) the certificates are spread over.
     pub arbiters: usize,

@@ -1,7 +1,15 @@
 //! The token bucket of one certificate: one token per vendor request (Xiaomi counts requests,
-//! not devices). In any one-second window at most `burst + rate` requests start.
+//! not devices). In any one-second window at most `burst + rate` requests start, where the
+//! burst is at least one timer tick's worth of tokens (see [`TICK`]).
 
 use std::time::{Duration, Instant};
+
+/// The resolution of the timers a sender waits on for its next token (tokio's: 1 ms). The
+/// bucket holds at least this long's worth of tokens: with less, every wait would throw away
+/// the tokens that accrued past the burst (at 100,000 qps and a burst of 1, 99 of the 100
+/// tokens of each 1 ms wait), so a busy sender could neither reach its rate nor start more
+/// than one request per wake-up. At most `rate × TICK` more requests per one-second window.
+pub const TICK: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -26,9 +34,14 @@ impl TokenBucket {
         }
     }
 
+    /// The configured burst, or one timer tick of tokens at the current rate if that is more.
+    fn capacity(&self) -> f64 {
+        self.burst.max((self.rate * TICK.as_secs_f64()).floor())
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.tokens = (self.tokens + dt * self.rate).min(self.capacity());
         self.last = now;
     }
 
@@ -121,6 +134,26 @@ mod tests {
         }
         // And it keeps up: ≥ 0.97 × rate over the run.
         assert!(starts.len() as f64 >= 0.97 * 300.0, "{}", starts.len());
+    }
+
+    #[test]
+    fn a_fast_bucket_holds_one_timer_tick_of_tokens() {
+        // 100,000 qps with a burst of 1, woken only by 1 ms timers: each wake may start the
+        // 100 requests whose tokens accrued, and it keeps up with its rate.
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100_000, 1, t0);
+        let mut started = 0;
+        for ms in 1..=1000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            while b.try_take(now) {
+                started += 1;
+            }
+        }
+        assert!((99_000..=100_101).contains(&started), "{started}");
+        // A slow certificate keeps its configured burst: 1 per wake, however long the wait.
+        let mut slow = TokenBucket::new(100, 1, t0);
+        assert!(slow.try_take(t0 + Duration::from_secs(5)));
+        assert!(!slow.try_take(t0 + Duration::from_secs(5)));
     }
 
     #[test]

@@ -197,7 +197,10 @@ impl PushService for Fcm {
             )
             .await;
         let mut fresh_token_refused = false;
-        if matches!(classify_reply(&reply), FcmOutcome::AccessRefused) {
+        // A 200 is always delivered: only other answers are parsed here (and again by
+        // `classify`) to see whether they refused the token.
+        let delivered = matches!(reply, FcmReply::Http { status: 200, .. });
+        if !delivered && matches!(classify_reply(&reply), FcmOutcome::AccessRefused) {
             let mut memo = creds.memo.lock().unwrap_or_else(PoisonError::into_inner);
             if memo.current.as_ref().is_some_and(|(t, _, _)| t == access) {
                 memo.refused = true;
