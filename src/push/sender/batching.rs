@@ -38,6 +38,28 @@ pub struct Pending<C> {
     rule: BatchRule,
 }
 
+/// Up to `limit` jobs from the front of `jobs`, at most one per token. Two messages of identical
+/// content share a group, and a device sent both would be named twice in one request: the
+/// vendor delivers one notification for it (Xiaomi's regId list is a set) while both would be
+/// counted delivered. The later one waits, in order, for the next request.
+fn take_distinct_tokens(jobs: &mut VecDeque<PushJob>, limit: usize) -> Vec<PushJob> {
+    let mut taken = Vec::with_capacity(jobs.len().min(limit));
+    let mut tokens = std::collections::HashSet::with_capacity(jobs.len().min(limit));
+    let mut later = VecDeque::new();
+    while taken.len() < limit {
+        let Some(job) = jobs.pop_front() else { break };
+        if tokens.insert(job.token.clone()) {
+            taken.push(job);
+        } else {
+            later.push_back(job);
+        }
+    }
+    while let Some(job) = later.pop_back() {
+        jobs.push_front(job);
+    }
+    taken
+}
+
 impl<C: Clone + Eq + Hash> Pending<C> {
     pub fn new(rule: BatchRule) -> Pending<C> {
         Pending {
@@ -177,7 +199,12 @@ impl<C: Clone + Eq + Hash> Pending<C> {
         let (before, content, jobs) = match self.groups.get_mut(&gid) {
             Some(g) => {
                 let before = g.jobs.len();
-                let jobs: Vec<PushJob> = g.jobs.drain(..before.min(limit)).collect();
+                let jobs: Vec<PushJob> = if g.messages.len() == 1 {
+                    // One message names each token once.
+                    g.jobs.drain(..before.min(limit)).collect()
+                } else {
+                    take_distinct_tokens(&mut g.jobs, limit)
+                };
                 (before, g.content.clone(), jobs)
             }
             None => return self.empty(),
@@ -357,6 +384,29 @@ mod tests {
             sizes(&mut p),
             [("regid", 1000), ("regid", 1000), ("regid", 501)]
         );
+    }
+
+    #[test]
+    fn a_device_sent_two_messages_of_identical_content_is_named_once_per_request() {
+        let now = Instant::now();
+        let mut p: Pending<String> = Pending::new(XIAOMI_LIKE);
+        let (m1, m2) = (message(1), message(2));
+        for m in [&m1, &m2] {
+            for t in ["t1", "t2"] {
+                p.add(job(m, t.to_string()), now, || "same".to_string());
+            }
+        }
+        let mut requests = Vec::new();
+        while let Some(b) = p.cut() {
+            let jobs: Vec<(u64, String)> = b.parts[0]
+                .1
+                .iter()
+                .map(|j| (j.message.id, j.token.to_string()))
+                .collect();
+            requests.push(jobs);
+        }
+        let pair = |m: u64| vec![(m, "t1".to_string()), (m, "t2".to_string())];
+        assert_eq!(requests, vec![pair(1), pair(2)]);
     }
 
     #[test]
