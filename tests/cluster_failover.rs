@@ -134,7 +134,6 @@ fn a_master_killed_under_mixed_load_loses_nothing_acknowledged() {
     bounded(240, async {
         let started = Instant::now();
         let dir = tempfile::tempdir().unwrap();
-        let kept = dir.keep(); eprintln!("DIR {}", kept.display());
         let emu = emulator();
         let mut hook = WebhookReceiver::start(Reply::Ok).await;
         let hook_url = hook.url("/im");
@@ -161,7 +160,7 @@ fn a_master_killed_under_mixed_load_loses_nothing_acknowledged() {
         let urls = rc.urls();
         let nodes: Vec<Gateway> = ["gw-1", "gw-2", "gw-3"]
             .iter()
-            .map(|n| Gateway::start_opts(&kept, n, &emu.base_url(), Some(&urls), &setup))
+            .map(|n| Gateway::start_opts(dir.path(), n, &emu.base_url(), Some(&urls), &setup))
             .collect();
         let (s, v) = nodes[0]
             .api(
@@ -343,7 +342,6 @@ fn a_master_killed_under_mixed_load_loses_nothing_acknowledged() {
             *why.entry(w.as_str()).or_default() += 1;
         }
         eprintln!("503s by reason: {why:?}");
-        eprintln!("KILLED_AT {killed_at} REPLICATED_AT {replicated_at}");
         if let (Some(first), Some(last)) = (refused.iter().min(), refused.iter().max()) {
             assert!(
                 *first >= killed_at,
@@ -354,7 +352,13 @@ fn a_master_killed_under_mixed_load_loses_nothing_acknowledged() {
                 .iter()
                 .flat_map(|t| t.refused_at.iter())
                 .filter(|r| r.0 > replicated_at + 2_000)
-                .map(|r| format!("+{} ms: {}", r.0 - replicated_at, &r.1[r.1.len().saturating_sub(30)..]))
+                .map(|r| {
+                    format!(
+                        "+{} ms: {}",
+                        r.0 - replicated_at,
+                        &r.1[r.1.len().saturating_sub(30)..]
+                    )
+                })
                 .collect();
             assert!(
                 late.is_empty(),
@@ -466,6 +470,20 @@ fn a_master_killed_under_mixed_load_loses_nothing_acknowledged() {
             assert!(
                 closed.is_empty(),
                 "sockets closed on {}: {closed:?}",
+                n.name
+            );
+            // No node took another, live one for dead (published each second; the load is
+            // long over by now).
+            let reaped: Vec<&str> = metrics
+                .lines()
+                .filter(|l| {
+                    l.starts_with("pushgate_cluster_events_total{kind=\"reaped_device\"}")
+                        && !l.ends_with(" 0")
+                })
+                .collect();
+            assert!(
+                reaped.is_empty(),
+                "devices reaped by {}: {reaped:?}",
                 n.name
             );
         }

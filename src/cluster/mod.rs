@@ -243,13 +243,24 @@ impl Cluster {
         }
     }
 
-    /// Replaces both connections when redis-rs reports it has none left; the failed operation
-    /// still fails (the caller answers 503), the next one uses the new connections.
+    /// Replaces the connections when redis-rs reports it has none left, or when a request timed
+    /// out; the failed operation still fails (the caller answers 503), the next one uses the new
+    /// connections.
+    ///
+    /// A timeout is taken as a sign of a wedged connection: redis-rs 1.8 can deadlock its own
+    /// connection task during a failover. A slot refresh waits for the write half of its
+    /// connection-map lock while a queued request has already been granted a read permit; that
+    /// request is only polled once the refresh is over, so neither proceeds, and every later
+    /// request on that connection, on every shard, times out for good (§13.2 #6: live nodes
+    /// lost their lease and were reaped). Replacing is cheap and at most once a second.
     async fn recover(&self, e: &redis::RedisError) {
-        if e.kind() != redis::ErrorKind::ClusterConnectionNotFound {
+        if e.kind() != redis::ErrorKind::ClusterConnectionNotFound && !e.is_timeout() {
             return;
         }
-        let mut last = self.reconnected.lock().await;
+        // Another request is already replacing them: do not make this one wait for it.
+        let Ok(mut last) = self.reconnected.try_lock() else {
+            return;
+        };
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
         }
@@ -261,7 +272,7 @@ impl Cluster {
             (Ok(shared), Ok(durable)) => {
                 *self.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
                 *self.durable.write().unwrap_or_else(|e| e.into_inner()) = durable;
-                tracing::warn!("Redis Cluster connections replaced after losing all of them");
+                tracing::warn!(error = %e, "Redis Cluster connections replaced");
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::debug!(error = %e, "Redis Cluster still unreachable")
