@@ -96,6 +96,8 @@ pub struct Cluster {
     next_durable: std::sync::atomic::AtomicUsize,
     /// When the connections were last replaced (at most once a second).
     reconnected: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Wakes the requests still waiting on connections that were just replaced (see `recover`).
+    replaced: tokio::sync::Notify,
     pub stats: ClusterStats,
     /// The session rules the directory applies (the embedded registry's settings).
     policy: crate::domain::MultiDevicePolicy,
@@ -147,6 +149,7 @@ impl Cluster {
             durable: std::sync::RwLock::new(durable),
             next_durable: std::sync::atomic::AtomicUsize::new(0),
             reconnected: tokio::sync::Mutex::new(None),
+            replaced: tokio::sync::Notify::new(),
             stats: ClusterStats::default(),
             policy,
             retention: retention_secs,
@@ -243,13 +246,31 @@ impl Cluster {
         }
     }
 
-    /// Replaces both connections when redis-rs reports it has none left; the failed operation
-    /// still fails (the caller answers 503), the next one uses the new connections.
+    /// Replaces the connections when redis-rs reports it has none left, or when a request timed
+    /// out; the failed operation still fails (the caller answers 503), the next one uses the new
+    /// connections.
+    ///
+    /// A timeout is taken as a sign of a wedged connection: redis-rs 1.8 can deadlock its own
+    /// connection task during a failover. A slot refresh waits for the write half of its
+    /// connection-map lock while a queued request has already been granted a read permit; that
+    /// request is only polled once the refresh is over, so neither proceeds, and every later
+    /// request on that connection, on every shard, times out for good (§13.2 #6: live nodes
+    /// lost their lease and were reaped). Replacing is cheap and at most once a second.
     async fn recover(&self, e: &redis::RedisError) {
-        if e.kind() != redis::ErrorKind::ClusterConnectionNotFound {
-            return;
+        if e.kind() == redis::ErrorKind::ClusterConnectionNotFound || e.is_timeout() {
+            self.replace_connections(e).await;
         }
-        let mut last = self.reconnected.lock().await;
+    }
+
+    /// Replaces the shared and durable connections (at most once a second) and fails the
+    /// requests still waiting on the old ones at once: on a wedged connection they were never
+    /// sent, or their answers will never be read, and would otherwise each wait out the overall
+    /// timeout.
+    async fn replace_connections(&self, e: &redis::RedisError) {
+        // Another request is already replacing them: do not make this one wait for it.
+        let Ok(mut last) = self.reconnected.try_lock() else {
+            return;
+        };
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
         }
@@ -261,11 +282,56 @@ impl Cluster {
             (Ok(shared), Ok(durable)) => {
                 *self.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
                 *self.durable.write().unwrap_or_else(|e| e.into_inner()) = durable;
-                tracing::warn!("Redis Cluster connections replaced after losing all of them");
+                self.replaced.notify_waiters();
+                tracing::warn!(error = %e, "Redis Cluster connections replaced");
             }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::debug!(error = %e, "Redis Cluster still unreachable")
             }
+        }
+    }
+
+    /// Watches the shared and durable connections for the wedge `recover` describes: a PING on
+    /// each, twice a second; one that gets no answer at all, not even redis-rs's own response
+    /// timeout error, means the connection task no longer serves requests, and the connections
+    /// are replaced within about 1.5 s instead of after the first request's overall timeout.
+    /// Ends when the cluster handle is dropped.
+    pub async fn watch_connections(cluster: std::sync::Weak<Cluster>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Some(c) = cluster.upgrade() else { return };
+            let limit = Duration::from_millis(c.cfg.response_timeout_ms + 500);
+            let mut conns = vec![c.conn()];
+            conns.extend(
+                c.durable
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned(),
+            );
+            let pings = conns.into_iter().map(|mut conn| async move {
+                let ping = redis::cmd("PING");
+                let answer = ping.query_async::<redis::Value>(&mut conn);
+                tokio::time::timeout(limit, answer).await.is_err()
+            });
+            if futures_util::future::join_all(pings).await.contains(&true) {
+                let e = wedged();
+                c.stats.errors.fetch_add(1, Ordering::Relaxed);
+                c.replace_connections(&e).await;
+            }
+        }
+    }
+
+    /// Runs `query` unless the connections it was sent on are replaced first (then it fails
+    /// as a timeout would: not acknowledged).
+    async fn unless_replaced<T>(
+        &self,
+        query: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        let replaced = self.replaced.notified();
+        tokio::select! {
+            r = query => r,
+            () = replaced => Err(wedged()),
         }
     }
 
@@ -286,7 +352,7 @@ impl Cluster {
         let mut conn = self.durable_conn();
         let want = self.cfg.wait_replicas;
         if want == 0 {
-            let r = write.query_async(&mut conn).await;
+            let r = self.unless_replaced(write.query_async(&mut conn)).await;
             if let Err(e) = &r {
                 self.recover(e).await;
             }
@@ -297,7 +363,7 @@ impl Cluster {
             .cmd("WAIT")
             .arg(want)
             .arg(self.cfg.wait_timeout_ms);
-        let r = p.query_async(&mut conn).await;
+        let r = self.unless_replaced(p.query_async(&mut conn)).await;
         if let Err(e) = &r {
             self.recover(e).await;
         }
@@ -322,7 +388,7 @@ impl Cluster {
         p: &redis::Pipeline,
     ) -> Result<T, ClusterError> {
         let mut conn = self.conn();
-        let r = p.query_async(&mut conn).await;
+        let r = self.unless_replaced(p.query_async(&mut conn)).await;
         if let Err(e) = &r {
             self.recover(e).await;
         }
@@ -332,7 +398,7 @@ impl Cluster {
     /// Runs a read or an unconfirmed write on the shared connection.
     pub async fn run<T: FromRedisValue>(&self, c: &Cmd) -> Result<T, ClusterError> {
         let mut conn = self.conn();
-        let r = c.query_async(&mut conn).await;
+        let r = self.unless_replaced(c.query_async(&mut conn)).await;
         if let Err(e) = &r {
             self.recover(e).await;
         }
@@ -350,6 +416,15 @@ impl Cluster {
     pub async fn ping(&self) -> bool {
         self.run::<String>(&redis::cmd("PING")).await.is_ok()
     }
+}
+
+/// The error of a request whose connection was found wedged (a timeout: the caller answers 503).
+fn wedged() -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer: the Redis connection stopped serving requests and was replaced",
+    )
+    .into()
 }
 
 /// Connections for acknowledged writes (see `Cluster::durable`): up to four WAITs in flight per

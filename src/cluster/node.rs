@@ -209,6 +209,7 @@ impl ClusterNode {
                  blocking read (cluster.cert_queue_block_ms)"
             );
         }
+        actix_rt::spawn(Cluster::watch_connections(Arc::downgrade(&node.cluster)));
         actix_rt::spawn(node.clone().renew_loop());
         actix_rt::spawn(node.clone().view_loop());
         actix_rt::spawn(node.clone().inbox_loop());

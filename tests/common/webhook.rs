@@ -61,6 +61,11 @@ impl WebhookReceiver {
             .expect("receiver running")
     }
 
+    /// The next request, however long it takes; `None` once the receiver has stopped.
+    pub async fn recv(&mut self) -> Option<Captured> {
+        self.requests.recv().await
+    }
+
     /// A request that has already arrived, if any.
     pub fn try_next(&mut self) -> Option<Captured> {
         self.requests.try_recv().ok()
