@@ -171,7 +171,9 @@ impl<S: PushService> CertSender<S> {
         }
     }
 
-    fn add(&mut self, job: PushJob) {
+    /// Adds one notification, read at `now`; the caller refreshed the certificate
+    /// (`refresh_cert`) once for all it adds.
+    fn add(&mut self, job: PushJob, now: Instant) {
         // The message, not its content, is held: `render` runs once per message, so cloning
         // the content for every notification (as this did) only cost allocations.
         let message = job.message.clone();
@@ -187,10 +189,8 @@ impl<S: PushService> CertSender<S> {
             );
             return;
         };
-        self.refresh_cert();
         let (service, cert) = (&self.service, &self.cert);
-        self.pending
-            .add(job, Instant::now(), || service.render(cert, content));
+        self.pending.add(job, now, || service.render(cert, content));
     }
 
     /// Wakes the loop at `at` unless an earlier wake-up is already scheduled.
@@ -584,6 +584,9 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
     fn handle(&mut self, msg: EnqueueMany, ctx: &mut Context<Self>) {
         // Jobs held from before a lost lease go back before these (read under the new one).
         self.give_back_if_lease_lost();
+        // Once per hand-over, not per notification: the certificate's lock and the clock.
+        self.refresh_cert();
+        let now = Instant::now();
         for job in msg.0 {
             if self.stop.load(Ordering::Relaxed) {
                 self.books.finish(
@@ -592,7 +595,7 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
                     None,
                 );
             } else {
-                self.add(job);
+                self.add(job, now);
             }
         }
         self.pump(ctx);
