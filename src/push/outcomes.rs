@@ -248,7 +248,10 @@ impl<V> Recent<V> {
         let r = f(&mut value);
         if value.is_some() {
             if g.current.len() >= self.per_generation {
-                let full = std::mem::take(&mut g.current);
+                // The new generation fills to the same size: made at that size once, rather
+                // than rehashed on its way there.
+                let fresh = Generation::with_capacity(self.per_generation);
+                let full = std::mem::replace(&mut g.current, fresh);
                 evicted(std::mem::replace(&mut g.previous, full));
             }
             g.current.insert_unique(

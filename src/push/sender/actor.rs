@@ -171,9 +171,9 @@ impl<S: PushService> CertSender<S> {
         }
     }
 
-    /// Adds one notification, read at `now`; the caller refreshed the certificate
-    /// (`refresh_cert`) once for all it adds.
-    fn add(&mut self, job: PushJob, now: Instant) {
+    /// Adds one notification, read at `now`, with `following` more of its message coming
+    /// next; the caller refreshed the certificate (`refresh_cert`) once for all it adds.
+    fn add(&mut self, job: PushJob, now: Instant, following: usize) {
         // The message, not its content, is held: `render` runs once per message, so cloning
         // the content for every notification (as this did) only cost allocations.
         let message = job.message.clone();
@@ -190,7 +190,8 @@ impl<S: PushService> CertSender<S> {
             return;
         };
         let (service, cert) = (&self.service, &self.cert);
-        self.pending.add(job, now, || service.render(cert, content));
+        self.pending
+            .add(job, now, following, || service.render(cert, content));
     }
 
     /// Wakes the loop at `at` unless an earlier wake-up is already scheduled.
@@ -587,7 +588,15 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
         // Once per hand-over, not per notification: the certificate's lock and the clock.
         self.refresh_cert();
         let now = Instant::now();
-        for job in msg.0 {
+        // How many notifications of the same message follow each one, so that its group's
+        // queue grows once for the whole run rather than doubling its way there.
+        let mut following = vec![0; msg.0.len()];
+        for i in (0..msg.0.len().saturating_sub(1)).rev() {
+            if msg.0[i].message.id == msg.0[i + 1].message.id {
+                following[i] = following[i + 1] + 1;
+            }
+        }
+        for (job, following) in msg.0.into_iter().zip(following) {
             if self.stop.load(Ordering::Relaxed) {
                 self.books.finish(
                     &job,
@@ -595,7 +604,7 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
                     None,
                 );
             } else {
-                self.add(job, now);
+                self.add(job, now, following);
             }
         }
         self.pump(ctx);

@@ -86,8 +86,16 @@ impl<C: Clone + Eq + Hash> Pending<C> {
         self.jobs == 0
     }
 
-    /// Adds a notification; `render` gives its content, called once per message.
-    pub fn add(&mut self, job: PushJob, now: Instant, render: impl FnOnce() -> C) {
+    /// Adds a notification; `render` gives its content, called once per message. `following`:
+    /// how many more of the same message the caller is about to add (room is made for them
+    /// at once).
+    pub fn add(
+        &mut self,
+        job: PushJob,
+        now: Instant,
+        following: usize,
+        render: impl FnOnce() -> C,
+    ) {
         let message = job.message.id;
         let gid = match self.by_message.get(&message) {
             Some(g) => *g,
@@ -122,6 +130,9 @@ impl<C: Clone + Eq + Hash> Pending<C> {
             return;
         };
         let before = g.jobs.len();
+        if before == g.jobs.capacity() {
+            g.jobs.reserve(following + 1);
+        }
         g.jobs.push_back(job);
         self.jobs += 1;
         self.oldest.get_or_insert(now);
@@ -334,7 +345,7 @@ mod tests {
     fn distinct(p: &mut Pending<String>, n: u64, now: Instant) {
         for i in 0..n {
             let m = message(i);
-            p.add(job(&m, format!("t{i}")), now, || format!("content {i}"));
+            p.add(job(&m, format!("t{i}")), now, 0, || format!("content {i}"));
         }
     }
 
@@ -369,14 +380,14 @@ mod tests {
         let m = message(1);
         let mut renders = 0;
         for i in 0..2500 {
-            p.add(job(&m, format!("t{i}")), now, || {
+            p.add(job(&m, format!("t{i}")), now, 0, || {
                 renders += 1;
                 "same".to_string()
             });
         }
         assert_eq!(renders, 1, "content is rendered once per message");
         // A second message with the same content joins the same group.
-        p.add(job(&message(2), "x".into()), now, || "same".to_string());
+        p.add(job(&message(2), "x".into()), now, 0, || "same".to_string());
         assert_eq!(
             sizes(&mut p),
             [("regid", 1000), ("regid", 1000), ("regid", 501)]
@@ -404,7 +415,7 @@ mod tests {
         distinct(&mut p, 3, now);
         let m = message(99);
         for i in 0..5 {
-            p.add(job(&m, format!("g{i}")), now, || "group".to_string());
+            p.add(job(&m, format!("g{i}")), now, 0, || "group".to_string());
         }
         distinct(&mut p, 2, now); // ids 0 and 1 again: the same messages, same groups
         assert_eq!(p.len(), 10);
@@ -422,8 +433,8 @@ mod tests {
         let mut p = Pending::new(ONE_BY_ONE);
         distinct(&mut p, 3, now);
         let m = message(7);
-        p.add(job(&m, "a".into()), now, || "same".to_string());
-        p.add(job(&m, "b".into()), now, || "same".to_string());
+        p.add(job(&m, "a".into()), now, 0, || "same".to_string());
+        p.add(job(&m, "b".into()), now, 0, || "same".to_string());
         assert_eq!(p.due_at(Duration::from_secs(1)), Some(now));
         assert_eq!(sizes(&mut p), [("send", 1); 5]);
     }
@@ -437,7 +448,7 @@ mod tests {
         assert_eq!(p.cut().map(|b| b.len()), Some(5));
         for i in 5..400 {
             let m = message(i);
-            p.add(job(&m, format!("t{i}")), now, || format!("content {i}"));
+            p.add(job(&m, format!("t{i}")), now, 0, || format!("content {i}"));
         }
         assert_eq!(p.cut().map(|b| b.len()), Some(100));
         assert_eq!(p.len(), 295);
