@@ -4,6 +4,12 @@
 // The calls banned in .clippy.toml (each with its reason there) are errors, not warnings.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+/// mimalloc instead of glibc's malloc: requests allocate on an HTTP worker and free on a
+/// sender's or the store's thread, which glibc paid for in `malloc_consolidate` and chunk
+/// unlinking (a sixth of the gateway's CPU per routed recipient and per token report).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use pushgate::config::{Config, ProcessEnv};
 use std::path::PathBuf;

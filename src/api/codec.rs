@@ -15,12 +15,19 @@ use std::pin::Pin;
 pub const MSGPACK: &str = "application/msgpack";
 
 fn is_msgpack(v: Option<&header::HeaderValue>) -> bool {
-    v.and_then(|v| v.to_str().ok())
-        .map(|s| {
-            let s = s.to_ascii_lowercase();
-            s.contains("application/msgpack") || s.contains("application/x-msgpack")
-        })
-        .unwrap_or(false)
+    v.and_then(|v| v.to_str().ok()).is_some_and(|s| {
+        contains_ignoring_case(s, "application/msgpack")
+            || contains_ignoring_case(s, "application/x-msgpack")
+    })
+}
+
+/// Whether `haystack` contains `needle` (ASCII), case aside; no lower-cased copy (this runs
+/// on every request's `Content-Type` and `Accept`).
+fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Whether the client asked for MessagePack answers.
@@ -41,11 +48,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+            .unwrap_or("");
+        // The lower-cased type is kept only for the refusal's message.
+        let unsupported = (!msgpack && !ct.is_empty() && !contains_ignoring_case(ct, "json"))
+            .then(|| ct.to_ascii_lowercase());
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            if !msgpack && !ct.is_empty() && !ct.contains("json") {
+            if let Some(ct) = unsupported {
                 return Err(ApiError::new(
                     actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
@@ -216,6 +225,17 @@ mod tests {
     #[derive(Debug, serde::Deserialize, PartialEq)]
     struct Probe {
         user: String,
+    }
+
+    #[test]
+    fn msgpack_is_recognised_in_any_case_and_among_other_types() {
+        let v = |s: &'static str| header::HeaderValue::from_static(s);
+        assert!(is_msgpack(Some(&v("application/msgpack"))));
+        assert!(is_msgpack(Some(&v("Application/X-MsgPack; q=1"))));
+        assert!(is_msgpack(Some(&v("text/html, APPLICATION/MSGPACK"))));
+        assert!(!is_msgpack(Some(&v("application/json"))));
+        assert!(!is_msgpack(Some(&v("application/msg"))));
+        assert!(!is_msgpack(None));
     }
 
     #[test]

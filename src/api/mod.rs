@@ -148,11 +148,11 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.gateway.metrics().clone());
+    // The state (one reference count), not a copy of every metric handle in `Metrics`.
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
-    if let Some(m) = metrics {
+    if let Some(state) = state {
+        let m = state.gateway.metrics();
         let route = res
             .request()
             .match_pattern()

@@ -109,13 +109,15 @@ pub async fn put_token(
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
     if let Some(p) = b.platform {
-        if let Ok(v) = state.gateway.device_view(&b.user, &b.device) {
-            if v.platform != p.as_str() {
+        if let Some(registered) = state.gateway.device_platform(&b.user, &b.device) {
+            if registered != p {
                 return Err(ApiError::bad_request(
                     "platform_mismatch",
                     format!(
                         "device '{}' is registered on {}, not {}",
-                        b.device, v.platform, p
+                        b.device,
+                        registered.as_str(),
+                        p
                     ),
                 )
                 .with_field("platform"));

@@ -77,15 +77,15 @@ impl Gateway {
         let message = self.build_message(req);
         let mut d = self.dispatch();
         d.detail = req.detail;
-        let mut results = Vec::with_capacity(req.to.len());
-        let mut not_admitted = 0;
-        for user in &req.to {
-            if admit(user, &message) {
-                results.push(d.recipient(user, &message));
-            } else {
-                not_admitted += 1;
-            }
-        }
+        // Asked in request order, before any recipient is routed.
+        let admitted: Vec<&str> = req
+            .to
+            .iter()
+            .map(String::as_str)
+            .filter(|user| admit(user, &message))
+            .collect();
+        let not_admitted = req.to.len() - admitted.len();
+        let results = d.recipients(&admitted, &message);
         let journaled = d.journaled();
         Ok(Sent {
             message,
@@ -245,6 +245,7 @@ impl Gateway {
                 batch: self.senders.batch(),
             }),
             detail: false,
+            now: now_secs(),
         }
     }
 

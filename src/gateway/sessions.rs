@@ -229,10 +229,7 @@ impl Gateway {
                 SessionAction::Logout | SessionAction::Kicked | SessionAction::Disconnect
             ) {
             self.registry
-                .devices(&ev.user)
-                .iter()
-                .find(|d| d.id == ev.device)
-                .map(|d| d.conn)
+                .with_device(&ev.user, &ev.device, |d| d.conn)
                 .filter(|c| *c != 0)
         } else {
             None

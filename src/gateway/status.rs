@@ -59,12 +59,14 @@ impl Gateway {
         }
     }
 
+    /// The platform `user`'s `device` is registered on, if this node's registry knows it.
+    pub fn device_platform(&self, user: &str, device: &str) -> Option<Platform> {
+        self.registry.with_device(user, device, |d| d.platform)
+    }
+
     pub fn device_view(&self, user: &str, device: &str) -> Result<DeviceView, GatewayError> {
         self.registry
-            .devices(user)
-            .iter()
-            .find(|d| d.id == device)
-            .map(|d| self.view(d))
+            .with_device(user, device, |d| self.view(d))
             .ok_or_else(|| GatewayError::NotFound {
                 code: ErrorCode::UnknownDevice,
                 message: format!("unknown device '{device}' of user '{user}'"),

@@ -4,7 +4,7 @@
 use super::sender::{EnqueueError, PushBatch};
 use super::{Message, PushJob};
 use crate::certs::CertBook;
-use crate::domain::{now_secs, CertificateId};
+use crate::domain::CertificateId;
 use crate::metrics::Metrics;
 use crate::registry::{ConnId, Device, Registry, Route, SkipReason};
 use crate::session::{Hub, SessionCommand};
@@ -113,6 +113,34 @@ impl PushQueue for SenderQueue<'_> {
     }
 }
 
+/// Online before push before skipped: the best device decides a recipient's outcome (also
+/// the index of `Metrics::recipients_by_outcome`).
+fn rank(o: Outcome) -> usize {
+    match o {
+        Outcome::Online => 0,
+        Outcome::PushQueued => 1,
+        Outcome::Skipped => 2,
+    }
+}
+
+/// What one recipient's devices came to so far.
+struct Tally {
+    best: Outcome,
+    first_skip: Option<SkipReason>,
+    /// Each device's outcome, when the request asked for `detail`.
+    devices: Vec<DeviceOutcome>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            best: Outcome::Skipped,
+            first_skip: None,
+            devices: Vec::new(),
+        }
+    }
+}
+
 /// What dispatch needs; all shared, nothing awaited. Notifications are handed to their
 /// senders per certificate when the queue is dropped (or `flush`ed).
 pub struct Dispatch<'a, Q: PushQueue = SenderQueue<'a>> {
@@ -122,6 +150,8 @@ pub struct Dispatch<'a, Q: PushQueue = SenderQueue<'a>> {
     pub queue: RefCell<Q>,
     /// Also report each device's outcome (costs an allocation per recipient).
     pub detail: bool,
+    /// Unix seconds of the routing decision, read once per message (not per recipient).
+    pub now: u64,
 }
 
 impl<Q: PushQueue> Dispatch<'_, Q> {
@@ -138,74 +168,101 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
 
     /// Routes one message to one recipient.
     pub fn recipient(&self, user: &str, msg: &Arc<Message>) -> RecipientResult {
-        let now = now_secs();
-        let mut devices = Vec::new();
-        let rank = |o: Outcome| match o {
-            Outcome::Online => 0,
-            Outcome::PushQueued => 1,
-            Outcome::Skipped => 2,
-        };
-        let mut best = Outcome::Skipped;
-        let mut first_skip: Option<SkipReason> = None;
-        let n = self.registry.route_with(user, now, |dev, route| {
-            let (outcome, also_pushed, reason) = match route {
-                Route::Online { conn } => {
-                    let fallback = dev.token.clone().map(|t| (dev.cert, t));
-                    self.online(user, &dev.id, conn, fallback, msg, now)
-                }
-                Route::OnlineAndPush { conn, cert, token } => {
-                    let (o, _, r) = self.online(user, &dev.id, conn, None, msg, now);
-                    let (po, _, _) = self.push(user, &dev.id, cert, token, msg, now);
-                    (o, po == Outcome::PushQueued, r)
-                }
-                Route::Push { cert, token } => self.push(user, &dev.id, cert, token, msg, now),
-                Route::Skip(r) => (Outcome::Skipped, false, Some(r)),
-            };
-            if outcome == Outcome::Skipped {
-                if let Some(r) = reason {
-                    self.metrics.skip(r);
-                    first_skip.get_or_insert(r);
-                }
-            }
-            if rank(outcome) < rank(best) {
-                best = outcome;
-            }
-            if self.detail {
-                devices.push(DeviceOutcome {
-                    device: dev.id.clone(),
-                    platform: dev.platform.as_str(),
-                    outcome,
-                    also_pushed,
-                    reason: reason.map(SkipReason::as_str),
-                });
+        let mut tally = Tally::new();
+        let n = self.registry.route_with(user, self.now, |dev, route| {
+            self.device(user, dev, route, msg, &mut tally)
+        });
+        self.result(user, n, tally)
+    }
+
+    /// Routes one message to many recipients (distinct names): the results in the order of
+    /// `users`. The registry is read a table shard at a time (`Registry::route_many`), so
+    /// notifications are queued in that order rather than the request's.
+    pub fn recipients<S: AsRef<str>>(
+        &self,
+        users: &[S],
+        msg: &Arc<Message>,
+    ) -> Vec<RecipientResult> {
+        let mut tallies: Vec<Tally> = users.iter().map(|_| Tally::new()).collect();
+        let counts = self.registry.route_many(users, self.now, |i, dev, route| {
+            if let (Some(user), Some(tally)) = (users.get(i), tallies.get_mut(i)) {
+                self.device(user.as_ref(), dev, route, msg, tally);
             }
         });
+        users
+            .iter()
+            .zip(counts)
+            .zip(tallies)
+            .map(|((user, n), tally)| self.result(user.as_ref(), n, tally))
+            .collect()
+    }
+
+    /// One device of a recipient: routed, its outcome added to the recipient's tally.
+    fn device(
+        &self,
+        user: &str,
+        dev: &Device,
+        route: Route,
+        msg: &Arc<Message>,
+        tally: &mut Tally,
+    ) {
+        let now = self.now;
+        let (outcome, also_pushed, reason) = match route {
+            Route::Online { conn } => {
+                let fallback = dev.token.clone().map(|t| (dev.cert, t));
+                self.online(user, &dev.id, conn, fallback, msg, now)
+            }
+            Route::OnlineAndPush { conn, cert, token } => {
+                let (o, _, r) = self.online(user, &dev.id, conn, None, msg, now);
+                let (po, _, _) = self.push(user, &dev.id, cert, token, msg, now);
+                (o, po == Outcome::PushQueued, r)
+            }
+            Route::Push { cert, token } => self.push(user, &dev.id, cert, token, msg, now),
+            Route::Skip(r) => (Outcome::Skipped, false, Some(r)),
+        };
+        if outcome == Outcome::Skipped {
+            if let Some(r) = reason {
+                self.metrics.skip(r);
+                tally.first_skip.get_or_insert(r);
+            }
+        }
+        if rank(outcome) < rank(tally.best) {
+            tally.best = outcome;
+        }
+        if self.detail {
+            tally.devices.push(DeviceOutcome {
+                device: dev.id.clone(),
+                platform: dev.platform.as_str(),
+                outcome,
+                also_pushed,
+                reason: reason.map(SkipReason::as_str),
+            });
+        }
+    }
+
+    /// A recipient's result from its `n` devices' tally, counted.
+    fn result(&self, user: &str, n: usize, tally: Tally) -> RecipientResult {
         let result = if n == 0 {
             self.metrics.skip(SkipReason::UnknownUser);
             RecipientResult {
                 user: user.to_string(),
                 outcome: Outcome::Skipped,
                 reason: Some(SkipReason::UnknownUser.as_str()),
-                devices,
+                devices: tally.devices,
             }
         } else {
             RecipientResult {
                 user: user.to_string(),
-                outcome: best,
-                reason: if best == Outcome::Skipped {
-                    first_skip.map(SkipReason::as_str)
+                outcome: tally.best,
+                reason: if tally.best == Outcome::Skipped {
+                    tally.first_skip.map(SkipReason::as_str)
                 } else {
                     None
                 },
-                devices,
+                devices: tally.devices,
             }
         };
-        let i = match result.outcome {
-            Outcome::Online => 0,
-            Outcome::PushQueued => 1,
-            Outcome::Skipped => 2,
-        };
-        self.metrics.recipients_by_outcome[i].inc();
+        self.metrics.recipients_by_outcome[rank(result.outcome)].inc();
         result
     }
 
@@ -313,7 +370,7 @@ mod tests {
     //! records what it is handed (no sender, no certificate, no network).
     use super::*;
     use crate::domain::message::PushContent;
-    use crate::domain::{DeviceEvent, MultiDevicePolicy, Platform};
+    use crate::domain::{now_secs, DeviceEvent, MultiDevicePolicy, Platform};
     use std::time::Instant;
     use DeviceEvent::Disconnect;
 
@@ -397,6 +454,7 @@ mod tests {
                 metrics: &self.metrics,
                 queue: RefCell::new(queue),
                 detail: true,
+                now: now_secs(),
             };
             let r = d.recipient(user, msg);
             (r, d.queue.into_inner())
@@ -585,6 +643,41 @@ mod tests {
         assert_eq!(r.reason, Some(SkipReason::QueueFull.as_str()));
         assert_eq!(w.skipped(SkipReason::QueueFull), 1);
         assert_eq!(w.metrics.recipients_by_outcome[2].get(), 1);
+    }
+
+    #[test]
+    fn many_recipients_get_their_results_in_request_order() {
+        let w = World::new();
+        let users: Vec<String> = (0..64).map(|i| format!("user{i}")).collect();
+        for (i, u) in users.iter().enumerate() {
+            match i % 3 {
+                0 => w.device(u, None, true, &[Disconnect]),
+                1 => w.device(u, None, false, &[]),
+                _ => {} // unknown
+            }
+        }
+        let d = Dispatch {
+            registry: &w.registry,
+            hub: &w.hub,
+            metrics: &w.metrics,
+            queue: RefCell::new(Recorder::open()),
+            detail: false,
+            now: now_secs(),
+        };
+        let results = d.recipients(&users, &message(Ok(())));
+        let queue = d.queue.into_inner();
+        assert_eq!(results.len(), users.len());
+        for (i, (u, r)) in users.iter().zip(&results).enumerate() {
+            assert_eq!(&r.user, u);
+            let want = [Outcome::PushQueued, Outcome::Online, Outcome::Skipped][i % 3];
+            assert_eq!(r.outcome, want, "{u}");
+        }
+        let mut queued: Vec<&str> = queue.jobs.iter().map(|j| j.user.as_str()).collect();
+        queued.sort_unstable();
+        let mut want: Vec<&str> = users.iter().step_by(3).map(String::as_str).collect();
+        want.sort_unstable();
+        assert_eq!(queued, want, "one notification per push recipient");
+        assert_eq!(w.skipped(SkipReason::UnknownUser), 21);
     }
 
     #[test]

@@ -91,6 +91,12 @@ struct Slot<V> {
 
 type Generation<V> = HashTable<Slot<V>>;
 
+/// The shard of a key's hash: bits the tables inside do not use for their buckets (low) nor
+/// their tags (top 7).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
+
 /// Shards of [`Recent`]: writers are the certificates' senders and the receipt handler.
 const SHARDS: usize = 16;
 
@@ -131,10 +137,10 @@ impl<V> Recent<V> {
     }
 
     fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Generations<V>> {
-        // Bits the tables inside do not use for their buckets (low) nor their tags (top 7).
-        let i = (hash >> 32) as usize % SHARDS;
         // A poisoned lock only means a writer panicked; the maps are still usable.
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[shard_of(hash)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn get<R>(&self, user: &str, device: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
@@ -160,6 +166,70 @@ impl<V> Recent<V> {
     ) -> R {
         let hash = self.hash(user, device);
         let mut g = self.shard(hash);
+        let mut evicted = Some(evicted);
+        self.update_locked(&mut g, hash, user, device, f, |gone| {
+            if let Some(e) = evicted.take() {
+                e(gone)
+            }
+        })
+    }
+
+    /// Stores each value as its device's newest, like `update` with `*v = Some(value)`, a
+    /// shard at a time: one lock per shard rather than per value, and a shard's keys looked
+    /// up before any is written, so that their cache misses overlap. A device given twice
+    /// keeps the later value.
+    fn put_many(
+        &self,
+        items: Vec<(CompactString, CompactString, V)>,
+        mut evicted: impl FnMut(Generation<V>),
+    ) {
+        let mut keyed: Vec<(usize, u64, (CompactString, CompactString, V))> = items
+            .into_iter()
+            .map(|item| {
+                let hash = self.hash(&item.0, &item.1);
+                (shard_of(hash), hash, item)
+            })
+            .collect();
+        // Stable: a device given twice is written in the order given.
+        keyed.sort_by_key(|k| k.0);
+        let mut rest = keyed.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let shard = first.0;
+            let mut group = vec![first];
+            while let Some(next) = rest.next_if(|k| k.0 == shard) {
+                group.push(next);
+            }
+            let mut g = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+            let seen = group
+                .iter()
+                .filter(|(_, hash, (user, device, _))| {
+                    let is = |s: &Slot<V>| s.user == *user && s.device == *device;
+                    g.current.find(*hash, is).is_some() || g.previous.find(*hash, is).is_some()
+                })
+                .count();
+            std::hint::black_box(seen);
+            for (_, hash, (user, device, value)) in group {
+                self.update_locked(
+                    &mut g,
+                    hash,
+                    &user,
+                    &device,
+                    |v| *v = Some(value),
+                    &mut evicted,
+                );
+            }
+        }
+    }
+
+    fn update_locked<R>(
+        &self,
+        g: &mut Generations<V>,
+        hash: u64,
+        user: &CompactString,
+        device: &CompactString,
+        f: impl FnOnce(&mut Option<V>) -> R,
+        mut evicted: impl FnMut(Generation<V>),
+    ) -> R {
         let is = |s: &Slot<V>| s.user == *user && s.device == *device;
         // Written again while in the current generation (a device pushed to often): in place.
         if let Some(s) = g.current.find_mut(hash, is) {
@@ -178,7 +248,10 @@ impl<V> Recent<V> {
         let r = f(&mut value);
         if value.is_some() {
             if g.current.len() >= self.per_generation {
-                let full = std::mem::take(&mut g.current);
+                // The new generation fills to the same size: made at that size once, rather
+                // than rehashed on its way there.
+                let fresh = Generation::with_capacity(self.per_generation);
+                let full = std::mem::replace(&mut g.current, fresh);
                 evicted(std::mem::replace(&mut g.previous, full));
             }
             g.current.insert_unique(
@@ -259,16 +332,31 @@ impl Outcomes {
             user,
             device,
             |v| *v = Some(n),
-            |gone| {
-                if let Some(r) = &self.registry {
-                    for s in gone {
-                        if let Some(n) = &s.value {
-                            r.note_push_result(&s.user, &s.device, n.class, n.at / 1000);
-                        }
-                    }
-                }
-            },
+            |gone| self.keep_in_records(gone),
         );
+    }
+
+    /// Details that leave the recent map: each device's record keeps the class and time.
+    fn keep_in_records(&self, gone: Generation<LastNotification>) {
+        if let Some(r) = &self.registry {
+            for s in gone {
+                if let Some(n) = &s.value {
+                    r.note_push_result(&s.user, &s.device, n.class, n.at / 1000);
+                }
+            }
+        }
+    }
+
+    /// `record` for many notifications (a vendor reply's), the recent map written a shard at
+    /// a time. A device given twice keeps the later result.
+    pub fn record_many(&self, results: Vec<(CompactString, CompactString, LastNotification)>) {
+        if let Some(o) = self.observer.get() {
+            for (user, device, n) in &results {
+                o(user, device, n);
+            }
+        }
+        self.last
+            .put_many(results, |gone| self.keep_in_records(gone));
     }
 
     /// Registers who unbinds the tokens vendors name invalid outside this process (cluster
@@ -386,6 +474,55 @@ mod tests {
             msg_id: None,
             detail: Cow::Borrowed("ok"),
         }
+    }
+
+    #[test]
+    fn results_recorded_together_keep_the_later_of_a_device_and_stay_bounded() {
+        use crate::domain::{MultiDevicePolicy, Platform};
+        let registry = Arc::new(Registry::new(MultiDevicePolicy::PerPlatform, 86_400));
+        registry
+            .login("u", Platform::Android, "d", None, 1)
+            .unwrap();
+        let o = Outcomes::new(registry.clone());
+        let key = |u: &str| (CompactString::from(u), CompactString::from("d"));
+        let (u, d) = key("u");
+        o.record_many(vec![
+            (
+                u.clone(),
+                d.clone(),
+                result(DeliveryClass::Transient, 4_000),
+            ),
+            (
+                key("v").0,
+                d.clone(),
+                result(DeliveryClass::Delivered, 4_000),
+            ),
+            (u.clone(), d.clone(), result(DeliveryClass::BadToken, 5_000)),
+        ]);
+        assert_eq!(
+            o.get("u", "d").map(|n| n.class),
+            Some(DeliveryClass::BadToken)
+        );
+        assert_eq!(
+            o.get("v", "d").map(|n| n.class),
+            Some(DeliveryClass::Delivered)
+        );
+        let many = (0..2 * RECENT_KEPT)
+            .map(|i| {
+                let (x, d) = key(&format!("x{i}"));
+                (x, d, result(DeliveryClass::Delivered, 6_000))
+            })
+            .collect();
+        o.record_many(many);
+        assert!(o.details_kept() <= RECENT_KEPT);
+        assert!(o.details_kept() >= RECENT_KEPT / 2);
+        assert_eq!(o.get("u", "d"), None);
+        let dev = &registry.devices("u")[0];
+        assert_eq!(
+            dev.last_push(),
+            Some((DeliveryClass::BadToken, 5)),
+            "the record keeps the class and time of the details that left"
+        );
     }
 
     #[test]

@@ -115,6 +115,13 @@ impl Device {
         (c != 0).then_some(c)
     }
 
+    /// Reads what routing reads first (the state byte and the token's reference count) and
+    /// nothing else: the batch router touches every recipient's devices before it routes any,
+    /// so the cache misses of different recipients overlap.
+    pub(crate) fn touch(&self) -> usize {
+        usize::from(self.kind) ^ self.token.as_ref().map_or(0, Arc::strong_count)
+    }
+
     /// The routing decision for this device now (certificate health is checked by dispatch).
     pub fn route(&self, now: u64, retention: u64) -> Route {
         match self.state().effective(now, retention) {

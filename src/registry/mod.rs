@@ -823,11 +823,52 @@ impl Registry {
             .unwrap_or(0)
     }
 
+    /// `route_with` for many users at once: `f(i, device, route)` for each device of
+    /// `users[i]`, the users grouped by table shard (one lock per shard, not per user), and
+    /// each group's devices read before any is routed, so that the cache misses of a batch's
+    /// recipients overlap (they were most of a routed recipient's cost). Returns each user's
+    /// device count (0: unknown). The calls come in shard order, not in the order of `users`.
+    pub fn route_many<S: AsRef<str>>(
+        &self,
+        users: &[S],
+        now: u64,
+        mut f: impl FnMut(usize, &Device, Route),
+    ) -> Vec<usize> {
+        let mut counts = vec![0; users.len()];
+        self.users.read_many(users, |found| {
+            let touched = found
+                .iter()
+                .flat_map(|(_, e)| e.devices.iter())
+                .fold(0, |acc, d| acc ^ d.touch());
+            std::hint::black_box(touched);
+            for &(i, e) in found {
+                for d in e.devices.iter() {
+                    f(i, d, d.route(now, self.retention));
+                }
+                counts[i] = e.devices.len();
+            }
+        });
+        counts
+    }
+
     /// Whether any device of `user` is registered (no allocation, no routing).
     pub fn has_user(&self, user: &str) -> bool {
         self.users
             .read(user, |e| !e.devices.is_empty())
             .unwrap_or(false)
+    }
+
+    /// `f` on `user`'s `device`, under the user's read lock (no copy of the device list: a
+    /// token report and a session event each read one device).
+    pub fn with_device<R>(
+        &self,
+        user: &str,
+        device: &str,
+        f: impl FnOnce(&Device) -> R,
+    ) -> Option<R> {
+        self.users
+            .read(user, |e| e.devices.get(device).map(f))
+            .flatten()
     }
 
     /// A copy of the user's devices (for status queries and diagnosis).

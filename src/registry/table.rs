@@ -49,9 +49,12 @@ impl<T: Keyed> StrTable<T> {
         self.hasher.hash_one(key)
     }
 
+    fn shard_index(&self, hash: u64) -> usize {
+        ((hash as usize) << 7) >> self.shift
+    }
+
     fn shard(&self, hash: u64) -> &RwLock<HashTable<T>> {
-        let i = ((hash as usize) << 7) >> self.shift;
-        &self.shards[i]
+        &self.shards[self.shard_index(hash)]
     }
 
     fn read_shard(&self, hash: u64) -> RwLockReadGuard<'_, HashTable<T>> {
@@ -67,6 +70,36 @@ impl<T: Keyed> StrTable<T> {
     pub fn read<R>(&self, key: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
         let h = self.hash(key);
         self.read_shard(h).find(h, |t| t.key() == key).map(f)
+    }
+
+    /// `f` on the entries of `keys` that exist, one shard at a time under its read lock (one
+    /// lock per shard touched, not one per key): `f` gets the found entries of a shard with
+    /// the index of each one's key in `keys`. The keys of a shard are all looked up before
+    /// `f` runs, so their cache misses overlap instead of following one another.
+    pub fn read_many<K: AsRef<str>>(&self, keys: &[K], mut f: impl FnMut(&[(usize, &T)])) {
+        // (shard, key index, hash), grouped by shard.
+        let mut order: Vec<(usize, usize, u64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let h = self.hash(k.as_ref());
+                (self.shard_index(h), i, h)
+            })
+            .collect();
+        order.sort_unstable_by_key(|&(shard, i, _)| (shard, i));
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let guard = self.shards[group[0].0]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let found: Vec<(usize, &T)> = group
+                .iter()
+                .filter_map(|&(_, i, h)| {
+                    let key = keys[i].as_ref();
+                    guard.find(h, |t| t.key() == key).map(|t| (i, t))
+                })
+                .collect();
+            f(&found);
+        }
     }
 
     /// `f` on the entry with `key`, under its shard's write lock.

@@ -35,6 +35,44 @@ fn login_kicks_same_platform_by_default() {
 }
 
 #[test]
+fn routing_many_users_routes_each_device_once_and_counts_in_request_order() {
+    let r = reg();
+    let users: Vec<String> = (0..200).map(|i| format!("u{i}")).collect();
+    for (i, u) in users.iter().enumerate() {
+        // Every third user is never seen; every other known one has a second device.
+        if i % 3 == 0 {
+            continue;
+        }
+        r.login(u, Platform::Android, "a", None, 1).unwrap();
+        r.set_token(u, "a", 9, &format!("tok-{u}")).unwrap();
+        r.apply(u, "a", DeviceEvent::Disconnect, None, 1).unwrap();
+        if i % 2 == 0 {
+            r.login(u, Platform::Web, "w", None, 1).unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    let counts = r.route_many(&users, 2, |i, d, route| {
+        seen.push((i, d.id.to_string(), route));
+    });
+    for (i, u) in users.iter().enumerate() {
+        let want = match (i % 3, i % 2) {
+            (0, _) => 0,
+            (_, 0) => 2,
+            _ => 1,
+        };
+        assert_eq!(counts[i], want, "{u}");
+        // The same routes as one user at a time.
+        let mut one = Vec::new();
+        r.route_with(u, 2, |d, route| one.push((i, d.id.to_string(), route)));
+        let mut many: Vec<_> = seen.iter().filter(|s| s.0 == i).cloned().collect();
+        many.sort_by(|a, b| a.1.cmp(&b.1));
+        one.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(many, one, "{u}");
+    }
+    assert_eq!(seen.len(), counts.iter().sum::<usize>());
+}
+
+#[test]
 fn single_policy_kicks_everything() {
     let r = Registry::new(MultiDevicePolicy::Single, R);
     r.login("a", Platform::Android, "d1", None, 1).unwrap();

@@ -156,7 +156,6 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 pub fn regid_form(app: &XiaomiApp, msg: &XiaomiMessage, regids: &[&str]) -> String {
     let notify_id = msg.notify_id.to_string();
     let notify_type = NOTIFY_TYPE_DEFAULT_ALL.to_string();
-    let targets = regids.join(",");
     let (effect, uri) = click_extras(&msg.click);
 
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(14);
@@ -186,8 +185,18 @@ pub fn regid_form(app: &XiaomiApp, msg: &XiaomiMessage, regids: &[&str]) -> Stri
         pairs.push(("extra.callback.param", &cb.param));
         pairs.push(("extra.callback.type", CALLBACK_TYPE));
     }
-    pairs.push(("registration_id", &targets));
-    encode_pairs(&pairs)
+    // The regIds are encoded straight into the body, each comma as `%2C` (no joined copy).
+    let targets_len: usize = regids.iter().map(|r| r.len() + 3).sum();
+    let mut body = String::with_capacity(256 + targets_len);
+    append_pairs(&mut body, &pairs);
+    body.push_str("&registration_id=");
+    for (i, regid) in regids.iter().enumerate() {
+        if i > 0 {
+            body.push_str("%2C");
+        }
+        append_encoded(&mut body, regid);
+    }
+    body
 }
 
 /// Body for `POST /v2/multi_messages/regids`: a different message per regId (spec §3.6).
@@ -208,8 +217,48 @@ pub fn multi_form(app: &XiaomiApp, items: &[(&str, &XiaomiMessage)]) -> String {
 }
 
 fn encode_pairs(pairs: &[(&str, &str)]) -> String {
-    // Encoding `&str` pairs has no failure path in serde_urlencoded.
-    serde_urlencoded::to_string(pairs).unwrap_or_default()
+    let mut body = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    append_pairs(&mut body, pairs);
+    body
+}
+
+/// `pairs` as `application/x-www-form-urlencoded` (the WHATWG serializer, as
+/// serde_urlencoded writes it), appended to `out`.
+fn append_pairs(out: &mut String, pairs: &[(&str, &str)]) {
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        append_encoded(out, k);
+        out.push('=');
+        append_encoded(out, v);
+    }
+}
+
+/// Appends `s` form-encoded: ASCII letters, digits and `*-._` as they are, a space as `+`,
+/// every other byte as `%XX` (upper-case hex). Runs of bytes kept as they are are copied at
+/// once: a body carries up to a thousand 64-character regIds, and the byte-at-a-time
+/// serializer was a tenth of a batch send's CPU.
+fn append_encoded(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') {
+            continue;
+        }
+        // `start..i` holds only ASCII bytes kept as they are, so it is a whole `str`.
+        out.push_str(s.get(start..i).unwrap_or_default());
+        if b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        start = i + 1;
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
 }
 
 /// One element of the `messages` array (Java SDK `TargetedMessage` JSON, spec §3.6).
@@ -285,6 +334,28 @@ struct ExtraJson<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_form_encoder_writes_what_serde_urlencoded_writes() {
+        let values = [
+            "",
+            "plain",
+            "a b+c&d=e%f",
+            "*-._~!'()",
+            "中文 title ✓",
+            "é",
+            "{\"k\":[1,2]}\n\t\u{0}",
+            "lt0000000012QQQQ/+=",
+        ];
+        for v in values {
+            let pairs = [("key.with space", v), ("second", v)];
+            assert_eq!(
+                encode_pairs(&pairs),
+                serde_urlencoded::to_string(pairs).unwrap(),
+                "{v:?}"
+            );
+        }
+    }
 
     fn app() -> XiaomiApp {
         XiaomiApp {

@@ -10,6 +10,7 @@ use crate::providers::{DeliveryClass, JobResult};
 use crate::push::outcomes::LastNotification;
 use crate::push::PushJob;
 use crate::store::{JournalSlot, StoreOp};
+use compact_str::CompactString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,9 @@ pub struct Accounting {
     /// Finished notifications to take out of the journal, sent to the store in one change by
     /// `settle` (one per vendor reply, not one per notification).
     removals: std::cell::RefCell<Vec<JournalSlot>>,
+    /// Finished notifications' last results for diagnosis, noted by `settle` in one pass
+    /// over the recent-results map (a shard lock per shard, not per notification).
+    results: std::cell::RefCell<Vec<(CompactString, CompactString, LastNotification)>>,
     /// Notifications finished since the last `settle`, by class in `DeliveryClass::ALL`
     /// order: the shared counters (queue bound, certificate figures, metric) are touched once
     /// per class per pump, not once per notification.
@@ -129,6 +133,7 @@ impl Accounting {
             batch_sizes: Default::default(),
             requests: Default::default(),
             removals: Default::default(),
+            results: Default::default(),
             finished: Default::default(),
         }
     }
@@ -181,9 +186,11 @@ impl Accounting {
         if result.unbind_token {
             self.unbind(&job.token);
         }
-        self.ctx
-            .outcomes
-            .record(&job.user, &job.device, last_result(job, result, trace_id));
+        self.results.borrow_mut().push((
+            job.user.clone(),
+            job.device.clone(),
+            last_result(job, result, trace_id),
+        ));
         if let (true, Some(slot)) = (self.ctx.journal_accepted, job.journal) {
             self.removals.borrow_mut().push(slot);
         }
@@ -203,6 +210,10 @@ impl Accounting {
                     counter.inc_by(n);
                 }
             }
+        }
+        let results = self.results.take();
+        if !results.is_empty() {
+            self.ctx.outcomes.record_many(results);
         }
         let removals = self.removals.take();
         remove(&self.ctx, removals);

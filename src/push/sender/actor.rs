@@ -194,7 +194,9 @@ impl<S: PushService> CertSender<S> {
         }
     }
 
-    fn add(&mut self, job: PushJob) {
+    /// Adds one notification, read at `now`, with `following` more of its message coming
+    /// next; the caller refreshed the certificate (`refresh_cert`) once for all it adds.
+    fn add(&mut self, job: PushJob, now: Instant, following: usize) {
         // The message, not its content, is held: `render` runs once per message, so cloning
         // the content for every notification (as this did) only cost allocations.
         let message = job.message.clone();
@@ -210,10 +212,9 @@ impl<S: PushService> CertSender<S> {
             );
             return;
         };
-        self.refresh_cert();
         let (service, cert) = (&self.service, &self.cert);
         self.pending
-            .add(job, Instant::now(), || service.render(cert, content));
+            .add(job, now, following, || service.render(cert, content));
     }
 
     /// Wakes the loop at `at` unless an earlier wake-up is already scheduled.
@@ -623,7 +624,18 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
     fn handle(&mut self, msg: EnqueueMany, ctx: &mut Context<Self>) {
         // Jobs held from before a lost lease go back before these (read under the new one).
         self.give_back_if_lease_lost();
-        for job in msg.0 {
+        // Once per hand-over, not per notification: the certificate's lock and the clock.
+        self.refresh_cert();
+        let now = Instant::now();
+        // How many notifications of the same message follow each one, so that its group's
+        // queue grows once for the whole run rather than doubling its way there.
+        let mut following = vec![0; msg.0.len()];
+        for i in (0..msg.0.len().saturating_sub(1)).rev() {
+            if msg.0[i].message.id == msg.0[i + 1].message.id {
+                following[i] = following[i + 1] + 1;
+            }
+        }
+        for (job, following) in msg.0.into_iter().zip(following) {
             if self.stop.load(Ordering::Relaxed) {
                 self.books.finish(
                     &job,
@@ -631,7 +643,7 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
                     None,
                 );
             } else {
-                self.add(job);
+                self.add(job, now, following);
             }
         }
         self.pump(ctx);

@@ -11,6 +11,30 @@ use std::time::{Duration, Instant};
 
 type GroupId = u64;
 
+/// Hashes the maps keyed by our own counters (group and message ids, never from the network)
+/// with one multiplication instead of SipHash: they are probed once per queued notification.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: consecutive ids spread over the whole table.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct Group<C> {
     content: C,
     /// A deque: a request takes its jobs from the front, and a backlog of one content can hold
@@ -22,9 +46,9 @@ struct Group<C> {
 
 /// Notifications waiting for a request, in arrival order of their content.
 pub struct Pending<C> {
-    groups: HashMap<GroupId, Group<C>>,
+    groups: IdMap<Group<C>>,
     by_content: HashMap<C, GroupId>,
-    by_message: HashMap<u64, GroupId>,
+    by_message: IdMap<GroupId>,
     /// Groups in creation order; ids of groups already sent are skipped.
     order: VecDeque<GroupId>,
     next_id: GroupId,
@@ -63,9 +87,9 @@ fn take_distinct_tokens(jobs: &mut VecDeque<PushJob>, limit: usize) -> Vec<PushJ
 impl<C: Clone + Eq + Hash> Pending<C> {
     pub fn new(rule: BatchRule) -> Pending<C> {
         Pending {
-            groups: HashMap::new(),
+            groups: IdMap::default(),
             by_content: HashMap::new(),
-            by_message: HashMap::new(),
+            by_message: IdMap::default(),
             order: VecDeque::new(),
             next_id: 0,
             jobs: 0,
@@ -84,8 +108,16 @@ impl<C: Clone + Eq + Hash> Pending<C> {
         self.jobs == 0
     }
 
-    /// Adds a notification; `render` gives its content, called once per message.
-    pub fn add(&mut self, job: PushJob, now: Instant, render: impl FnOnce() -> C) {
+    /// Adds a notification; `render` gives its content, called once per message. `following`:
+    /// how many more of the same message the caller is about to add (room is made for them
+    /// at once).
+    pub fn add(
+        &mut self,
+        job: PushJob,
+        now: Instant,
+        following: usize,
+        render: impl FnOnce() -> C,
+    ) {
         let message = job.message.id;
         let gid = match self.by_message.get(&message) {
             Some(g) => *g,
@@ -120,6 +152,9 @@ impl<C: Clone + Eq + Hash> Pending<C> {
             return;
         };
         let before = g.jobs.len();
+        if before == g.jobs.capacity() {
+            g.jobs.reserve(following + 1);
+        }
         g.jobs.push_back(job);
         self.jobs += 1;
         self.oldest.get_or_insert(now);
@@ -337,7 +372,7 @@ mod tests {
     fn distinct(p: &mut Pending<String>, n: u64, now: Instant) {
         for i in 0..n {
             let m = message(i);
-            p.add(job(&m, format!("t{i}")), now, || format!("content {i}"));
+            p.add(job(&m, format!("t{i}")), now, 0, || format!("content {i}"));
         }
     }
 
@@ -372,14 +407,14 @@ mod tests {
         let m = message(1);
         let mut renders = 0;
         for i in 0..2500 {
-            p.add(job(&m, format!("t{i}")), now, || {
+            p.add(job(&m, format!("t{i}")), now, 0, || {
                 renders += 1;
                 "same".to_string()
             });
         }
         assert_eq!(renders, 1, "content is rendered once per message");
         // A second message with the same content joins the same group.
-        p.add(job(&message(2), "x".into()), now, || "same".to_string());
+        p.add(job(&message(2), "x".into()), now, 0, || "same".to_string());
         assert_eq!(
             sizes(&mut p),
             [("regid", 1000), ("regid", 1000), ("regid", 501)]
@@ -430,7 +465,7 @@ mod tests {
         distinct(&mut p, 3, now);
         let m = message(99);
         for i in 0..5 {
-            p.add(job(&m, format!("g{i}")), now, || "group".to_string());
+            p.add(job(&m, format!("g{i}")), now, 0, || "group".to_string());
         }
         distinct(&mut p, 2, now); // ids 0 and 1 again: the same messages, same groups
         assert_eq!(p.len(), 10);
@@ -448,8 +483,8 @@ mod tests {
         let mut p = Pending::new(ONE_BY_ONE);
         distinct(&mut p, 3, now);
         let m = message(7);
-        p.add(job(&m, "a".into()), now, || "same".to_string());
-        p.add(job(&m, "b".into()), now, || "same".to_string());
+        p.add(job(&m, "a".into()), now, 0, || "same".to_string());
+        p.add(job(&m, "b".into()), now, 0, || "same".to_string());
         assert_eq!(p.due_at(Duration::from_secs(1)), Some(now));
         assert_eq!(sizes(&mut p), [("send", 1); 5]);
     }
@@ -463,7 +498,7 @@ mod tests {
         assert_eq!(p.cut().map(|b| b.len()), Some(5));
         for i in 5..400 {
             let m = message(i);
-            p.add(job(&m, format!("t{i}")), now, || format!("content {i}"));
+            p.add(job(&m, format!("t{i}")), now, 0, || format!("content {i}"));
         }
         assert_eq!(p.cut().map(|b| b.len()), Some(100));
         assert_eq!(p.len(), 295);
