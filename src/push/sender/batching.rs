@@ -428,7 +428,7 @@ mod tests {
         let (m1, m2) = (message(1), message(2));
         for m in [&m1, &m2] {
             for t in ["t1", "t2"] {
-                p.add(job(m, t.to_string()), now, || "same".to_string());
+                p.add(job(m, t.to_string()), now, 0, || "same".to_string());
             }
         }
         let mut requests = Vec::new();
