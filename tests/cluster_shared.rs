@@ -498,9 +498,12 @@ fn a_new_owner_starts_from_the_previous_owners_back_off() {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // The previous owner may still have published a step while it stopped: the new one
+        // must have started from what Redis held when it took over, not from full speed.
+        let last = shared_factor(&rc, cert);
         assert!(
-            (now - shared).abs() < 1e-3,
-            "{} took over at {now} of the qps, the previous owner had {shared}",
+            now < 1.0 && (now - last).abs() < 1e-3,
+            "{} took over at {now} of the qps, the previous owner had {shared} and Redis holds {last}",
             nodes[next].name
         );
         // And recovers from there with traffic, as the previous owner would have.
@@ -528,7 +531,9 @@ async fn emu_wait(
 
 /// A certificate's figures are added to the cluster's totals once each, even when Redis applies
 /// an addition whose reply the node never got (a timeout) and the node sends it again: the
-/// master is paused for writes so that the addition times out and is applied on resume.
+/// master is paused for writes so that the addition times out. Since a node replaces its
+/// connections after a timeout, Redis may drop the paused addition instead of applying it on
+/// resume (the test says which); the totals must be right either way.
 #[test]
 fn figures_sent_again_after_a_timeout_are_counted_once() {
     use pushgate::certs::CertStats;
@@ -556,10 +561,23 @@ fn figures_sent_again_after_a_timeout_are_counted_once() {
         rc.cli(master, &["client", "pause", "1500", "write"]);
         let r = adder.flush(&cluster, CERT, &stats).await;
         assert!(r.is_err(), "the addition's reply timed out: {r:?}");
-        // Applied on resume, without the node knowing.
+        // Applied on resume without the node knowing, or never: a node replaces its connections
+        // after a timeout (redis-rs's failover deadlock, src/cluster/mod.rs `recover`), and Redis
+        // drops a paused command whose client has gone. Either way it is counted once below.
         tokio::time::sleep(Duration::from_millis(2_000)).await;
         let sent = rc.cli(master, &["hget", &meta, "sent"]);
-        assert_eq!(sent.trim(), "5", "applied once on resume");
+        assert!(
+            matches!(sent.trim(), "5" | ""),
+            "applied once on resume, or not at all: {sent:?}"
+        );
+        eprintln!(
+            "the timed-out addition was {} on resume",
+            if sent.trim() == "5" {
+                "applied"
+            } else {
+                "dropped"
+            }
+        );
         stats.count(DeliveryClass::Delivered, 1);
         for _ in 0..3 {
             adder.flush(&cluster, CERT, &stats).await.expect("flushed");
