@@ -236,6 +236,21 @@ impl FigureAdder {
         *last
     }
 
+    /// The addition for `cert` sent and not answered yet (its number and amounts): what the
+    /// next `flush` sends again, and Redis applies only if it did not already.
+    pub fn unanswered(&self, cert: CertificateId) -> Option<(u64, CertFigures)> {
+        self.unanswered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cert)
+            .cloned()
+    }
+
+    /// The `add:<process>` field its additions are numbered in.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
     /// Adds what `stats` counted since its last addition (or sends the unanswered one again)
     /// and shows the cluster's totals in it.
     pub async fn flush(
