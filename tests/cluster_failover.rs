@@ -10,13 +10,12 @@ mod cluster_node;
 mod common;
 mod redis_cluster;
 
-use cluster_node::{bounded, next_message, push_online, wait_certificate, Gateway, Setup};
+use cluster_node::{
+    bounded, next_message, push_online, tokens_not_bound, wait_certificate, Gateway, Setup,
+};
 use common::webhook::{Reply, WebhookReceiver};
 use common::{cert_body, emulator, regid, API};
-use futures_util::{SinkExt, StreamExt};
-use pushgate::cluster::Cluster;
-use pushgate::config::{ClusterConfig, ClusterMode};
-use pushgate::domain::MultiDevicePolicy;
+use futures_util::SinkExt;
 use redis_cluster::RedisCluster;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -372,35 +371,12 @@ fn a_master_killed_under_mixed_load_loses_nothing_acknowledged() {
             .iter()
             .flat_map(|t| t.acked.iter().map(|a| a.0.clone()))
             .collect();
-        // Read from Redis itself (the user's hash and the token index), as cluster_reports does:
-        // thousands of GETs through debug gateways would take minutes. A sample through the API.
-        let cfg = ClusterConfig {
-            mode: ClusterMode::Redis,
-            redis_nodes: rc.urls(),
-            ..ClusterConfig::default()
-        };
-        let c = Arc::new(
-            Cluster::connect(&cfg, MultiDevicePolicy::Multi, 7 * 86_400)
-                .await
-                .expect("connect to the test cluster"),
-        );
-        let unbound: Vec<String> = futures_util::stream::iter(acked_reports.iter())
-            .map(|u| {
-                let c = c.clone();
-                async move {
-                    let t = regid(u);
-                    let owner = c.token_owner(&t).await.expect("token index");
-                    let h = c.read_user(u).await.expect("user hash");
-                    let bound = h.get("d1").and_then(|d| d.tok.clone());
-                    let ok = owner == Some((u.clone(), "d1".to_string()))
-                        && bound == Some((cert, t.clone()));
-                    (!ok).then(|| format!("{u}: index {owner:?}, record {bound:?}"))
-                }
-            })
-            .buffer_unordered(64)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
+        // From Redis itself; a sample through the API below.
+        let reported = acked_reports
+            .iter()
+            .map(|u| (u.clone(), regid(u)))
+            .collect();
+        let unbound = tokens_not_bound(&rc, cert, reported).await;
         assert!(unbound.is_empty(), "acknowledged tokens lost: {unbound:?}");
         for (i, u) in acked_reports.iter().enumerate().step_by(50) {
             let v = nodes[i % 3].user(u).await;

@@ -23,11 +23,8 @@ mod cluster_node;
 mod common;
 mod redis_cluster;
 
-use cluster_node::{bounded, three_nodes};
+use cluster_node::{bounded, three_nodes, tokens_not_bound};
 use common::{emulator, API};
-use pushgate::cluster::Cluster;
-use pushgate::config::{ClusterConfig, ClusterMode};
-use pushgate::domain::MultiDevicePolicy;
 use rand::Rng;
 use redis_cluster::RedisCluster;
 use serde_json::json;
@@ -267,37 +264,9 @@ fn token_reports_acknowledged_across_the_nodes_survive_a_kill_9() {
         );
 
         // Every acknowledged token is bound to its device, in the user's hash and the index.
-        let cfg = ClusterConfig {
-            mode: ClusterMode::Redis,
-            redis_nodes: rc.urls(),
-            ..ClusterConfig::default()
-        };
-        let c = Arc::new(
-            Cluster::connect(&cfg, MultiDevicePolicy::Multi, 7 * 86_400)
-                .await
-                .expect("connect to the test cluster"),
-        );
         let t2 = Instant::now();
-        let mut missing = Vec::new();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-            let checks = chunk.iter().map(|&i| {
-                let c = c.clone();
-                async move {
-                    let (u, t) = (user(i), token(i));
-                    let owner = c.token_owner(&t).await.expect("token index");
-                    let h = c.read_user(&u).await.expect("user hash");
-                    let bound = h.get("d1").and_then(|d| d.tok.clone());
-                    let ok = owner == Some((u.clone(), "d1".to_string()))
-                        && bound == Some((cert, t.clone()));
-                    (i, ok, owner, bound)
-                }
-            });
-            for (i, ok, owner, bound) in futures_util::future::join_all(checks).await {
-                if !ok {
-                    missing.push(format!("{}: index {owner:?}, record {bound:?}", user(i)));
-                }
-            }
-        }
+        let missing =
+            tokens_not_bound(&rc, cert, (0..n).map(|i| (user(i), token(i))).collect()).await;
         assert!(
             missing.is_empty(),
             "{} acknowledged tokens not bound, e.g. {:?}",

@@ -7,6 +7,9 @@
 use crate::common::{cert_body, http, regid, ADMIN, API, SDKAPPID, USERSIG_KEY};
 use crate::redis_cluster::RedisCluster;
 use futures_util::StreamExt;
+use pushgate::cluster::Cluster;
+use pushgate::config::{ClusterConfig, ClusterMode};
+use pushgate::domain::MultiDevicePolicy;
 use pushgate::usersig::UserSigKey;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -467,4 +470,40 @@ pub async fn wait_certificate(node: &Gateway, id: u64, want: impl Fn(&Value) -> 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Of the acknowledged token reports (user, token) for device "d1" under `cert`, those whose
+/// token is not bound there in Redis itself, where the user's hash and the token index must
+/// agree; each as a line for a failure message. Read directly, not through a gateway: thousands
+/// of GETs through debug gateways would take minutes.
+pub async fn tokens_not_bound(
+    rc: &RedisCluster,
+    cert: u64,
+    reported: Vec<(String, String)>,
+) -> Vec<String> {
+    let cfg = ClusterConfig {
+        mode: ClusterMode::Redis,
+        redis_nodes: rc.urls(),
+        ..ClusterConfig::default()
+    };
+    let c = std::sync::Arc::new(
+        Cluster::connect(&cfg, MultiDevicePolicy::Multi, 7 * 86_400)
+            .await
+            .expect("connect to the test cluster"),
+    );
+    futures_util::stream::iter(reported)
+        .map(|(u, t)| {
+            let c = c.clone();
+            async move {
+                let owner = c.token_owner(&t).await.expect("token index");
+                let h = c.read_user(&u).await.expect("user hash");
+                let bound = h.get("d1").and_then(|d| d.tok.clone());
+                let ok = owner == Some((u.clone(), "d1".to_string())) && bound == Some((cert, t));
+                (!ok).then(|| format!("{u}: index {owner:?}, record {bound:?}"))
+            }
+        })
+        .buffer_unordered(256)
+        .filter_map(std::future::ready)
+        .collect()
+        .await
 }
