@@ -440,6 +440,13 @@ pub async fn three_nodes_with(
     for name in ["gw-1", "gw-2", "gw-3"] {
         nodes.push(Gateway::start_with(dir, name, xiaomi, Some(&urls), push));
     }
+    let id = create_certificate(&nodes, qps).await;
+    (nodes, id)
+}
+
+/// Creates a certificate at `qps` on the first node and waits until every node shows it; its
+/// id.
+pub async fn create_certificate(nodes: &[Gateway], qps: u32) -> u64 {
     let (s, v) = nodes[0]
         .api(
             reqwest::Method::POST,
@@ -449,10 +456,10 @@ pub async fn three_nodes_with(
         .await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_u64().expect("id");
-    for n in &nodes {
+    for n in nodes {
         wait_certificate(n, id, |c| c["qps"] == qps).await;
     }
-    (nodes, id)
+    id
 }
 
 /// Waits (bounded) until `node` shows certificate `id` as `want` says (Null: deleted).
