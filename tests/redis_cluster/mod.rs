@@ -1,5 +1,6 @@
-//! A throwaway 3+3 Redis Cluster on loopback for the cluster-mode tests, started and stopped by
-//! `scripts/redis-cluster` (each server stopped by its own pid, on Drop too).
+//! A throwaway Redis Cluster on loopback for the cluster-mode tests (3 masters with one replica
+//! each, or two for the §13.2 #6 variant), started and stopped by `scripts/redis-cluster` (each
+//! server stopped by its own pid, on Drop too).
 
 #![allow(dead_code)]
 
@@ -26,20 +27,22 @@ pub fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
 pub struct RedisCluster {
     pub dir: PathBuf,
     pub base: u16,
+    /// Servers on ports `base..base + servers`: 3 masters and their replicas.
+    pub servers: u16,
 }
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/redis-cluster")
 }
 
-/// Six client ports and their bus ports (+10000) all free on loopback.
-fn free_base() -> u16 {
+/// `servers` client ports and their bus ports (+10000) all free on loopback.
+fn free_base(servers: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let seed = (std::process::id() % 200) as u16;
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let base = 20_000 + ((seed + n * 7) % 900) * 10;
-        let free = (0..6).all(|i| {
+        let free = (0..servers).all(|i| {
             TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", base + 10_000 + i)).is_ok()
         });
@@ -50,8 +53,14 @@ fn free_base() -> u16 {
 }
 
 impl RedisCluster {
-    /// Starts a cluster, or `None` (with a message) when redis-server is not installed.
+    /// Starts a 3+3 cluster, or `None` (with a message) when redis-server is not installed.
     pub fn start() -> Option<RedisCluster> {
+        RedisCluster::start_with_replicas(1)
+    }
+
+    /// Starts 3 masters with `replicas` replicas each, or `None` (with a message) when
+    /// redis-server is not installed.
+    pub fn start_with_replicas(replicas: u16) -> Option<RedisCluster> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .output()
@@ -64,15 +73,17 @@ impl RedisCluster {
             return None;
         }
         for _ in 0..3 {
-            let base = free_base();
+            let servers = 3 * (1 + replicas);
+            let base = free_base(servers);
             let dir = std::env::temp_dir().join(format!("pg-rc-{}-{base}", std::process::id()));
             let out = Command::new(script())
                 .arg("start")
                 .arg(&dir)
                 .arg(base.to_string())
+                .arg(replicas.to_string())
                 .output()
                 .expect("run scripts/redis-cluster");
-            let c = RedisCluster { dir, base };
+            let c = RedisCluster { dir, base, servers };
             if out.status.success() {
                 return Some(c);
             }
@@ -87,7 +98,7 @@ impl RedisCluster {
     }
 
     pub fn ports(&self) -> Vec<u16> {
-        (self.base..self.base + 6).collect()
+        (self.base..self.base + self.servers).collect()
     }
 
     pub fn urls(&self) -> Vec<String> {
