@@ -18,11 +18,11 @@ use crate::push::PushJob;
 use actix::prelude::*;
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::Poll;
-use tokio::sync::mpsc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Rate-limit answers retried before a notification counts as failed (they slow the bucket
 /// each time, so this is a bound on a vendor that never recovers, not a normal path).
