@@ -33,43 +33,48 @@ const MAX_RATE_LIMITED_ATTEMPTS: u32 = 20;
 const FENCE_RECHECK: Duration = Duration::from_millis(50);
 
 /// A request's end, sent back from the I/O arbiter to its sender.
-enum Answered<S: PushService> {
-    Verdict {
-        batch: Batch<S::Content>,
-        verdict: Verdict,
-        took: Duration,
-        /// The lost-lease count and the certificate's edit count when it was sent (`apply`).
-        sent_under: (u64, u64),
-    },
-    /// The I/O arbiter dropped the request unanswered (it stopped: shutdown).
-    Cancelled,
+struct Answered<S: PushService> {
+    batch: Batch<S::Content>,
+    verdict: Verdict,
+    took: Duration,
+    /// The lost-lease count and the certificate's edit count when it was sent (`apply`).
+    sent_under: (u64, u64),
 }
+
+/// What the answers channel carries: `None` for a request the I/O arbiter dropped unanswered
+/// (it stopped: shutdown).
+type Answer<S> = Option<Answered<S>>;
 
 /// A request on its way: answers its sender once, and tells it of a request dropped unanswered
 /// (so the in-flight count always comes back down).
+///
+/// The channel holds as many answers as the sender keeps requests in flight: a request counts
+/// as in flight until the sender has taken its answer, so a send never finds it full.
 struct Unanswered<S: PushService> {
-    to: mpsc::UnboundedSender<Answered<S>>,
+    to: mpsc::Sender<Answer<S>>,
     sent_under: (u64, u64),
     answered: bool,
 }
 
 impl<S: PushService> Unanswered<S> {
-    fn answer(&mut self, batch: Batch<S::Content>, verdict: Verdict, took: Duration) {
-        self.answered = true;
-        // Only a stopped sender is gone; its requests' notifications stay journaled.
-        let _ = self.to.send(Answered::Verdict {
+    async fn answer(mut self, batch: Batch<S::Content>, verdict: Verdict, took: Duration) {
+        let answer = Answered {
             batch,
             verdict,
             took,
             sent_under: self.sent_under,
-        });
+        };
+        // Fails only when the sender is gone (stopped): its notifications stay journaled.
+        let _ = self.to.send(Some(answer)).await;
+        self.answered = true;
     }
 }
 
 impl<S: PushService> Drop for Unanswered<S> {
     fn drop(&mut self) {
         if !self.answered {
-            let _ = self.to.send(Answered::Cancelled);
+            // Room is there (see above); a stopped sender needs no word.
+            let _ = self.to.try_send(None);
         }
     }
 }
@@ -78,7 +83,7 @@ impl<S: PushService> Drop for Unanswered<S> {
 /// answer that arrived since the last wake is applied, then the loop pumps once. With 256
 /// requests in flight (FCM, APNs) this is one wake and one pump per burst of replies, where a
 /// future per request made actix poll all of them on every wake and pump after each reply.
-struct Answers<S: PushService>(mpsc::UnboundedReceiver<Answered<S>>);
+struct Answers<S: PushService>(mpsc::Receiver<Answer<S>>);
 
 impl<S: PushService> ActorFuture<CertSender<S>> for Answers<S> {
     type Output = ();
@@ -138,9 +143,9 @@ pub struct CertSender<S: PushService> {
     /// Where this sender's vendor requests run.
     io: ArbiterHandle,
     /// Where they answer (the I/O arbiter sends each request's verdict here).
-    answers: mpsc::UnboundedSender<Answered<S>>,
+    answers: mpsc::Sender<Answer<S>>,
     /// The receiving end until `started` spawns it as the actor's `Answers` future.
-    answers_rx: Option<mpsc::UnboundedReceiver<Answered<S>>>,
+    answers_rx: Option<mpsc::Receiver<Answer<S>>>,
     /// The certificate's lost-lease count the notifications held here were taken under.
     lease_gen: u64,
     /// How many back-offs taken over from a previous owner this sender has applied (cluster
@@ -194,7 +199,8 @@ impl<S: PushService> CertSender<S> {
         if adopted_gen > 0 {
             bucket.set_factor(factor, Instant::now());
         }
-        let (answers, answers_rx) = mpsc::unbounded_channel();
+        let in_flight = service.max_in_flight(ctx.config.max_in_flight).max(1);
+        let (answers, answers_rx) = mpsc::channel(in_flight);
         CertSender {
             answers,
             answers_rx: Some(answers_rx),
@@ -449,7 +455,6 @@ impl<S: PushService> CertSender<S> {
         // so this sender's thread only batches and accounts. The answer comes back on the
         // sender's one channel (`Answers`), not a future of its own per request.
         let fut = async move {
-            let mut unanswered = unanswered;
             let started = Instant::now();
             let granted = access.get(|| service.acquire_access(&credentials)).await;
             let attempt = batch.attempt();
@@ -460,7 +465,7 @@ impl<S: PushService> CertSender<S> {
                 }
                 Err(e) => access_verdict(e, batch.len(), attempt),
             };
-            unanswered.answer(batch, verdict, started.elapsed());
+            unanswered.answer(batch, verdict, started.elapsed()).await;
         };
         if !self.io.spawn(fut) {
             tracing::warn!(
@@ -471,21 +476,21 @@ impl<S: PushService> CertSender<S> {
     }
 
     /// One request's end, as the I/O arbiter sent it back.
-    fn answered(&mut self, answer: Answered<S>, ctx: &mut Context<Self>) {
+    fn answered(&mut self, answer: Answer<S>, ctx: &mut Context<Self>) {
         self.in_flight -= 1;
         match answer {
-            Answered::Verdict {
+            Some(Answered {
                 batch,
                 verdict,
                 took,
                 sent_under,
-            } => {
+            }) => {
                 self.books
                     .request_answered(batch.kind, verdict.reply_class, took);
                 self.apply(batch, verdict, sent_under, ctx);
             }
             // Only at shutdown: the I/O arbiter stopped with the request in flight.
-            Answered::Cancelled => tracing::debug!("a vendor request was cancelled by shutdown"),
+            None => tracing::debug!("a vendor request was cancelled by shutdown"),
         }
     }
 
