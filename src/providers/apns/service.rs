@@ -73,7 +73,9 @@ pub fn key_of(cert: &Certificate) -> Result<ApnsKey, FieldError> {
 
 impl PushService for Apns {
     type Credentials = Arc<ApnsSession>;
-    type Content = ApnsNotification;
+    /// Shared: each request of a message takes its content, a pointer copy (it was a deep
+    /// copy of every string per notification, sent one token per request).
+    type Content = Arc<ApnsNotification>;
     type Access = ProviderToken;
     type Reply = ApnsReply;
 
@@ -98,9 +100,9 @@ impl PushService for Apns {
         }))
     }
 
-    fn render(&self, _cert: &Certificate, content: &PushContent) -> ApnsNotification {
+    fn render(&self, _cert: &Certificate, content: &PushContent) -> Arc<ApnsNotification> {
         let apns = content.global.apns.clone();
-        ApnsNotification {
+        Arc::new(ApnsNotification {
             title: apns
                 .title
                 .filter(|t| !t.is_empty())
@@ -113,7 +115,7 @@ impl PushService for Apns {
             thread_id: Some(content.conversation.clone()).filter(|c| !c.is_empty()),
             ext: content.ext.clone(),
             expiration_secs: DEFAULT_EXPIRATION_SECS,
-        }
+        })
     }
 
     fn batch_rule(&self) -> BatchRule {
@@ -153,7 +155,7 @@ impl PushService for Apns {
         &self,
         creds: &Arc<ApnsSession>,
         token: &ProviderToken,
-        batch: &Batch<ApnsNotification>,
+        batch: &Batch<Arc<ApnsNotification>>,
     ) -> ApnsReply {
         let Some((content, job)) = batch.items().next() else {
             return ApnsReply::Transport("empty request".into());
@@ -191,7 +193,7 @@ impl PushService for Apns {
     fn classify(
         &self,
         cert: CertificateId,
-        batch: &Batch<ApnsNotification>,
+        batch: &Batch<Arc<ApnsNotification>>,
         reply: ApnsReply,
         attempt: u32,
     ) -> Verdict {

@@ -79,6 +79,13 @@ impl FcmOutcome {
     }
 }
 
+/// A 200's body: `{"name": "projects/{p}/messages/{id}"}` (other fields ignored).
+#[derive(Deserialize)]
+struct Sent<'a> {
+    #[serde(borrow, default)]
+    name: std::borrow::Cow<'a, str>,
+}
+
 #[derive(Deserialize, Default)]
 struct Envelope {
     #[serde(default)]
@@ -148,9 +155,9 @@ pub fn classify(reply: &FcmReply) -> FcmOutcome {
         }
     };
     if status == 200 {
-        let name = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+        // Only `name` is read: no generic JSON value built per delivered notification.
+        let name = serde_json::from_slice::<Sent>(body)
+            .map(|s| s.name.into_owned())
             .unwrap_or_default();
         return FcmOutcome::Delivered { name };
     }
@@ -441,6 +448,29 @@ mod tests {
         let out = classify(&http(400, body));
         assert!(!out.unbinds(), "{out:?}");
         assert!(matches!(out, FcmOutcome::InvalidRequest(_)));
+    }
+
+    #[test]
+    fn a_200_is_delivered_whatever_its_body_and_keeps_the_name_it_gives() {
+        let raw = |body: &'static str| FcmReply::Http {
+            status: 200,
+            retry_after: None,
+            body: body.into(),
+        };
+        let name = |body| match classify(&raw(body)) {
+            FcmOutcome::Delivered { name } => name,
+            other => panic!("{body}: {other:?}"),
+        };
+        // Escapes are decoded; fields other than `name` are ignored, in any order.
+        assert_eq!(
+            name(r#"{"extra":{"a":[1]},"name":"projects\/p\/messages\/0:1\u0041"}"#),
+            "projects/p/messages/0:1A"
+        );
+        assert_eq!(name(""), "");
+        assert_eq!(name("not json"), "");
+        assert_eq!(name(r#"{"name":null}"#), "");
+        assert_eq!(name(r#"{"name":7}"#), "");
+        assert_eq!(name("{}"), "");
     }
 
     #[test]

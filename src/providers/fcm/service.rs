@@ -80,7 +80,9 @@ pub fn account_of(cert: &Certificate) -> Result<ServiceAccount, FieldError> {
 
 impl PushService for Fcm {
     type Credentials = Arc<FcmSession>;
-    type Content = FcmNotification;
+    /// Shared: each request of a message takes its content, a pointer copy (it was a deep
+    /// copy of every string per notification, sent one token per request).
+    type Content = Arc<FcmNotification>;
     type Access = Arc<str>;
     type Reply = FcmExchange;
 
@@ -103,8 +105,8 @@ impl PushService for Fcm {
         }))
     }
 
-    fn render(&self, cert: &Certificate, content: &PushContent) -> FcmNotification {
-        FcmNotification {
+    fn render(&self, cert: &Certificate, content: &PushContent) -> Arc<FcmNotification> {
+        Arc::new(FcmNotification {
             title: content.title.clone(),
             body: content.desc.clone(),
             channel_id: content
@@ -118,7 +120,7 @@ impl PushService for Fcm {
             sound: content.global.sound.clone(),
             package: cert.package_name.clone(),
             click_action: click_action_of(&cert.click_action),
-        }
+        })
     }
 
     fn batch_rule(&self) -> BatchRule {
@@ -177,7 +179,7 @@ impl PushService for Fcm {
         &self,
         creds: &Arc<FcmSession>,
         access: &Arc<str>,
-        batch: &Batch<FcmNotification>,
+        batch: &Batch<Arc<FcmNotification>>,
     ) -> FcmExchange {
         let Some((content, job)) = batch.items().next() else {
             return FcmExchange {
@@ -216,7 +218,7 @@ impl PushService for Fcm {
     fn classify(
         &self,
         cert: CertificateId,
-        batch: &Batch<FcmNotification>,
+        batch: &Batch<Arc<FcmNotification>>,
         reply: FcmExchange,
         attempt: u32,
     ) -> Verdict {

@@ -17,9 +17,12 @@ use crate::push::bucket::TokenBucket;
 use crate::push::PushJob;
 use actix::prelude::*;
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Rate-limit answers retried before a notification counts as failed (they slow the bucket
 /// each time, so this is a bound on a vendor that never recovers, not a normal path).
@@ -29,8 +32,88 @@ const MAX_RATE_LIMITED_ATTEMPTS: u32 = 20;
 /// again whether it may send.
 const FENCE_RECHECK: Duration = Duration::from_millis(50);
 
-/// What one exchange came to: the vendor's reply, or no access token to send with.
-type Exchanged<S> = Result<<S as PushService>::Reply, AccessError>;
+/// A request's end, sent back from the I/O arbiter to its sender.
+struct Answered<S: PushService> {
+    batch: Batch<S::Content>,
+    verdict: Verdict,
+    took: Duration,
+    /// The lost-lease count and the certificate's edit count when it was sent (`apply`).
+    sent_under: (u64, u64),
+}
+
+/// What the answers channel carries: `None` for a request the I/O arbiter dropped unanswered
+/// (it stopped: shutdown).
+type Answer<S> = Option<Answered<S>>;
+
+/// A request on its way: answers its sender once, and tells it of a request dropped unanswered
+/// (so the in-flight count always comes back down).
+///
+/// The channel holds as many answers as the sender keeps requests in flight: a request counts
+/// as in flight until the sender has taken its answer, so a send never finds it full.
+struct Unanswered<S: PushService> {
+    to: mpsc::Sender<Answer<S>>,
+    sent_under: (u64, u64),
+    answered: bool,
+}
+
+impl<S: PushService> Unanswered<S> {
+    async fn answer(mut self, batch: Batch<S::Content>, verdict: Verdict, took: Duration) {
+        let answer = Answered {
+            batch,
+            verdict,
+            took,
+            sent_under: self.sent_under,
+        };
+        // Fails only when the sender is gone (stopped): its notifications stay journaled.
+        let _ = self.to.send(Some(answer)).await;
+        self.answered = true;
+    }
+}
+
+impl<S: PushService> Drop for Unanswered<S> {
+    fn drop(&mut self) {
+        if !self.answered {
+            // Room is there (see above); a stopped sender needs no word.
+            let _ = self.to.try_send(None);
+        }
+    }
+}
+
+/// The sender's side of its answers channel, polled as one of the actor's futures: every
+/// answer that arrived since the last wake is applied, then the loop pumps once. With 256
+/// requests in flight (FCM, APNs) this is one wake and one pump per burst of replies, where a
+/// future per request made actix poll all of them on every wake and pump after each reply.
+struct Answers<S: PushService>(mpsc::Receiver<Answer<S>>);
+
+impl<S: PushService> ActorFuture<CertSender<S>> for Answers<S> {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut CertSender<S>,
+        ctx: &mut Context<CertSender<S>>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let rx = &mut self.get_mut().0;
+        let mut any = false;
+        // Pending also when tokio's cooperative budget runs out: the task is woken again.
+        let end = loop {
+            match rx.poll_recv(task) {
+                Poll::Ready(Some(answer)) => {
+                    any = true;
+                    act.answered(answer, ctx);
+                }
+                // The sender itself holds a handle: only when the actor is dropped.
+                Poll::Ready(None) => break Poll::Ready(()),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if any {
+            act.pump(ctx);
+        }
+        end
+    }
+}
 
 /// The sender of one certificate.
 pub struct CertSender<S: PushService> {
@@ -59,6 +142,10 @@ pub struct CertSender<S: PushService> {
     books: Accounting,
     /// Where this sender's vendor requests run.
     io: ArbiterHandle,
+    /// Where they answer (the I/O arbiter sends each request's verdict here).
+    answers: mpsc::Sender<Answer<S>>,
+    /// The receiving end until `started` spawns it as the actor's `Answers` future.
+    answers_rx: Option<mpsc::Receiver<Answer<S>>>,
     /// The certificate's lost-lease count the notifications held here were taken under.
     lease_gen: u64,
     /// How many back-offs taken over from a previous owner this sender has applied (cluster
@@ -70,6 +157,9 @@ impl<S: PushService> Actor for CertSender<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(rx) = self.answers_rx.take() {
+            ctx.spawn(Answers(rx));
+        }
         // A slow tick notices stop flags and publishes the queue depth.
         ctx.run_interval(Duration::from_millis(500), |act, ctx| {
             act.give_back_if_lease_lost();
@@ -109,7 +199,11 @@ impl<S: PushService> CertSender<S> {
         if adopted_gen > 0 {
             bucket.set_factor(factor, Instant::now());
         }
+        let in_flight = service.max_in_flight(ctx.config.max_in_flight).max(1);
+        let (answers, answers_rx) = mpsc::channel(in_flight);
         CertSender {
+            answers,
+            answers_rx: Some(answers_rx),
             lease_gen: entry.lease_gen(),
             adopted_gen,
             cert_rev: 0,
@@ -315,11 +409,11 @@ impl<S: PushService> CertSender<S> {
                     None => return,
                 },
             };
-            self.send(batch, ctx);
+            self.send(batch);
         }
     }
 
-    fn send(&mut self, batch: Batch<S::Content>, ctx: &mut Context<Self>) {
+    fn send(&mut self, batch: Batch<S::Content>) {
         let credentials = match &self.credentials {
             Ok(c) => c.clone(),
             Err(e) => {
@@ -351,19 +445,27 @@ impl<S: PushService> CertSender<S> {
         local.flush();
         let service = self.service.clone();
         let access = self.access.clone();
-        let lease_gen = self.lease_gen;
-        let cert_rev = self.cert_rev;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // Access, encoding, the HTTP exchange and reply parsing run on an I/O arbiter, so this
-        // sender's thread only batches and accounts.
+        let id = self.id;
+        let unanswered = Unanswered {
+            to: self.answers.clone(),
+            sent_under: (self.lease_gen, self.cert_rev),
+            answered: false,
+        };
+        // Access, encoding, the HTTP exchange and reply classification run on an I/O arbiter,
+        // so this sender's thread only batches and accounts. The answer comes back on the
+        // sender's one channel (`Answers`), not a future of its own per request.
         let fut = async move {
             let started = Instant::now();
             let granted = access.get(|| service.acquire_access(&credentials)).await;
-            let reply: Exchanged<S> = match granted {
-                Ok(token) => Ok(service.exchange(&credentials, &token, &batch).await),
-                Err(e) => Err(e),
+            let attempt = batch.attempt();
+            let verdict = match granted {
+                Ok(token) => {
+                    let reply = service.exchange(&credentials, &token, &batch).await;
+                    service.classify(id, &batch, reply, attempt)
+                }
+                Err(e) => access_verdict(e, batch.len(), attempt),
             };
-            let _ = tx.send((batch, reply, started.elapsed()));
+            unanswered.answer(batch, verdict, started.elapsed()).await;
         };
         if !self.io.spawn(fut) {
             tracing::warn!(
@@ -371,35 +473,25 @@ impl<S: PushService> CertSender<S> {
                 "the vendor I/O thread is gone (shutting down)"
             );
         }
-        ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
-            act.in_flight -= 1;
-            match done {
-                Ok((batch, reply, took)) => {
-                    act.on_reply(batch, reply, took, (lease_gen, cert_rev), ctx)
-                }
-                // Only at shutdown: the I/O arbiter stopped with the request in flight.
-                Err(_) => tracing::debug!("a vendor request was cancelled by shutdown"),
-            }
-            act.pump(ctx);
-        }));
     }
 
-    fn on_reply(
-        &mut self,
-        batch: Batch<S::Content>,
-        reply: Exchanged<S>,
-        took: Duration,
-        sent_under: (u64, u64),
-        ctx: &mut Context<Self>,
-    ) {
-        let attempt = batch.attempt();
-        let verdict = match reply {
-            Ok(reply) => self.service.classify(self.id, &batch, reply, attempt),
-            Err(e) => access_verdict(e, batch.len(), attempt),
-        };
-        self.books
-            .request_answered(batch.kind, verdict.reply_class, took);
-        self.apply(batch, verdict, sent_under, ctx);
+    /// One request's end, as the I/O arbiter sent it back.
+    fn answered(&mut self, answer: Answer<S>, ctx: &mut Context<Self>) {
+        self.in_flight -= 1;
+        match answer {
+            Some(Answered {
+                batch,
+                verdict,
+                took,
+                sent_under,
+            }) => {
+                self.books
+                    .request_answered(batch.kind, verdict.reply_class, took);
+                self.apply(batch, verdict, sent_under, ctx);
+            }
+            // Only at shutdown: the I/O arbiter stopped with the request in flight.
+            None => tracing::debug!("a vendor request was cancelled by shutdown"),
+        }
     }
 
     /// Applies a verdict: the certificate's action, then each notification's end or retry.
