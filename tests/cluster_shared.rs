@@ -513,11 +513,13 @@ fn redis_acl(rc: &RedisCluster, user: &str, password: &str, key_patterns: &[&str
 }
 
 /// A receipt request that fails partway is posted again by the vendor, maybe to another node,
-/// and each of its receipts counts once. The node it first reaches has its own Redis user, and
-/// loses access to dave's keys for that request: the request's first invalid-token receipt
-/// (carl's) is applied, dave's fails, the node answers 503. Posted again through the other
-/// node, the request applies the rest and counts each delivered and clicked receipt once; the
-/// vendor resending it once more changes nothing. Figures, `/metrics` and diagnosis agree.
+/// and each of its receipts counts once. The node it first reaches has its own Redis user,
+/// which loses access to some keys for one request at a time: first to dave's (the request
+/// fails at dave's device), then to the certificate's (it fails at the figures, after the
+/// tokens were unbound and the devices' receipts noted); each time the node answers 503.
+/// Posted again through the other node, the request counts each delivered and clicked receipt
+/// once; the vendor resending it once more changes nothing. Figures, `/metrics` and diagnosis
+/// agree.
 #[test]
 fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
     use cluster_node::Setup;
@@ -562,21 +564,30 @@ fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
                     "param": secret},
         });
 
-        // Every key but dave's user hash (users starting with 'd').
+        // 1. Every key but dave's user hash (users starting with 'd'): the request fails at
+        // dave, nothing of it is counted nor unbound.
         redis_acl(&rc, "gw-r", PASSWORD, &["pg:[^{]*", "pg:{[^u]*", "pg:{u:[^d]*"]);
         let (s, v) = post_receipt(&r, cert, &data).await;
         redis_acl(&rc, "gw-r", PASSWORD, &["*"]);
         assert_eq!(s, 503, "{v}");
-        assert!(!token_bound(&a, "carl").await, "applied before the failure");
-        assert!(token_bound(&a, "dave").await, "not applied");
+        assert!(token_bound(&a, "dave").await, "dave's token");
+        // 2. Posted again, every key but the certificate's: the tokens are unbound and the
+        // devices' receipts noted, the figures fail.
+        redis_acl(&rc, "gw-r", PASSWORD, &["pg:[^{]*", "pg:{[^c]*"]);
+        let (s, v) = post_receipt(&r, cert, &data).await;
+        redis_acl(&rc, "gw-r", PASSWORD, &["*"]);
+        assert_eq!(s, 503, "{v}");
+        for user in ["carl", "dave"] {
+            assert!(!token_bound(&a, user).await, "{user}'s token unbound");
+        }
 
-        // Posted again, through the other node.
+        // 3. Posted again, through the other node: the receipts are counted, once each.
         let (s, v) = post_receipt(&a, cert, &data).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(
             (&v["delivered"], &v["clicked"], &v["tokens_unbound"], &v["ignored"]),
-            (&json!(3), &json!(1), &json!(1), &json!(1)),
-            "carl's token was unbound already: {v}"
+            (&json!(3), &json!(1), &json!(0), &json!(2)),
+            "the tokens were unbound already: {v}"
         );
         // The vendor resends it once more: nothing new.
         let (s, v) = post_receipt(&r, cert, &data).await;
@@ -600,14 +611,20 @@ fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
             let label = format!("certificate=\"{cert}\",vendor=\"xiaomi\"");
             counted.0 += metric(&m, "pushgate_receipts_delivered_total", &label);
             counted.1 += metric(&m, "pushgate_receipts_clicked_total", &label);
-            let d = diagnosis(n, "bob").await;
-            let seen = &d["devices"][0]["receipts"];
-            assert_eq!(
-                (&seen["delivered_at"], &seen["clicked_at"]),
-                (&json!(AT), &json!(AT + 1_000)),
-                "bob through {}: {d}",
-                n.name
-            );
+            // Each device's entry is about the last message a receipt named.
+            for (user, msg, delivered, clicked) in [
+                ("ann", "m-1", json!(AT), Value::Null),
+                ("bob", "m-2", Value::Null, json!(AT + 1_000)),
+            ] {
+                let d = diagnosis(n, user).await;
+                let seen = &d["devices"][0]["receipts"];
+                assert_eq!(
+                    (&seen["msg_id"], &seen["delivered_at"], &seen["clicked_at"]),
+                    (&json!(msg), &delivered, &clicked),
+                    "{user} through {}: {d}",
+                    n.name
+                );
+            }
             for user in ["carl", "dave"] {
                 let d = diagnosis(n, user).await;
                 assert_eq!(

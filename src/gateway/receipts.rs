@@ -340,31 +340,18 @@ impl Gateway {
             receipts: receipts.len(),
             ..ReceiptSummary::default()
         };
-        let mut owners: Vec<Option<(String, String)>> =
+        let owners: Vec<Option<(String, String)>> =
             futures_util::stream::iter(receipts.iter().map(|r| async move {
                 match r.kind {
-                    ReceiptKind::Delivered | ReceiptKind::Clicked => {
-                        remote.receipt_owner(cert.id, &r.token).await
-                    }
-                    ReceiptKind::InvalidToken | ReceiptKind::Other => Ok(None),
+                    ReceiptKind::Other => Ok(None),
+                    _ => remote.receipt_owner(cert.id, &r.token).await,
                 }
             }))
             .buffered(AT_ONCE)
             .try_collect()
             .await?;
-        for (r, owner) in receipts.iter().zip(owners.iter_mut()) {
-            if r.kind != ReceiptKind::InvalidToken {
-                continue;
-            }
-            // Acknowledged there, and counted, by the path that unbinds the tokens the
-            // vendors' answers name invalid; posted again, a token already unbound is ignored.
-            *owner = remote.unbind_invalid_token(self, cert.id, &r.token).await?;
-            if owner.is_some() {
-                summary.tokens_unbound += 1;
-            } else {
-                summary.ignored += 1;
-            }
-        }
+        // Noted before the tokens are unbound: posted again after a failure, an unbound token
+        // has no device any more, and its device's note would be lost.
         let mut by_user: HashMap<&str, Vec<(&str, &Receipt)>> = HashMap::new();
         for (r, owner) in receipts.iter().zip(owners.iter()) {
             if let Some((user, device)) = owner {
@@ -382,6 +369,17 @@ impl Gateway {
         .buffer_unordered(AT_ONCE)
         .try_collect::<Vec<()>>()
         .await?;
+        for r in receipts
+            .iter()
+            .filter(|r| r.kind == ReceiptKind::InvalidToken)
+        {
+            // Acknowledged there, and counted, by the path that unbinds the tokens the
+            // vendors' answers name invalid; posted again, a token already unbound is ignored.
+            match remote.unbind_invalid_token(self, cert.id, &r.token).await? {
+                Some(_) => summary.tokens_unbound += 1,
+                None => summary.ignored += 1,
+            }
+        }
         let now_counted = remote.count_receipts(cert.id, &receipts).await?;
         let counted = receipts
             .iter()
