@@ -593,8 +593,9 @@ fn the_global_limiter_never_grants_more_than_qps_plus_burst_in_a_second() {
 
 /// A fast certificate (20,000 qps) with a burst of 1: the limiter holds at least 1 ms of the
 /// rate (`push::bucket::TICK`, as the local token bucket), so requests reserved back to back
-/// are granted 20 at a time rather than one per wake-up; and under load from three "nodes" at
-/// 5,000 qps no one-second window of the server's clock grants more than qps + that burst.
+/// are granted 20 at a time rather than one per wake-up; and with three "nodes" reserving at
+/// 5,000 qps no one-second window of granted slots (server clock) holds more than qps + that
+/// burst.
 #[test]
 fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_burst() {
     let Some(rc) = RedisCluster::start() else {
@@ -625,7 +626,8 @@ fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_
         let allowed = tick + ((last - first) as usize * qps as usize).div_ceil(1_000_000) + 1;
         assert!(granted <= allowed, "granted {granted} of 100 in {} µs", last - first);
 
-        // Three nodes, each with 8 reservations in flight, for 2.5 s of server time.
+        // Three nodes, each with 8 senders reserving slots up to 100 ms ahead, for 2.5 s of
+        // server time: the limiter is never short of requests.
         let qps = 5_000u32;
         let burst = (qps / 1000) as usize;
         let tasks = (0..3).map(|_| {
@@ -635,18 +637,19 @@ fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_
                 let lanes = (0..8).map(|_| {
                     let c = c.clone();
                     async move {
-                        let (mut granted, mut refused) = (Vec::new(), 0usize);
+                        let mut granted = Vec::new();
                         let mut start = None;
                         loop {
-                            let g = c.gcra_reserve(1003, qps, 1, 1, 0).await.unwrap();
+                            let g = c.gcra_reserve(1003, qps, 1, 1, 100_000).await.unwrap();
                             let first = *start.get_or_insert(g.now_us);
                             if g.now_us > first + 2_500_000 {
-                                return (granted, refused);
+                                return granted;
                             }
                             if g.granted {
-                                granted.push(g.now_us);
+                                granted.push(g.now_us + g.wait_us);
                             } else {
-                                refused += 1;
+                                // Reserved 100 ms ahead already.
+                                tokio::time::sleep(Duration::from_millis(1)).await;
                             }
                         }
                     }
@@ -654,12 +657,12 @@ fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_
                 futures_util::future::join_all(lanes).await
             }
         });
-        let mut all = Vec::new();
-        let mut refused = 0;
-        for (g, r) in futures_util::future::join_all(tasks).await.into_iter().flatten() {
-            all.extend(g);
-            refused += r;
-        }
+        let mut all: Vec<u64> = futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         all.sort();
         let (mut fullest, mut end) = (0, 0);
         for (i, t) in all.iter().enumerate() {
@@ -669,10 +672,10 @@ fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_
             fullest = fullest.max(end - i);
         }
         eprintln!(
-            "{qps} qps: {} granted, {refused} refused, fullest 1-s window {fullest}",
+            "{qps} qps: {} granted slots, fullest 1-s window {fullest}",
             all.len()
         );
-        assert!(refused > 0, "the load never reached the rate: the window says nothing");
+        assert!(all.len() >= qps as usize, "granted {} in 2.5 s", all.len());
         assert!(
             fullest <= qps as usize + burst,
             "fullest 1-s window of grants: {fullest} (qps {qps} + burst {burst})"
