@@ -608,10 +608,9 @@ fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_
         // the first 20 are granted whatever the timing; before the floor, only the first was.
         let qps = 20_000u32;
         let tick = (qps / 1000) as usize;
-        let grants = futures_util::future::join_all(
-            (0..100).map(|_| c.gcra_reserve(1002, qps, 1, 1, 0)),
-        )
-        .await;
+        let grants =
+            futures_util::future::join_all((0..100).map(|_| c.gcra_reserve(1002, qps, 1, 1, 0)))
+                .await;
         let mut grants: Vec<_> = grants.into_iter().map(|g| g.unwrap()).collect();
         grants.sort_by_key(|g| g.now_us);
         let at_once = grants.iter().take_while(|g| g.granted).count();
@@ -624,7 +623,11 @@ fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_
         let granted = grants.iter().filter(|g| g.granted).count();
         // No more than the burst plus what the rate added while they ran.
         let allowed = tick + ((last - first) as usize * qps as usize).div_ceil(1_000_000) + 1;
-        assert!(granted <= allowed, "granted {granted} of 100 in {} µs", last - first);
+        assert!(
+            granted <= allowed,
+            "granted {granted} of 100 in {} µs",
+            last - first
+        );
 
         // Three nodes, each with 8 senders reserving slots up to 100 ms ahead, for 2.5 s of
         // server time: the limiter is never short of requests.

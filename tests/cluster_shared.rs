@@ -576,7 +576,12 @@ fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
 
         // 1. Every key but dave's user hash (users starting with 'd'): the request fails at
         // dave, nothing of it is counted nor unbound.
-        redis_acl(&rc, "gw-r", PASSWORD, &["pg:[^{]*", "pg:{[^u]*", "pg:{u:[^d]*"]);
+        redis_acl(
+            &rc,
+            "gw-r",
+            PASSWORD,
+            &["pg:[^{]*", "pg:{[^u]*", "pg:{u:[^d]*"],
+        );
         let (s, v) = post_receipt(&r, cert, &data).await;
         redis_acl(&rc, "gw-r", PASSWORD, &["*"]);
         assert_eq!(s, 503, "{v}");
@@ -595,7 +600,12 @@ fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
         let (s, v) = post_receipt(&a, cert, &data).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(
-            (&v["delivered"], &v["clicked"], &v["tokens_unbound"], &v["ignored"]),
+            (
+                &v["delivered"],
+                &v["clicked"],
+                &v["tokens_unbound"],
+                &v["ignored"]
+            ),
             (&json!(3), &json!(1), &json!(0), &json!(2)),
             "the tokens were unbound already: {v}"
         );
@@ -603,7 +613,12 @@ fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
         let (s, v) = post_receipt(&r, cert, &data).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(
-            (&v["delivered"], &v["clicked"], &v["tokens_unbound"], &v["ignored"]),
+            (
+                &v["delivered"],
+                &v["clicked"],
+                &v["tokens_unbound"],
+                &v["ignored"]
+            ),
             (&json!(0), &json!(0), &json!(0), &json!(6)),
             "{v}"
         );

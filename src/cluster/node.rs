@@ -1922,10 +1922,13 @@ impl RemoteDirectory for ClusterNode {
         user: &'a str,
     ) -> BoxFut<'a, HashMap<String, crate::push::outcomes::ReceiptsSeen>> {
         Box::pin(async move {
-            self.cluster.device_receipts(user).await.unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "receipts unreadable for diagnosis");
-                HashMap::new()
-            })
+            self.cluster
+                .device_receipts(user)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "receipts unreadable for diagnosis");
+                    HashMap::new()
+                })
         })
     }
 

@@ -183,10 +183,19 @@ mod tests {
         let r = receipts_of(all);
         let d1 = &r["d1"];
         assert_eq!(
-            (d1.msg_id.as_deref(), d1.delivered_at, d1.clicked_at, d1.invalid_token_at),
+            (
+                d1.msg_id.as_deref(),
+                d1.delivered_at,
+                d1.clicked_at,
+                d1.invalid_token_at
+            ),
             (Some("m-1"), Some(10), Some(20), None)
         );
-        assert_eq!(r["d:2"].invalid_token_at, Some(30), "a device name with ':'");
+        assert_eq!(
+            r["d:2"].invalid_token_at,
+            Some(30),
+            "a device name with ':'"
+        );
         assert_eq!(r.len(), 2);
     }
 }

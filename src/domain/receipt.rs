@@ -210,17 +210,47 @@ mod tests {
             at_ms: 5,
         };
         assert_eq!(r.id(), r.clone().id());
-        assert_eq!(r.id(), Receipt { at_ms: 6, ..r.clone() }.id(), "the message id decides");
+        assert_eq!(
+            r.id(),
+            Receipt {
+                at_ms: 6,
+                ..r.clone()
+            }
+            .id(),
+            "the message id decides"
+        );
         for other in [
-            Receipt { kind: ReceiptKind::Clicked, ..r.clone() },
-            Receipt { msg_id: Some("m2".into()), ..r.clone() },
-            Receipt { token: "t2".into(), ..r.clone() },
-            Receipt { msg_id: None, ..r.clone() },
+            Receipt {
+                kind: ReceiptKind::Clicked,
+                ..r.clone()
+            },
+            Receipt {
+                msg_id: Some("m2".into()),
+                ..r.clone()
+            },
+            Receipt {
+                token: "t2".into(),
+                ..r.clone()
+            },
+            Receipt {
+                msg_id: None,
+                ..r.clone()
+            },
         ] {
             assert_ne!(r.id(), other.id(), "{other:?}");
         }
-        let no_msg = Receipt { msg_id: None, ..r.clone() };
-        assert_ne!(no_msg.id(), Receipt { at_ms: 6, ..no_msg.clone() }.id());
+        let no_msg = Receipt {
+            msg_id: None,
+            ..r.clone()
+        };
+        assert_ne!(
+            no_msg.id(),
+            Receipt {
+                at_ms: 6,
+                ..no_msg.clone()
+            }
+            .id()
+        );
     }
 
     #[test]

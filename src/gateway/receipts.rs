@@ -6,9 +6,9 @@
 //! answer does. A refused request changes nothing.
 
 use super::*;
+use crate::cluster::receipts::{RECEIPTS_REMEMBERED, RECEIPT_WINDOW_MS};
 use crate::domain::receipt::{Receipt, ReceiptError, ReceiptKind, ReceiptSecret};
 use crate::providers::{PushService, ReceiptRequest, ServiceVisitor};
-use crate::cluster::receipts::{RECEIPTS_REMEMBERED, RECEIPT_WINDOW_MS};
 use crate::push::bucket::TokenBucket;
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -489,7 +489,10 @@ mod tests {
         assert!(c.first(id(2), 2_000));
         // An hour later the first is forgotten: counted again.
         assert!(c.first(id(1), 1_000 + RECEIPT_WINDOW_MS));
-        assert!(!c.first(id(2), 1_000 + RECEIPT_WINDOW_MS), "still in the window");
+        assert!(
+            !c.first(id(2), 1_000 + RECEIPT_WINDOW_MS),
+            "still in the window"
+        );
         for n in 0..2 * RECEIPTS_REMEMBERED {
             c.first(id(100 + n), 1_000 + RECEIPT_WINDOW_MS);
         }
