@@ -3,7 +3,10 @@
 //! rate), verified by the certificate's push service (Xiaomi: the receipt secret echoed in
 //! `callback.param`; Huawei: the `X-HUAWEI-CALLBACK-ID` HMAC), and only then applied: delivered and clicked counts, the device's receipts
 //! for diagnosis, and an invalid-token receipt unbinds the token the way a synchronous bad-regId
-//! answer does. A refused request changes nothing.
+//! answer does. A refused request changes nothing. A request answered 503 partway (the store or
+//! Redis failed) is posted again by the vendor: every step can be done again, and each delivered
+//! or clicked receipt counts once within a window (its [`Receipt::id`] kept for an hour, at most
+//! 100,000 per certificate; in Redis in cluster mode, `cluster::receipts`).
 
 use super::*;
 use crate::cluster::receipts::{RECEIPTS_REMEMBERED, RECEIPT_WINDOW_MS};
