@@ -265,6 +265,15 @@ impl Gateway {
                     .and_then(|_| self.registry.unbind_token(&r.token))
                     .map(|(user, device, record)| {
                         self.metrics.tokens_unbound.inc();
+                        // Noted with the unbinding: posted again after a failure, the token
+                        // is bound nowhere any more.
+                        self.outcomes.record_receipt(
+                            &user,
+                            &device,
+                            r.kind,
+                            r.msg_id.as_deref(),
+                            r.at_ms,
+                        );
                         ops.push(StoreOp::PutDevice {
                             user: user.to_string(),
                             device: device.to_string(),
@@ -276,8 +285,8 @@ impl Gateway {
             };
             applied.push((r, owner));
         }
-        // Nothing is noted nor counted before the unbinding is on disk: a request answered 503
-        // here is posted again whole, and then counted once.
+        // Nothing is counted before the unbinding is on disk: a request answered 503 here is
+        // posted again whole, and then counted once.
         if let Some(permit) = permit {
             permit.send(ops).wait().await.map_err(GatewayError::from)?;
         }
@@ -302,15 +311,8 @@ impl Gateway {
                     new && self.receipt_limits.first_count(cert.id, r.id(), now)
                 }
                 ReceiptKind::InvalidToken => {
-                    if let Some((user, device)) = owner {
+                    if owner.is_some() {
                         summary.tokens_unbound += 1;
-                        self.outcomes.record_receipt(
-                            user,
-                            device,
-                            r.kind,
-                            r.msg_id.as_deref(),
-                            r.at_ms,
-                        );
                     } else {
                         summary.ignored += 1;
                     }
