@@ -591,6 +591,101 @@ fn the_global_limiter_never_grants_more_than_qps_plus_burst_in_a_second() {
     });
 }
 
+/// A fast certificate (20,000 qps) with a burst of 1: the limiter holds at least 1 ms of the
+/// rate (`push::bucket::TICK`, as the local token bucket), so requests reserved back to back
+/// are granted 20 at a time rather than one per wake-up; and with three "nodes" reserving at
+/// 5,000 qps no one-second window of granted slots (server clock) holds more than qps + that
+/// burst.
+#[test]
+fn a_fast_certificate_gets_a_tick_of_requests_at_once_and_no_more_than_qps_plus_burst() {
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(60, async {
+        let cfg = config(&rc);
+        let c = connect(&cfg, MultiDevicePolicy::PerPlatform).await;
+        // 100 reservations sent at once run back to back on the master (microseconds apart):
+        // the first 20 are granted whatever the timing; before the floor, only the first was.
+        let qps = 20_000u32;
+        let tick = (qps / 1000) as usize;
+        let grants =
+            futures_util::future::join_all((0..100).map(|_| c.gcra_reserve(1002, qps, 1, 1, 0)))
+                .await;
+        let mut grants: Vec<_> = grants.into_iter().map(|g| g.unwrap()).collect();
+        grants.sort_by_key(|g| g.now_us);
+        let at_once = grants.iter().take_while(|g| g.granted).count();
+        assert!(
+            at_once >= tick,
+            "granted back to back before the first refusal: {at_once} (want >= {tick})"
+        );
+        let first = grants[0].now_us;
+        let last = grants[grants.len() - 1].now_us;
+        let granted = grants.iter().filter(|g| g.granted).count();
+        // No more than the burst plus what the rate added while they ran.
+        let allowed = tick + ((last - first) as usize * qps as usize).div_ceil(1_000_000) + 1;
+        assert!(
+            granted <= allowed,
+            "granted {granted} of 100 in {} µs",
+            last - first
+        );
+
+        // Three nodes, each with 4 senders reserving slots up to 100 ms ahead, for 2.5 s of
+        // server time. How many slots they get depends on the machine (no rate is asserted);
+        // none of their 1-s windows may hold more than qps + burst.
+        let qps = 5_000u32;
+        let burst = (qps / 1000) as usize;
+        let tasks = (0..3).map(|_| {
+            let cfg = cfg.clone();
+            async move {
+                let c = connect(&cfg, MultiDevicePolicy::PerPlatform).await;
+                let lanes = (0..4).map(|_| {
+                    let c = c.clone();
+                    async move {
+                        let mut granted = Vec::new();
+                        let mut start = None;
+                        loop {
+                            let g = c.gcra_reserve(1003, qps, 1, 1, 100_000).await.unwrap();
+                            let first = *start.get_or_insert(g.now_us);
+                            if g.now_us > first + 2_500_000 {
+                                return granted;
+                            }
+                            if g.granted {
+                                granted.push(g.now_us + g.wait_us);
+                            } else {
+                                // Reserved 100 ms ahead already.
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                    }
+                });
+                futures_util::future::join_all(lanes).await
+            }
+        });
+        let mut all: Vec<u64> = futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        all.sort();
+        let (mut fullest, mut end) = (0, 0);
+        for (i, t) in all.iter().enumerate() {
+            while end < all.len() && all[end] < t + 1_000_000 {
+                end += 1;
+            }
+            fullest = fullest.max(end - i);
+        }
+        eprintln!(
+            "{qps} qps: {} granted slots, fullest 1-s window {fullest}",
+            all.len()
+        );
+        assert!(
+            fullest <= qps as usize + burst,
+            "fullest 1-s window of grants: {fullest} (qps {qps} + burst {burst})"
+        );
+    });
+}
+
 #[test]
 fn a_master_killed_under_load_loses_no_acknowledged_login() {
     let Some(rc) = RedisCluster::start() else {

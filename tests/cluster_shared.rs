@@ -415,6 +415,257 @@ fn an_invalid_token_receipt_unbinds_the_token_on_every_node() {
     });
 }
 
+/// Delivered and clicked receipts (Xiaomi types 1 and 2), each posted to a node that is not the
+/// certificate's owner and another one each time (a load balancer spreads a vendor's
+/// requests): every node's diagnosis shows the same answer for the device — delivered to the
+/// phone at T, opened at T' — and the same figures, each receipt counted once. Posted again
+/// to the owner, they change nothing.
+#[test]
+fn delivered_and_clicked_receipts_show_the_same_on_every_node() {
+    use pushgate::domain::receipt::utc_text;
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(120, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let (nodes, cert) = three_nodes(&rc, dir.path(), &emu.base_url()).await;
+        push_online([&nodes[0], &nodes[1], &nodes[2]], "bob", "d1", cert).await;
+        let v = nodes[0].send("bob", "carol", "dinner?").await;
+        assert_eq!(v["results"][0]["outcome"], "push_queued", "{v}");
+        // The owner's answer from Xiaomi carries the message id the receipts are about.
+        let d = until("bob's notification delivered", &nodes[1], || async {
+            let d = diagnosis(&nodes[1], "bob").await;
+            let done = d["devices"][0]["last_notification"]["class"] == "delivered";
+            (done, d)
+        })
+        .await;
+        let msg_id = d["devices"][0]["last_notification"]["msg_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no msg_id: {d}"))
+            .to_string();
+        let owner = owner_of(&nodes, cert).await;
+        let secret = receipt_secret(&rc, cert);
+        const DELIVERED_AT: u64 = 1_764_000_000_000;
+        const CLICKED_AT: u64 = DELIVERED_AT + 65_000;
+        let receipt = |kind: u32, at: u64| {
+            json!({ &msg_id: {"type": kind, "targets": regid("bob"), "timestamp": at,
+                              "param": secret} })
+        };
+        let (s, v) = post_receipt(&nodes[(owner + 1) % 3], cert, &receipt(1, DELIVERED_AT)).await;
+        assert_eq!((s, &v["delivered"]), (200, &json!(1)), "{v}");
+        let (s, v) = post_receipt(&nodes[(owner + 2) % 3], cert, &receipt(2, CLICKED_AT)).await;
+        assert_eq!((s, &v["clicked"]), (200, &json!(1)), "{v}");
+        let want = format!(
+            "delivered to the phone at {}, opened at {}",
+            utc_text(DELIVERED_AT),
+            utc_text(CLICKED_AT)
+        );
+        for n in &nodes {
+            let d = diagnosis(n, "bob").await;
+            let r = &d["devices"][0]["receipts"];
+            assert_eq!(
+                (&r["msg_id"], &r["delivered_at"], &r["clicked_at"]),
+                (&json!(msg_id), &json!(DELIVERED_AT), &json!(CLICKED_AT)),
+                "receipts through {}: {d}",
+                n.name
+            );
+            let detail = check(&d, 0, "last_notification")["detail"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            assert!(detail.starts_with(&want), "through {}: {d}", n.name);
+            let c = n.certificate(cert).await.expect("certificate");
+            assert_eq!(
+                (&c["stats"]["delivered_to_phone"], &c["stats"]["clicked"]),
+                (&json!(1), &json!(1)),
+                "figures through {}: {c}",
+                n.name
+            );
+        }
+        // Posted again, to the owner this time: nothing new.
+        for kind in [1, 2] {
+            let at = if kind == 1 { DELIVERED_AT } else { CLICKED_AT };
+            let (s, v) = post_receipt(&nodes[owner], cert, &receipt(kind, at)).await;
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(
+                (&v["delivered"], &v["clicked"], &v["ignored"]),
+                (&json!(0), &json!(0), &json!(1)),
+                "posted again: {v}"
+            );
+        }
+        for n in &nodes {
+            let c = n.certificate(cert).await.expect("certificate");
+            assert_eq!(
+                (&c["stats"]["delivered_to_phone"], &c["stats"]["clicked"]),
+                (&json!(1), &json!(1)),
+                "figures through {}: {c}",
+                n.name
+            );
+        }
+    });
+}
+
+/// Sets the Redis ACL user `user` (on every server) with access to the keys matching
+/// `key_patterns` only.
+fn redis_acl(rc: &RedisCluster, user: &str, password: &str, key_patterns: &[&str]) {
+    for p in rc.ports() {
+        let mut args: Vec<String> = ["ACL", "SETUSER", user, "on", "resetkeys", "&*", "+@all"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.push(format!(">{password}"));
+        args.extend(key_patterns.iter().map(|k| format!("~{k}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = rc.cli(p, &args);
+        assert_eq!(r.trim(), "OK", "ACL SETUSER on {p}: {r}");
+    }
+}
+
+/// A receipt request that fails partway is posted again by the vendor, maybe to another node,
+/// and each of its receipts counts once. The node it first reaches has its own Redis user,
+/// which loses access to some keys for one request at a time: first to dave's (the request
+/// fails at dave's device), then to the certificate's (it fails at the figures, after the
+/// tokens were unbound and the devices' receipts noted); each time the node answers 503.
+/// Posted again through the other node, the request counts each delivered and clicked receipt
+/// once; the vendor resending it once more changes nothing. Figures, `/metrics` and diagnosis
+/// agree.
+#[test]
+fn a_receipt_request_posted_again_after_a_503_counts_each_receipt_once() {
+    use cluster_node::Setup;
+    const PASSWORD: &str = "receipt-test-password";
+    let Some(rc) = RedisCluster::start() else {
+        return;
+    };
+    bounded(150, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emu = emulator();
+        let urls = rc.urls();
+        redis_acl(&rc, "gw-r", PASSWORD, &["*"]);
+        let a = Gateway::start(dir.path(), "gw-1", &emu.base_url(), Some(&urls));
+        let setup = Setup {
+            cluster: "redis_username = \"gw-r\"",
+            env: &[("PUSHGATE_REDIS_PASSWORD", PASSWORD)],
+            ..Setup::default()
+        };
+        let r = Gateway::start_opts(dir.path(), "gw-r", &emu.base_url(), Some(&urls), &setup);
+        let (s, v) = a
+            .api(
+                reqwest::Method::POST,
+                "/v1/certificates",
+                Some(cert_body(1000)),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let cert = v["id"].as_u64().expect("id");
+        wait_certificate(&r, cert, |c| c["id"] == cert).await;
+        for user in ["bob", "ann", "carl", "dave"] {
+            push_online([&a, &r, &a], user, "d1", cert).await;
+        }
+        let secret = receipt_secret(&rc, cert);
+        const AT: u64 = 1_764_000_000_000;
+        let targets = |users: &[&str]| users.iter().map(|u| regid(u)).collect::<Vec<_>>().join(",");
+        let data = json!({
+            "m-1": {"type": 1, "targets": targets(&["bob", "ann", "nobody"]), "timestamp": AT,
+                    "param": secret},
+            "m-2": {"type": 2, "targets": targets(&["bob"]), "timestamp": AT + 1_000,
+                    "param": secret},
+            "m-3": {"type": 16, "targets": targets(&["carl", "dave"]), "timestamp": AT + 2_000,
+                    "param": secret},
+        });
+
+        // 1. Every key but dave's user hash (users starting with 'd'): the request fails at
+        // dave, nothing of it is counted nor unbound.
+        redis_acl(
+            &rc,
+            "gw-r",
+            PASSWORD,
+            &["pg:[^{]*", "pg:{[^u]*", "pg:{u:[^d]*"],
+        );
+        let (s, v) = post_receipt(&r, cert, &data).await;
+        redis_acl(&rc, "gw-r", PASSWORD, &["*"]);
+        assert_eq!(s, 503, "{v}");
+        assert!(token_bound(&a, "dave").await, "dave's token");
+        // 2. Posted again, every key but the certificate's: the tokens are unbound and the
+        // devices' receipts noted, the figures fail.
+        redis_acl(&rc, "gw-r", PASSWORD, &["pg:[^{]*", "pg:{[^c]*"]);
+        let (s, v) = post_receipt(&r, cert, &data).await;
+        redis_acl(&rc, "gw-r", PASSWORD, &["*"]);
+        assert_eq!(s, 503, "{v}");
+        for user in ["carl", "dave"] {
+            assert!(!token_bound(&a, user).await, "{user}'s token unbound");
+        }
+
+        // 3. Posted again, through the other node: the receipts are counted, once each.
+        let (s, v) = post_receipt(&a, cert, &data).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (
+                &v["delivered"],
+                &v["clicked"],
+                &v["tokens_unbound"],
+                &v["ignored"]
+            ),
+            (&json!(3), &json!(1), &json!(0), &json!(2)),
+            "the tokens were unbound already: {v}"
+        );
+        // The vendor resends it once more: nothing new.
+        let (s, v) = post_receipt(&r, cert, &data).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            (
+                &v["delivered"],
+                &v["clicked"],
+                &v["tokens_unbound"],
+                &v["ignored"]
+            ),
+            (&json!(0), &json!(0), &json!(0), &json!(6)),
+            "{v}"
+        );
+
+        let mut counted = (0.0, 0.0);
+        for n in [&a, &r] {
+            let c = n.certificate(cert).await.expect("certificate");
+            assert_eq!(
+                (&c["stats"]["delivered_to_phone"], &c["stats"]["clicked"]),
+                (&json!(3), &json!(1)),
+                "figures through {}: {c}",
+                n.name
+            );
+            let m = n.metrics_text().await;
+            let label = format!("certificate=\"{cert}\",vendor=\"xiaomi\"");
+            counted.0 += metric(&m, "pushgate_receipts_delivered_total", &label);
+            counted.1 += metric(&m, "pushgate_receipts_clicked_total", &label);
+            // Each device's entry is about the last message a receipt named.
+            for (user, msg, delivered, clicked) in [
+                ("ann", "m-1", json!(AT), Value::Null),
+                ("bob", "m-2", Value::Null, json!(AT + 1_000)),
+            ] {
+                let d = diagnosis(n, user).await;
+                let seen = &d["devices"][0]["receipts"];
+                assert_eq!(
+                    (&seen["msg_id"], &seen["delivered_at"], &seen["clicked_at"]),
+                    (&json!(msg), &delivered, &clicked),
+                    "{user} through {}: {d}",
+                    n.name
+                );
+            }
+            for user in ["carl", "dave"] {
+                let d = diagnosis(n, user).await;
+                assert_eq!(
+                    d["devices"][0]["receipts"]["invalid_token_at"],
+                    json!(AT + 2_000),
+                    "{user} through {}: {d}",
+                    n.name
+                );
+                assert_eq!(d["devices"][0]["token_bound"], false, "{d}");
+            }
+        }
+        assert_eq!(counted, (3.0, 1.0), "/metrics of both nodes together");
+        rc.check_token_invariant();
+    });
+}
+
 /// The certificate's 10027 back-off as its owner last published it in `pg:{c:<id>}:meta`
 /// (1 when none).
 fn shared_factor(rc: &RedisCluster, cert: u64) -> f64 {

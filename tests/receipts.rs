@@ -633,7 +633,13 @@ async fn huawei_receipts_count_show_in_diagnosis_and_unbind_invalid_tokens() {
         .send(json!({"to":["bob"],"from":"carol","text":"again?"}))
         .await;
     assert_eq!(v["results"][0]["outcome"], "skipped", "{v}");
-    let stats = emu.receipt_stats();
+    // The emulator counts a post once it has the answer, which may come after the change it
+    // made shows.
+    let stats = wait_for("both posts answered", WAIT, || async {
+        let stats = emu.receipt_stats();
+        (stats.posted + stats.lost + stats.failed >= 2).then_some(stats)
+    })
+    .await;
     assert_eq!(
         (stats.posted, stats.lost, stats.failed),
         (2, 0, 0),

@@ -18,6 +18,14 @@ pub fn user_last(user: &str) -> String {
     format!("pg:{{u:{user}}}:last")
 }
 
+/// What the vendors' receipts said last about each of the user's devices (diagnosis), at most
+/// four fields per device: `m:<device>` the vendor's message id they are about, `d:<device>` /
+/// `c:<device>` when it reached the phone / was tapped, `i:<device>` when the vendor named the
+/// token invalid. 7-day TTL, like `:last`.
+pub fn user_receipts(user: &str) -> String {
+    format!("pg:{{u:{user}}}:rcpt")
+}
+
 /// The user's APNs badge count per iOS device (same tag as the user's hash).
 pub fn user_badge(user: &str) -> String {
     format!("pg:{{u:{user}}}:badge")
@@ -98,6 +106,13 @@ pub fn cert_meta(cert: u64) -> String {
     format!("pg:{{c:{cert}}}:meta")
 }
 
+/// The certificate's receipts counted lately (zset: receipt id → server time in ms), so that a
+/// vendor posting a receipt again (after a 503) is not counted twice: the last hour's, at most
+/// `RECEIPTS_REMEMBERED` of them (`cluster::receipts`).
+pub fn cert_receipts(cert: u64) -> String {
+    format!("pg:{{c:{cert}}}:rcpt")
+}
+
 /// The certificate's owner lease: the incarnation consuming its queue.
 pub fn cert_owner(cert: u64) -> String {
     format!("pg:{{c:{cert}}}:owner")
@@ -127,6 +142,7 @@ mod tests {
         assert_eq!(user("alice"), "pg:{u:alice}");
         assert_eq!(user_last("alice"), "pg:{u:alice}:last");
         assert_eq!(user_badge("alice"), "pg:{u:alice}:badge");
+        assert_eq!(user_receipts("alice"), "pg:{u:alice}:rcpt");
         assert_eq!(node_inbox("gw-2#7"), "pg:{n:gw-2#7}:in");
         assert_eq!(node_meta("gw-2#7"), "pg:{n:gw-2#7}:meta");
         let t = token("regid-123");
@@ -140,6 +156,7 @@ mod tests {
         assert_eq!(cert_queue(1001), "pg:{c:1001}:q");
         assert_eq!(cert_meta(1001), "pg:{c:1001}:meta");
         assert_eq!(cert_owner(1001), "pg:{c:1001}:owner");
+        assert_eq!(cert_receipts(1001), "pg:{c:1001}:rcpt");
         assert_eq!(dedupe(0xab), "pg:dd:{00000000000000ab}");
     }
 }

@@ -20,6 +20,7 @@ pub mod membership;
 pub mod node;
 pub mod owner;
 pub mod reaper;
+pub mod receipts;
 pub mod scripts;
 pub mod shared;
 

@@ -1878,6 +1878,60 @@ impl RemoteDirectory for ClusterNode {
         })
     }
 
+    fn receipt_owner<'a>(
+        &'a self,
+        cert: CertificateId,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<Option<(String, String)>, GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .receipt_owner(cert, token)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
+    fn note_receipts<'a>(
+        &'a self,
+        user: &'a str,
+        receipts: &'a [(&'a str, &'a crate::domain::receipt::Receipt)],
+    ) -> BoxFut<'a, Result<(), GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .note_receipts(user, receipts)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
+    fn count_receipts<'a>(
+        &'a self,
+        cert: CertificateId,
+        receipts: &'a [crate::domain::receipt::Receipt],
+    ) -> BoxFut<'a, Result<Vec<bool>, GatewayError>> {
+        Box::pin(async move {
+            self.cluster
+                .count_receipts(cert, receipts)
+                .await
+                .map_err(gateway_error)
+        })
+    }
+
+    fn device_receipts<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFut<'a, HashMap<String, crate::push::outcomes::ReceiptsSeen>> {
+        Box::pin(async move {
+            self.cluster
+                .device_receipts(user)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "receipts unreadable for diagnosis");
+                    HashMap::new()
+                })
+        })
+    }
+
     fn kick_user<'a>(
         &'a self,
         gw: &'a Gateway,

@@ -117,16 +117,19 @@ return 0
 
 /// Global limiter option (§8, Appendix B): a reservation GCRA on the Redis server's clock.
 /// KEYS[1] pg:{c:<cert>}:gcra; ARGV[1] qps, ARGV[2] burst (>= 1), ARGV[3] requests, ARGV[4] max
-/// wait in µs. Returns {granted 0|1, wait_us, now_us}; a grant with wait_us > 0 is a reservation.
+/// wait in µs, ARGV[5] the senders' timer tick in µs (`push::bucket::TICK`). The burst is at least
+/// one tick's worth of the current rate, as a certificate's local token bucket holds: with less,
+/// a fast certificate could start only one request per wake-up. Returns {granted 0|1, wait_us,
+/// now_us}; a grant with wait_us > 0 is a reservation.
 pub const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local qps = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
 local qty = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
 local h = redis.call('HMGET', KEYS[1], 'tat', 'factor')
 local factor = tonumber(h[2]) or 1
+local burst = math.max(tonumber(ARGV[2]), math.floor(qps * factor * tonumber(ARGV[5]) / 1000000))
 local interval = 1000000 / (qps * factor)
 local tat = tonumber(h[1]) or now
 if tat < now then tat = now end
@@ -140,6 +143,54 @@ local new_tat = tat + qty * interval
 redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat))
 redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + 60000)
 return {1, math.floor(wait), now}
+"#;
+
+/// What receipts said about some of one user's devices (diagnosis): KEYS[1]
+/// `pg:{u:<user>}:rcpt`; ARGV[1] ttl ms, then per receipt four values: device, kind (`d`
+/// delivered, `c` clicked, `i` invalid token), the vendor's message id ("" = none), unix ms.
+/// A delivered or clicked receipt about another message than the one kept starts the device's
+/// entry over (its invalid-token time stays), as `Outcomes::record_receipt` does. Writing the
+/// same receipt again changes nothing: a re-post may run it twice.
+pub const RECEIPTS_NOTE: &str = r#"
+for i = 2, #ARGV, 4 do
+  local dev, kind, msg, at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if kind ~= 'i' then
+    local m = redis.call('HGET', KEYS[1], 'm:' .. dev) or ''
+    if m ~= msg then
+      if msg == '' then redis.call('HDEL', KEYS[1], 'm:' .. dev)
+      else redis.call('HSET', KEYS[1], 'm:' .. dev, msg) end
+      redis.call('HDEL', KEYS[1], 'd:' .. dev, 'c:' .. dev)
+    end
+  end
+  redis.call('HSET', KEYS[1], kind .. ':' .. dev, at)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// Counts receipts once each: KEYS[1] `pg:{c:<id>}:rcpt` (receipt id → server ms), KEYS[2]
+/// `pg:{c:<id>}:meta`; ARGV[1] how long ids are kept (ms), ARGV[2] how many at most, ARGV[3..]
+/// pairs of receipt id and the figure it adds to (`receipts_delivered`, `receipts_clicked`).
+/// A receipt whose id is kept already was counted (a vendor's re-post, or this request sent
+/// again after its reply was lost) and adds nothing; the others add 1 to their figure, in the
+/// same script, so an id is never kept without its count nor counted without its id. Returns
+/// 1 (counted now) or 0 per pair.
+pub const RECEIPTS_COUNT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - tonumber(ARGV[1])))
+local new = {}
+local added = {}
+for i = 3, #ARGV, 2 do
+  local n = redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+  new[#new + 1] = n
+  if n == 1 then added[ARGV[i + 1]] = (added[ARGV[i + 1]] or 0) + 1 end
+end
+for f, n in pairs(added) do redis.call('HINCRBY', KEYS[2], f, n) end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return new
 "#;
 
 /// KEYS[1] node conns hash; ARGV[1] `user\0device`, ARGV[2] ConnId. Removes the field only if it

@@ -6,10 +6,11 @@
 //!   `pg:certs:log`; every node tails the log and shows the same health in the API, the console,
 //!   diagnosis and `/metrics`.
 //! - Figures (sent, failed by class, …) are counted where they happen (the owner's sender, a
-//!   node refusing a full queue, the node a receipt reached) and added to the meta hash by a
+//!   node refusing a full queue) and added to the meta hash by a
 //!   script that applies each numbered addition of a process once ([`FigureAdder`]): an
 //!   addition retried after a timeout is not counted twice. A node shows the totals it last
-//!   read; the API reads the same totals as before.
+//!   read; the API reads the same totals as before. Receipts are counted straight into the
+//!   same fields by their own script, once per receipt (`cluster::receipts`).
 //! - The 10027 back-off (`factor`, the share of the qps the owner's sender allows itself) is
 //!   published by the owner when it changes and read by a node taking the lease over, whose
 //!   sender starts from it. It decays as the owner's does, with traffic only: each request

@@ -114,6 +114,32 @@ pub struct Receipt {
     pub at_ms: u64,
 }
 
+impl Receipt {
+    /// What tells this receipt from every other of its certificate, when a vendor posts it
+    /// again (a re-post after a 503): the first 8 bytes of SHA-256 over its kind, the vendor's
+    /// message id and the token. Without a message id, the vendor's time of the event stands in
+    /// for it. The same on every node.
+    pub fn id(&self) -> [u8; 8] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.kind.as_str().as_bytes());
+        h.update([0]);
+        match &self.msg_id {
+            Some(m) => {
+                h.update(b"m");
+                h.update(m.as_bytes());
+            }
+            None => h.update(self.at_ms.to_be_bytes()),
+        }
+        h.update([0]);
+        h.update(self.token.as_bytes());
+        let d = h.finalize();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&d[..8]);
+        id
+    }
+}
+
 /// Why a receipt request was refused. Nothing of a refused request is applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {
@@ -173,6 +199,58 @@ mod tests {
         assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc_text(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
         assert_eq!(utc_text(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn a_receipt_posted_again_has_the_same_id_and_another_receipt_another() {
+        let r = Receipt {
+            kind: ReceiptKind::Delivered,
+            msg_id: Some("m1".into()),
+            token: "t1".into(),
+            at_ms: 5,
+        };
+        assert_eq!(r.id(), r.clone().id());
+        assert_eq!(
+            r.id(),
+            Receipt {
+                at_ms: 6,
+                ..r.clone()
+            }
+            .id(),
+            "the message id decides"
+        );
+        for other in [
+            Receipt {
+                kind: ReceiptKind::Clicked,
+                ..r.clone()
+            },
+            Receipt {
+                msg_id: Some("m2".into()),
+                ..r.clone()
+            },
+            Receipt {
+                token: "t2".into(),
+                ..r.clone()
+            },
+            Receipt {
+                msg_id: None,
+                ..r.clone()
+            },
+        ] {
+            assert_ne!(r.id(), other.id(), "{other:?}");
+        }
+        let no_msg = Receipt {
+            msg_id: None,
+            ..r.clone()
+        };
+        assert_ne!(
+            no_msg.id(),
+            Receipt {
+                at_ms: 6,
+                ..no_msg.clone()
+            }
+            .id()
+        );
     }
 
     #[test]

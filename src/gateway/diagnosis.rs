@@ -57,13 +57,15 @@ fn check(check: &'static str, ok: Option<bool>, detail: impl Into<String>) -> Ch
 }
 
 /// `shared_last`: cluster mode, the device's last notification as its certificate's owner
-/// recorded it in Redis (the owner may be another node).
+/// recorded it in Redis (the owner may be another node). `receipts`: what the vendor's receipts
+/// said last about the device (in cluster mode as noted in Redis by whichever node they reached).
 fn device_diagnosis(
     g: &Gateway,
     user: &str,
     d: &Device,
     node: Option<&str>,
     shared_last: Option<&LastNotification>,
+    receipts: Option<ReceiptsSeen>,
 ) -> DeviceDiagnosis {
     let now = now_secs();
     let state = d.state().effective(now, g.registry.retention());
@@ -119,7 +121,6 @@ fn device_diagnosis(
             checks.push(check("certificate_healthy", Some(ok), detail));
         }
     }
-    let receipts = g.outcomes.receipts(user, &d.id);
     // 3. token reported
     checks.push(match &d.token {
         Some(t) => check(
@@ -270,7 +271,10 @@ impl Gateway {
             .registry
             .devices(user)
             .iter()
-            .map(|d| device_diagnosis(self, user, d, None, None))
+            .map(|d| {
+                let receipts = self.outcomes.receipts(user, &d.id);
+                device_diagnosis(self, user, d, None, None, receipts)
+            })
             .collect();
         diagnose(user, devices)
     }
@@ -284,11 +288,17 @@ impl Gateway {
         let Some(remote) = self.remote() else {
             return Ok(self.diagnose(user));
         };
-        let (records, last) =
-            futures_util::join!(remote.user_records(user), remote.last_notifications(user));
+        let (records, last, mut receipts) = futures_util::join!(
+            remote.user_records(user),
+            remote.last_notifications(user),
+            remote.device_receipts(user)
+        );
         let devices = records?
             .iter()
-            .map(|(d, node)| device_diagnosis(self, user, d, node.as_deref(), last.get(&*d.id)))
+            .map(|(d, node)| {
+                let seen = receipts.remove(&*d.id);
+                device_diagnosis(self, user, d, node.as_deref(), last.get(&*d.id), seen)
+            })
             .collect();
         Ok(diagnose(user, devices))
     }

@@ -3,13 +3,18 @@
 //! rate), verified by the certificate's push service (Xiaomi: the receipt secret echoed in
 //! `callback.param`; Huawei: the `X-HUAWEI-CALLBACK-ID` HMAC), and only then applied: delivered and clicked counts, the device's receipts
 //! for diagnosis, and an invalid-token receipt unbinds the token the way a synchronous bad-regId
-//! answer does. A refused request changes nothing.
+//! answer does. A refused request changes nothing. A request answered 503 partway (the store or
+//! Redis failed) is posted again by the vendor: every step can be done again, and each delivered
+//! or clicked receipt counts once within a window (its [`Receipt::id`] kept for an hour, at most
+//! 100,000 per certificate; in Redis in cluster mode, `cluster::receipts`).
 
 use super::*;
+use crate::cluster::receipts::{RECEIPTS_REMEMBERED, RECEIPT_WINDOW_MS};
 use crate::domain::receipt::{Receipt, ReceiptError, ReceiptKind, ReceiptSecret};
 use crate::providers::{PushService, ReceiptRequest, ServiceVisitor};
 use crate::push::bucket::TokenBucket;
 use dashmap::DashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Why a receipt request was refused. Nothing of a refused request is applied.
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +57,40 @@ pub struct ReceiptSummary {
     pub ignored: usize,
 }
 
-/// The receipt endpoint's per-certificate rate limits.
+/// The receipt endpoint's per-certificate state: its rate limit, and (embedded mode) the
+/// receipts it counted lately.
 #[derive(Default)]
 pub(crate) struct ReceiptLimits {
     buckets: DashMap<CertificateId, TokenBucket>,
+    counted: DashMap<CertificateId, CountedReceipts>,
+}
+
+/// The ids ([`Receipt::id`]) of a certificate's receipts counted within the last
+/// [`RECEIPT_WINDOW_MS`], at most [`RECEIPTS_REMEMBERED`] (about 40 bytes each): a receipt
+/// posted again within them is not counted again. Cluster mode keeps the same in Redis.
+#[derive(Default)]
+struct CountedReceipts {
+    ids: HashSet<[u8; 8]>,
+    /// When each was counted (unix ms), oldest first.
+    order: VecDeque<(u64, [u8; 8])>,
+}
+
+impl CountedReceipts {
+    fn first(&mut self, id: [u8; 8], now_ms: u64) -> bool {
+        while let Some((at, old)) = self.order.front().copied() {
+            let full = self.order.len() as u64 >= RECEIPTS_REMEMBERED;
+            if !full && at + RECEIPT_WINDOW_MS > now_ms {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&old);
+        }
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back((now_ms, id));
+        true
+    }
 }
 
 impl ReceiptLimits {
@@ -73,8 +108,15 @@ impl ReceiptLimits {
         }
     }
 
+    /// Whether receipt `id` of certificate `cert` is counted now: false when it was counted
+    /// within the window (posted again).
+    fn first_count(&self, cert: CertificateId, id: [u8; 8], now_ms: u64) -> bool {
+        self.counted.entry(cert).or_default().first(id, now_ms)
+    }
+
     pub(crate) fn forget(&self, id: CertificateId) {
         self.buckets.remove(&id);
+        self.counted.remove(&id);
     }
 }
 
@@ -187,23 +229,28 @@ impl Gateway {
         entry: &CertEntry,
         receipts: Vec<Receipt>,
     ) -> Result<ReceiptSummary, ReceiptRefusal> {
+        // Cluster mode: the shared directory holds the tokens, not this node's registry.
+        if let Some(remote) = self.remote() {
+            return self
+                .apply_shared_receipts(remote.as_ref(), vendor, cert, receipts)
+                .await;
+        }
         let mut summary = ReceiptSummary {
             receipts: receipts.len(),
             ..ReceiptSummary::default()
         };
-        let cert_label = cert.id.to_string();
-        // Cluster mode: the shared directory holds the tokens, not this node's registry.
-        let remote = self.remote();
         // Reserved before anything changes: a full store refuses the request whole.
         let unbinds = receipts.iter().any(|r| r.kind == ReceiptKind::InvalidToken);
-        let permit = if unbinds && remote.is_none() {
+        let permit = if unbinds {
             Some(self.store.reserve().map_err(GatewayError::from)?)
         } else {
             None
         };
         let mut ops = Vec::new();
+        // Each receipt with its device: the one its token is bound to under this certificate,
+        // or, for an invalid-token receipt, the one it was unbound from.
+        let mut applied = Vec::with_capacity(receipts.len());
         for r in receipts {
-            // The device the token is bound to now, if it is bound under this certificate.
             let owner = self
                 .registry
                 .token_owner(&r.token)
@@ -213,11 +260,45 @@ impl Gateway {
                         .iter()
                         .any(|d| d.id == *device && d.cert == cert.id)
                 });
-            match r.kind {
+            let owner = match r.kind {
+                ReceiptKind::InvalidToken => owner
+                    .and_then(|_| self.registry.unbind_token(&r.token))
+                    .map(|(user, device, record)| {
+                        self.metrics.tokens_unbound.inc();
+                        // Noted with the unbinding: posted again after a failure, the token
+                        // is bound nowhere any more.
+                        self.outcomes.record_receipt(
+                            &user,
+                            &device,
+                            r.kind,
+                            r.msg_id.as_deref(),
+                            r.at_ms,
+                        );
+                        ops.push(StoreOp::PutDevice {
+                            user: user.to_string(),
+                            device: device.to_string(),
+                            record,
+                        });
+                        (user, device)
+                    }),
+                _ => owner,
+            };
+            applied.push((r, owner));
+        }
+        // Nothing is counted before the unbinding is on disk: a request answered 503 here is
+        // posted again whole, and then counted once.
+        if let Some(permit) = permit {
+            permit.send(ops).wait().await.map_err(GatewayError::from)?;
+        }
+        let now = crate::domain::now_millis();
+        let mut counted = Vec::with_capacity(applied.len());
+        for (r, owner) in &applied {
+            let counts = match r.kind {
                 ReceiptKind::Delivered | ReceiptKind::Clicked => {
                     // A receipt the vendor resent for the same device and message counts once;
-                    // one for a token bound nowhere now still counts (the phone got it).
-                    let new = match &owner {
+                    // so does one posted again within the window (for a token bound nowhere
+                    // now too: the phone got it, and it counts).
+                    let new = match owner {
                         Some((user, device)) => self.outcomes.record_receipt(
                             user,
                             device,
@@ -227,69 +308,131 @@ impl Gateway {
                         ),
                         None => true,
                     };
-                    if !new {
-                        summary.ignored += 1;
-                    } else if r.kind == ReceiptKind::Delivered {
-                        summary.delivered += 1;
-                        entry
-                            .stats
-                            .receipts_delivered
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.metrics
-                            .receipts_delivered
-                            .with_label_values(&[vendor, &cert_label])
-                            .inc();
-                    } else {
-                        summary.clicked += 1;
-                        entry.stats.receipts_clicked.fetch_add(1, Ordering::Relaxed);
-                        self.metrics
-                            .receipts_clicked
-                            .with_label_values(&[vendor, &cert_label])
-                            .inc();
-                    }
+                    new && self.receipt_limits.first_count(cert.id, r.id(), now)
                 }
                 ReceiptKind::InvalidToken => {
-                    let unbound = match remote {
-                        // Acknowledged there, and counted, by the path that unbinds the tokens
-                        // the vendors' answers name invalid. A failure answers 503: the vendor
-                        // posts again, and what was already unbound is then ignored.
-                        Some(remote) => remote
-                            .unbind_invalid_token(self, cert.id, &r.token)
-                            .await?
-                            .map(|(u, d)| (CompactString::from(u), CompactString::from(d))),
-                        None => owner
-                            .as_ref()
-                            .and_then(|_| self.registry.unbind_token(&r.token))
-                            .map(|(user, device, record)| {
-                                self.metrics.tokens_unbound.inc();
-                                ops.push(StoreOp::PutDevice {
-                                    user: user.to_string(),
-                                    device: device.to_string(),
-                                    record,
-                                });
-                                (user, device)
-                            }),
-                    };
-                    let Some((user, device)) = unbound else {
+                    if owner.is_some() {
+                        summary.tokens_unbound += 1;
+                    } else {
                         summary.ignored += 1;
-                        continue;
-                    };
-                    summary.tokens_unbound += 1;
-                    self.outcomes.record_receipt(
-                        &user,
-                        &device,
-                        r.kind,
-                        r.msg_id.as_deref(),
-                        r.at_ms,
-                    );
+                    }
+                    continue;
                 }
-                ReceiptKind::Other => summary.ignored += 1,
+                ReceiptKind::Other => false,
+            };
+            counted.push((r.kind, counts));
+        }
+        self.count_receipts(vendor, cert, Some(entry), &mut summary, counted);
+        Ok(summary)
+    }
+
+    /// Cluster mode: a vendor posts a certificate's receipts to any node, so each receipt's
+    /// device comes from the shared token index, what it says about the device goes where
+    /// every node's diagnosis reads it, and the figures are the cluster's (`cluster::receipts`).
+    /// Every step can be done again: a request answered 503 partway — some of it applied — and
+    /// posted again (to this node or another) counts each receipt once.
+    async fn apply_shared_receipts(
+        &self,
+        remote: &dyn crate::registry::remote::RemoteDirectory,
+        vendor: &'static str,
+        cert: &Certificate,
+        receipts: Vec<Receipt>,
+    ) -> Result<ReceiptSummary, ReceiptRefusal> {
+        use futures_util::{StreamExt, TryStreamExt};
+        /// Token lookups and device notes in flight at once for one request.
+        const AT_ONCE: usize = 32;
+        let mut summary = ReceiptSummary {
+            receipts: receipts.len(),
+            ..ReceiptSummary::default()
+        };
+        let owners: Vec<Option<(String, String)>> =
+            futures_util::stream::iter(receipts.iter().map(|r| async move {
+                match r.kind {
+                    ReceiptKind::Other => Ok(None),
+                    _ => remote.receipt_owner(cert.id, &r.token).await,
+                }
+            }))
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        // Noted before the tokens are unbound: posted again after a failure, an unbound token
+        // has no device any more, and its device's note would be lost.
+        let mut by_user: HashMap<&str, Vec<(&str, &Receipt)>> = HashMap::new();
+        for (r, owner) in receipts.iter().zip(owners.iter()) {
+            if let Some((user, device)) = owner {
+                by_user
+                    .entry(user.as_str())
+                    .or_default()
+                    .push((device.as_str(), r));
             }
         }
-        if let Some(permit) = permit {
-            permit.send(ops).wait().await.map_err(GatewayError::from)?;
+        futures_util::stream::iter(
+            by_user
+                .iter()
+                .map(|(user, noted)| remote.note_receipts(user, noted)),
+        )
+        .buffer_unordered(AT_ONCE)
+        .try_collect::<Vec<()>>()
+        .await?;
+        for r in receipts
+            .iter()
+            .filter(|r| r.kind == ReceiptKind::InvalidToken)
+        {
+            // Acknowledged there, and counted, by the path that unbinds the tokens the
+            // vendors' answers name invalid; posted again, a token already unbound is ignored.
+            match remote.unbind_invalid_token(self, cert.id, &r.token).await? {
+                Some(_) => summary.tokens_unbound += 1,
+                None => summary.ignored += 1,
+            }
         }
+        let now_counted = remote.count_receipts(cert.id, &receipts).await?;
+        let counted = receipts
+            .iter()
+            .zip(now_counted)
+            .filter(|(r, _)| r.kind != ReceiptKind::InvalidToken)
+            .map(|(r, c)| (r.kind, c))
+            .collect();
+        // The figures are counted in Redis: this node's own (`entry.stats`) stay out of it.
+        self.count_receipts(vendor, cert, None, &mut summary, counted);
         Ok(summary)
+    }
+
+    /// Counts receipts (kind, counted now) in the summary and `/metrics`, and in `entry`'s
+    /// figures when given (embedded mode).
+    fn count_receipts(
+        &self,
+        vendor: &'static str,
+        cert: &Certificate,
+        entry: Option<&CertEntry>,
+        summary: &mut ReceiptSummary,
+        counted: Vec<(ReceiptKind, bool)>,
+    ) {
+        let cert_label = cert.id.to_string();
+        for (kind, counts) in counted {
+            match kind {
+                ReceiptKind::Delivered if counts => {
+                    summary.delivered += 1;
+                    if let Some(e) = entry {
+                        e.stats.receipts_delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.metrics
+                        .receipts_delivered
+                        .with_label_values(&[vendor, &cert_label])
+                        .inc();
+                }
+                ReceiptKind::Clicked if counts => {
+                    summary.clicked += 1;
+                    if let Some(e) = entry {
+                        e.stats.receipts_clicked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.metrics
+                        .receipts_clicked
+                        .with_label_values(&[vendor, &cert_label])
+                        .inc();
+                }
+                _ => summary.ignored += 1,
+            }
+        }
     }
 
     /// Receipt counters of every certificate exist from its start, so a dashboard shows 0
@@ -335,5 +478,30 @@ impl Gateway {
             .ctx()
             .providers
             .with_service(cert.vendor(), Name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_counts_once_within_the_window_and_the_window_is_bounded() {
+        let mut c = CountedReceipts::default();
+        let id = |n: u64| n.to_be_bytes();
+        assert!(c.first(id(1), 1_000));
+        assert!(!c.first(id(1), 2_000), "posted again");
+        assert!(c.first(id(2), 2_000));
+        // An hour later the first is forgotten: counted again.
+        assert!(c.first(id(1), 1_000 + RECEIPT_WINDOW_MS));
+        assert!(
+            !c.first(id(2), 1_000 + RECEIPT_WINDOW_MS),
+            "still in the window"
+        );
+        for n in 0..2 * RECEIPTS_REMEMBERED {
+            c.first(id(100 + n), 1_000 + RECEIPT_WINDOW_MS);
+        }
+        assert!(c.order.len() as u64 <= RECEIPTS_REMEMBERED);
+        assert_eq!(c.ids.len(), c.order.len());
     }
 }

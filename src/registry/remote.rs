@@ -69,6 +69,39 @@ pub trait RemoteDirectory: Send + Sync {
         token: &'a str,
     ) -> BoxFut<'a, Result<Option<(String, String)>, GatewayError>>;
 
+    /// The (user, device) `token` is bound to under `cert` now (a receipt's device).
+    fn receipt_owner<'a>(
+        &'a self,
+        cert: crate::domain::CertificateId,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<Option<(String, String)>, GatewayError>>;
+
+    /// Notes what receipts said about some of `user`'s devices (device, receipt) where every
+    /// node's diagnosis reads it. Noting the same receipts again changes nothing.
+    fn note_receipts<'a>(
+        &'a self,
+        user: &'a str,
+        receipts: &'a [(&'a str, &'a crate::domain::receipt::Receipt)],
+    ) -> BoxFut<'a, Result<(), GatewayError>>;
+
+    /// Counts the delivered and clicked receipts in `cert`'s figures of every node, each once
+    /// within a bounded window however often the vendor posts it; per receipt, whether it was
+    /// counted now.
+    fn count_receipts<'a>(
+        &'a self,
+        cert: crate::domain::CertificateId,
+        receipts: &'a [crate::domain::receipt::Receipt],
+    ) -> BoxFut<'a, Result<Vec<bool>, GatewayError>>;
+
+    /// What the receipts said last about each of `user`'s devices, whichever node they reached
+    /// (diagnosis). Best effort: empty when it cannot be read.
+    fn device_receipts<'a>(
+        &'a self,
+        _user: &'a str,
+    ) -> BoxFut<'a, std::collections::HashMap<String, crate::push::outcomes::ReceiptsSeen>> {
+        Box::pin(async { std::collections::HashMap::new() })
+    }
+
     /// Kicks every logged-in device of `user`; how many.
     fn kick_user<'a>(
         &'a self,
