@@ -34,7 +34,11 @@ pub struct Restored {
 /// A token two devices name (a store written before token moves within a user were
 /// persisted) is indexed once, for the later device in key order, as [`Registry::restore`]
 /// does.
-pub fn from_store(registry: &Registry, store: &dyn Store, now: u64) -> Result<Restored, StoreError> {
+pub fn from_store(
+    registry: &Registry,
+    store: &dyn Store,
+    now: u64,
+) -> Result<Restored, StoreError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 16);
@@ -503,7 +507,10 @@ mod tests {
         );
         // (check_invariants would refuse "twice": one token on two devices, as such an old
         // store leaves it, one-by-one restore included.)
-        assert_eq!(parallel.token_owner("shared"), one_by_one.token_owner("shared"));
+        assert_eq!(
+            parallel.token_owner("shared"),
+            one_by_one.token_owner("shared")
+        );
     }
 
     #[test]
@@ -540,7 +547,10 @@ mod tests {
         match err {
             StoreError::Corrupt { key, reason } => {
                 assert_eq!(key, "u05000x\0d");
-                assert!(reason.contains("state") || reason.contains("invalid type"), "{reason}");
+                assert!(
+                    reason.contains("state") || reason.contains("invalid type"),
+                    "{reason}"
+                );
             }
             other => panic!("not a corrupt record: {other}"),
         }

@@ -248,8 +248,16 @@ fn skip_reason_table_is_in_declaration_order() {
 fn is_stored_as_agrees_with_comparing_records() {
     let platforms = [Platform::Android, Platform::IPhone, Platform::Web];
     let states = ["Online", "PushOnline", "Offline", "Unknown"];
-    let reasons = [None, Some(OfflineReason::LoggedOut), Some(OfflineReason::Kicked)];
-    let tokens = [None, Some((7, "t1".to_string())), Some((8, "a\"b".to_string()))];
+    let reasons = [
+        None,
+        Some(OfflineReason::LoggedOut),
+        Some(OfflineReason::Kicked),
+    ];
+    let tokens = [
+        None,
+        Some((7, "t1".to_string())),
+        Some((8, "a\"b".to_string())),
+    ];
     let mut checked = 0;
     for platform in platforms {
         for state in states {
@@ -265,7 +273,10 @@ fn is_stored_as_agrees_with_comparing_records() {
                                 since,
                                 token: token.clone(),
                             };
-                            let t = rec.token.as_ref().map(|(_, t)| Arc::<str>::from(t.as_str()));
+                            let t = rec
+                                .token
+                                .as_ref()
+                                .map(|(_, t)| Arc::<str>::from(t.as_str()));
                             let d = Device::from_record("d", &rec, t, 2_000);
                             assert_eq!(d.is_stored_as(&rec.view()), d.record() == rec, "{rec:?}");
                             checked += 1;
@@ -300,7 +311,10 @@ fn stored_records_decode_in_place_or_through_an_owned_copy() {
     };
     let json = serde_json::to_vec(&escaped).unwrap();
     let mut owned = None;
-    assert_eq!(StoredRecord::decode(&json, &mut owned).unwrap(), escaped.view());
+    assert_eq!(
+        StoredRecord::decode(&json, &mut owned).unwrap(),
+        escaped.view()
+    );
 
     // An old record without the optional fields.
     let old = br#"{"platform":"Android","state":"Offline"}"#;

@@ -134,11 +134,7 @@ impl StoredDevices {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
         let mut start = 0usize;
         self.ends.iter().map(move |&[u, d, r]| {
-            let parts = (
-                &self.bytes[start..u],
-                &self.bytes[u..d],
-                &self.bytes[d..r],
-            );
+            let parts = (&self.bytes[start..u], &self.bytes[u..d], &self.bytes[d..r]);
             start = r;
             parts
         })
