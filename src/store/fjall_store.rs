@@ -410,10 +410,11 @@ fn load_devices(
             .position(|b| *b == 0)
             .ok_or_else(|| corrupt(&k, "no separator"))?;
         let (user, device) = (&k[..sep], &k[sep + 1..]);
-        if batch.len() >= StoredDevices::TARGET_LEN && batch.last_user() != Some(user) {
-            if each(std::mem::replace(&mut batch, new_batch())).is_break() {
-                return Ok(());
-            }
+        if batch.len() >= StoredDevices::TARGET_LEN
+            && batch.last_user() != Some(user)
+            && each(std::mem::replace(&mut batch, new_batch())).is_break()
+        {
+            return Ok(());
         }
         batch.push(user, device, &v);
     }
