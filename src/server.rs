@@ -8,7 +8,7 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::registry::Registry;
-use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics, StoreOp};
+use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
 use actix_web::{middleware, web, App, HttpServer};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -115,33 +115,12 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         )
         .with_max_devices(config.sessions.max_devices_per_user),
     );
-    let devices_loaded = snapshot.devices.len();
     let outbox = std::mem::take(&mut snapshot.outbox);
     let accepted = std::mem::take(&mut snapshot.accepted);
-    let now = crate::domain::now_secs();
-    let mut rewrites = Vec::new();
-    // The store lists devices in key order (user, NUL, device): a user's devices are adjacent.
-    let users = snapshot
-        .devices
-        .iter()
-        .enumerate()
-        .filter(|(i, (user, ..))| *i == 0 || snapshot.devices[i - 1].0 != *user)
-        .count();
-    let tokens = snapshot
-        .devices
-        .iter()
-        .filter(|(.., rec)| rec.token.is_some())
-        .count();
-    registry.reserve(users, tokens);
-    for (user, device, rec) in snapshot.devices {
-        if let Some(record) = registry.restore(&user, &device, rec, now) {
-            rewrites.push(StoreOp::PutDevice {
-                user,
-                device,
-                record,
-            });
-        }
-    }
+    let restored =
+        crate::registry::restore::from_store(&registry, store.as_ref(), crate::domain::now_secs())?;
+    let devices_loaded = restored.devices;
+    let rewrites = restored.rewrites;
     // Devices that were Online are PushOnline since this start: written back before anything
     // else, so that the next restart keeps their retention clock instead of starting it again.
     if !rewrites.is_empty() {

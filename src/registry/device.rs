@@ -178,8 +178,18 @@ impl Device {
     /// since `now` (mobile) or `Offline` (desktop): its connection did not survive the restart,
     /// and the retention clock starts when the gateway noticed.
     pub fn from_record(id: &str, rec: &DeviceRecord, token: Option<Arc<str>>, now: u64) -> Device {
+        Device::from_stored(id, &rec.view(), token, now)
+    }
+
+    /// [`Device::from_record`] from a record read in place (start-up reads millions).
+    pub fn from_stored(
+        id: &str,
+        rec: &StoredRecord<'_>,
+        token: Option<Arc<str>>,
+        now: u64,
+    ) -> Device {
         let mut d = Device::new(id, rec.platform);
-        let state = match rec.state.as_str() {
+        let state = match rec.state {
             "Online" => {
                 if rec.platform.is_mobile() {
                     DeviceState::PushOnline { since: now }
@@ -201,6 +211,26 @@ impl Device {
         }
         d
     }
+
+    /// Whether [`Device::record`] would write `rec` again unchanged (without building it: a
+    /// start-up asks this of every stored device).
+    pub fn is_stored_as(&self, rec: &StoredRecord<'_>) -> bool {
+        let state = self.state();
+        let offline_reason = match state {
+            DeviceState::Offline { reason } => Some(reason),
+            _ => None,
+        };
+        let since = match state {
+            DeviceState::PushOnline { since } => since,
+            _ => 0,
+        };
+        self.platform == rec.platform
+            && state.tim_name() == rec.state
+            && matches!(state, DeviceState::Online { background: true }) == rec.background
+            && offline_reason == rec.offline_reason
+            && since == rec.since
+            && self.token.as_deref().map(|t| (self.cert, t)) == rec.token
+    }
 }
 
 /// A device as written to the store.
@@ -219,6 +249,50 @@ pub struct DeviceRecord {
     pub since: u64,
     #[serde(default)]
     pub token: Option<(CertificateId, String)>,
+}
+
+impl DeviceRecord {
+    pub fn view(&self) -> StoredRecord<'_> {
+        StoredRecord {
+            platform: self.platform,
+            state: &self.state,
+            background: self.background,
+            offline_reason: self.offline_reason,
+            since: self.since,
+            token: self.token.as_ref().map(|(c, t)| (*c, t.as_str())),
+        }
+    }
+}
+
+/// A [`DeviceRecord`] read in place from the stored bytes: the same JSON fields and defaults,
+/// with the strings borrowed, so a start-up decodes millions of records without allocating.
+/// A string with JSON escapes in it cannot be borrowed: [`StoredRecord::decode`] then reads a
+/// `DeviceRecord` instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct StoredRecord<'a> {
+    pub platform: Platform,
+    pub state: &'a str,
+    #[serde(default)]
+    pub background: bool,
+    #[serde(default)]
+    pub offline_reason: Option<OfflineReason>,
+    #[serde(default)]
+    pub since: u64,
+    #[serde(default)]
+    pub token: Option<(CertificateId, &'a str)>,
+}
+
+impl<'a> StoredRecord<'a> {
+    /// Decodes `bytes` in place, or into `owned` (then viewed) when a string has escapes.
+    pub fn decode(
+        bytes: &'a [u8],
+        owned: &'a mut Option<DeviceRecord>,
+    ) -> Result<StoredRecord<'a>, serde_json::Error> {
+        match serde_json::from_slice::<StoredRecord<'a>>(bytes) {
+            Ok(r) => Ok(r),
+            Err(_) => Ok(owned.insert(serde_json::from_slice(bytes)?).view()),
+        }
+    }
 }
 
 /// The devices of one user; almost always one. A boxed slice: 16 bytes in the user's table
@@ -258,7 +332,9 @@ impl DeviceList {
             *d = dev;
             return;
         }
-        let mut v = std::mem::take(&mut self.0).into_vec();
+        // Exactly one more: `push` on the old list's `Vec` would allocate room for four.
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.extend(std::mem::take(&mut self.0));
         v.push(dev);
         self.0 = v.into_boxed_slice();
     }
@@ -266,6 +342,12 @@ impl DeviceList {
     /// Whether one of these devices holds `token`.
     pub fn holds(&self, token: &str) -> bool {
         self.iter().any(|d| d.token.as_deref() == Some(token))
+    }
+}
+
+impl From<Vec<Device>> for DeviceList {
+    fn from(devices: Vec<Device>) -> DeviceList {
+        DeviceList(devices.into_boxed_slice())
     }
 }
 

@@ -17,9 +17,10 @@
 
 mod device;
 pub mod remote;
+pub mod restore;
 mod table;
 
-pub use device::{Device, DeviceList, DeviceRecord, TokenEntry, UserEntry};
+pub use device::{Device, DeviceList, DeviceRecord, StoredRecord, TokenEntry, UserEntry};
 use table::StrTable;
 
 use crate::domain::{
@@ -195,6 +196,18 @@ pub struct StateCounts {
     pub tokens: AtomicI64,
 }
 
+impl StateCounts {
+    /// The counter of devices in `state`.
+    fn of(&self, state: DeviceState) -> &AtomicI64 {
+        match state {
+            DeviceState::Online { background: false } => &self.online,
+            DeviceState::Online { background: true } => &self.background,
+            DeviceState::PushOnline { .. } => &self.push_online,
+            DeviceState::Offline { .. } => &self.offline,
+        }
+    }
+}
+
 /// The default of `sessions.max_devices_per_user`: far above a real user's phones, tablets and
 /// desktops, low enough that one identifier cannot grow the registry, the store and every
 /// per-user answer without bound.
@@ -297,13 +310,7 @@ impl Registry {
     }
 
     fn count(&self, state: DeviceState, delta: i64) {
-        let c = match state {
-            DeviceState::Online { background: false } => &self.counts.online,
-            DeviceState::Online { background: true } => &self.counts.background,
-            DeviceState::PushOnline { .. } => &self.counts.push_online,
-            DeviceState::Offline { .. } => &self.counts.offline,
-        };
-        c.fetch_add(delta, Ordering::Relaxed);
+        self.counts.of(state).fetch_add(delta, Ordering::Relaxed);
     }
 
     fn recount(&self, old: Option<DeviceState>, new: DeviceState) {
@@ -343,13 +350,6 @@ impl Registry {
                 d.map(|d| (u.name.clone(), d.id.clone()))
             },
         )?
-    }
-
-    /// Makes room for `users` more users and `tokens` more tokens before a start-up's
-    /// [`Registry::restore`]s.
-    pub fn reserve(&self, users: usize, tokens: usize) {
-        self.users.reserve(users);
-        self.tokens.reserve(tokens);
     }
 
     /// Inserts a device as loaded from the store, binding its token. Used at start-up; `now`

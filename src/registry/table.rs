@@ -49,7 +49,7 @@ impl<T: Keyed> StrTable<T> {
         self.hasher.hash_one(key)
     }
 
-    fn shard_index(&self, hash: u64) -> usize {
+    pub fn shard_index(&self, hash: u64) -> usize {
         ((hash as usize) << 7) >> self.shift
     }
 
@@ -141,16 +141,15 @@ impl<T: Keyed> StrTable<T> {
         self.read_shard(hash).find(hash, pred).map(f)
     }
 
-    /// Makes room for `n` more entries spread over the shards (an eighth more per shard for
-    /// the spread's unevenness), so that a start-up loading millions grows no table on the way:
-    /// each growth would hash every entry again.
-    pub fn reserve(&self, n: usize) {
-        let per_shard = n.div_ceil(self.shards.len());
-        let room = per_shard + per_shard / 8;
-        for shard in self.shards.iter() {
-            let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
-            shard.reserve(room, |t| self.hash(t.key()));
-        }
+    /// How many shards the table has; [`StrTable::shard_index`] names a hash's.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Shard `i` under its write lock: a start-up fills each shard under one lock (with hashes
+    /// computed beforehand, on other threads), not one lock per entry.
+    pub fn lock_shard(&self, i: usize) -> RwLockWriteGuard<'_, HashTable<T>> {
+        self.shards[i].write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Inserts `t`, replacing the entry with the same key; returns the one replaced.

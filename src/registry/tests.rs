@@ -241,3 +241,85 @@ fn skip_reason_table_is_in_declaration_order() {
         assert_eq!(*r as usize, i, "{r:?}");
     }
 }
+
+/// `Device::is_stored_as` (start-up's check, without building a record) says exactly whether
+/// `record()` would differ from the stored record, for every kind of stored record.
+#[test]
+fn is_stored_as_agrees_with_comparing_records() {
+    let platforms = [Platform::Android, Platform::IPhone, Platform::Web];
+    let states = ["Online", "PushOnline", "Offline", "Unknown"];
+    let reasons = [
+        None,
+        Some(OfflineReason::LoggedOut),
+        Some(OfflineReason::Kicked),
+    ];
+    let tokens = [
+        None,
+        Some((7, "t1".to_string())),
+        Some((8, "a\"b".to_string())),
+    ];
+    let mut checked = 0;
+    for platform in platforms {
+        for state in states {
+            for background in [false, true] {
+                for offline_reason in reasons {
+                    for since in [0, 1_000] {
+                        for token in &tokens {
+                            let rec = DeviceRecord {
+                                platform,
+                                state: state.to_string(),
+                                background,
+                                offline_reason,
+                                since,
+                                token: token.clone(),
+                            };
+                            let t = rec
+                                .token
+                                .as_ref()
+                                .map(|(_, t)| Arc::<str>::from(t.as_str()));
+                            let d = Device::from_record("d", &rec, t, 2_000);
+                            assert_eq!(d.is_stored_as(&rec.view()), d.record() == rec, "{rec:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 4 * 2 * 3 * 2 * 3);
+}
+
+/// A stored record reads in place, and one whose strings have JSON escapes reads as well.
+#[test]
+fn stored_records_decode_in_place_or_through_an_owned_copy() {
+    let rec = DeviceRecord {
+        platform: Platform::IPhone,
+        state: "PushOnline".into(),
+        background: false,
+        offline_reason: None,
+        since: 5,
+        token: Some((1001, "plain".into())),
+    };
+    let json = serde_json::to_vec(&rec).unwrap();
+    let mut owned = None;
+    assert_eq!(StoredRecord::decode(&json, &mut owned).unwrap(), rec.view());
+    assert!(owned.is_none(), "read in place");
+
+    let escaped = DeviceRecord {
+        token: Some((1001, "quote\" slash\\ nl\n".into())),
+        ..rec
+    };
+    let json = serde_json::to_vec(&escaped).unwrap();
+    let mut owned = None;
+    assert_eq!(
+        StoredRecord::decode(&json, &mut owned).unwrap(),
+        escaped.view()
+    );
+
+    // An old record without the optional fields.
+    let old = br#"{"platform":"Android","state":"Offline"}"#;
+    let mut owned = None;
+    let r = StoredRecord::decode(old, &mut owned).unwrap();
+    assert_eq!((r.since, r.token, r.offline_reason), (0, None, None));
+    assert!(StoredRecord::decode(br#"{"platform":"Android"}"#, &mut None).is_err());
+}

@@ -1,11 +1,11 @@
 //! The embedded default store: fjall (an LSM tree) under the data dir.
 
 use super::StoreFault;
-use super::{JournalPlace, JournalSlot, Snapshot, Store, StoreError, StoreOp};
+use super::{JournalPlace, JournalSlot, Snapshot, Store, StoreError, StoreOp, StoredDevices};
 use crate::domain::Certificate;
-use crate::registry::DeviceRecord;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -250,6 +250,13 @@ impl Store for FjallStore {
         self.with_engine(|e| load(e, &mut book))
     }
 
+    fn load_devices(
+        &self,
+        batch: &mut dyn FnMut(StoredDevices) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.with_engine(|e| load_devices(e, batch))
+    }
+
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
         let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         self.with_engine(|e| {
@@ -360,18 +367,6 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
         let cert: Certificate = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
         snap.certificates.push(cert);
     }
-    for g in e.devices.iter() {
-        let (k, v) = g.into_inner().map_err(engine)?;
-        let sep = k
-            .iter()
-            .position(|b| *b == 0)
-            .ok_or_else(|| corrupt(&k, "no separator"))?;
-        let user = std::str::from_utf8(&k[..sep]).map_err(|e| corrupt(&k, e))?;
-        let device = std::str::from_utf8(&k[sep + 1..]).map_err(|e| corrupt(&k, e))?;
-        let rec: DeviceRecord = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
-        snap.devices
-            .push((user.to_string(), device.to_string(), rec));
-    }
     for g in e.outbox.iter() {
         let (k, v) = g.into_inner().map_err(engine)?;
         let key: [u8; 8] = k
@@ -398,6 +393,35 @@ fn load(e: &Engine, book: &mut ShareBook) -> Result<Snapshot, StoreError> {
         snap.next_certificate_id = Some(u64::from_be_bytes(bytes));
     }
     Ok(snap)
+}
+
+/// The stored devices in batches (key order: a user's devices are adjacent, so a batch is cut
+/// only before a user's first device).
+fn load_devices(
+    e: &Engine,
+    each: &mut dyn FnMut(StoredDevices) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
+    let new_batch = || StoredDevices::with_capacity(StoredDevices::TARGET_LEN + 32, 1 << 20);
+    let mut batch = new_batch();
+    for g in e.devices.iter() {
+        let (k, v) = g.into_inner().map_err(engine)?;
+        let sep = k
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| corrupt(&k, "no separator"))?;
+        let (user, device) = (&k[..sep], &k[sep + 1..]);
+        if batch.len() >= StoredDevices::TARGET_LEN
+            && batch.last_user() != Some(user)
+            && each(std::mem::replace(&mut batch, new_batch())).is_break()
+        {
+            return Ok(());
+        }
+        batch.push(user, device, &v);
+    }
+    if !batch.is_empty() {
+        let _ = each(batch);
+    }
+    Ok(())
 }
 
 /// Sets the bits of finished notifications in their shares' progress: a share whose last

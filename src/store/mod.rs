@@ -67,16 +67,78 @@ pub enum StoreOp {
     Probe,
 }
 
-/// Everything the store holds, read once at start-up.
+/// Everything the store holds but the devices, read once at start-up (the devices come from
+/// [`Store::load_devices`]).
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub certificates: Vec<Certificate>,
-    pub devices: Vec<(String, String, DeviceRecord)>,
     pub next_certificate_id: Option<CertificateId>,
     /// Notifications older versions' shutdown left unsent, by key.
     pub outbox: Vec<(u64, OutboxEntry)>,
     /// Notifications accepted and not finished when the process stopped, with their place.
     pub accepted: Vec<(JournalPlace, OutboxEntry)>,
+}
+
+/// Device records as the store holds them, a batch of them in key order, undecoded: the
+/// start-up decodes batches on several threads while the store reads the next ones. A batch
+/// holds every stored device of each of its users.
+#[derive(Debug, Default)]
+pub struct StoredDevices {
+    /// Each record's user, device and JSON record, one after the other.
+    bytes: Vec<u8>,
+    /// Where each record's user, device and JSON record end in `bytes`.
+    ends: Vec<[usize; 3]>,
+}
+
+impl StoredDevices {
+    /// Records in a batch before the store starts the next one (at a user's first device): a
+    /// few hundred KB, so that decoding threads get work early and often.
+    pub const TARGET_LEN: usize = 4096;
+
+    pub fn with_capacity(records: usize, bytes: usize) -> StoredDevices {
+        StoredDevices {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    pub fn push(&mut self, user: &[u8], device: &[u8], record: &[u8]) {
+        let mut end = |part: &[u8]| {
+            self.bytes.extend_from_slice(part);
+            self.bytes.len()
+        };
+        let ends = [end(user), end(device), end(record)];
+        self.ends.push(ends);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The last record's user.
+    pub fn last_user(&self) -> Option<&[u8]> {
+        let n = self.ends.len();
+        let start = match n {
+            0 => return None,
+            1 => 0,
+            _ => self.ends[n - 2][2],
+        };
+        Some(&self.bytes[start..self.ends[n - 1][0]])
+    }
+
+    /// (user, device, JSON record) of each record, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&[u, d, r]| {
+            let parts = (&self.bytes[start..u], &self.bytes[u..d], &self.bytes[d..r]);
+            start = r;
+            parts
+        })
+    }
 }
 
 /// Why the store cannot write, as the metric label and the error message say it.
@@ -157,6 +219,15 @@ pub enum StoreError {
 /// A durable backend. `apply` must be atomic (all ops or none) and durable on return.
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Hands every stored device to `batch`, in batches of [`StoredDevices`], in key order;
+    /// stops early when `batch` says so.
+    fn load_devices(
+        &self,
+        batch: &mut dyn FnMut(StoredDevices) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let _ = batch;
+        Ok(())
+    }
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
     /// After a failed write: makes the engine able to write again once the cause is gone
     /// (fjall refuses every write after one failed, until it is reopened).

@@ -483,7 +483,14 @@ mod tests {
         }
         let store = FjallStore::open(dir.path()).unwrap();
         let snap = store.load().unwrap();
-        assert_eq!(snap.devices.len(), 10);
+        let mut devices = 0;
+        store
+            .load_devices(&mut |batch| {
+                devices += batch.len();
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(devices, 10);
         assert_eq!(snap.certificates, vec![cert(7)]);
         assert_eq!(snap.next_certificate_id, Some(8));
     }
