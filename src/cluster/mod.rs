@@ -295,22 +295,26 @@ impl Cluster {
     /// Watches the shared and durable connections for the wedge `recover` describes: a PING on
     /// each, twice a second; one that gets no answer at all, not even redis-rs's own response
     /// timeout error, means the connection task no longer serves requests, and the connections
-    /// are replaced within about 1.5 s instead of after the first request's overall timeout.
+    /// are replaced within about 1.5 s (a durable one: plus `wait_timeout_ms`, which a WAIT ahead of
+    /// the PING may block) instead of after the first request's overall timeout.
     /// Ends when the cluster handle is dropped.
     pub async fn watch_connections(cluster: std::sync::Weak<Cluster>) {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let Some(c) = cluster.upgrade() else { return };
             let limit = Duration::from_millis(c.cfg.response_timeout_ms + 500);
-            let mut conns = vec![c.conn()];
+            // A PING on a durable connection can queue behind a WAIT that legitimately blocks
+            // for up to `wait_timeout_ms` (a replica slow to acknowledge): that is not a wedge.
+            let durable_limit = limit + Duration::from_millis(c.cfg.wait_timeout_ms);
+            let mut conns = vec![(c.conn(), limit)];
             conns.extend(
                 c.durable
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
                     .iter()
-                    .cloned(),
+                    .map(|d| (d.clone(), durable_limit)),
             );
-            let pings = conns.into_iter().map(|mut conn| async move {
+            let pings = conns.into_iter().map(|(mut conn, limit)| async move {
                 let ping = redis::cmd("PING");
                 let answer = ping.query_async::<redis::Value>(&mut conn);
                 tokio::time::timeout(limit, answer).await.is_err()
