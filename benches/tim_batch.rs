@@ -75,7 +75,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<Gateway>, Vec<String>) {
         for (i, u) in users.iter().enumerate() {
             match i % 5 {
                 0..=2 => {
-                    gw.report_token(u, "d1", id, &format!("regid-{i:04}-abcdefghijklmnop"))
+                    gw.report_token(u, None, "d1", id, &format!("regid-{i:04}-abcdefghijklmnop"))
                         .await
                         .expect("token");
                     later.push(event(u, SessionAction::Disconnect));

@@ -105,7 +105,11 @@ fn main() {
                             break;
                         }
                         let (u, d) = (format!("u{i}"), format!("a{i}"));
-                        if gw.report_token(&u, &d, cert, &regid(i)).await.is_err() {
+                        if gw
+                            .report_token(&u, None, &d, cert, &regid(i))
+                            .await
+                            .is_err()
+                        {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }

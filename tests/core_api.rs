@@ -237,9 +237,24 @@ async fn token_rules_and_the_reverse_index() {
     assert_eq!((s, v["error"]["tim_code"].clone()), (400, json!(22003)));
     let (s, v) = h.token("alice", "d1", cert, &"x".repeat(257)).await;
     assert_eq!((s, v["error"]["tim_code"].clone()), (400, json!(22004)));
+    // A report naming another platform than the device's is refused and binds nothing.
+    let (s, v) = h
+        .api(
+            Method::PUT,
+            "/v1/push-tokens",
+            Some(json!({"user":"alice","platform":"iOS","device":"d1","certificate_id":cert,"token":"regid-a-0123456789"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "platform_mismatch");
+    assert_eq!(v["error"]["field"], "platform");
+    let (_, a) = h.api(Method::GET, "/v1/users/alice", None).await;
+    assert_eq!(a["devices"][0]["token_bound"], false);
     let (s, v) = h.token("alice", "d1", cert, "regid-a-0123456789").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["token_bound"], true);
+    assert_eq!(v["state"], "Online");
+    assert_eq!(v["certificate_id"], cert);
     assert!(
         !v.to_string().contains("regid-a-0123456789"),
         "the token must not come back in full"

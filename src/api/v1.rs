@@ -108,25 +108,9 @@ pub async fn put_token(
     body: Body<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
-    if let Some(p) = b.platform {
-        if let Some(registered) = state.gateway.device_platform(&b.user, &b.device) {
-            if registered != p {
-                return Err(ApiError::bad_request(
-                    "platform_mismatch",
-                    format!(
-                        "device '{}' is registered on {}, not {}",
-                        b.device,
-                        registered.as_str(),
-                        p
-                    ),
-                )
-                .with_field("platform"));
-            }
-        }
-    }
     let v = state
         .gateway
-        .report_token(&b.user, &b.device, b.certificate_id, &b.token)
+        .report_token(&b.user, b.platform, &b.device, b.certificate_id, &b.token)
         .await?;
     Ok(reply(&req, StatusCode::OK, &v))
 }

@@ -588,18 +588,45 @@ impl Registry {
         token: &str,
         journal: &mut dyn Journal,
     ) -> Result<TokenOutcome, RegistryError> {
+        self.set_token_checked(user, device, cert, token, None, journal, |_| ())
+            .map(|(outcome, ())| outcome)
+    }
+
+    /// `set_token_journaled` for a report that names the device's platform (refused with
+    /// `PlatformMismatch`, changing nothing, when the registered device is on another), and
+    /// `inspect` of the device as the report left it, under its user's lock: the HTTP answer is
+    /// made there instead of looking the user up twice more.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_token_checked<V>(
+        &self,
+        user: &str,
+        device: &str,
+        cert: CertificateId,
+        token: &str,
+        platform: Option<Platform>,
+        journal: &mut dyn Journal,
+        inspect: impl FnOnce(&Device) -> V,
+    ) -> Result<(TokenOutcome, V), RegistryError> {
         check_token_shape(token)?;
         let _t = self.lock_tokens();
-        let logged_in = self
+        let found = self
             .users
             .read(user, |e| {
                 e.devices
                     .get(device)
-                    .map(|d| d.state().is_logged_in())
-                    .unwrap_or(false)
+                    .map(|d| (d.platform, d.state().is_logged_in()))
             })
-            .unwrap_or(false);
-        if !logged_in {
+            .flatten();
+        if let (Some(given), Some((actual, _))) = (platform, found) {
+            if given != actual {
+                return Err(RegistryError::PlatformMismatch {
+                    device: device.to_string(),
+                    actual,
+                    given,
+                });
+            }
+        }
+        if !found.is_some_and(|(_, logged_in)| logged_in) {
             return Err(TokenError::NotLoggedIn.into());
         }
         // The token's current holder (one allocation of it, kept when it stays bound).
@@ -640,7 +667,7 @@ impl Registry {
                 None => {}
             }
         }
-        let (record, replaced, cleared_here) = self
+        let (record, replaced, cleared_here, seen) = self
             .users
             .write(user, |entry| {
                 let user_key = entry.name.clone();
@@ -675,19 +702,23 @@ impl Registry {
                         .map(|(d, r)| (user_key.clone(), d.clone(), r.clone())),
                 );
                 journal.write(changes);
-                Ok((record, replaced, cleared_here))
+                let seen = list.get(device).map(inspect);
+                Ok((record, replaced, cleared_here, seen))
             })
             .unwrap_or(Err(RegistryError::Token(TokenError::NotLoggedIn)))?;
         if let Some(old) = &replaced {
             self.unindex_token(old);
         }
         self.index_token(token, user);
-        Ok(TokenOutcome {
+        let outcome = TokenOutcome {
             record,
             moved_from,
             cleared_here,
             replaced,
-        })
+        };
+        // The device was found above under the same lock, so `seen` is always there.
+        let seen = seen.ok_or(RegistryError::Token(TokenError::NotLoggedIn))?;
+        Ok((outcome, seen))
     }
 
     /// Unbinds a token wherever it is (a vendor said it is invalid). Returns the user, device

@@ -216,7 +216,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-/// A durable backend. `apply` must be atomic (all ops or none) and durable on return.
+/// A durable backend. `apply` must be atomic (all ops or none) and durable on return; a group
+/// of removals only (finished notifications) may be durable only against a crash of the
+/// process until the next group or `sync`.
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Hands every stored device to `batch`, in batches of [`StoredDevices`], in key order;
@@ -238,6 +240,11 @@ pub trait Store: Send + Sync + 'static {
     /// that refuses writes has no use for them, and a file open for writing keeps the
     /// operator from remounting the file system, read-only or elsewhere).
     fn close(&self) {}
+    /// Makes everything written so far durable (the writer, as it stops: a last group of
+    /// removals is only handed to the OS, see `FjallStore`).
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The first share id not used on disk (share ids are never reused: a late removal must
     /// not finish a notification of another share).
     fn first_free_share_id(&self) -> u64 {

@@ -429,6 +429,13 @@ fn run_writer(
             let _ = reply.send(Err(Arc::new(StoreError::Stopped)));
         }
     }
+    if let Err(e) = store.sync().or_else(|e| match recovery.health.fault() {
+        // Unwritable: what it refused is remembered, not lost; nothing more to say.
+        Some(_) => Ok(()),
+        None => Err(e),
+    }) {
+        tracing::warn!(error = %e, "the store's last removals were not synced");
+    }
     drop(store);
     if let Some(done) = stop {
         let _ = done.send(());
