@@ -15,22 +15,9 @@ use pushgate::registry::Device;
 use pushgate::store::{FjallStore, Store, StoreOp};
 use std::sync::Arc;
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            if let Some(v) = args.next().and_then(|v| v.parse().ok()) {
-                return v;
-            }
-        }
-    }
-    default
-}
-
-/// `preload`'s regId of device `i`.
-fn regid(i: usize) -> String {
-    format!("lt{i:010}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnop")
-}
+#[path = "cli.rs"]
+mod cli;
+use cli::{arg, regid};
 
 /// Records per `apply`: a large group of the gateway's writer.
 const GROUP: usize = 50_000;

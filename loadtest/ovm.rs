@@ -22,17 +22,9 @@ use pushgate::providers::{honor, huawei, meizu, oppo, vivo};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            if let Some(v) = args.next().and_then(|v| v.parse().ok()) {
-                return v;
-            }
-        }
-    }
-    default
-}
+#[path = "cli.rs"]
+mod cli;
+use cli::{arg, regid};
 
 fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("ovm: {message}");
@@ -309,11 +301,6 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i] as f64 / 1000.0
-}
-
-/// The token of device `i` as `preload` reports it (the same string the gateway sends).
-fn regid(i: usize) -> String {
-    format!("lt{i:010}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnop")
 }
 
 async fn blast(vendor: &str) {

@@ -20,24 +20,12 @@ use std::time::{Duration, Instant};
 mod proc_stat;
 use proc_stat::{clock_ticks_per_sec, cpu_seconds};
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            if let Some(v) = args.next().and_then(|v| v.parse().ok()) {
-                return v;
-            }
-        }
-    }
-    default
-}
+#[path = "cli.rs"]
+mod cli;
+use cli::{arg, regid};
 
 /// Events per `/v1/sessions/events` request (the API's maximum).
 const EVENTS_PER_REQUEST: usize = 1000;
-
-fn regid(i: usize) -> String {
-    format!("lt{i:010}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnop")
-}
 
 fn has_token(i: usize) -> bool {
     i % 10 >= 2

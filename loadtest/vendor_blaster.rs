@@ -12,17 +12,9 @@ use pushgate::providers::xiaomi::{VendorReply, XiaomiApp, XiaomiClient, XiaomiMe
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            if let Some(v) = args.next().and_then(|v| v.parse().ok()) {
-                return v;
-            }
-        }
-    }
-    default
-}
+#[path = "cli.rs"]
+mod cli;
+use cli::{arg, regid};
 
 struct Tally {
     notifications: u64,
@@ -136,9 +128,4 @@ async fn main() {
             "p99_ms": percentile(&all.latencies_us, 0.99),
         })
     );
-}
-
-/// The regId of device `i` as `preload` reports it (the same string the gateway sends).
-fn regid(i: usize) -> String {
-    format!("lt{i:010}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnop")
 }
