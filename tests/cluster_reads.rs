@@ -9,7 +9,7 @@ mod common;
 mod redis_cluster;
 
 use cluster_node::{
-    bounded, kicked_within, push_online, three_nodes, wait_certificate, Gateway, Setup,
+    bounded, kicked_within, owner_of, push_online, three_nodes, wait_certificate, Gateway, Setup,
 };
 use common::{emulator, regid};
 use pushgate::providers::xiaomi::emulator::EmulatorHandle;
@@ -241,26 +241,6 @@ fn the_tim_duplicate_window_is_cluster_wide() {
         // 7→bob, 8→bob, 9→bob, 9→dave.
         assert_eq!(keys.len(), 4, "{keys:?}");
     });
-}
-
-/// Which node consumes `cert`'s queue (`pushgate_cert_owned`), once one does.
-async fn owner_of(nodes: &[Gateway], cert: u64) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for (i, n) in nodes.iter().enumerate() {
-            let m = n.metrics_text().await;
-            if common::metric(
-                &m,
-                "pushgate_cert_owned",
-                &format!("certificate=\"{cert}\""),
-            ) == 1.0
-            {
-                return i;
-            }
-        }
-        assert!(Instant::now() < deadline, "no node owns certificate {cert}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A certificate owner's blocking read of its queue whose reply it never gets (the process

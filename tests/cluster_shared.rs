@@ -10,7 +10,7 @@ mod cluster_node;
 mod common;
 mod redis_cluster;
 
-use cluster_node::{bounded, push_online, three_nodes, wait_certificate, Gateway};
+use cluster_node::{bounded, owner_of, push_online, three_nodes, wait_certificate, Gateway};
 use common::{cert_body, emulator, metric, regid};
 use compact_str::CompactString;
 use pushgate::cluster::shared::RedisBadges;
@@ -64,26 +64,6 @@ where
             "{what} through {}: {v}",
             node.name
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Which node consumes `cert`'s queue (`pushgate_cert_owned`), once one does.
-async fn owner_of(nodes: &[Gateway], cert: u64) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for (i, n) in nodes.iter().enumerate() {
-            let m = n.metrics_text().await;
-            if metric(
-                &m,
-                "pushgate_cert_owned",
-                &format!("certificate=\"{cert}\""),
-            ) == 1.0
-            {
-                return i;
-            }
-        }
-        assert!(Instant::now() < deadline, "no node owns certificate {cert}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

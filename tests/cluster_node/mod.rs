@@ -472,6 +472,26 @@ pub async fn create_certificate(nodes: &[Gateway], qps: u32) -> u64 {
     id
 }
 
+/// Which node consumes `cert`'s queue (`pushgate_cert_owned`), once one does.
+pub async fn owner_of(nodes: &[Gateway], cert: u64) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (i, n) in nodes.iter().enumerate() {
+            let m = n.metrics_text().await;
+            if crate::common::metric(
+                &m,
+                "pushgate_cert_owned",
+                &format!("certificate=\"{cert}\""),
+            ) == 1.0
+            {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no node owns certificate {cert}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits (bounded) until `node` shows certificate `id` as `want` says (Null: deleted).
 pub async fn wait_certificate(node: &Gateway, id: u64, want: impl Fn(&Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
