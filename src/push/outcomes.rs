@@ -64,6 +64,77 @@ impl LastNotification {
     }
 }
 
+/// What one vendor reply (or one run of its notifications) ended as: everything of a
+/// [`LastNotification`] but the message id, shared behind an `Arc` by every device that run
+/// finished, so the recent map holds 16 bytes per device instead of a full result.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SharedResult {
+    pub at: u64,
+    pub certificate_id: u64,
+    pub class: DeliveryClass,
+    pub vendor_code: Option<i64>,
+    pub trace_id: Option<Arc<str>>,
+    pub msg_id: Option<Arc<str>>,
+    pub detail: Cow<'static, str>,
+}
+
+/// One device's last result in the recent map: its message and the result it shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub message_id: u64,
+    pub result: Arc<SharedResult>,
+}
+
+impl Kept {
+    /// A result of its own (not shared with other devices).
+    pub fn of(n: LastNotification) -> Kept {
+        Kept {
+            message_id: n.message_id,
+            result: Arc::new(SharedResult {
+                at: n.at,
+                certificate_id: n.certificate_id,
+                class: n.class,
+                vendor_code: n.vendor_code,
+                trace_id: n.trace_id,
+                msg_id: n.msg_id,
+                detail: n.detail,
+            }),
+        }
+    }
+
+    /// The result as diagnosis shows it.
+    pub fn to_last(&self) -> LastNotification {
+        let r = &*self.result;
+        LastNotification {
+            at: r.at,
+            message_id: self.message_id,
+            certificate_id: r.certificate_id,
+            class: r.class,
+            vendor_code: r.vendor_code,
+            trace_id: r.trace_id.clone(),
+            msg_id: r.msg_id.clone(),
+            detail: r.detail.clone(),
+        }
+    }
+}
+
+/// Finished notifications' results waiting for [`Outcomes::record_batch`], already hashed
+/// and sorted by the recent map's shard (so recording them moves each once).
+pub struct ResultBatch {
+    shards: Vec<Vec<Slot<Kept>>>,
+    len: usize,
+}
+
+impl ResultBatch {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// What the vendor's receipts said last about a device (see `domain::receipt`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReceiptsSeen {
@@ -174,51 +245,52 @@ impl<V> Recent<V> {
         })
     }
 
-    /// Stores each value as its device's newest, like `update` with `*v = Some(value)`, a
-    /// shard at a time: one lock per shard rather than per value, and a shard's keys looked
-    /// up before any is written, so that their cache misses overlap. A device given twice
-    /// keeps the later value.
-    fn put_many(
-        &self,
-        items: Vec<(CompactString, CompactString, V)>,
-        mut evicted: impl FnMut(Generation<V>),
-    ) {
-        let mut keyed: Vec<(usize, u64, (CompactString, CompactString, V))> = items
-            .into_iter()
-            .map(|item| {
-                let hash = self.hash(&item.0, &item.1);
-                (shard_of(hash), hash, item)
-            })
-            .collect();
-        // Stable: a device given twice is written in the order given.
-        keyed.sort_by_key(|k| k.0);
-        let mut rest = keyed.into_iter().peekable();
-        while let Some(first) = rest.next() {
-            let shard = first.0;
-            let mut group = vec![first];
-            while let Some(next) = rest.next_if(|k| k.0 == shard) {
-                group.push(next);
+    /// Stores each slot's value as its device's newest, like `update` with `*v = value`, a
+    /// shard at a time (the slots come sorted by shard, [`ResultBatch`]): one lock per shard
+    /// rather than per value, and a shard's keys looked up before any is written, so that
+    /// their cache misses overlap. The slots move into the map as they are (their key is not
+    /// copied again). A device given twice keeps the later value.
+    fn put_sorted(&self, shards: &mut [Vec<Slot<V>>], mut evicted: impl FnMut(Generation<V>)) {
+        for (shard, group) in shards.iter_mut().enumerate() {
+            if group.is_empty() {
+                continue;
             }
             let mut g = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
             let seen = group
                 .iter()
-                .filter(|(_, hash, (user, device, _))| {
-                    let is = |s: &Slot<V>| s.user == *user && s.device == *device;
-                    g.current.find(*hash, is).is_some() || g.previous.find(*hash, is).is_some()
+                .filter(|s| {
+                    let is = |o: &Slot<V>| o.user == s.user && o.device == s.device;
+                    g.current.find(s.hash, is).is_some() || g.previous.find(s.hash, is).is_some()
                 })
                 .count();
             std::hint::black_box(seen);
-            for (_, hash, (user, device, value)) in group {
-                self.update_locked(
-                    &mut g,
-                    hash,
-                    &user,
-                    &device,
-                    |v| *v = Some(value),
-                    &mut evicted,
-                );
+            for slot in group.drain(..) {
+                self.put_locked(&mut g, slot, &mut evicted);
             }
         }
+    }
+
+    /// `slot` as its device's newest value (in place when in the current generation).
+    fn put_locked(
+        &self,
+        g: &mut Generations<V>,
+        slot: Slot<V>,
+        mut evicted: impl FnMut(Generation<V>),
+    ) {
+        let is = |s: &Slot<V>| s.user == slot.user && s.device == slot.device;
+        if let Some(s) = g.current.find_mut(slot.hash, is) {
+            s.value = slot.value;
+            return;
+        }
+        if let Ok(e) = g.previous.find_entry(slot.hash, is) {
+            e.remove();
+        }
+        if g.current.len() >= self.per_generation {
+            let fresh = Generation::with_capacity(self.per_generation);
+            let full = std::mem::replace(&mut g.current, fresh);
+            evicted(std::mem::replace(&mut g.previous, full));
+        }
+        g.current.insert_unique(slot.hash, slot, |s| s.hash);
     }
 
     fn update_locked<R>(
@@ -290,7 +362,7 @@ pub struct Outcomes {
     /// Where each device's last class and time are kept for good (its registry record);
     /// `None` for a sender tested on its own.
     registry: Option<Arc<Registry>>,
-    last: Recent<LastNotification>,
+    last: Recent<Kept>,
     receipts: Recent<ReceiptsSeen>,
     /// Unset in embedded mode.
     observer: std::sync::OnceLock<OutcomeObserver>,
@@ -328,35 +400,79 @@ impl Outcomes {
         if let Some(o) = self.observer.get() {
             o(user, device, &n);
         }
+        let kept = Kept::of(n);
         self.last.update(
             user,
             device,
-            |v| *v = Some(n),
+            |v| *v = Some(kept),
             |gone| self.keep_in_records(gone),
         );
     }
 
     /// Details that leave the recent map: each device's record keeps the class and time.
-    fn keep_in_records(&self, gone: Generation<LastNotification>) {
+    fn keep_in_records(&self, gone: Generation<Kept>) {
         if let Some(r) = &self.registry {
             for s in gone {
-                if let Some(n) = &s.value {
-                    r.note_push_result(&s.user, &s.device, n.class, n.at / 1000);
+                if let Some(k) = &s.value {
+                    r.note_push_result(&s.user, &s.device, k.result.class, k.result.at / 1000);
                 }
             }
         }
     }
 
-    /// `record` for many notifications (a vendor reply's), the recent map written a shard at
-    /// a time. A device given twice keeps the later result.
-    pub fn record_many(&self, results: Vec<(CompactString, CompactString, LastNotification)>) {
+    /// An empty batch of results for [`Outcomes::record_batch`].
+    pub fn batch(&self) -> ResultBatch {
+        ResultBatch {
+            shards: (0..SHARDS).map(|_| Vec::new()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Adds a finished notification's result to `batch` (its key hashed once, here).
+    pub fn add(
+        &self,
+        batch: &mut ResultBatch,
+        user: CompactString,
+        device: CompactString,
+        kept: Kept,
+    ) {
+        let hash = self.last.hash(&user, &device);
+        batch.len += 1;
+        batch.shards[shard_of(hash)].push(Slot {
+            hash,
+            user,
+            device,
+            value: Some(kept),
+        });
+    }
+
+    /// `record` for every result in `batch` (a vendor reply's, or a pump's), the recent map
+    /// written a shard at a time; `batch` is left empty with its room. A device given twice
+    /// keeps the later result.
+    pub fn record_batch(&self, batch: &mut ResultBatch) {
+        if batch.len == 0 {
+            return;
+        }
+        batch.len = 0;
         if let Some(o) = self.observer.get() {
-            for (user, device, n) in &results {
-                o(user, device, n);
+            for s in batch.shards.iter().flatten() {
+                if let Some(k) = &s.value {
+                    o(&s.user, &s.device, &k.to_last());
+                }
             }
         }
         self.last
-            .put_many(results, |gone| self.keep_in_records(gone));
+            .put_sorted(&mut batch.shards, |gone| self.keep_in_records(gone));
+    }
+
+    /// `record` for many notifications, the recent map written a shard at a time. A device
+    /// given twice keeps the later result.
+    pub fn record_many(&self, results: Vec<(CompactString, CompactString, LastNotification)>) {
+        let mut batch = self.batch();
+        for (user, device, n) in results {
+            self.add(&mut batch, user, device, Kept::of(n));
+        }
+        self.record_batch(&mut batch);
     }
 
     /// Registers who unbinds the tokens vendors name invalid outside this process (cluster
@@ -379,7 +495,7 @@ impl Outcomes {
 
     /// The last result with its details, while they are kept.
     pub fn get(&self, user: &str, device: &str) -> Option<LastNotification> {
-        self.last.get(user, device, LastNotification::clone)
+        self.last.get(user, device, Kept::to_last)
     }
 
     /// How many devices' details are kept now (at most [`RECENT_KEPT`]).

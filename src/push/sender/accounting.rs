@@ -7,10 +7,9 @@ use crate::certs::CertEntry;
 use crate::domain::now_millis;
 use crate::gateway::StoreJournal;
 use crate::providers::{DeliveryClass, JobResult};
-use crate::push::outcomes::LastNotification;
+use crate::push::outcomes::{Kept, LastNotification, ResultBatch, SharedResult};
 use crate::push::PushJob;
 use crate::store::{JournalSlot, StoreOp};
-use compact_str::CompactString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +100,11 @@ pub struct Accounting {
     removals: std::cell::RefCell<Vec<JournalSlot>>,
     /// Finished notifications' last results for diagnosis, noted by `settle` in one pass
     /// over the recent-results map (a shard lock per shard, not per notification).
-    results: std::cell::RefCell<Vec<(CompactString, CompactString, LastNotification)>>,
+    results: std::cell::RefCell<ResultBatch>,
+    /// The result the last finished notification shares: the next one with the same result
+    /// (the rest of its vendor reply, mostly) shares it too. Forgotten at each `settle`, so
+    /// its time is at most one pump old.
+    shared: std::cell::RefCell<Option<Arc<SharedResult>>>,
     /// Notifications finished since the last `settle`, by class in `DeliveryClass::ALL`
     /// order: the shared counters (queue bound, certificate figures, metric) are touched once
     /// per class per pump, not once per notification.
@@ -123,6 +126,7 @@ impl Accounting {
                     .with_label_values(&[vendor, c.as_str()])
             })
             .collect();
+        let results = std::cell::RefCell::new(ctx.outcomes.batch());
         Accounting {
             vendor_seconds: ctx.metrics.vendor_seconds.with_label_values(&[vendor]),
             ctx,
@@ -133,7 +137,8 @@ impl Accounting {
             batch_sizes: Default::default(),
             requests: Default::default(),
             removals: Default::default(),
-            results: Default::default(),
+            results,
+            shared: Default::default(),
             finished: Default::default(),
         }
     }
@@ -176,7 +181,7 @@ impl Accounting {
 
     /// Accounts for one finished notification (the counters once `settle` runs: every path
     /// that finishes notifications ends in one).
-    pub fn finish(&self, job: &PushJob, result: JobResult, trace_id: Option<Arc<str>>) {
+    pub fn finish(&self, job: PushJob, result: JobResult, trace_id: Option<Arc<str>>) {
         let mut finished = self.finished.get();
         // `ALL` lists the classes in declaration order.
         if let Some(n) = finished.get_mut(result.class as usize) {
@@ -186,14 +191,56 @@ impl Accounting {
         if result.unbind_token {
             self.unbind(&job.token);
         }
-        self.results.borrow_mut().push((
-            job.user.clone(),
-            job.device.clone(),
-            last_result(job, result, trace_id),
-        ));
         if let (true, Some(slot)) = (self.ctx.journal_accepted, job.journal) {
             self.removals.borrow_mut().push(slot);
         }
+        let result = self.shared_result(job.cert, result, trace_id);
+        let kept = Kept {
+            message_id: job.message.id,
+            result,
+        };
+        let PushJob { user, device, .. } = job;
+        self.ctx
+            .outcomes
+            .add(&mut self.results.borrow_mut(), user, device, kept);
+    }
+
+    /// The result the last notification finished with when `result` says the same (the rest
+    /// of a vendor reply's notifications share one), else a new one.
+    fn shared_result(
+        &self,
+        cert: u64,
+        result: JobResult,
+        trace_id: Option<Arc<str>>,
+    ) -> Arc<SharedResult> {
+        let mut shared = self.shared.borrow_mut();
+        let same_arc = |a: &Option<Arc<str>>, b: &Option<Arc<str>>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if let Some(s) = shared.as_ref() {
+            if s.class == result.class
+                && s.certificate_id == cert
+                && s.vendor_code == result.vendor_code
+                && same_arc(&s.msg_id, &result.msg_id)
+                && same_arc(&s.trace_id, &trace_id)
+                && s.detail == result.detail
+            {
+                return s.clone();
+            }
+        }
+        let s = Arc::new(SharedResult {
+            at: now_millis(),
+            certificate_id: cert,
+            class: result.class,
+            vendor_code: result.vendor_code,
+            trace_id,
+            msg_id: result.msg_id,
+            detail: result.detail,
+        });
+        *shared = Some(s.clone());
+        s
     }
 
     /// Counts the notifications finished since the last call (queue bound, certificate
@@ -211,10 +258,10 @@ impl Accounting {
                 }
             }
         }
-        let results = self.results.take();
-        if !results.is_empty() {
-            self.ctx.outcomes.record_many(results);
-        }
+        self.shared.take();
+        self.ctx
+            .outcomes
+            .record_batch(&mut self.results.borrow_mut());
         let removals = self.removals.take();
         remove(&self.ctx, removals);
     }
@@ -261,12 +308,12 @@ mod tests {
         let books = Accounting::new(ctx.clone(), entry.clone(), queued.clone(), "xiaomi");
         let jobs = super::super::tests::jobs(3, entry.cert().id);
         books.finish(
-            &jobs[0],
+            jobs[0].clone(),
             JobResult::new(Delivered, "accepted").msg_id(Arc::from("m1")),
             Some(Arc::from("trace-1")),
         );
-        books.finish(&jobs[1], JobResult::new(Transient, "gave up"), None);
-        books.finish(&jobs[2], JobResult::new(Transient, "gave up"), None);
+        books.finish(jobs[1].clone(), JobResult::new(Transient, "gave up"), None);
+        books.finish(jobs[2].clone(), JobResult::new(Transient, "gave up"), None);
         assert_eq!(queued.load(Ordering::Relaxed), 3, "counted when settled");
         books.settle();
         assert_eq!(
@@ -304,8 +351,12 @@ mod tests {
             super::super::tests::bind(&ctx, j);
         }
         let books = Accounting::new(ctx.clone(), entry, Arc::new(AtomicUsize::new(2)), "xiaomi");
-        books.finish(&jobs[0], JobResult::new(BadToken, "listed").unbind(), None);
-        books.finish(&jobs[1], JobResult::new(Delivered, "accepted"), None);
+        books.finish(
+            jobs[0].clone(),
+            JobResult::new(BadToken, "listed").unbind(),
+            None,
+        );
+        books.finish(jobs[1].clone(), JobResult::new(Delivered, "accepted"), None);
         let token_of = |user: &str| {
             ctx.registry
                 .devices(user)

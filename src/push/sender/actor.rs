@@ -297,7 +297,7 @@ impl<S: PushService> CertSender<S> {
         let Ok(content) = &message.push else {
             // Dispatch never queues these; count defensively rather than send.
             self.books.finish(
-                &job,
+                job,
                 JobResult::new(
                     DeliveryClass::InvalidRequest,
                     "the message has no notification",
@@ -421,7 +421,7 @@ impl<S: PushService> CertSender<S> {
                 self.entry.mark_broken(reason.clone(), &self.cert);
                 for j in batch.into_jobs() {
                     self.books.finish(
-                        &j,
+                        j,
                         JobResult::new(DeliveryClass::Misconfigured, reason.clone()),
                         None,
                     );
@@ -561,7 +561,7 @@ impl<S: PushService> CertSender<S> {
                     ))
                 });
                 match v {
-                    JobVerdict::Done(result) => self.books.finish(&job, result, trace_id.clone()),
+                    JobVerdict::Done(result) => self.books.finish(job, result, trace_id.clone()),
                     JobVerdict::Retry => retried.push(job),
                 }
             }
@@ -612,7 +612,7 @@ impl<S: PushService> CertSender<S> {
                 RetryBudget::Transient => None,
             };
             for j in batch.into_jobs() {
-                self.books.finish(&j, plan.give_up.clone(), trace.clone());
+                self.books.finish(j, plan.give_up.clone(), trace.clone());
             }
             return;
         }
@@ -648,7 +648,7 @@ impl<S: PushService> CertSender<S> {
             held.extend(self.pending.drain());
         }
         for j in held {
-            self.books.finish(&j, JobResult::new(class, detail), None);
+            self.books.finish(j, JobResult::new(class, detail), None);
         }
     }
 
@@ -730,7 +730,7 @@ impl<S: PushService> Handler<EnqueueMany> for CertSender<S> {
         for (job, following) in msg.0.into_iter().zip(following) {
             if self.stop.load(Ordering::Relaxed) {
                 self.books.finish(
-                    &job,
+                    job,
                     JobResult::new(DeliveryClass::Misconfigured, "the certificate was deleted"),
                     None,
                 );
