@@ -243,6 +243,7 @@ impl Gateway {
             queue: std::cell::RefCell::new(SenderQueue {
                 certs: &self.certs,
                 batch: self.senders.batch(),
+                last: None,
             }),
             detail: false,
             now: now_secs(),
