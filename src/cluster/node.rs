@@ -1535,7 +1535,7 @@ impl ClusterNode {
                 }
                 let di = devices.len();
                 let job = |token: &Arc<str>| QueuedJob {
-                    user: user.clone(),
+                    user: user.to_string(),
                     device: r.device.clone(),
                     token: token.to_string(),
                 };
@@ -1569,7 +1569,7 @@ impl ClusterNode {
                                 ri,
                                 di,
                                 InboxTarget {
-                                    user: user.clone(),
+                                    user: user.to_string(),
                                     device: r.device.clone(),
                                     conn: at.conn,
                                     also_pushed: pushed,
