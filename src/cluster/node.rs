@@ -831,7 +831,7 @@ impl ClusterNode {
                 continue;
             }
             for j in &e.jobs {
-                let refused = d.queue.borrow().refuses(cert, now_secs());
+                let refused = d.queue.borrow_mut().refuses(cert, now_secs());
                 let r = match refused {
                     Some(r) => Err(r),
                     None => d
@@ -1535,7 +1535,7 @@ impl ClusterNode {
                 }
                 let di = devices.len();
                 let job = |token: &Arc<str>| QueuedJob {
-                    user: user.clone(),
+                    user: user.to_string(),
                     device: r.device.clone(),
                     token: token.to_string(),
                 };
@@ -1569,7 +1569,7 @@ impl ClusterNode {
                                 ri,
                                 di,
                                 InboxTarget {
-                                    user: user.clone(),
+                                    user: user.to_string(),
                                     device: r.device.clone(),
                                     conn: at.conn,
                                     also_pushed: pushed,
@@ -1693,7 +1693,7 @@ impl ClusterNode {
                 };
                 m.recipients_by_outcome[i].inc();
                 RecipientResult {
-                    user: user.clone(),
+                    user: CompactString::from(user.as_str()),
                     outcome: best,
                     reason,
                     devices: if req.detail { devices } else { Vec::new() },
@@ -1712,7 +1712,7 @@ fn refuses(gw: &Gateway, cert: CertificateId, msg: &Message) -> Option<SkipReaso
     if let Err(r) = &msg.push {
         return Some(*r);
     }
-    gw.dispatch().queue.borrow().refuses(cert, now_secs())
+    gw.dispatch().queue.borrow_mut().refuses(cert, now_secs())
 }
 
 /// Counts notifications a full certificate queue refused, where the console reads them.

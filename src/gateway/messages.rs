@@ -8,7 +8,8 @@ use crate::domain::message::{
 /// A message to send, in the gateway's own terms (the /v1 body; /v4 translates into it).
 #[derive(Debug, Clone, Default)]
 pub struct SendRequest {
-    pub to: Vec<String>,
+    /// The recipients (inline up to 24 bytes each: no allocation per name).
+    pub to: Vec<CompactString>,
     pub from: String,
     pub text: String,
     pub title: Option<String>,
@@ -81,7 +82,7 @@ impl Gateway {
         let admitted: Vec<&str> = req
             .to
             .iter()
-            .map(String::as_str)
+            .map(CompactString::as_str)
             .filter(|user| admit(user, &message))
             .collect();
         let not_admitted = req.to.len() - admitted.len();
@@ -243,6 +244,7 @@ impl Gateway {
             queue: std::cell::RefCell::new(SenderQueue {
                 certs: &self.certs,
                 batch: self.senders.batch(),
+                last: None,
             }),
             detail: false,
             now: now_secs(),

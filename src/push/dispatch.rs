@@ -48,7 +48,8 @@ pub struct DeviceOutcome {
 /// notification was queued, else skipped with the first device's reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecipientResult {
-    pub user: String,
+    /// Inline up to 24 bytes: no allocation per recipient for typical names.
+    pub user: CompactString,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -61,7 +62,9 @@ pub struct RecipientResult {
 /// queue in the tests below. Nothing here awaits.
 pub trait PushQueue {
     /// Why certificate `cert` takes no notification now, if it does not.
-    fn refuses(&self, cert: CertificateId, now: u64) -> Option<SkipReason>;
+    fn refuses(&mut self, cert: CertificateId, now: u64) -> Option<SkipReason>;
+    /// About `n` notifications follow (room is made for them at once); a hint only.
+    fn expect(&mut self, _n: usize) {}
     /// Takes one notification; refuses it when its certificate's queue is full.
     fn add(&mut self, job: PushJob) -> Result<(), EnqueueError>;
     /// Hands the notifications taken so far on.
@@ -77,11 +80,19 @@ pub trait PushQueue {
 pub struct SenderQueue<'a> {
     pub certs: &'a CertBook,
     pub batch: PushBatch<'a>,
+    /// The certificate looked up last and its entry: a message's recipients mostly share one,
+    /// so the book (a lock and a reference count each) is read once per certificate, not per
+    /// notification. Its health is still read per notification.
+    pub last: Option<(CertificateId, Option<Arc<crate::certs::CertEntry>>)>,
 }
 
 impl PushQueue for SenderQueue<'_> {
-    fn refuses(&self, cert: CertificateId, now: u64) -> Option<SkipReason> {
-        let Some(entry) = self.certs.get(cert) else {
+    fn refuses(&mut self, cert: CertificateId, now: u64) -> Option<SkipReason> {
+        let entry = match &self.last {
+            Some((c, entry)) if *c == cert => entry,
+            _ => &self.last.insert((cert, self.certs.get(cert))).1,
+        };
+        let Some(entry) = entry else {
             return Some(SkipReason::CertificateMissing);
         };
         if entry.is_broken() {
@@ -91,6 +102,10 @@ impl PushQueue for SenderQueue<'_> {
         } else {
             None
         }
+    }
+
+    fn expect(&mut self, n: usize) {
+        self.batch.expect(n);
     }
 
     fn add(&mut self, job: PushJob) -> Result<(), EnqueueError> {
@@ -172,7 +187,9 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
         let n = self.registry.route_with(user, self.now, |dev, route| {
             self.device(user, dev, route, msg, &mut tally)
         });
-        self.result(user, n, tally)
+        let result = self.result(user, n, tally);
+        self.metrics.recipients_by_outcome[rank(result.outcome)].inc();
+        result
     }
 
     /// Routes one message to many recipients (distinct names): the results in the order of
@@ -184,17 +201,30 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
         msg: &Arc<Message>,
     ) -> Vec<RecipientResult> {
         let mut tallies: Vec<Tally> = users.iter().map(|_| Tally::new()).collect();
+        self.queue.borrow_mut().expect(users.len());
         let counts = self.registry.route_many(users, self.now, |i, dev, route| {
             if let (Some(user), Some(tally)) = (users.get(i), tallies.get_mut(i)) {
                 self.device(user.as_ref(), dev, route, msg, tally);
             }
         });
-        users
+        // Counted once per outcome for the whole message, not once per recipient.
+        let mut by_outcome = [0u64; 3];
+        let results = users
             .iter()
             .zip(counts)
             .zip(tallies)
-            .map(|((user, n), tally)| self.result(user.as_ref(), n, tally))
-            .collect()
+            .map(|((user, n), tally)| {
+                let result = self.result(user.as_ref(), n, tally);
+                by_outcome[rank(result.outcome)] += 1;
+                result
+            })
+            .collect();
+        for (counter, n) in self.metrics.recipients_by_outcome.iter().zip(by_outcome) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        results
     }
 
     /// One device of a recipient: routed, its outcome added to the recipient's tally.
@@ -240,19 +270,20 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
         }
     }
 
-    /// A recipient's result from its `n` devices' tally, counted.
+    /// A recipient's result from its `n` devices' tally (an unknown user's skip counted; the
+    /// outcome is counted by the caller).
     fn result(&self, user: &str, n: usize, tally: Tally) -> RecipientResult {
-        let result = if n == 0 {
+        if n == 0 {
             self.metrics.skip(SkipReason::UnknownUser);
             RecipientResult {
-                user: user.to_string(),
+                user: CompactString::from(user),
                 outcome: Outcome::Skipped,
                 reason: Some(SkipReason::UnknownUser.as_str()),
                 devices: tally.devices,
             }
         } else {
             RecipientResult {
-                user: user.to_string(),
+                user: CompactString::from(user),
                 outcome: tally.best,
                 reason: if tally.best == Outcome::Skipped {
                     tally.first_skip.map(SkipReason::as_str)
@@ -261,9 +292,7 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
                 },
                 devices: tally.devices,
             }
-        };
-        self.metrics.recipients_by_outcome[rank(result.outcome)].inc();
-        result
+        }
     }
 
     /// Hands a message that a live connection of `dev` did not ack to the push path of that
@@ -344,7 +373,7 @@ impl<Q: PushQueue> Dispatch<'_, Q> {
         if let Err(r) = &msg.push {
             return (Outcome::Skipped, false, Some(*r));
         }
-        if let Some(r) = self.queue.borrow().refuses(cert, now) {
+        if let Some(r) = self.queue.borrow_mut().refuses(cert, now) {
             return (Outcome::Skipped, false, Some(r));
         }
         let job = PushJob {
@@ -395,7 +424,7 @@ mod tests {
     }
 
     impl PushQueue for Recorder {
-        fn refuses(&self, _: CertificateId, _: u64) -> Option<SkipReason> {
+        fn refuses(&mut self, _: CertificateId, _: u64) -> Option<SkipReason> {
             self.refuse
         }
 

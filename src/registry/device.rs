@@ -115,11 +115,22 @@ impl Device {
         (c != 0).then_some(c)
     }
 
-    /// Reads what routing reads first (the state byte and the token's reference count) and
-    /// nothing else: the batch router touches every recipient's devices before it routes any,
-    /// so the cache misses of different recipients overlap.
+    /// Reads what routing and the journal read of this device (the state byte, the token's
+    /// reference count and every cache line of the token's bytes) and nothing else: the batch
+    /// router touches every recipient's devices before it routes any, so the cache misses of
+    /// different recipients overlap instead of coming one at a time when each notification's
+    /// share is encoded (a 64-byte token and its counts span two lines).
     pub(crate) fn touch(&self) -> usize {
-        usize::from(self.kind) ^ self.token.as_ref().map_or(0, Arc::strong_count)
+        usize::from(self.kind)
+            ^ self.token.as_ref().map_or(0, |t| {
+                let bytes = t.as_bytes();
+                // One byte of each 64-byte stretch, and the last one.
+                let lines = bytes
+                    .iter()
+                    .step_by(64)
+                    .fold(0, |acc, b| acc ^ usize::from(*b));
+                Arc::strong_count(t) ^ lines ^ bytes.last().map_or(0, |b| usize::from(*b))
+            })
     }
 
     /// The routing decision for this device now (certificate health is checked by dispatch).

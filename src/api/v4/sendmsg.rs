@@ -16,7 +16,10 @@ use std::time::Instant;
 /// The gateway's request for a TIM message to `to`.
 fn send_request(msg: &TimMessage, from: String, to: Vec<String>) -> SendRequest {
     SendRequest {
-        to,
+        to: to
+            .into_iter()
+            .map(compact_str::CompactString::from)
+            .collect(),
         from,
         ..msg.push_plan()
     }

@@ -25,6 +25,9 @@ struct Share {
     cert: CertificateId,
     /// The vendor's metric label, read when room was taken (the sender may be gone at flush).
     vendor: &'static str,
+    /// The sender's queue bound, looked up with the share's first notification: the rest take
+    /// their room here without a lookup in the senders' map.
+    queued: Arc<AtomicUsize>,
     jobs: Vec<PushJob>,
 }
 
@@ -34,19 +37,32 @@ pub struct PushBatch<'a> {
     shares: Vec<Share>,
     /// The journal writes of the shares handed over so far.
     journaled: Vec<CommitTicket>,
+    /// Notifications expected (`expect`): the first share is made that large at once.
+    expected: usize,
 }
 
 impl PushBatch<'_> {
+    /// About `n` notifications follow (a hint: the first share makes room for them at once
+    /// instead of doubling its way there).
+    pub fn expect(&mut self, n: usize) {
+        self.expected = n;
+    }
+
     pub fn add(&mut self, job: PushJob) -> Result<(), EnqueueError> {
-        let vendor = self.senders.reserve(job.cert)?;
-        match self.shares.iter_mut().find(|s| s.cert == job.cert) {
-            Some(s) => s.jobs.push(job),
-            None => self.shares.push(Share {
-                cert: job.cert,
-                vendor,
-                jobs: vec![job],
-            }),
+        if let Some(s) = self.shares.iter_mut().find(|s| s.cert == job.cert) {
+            take_room(&s.queued, self.senders.ctx.config.queue_capacity)?;
+            s.jobs.push(job);
+            return Ok(());
         }
+        let (vendor, queued) = self.senders.reserve(job.cert)?;
+        let mut jobs = Vec::with_capacity(std::mem::take(&mut self.expected).max(1));
+        jobs.push(job);
+        self.shares.push(Share {
+            cert: jobs[0].cert,
+            vendor,
+            queued,
+            jobs,
+        });
         Ok(())
     }
 
@@ -140,6 +156,15 @@ fn journal(store: &StoreHandle, jobs: &mut [PushJob]) -> Vec<StoreOp> {
     ops
 }
 
+/// Takes room for one notification in a queue bound of `capacity`.
+fn take_room(queued: &AtomicUsize, capacity: usize) -> Result<(), EnqueueError> {
+    if queued.fetch_add(1, Ordering::AcqRel) >= capacity {
+        queued.fetch_sub(1, Ordering::AcqRel);
+        return Err(EnqueueError::Full);
+    }
+    Ok(())
+}
+
 /// Where a share goes: its sender's mailbox and queue bound.
 struct Handover {
     enqueue: Recipient<EnqueueMany>,
@@ -178,17 +203,19 @@ impl Senders {
             senders: self,
             shares: Vec::new(),
             journaled: Vec::new(),
+            expected: 0,
         }
     }
 
-    /// Takes room for one notification of `cert` in its queue bound; gives its vendor label.
-    fn reserve(&self, cert: CertificateId) -> Result<&'static str, EnqueueError> {
+    /// Takes room for one notification of `cert` in its queue bound; gives its vendor label
+    /// and the bound's counter.
+    fn reserve(
+        &self,
+        cert: CertificateId,
+    ) -> Result<(&'static str, Arc<AtomicUsize>), EnqueueError> {
         let h = self.senders.get(&cert).ok_or(EnqueueError::NoSender)?;
-        if h.queued.fetch_add(1, Ordering::AcqRel) >= self.ctx.config.queue_capacity {
-            h.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(EnqueueError::Full);
-        }
-        Ok(h.vendor)
+        take_room(&h.queued, self.ctx.config.queue_capacity)?;
+        Ok((h.vendor, h.queued.clone()))
     }
 
     /// Accounts for notifications whose sender went away between reserve and send (their
