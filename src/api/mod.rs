@@ -196,9 +196,12 @@ struct Observed {
 /// routes again and a labelled metric is a hash and a lock, both for every request.
 #[derive(Default)]
 struct RouteMetrics {
-    by_path: HashMap<Box<str>, Vec<(&'static str, u16, IntCounter, Histogram)>>,
+    by_path: HashMap<Box<str>, Vec<RouteHandles>>,
     len: usize,
 }
+
+/// A path's (method, status, request counter, latency histogram).
+type RouteHandles = (&'static str, u16, IntCounter, Histogram);
 
 /// Bounds the handles kept: static paths × methods × statuses seen (the routes are fixed;
 /// past this, requests are counted the slow way).
