@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::store::{FjallStore, Store, StoreHandle, StoreMetrics};
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{web, App, HttpServer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,10 +213,11 @@ pub fn bind(
         tim_dedupe: Default::default(),
     });
     let body_limit = config.http.body_limit_bytes;
+    let gateway = prepared.gateway.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(middleware::from_fn(api::observe))
+            .wrap(api::Observe::new(gateway.clone()))
             .configure(|c| api::configure(c, body_limit))
     })
     .max_connections(config.http.max_connections_per_worker)

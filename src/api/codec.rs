@@ -3,9 +3,8 @@
 
 use super::error::ApiError;
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -43,12 +42,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let msgpack = is_msgpack(req.headers().get(header::CONTENT_TYPE));
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let content_type = req.headers().get(header::CONTENT_TYPE);
+        let msgpack = is_msgpack(content_type);
+        let ct = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
         // The lower-cased type is kept only for the refusal's message.
         let unsupported = (!msgpack && !ct.is_empty() && !contains_ignoring_case(ct, "json"))
             .then(|| ct.to_ascii_lowercase());
@@ -172,23 +168,28 @@ pub fn reply<T: Serialize>(
     }
 }
 
-/// Errors are built without the request (`ResponseError`), so they are JSON; this turns the
-/// error answers of a client that asked for MessagePack into MessagePack, the same structure
-/// (`{"error":{"code","message",…}}`) as every other answer it gets.
-pub async fn errors_as_accepted(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let wants = wants_msgpack(req.request());
-    let res = next.call(req).await?;
+/// Errors are built without the request (`ResponseError`), so they are JSON; this tells whether
+/// an answer is such an error for a client that asked for MessagePack, to be turned into
+/// MessagePack ([`error_as_msgpack`]): the same structure (`{"error":{"code","message",…}}`) as
+/// every other answer it gets. `Accept` is read only for error answers.
+pub fn wants_msgpack_error<B>(res: &ServiceResponse<B>) -> bool {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return false;
+    }
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if !(wants && is_json && (res.status().is_client_error() || res.status().is_server_error())) {
-        return Ok(res.map_into_boxed_body());
-    }
+    is_json && wants_msgpack(res.request())
+}
+
+/// A JSON error answer as MessagePack (see [`wants_msgpack_error`]); an answer that is not our
+/// error shape after all stays as it was.
+pub async fn error_as_msgpack(
+    res: ServiceResponse<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let (req, res) = res.into_parts();
     let (mut res, body) = res.into_parts();
     let json = actix_web::body::to_bytes(body).await.map_err(|e| {

@@ -12,14 +12,20 @@ pub mod v4;
 pub mod ws;
 
 use crate::gateway::Gateway;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::StatusCode;
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use error::ApiError;
+use prometheus::{Histogram, IntCounter};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 /// What every handler shares.
@@ -44,8 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .route("/metrics", web::get().to(metrics))
         .configure(console::configure)
         .service(
+            // Its JSON errors become MessagePack for a client that asks (`Observe`).
             web::scope("/v1")
-                .wrap(actix_web::middleware::from_fn(codec::errors_as_accepted))
                 .route("/certificates", web::post().to(admin::create))
                 .route("/certificates", web::get().to(admin::list))
                 .route("/certificates/{id}", web::get().to(admin::get))
@@ -140,30 +146,202 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// Counts every request by route pattern (never the raw path: it may hold a user id) and by
-/// method from a fixed set.
-pub async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    // The state (one reference count), not a copy of every metric handle in `Metrics`.
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let res = next.call(req).await?;
-    if let Some(state) = state {
-        let m = state.gateway.metrics();
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
-        let status = res.status().as_u16().to_string();
-        m.http_requests
-            .with_label_values(&[&route, method, &status])
-            .inc();
-        m.http_duration
-            .with_label_values(&[&route, method])
-            .observe(started.elapsed().as_secs_f64());
+/// The middleware every request goes through ([`Observe`]): counts it by route pattern
+/// (never the raw path: it may hold a user id) and by method from a fixed set, and under /v1
+/// turns a JSON error answer into MessagePack for a client that asked for MessagePack
+/// ([`codec::wants_msgpack_error`]). One layer with its own future: no boxed future, no boxed
+/// inner service, per request (two `from_fn` layers did both), and `Accept` is read only for
+/// errors.
+pub struct Observe {
+    gateway: Arc<Gateway>,
+}
+
+impl Observe {
+    pub fn new(gateway: Arc<Gateway>) -> Observe {
+        Observe { gateway }
     }
-    Ok(res)
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Observe
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: Unpin,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = ObserveService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<ObserveService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(ObserveService {
+            service,
+            shared: Rc::new(Observed {
+                gateway: self.gateway.clone(),
+                routes: RefCell::default(),
+            }),
+        }))
+    }
+}
+
+/// What a worker's requests share: the metrics, and the metric handles of the routes seen.
+struct Observed {
+    gateway: Arc<Gateway>,
+    routes: RefCell<RouteMetrics>,
+}
+
+/// The request counter and latency histogram of each (path, method, status), for the paths
+/// that are their own route pattern (no `{user}` in them): finding the pattern walks the
+/// routes again and a labelled metric is a hash and a lock, both for every request.
+#[derive(Default)]
+struct RouteMetrics {
+    by_path: HashMap<Box<str>, Vec<RouteHandles>>,
+    len: usize,
+}
+
+/// A path's (method, status, request counter, latency histogram).
+type RouteHandles = (&'static str, u16, IntCounter, Histogram);
+
+/// Bounds the handles kept: static paths × methods × statuses seen (the routes are fixed;
+/// past this, requests are counted the slow way).
+const MAX_ROUTE_METRICS: usize = 1024;
+
+impl Observed {
+    fn record(&self, req: &actix_web::HttpRequest, method: &'static str, status: u16, secs: f64) {
+        let path = req.path();
+        let cached = self.routes.borrow().by_path.get(path).and_then(|v| {
+            v.iter()
+                .find(|(m, s, _, _)| *m == method && *s == status)
+                .map(|(_, _, c, h)| (c.clone(), h.clone()))
+        });
+        let (count, latency) = match cached {
+            Some(handles) => handles,
+            None => {
+                let m = self.gateway.metrics();
+                let route = req
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_string());
+                let count =
+                    m.http_requests
+                        .with_label_values(&[&route, method, &status.to_string()]);
+                let latency = m.http_duration.with_label_values(&[&route, method]);
+                let mut routes = self.routes.borrow_mut();
+                if route == path && routes.len < MAX_ROUTE_METRICS {
+                    routes.len += 1;
+                    routes.by_path.entry(path.into()).or_default().push((
+                        method,
+                        status,
+                        count.clone(),
+                        latency.clone(),
+                    ));
+                }
+                (count, latency)
+            }
+        };
+        count.inc();
+        latency.observe(secs);
+    }
+}
+
+pub struct ObserveService<S> {
+    service: S,
+    shared: Rc<Observed>,
+}
+
+impl<S, B> Service<ServiceRequest> for ObserveService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: Unpin,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = ObserveFuture<S::Future, B>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(req.method());
+        // The /v1 scope's answers (its routes and its unmatched paths).
+        let v1 = {
+            let p = req.path();
+            p == "/v1" || p.starts_with("/v1/")
+        };
+        ObserveFuture {
+            state: Stage::Calling(self.service.call(req)),
+            started,
+            method,
+            v1,
+            shared: self.shared.clone(),
+            _body: std::marker::PhantomData,
+        }
+    }
+}
+
+/// The error answer being turned into MessagePack (rare: boxed).
+type Converting = Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>;
+
+enum Stage<F> {
+    Calling(F),
+    Converting(Converting),
+    Done,
+}
+
+pub struct ObserveFuture<F, B> {
+    state: Stage<F>,
+    started: Instant,
+    method: &'static str,
+    v1: bool,
+    shared: Rc<Observed>,
+    _body: std::marker::PhantomData<fn() -> B>,
+}
+
+impl<F, B> ObserveFuture<F, B> {
+    fn finish<T>(&self, res: &ServiceResponse<T>) {
+        let secs = self.started.elapsed().as_secs_f64();
+        self.shared
+            .record(res.request(), self.method, res.status().as_u16(), secs);
+    }
+}
+
+impl<F, B> Future for ObserveFuture<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + Unpin,
+    B: MessageBody + 'static,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                Stage::Calling(fut) => {
+                    let res = match ready!(Pin::new(fut).poll(cx)) {
+                        Ok(res) => res,
+                        Err(e) => {
+                            this.state = Stage::Done;
+                            return Poll::Ready(Err(e));
+                        }
+                    };
+                    if this.v1 && codec::wants_msgpack_error(&res) {
+                        this.state = Stage::Converting(Box::pin(codec::error_as_msgpack(res)));
+                        continue;
+                    }
+                    this.state = Stage::Done;
+                    this.finish(&res);
+                    return Poll::Ready(Ok(res.map_into_left_body()));
+                }
+                Stage::Converting(fut) => {
+                    let res = ready!(fut.as_mut().poll(cx));
+                    this.state = Stage::Done;
+                    let res = res?;
+                    this.finish(&res);
+                    return Poll::Ready(Ok(res.map_into_right_body()));
+                }
+                Stage::Done => panic!("ObserveFuture polled after it finished"),
+            }
+        }
+    }
 }

@@ -229,14 +229,6 @@ fn restrict_files(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn device_key(user: &str, device: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(user.len() + device.len() + 1);
-    k.extend_from_slice(user.as_bytes());
-    k.push(0);
-    k.extend_from_slice(device.as_bytes());
-    k
-}
-
 fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -484,6 +476,7 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
     let mut created: Vec<(u64, &[u8])> = Vec::new();
     // Shares with a notification finished in this group: their progress is written once.
     let mut progressed: Vec<u64> = Vec::new();
+    let mut scratch: Vec<u8> = Vec::with_capacity(256);
     for op in ops {
         match op {
             StoreOp::PutDevice {
@@ -491,9 +484,14 @@ fn apply(e: &Engine, ops: &[StoreOp], book: &mut ShareBook) -> Result<(), StoreE
                 device,
                 record,
             } => {
-                let v =
-                    serde_json::to_vec(record).map_err(|e| StoreError::Engine(e.to_string()))?;
-                batch.insert(&e.devices, device_key(user, device), v);
+                // Key and record encoded into one buffer for the group; the batch copies them.
+                scratch.clear();
+                scratch.extend_from_slice(user.as_bytes());
+                scratch.push(0);
+                scratch.extend_from_slice(device.as_bytes());
+                let key_end = scratch.len();
+                super::encode_device_record(record, &mut scratch);
+                batch.insert(&e.devices, &scratch[..key_end], &scratch[key_end..]);
             }
             StoreOp::PutCertificate(c) => {
                 let v = serde_json::to_vec(c).map_err(|e| StoreError::Engine(e.to_string()))?;
