@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod gateway;
+pub mod json_out;
 pub mod metrics;
 pub mod providers;
 pub mod push;

@@ -320,38 +320,25 @@ impl MessageReply {
         }
         let mut out = Vec::with_capacity(48 + self.results.len() * 48);
         out.extend_from_slice(b"{\"message_id\":");
-        out.extend_from_slice(self.message_id.to_string().as_bytes());
+        crate::json_out::push_u64(&mut out, self.message_id);
         out.extend_from_slice(b",\"results\":[");
         for (i, r) in self.results.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"user\":");
-            json_str(&mut out, &r.user);
+            crate::json_out::push_str(&mut out, &r.user);
             out.extend_from_slice(b",\"outcome\":\"");
             out.extend_from_slice(r.outcome.as_str().as_bytes());
             out.push(b'"');
             if let Some(reason) = r.reason {
                 out.extend_from_slice(b",\"reason\":");
-                json_str(&mut out, reason);
+                crate::json_out::push_str(&mut out, reason);
             }
             out.push(b'}');
         }
         out.extend_from_slice(b"]}");
         Some(out)
-    }
-}
-
-/// `s` as a JSON string, as `serde_json` writes it: copied as is when nothing in it needs an
-/// escape (the usual name), else through `serde_json`.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, s).is_err() {
-        // Writing to a Vec does not fail; keep the answer well-formed regardless.
-        out.extend_from_slice(b"\"\"");
     }
 }
 

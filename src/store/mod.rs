@@ -146,6 +146,7 @@ impl StoredDevices {
 /// `Vec` of its own (the writer encodes every device change of a group into one buffer).
 pub fn encode_device_record(record: &DeviceRecord, out: &mut Vec<u8>) {
     use crate::domain::{OfflineReason, Platform};
+    use crate::json_out::{push_str, push_u64};
     let platform: &[u8] = match record.platform {
         Platform::Android => b"Android",
         Platform::IPhone => b"iPhone",
@@ -158,7 +159,7 @@ pub fn encode_device_record(record: &DeviceRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"platform\":\"");
     out.extend_from_slice(platform);
     out.extend_from_slice(b"\",\"state\":");
-    json_str(&record.state, out);
+    push_str(out, &record.state);
     out.extend_from_slice(if record.background {
         b",\"background\":true,\"offline_reason\":"
     } else {
@@ -172,45 +173,19 @@ pub fn encode_device_record(record: &DeviceRecord, out: &mut Vec<u8>) {
         Some(OfflineReason::Disconnected) => b"\"disconnected\"",
     });
     out.extend_from_slice(b",\"since\":");
-    out.extend_from_slice(itoa(record.since, &mut [0; 20]));
+    push_u64(out, record.since);
     out.extend_from_slice(b",\"token\":");
     match &record.token {
         None => out.extend_from_slice(b"null"),
         Some((cert, token)) => {
             out.push(b'[');
-            out.extend_from_slice(itoa(*cert, &mut [0; 20]));
+            push_u64(out, *cert);
             out.push(b',');
-            json_str(token, out);
+            push_str(out, token);
             out.push(b']');
         }
     }
     out.push(b'}');
-}
-
-/// A JSON string as serde_json writes it: as is when nothing in it needs an escape (quote,
-/// backslash, control character), else by serde_json itself.
-fn json_str(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, s).is_err() {
-        // Writing to a Vec does not fail; an impossible error leaves the string out.
-        out.extend_from_slice(b"\"\"");
-    }
-}
-
-/// The decimal digits of `n`, written at the end of `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// Why the store cannot write, as the metric label and the error message say it.
