@@ -410,7 +410,9 @@ impl ClusterNode {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&id)
                 .copied();
-            if published == Some(factor.to_bits()) {
+            // None: the queue loop has not read the previous owner's back-off yet. Publishing
+            // this node's own factor before that read would erase what it is about to adopt.
+            if published.is_none_or(|p| p == factor.to_bits()) {
                 continue;
             }
             match self.cluster.publish_rate_factor(id, factor).await {
@@ -645,6 +647,11 @@ impl ClusterNode {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&cert);
+        // Taken again later, the back-off is read from Redis before anything is published.
+        self.factor_published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cert);
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -712,7 +719,14 @@ impl ClusterNode {
                 }
             }
             Err(e) => {
-                tracing::warn!(certificate = cert, error = %e, "reading the previous owner's back-off failed")
+                tracing::warn!(certificate = cert, error = %e, "reading the previous owner's back-off failed");
+                // Publish from here on what the sender reaches, not the factor it starts with.
+                if let Some(e) = self.gw().and_then(|gw| gw.certificate(cert).ok()) {
+                    self.factor_published
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(cert, e.rate_factor().to_bits());
+                }
             }
         }
         // Takeover: whatever any earlier owner read and did not finish is ours now (the lease
