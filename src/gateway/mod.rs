@@ -189,6 +189,11 @@ impl Gateway {
     }
 
     /// The last result per device; cluster mode observes it to finish its queue entries.
+    /// The process exits after this gateway is dropped: see [`Registry::leak_at_exit`].
+    pub fn leak_at_exit(&self) {
+        self.registry.leak_at_exit();
+    }
+
     pub(crate) fn outcomes(&self) -> &Arc<Outcomes> {
         &self.outcomes
     }
