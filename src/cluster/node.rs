@@ -721,11 +721,11 @@ impl ClusterNode {
             Err(e) => {
                 tracing::warn!(certificate = cert, error = %e, "reading the previous owner's back-off failed");
                 // Publish from here on what the sender reaches, not the factor it starts with.
-                if let Some(e) = self.gw().and_then(|gw| gw.certificate(cert).ok()) {
+                if let Some(entry) = self.gw().and_then(|gw| gw.certificate(cert).ok()) {
                     self.factor_published
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(cert, e.rate_factor().to_bits());
+                        .insert(cert, entry.rate_factor().to_bits());
                 }
             }
         }

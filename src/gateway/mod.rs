@@ -188,12 +188,12 @@ impl Gateway {
         &self.apns_badges
     }
 
-    /// The last result per device; cluster mode observes it to finish its queue entries.
     /// The process exits after this gateway is dropped: see [`Registry::leak_at_exit`].
     pub fn leak_at_exit(&self) {
         self.registry.leak_at_exit();
     }
 
+    /// The last result per device; cluster mode observes it to finish its queue entries.
     pub(crate) fn outcomes(&self) -> &Arc<Outcomes> {
         &self.outcomes
     }
